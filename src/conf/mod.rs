@@ -1,0 +1,8 @@
+//! The conf language: `parse` turns text into sections, `model` into a typed `Conf`.
+
+pub mod kv;
+pub mod model;
+pub mod parse;
+
+pub use model::*;
+pub use parse::ConfError;

@@ -1,0 +1,902 @@
+//! Sections -> a typed, validated `Conf`; every error names file, line and keyword.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::kv::{self, KvConf};
+use super::parse::{self, did_you_mean, ConfError, Directive, Section};
+
+/// Everything one conf file describes.
+#[derive(Debug, Clone)]
+pub struct Conf {
+    pub file: String,
+    pub global: Global,
+    pub frontends: Vec<Frontend>,
+    pub backends: Vec<Backend>,
+    pub kvs: Vec<KvConf>,
+    pub warnings: Vec<ConfError>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Global {
+    /// Worker threads; `None` = one per core.
+    pub nbthread: Option<usize>,
+    /// Concurrent client connections over all frontends.
+    pub maxconn: usize,
+    /// How long SIGTERM waits for open connections before exiting.
+    pub timeout_drain: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Tcp,
+    Http,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bind {
+    pub line: usize,
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frontend {
+    pub name: String,
+    pub line: usize,
+    pub mode: Mode,
+    pub binds: Vec<Bind>,
+    pub default_backend: Option<String>,
+    pub maxconn: usize,
+    /// Idle time allowed on the client side.
+    pub timeout_client: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backend {
+    pub name: String,
+    pub line: usize,
+    pub mode: Mode,
+    pub balance: Balance,
+    pub servers: Vec<ServerConf>,
+    /// Extra connect attempts after the first one fails.
+    pub retries: u32,
+    pub timeout_connect: Duration,
+    /// Idle time allowed on the server side.
+    pub timeout_server: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConf {
+    pub name: String,
+    pub line: usize,
+    pub addr: SocketAddr,
+    pub opts: ServerOpts,
+}
+
+/// Per-server settings; `default-server` sets the starting values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerOpts {
+    pub weight: u32,
+    pub backup: bool,
+    pub disabled: bool,
+}
+
+impl Default for ServerOpts {
+    fn default() -> Self {
+        ServerOpts {
+            weight: 1,
+            backup: false,
+            disabled: false,
+        }
+    }
+}
+
+pub const DEFAULT_MAXCONN: usize = 10_000;
+pub const DEFAULT_TIMEOUT_CONNECT: Duration = Duration::from_secs(5);
+pub const DEFAULT_TIMEOUT_IDLE: Duration = Duration::from_secs(60);
+pub const DEFAULT_TIMEOUT_DRAIN: Duration = Duration::from_secs(10);
+pub const DEFAULT_RETRIES: u32 = 3;
+
+const SECTIONS: &[&str] = &["global", "defaults", "frontend", "backend", "listen", "kv"];
+
+/// HAProxy keywords that have no meaning for lb: accepted with a warning.
+const IGNORED: &[&str] = &[
+    "daemon",
+    "log",
+    "chroot",
+    "user",
+    "group",
+    "pidfile",
+    "uid",
+    "gid",
+    "nbproc",
+    "ulimit-n",
+    "master-worker",
+    "log-send-hostname",
+    "description",
+];
+
+/// HAProxy keywords lb does not implement: an error that says so, never silence.
+const UNSUPPORTED: &[&str] = &[
+    "stats",
+    "capture",
+    "compression",
+    "errorfile",
+    "cookie",
+    "hash-type",
+    "stick-table",
+    "stick",
+    "http-response",
+    "http-after-response",
+    "tcp-response",
+    "unique-id-format",
+    "server-template",
+    "dispatch",
+    "source",
+    "filter",
+    "email-alert",
+    "monitor-uri",
+];
+
+// Where a proxy keyword may appear.
+const D: u8 = 1;
+const F: u8 = 2;
+const B: u8 = 4;
+const L: u8 = 8;
+
+const PROXY_KEYWORDS: &[(&str, u8)] = &[
+    ("bind", F | L),
+    ("mode", D | F | B | L),
+    ("default_backend", D | F | L),
+    ("balance", D | B | L),
+    ("server", B | L),
+    ("default-server", D | B | L),
+    ("timeout", D | F | B | L),
+    ("maxconn", D | F | L),
+    ("retries", D | B | L),
+];
+
+const GLOBAL_KEYWORDS: &[&str] = &["nbthread", "maxconn", "timeout"];
+
+/// Parses and validates a conf file's text. `file` is used in messages only.
+pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfError> {
+    let err = |line: usize, msg: String| ConfError {
+        file: file.to_string(),
+        line,
+        msg,
+    };
+    let sections = parse::sections(text).map_err(|(l, m)| err(l, m))?;
+    let mut b = Builder {
+        file: file.to_string(),
+        conf: Conf {
+            file: file.to_string(),
+            global: Global {
+                nbthread: None,
+                maxconn: DEFAULT_MAXCONN,
+                timeout_drain: DEFAULT_TIMEOUT_DRAIN,
+            },
+            frontends: Vec::new(),
+            backends: Vec::new(),
+            kvs: Vec::new(),
+            warnings: Vec::new(),
+        },
+        defaults: Draft::builtin(),
+        default_backend_refs: Vec::new(),
+    };
+    for s in &sections {
+        b.section(s)?;
+    }
+    b.validate()?;
+    Ok(b.conf)
+}
+
+/// Reads and parses a conf file.
+pub fn load(path: &str) -> Result<Conf, ConfError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfError {
+        file: path.to_string(),
+        line: 0,
+        msg: format!("cannot read conf file: {e}"),
+    })?;
+    parse_conf(path, &text)
+}
+
+/// Settings of a frontend/backend/listen under construction; `defaults` is one too.
+#[derive(Debug, Clone)]
+struct Draft {
+    mode: Mode,
+    balance: Balance,
+    binds: Vec<Bind>,
+    default_backend: Option<(usize, String)>,
+    servers: Vec<ServerConf>,
+    server_opts: ServerOpts,
+    timeout_connect: Duration,
+    timeout_client: Duration,
+    timeout_server: Duration,
+    maxconn: Option<usize>,
+    retries: u32,
+}
+
+impl Draft {
+    fn builtin() -> Draft {
+        Draft {
+            mode: Mode::Tcp,
+            balance: Balance::RoundRobin,
+            binds: Vec::new(),
+            default_backend: None,
+            servers: Vec::new(),
+            server_opts: ServerOpts::default(),
+            timeout_connect: DEFAULT_TIMEOUT_CONNECT,
+            timeout_client: DEFAULT_TIMEOUT_IDLE,
+            timeout_server: DEFAULT_TIMEOUT_IDLE,
+            maxconn: None,
+            retries: DEFAULT_RETRIES,
+        }
+    }
+}
+
+struct Builder {
+    file: String,
+    conf: Conf,
+    defaults: Draft,
+    /// (frontend name, line, backend name) to check once every backend is known.
+    default_backend_refs: Vec<(String, usize, String)>,
+}
+
+impl Builder {
+    fn err(&self, line: usize, msg: impl Into<String>) -> ConfError {
+        ConfError {
+            file: self.file.clone(),
+            line,
+            msg: msg.into(),
+        }
+    }
+
+    fn warn(&mut self, line: usize, msg: impl Into<String>) {
+        let w = self.err(line, msg);
+        self.conf.warnings.push(w);
+    }
+
+    fn section(&mut self, s: &Section) -> Result<(), ConfError> {
+        let kind = s.kind.as_str();
+        let name_required = matches!(kind, "frontend" | "backend" | "listen" | "kv");
+        match kind {
+            "global" | "defaults" => {
+                if !s.args.is_empty() && kind == "global" {
+                    return Err(self.err(s.line, "'global' takes no name"));
+                }
+                if s.args.len() > 1 {
+                    return Err(self.err(s.line, format!("'{kind}' takes at most one name")));
+                }
+            }
+            _ if name_required => match s.args.len() {
+                0 => return Err(self.err(s.line, format!("'{kind}' needs a name"))),
+                1 => {}
+                _ => {
+                    return Err(self.err(
+                        s.line,
+                        format!("'{kind}' takes one name, got extra '{}'", s.args[1]),
+                    ))
+                }
+            },
+            _ => {
+                return Err(self.err(
+                    s.line,
+                    format!("unknown section '{kind}'{}", did_you_mean(kind, SECTIONS)),
+                ))
+            }
+        }
+        match kind {
+            "global" => self.global(s),
+            "defaults" => {
+                let mut d = Draft::builtin();
+                for dir in &s.directives {
+                    self.proxy_directive(D, "defaults", dir, &mut d)?;
+                }
+                self.defaults = d;
+                Ok(())
+            }
+            "frontend" | "backend" | "listen" => self.proxy(s),
+            "kv" => {
+                let mut k = KvConf::new(s.args[0].clone(), s.line);
+                for d in &s.directives {
+                    if self.ignored_or_unsupported(d)? {
+                        continue;
+                    }
+                    kv::directive(&mut k, d).map_err(|m| self.err(d.line, m))?;
+                }
+                kv::finish(&k).map_err(|m| self.err(s.line, m))?;
+                self.check_dup(
+                    s.line,
+                    "kv",
+                    &k.name,
+                    self.conf.kvs.iter().map(|x| x.name.as_str()),
+                )?;
+                self.conf.kvs.push(k);
+                Ok(())
+            }
+            _ => unreachable!("section kinds are checked above"),
+        }
+    }
+
+    /// True when the keyword is a warning-only HAProxy keyword; an error if unsupported.
+    fn ignored_or_unsupported(&mut self, d: &Directive) -> Result<bool, ConfError> {
+        let kw = d.keyword();
+        if IGNORED.contains(&kw) {
+            self.warn(d.line, format!("'{kw}' has no effect in lb; ignored"));
+            return Ok(true);
+        }
+        if UNSUPPORTED.contains(&kw) {
+            return Err(self.err(
+                d.line,
+                format!("'{kw}' is an HAProxy keyword that lb does not implement"),
+            ));
+        }
+        Ok(false)
+    }
+
+    fn global(&mut self, s: &Section) -> Result<(), ConfError> {
+        for d in &s.directives {
+            if self.ignored_or_unsupported(d)? {
+                continue;
+            }
+            let a = &d.args;
+            let e = |m: String| self.err(d.line, format!("'{}': {m}", a[0]));
+            match d.keyword() {
+                "nbthread" => {
+                    let v = one_arg(a).map_err(e)?;
+                    let n = parse::number(v, 1, 1024).map_err(e)?;
+                    self.conf.global.nbthread = Some(n as usize);
+                }
+                "maxconn" => {
+                    let v = one_arg(a).map_err(e)?;
+                    self.conf.global.maxconn = parse::number(v, 1, 10_000_000).map_err(e)? as usize;
+                }
+                "timeout" => {
+                    let (which, v) = two_args(a).map_err(e)?;
+                    if which != "drain" {
+                        return Err(e(format!(
+                            "unknown timeout '{which}' in global (only 'drain')"
+                        )));
+                    }
+                    self.conf.global.timeout_drain = parse::duration(v).map_err(e)?;
+                }
+                kw => {
+                    return Err(self.err(
+                        d.line,
+                        format!(
+                            "unknown keyword '{kw}' in global section{}",
+                            did_you_mean(kw, GLOBAL_KEYWORDS)
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn proxy(&mut self, s: &Section) -> Result<(), ConfError> {
+        let (mask, kind) = match s.kind.as_str() {
+            "frontend" => (F, "frontend"),
+            "backend" => (B, "backend"),
+            _ => (L, "listen"),
+        };
+        let name = s.args[0].clone();
+        let mut d = self.defaults.clone();
+        // Servers and binds never come from defaults.
+        d.binds.clear();
+        d.servers.clear();
+        if mask != F {
+            // defaults' default_backend is for frontends; a listen is its own backend.
+            d.default_backend = None;
+        }
+        for dir in &s.directives {
+            self.proxy_directive(mask, kind, dir, &mut d)?;
+        }
+        if mask & (F | L) != 0 {
+            if d.binds.is_empty() {
+                return Err(self.err(s.line, format!("{kind} '{name}' has no 'bind' line")));
+            }
+            self.check_dup(
+                s.line,
+                "frontend",
+                &name,
+                self.conf.frontends.iter().map(|f| f.name.as_str()),
+            )?;
+            let default_backend = if mask == L {
+                if let Some((line, _)) = &d.default_backend {
+                    return Err(self.err(
+                        *line,
+                        "'default_backend' is not allowed in a listen section (it is its own backend)",
+                    ));
+                }
+                Some(name.clone())
+            } else {
+                d.default_backend.as_ref().map(|(l, b)| {
+                    self.default_backend_refs
+                        .push((name.clone(), *l, b.clone()));
+                    b.clone()
+                })
+            };
+            self.conf.frontends.push(Frontend {
+                name: name.clone(),
+                line: s.line,
+                mode: d.mode,
+                binds: d.binds.clone(),
+                default_backend,
+                maxconn: d.maxconn.unwrap_or(self.conf.global.maxconn),
+                timeout_client: d.timeout_client,
+            });
+        }
+        if mask & (B | L) != 0 {
+            self.check_dup(
+                s.line,
+                "backend",
+                &name,
+                self.conf.backends.iter().map(|b| b.name.as_str()),
+            )?;
+            self.conf.backends.push(Backend {
+                name,
+                line: s.line,
+                mode: d.mode,
+                balance: d.balance,
+                servers: d.servers,
+                retries: d.retries,
+                timeout_connect: d.timeout_connect,
+                timeout_server: d.timeout_server,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_dup<'a>(
+        &self,
+        line: usize,
+        what: &str,
+        name: &str,
+        mut existing: impl Iterator<Item = &'a str>,
+    ) -> Result<(), ConfError> {
+        if existing.any(|n| n == name) {
+            return Err(self.err(line, format!("duplicate {what} name '{name}'")));
+        }
+        Ok(())
+    }
+
+    fn proxy_directive(
+        &mut self,
+        mask: u8,
+        kind: &str,
+        d: &Directive,
+        p: &mut Draft,
+    ) -> Result<(), ConfError> {
+        if self.ignored_or_unsupported(d)? {
+            return Ok(());
+        }
+        let kw = d.keyword();
+        let Some(&(_, allowed)) = PROXY_KEYWORDS.iter().find(|(k, _)| *k == kw) else {
+            let known: Vec<&str> = PROXY_KEYWORDS.iter().map(|(k, _)| *k).collect();
+            return Err(self.err(
+                d.line,
+                format!(
+                    "unknown keyword '{kw}' in {kind} section{}",
+                    did_you_mean(kw, &known)
+                ),
+            ));
+        };
+        if allowed & mask == 0 {
+            return Err(self.err(d.line, format!("'{kw}' is not allowed in a {kind} section")));
+        }
+        let a = &d.args;
+        let e = |m: String| self.err(d.line, format!("'{kw}': {m}"));
+        match kw {
+            "bind" => {
+                if a.len() < 2 {
+                    return Err(e("missing address".into()));
+                }
+                if a.len() > 2 {
+                    return Err(e(format!("unknown bind option '{}'", a[2])));
+                }
+                let addr = parse::bind_addr(&a[1]).map_err(e)?;
+                p.binds.push(Bind { line: d.line, addr });
+            }
+            "mode" => {
+                p.mode = match one_arg(a).map_err(e)? {
+                    "tcp" => Mode::Tcp,
+                    "http" => Mode::Http,
+                    m => return Err(e(format!("unknown mode '{m}' (expected tcp or http)"))),
+                }
+            }
+            "default_backend" => {
+                p.default_backend = Some((d.line, one_arg(a).map_err(e)?.to_string()));
+            }
+            "balance" => {
+                p.balance = match one_arg(a).map_err(e)? {
+                    "roundrobin" => Balance::RoundRobin,
+                    b => {
+                        return Err(e(format!(
+                            "unknown algorithm '{b}'{}",
+                            did_you_mean(b, &["roundrobin"])
+                        )))
+                    }
+                }
+            }
+            "server" => {
+                if a.len() < 3 {
+                    return Err(e("expected 'server NAME HOST:PORT [options]'".into()));
+                }
+                let name = a[1].clone();
+                if p.servers.iter().any(|s| s.name == name) {
+                    return Err(e(format!("duplicate server name '{name}'")));
+                }
+                let addr = parse::peer_addr(&a[2]).map_err(e)?;
+                let mut opts = p.server_opts.clone();
+                server_options(&a[3..], &mut opts).map_err(e)?;
+                p.servers.push(ServerConf {
+                    name,
+                    line: d.line,
+                    addr,
+                    opts,
+                });
+            }
+            "default-server" => {
+                server_options(&a[1..], &mut p.server_opts).map_err(e)?;
+            }
+            "timeout" => {
+                let (which, v) = two_args(a).map_err(e)?;
+                let t = parse::duration(v).map_err(e)?;
+                let (slot, allowed) = match which {
+                    "connect" => (&mut p.timeout_connect, D | B | L),
+                    "client" => (&mut p.timeout_client, D | F | L),
+                    "server" => (&mut p.timeout_server, D | B | L),
+                    w => {
+                        return Err(e(format!(
+                            "unknown timeout '{w}'{}",
+                            did_you_mean(w, &["connect", "client", "server"])
+                        )))
+                    }
+                };
+                if allowed & mask == 0 {
+                    return Err(e(format!(
+                        "'timeout {which}' is not allowed in a {kind} section"
+                    )));
+                }
+                *slot = t;
+            }
+            "maxconn" => {
+                let v = one_arg(a).map_err(e)?;
+                p.maxconn = Some(parse::number(v, 1, 10_000_000).map_err(e)? as usize);
+            }
+            "retries" => {
+                let v = one_arg(a).map_err(e)?;
+                p.retries = parse::number(v, 0, 100).map_err(e)? as u32;
+            }
+            _ => unreachable!("keyword table and match agree"),
+        }
+        Ok(())
+    }
+
+    fn validate(&mut self) -> Result<(), ConfError> {
+        let backends: HashMap<&str, &Backend> = self
+            .conf
+            .backends
+            .iter()
+            .map(|b| (b.name.as_str(), b))
+            .collect();
+        for (fe, line, be) in &self.default_backend_refs {
+            let Some(b) = backends.get(be.as_str()) else {
+                let names: Vec<&str> = backends.keys().copied().collect();
+                return Err(self.err(
+                    *line,
+                    format!(
+                        "frontend '{fe}': default_backend '{be}' names no backend{}",
+                        did_you_mean(be, &names)
+                    ),
+                ));
+            };
+            let f = self.conf.frontends.iter().find(|f| &f.name == fe);
+            if let Some(f) = f {
+                if f.mode != b.mode {
+                    return Err(self.err(
+                        *line,
+                        format!(
+                            "frontend '{fe}' is mode {:?} but backend '{be}' is mode {:?}",
+                            f.mode, b.mode
+                        )
+                        .to_lowercase(),
+                    ));
+                }
+            }
+        }
+        for f in &self.conf.frontends {
+            if f.default_backend.is_none() {
+                self.conf.warnings.push(ConfError {
+                    file: self.file.clone(),
+                    line: f.line,
+                    msg: format!(
+                        "frontend '{}' has no default_backend: its connections will be closed",
+                        f.name
+                    ),
+                });
+            }
+        }
+        // Two listeners on one address (port 0 means "any free port": never a clash).
+        let mut seen: HashSet<SocketAddr> = HashSet::new();
+        let binds = self
+            .conf
+            .frontends
+            .iter()
+            .flat_map(|f| f.binds.iter().map(|b| (b.line, b.addr)))
+            .chain(self.conf.kvs.iter().map(|k| (k.line_bind, k.bind)));
+        for (line, addr) in binds {
+            if addr.port() != 0 && !seen.insert(addr) {
+                return Err(self.err(
+                    line,
+                    format!("address {addr} is already bound by another listener"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn one_arg(a: &[String]) -> Result<&str, String> {
+    match a.len() {
+        1 => Err("missing argument".into()),
+        2 => Ok(&a[1]),
+        _ => Err(format!("unexpected extra argument '{}'", a[2])),
+    }
+}
+
+fn two_args(a: &[String]) -> Result<(&str, &str), String> {
+    match a.len() {
+        0..=2 => Err("missing argument".into()),
+        3 => Ok((&a[1], &a[2])),
+        _ => Err(format!("unexpected extra argument '{}'", a[3])),
+    }
+}
+
+const SERVER_OPTIONS: &[&str] = &["weight", "backup", "disabled", "enabled"];
+
+fn server_options(args: &[String], o: &mut ServerOpts) -> Result<(), String> {
+    let mut it = args.iter();
+    while let Some(opt) = it.next() {
+        match opt.as_str() {
+            "weight" => {
+                let v = it.next().ok_or("'weight' needs a value")?;
+                o.weight = parse::number(v, 0, 256)? as u32;
+            }
+            "backup" => o.backup = true,
+            "disabled" => o.disabled = true,
+            "enabled" => o.disabled = false,
+            other => {
+                return Err(format!(
+                    "unknown server option '{other}'{}",
+                    did_you_mean(other, SERVER_OPTIONS)
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(text: &str) -> Conf {
+        parse_conf("t.conf", text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn bad(text: &str) -> String {
+        parse_conf("t.conf", text).unwrap_err().to_string()
+    }
+
+    const BASE: &str = "frontend f\n    bind 127.0.0.1:0\n    default_backend b\nbackend b\n    server s1 127.0.0.1:1\n";
+
+    #[test]
+    fn minimal_tcp_conf() {
+        let c = ok(BASE);
+        assert_eq!(c.frontends[0].mode, Mode::Tcp);
+        assert_eq!(c.frontends[0].default_backend.as_deref(), Some("b"));
+        assert_eq!(c.backends[0].servers[0].opts.weight, 1);
+        assert_eq!(c.backends[0].retries, DEFAULT_RETRIES);
+    }
+
+    #[test]
+    fn defaults_apply_to_following_sections_only() {
+        let c = ok("backend a\n    server s 127.0.0.1:1\ndefaults\n    retries 7\n    timeout connect 1s\n    default-server weight 3\nbackend b\n    server s 127.0.0.1:1\ndefaults\nbackend c\n    server s 127.0.0.1:1\n");
+        assert_eq!(c.backends[0].retries, DEFAULT_RETRIES);
+        assert_eq!(c.backends[1].retries, 7);
+        assert_eq!(c.backends[1].timeout_connect, Duration::from_secs(1));
+        assert_eq!(c.backends[1].servers[0].opts.weight, 3);
+        // A new defaults section resets everything to built-in values.
+        assert_eq!(c.backends[2].retries, DEFAULT_RETRIES);
+    }
+
+    #[test]
+    fn listen_is_frontend_and_backend() {
+        let c = ok("listen l\n    mode tcp\n    bind 127.0.0.1:0\n    server s 127.0.0.1:1 weight 2 backup\n");
+        assert_eq!(c.frontends[0].default_backend.as_deref(), Some("l"));
+        assert!(c.backends[0].servers[0].opts.backup);
+    }
+
+    #[test]
+    fn global_settings() {
+        let c = ok("global\n    nbthread 3\n    maxconn 50\n    timeout drain 2s\n    daemon\n");
+        assert_eq!(c.global.nbthread, Some(3));
+        assert_eq!(c.global.maxconn, 50);
+        assert_eq!(c.global.timeout_drain, Duration::from_secs(2));
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].to_string().starts_with("t.conf:5: 'daemon'"));
+    }
+
+    #[test]
+    fn frontend_maxconn_defaults_to_global() {
+        let c = ok(&format!("global\n    maxconn 77\n{BASE}"));
+        assert_eq!(c.frontends[0].maxconn, 77);
+    }
+
+    #[test]
+    fn haproxy_only_keywords_warn() {
+        let c = ok(&format!("global\n    log stdout local0\n    chroot /x\n    user u\n    group g\n    pidfile /p\n{BASE}"));
+        assert_eq!(c.warnings.len(), 5);
+    }
+
+    #[test]
+    fn unknown_section() {
+        assert_eq!(
+            bad("frontnd x\n"),
+            "t.conf:1: unknown section 'frontnd' (did you mean 'frontend'?)"
+        );
+    }
+
+    #[test]
+    fn unknown_keyword_suggests() {
+        assert_eq!(
+            bad("frontend f\n    bnd 127.0.0.1:0\n"),
+            "t.conf:2: unknown keyword 'bnd' in frontend section (did you mean 'bind'?)"
+        );
+        assert_eq!(
+            bad("global\n    nbthreads 2\n"),
+            "t.conf:2: unknown keyword 'nbthreads' in global section (did you mean 'nbthread'?)"
+        );
+    }
+
+    #[test]
+    fn unsupported_haproxy_keyword() {
+        assert!(bad("backend b\n    stick-table type ip\n").contains("does not implement"));
+    }
+
+    #[test]
+    fn keyword_in_wrong_section() {
+        assert_eq!(
+            bad("frontend f\n    server s 127.0.0.1:1\n"),
+            "t.conf:2: 'server' is not allowed in a frontend section"
+        );
+        assert_eq!(
+            bad("backend b\n    timeout client 1s\n"),
+            "t.conf:2: 'timeout': 'timeout client' is not allowed in a backend section"
+        );
+    }
+
+    #[test]
+    fn missing_and_extra_arguments() {
+        assert_eq!(
+            bad("frontend f\n    bind\n"),
+            "t.conf:2: 'bind': missing address"
+        );
+        assert_eq!(
+            bad("backend b\n    retries\n"),
+            "t.conf:2: 'retries': missing argument"
+        );
+        assert_eq!(
+            bad("backend b\n    retries 1 2\n"),
+            "t.conf:2: 'retries': unexpected extra argument '2'"
+        );
+        assert_eq!(
+            bad("backend b\n    server s\n"),
+            "t.conf:2: 'server': expected 'server NAME HOST:PORT [options]'"
+        );
+        assert_eq!(bad("frontend\n"), "t.conf:1: 'frontend' needs a name");
+        assert_eq!(
+            bad("frontend a b\n"),
+            "t.conf:1: 'frontend' takes one name, got extra 'b'"
+        );
+        assert_eq!(bad("global x\n"), "t.conf:1: 'global' takes no name");
+        assert!(
+            bad("backend b\n    server s 127.0.0.1:1 weight\n").contains("'weight' needs a value")
+        );
+    }
+
+    #[test]
+    fn bad_values() {
+        assert!(
+            bad("frontend f\n    bind 1.2.3.4\n").starts_with("t.conf:2: 'bind': invalid address")
+        );
+        assert!(bad("frontend f\n    bind 1.2.3.4:80 foo\n").contains("unknown bind option 'foo'"));
+        assert!(bad("backend b\n    server s nohost\n")
+            .starts_with("t.conf:2: 'server': invalid address"));
+        assert!(bad("backend b\n    timeout connect 5x\n").contains("invalid duration '5x'"));
+        assert!(bad("backend b\n    timeout conect 5s\n").contains("did you mean 'connect'"));
+        assert!(bad("backend b\n    mode udp\n").contains("unknown mode 'udp'"));
+        assert!(bad("backend b\n    balance roundrobn\n").contains("did you mean 'roundrobin'"));
+        assert!(
+            bad("backend b\n    server s 127.0.0.1:1 wieght 2\n").contains("did you mean 'weight'")
+        );
+        assert!(bad("backend b\n    server s 127.0.0.1:1 weight 999\n")
+            .contains("invalid number '999'"));
+        assert!(bad("global\n    nbthread 0\n").contains("invalid number '0'"));
+        assert!(bad("global\n    timeout client 1s\n").contains("only 'drain'"));
+    }
+
+    #[test]
+    fn default_backend_must_exist() {
+        assert_eq!(
+            bad("frontend f\n    bind 127.0.0.1:0\n    default_backend bb\nbackend b\n"),
+            "t.conf:3: frontend 'f': default_backend 'bb' names no backend (did you mean 'b'?)"
+        );
+    }
+
+    #[test]
+    fn mode_mismatch() {
+        assert!(bad("frontend f\n    mode http\n    bind 127.0.0.1:0\n    default_backend b\nbackend b\n    mode tcp\n").contains("mode http but backend 'b' is mode tcp"));
+    }
+
+    #[test]
+    fn duplicate_names() {
+        assert_eq!(
+            bad(&format!("{BASE}backend b\n")),
+            "t.conf:6: duplicate backend name 'b'"
+        );
+        assert!(bad("listen l\n    bind 127.0.0.1:0\nbackend l\n")
+            .contains("duplicate backend name 'l'"));
+        assert!(
+            bad("backend b\n    server s 127.0.0.1:1\n    server s 127.0.0.1:2\n")
+                .contains("duplicate server name 's'")
+        );
+        assert!(
+            bad("kv a\n    bind 127.0.0.1:0\nkv a\n    bind 127.0.0.1:0\n")
+                .contains("duplicate kv name 'a'")
+        );
+    }
+
+    #[test]
+    fn two_listeners_on_one_address() {
+        let e = bad("frontend a\n    bind 127.0.0.1:8000\nfrontend b\n    bind 127.0.0.1:8000\n");
+        assert_eq!(
+            e,
+            "t.conf:4: address 127.0.0.1:8000 is already bound by another listener"
+        );
+        // Port 0 asks for any free port: never a clash.
+        ok("frontend a\n    bind 127.0.0.1:0\nfrontend b\n    bind 127.0.0.1:0\n");
+    }
+
+    #[test]
+    fn frontend_needs_bind() {
+        assert_eq!(
+            bad("frontend f\n    mode tcp\n"),
+            "t.conf:1: frontend 'f' has no 'bind' line"
+        );
+    }
+
+    #[test]
+    fn listen_rejects_default_backend() {
+        assert!(
+            bad("listen l\n    bind 127.0.0.1:0\n    default_backend x\n")
+                .contains("not allowed in a listen")
+        );
+    }
+
+    #[test]
+    fn lexer_errors_carry_line() {
+        assert_eq!(
+            bad("global\n    nbthread \"2\n"),
+            "t.conf:2: unterminated double quote"
+        );
+    }
+}

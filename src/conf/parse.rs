@@ -1,0 +1,318 @@
+//! Conf text -> sections of directives, each token tagged with its line; no meaning yet.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// An error or warning tied to a place in a conf file: prints as `FILE:LINE: message`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfError {
+    pub file: String,
+    pub line: usize,
+    pub msg: String,
+}
+
+impl fmt::Display for ConfError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.msg)
+    }
+}
+
+/// One directive line: `args[0]` is the keyword.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Directive {
+    pub line: usize,
+    pub args: Vec<String>,
+}
+
+impl Directive {
+    pub fn keyword(&self) -> &str {
+        &self.args[0]
+    }
+}
+
+/// A section header (`frontend www`) and the indented directives under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    pub line: usize,
+    pub kind: String,
+    pub args: Vec<String>,
+    pub directives: Vec<Directive>,
+}
+
+/// Splits text into sections. Errors carry a line number and a message; the
+/// caller adds the file name.
+pub fn sections(text: &str) -> Result<Vec<Section>, (usize, String)> {
+    let mut out: Vec<Section> = Vec::new();
+    for (idx, raw) in text.lines().enumerate() {
+        let line = idx + 1;
+        let args = tokenize(raw).map_err(|m| (line, m))?;
+        if args.is_empty() {
+            continue;
+        }
+        let indented = raw.starts_with([' ', '\t']);
+        if !indented {
+            out.push(Section {
+                line,
+                kind: args[0].clone(),
+                args: args[1..].to_vec(),
+                directives: Vec::new(),
+            });
+        } else {
+            match out.last_mut() {
+                Some(s) => s.directives.push(Directive { line, args }),
+                None => {
+                    return Err((
+                        line,
+                        format!(
+                            "directive '{}' outside of any section (sections start at column 0)",
+                            args[0]
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Splits one line into words: whitespace separates, `#` at a word start begins a
+/// comment, double quotes group, backslash escapes the next character.
+pub fn tokenize(line: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut in_quote = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(n) => {
+                    cur.push(n);
+                    in_word = true;
+                }
+                None => return Err("line ends with a lone backslash".into()),
+            },
+            '"' => {
+                in_quote = !in_quote;
+                in_word = true;
+            }
+            c if in_quote => cur.push(c),
+            '#' if !in_word => break,
+            c if c.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_quote {
+        return Err("unterminated double quote".into());
+    }
+    if in_word {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+/// `10s`, `500ms`, `2m`, `1h`, `1d`; a bare number is milliseconds, as in HAProxy.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let (num, unit) = s.split_at(digits);
+    let bad = || format!("invalid duration '{s}' (expected a number with ms, s, m, h or d)");
+    if num.is_empty() {
+        return Err(bad());
+    }
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let ms = match unit {
+        "" | "ms" => Some(n),
+        "us" => return Ok(Duration::from_micros(n)),
+        "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        "d" => n.checked_mul(86_400_000),
+        _ => return Err(bad()),
+    };
+    ms.map(Duration::from_millis).ok_or_else(bad)
+}
+
+/// Byte sizes: `16384`, `16k`, `64m`, `1g` (powers of 1024).
+pub fn size(s: &str) -> Result<u64, String> {
+    let lower = s.to_ascii_lowercase();
+    let digits = lower.bytes().take_while(u8::is_ascii_digit).count();
+    let (num, unit) = lower.split_at(digits);
+    let bad = || format!("invalid size '{s}' (expected a number with optional k, m or g)");
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let mul = match unit {
+        "" | "b" => 1,
+        "k" | "kb" => 1 << 10,
+        "m" | "mb" => 1 << 20,
+        "g" | "gb" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mul).ok_or_else(bad)
+}
+
+/// A non-negative integer within `lo..=hi`.
+pub fn number(s: &str, lo: u64, hi: u64) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+        _ => Err(format!("invalid number '{s}' (expected {lo}..={hi})")),
+    }
+}
+
+/// A listening address: `IP:PORT`, `[IPv6]:PORT`, `*:PORT` or `:PORT` (all IPv4 addresses).
+pub fn bind_addr(s: &str) -> Result<SocketAddr, String> {
+    let bad = || format!("invalid address '{s}' (expected IP:PORT, [IPv6]:PORT or :PORT)");
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    match host {
+        "" | "*" | "0.0.0.0" => Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)),
+        _ => Err(bad()),
+    }
+}
+
+/// A peer address `HOST:PORT`; host names are resolved once, here (first address wins).
+pub fn peer_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let bad = || format!("invalid address '{s}' (expected HOST:PORT)");
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let _: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() {
+        return Err(bad());
+    }
+    match s.to_socket_addrs() {
+        Ok(mut it) => it
+            .next()
+            .ok_or_else(|| format!("host '{host}' resolves to no address")),
+        Err(e) => Err(format!("cannot resolve '{host}': {e}")),
+    }
+}
+
+/// The nearest candidate by edit distance, if close enough to be a likely typo.
+pub fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let mut best: Option<(usize, &str)> = None;
+    for c in candidates {
+        let d = edit_distance(word, c);
+        if best.is_none_or(|(bd, _)| d < bd) {
+            best = Some((d, c));
+        }
+    }
+    let (d, c) = best?;
+    let limit = (word.len().max(c.len()) / 3).max(2);
+    (d <= limit).then_some(c)
+}
+
+/// Formats the "did you mean" tail of an unknown-word message.
+pub fn did_you_mean(word: &str, candidates: &[&str]) -> String {
+    match suggest(word, candidates) {
+        Some(s) => format!(" (did you mean '{s}'?)"),
+        None => String::new(),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        cur[0] = i;
+        for j in 1..=b.len() {
+            let sub = prev[j - 1] + usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = sub.min(prev[j] + 1).min(cur[j - 1] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokenizes_comments_quotes_escapes() {
+        assert_eq!(
+            tokenize("  bind 1.2.3.4:80 # x").unwrap(),
+            ["bind", "1.2.3.4:80"]
+        );
+        assert_eq!(tokenize("a \"b c\" d\\ e").unwrap(), ["a", "b c", "d e"]);
+        assert_eq!(tokenize("a#b").unwrap(), ["a#b"]);
+        assert!(tokenize("a \"b").is_err());
+        assert!(tokenize("a \\").is_err());
+        assert!(tokenize("   # only").unwrap().is_empty());
+    }
+
+    #[test]
+    fn splits_sections() {
+        let s = sections("global\n  nbthread 2\n\nfrontend f\n  bind :80\n").unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[1].kind, "frontend");
+        assert_eq!(s[1].args, ["f"]);
+        assert_eq!(s[1].directives[0].line, 5);
+    }
+
+    #[test]
+    fn directive_before_section_is_an_error() {
+        let e = sections("  bind :80\n").unwrap_err();
+        assert_eq!(e.0, 1);
+        assert!(e.1.contains("outside of any section"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(duration("250").unwrap(), Duration::from_millis(250));
+        assert_eq!(duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(duration("1h").unwrap(), Duration::from_secs(3600));
+        assert!(duration("10x").is_err());
+        assert!(duration("s").is_err());
+        assert!(duration("-1s").is_err());
+        assert!(duration("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn sizes_and_numbers() {
+        assert_eq!(size("16k").unwrap(), 16384);
+        assert_eq!(size("2M").unwrap(), 2 << 20);
+        assert!(size("1t").is_err());
+        assert_eq!(number("5", 1, 10).unwrap(), 5);
+        assert!(number("0", 1, 10).is_err());
+        assert!(number("x", 1, 10).is_err());
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(bind_addr(":80").unwrap().to_string(), "0.0.0.0:80");
+        assert_eq!(bind_addr("*:80").unwrap().to_string(), "0.0.0.0:80");
+        assert_eq!(bind_addr("[::1]:0").unwrap().to_string(), "[::1]:0");
+        assert!(bind_addr("example.com:80").is_err());
+        assert!(bind_addr("1.2.3.4").is_err());
+        assert!(bind_addr("1.2.3.4:99999").is_err());
+        assert_eq!(peer_addr("127.0.0.1:9").unwrap().port(), 9);
+        assert!(peer_addr("localhost:9").unwrap().ip().is_loopback());
+        assert!(peer_addr(":9").is_err());
+        assert!(peer_addr("nohost").is_err());
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(suggest("bnd", &["bind", "mode"]), Some("bind"));
+        assert_eq!(
+            suggest("default_backnd", &["default_backend"]),
+            Some("default_backend")
+        );
+        assert_eq!(suggest("zzzzzz", &["bind", "mode"]), None);
+    }
+}

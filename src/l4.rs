@@ -1,0 +1,282 @@
+//! TCP mode: connect to a server with retries, then move bytes both ways with splice(2).
+
+use std::io;
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+use crate::balance::{InFlight, Pool};
+
+/// How a connection to a backend server is made.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectPolicy {
+    pub retries: u32,
+    pub timeout_connect: Duration,
+}
+
+/// Connects to the next server of `pool`, moving on to the following one on
+/// failure, at most `retries` extra times. `None` when no server accepted.
+pub async fn connect(pool: &Pool, policy: ConnectPolicy) -> Option<(TcpStream, InFlight)> {
+    for _ in 0..=policy.retries {
+        let server = pool.pick()?;
+        let guard = server.enter();
+        match tokio::time::timeout(policy.timeout_connect, TcpStream::connect(server.addr)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                return Some((s, guard));
+            }
+            Ok(Err(e)) => {
+                tracing::debug!("connect to {} ({}) failed: {e}", server.name, server.addr);
+            }
+            Err(_) => {
+                tracing::debug!("connect to {} ({}) timed out", server.name, server.addr);
+            }
+        }
+        server.connect_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    None
+}
+
+/// Idle timeouts of the two sides; activity on either side keeps both alive,
+/// as HAProxy does in TCP mode.
+#[derive(Debug, Clone, Copy)]
+pub struct Idle {
+    pub client: Duration,
+    pub server: Duration,
+}
+
+/// Bytes moved in each direction.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Moved {
+    pub to_server: u64,
+    pub to_client: u64,
+}
+
+/// Shuttles bytes between client and server until both directions end.
+/// A FIN one way is passed on as a half-close; the other way keeps flowing.
+pub async fn tunnel(client: &TcpStream, server: &TcpStream, idle: Idle) -> io::Result<Moved> {
+    let activity = Activity::new();
+    let up = one_way(client, server, idle.client, idle.server, &activity);
+    let down = one_way(server, client, idle.server, idle.client, &activity);
+    let (to_server, to_client) = tokio::try_join!(up, down)?;
+    Ok(Moved {
+        to_server,
+        to_client,
+    })
+}
+
+/// Last time either direction moved a byte, in ms since `start`.
+struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// Time left before `limit` of inactivity is reached; `None` once reached.
+    fn remaining(&self, limit: Duration) -> Option<Duration> {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        let idle = self.start.elapsed().saturating_sub(last);
+        limit.checked_sub(idle).filter(|d| !d.is_zero())
+    }
+}
+
+/// Waits for `interest` on `s`, failing once both sides were idle for `limit`.
+async fn ready(
+    s: &TcpStream,
+    interest: Interest,
+    limit: Duration,
+    act: &Activity,
+) -> io::Result<()> {
+    loop {
+        let Some(left) = act.remaining(limit) else {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout"));
+        };
+        if let Ok(r) = tokio::time::timeout(left, s.ready(interest)).await {
+            r?;
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+async fn one_way(
+    src: &TcpStream,
+    dst: &TcpStream,
+    src_idle: Duration,
+    dst_idle: Duration,
+    act: &Activity,
+) -> io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    let pipe = Pipe::new()?;
+    let (src_fd, dst_fd) = (src.as_raw_fd(), dst.as_raw_fd());
+    let mut total = 0u64;
+    loop {
+        // Fill the pipe only when it is empty: then EAGAIN can only mean "socket
+        // empty", never "pipe full", and clearing read readiness is always right.
+        let n = loop {
+            match src.try_io(Interest::READABLE, || splice(src_fd, pipe.w, pipe.cap)) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready(src, Interest::READABLE, src_idle, act).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 0 {
+            let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
+            return Ok(total);
+        }
+        act.touch();
+        let mut in_pipe = n;
+        while in_pipe > 0 {
+            match dst.try_io(Interest::WRITABLE, || splice(pipe.r, dst_fd, in_pipe)) {
+                Ok(m) => {
+                    in_pipe -= m;
+                    total += m as u64;
+                    act.touch();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready(dst, Interest::WRITABLE, dst_idle, act).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// A kernel pipe used as splice's in-between buffer.
+#[cfg(target_os = "linux")]
+struct Pipe {
+    r: i32,
+    w: i32,
+    cap: usize,
+}
+
+#[cfg(target_os = "linux")]
+impl Pipe {
+    /// Bigger pipes mean fewer syscalls per byte; the kernel may refuse, then we keep 64 KiB.
+    const WANT: i32 = 1 << 20;
+
+    fn new() -> io::Result<Pipe> {
+        let mut fds = [0i32; 2];
+        // SAFETY: fds is a valid array of two ints, as pipe2 requires.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fds[1] is the pipe we just created.
+        let got = unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, Self::WANT) };
+        let cap = if got > 0 { got as usize } else { 1 << 16 };
+        Ok(Pipe {
+            r: fds[0],
+            w: fds[1],
+            cap,
+        })
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        // SAFETY: we own both descriptors and close each once.
+        unsafe {
+            libc::close(self.r);
+            libc::close(self.w);
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn splice(from: i32, to: i32, len: usize) -> io::Result<usize> {
+    // SAFETY: plain syscall on descriptors owned by the caller; null offsets.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Portable fallback: a userspace buffer instead of a pipe.
+#[cfg(not(target_os = "linux"))]
+async fn one_way(
+    src: &TcpStream,
+    dst: &TcpStream,
+    src_idle: Duration,
+    dst_idle: Duration,
+    act: &Activity,
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut total = 0u64;
+    loop {
+        let n = loop {
+            match src.try_read(&mut buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready(src, Interest::READABLE, src_idle, act).await?
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 0 {
+            let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
+            return Ok(total);
+        }
+        act.touch();
+        let mut off = 0;
+        while off < n {
+            match dst.try_write(&buf[off..n]) {
+                Ok(m) => {
+                    off += m;
+                    total += m as u64;
+                    act.touch();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready(dst, Interest::WRITABLE, dst_idle, act).await?
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Serves one accepted TCP-mode connection end to end.
+pub async fn serve(client: TcpStream, pool: Arc<Pool>, policy: ConnectPolicy, idle: Idle) {
+    let Some((server, guard)) = connect(&pool, policy).await else {
+        tracing::info!("no server accepted the connection; closing client");
+        return;
+    };
+    match tunnel(&client, &server, idle).await {
+        Ok(m) => tracing::debug!(
+            "tcp session to {} ended: {} bytes up, {} down",
+            guard.0.name,
+            m.to_server,
+            m.to_client
+        ),
+        Err(e) => tracing::debug!("tcp session to {} aborted: {e}", guard.0.name),
+    }
+}

@@ -1,0 +1,20 @@
+//! lb: an L4/L7 load balancer with the www.foobar.com topology built in.
+//!
+//! Module map:
+//! - `conf`     the conf language: `parse` (text -> sections, `FILE:LINE` errors), `model` (typed `Conf`), `kv` (kv sections)
+//! - `runtime`  Conf -> `Snapshot` behind an `ArcSwap`; worker threads; listeners; signals and drain
+//! - `listener` socket2 binds with SO_REUSEPORT, accept loops, maxconn permits
+//! - `shutdown` open-connection tracking for the SIGTERM drain
+//! - `balance`  `Server` state and counters, `Pool` with smooth weighted round robin
+//! - `l4`       TCP mode: connect with retries, splice(2) both ways with half-close
+//! - `kv`       the embedded RESP2 key-value store
+
+pub mod balance;
+pub mod conf;
+pub mod kv;
+pub mod l4;
+pub mod listener;
+pub mod runtime;
+pub mod shutdown;
+
+pub use runtime::run;

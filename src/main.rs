@@ -1,0 +1,67 @@
+//! The `lb` command line: `lb --conf FILE` runs, `lb check --conf FILE` validates.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "lb", version, about = "A high-performance L4/L7 load balancer")]
+struct Cli {
+    /// Conf file to run.
+    #[arg(long, short = 'f', global = true)]
+    conf: Option<String>,
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the conf file and exit: 0 when valid, 1 with `FILE:LINE: message` otherwise.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let Some(path) = cli.conf else {
+        eprintln!("lb: missing --conf FILE (see lb --help)");
+        return ExitCode::from(2);
+    };
+    match cli.command {
+        Some(Command::Check) => match lb::conf::load(&path) {
+            Ok(conf) => {
+                for w in &conf.warnings {
+                    eprintln!("warning: {w}");
+                }
+                println!("{path}: configuration is valid");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        },
+        None => match lb::run(&path) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("lb: {e}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}

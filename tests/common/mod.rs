@@ -1,0 +1,228 @@
+//! Test support: start the real `lb` binary on a temp conf, learn its ports, kill it on drop.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub mod servers;
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A running `lb` process.
+pub struct Lb {
+    pub child: Child,
+    /// `(kind, name)` -> addresses, from the `listening` lines, in conf order.
+    pub listeners: HashMap<(String, String), Vec<SocketAddr>>,
+    pub conf_path: PathBuf,
+    pub dir: TempDir,
+    stderr: mpsc::Receiver<String>,
+    stdout: mpsc::Receiver<String>,
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "lb-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn lb_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lb")
+}
+
+/// Writes `conf` to a temp file and returns (dir, path).
+pub fn write_conf(conf: &str) -> (TempDir, PathBuf) {
+    let dir = TempDir::new("conf");
+    let path = dir.path().join("lb.conf");
+    std::fs::write(&path, conf).expect("write conf");
+    (dir, path)
+}
+
+impl Lb {
+    /// Starts `lb --conf` on the given text and waits until `expect` listeners are announced.
+    pub fn start(conf: &str, expect: usize) -> Lb {
+        let (dir, path) = write_conf(conf);
+        Lb::start_path(dir, path, expect, &[])
+    }
+
+    pub fn start_path(dir: TempDir, path: PathBuf, expect: usize, env: &[(&str, &str)]) -> Lb {
+        let mut cmd = Command::new(lb_bin());
+        cmd.arg("--conf")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if std::env::var("RUST_LOG").is_err() {
+            cmd.env("RUST_LOG", "info");
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn lb");
+        let (otx, orx) = mpsc::channel();
+        let out = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if otx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (etx, erx) = mpsc::channel();
+        let err = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if std::env::var("LB_TEST_ECHO").is_ok() {
+                    eprintln!("[lb] {line}");
+                }
+                if etx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut lb = Lb {
+            child,
+            listeners: HashMap::new(),
+            conf_path: path,
+            dir,
+            stderr: erx,
+            stdout: orx,
+        };
+        let mut seen = 0;
+        while seen < expect {
+            let line = match lb.stdout.recv_timeout(WAIT) {
+                Ok(l) => l,
+                Err(_) => {
+                    let _ = lb.child.kill();
+                    let errs: Vec<String> = lb.stderr.try_iter().collect();
+                    panic!(
+                        "lb did not announce {expect} listeners; stderr:\n{}",
+                        errs.join("\n")
+                    );
+                }
+            };
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            if parts.len() == 4 && parts[0] == "listening" {
+                let addr: SocketAddr = parts[3].parse().expect("listening address");
+                lb.listeners
+                    .entry((parts[1].to_string(), parts[2].to_string()))
+                    .or_default()
+                    .push(addr);
+                seen += 1;
+            }
+        }
+        lb
+    }
+
+    /// First address of a listener, e.g. `lb.addr("frontend", "www")`.
+    pub fn addr(&self, kind: &str, name: &str) -> SocketAddr {
+        self.listeners
+            .get(&(kind.to_string(), name.to_string()))
+            .and_then(|v| v.first().copied())
+            .unwrap_or_else(|| panic!("no listener {kind} {name}: {:?}", self.listeners))
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Waits for a stderr line containing `needle`; returns it.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return l,
+                Ok(_) => continue,
+                Err(_) => panic!("no log line containing {needle:?}"),
+            }
+        }
+    }
+
+    /// Waits for the process to exit; returns its status code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return st.code();
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("lb did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Lb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `lb check --conf` on text; returns (exit code, stdout, stderr).
+pub fn check(conf: &str) -> (i32, String, String, PathBuf, TempDir) {
+    let (dir, path) = write_conf(conf);
+    let out = Command::new(lb_bin())
+        .arg("check")
+        .arg("--conf")
+        .arg(&path)
+        .output()
+        .expect("run lb check");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        path,
+        dir,
+    )
+}
+
+/// Blocking helper: connect with timeouts set.
+pub fn connect(addr: SocketAddr) -> std::net::TcpStream {
+    let s = std::net::TcpStream::connect_timeout(&addr, WAIT).expect("connect");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_write_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// Sends `req`, half-closes, reads everything back.
+pub fn roundtrip(addr: SocketAddr, req: &[u8]) -> Vec<u8> {
+    let mut s = connect(addr);
+    s.write_all(req).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    out
+}
