@@ -114,8 +114,60 @@ async fn ready(
     }
 }
 
-#[cfg(target_os = "linux")]
+/// Reads below this size are copied through a small buffer; a read that fills
+/// it means data is streaming, and the direction switches to splice(2). Short
+/// exchanges never pay for creating a pipe (HAProxy's `splice-auto` idea).
+const COPY_BUF: usize = 16 << 10;
+
 async fn one_way(
+    src: &TcpStream,
+    dst: &TcpStream,
+    src_idle: Duration,
+    dst_idle: Duration,
+    act: &Activity,
+) -> io::Result<u64> {
+    let mut buf = [0u8; COPY_BUF];
+    let mut total = 0u64;
+    loop {
+        let n = loop {
+            match src.try_read(&mut buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready(src, Interest::READABLE, src_idle, act).await?
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 0 {
+            let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
+            return Ok(total);
+        }
+        act.touch();
+        let mut off = 0;
+        while off < n {
+            match dst.try_write(&buf[off..n]) {
+                Ok(m) => {
+                    off += m;
+                    total += m as u64;
+                    act.touch();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready(dst, Interest::WRITABLE, dst_idle, act).await?
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        #[cfg(target_os = "linux")]
+        if n == COPY_BUF {
+            return splice_way(src, dst, src_idle, dst_idle, act)
+                .await
+                .map(|m| m + total);
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+async fn splice_way(
     src: &TcpStream,
     dst: &TcpStream,
     src_idle: Duration,
@@ -218,49 +270,6 @@ fn splice(from: i32, to: i32, len: usize) -> io::Result<usize> {
         Err(io::Error::last_os_error())
     } else {
         Ok(n as usize)
-    }
-}
-
-/// Portable fallback: a userspace buffer instead of a pipe.
-#[cfg(not(target_os = "linux"))]
-async fn one_way(
-    src: &TcpStream,
-    dst: &TcpStream,
-    src_idle: Duration,
-    dst_idle: Duration,
-    act: &Activity,
-) -> io::Result<u64> {
-    let mut buf = vec![0u8; 64 << 10];
-    let mut total = 0u64;
-    loop {
-        let n = loop {
-            match src.try_read(&mut buf) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready(src, Interest::READABLE, src_idle, act).await?
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        if n == 0 {
-            let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
-            return Ok(total);
-        }
-        act.touch();
-        let mut off = 0;
-        while off < n {
-            match dst.try_write(&buf[off..n]) {
-                Ok(m) => {
-                    off += m;
-                    total += m as u64;
-                    act.touch();
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready(dst, Interest::WRITABLE, dst_idle, act).await?
-                }
-                Err(e) => return Err(e),
-            }
-        }
     }
 }
 
