@@ -23,7 +23,7 @@ fn bad_file_names_file_and_line() {
     assert_eq!(
         err.trim(),
         format!(
-            "{}:3: frontend 'f': default_backend 'nope' names no backend",
+            "{}:3: frontend 'f': backend 'nope' does not exist",
             path.display()
         )
     );

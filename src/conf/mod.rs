@@ -1,5 +1,6 @@
 //! The conf language: `parse` turns text into sections, `model` into a typed `Conf`.
 
+pub mod acl;
 pub mod kv;
 pub mod model;
 pub mod parse;

@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::acl::{self, Acl, Cond};
 use super::kv::{self, KvConf};
 use super::parse::{self, did_you_mean, ConfError, Directive, Section};
 
@@ -26,6 +27,10 @@ pub struct Global {
     pub maxconn: usize,
     /// How long SIGTERM waits for open connections before exiting.
     pub timeout_drain: Duration,
+    /// Largest HTTP request/response head (request line + headers), `tune.bufsize`.
+    pub max_head_bytes: usize,
+    /// Most header lines in one HTTP head, `tune.http.maxhdr`.
+    pub max_headers: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +60,42 @@ pub struct Frontend {
     pub maxconn: usize,
     /// Idle time allowed on the client side.
     pub timeout_client: Duration,
+    pub http: FrontendHttp,
+}
+
+/// HTTP-mode settings of a frontend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrontendHttp {
+    /// Time to receive a whole request head (408 after it).
+    pub timeout_request: Duration,
+    /// Time to wait for the next request on a kept-alive connection.
+    pub timeout_keep_alive: Duration,
+    /// Add X-Forwarded-For / X-Forwarded-Proto.
+    pub forwardfor: bool,
+    /// Largest request body accepted (413 beyond).
+    pub max_body: Option<u64>,
+    pub acls: Vec<Acl>,
+    pub use_backends: Vec<UseBackend>,
+}
+
+/// `use_backend NAME if|unless COND`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UseBackend {
+    pub line: usize,
+    pub backend: String,
+    pub cond: Cond,
+}
+
+/// When idle server connections may carry a new request (HAProxy's `http-reuse`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    /// Never: one server connection per request.
+    Never,
+    /// Reuse for every request but the first of a client connection, or any
+    /// idempotent request (a failed reuse can then be retried safely).
+    Safe,
+    /// Any request may reuse an idle connection.
+    Always,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +110,10 @@ pub struct Backend {
     pub timeout_connect: Duration,
     /// Idle time allowed on the server side.
     pub timeout_server: Duration,
+    /// A retried connect may go to another server (`option redispatch`).
+    pub redispatch: bool,
+    pub forwardfor: bool,
+    pub reuse: Reuse,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +130,10 @@ pub struct ServerOpts {
     pub weight: u32,
     pub backup: bool,
     pub disabled: bool,
+    /// Idle keep-alive connections kept per server and worker thread.
+    pub pool_max_conn: usize,
+    /// How long an idle server connection is kept.
+    pub pool_purge_delay: Duration,
 }
 
 impl Default for ServerOpts {
@@ -93,6 +142,8 @@ impl Default for ServerOpts {
             weight: 1,
             backup: false,
             disabled: false,
+            pool_max_conn: DEFAULT_POOL_MAX_CONN,
+            pool_purge_delay: DEFAULT_POOL_PURGE_DELAY,
         }
     }
 }
@@ -102,6 +153,11 @@ pub const DEFAULT_TIMEOUT_CONNECT: Duration = Duration::from_secs(5);
 pub const DEFAULT_TIMEOUT_IDLE: Duration = Duration::from_secs(60);
 pub const DEFAULT_TIMEOUT_DRAIN: Duration = Duration::from_secs(10);
 pub const DEFAULT_RETRIES: u32 = 3;
+pub const DEFAULT_MAX_HEAD_BYTES: usize = 16 << 10;
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+pub const DEFAULT_TIMEOUT_HTTP_REQUEST: Duration = Duration::from_secs(10);
+pub const DEFAULT_POOL_MAX_CONN: usize = 64;
+pub const DEFAULT_POOL_PURGE_DELAY: Duration = Duration::from_secs(5);
 
 const SECTIONS: &[&str] = &["global", "defaults", "frontend", "backend", "listen", "kv"];
 
@@ -160,9 +216,27 @@ const PROXY_KEYWORDS: &[(&str, u8)] = &[
     ("timeout", D | F | B | L),
     ("maxconn", D | F | L),
     ("retries", D | B | L),
+    ("option", D | F | B | L),
+    ("http-reuse", D | B | L),
+    ("acl", F | L),
+    ("use_backend", F | L),
+    ("max-body-size", D | F | L),
 ];
 
-const GLOBAL_KEYWORDS: &[&str] = &["nbthread", "maxconn", "timeout"];
+/// `option` names: (name, where allowed, effect).
+const OPTIONS: &[&str] = &[
+    "forwardfor",
+    "redispatch",
+    "http-keep-alive",
+    "splice-auto",
+    "splice-request",
+    "splice-response",
+    "httplog",
+    "tcplog",
+    "dontlognull",
+];
+
+const GLOBAL_KEYWORDS: &[&str] = &["nbthread", "maxconn", "timeout", "tune.bufsize", "tune.http.maxhdr"];
 
 /// Parses and validates a conf file's text. `file` is used in messages only.
 pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfError> {
@@ -180,6 +254,8 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfError> {
                 nbthread: None,
                 maxconn: DEFAULT_MAXCONN,
                 timeout_drain: DEFAULT_TIMEOUT_DRAIN,
+                max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
+                max_headers: DEFAULT_MAX_HEADERS,
             },
             frontends: Vec::new(),
             backends: Vec::new(),
@@ -220,6 +296,14 @@ struct Draft {
     timeout_server: Duration,
     maxconn: Option<usize>,
     retries: u32,
+    timeout_http_request: Option<Duration>,
+    timeout_keep_alive: Option<Duration>,
+    forwardfor: bool,
+    redispatch: bool,
+    reuse: Reuse,
+    max_body: Option<u64>,
+    acls: Vec<Acl>,
+    use_backends: Vec<UseBackend>,
 }
 
 impl Draft {
@@ -236,6 +320,14 @@ impl Draft {
             timeout_server: DEFAULT_TIMEOUT_IDLE,
             maxconn: None,
             retries: DEFAULT_RETRIES,
+            timeout_http_request: None,
+            timeout_keep_alive: None,
+            forwardfor: false,
+            redispatch: false,
+            reuse: Reuse::Safe,
+            max_body: None,
+            acls: Vec::new(),
+            use_backends: Vec::new(),
         }
     }
 }
@@ -366,6 +458,18 @@ impl Builder {
                     }
                     self.conf.global.timeout_drain = parse::duration(v).map_err(e)?;
                 }
+                "tune.bufsize" => {
+                    let v = one_arg(a).map_err(e)?;
+                    let n = parse::size(v).map_err(e)?;
+                    if !(1024..=(1 << 20)).contains(&n) {
+                        return Err(e(format!("{n} is out of range (1k..1m)")));
+                    }
+                    self.conf.global.max_head_bytes = n as usize;
+                }
+                "tune.http.maxhdr" => {
+                    let v = one_arg(a).map_err(e)?;
+                    self.conf.global.max_headers = parse::number(v, 1, 1000).map_err(e)? as usize;
+                }
                 kw => {
                     return Err(self.err(
                         d.line,
@@ -431,7 +535,21 @@ impl Builder {
                 default_backend,
                 maxconn: d.maxconn.unwrap_or(self.conf.global.maxconn),
                 timeout_client: d.timeout_client,
+                http: FrontendHttp {
+                    // As in HAProxy, unset http timeouts fall back: request ->
+                    // client (capped at 10s default), keep-alive -> request.
+                    timeout_request: d.timeout_http_request.unwrap_or(DEFAULT_TIMEOUT_HTTP_REQUEST.min(d.timeout_client)),
+                    timeout_keep_alive: d.timeout_keep_alive.or(d.timeout_http_request).unwrap_or(DEFAULT_TIMEOUT_HTTP_REQUEST.min(d.timeout_client)),
+                    forwardfor: d.forwardfor,
+                    max_body: d.max_body,
+                    acls: d.acls.clone(),
+                    use_backends: d.use_backends.clone(),
+                },
             });
+            self.check_acls(&name, &d)?;
+            for u in &d.use_backends {
+                self.default_backend_refs.push((name.clone(), u.line, u.backend.clone()));
+            }
         }
         if mask & (B | L) != 0 {
             self.check_dup(
@@ -449,7 +567,29 @@ impl Builder {
                 retries: d.retries,
                 timeout_connect: d.timeout_connect,
                 timeout_server: d.timeout_server,
+                redispatch: d.redispatch,
+                forwardfor: d.forwardfor,
+                reuse: d.reuse,
             });
+        }
+        Ok(())
+    }
+
+    /// Every acl a condition names must be defined in the same section.
+    fn check_acls(&self, section: &str, d: &Draft) -> Result<(), ConfError> {
+        for u in &d.use_backends {
+            for n in u.cond.names() {
+                if !d.acls.iter().any(|a| a.name == n) {
+                    let names: Vec<&str> = d.acls.iter().map(|a| a.name.as_str()).collect();
+                    return Err(self.err(
+                        u.line,
+                        format!(
+                            "'use_backend': acl '{n}' is not defined in '{section}'{}",
+                            did_you_mean(n, &names)
+                        ),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -553,10 +693,15 @@ impl Builder {
                     "connect" => (&mut p.timeout_connect, D | B | L),
                     "client" => (&mut p.timeout_client, D | F | L),
                     "server" => (&mut p.timeout_server, D | B | L),
+                    "http-request" => (p.timeout_http_request.insert(t), D | F | L),
+                    "http-keep-alive" => (p.timeout_keep_alive.insert(t), D | F | L),
                     w => {
                         return Err(e(format!(
                             "unknown timeout '{w}'{}",
-                            did_you_mean(w, &["connect", "client", "server"])
+                            did_you_mean(
+                                w,
+                                &["connect", "client", "server", "http-request", "http-keep-alive"]
+                            )
                         )))
                     }
                 };
@@ -575,6 +720,51 @@ impl Builder {
                 let v = one_arg(a).map_err(e)?;
                 p.retries = parse::number(v, 0, 100).map_err(e)? as u32;
             }
+            "option" => {
+                let v = one_arg(a).map_err(e)?;
+                match v {
+                    "forwardfor" => p.forwardfor = true,
+                    "redispatch" => p.redispatch = true,
+                    // Keep-alive is the default; splicing is automatic in TCP mode.
+                    "http-keep-alive" | "splice-auto" | "splice-request" | "splice-response" => {}
+                    "httplog" | "tcplog" | "dontlognull" => {
+                        self.warn(d.line, format!("'option {v}' has no effect in lb yet; ignored"))
+                    }
+                    o => {
+                        return Err(e(format!(
+                            "unknown option '{o}'{}",
+                            did_you_mean(o, OPTIONS)
+                        )))
+                    }
+                }
+            }
+            "http-reuse" => {
+                p.reuse = match one_arg(a).map_err(e)? {
+                    "never" => Reuse::Never,
+                    "safe" => Reuse::Safe,
+                    "always" | "aggressive" => Reuse::Always,
+                    r => return Err(e(format!("unknown mode '{r}' (never, safe, always)"))),
+                }
+            }
+            "acl" => {
+                let acl = acl::parse_acl(a, d.line).map_err(e)?;
+                p.acls.push(acl);
+            }
+            "use_backend" => {
+                if a.len() < 3 {
+                    return Err(e("expected 'use_backend NAME if|unless COND'".into()));
+                }
+                let cond = acl::parse_cond(&a[2..]).map_err(e)?;
+                p.use_backends.push(UseBackend {
+                    line: d.line,
+                    backend: a[1].clone(),
+                    cond,
+                });
+            }
+            "max-body-size" => {
+                let v = one_arg(a).map_err(e)?;
+                p.max_body = Some(parse::size(v).map_err(e)?);
+            }
             _ => unreachable!("keyword table and match agree"),
         }
         Ok(())
@@ -589,11 +779,12 @@ impl Builder {
             .collect();
         for (fe, line, be) in &self.default_backend_refs {
             let Some(b) = backends.get(be.as_str()) else {
-                let names: Vec<&str> = backends.keys().copied().collect();
+                let mut names: Vec<&str> = backends.keys().copied().collect();
+                names.sort_unstable();
                 return Err(self.err(
                     *line,
                     format!(
-                        "frontend '{fe}': default_backend '{be}' names no backend{}",
+                        "frontend '{fe}': backend '{be}' does not exist{}",
                         did_you_mean(be, &names)
                     ),
                 ));
@@ -660,7 +851,14 @@ fn two_args(a: &[String]) -> Result<(&str, &str), String> {
     }
 }
 
-const SERVER_OPTIONS: &[&str] = &["weight", "backup", "disabled", "enabled"];
+const SERVER_OPTIONS: &[&str] = &[
+    "weight",
+    "backup",
+    "disabled",
+    "enabled",
+    "pool-max-conn",
+    "pool-purge-delay",
+];
 
 fn server_options(args: &[String], o: &mut ServerOpts) -> Result<(), String> {
     let mut it = args.iter();
@@ -673,6 +871,14 @@ fn server_options(args: &[String], o: &mut ServerOpts) -> Result<(), String> {
             "backup" => o.backup = true,
             "disabled" => o.disabled = true,
             "enabled" => o.disabled = false,
+            "pool-max-conn" => {
+                let v = it.next().ok_or("'pool-max-conn' needs a value")?;
+                o.pool_max_conn = parse::number(v, 0, 100_000)? as usize;
+            }
+            "pool-purge-delay" => {
+                let v = it.next().ok_or("'pool-purge-delay' needs a value")?;
+                o.pool_purge_delay = parse::duration(v)?;
+            }
             other => {
                 return Err(format!(
                     "unknown server option '{other}'{}",
@@ -838,7 +1044,7 @@ mod tests {
     fn default_backend_must_exist() {
         assert_eq!(
             bad("frontend f\n    bind 127.0.0.1:0\n    default_backend bb\nbackend b\n"),
-            "t.conf:3: frontend 'f': default_backend 'bb' names no backend (did you mean 'b'?)"
+            "t.conf:3: frontend 'f': backend 'bb' does not exist (did you mean 'b'?)"
         );
     }
 
@@ -890,6 +1096,37 @@ mod tests {
             bad("listen l\n    bind 127.0.0.1:0\n    default_backend x\n")
                 .contains("not allowed in a listen")
         );
+    }
+
+    #[test]
+    fn http_settings() {
+        let c = ok("global\n    tune.bufsize 8k\n    tune.http.maxhdr 50\ndefaults\n    mode http\n    timeout client 5s\n    option forwardfor\nfrontend f\n    bind 127.0.0.1:0\n    timeout http-request 3s\n    max-body-size 1m\n    acl api path_beg /api/\n    use_backend api if api\n    default_backend b\nbackend b\n    http-reuse never\n    option redispatch\n    server s 127.0.0.1:1 pool-max-conn 3 pool-purge-delay 1s\nbackend api\n    server s 127.0.0.1:2\n");
+        assert_eq!(c.global.max_head_bytes, 8192);
+        assert_eq!(c.global.max_headers, 50);
+        let h = &c.frontends[0].http;
+        assert_eq!(h.timeout_request, Duration::from_secs(3));
+        assert_eq!(h.timeout_keep_alive, Duration::from_secs(3));
+        assert!(h.forwardfor);
+        assert_eq!(h.max_body, Some(1 << 20));
+        assert_eq!(h.use_backends[0].backend, "api");
+        assert_eq!(c.backends[0].reuse, Reuse::Never);
+        assert!(c.backends[0].redispatch);
+        assert_eq!(c.backends[0].servers[0].opts.pool_max_conn, 3);
+        assert_eq!(c.backends[1].reuse, Reuse::Safe);
+        // http-request defaults to min(10s, timeout client).
+        let c = ok("defaults\n    timeout client 5s\nfrontend f\n    bind 127.0.0.1:0\n");
+        assert_eq!(c.frontends[0].http.timeout_request, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn http_errors() {
+        assert!(bad("frontend f\n    bind 127.0.0.1:0\n    use_backend x if nope\n").contains("acl 'nope' is not defined"));
+        assert!(bad("frontend f\n    bind 127.0.0.1:0\n    acl a path /\n    use_backend x if a\n").contains("backend 'x' does not exist"));
+        assert!(bad("frontend f\n    use_backend x\n").contains("expected 'use_backend NAME if|unless COND'"));
+        assert!(bad("backend b\n    option fwdfor\n").contains("unknown option 'fwdfor'"));
+        assert!(bad("backend b\n    option forwardfor\n    http-reuse sometimes\n").contains("unknown mode 'sometimes'"));
+        assert!(bad("global\n    tune.bufsize 10\n").contains("out of range"));
+        assert!(bad("frontend f\n    timeout http-requst 1s\n").contains("did you mean 'http-request'"));
     }
 
     #[test]
