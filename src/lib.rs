@@ -6,11 +6,13 @@
 //! - `listener` socket2 binds with SO_REUSEPORT, accept loops, maxconn permits
 //! - `shutdown` open-connection tracking for the SIGTERM drain
 //! - `balance`  `Server` state and counters, `Pool` with smooth weighted round robin
+//! - `http`     HTTP/1.1 parsing, pure and fuzzed: `head` (strict request/response heads), `body` (chunked decoding)
 //! - `l4`       TCP mode: connect with retries, splice(2) both ways with half-close
 //! - `kv`       the embedded RESP2 key-value store
 
 pub mod balance;
 pub mod conf;
+pub mod http;
 pub mod kv;
 pub mod l4;
 pub mod listener;
