@@ -12,6 +12,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::balance::Pool;
 use crate::conf::{self, Backend, Conf, ConfError, Frontend, Mode};
+use crate::http::head::HeadLimits;
 use crate::l4;
 use crate::listener::{self, Limits};
 use crate::shutdown::Tracker;
@@ -42,6 +43,9 @@ pub struct Snapshot {
 pub struct FrontendRt {
     pub conf: Frontend,
     pub backend: Option<Arc<BackendRt>>,
+    /// The backend of each `use_backend` rule, in order.
+    pub routes: Vec<Option<Arc<BackendRt>>>,
+    pub limits: HeadLimits,
 }
 
 #[derive(Debug)]
@@ -71,9 +75,20 @@ impl Snapshot {
                     .default_backend
                     .as_ref()
                     .and_then(|b| backends.get(b).cloned());
+                let routes = f
+                    .http
+                    .use_backends
+                    .iter()
+                    .map(|u| backends.get(&u.backend).cloned())
+                    .collect();
                 let rt = FrontendRt {
                     conf: f.clone(),
                     backend,
+                    routes,
+                    limits: HeadLimits {
+                        max_bytes: conf.global.max_head_bytes,
+                        max_headers: conf.global.max_headers,
+                    },
                 };
                 (f.name.clone(), Arc::new(rt))
             })
@@ -202,19 +217,24 @@ impl Runtime {
         self: Arc<Self>,
         name: Arc<str>,
         sock: TcpStream,
-        _peer: SocketAddr,
+        peer: SocketAddr,
         _permits: Vec<OwnedSemaphorePermit>,
     ) {
         let _open = self.tracker.track();
         let snap = self.snapshot.load_full();
-        let Some(fe) = snap.frontends.get(&*name) else {
+        let Some(fe) = snap.frontends.get(&*name).cloned() else {
             return;
         };
-        let Some(be) = fe.backend.clone() else {
-            return;
-        };
+        drop(snap);
         match fe.conf.mode {
-            Mode::Tcp | Mode::Http => {
+            Mode::Http => {
+                let limits = fe.limits;
+                crate::http::proxy::serve(sock, peer, fe, limits).await;
+            }
+            Mode::Tcp => {
+                let Some(be) = fe.backend.clone() else {
+                    return;
+                };
                 let policy = l4::ConnectPolicy {
                     retries: be.conf.retries,
                     timeout_connect: be.conf.timeout_connect,

@@ -40,6 +40,10 @@ pub struct Server {
     pub addr: SocketAddr,
     pub weight: u32,
     pub backup: bool,
+    /// Idle keep-alive connections kept per worker thread (HTTP).
+    pub pool_max_conn: usize,
+    /// How long an idle connection is kept (HTTP).
+    pub pool_purge_delay: std::time::Duration,
     state: AtomicU8,
     /// Connections (TCP) or requests (HTTP) in flight to this server.
     pub inflight: AtomicUsize,
@@ -54,6 +58,8 @@ impl Server {
             addr: c.addr,
             weight: c.opts.weight,
             backup: c.opts.backup,
+            pool_max_conn: c.opts.pool_max_conn,
+            pool_purge_delay: c.opts.pool_purge_delay,
             state: AtomicU8::new(if c.opts.disabled {
                 State::Maint as u8
             } else {

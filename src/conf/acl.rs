@@ -65,7 +65,11 @@ pub fn parse_acl(args: &[String], line: usize) -> Result<Acl, String> {
     while let Some(flag) = rest.first().filter(|a| a.starts_with('-')) {
         match flag.as_str() {
             "-i" => nocase = true,
-            "-m" => return Err("'-m' match methods are not supported; use path_beg, path_end, path".into()),
+            "-m" => {
+                return Err(
+                    "'-m' match methods are not supported; use path_beg, path_end, path".into(),
+                )
+            }
             f => return Err(format!("unknown acl flag '{f}' (only -i)")),
         }
         rest = &rest[1..];
@@ -109,7 +113,11 @@ pub fn parse_cond(args: &[String]) -> Result<Cond, String> {
                 }
                 any.push(Vec::new());
             }
-            "{" | "}" => return Err("anonymous acls '{ ... }' are not supported; name them with 'acl'".into()),
+            "{" | "}" => {
+                return Err(
+                    "anonymous acls '{ ... }' are not supported; name them with 'acl'".into(),
+                )
+            }
             t => {
                 let (neg, name) = match t.strip_prefix('!') {
                     Some(n) => (true, n),
@@ -183,7 +191,11 @@ fn strip_port(host: &[u8]) -> &[u8] {
 impl Cond {
     /// Evaluates against the acls of the section (all lines of a name OR'ed).
     pub fn eval(&self, acls: &[Acl], req: &impl Request) -> bool {
-        let named = |name: &str| acls.iter().filter(|a| a.name == name).any(|a| a.matches(req));
+        let named = |name: &str| {
+            acls.iter()
+                .filter(|a| a.name == name)
+                .any(|a| a.matches(req))
+        };
         let hit = self
             .any
             .iter()
@@ -207,7 +219,9 @@ mod tests {
             self.0.as_bytes()
         }
         fn header(&self, name: &str) -> Option<&[u8]> {
-            (name == "host").then_some(()).and(self.1.map(str::as_bytes))
+            (name == "host")
+                .then_some(())
+                .and(self.1.map(str::as_bytes))
         }
     }
 
@@ -252,9 +266,15 @@ mod tests {
     #[test]
     fn errors() {
         assert!(parse_acl(&words("acl a"), 1).is_err());
-        assert!(parse_acl(&words("acl a path_bg /x"), 1).unwrap_err().contains("did you mean 'path_beg'"));
-        assert!(parse_acl(&words("acl a path_beg -i"), 1).unwrap_err().contains("at least one value"));
-        assert!(parse_acl(&words("acl a path_beg -x /"), 1).unwrap_err().contains("unknown acl flag"));
+        assert!(parse_acl(&words("acl a path_bg /x"), 1)
+            .unwrap_err()
+            .contains("did you mean 'path_beg'"));
+        assert!(parse_acl(&words("acl a path_beg -i"), 1)
+            .unwrap_err()
+            .contains("at least one value"));
+        assert!(parse_acl(&words("acl a path_beg -x /"), 1)
+            .unwrap_err()
+            .contains("unknown acl flag"));
         assert!(parse_cond(&words("when a")).is_err());
         assert!(parse_cond(&words("if")).is_err());
         assert!(parse_cond(&words("if a ||")).is_err());

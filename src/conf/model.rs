@@ -236,7 +236,13 @@ const OPTIONS: &[&str] = &[
     "dontlognull",
 ];
 
-const GLOBAL_KEYWORDS: &[&str] = &["nbthread", "maxconn", "timeout", "tune.bufsize", "tune.http.maxhdr"];
+const GLOBAL_KEYWORDS: &[&str] = &[
+    "nbthread",
+    "maxconn",
+    "timeout",
+    "tune.bufsize",
+    "tune.http.maxhdr",
+];
 
 /// Parses and validates a conf file's text. `file` is used in messages only.
 pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfError> {
@@ -538,8 +544,13 @@ impl Builder {
                 http: FrontendHttp {
                     // As in HAProxy, unset http timeouts fall back: request ->
                     // client (capped at 10s default), keep-alive -> request.
-                    timeout_request: d.timeout_http_request.unwrap_or(DEFAULT_TIMEOUT_HTTP_REQUEST.min(d.timeout_client)),
-                    timeout_keep_alive: d.timeout_keep_alive.or(d.timeout_http_request).unwrap_or(DEFAULT_TIMEOUT_HTTP_REQUEST.min(d.timeout_client)),
+                    timeout_request: d
+                        .timeout_http_request
+                        .unwrap_or(DEFAULT_TIMEOUT_HTTP_REQUEST.min(d.timeout_client)),
+                    timeout_keep_alive: d
+                        .timeout_keep_alive
+                        .or(d.timeout_http_request)
+                        .unwrap_or(DEFAULT_TIMEOUT_HTTP_REQUEST.min(d.timeout_client)),
                     forwardfor: d.forwardfor,
                     max_body: d.max_body,
                     acls: d.acls.clone(),
@@ -548,7 +559,8 @@ impl Builder {
             });
             self.check_acls(&name, &d)?;
             for u in &d.use_backends {
-                self.default_backend_refs.push((name.clone(), u.line, u.backend.clone()));
+                self.default_backend_refs
+                    .push((name.clone(), u.line, u.backend.clone()));
             }
         }
         if mask & (B | L) != 0 {
@@ -700,7 +712,13 @@ impl Builder {
                             "unknown timeout '{w}'{}",
                             did_you_mean(
                                 w,
-                                &["connect", "client", "server", "http-request", "http-keep-alive"]
+                                &[
+                                    "connect",
+                                    "client",
+                                    "server",
+                                    "http-request",
+                                    "http-keep-alive"
+                                ]
                             )
                         )))
                     }
@@ -727,9 +745,10 @@ impl Builder {
                     "redispatch" => p.redispatch = true,
                     // Keep-alive is the default; splicing is automatic in TCP mode.
                     "http-keep-alive" | "splice-auto" | "splice-request" | "splice-response" => {}
-                    "httplog" | "tcplog" | "dontlognull" => {
-                        self.warn(d.line, format!("'option {v}' has no effect in lb yet; ignored"))
-                    }
+                    "httplog" | "tcplog" | "dontlognull" => self.warn(
+                        d.line,
+                        format!("'option {v}' has no effect in lb yet; ignored"),
+                    ),
                     o => {
                         return Err(e(format!(
                             "unknown option '{o}'{}",
@@ -1120,13 +1139,25 @@ mod tests {
 
     #[test]
     fn http_errors() {
-        assert!(bad("frontend f\n    bind 127.0.0.1:0\n    use_backend x if nope\n").contains("acl 'nope' is not defined"));
-        assert!(bad("frontend f\n    bind 127.0.0.1:0\n    acl a path /\n    use_backend x if a\n").contains("backend 'x' does not exist"));
-        assert!(bad("frontend f\n    use_backend x\n").contains("expected 'use_backend NAME if|unless COND'"));
+        assert!(
+            bad("frontend f\n    bind 127.0.0.1:0\n    use_backend x if nope\n")
+                .contains("acl 'nope' is not defined")
+        );
+        assert!(bad(
+            "frontend f\n    bind 127.0.0.1:0\n    acl a path /\n    use_backend x if a\n"
+        )
+        .contains("backend 'x' does not exist"));
+        assert!(bad("frontend f\n    use_backend x\n")
+            .contains("expected 'use_backend NAME if|unless COND'"));
         assert!(bad("backend b\n    option fwdfor\n").contains("unknown option 'fwdfor'"));
-        assert!(bad("backend b\n    option forwardfor\n    http-reuse sometimes\n").contains("unknown mode 'sometimes'"));
+        assert!(
+            bad("backend b\n    option forwardfor\n    http-reuse sometimes\n")
+                .contains("unknown mode 'sometimes'")
+        );
         assert!(bad("global\n    tune.bufsize 10\n").contains("out of range"));
-        assert!(bad("frontend f\n    timeout http-requst 1s\n").contains("did you mean 'http-request'"));
+        assert!(
+            bad("frontend f\n    timeout http-requst 1s\n").contains("did you mean 'http-request'")
+        );
     }
 
     #[test]

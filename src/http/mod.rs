@@ -1,4 +1,7 @@
-//! HTTP/1.1 wire parsing, pure and I/O-free: request/response heads and chunked bodies.
+//! HTTP/1.1: parsing (head, body: pure, fuzzed) and the reverse proxy (proxy, upstream, reply).
 pub mod body;
 pub mod fuzz_check;
 pub mod head;
+pub mod proxy;
+pub mod reply;
+pub mod upstream;

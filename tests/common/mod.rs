@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+pub mod client;
+pub mod nginx;
 pub mod servers;
 
 /// How long any single wait in a test may take before the test fails.

@@ -57,3 +57,211 @@ pub fn dead_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
+
+/// A small HTTP/1.1 origin server for tests (thread per connection, keep-alive).
+///
+/// Paths: `/echo` returns the request body; `/chunked` answers chunked;
+/// `/close` answers without a length and closes; `/status/N` answers status N;
+/// `/big/N` sends N bytes; `/slow/MS` waits MS ms before answering;
+/// `/ws` with `Upgrade` answers 101 and then echoes bytes. Anything else
+/// answers `NAME METHOD TARGET` and the request headers, one per line.
+pub struct HttpServer {
+    pub addr: SocketAddr,
+    /// TCP connections accepted so far.
+    pub conns: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Requests answered so far.
+    pub requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+pub fn http_server(name: &str) -> HttpServer {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let (c2, r2) = (conns.clone(), requests.clone());
+    let name = name.to_string();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { continue };
+            c2.fetch_add(1, Ordering::SeqCst);
+            let (name, r2) = (name.clone(), r2.clone());
+            thread::spawn(move || {
+                let _ = serve_http(s, &name, &r2);
+            });
+        }
+    });
+    HttpServer {
+        addr,
+        conns,
+        requests,
+    }
+}
+
+fn serve_http(
+    mut s: TcpStream,
+    name: &str,
+    count: &std::sync::atomic::AtomicUsize,
+) -> std::io::Result<()> {
+    use std::sync::atomic::Ordering;
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        // Read a head.
+        let (method, target, headers, used) = loop {
+            let mut hs = [httparse::EMPTY_HEADER; 64];
+            let mut req = httparse::Request::new(&mut hs);
+            if let Ok(httparse::Status::Complete(n)) = req.parse(&buf) {
+                let headers: Vec<(String, String)> = req
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_string(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                break (
+                    req.method.unwrap_or("").to_string(),
+                    req.path.unwrap_or("").to_string(),
+                    headers,
+                    n,
+                );
+            }
+            let mut tmp = [0u8; 65536];
+            let n = s.read(&mut tmp)?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&tmp[..n]);
+        };
+        buf.drain(..used);
+        let get = |k: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.clone())
+        };
+        // Read the body.
+        let mut body = Vec::new();
+        if let Some(cl) = get("content-length") {
+            let n: usize = cl.trim().parse().unwrap_or(0);
+            while buf.len() < n {
+                let mut tmp = [0u8; 65536];
+                let k = s.read(&mut tmp)?;
+                if k == 0 {
+                    return Ok(());
+                }
+                buf.extend_from_slice(&tmp[..k]);
+            }
+            body = buf.drain(..n).collect();
+        } else if get("transfer-encoding").is_some() {
+            loop {
+                let line_end = loop {
+                    if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                        break i;
+                    }
+                    let mut tmp = [0u8; 65536];
+                    let k = s.read(&mut tmp)?;
+                    if k == 0 {
+                        return Ok(());
+                    }
+                    buf.extend_from_slice(&tmp[..k]);
+                };
+                let size_str = String::from_utf8_lossy(&buf[..line_end]).to_string();
+                let size = usize::from_str_radix(size_str.split(';').next().unwrap().trim(), 16)
+                    .unwrap_or(0);
+                buf.drain(..line_end + 2);
+                while buf.len() < size + 2 {
+                    let mut tmp = [0u8; 65536];
+                    let k = s.read(&mut tmp)?;
+                    if k == 0 {
+                        return Ok(());
+                    }
+                    buf.extend_from_slice(&tmp[..k]);
+                }
+                if size == 0 {
+                    // No trailers in tests: the final CRLF.
+                    buf.drain(..2);
+                    break;
+                }
+                body.extend_from_slice(&buf[..size]);
+                buf.drain(..size + 2);
+            }
+        }
+        count.fetch_add(1, Ordering::SeqCst);
+        let close = get("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let conn_hdr = if close { "connection: close\r\n" } else { "" };
+        if target == "/echo" {
+            s.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nx-server: {name}\r\ncontent-length: {}\r\n{conn_hdr}\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            )?;
+            s.write_all(&body)?;
+        } else if target == "/chunked" {
+            s.write_all(format!("HTTP/1.1 200 OK\r\nx-server: {name}\r\ntransfer-encoding: chunked\r\n{conn_hdr}\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n").as_bytes())?;
+        } else if target == "/close" {
+            s.write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end")?;
+            return Ok(());
+        } else if let Some(code) = target.strip_prefix("/status/") {
+            let code: u16 = code.parse().unwrap_or(500);
+            let body_allowed = !(code == 204 || code == 304 || (100..200).contains(&code));
+            if body_allowed {
+                s.write_all(
+                    format!("HTTP/1.1 {code} X\r\ncontent-length: 2\r\n{conn_hdr}\r\nok")
+                        .as_bytes(),
+                )?;
+            } else {
+                // Deliberately claims a length: the proxy must not wait for a body.
+                s.write_all(format!("HTTP/1.1 {code} X\r\n{conn_hdr}\r\n").as_bytes())?;
+            }
+        } else if let Some(n) = target.strip_prefix("/big/") {
+            let n: usize = n.parse().unwrap_or(0);
+            s.write_all(
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {n}\r\n{conn_hdr}\r\n").as_bytes(),
+            )?;
+            let chunk = vec![b'z'; 65536];
+            let mut left = n;
+            while left > 0 {
+                let k = left.min(chunk.len());
+                s.write_all(&chunk[..k])?;
+                left -= k;
+            }
+        } else if let Some(ms) = target.strip_prefix("/slow/") {
+            thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0)));
+            s.write_all(
+                format!("HTTP/1.1 200 OK\r\ncontent-length: 4\r\n{conn_hdr}\r\nslow").as_bytes(),
+            )?;
+        } else if target == "/ws" && get("upgrade").is_some() {
+            s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n")?;
+            if !buf.is_empty() {
+                s.write_all(&buf)?;
+            }
+            echo(&mut s);
+            return Ok(());
+        } else {
+            let mut text = format!("{name} {method} {target}\n");
+            for (k, v) in &headers {
+                text.push_str(&format!("{}: {v}\n", k.to_ascii_lowercase()));
+            }
+            let head_only = method == "HEAD";
+            s.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nx-server: {name}\r\ncontent-length: {}\r\n{conn_hdr}\r\n",
+                    text.len()
+                )
+                .as_bytes(),
+            )?;
+            if !head_only {
+                s.write_all(text.as_bytes())?;
+            }
+        }
+        if close {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,734 @@
+//! The HTTP/1.1 reverse proxy: one client connection, its requests in order, each to a server.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+use super::body::{write_chunk_header, Chunk, ChunkedDecoder, LAST_CHUNK};
+use super::head::{self, BodyKind, HeadLimits, RequestHead, ResponseHead, TargetForm};
+use super::{reply, upstream};
+use crate::balance::InFlight;
+use crate::conf::acl;
+use crate::conf::Reuse;
+use crate::runtime::{BackendRt, FrontendRt};
+
+/// Read buffers grow by this much when full.
+const READ_CHUNK: usize = 16 << 10;
+/// Flush re-framed chunked output once it holds this much.
+const FLUSH_AT: usize = 64 << 10;
+
+impl acl::Request for RequestHead {
+    fn path(&self) -> &[u8] {
+        RequestHead::path(self)
+    }
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        RequestHead::header(self, name)
+    }
+}
+
+/// Why an exchange stopped; decides what the client gets.
+#[derive(Debug)]
+enum Fail {
+    /// Nothing was sent to the client yet: answer with this status and close.
+    Status(u16),
+    /// The response already started, or the client is gone: just close.
+    Close,
+}
+
+impl From<io::Error> for Fail {
+    fn from(_: io::Error) -> Fail {
+        Fail::Close
+    }
+}
+
+/// What happens to the client connection after an exchange.
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// Per-connection settings, fixed for the connection's life.
+struct Conn<'a> {
+    fe: &'a FrontendRt,
+    peer: SocketAddr,
+    limits: HeadLimits,
+    /// "http" or "https", for X-Forwarded-Proto.
+    proto: &'static str,
+}
+
+/// Serves one client connection until it closes, times out or breaks the protocol.
+pub async fn serve(
+    mut client: TcpStream,
+    peer: SocketAddr,
+    fe: Arc<FrontendRt>,
+    limits: HeadLimits,
+) {
+    let conn = Conn {
+        fe: &fe,
+        peer,
+        limits,
+        proto: "http",
+    };
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut first = true;
+    loop {
+        let req = match read_request(&mut client, &mut rbuf, &conn, first).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(status) => {
+                let _ = write_all(&client, &reply::error(status), fe.conf.timeout_client).await;
+                return;
+            }
+        };
+        match exchange(&mut client, &mut rbuf, req, &conn, first).await {
+            Ok(Next::KeepAlive) => first = false,
+            Ok(Next::Close) => return,
+            Err(Fail::Status(s)) => {
+                let _ = write_all(&client, &reply::error(s), fe.conf.timeout_client).await;
+                return;
+            }
+            Err(Fail::Close) => return,
+        }
+    }
+}
+
+/// Reads one request head. `Ok(None)`: the client closed or went idle between
+/// requests (close silently); `Err(status)`: answer with it and close.
+async fn read_request(
+    client: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    conn: &Conn<'_>,
+    first: bool,
+) -> Result<Option<RequestHead>, u16> {
+    let http = &conn.fe.conf.http;
+    // Between requests the keep-alive timeout waits for the first byte; from
+    // then on (or from accept, for the first request) the whole head must
+    // arrive within timeout http-request.
+    let mut deadline = if first || !rbuf.is_empty() {
+        Instant::now() + http.timeout_request
+    } else {
+        Instant::now() + http.timeout_keep_alive
+    };
+    let mut started = first || !rbuf.is_empty();
+    loop {
+        if !rbuf.is_empty() {
+            if !started {
+                started = true;
+                deadline = Instant::now() + http.timeout_request;
+            }
+            match head::parse_request(rbuf, &conn.limits) {
+                Ok(Some(r)) => return Ok(Some(r)),
+                Ok(None) => {}
+                Err(e) => return Err(e.status()),
+            }
+        }
+        match read_until(client, rbuf, deadline).await {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                return if started { Err(408) } else { Ok(None) };
+            }
+            Err(_) => return Ok(None),
+        }
+    }
+}
+
+fn pick_backend<'a>(fe: &'a FrontendRt, req: &RequestHead) -> Option<&'a Arc<BackendRt>> {
+    for (u, be) in fe.conf.http.use_backends.iter().zip(&fe.routes) {
+        if u.cond.eval(&fe.conf.http.acls, req) {
+            return be.as_ref();
+        }
+    }
+    fe.backend.as_ref()
+}
+
+/// One request/response exchange.
+async fn exchange(
+    client: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    req: RequestHead,
+    conn: &Conn<'_>,
+    first: bool,
+) -> Result<Next, Fail> {
+    let fe = conn.fe;
+    if req.is_connect() {
+        return Err(Fail::Status(405));
+    }
+    if let (Some(max), BodyKind::Length(n)) = (fe.conf.http.max_body, req.body) {
+        if n > max {
+            return Err(Fail::Status(413));
+        }
+    }
+    let Some(be) = pick_backend(fe, &req) else {
+        return Err(Fail::Status(503));
+    };
+    let bc = &be.conf;
+    let forwardfor = fe.conf.http.forwardfor || bc.forwardfor;
+    // A client that waits for 100 Continue before sending a body we must
+    // stream gets it from us (as nginx does); the Expect header is then consumed.
+    let answer_continue = req.expect_continue && matches!(req.body, BodyKind::Chunked)
+        || matches!(req.body, BodyKind::Length(n) if req.expect_continue && (rbuf.len() as u64) < n);
+    let out_head = request_head(
+        &req,
+        conn,
+        forwardfor,
+        bc.reuse == Reuse::Never,
+        answer_continue,
+    );
+
+    // A request whose body is already entirely buffered can be replayed on a
+    // fresh connection if a reused one turns out dead.
+    let replayable_body = match req.body {
+        BodyKind::None => Some(0),
+        BodyKind::Length(n) if (rbuf.len() as u64) >= n => Some(n as usize),
+        _ => None,
+    };
+    let may_reuse = match bc.reuse {
+        Reuse::Never => false,
+        Reuse::Safe => !first || req.is_idempotent(),
+        Reuse::Always => true,
+    };
+    let retry_dead_reuse = req.is_idempotent() && replayable_body.is_some();
+
+    let mut attempts = 0u32;
+    let mut reuse_ok = may_reuse;
+    let (mut up, resp) = loop {
+        let (mut up, reused) = match connect(be, reuse_ok, &mut attempts).await {
+            Some(x) => x,
+            None => return Err(Fail::Status(503)),
+        };
+        // Send the head, with the buffered start of the body in the same write.
+        let mut first_write = BytesMut::with_capacity(out_head.len() + 1024);
+        first_write.put_slice(&out_head);
+        if let Some(n) = replayable_body {
+            first_write.put_slice(&rbuf[..n]);
+        }
+        if write_all(&up.sock, &first_write, bc.timeout_server)
+            .await
+            .is_err()
+        {
+            if reused && retry_dead_reuse {
+                reuse_ok = false;
+                continue;
+            }
+            return Err(Fail::Status(502));
+        }
+        match replayable_body {
+            Some(n) => {
+                let _ = rbuf.split_to(n);
+            }
+            None => {
+                if answer_continue && req.minor_version == 1 {
+                    write_all(
+                        client,
+                        b"HTTP/1.1 100 Continue\r\n\r\n",
+                        fe.conf.timeout_client,
+                    )
+                    .await?;
+                }
+                send_body(client, rbuf, &up.sock, req.body, bc.timeout_server, fe)
+                    .await
+                    .map_err(|e| match e {
+                        BodyError::Client => Fail::Close,
+                        BodyError::TooLarge => Fail::Status(413),
+                        BodyError::Bad => Fail::Status(400),
+                        BodyError::Server => Fail::Status(502),
+                    })?
+            }
+        }
+        match read_response(&mut up, &req, conn, bc.timeout_server, client).await {
+            Ok(r) => break (up, r),
+            Err(RespError::DeadReused) if reused && retry_dead_reuse => {
+                reuse_ok = false;
+                continue;
+            }
+            Err(RespError::DeadReused) | Err(RespError::Invalid) => return Err(Fail::Status(502)),
+            Err(RespError::Timeout) => return Err(Fail::Status(504)),
+            Err(RespError::Client) => return Err(Fail::Close),
+        }
+    };
+
+    // 101 Switching Protocols: the connection becomes a byte tunnel.
+    if resp.status == 101 {
+        let head = response_head(&resp, true, false, true);
+        write_all(client, &head, fe.conf.timeout_client).await?;
+        if !up.buf.is_empty() {
+            write_all(client, &up.buf, fe.conf.timeout_client).await?;
+        }
+        if !rbuf.is_empty() {
+            write_all(&up.sock, rbuf, bc.timeout_server).await?;
+        }
+        let idle = crate::l4::Idle {
+            client: fe.conf.timeout_client,
+            server: bc.timeout_server,
+        };
+        let _ = crate::l4::tunnel(client, &up.sock, idle).await;
+        return Ok(Next::Close);
+    }
+
+    // HTTP/1.0 clients cannot take chunked: send the raw body, end at close.
+    let dechunk = req.minor_version == 0 && resp.body == BodyKind::Chunked;
+    let client_keep = req.keep_alive && resp.body != BodyKind::UntilClose && !dechunk;
+    let head = response_head(&resp, client_keep, dechunk, req.minor_version == 1);
+    let done = relay_response(
+        client,
+        &mut up,
+        &resp,
+        head,
+        dechunk,
+        conn,
+        bc.timeout_server,
+    )
+    .await?;
+    if done && resp.keep_alive && up.buf.is_empty() && bc.reuse != Reuse::Never {
+        let s = &up.server.0;
+        upstream::put(s.addr, up.sock, s.pool_max_conn, s.pool_purge_delay);
+    }
+    Ok(if client_keep {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    })
+}
+
+/// A server connection in use for one exchange.
+struct Upstream {
+    sock: TcpStream,
+    buf: BytesMut,
+    server: InFlight,
+}
+
+/// A connection to the next server: an idle pooled one when allowed, else a new one,
+/// trying further servers on connect failure up to `retries` times.
+async fn connect(be: &BackendRt, reuse: bool, attempts: &mut u32) -> Option<(Upstream, bool)> {
+    loop {
+        let server = be.pool.pick()?;
+        if reuse {
+            if let Some(sock) = upstream::take(server.addr) {
+                let up = Upstream {
+                    sock,
+                    buf: BytesMut::with_capacity(READ_CHUNK),
+                    server: server.enter(),
+                };
+                return Some((up, true));
+            }
+        }
+        if *attempts > be.conf.retries {
+            return None;
+        }
+        *attempts += 1;
+        let guard = server.enter();
+        match tokio::time::timeout(be.conf.timeout_connect, TcpStream::connect(server.addr)).await {
+            Ok(Ok(sock)) => {
+                let _ = sock.set_nodelay(true);
+                let up = Upstream {
+                    sock,
+                    buf: BytesMut::with_capacity(READ_CHUNK),
+                    server: guard,
+                };
+                return Some((up, false));
+            }
+            Ok(Err(e)) => tracing::debug!("connect to {} failed: {e}", server.name),
+            Err(_) => tracing::debug!("connect to {} timed out", server.name),
+        }
+        server
+            .connect_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Builds the head sent to the server: origin-form target, HTTP/1.1,
+/// hop-by-hop headers removed, X-Forwarded-* when asked.
+fn request_head(
+    req: &RequestHead,
+    conn: &Conn<'_>,
+    forwardfor: bool,
+    close: bool,
+    strip_expect: bool,
+) -> Bytes {
+    let mut out = BytesMut::with_capacity(req.buf.len() + 128);
+    out.put_slice(req.method());
+    out.put_u8(b' ');
+    match req.form {
+        TargetForm::Absolute => {
+            // scheme://authority/path?query -> /path?query
+            let t = req.target();
+            let after = t
+                .windows(3)
+                .position(|w| w == b"://")
+                .map_or(t, |i| &t[i + 3..]);
+            match after.iter().position(|&b| b == b'/' || b == b'?') {
+                Some(i) if after[i] == b'/' => out.put_slice(&after[i..]),
+                Some(i) => {
+                    out.put_u8(b'/');
+                    out.put_slice(&after[i..]);
+                }
+                None => out.put_u8(b'/'),
+            }
+        }
+        _ => out.put_slice(req.target()),
+    }
+    out.put_slice(b" HTTP/1.1\r\n");
+    let mut xff: Option<Vec<u8>> = None;
+    for h in &req.headers {
+        if h.hop_by_hop {
+            continue;
+        }
+        let name = req.slice(h.name);
+        let value = req.slice(h.value);
+        if strip_expect && name.eq_ignore_ascii_case(b"expect") {
+            continue;
+        }
+        if forwardfor {
+            if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+                let v = xff.get_or_insert_with(Vec::new);
+                if !v.is_empty() {
+                    v.extend_from_slice(b", ");
+                }
+                v.extend_from_slice(value);
+                continue;
+            }
+            if name.eq_ignore_ascii_case(b"x-forwarded-proto") {
+                continue;
+            }
+        }
+        out.put_slice(name);
+        out.put_slice(b": ");
+        out.put_slice(value);
+        out.put_slice(b"\r\n");
+    }
+    if forwardfor {
+        out.put_slice(b"X-Forwarded-For: ");
+        if let Some(v) = xff {
+            out.put_slice(&v);
+            out.put_slice(b", ");
+        }
+        out.put_slice(conn.peer.ip().to_string().as_bytes());
+        out.put_slice(b"\r\nX-Forwarded-Proto: ");
+        out.put_slice(conn.proto.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    if req.upgrade {
+        out.put_slice(b"Connection: upgrade\r\n");
+    } else if close {
+        out.put_slice(b"Connection: close\r\n");
+    }
+    out.put_slice(b"\r\n");
+    out.freeze()
+}
+
+/// Builds the head sent to the client.
+fn response_head(
+    resp: &ResponseHead,
+    keep_alive: bool,
+    dechunk: bool,
+    client_is_11: bool,
+) -> BytesMut {
+    let mut out = BytesMut::with_capacity(resp.buf.len() + 64);
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(resp.status.to_string().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(resp.slice(resp.reason));
+    out.put_slice(b"\r\n");
+    let upgrading = resp.status == 101;
+    for h in &resp.headers {
+        let name = resp.slice(h.name);
+        if upgrading && name.eq_ignore_ascii_case(b"upgrade") {
+            // Keep the protocol the server switched to.
+        } else if h.hop_by_hop {
+            continue;
+        }
+        if dechunk && name.eq_ignore_ascii_case(b"transfer-encoding") {
+            continue;
+        }
+        out.put_slice(name);
+        out.put_slice(b": ");
+        out.put_slice(resp.slice(h.value));
+        out.put_slice(b"\r\n");
+    }
+    if upgrading {
+        out.put_slice(b"Connection: upgrade\r\n");
+    } else if !keep_alive {
+        out.put_slice(b"Connection: close\r\n");
+    } else if !client_is_11 {
+        out.put_slice(b"Connection: keep-alive\r\n");
+    }
+    out.put_slice(b"\r\n");
+    out
+}
+
+enum RespError {
+    /// The server closed or reset before sending a byte of response.
+    DeadReused,
+    Invalid,
+    Timeout,
+    Client,
+}
+
+/// Reads the final response head, passing 1xx interim responses (but 101) to the client.
+async fn read_response(
+    up: &mut Upstream,
+    req: &RequestHead,
+    conn: &Conn<'_>,
+    timeout: Duration,
+    client: &TcpStream,
+) -> Result<ResponseHead, RespError> {
+    let mut got_any = false;
+    loop {
+        if !up.buf.is_empty() {
+            got_any = true;
+            match head::parse_response_for(&mut up.buf, &conn.limits, req.method()) {
+                Ok(Some(r)) if (100..200).contains(&r.status) && r.status != 101 => {
+                    let h = response_head(&r, true, false, true);
+                    if req.minor_version == 1 {
+                        write_all(client, &h, conn.fe.conf.timeout_client)
+                            .await
+                            .map_err(|_| RespError::Client)?;
+                    }
+                    continue;
+                }
+                Ok(Some(r)) => return Ok(r),
+                Ok(None) => {}
+                Err(_) => return Err(RespError::Invalid),
+            }
+        }
+        match read_until(&up.sock, &mut up.buf, Instant::now() + timeout).await {
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(RespError::Timeout),
+            Ok(0) | Err(_) if !got_any && up.buf.is_empty() => {
+                return Err(RespError::DeadReused);
+            }
+            Ok(0) => return Err(RespError::Invalid),
+            Ok(_) => {}
+            Err(_) => return Err(RespError::Invalid),
+        }
+    }
+}
+
+enum BodyError {
+    Client,
+    Server,
+    TooLarge,
+    Bad,
+}
+
+/// Streams the request body from the client to the server.
+async fn send_body(
+    client: &TcpStream,
+    rbuf: &mut BytesMut,
+    server: &TcpStream,
+    kind: BodyKind,
+    server_timeout: Duration,
+    fe: &FrontendRt,
+) -> Result<(), BodyError> {
+    let client_timeout = fe.conf.timeout_client;
+    let max = fe.conf.http.max_body.unwrap_or(u64::MAX);
+    match kind {
+        BodyKind::None | BodyKind::UntilClose => Ok(()),
+        BodyKind::Length(mut n) => {
+            while n > 0 {
+                if rbuf.is_empty() {
+                    match read_until(client, rbuf, Instant::now() + client_timeout).await {
+                        Ok(0) | Err(_) => return Err(BodyError::Client),
+                        Ok(_) => {}
+                    }
+                }
+                let k = (rbuf.len() as u64).min(n) as usize;
+                let part = rbuf.split_to(k);
+                write_all(server, &part, server_timeout)
+                    .await
+                    .map_err(|_| BodyError::Server)?;
+                n -= k as u64;
+            }
+            Ok(())
+        }
+        BodyKind::Chunked => {
+            let mut dec = ChunkedDecoder::new(16 << 10);
+            let mut out = BytesMut::new();
+            let mut total = 0u64;
+            loop {
+                match dec.decode(rbuf) {
+                    Ok(Some(Chunk::Data(d))) => {
+                        total += d.len() as u64;
+                        if total > max {
+                            return Err(BodyError::TooLarge);
+                        }
+                        write_chunk_header(&mut out, d.len());
+                        out.put_slice(&d);
+                        out.put_slice(b"\r\n");
+                        if out.len() >= FLUSH_AT {
+                            write_all(server, &out, server_timeout)
+                                .await
+                                .map_err(|_| BodyError::Server)?;
+                            out.clear();
+                        }
+                    }
+                    Ok(Some(Chunk::Trailers(t))) => {
+                        out.put_slice(LAST_CHUNK);
+                        out.put_slice(&t);
+                        return write_all(server, &out, server_timeout)
+                            .await
+                            .map_err(|_| BodyError::Server);
+                    }
+                    Ok(None) => {
+                        if !out.is_empty() {
+                            write_all(server, &out, server_timeout)
+                                .await
+                                .map_err(|_| BodyError::Server)?;
+                            out.clear();
+                        }
+                        match read_until(client, rbuf, Instant::now() + client_timeout).await {
+                            Ok(0) | Err(_) => return Err(BodyError::Client),
+                            Ok(_) => {}
+                        }
+                    }
+                    Err(_) => return Err(BodyError::Bad),
+                }
+            }
+        }
+    }
+}
+
+/// Sends the response head and streams its body to the client. Returns true
+/// when the body ended cleanly by its framing (the server connection is reusable).
+async fn relay_response(
+    client: &TcpStream,
+    up: &mut Upstream,
+    resp: &ResponseHead,
+    mut head: BytesMut,
+    dechunk: bool,
+    conn: &Conn<'_>,
+    server_timeout: Duration,
+) -> Result<bool, Fail> {
+    let client_timeout = conn.fe.conf.timeout_client;
+    match resp.body {
+        BodyKind::None => {
+            write_all(client, &head, client_timeout).await?;
+            Ok(true)
+        }
+        BodyKind::Length(mut n) => {
+            // Head and the already-read start of the body in one write.
+            let k = (up.buf.len() as u64).min(n) as usize;
+            head.put_slice(&up.buf[..k]);
+            let _ = up.buf.split_to(k);
+            n -= k as u64;
+            write_all(client, &head, client_timeout).await?;
+            while n > 0 {
+                match read_until(&up.sock, &mut up.buf, Instant::now() + server_timeout).await {
+                    Ok(0) | Err(_) => return Err(Fail::Close),
+                    Ok(_) => {}
+                }
+                let k = (up.buf.len() as u64).min(n) as usize;
+                let part = up.buf.split_to(k);
+                write_all(client, &part, client_timeout).await?;
+                n -= k as u64;
+            }
+            Ok(true)
+        }
+        BodyKind::UntilClose => {
+            write_all(client, &head, client_timeout).await?;
+            if !up.buf.is_empty() {
+                write_all(client, &up.buf, client_timeout).await?;
+                up.buf.clear();
+            }
+            loop {
+                match read_until(&up.sock, &mut up.buf, Instant::now() + server_timeout).await {
+                    Ok(0) => return Ok(false),
+                    Err(_) => return Err(Fail::Close),
+                    Ok(_) => {}
+                }
+                write_all(client, &up.buf, client_timeout).await?;
+                up.buf.clear();
+            }
+        }
+        BodyKind::Chunked => {
+            let mut dec = ChunkedDecoder::new(16 << 10);
+            let mut out = head;
+            loop {
+                match dec.decode(&mut up.buf) {
+                    Ok(Some(Chunk::Data(d))) => {
+                        if !dechunk {
+                            write_chunk_header(&mut out, d.len());
+                        }
+                        out.put_slice(&d);
+                        if !dechunk {
+                            out.put_slice(b"\r\n");
+                        }
+                        if out.len() >= FLUSH_AT {
+                            write_all(client, &out, client_timeout).await?;
+                            out.clear();
+                        }
+                    }
+                    Ok(Some(Chunk::Trailers(t))) => {
+                        if !dechunk {
+                            out.put_slice(LAST_CHUNK);
+                            out.put_slice(&t);
+                        }
+                        write_all(client, &out, client_timeout).await?;
+                        return Ok(true);
+                    }
+                    Ok(None) => {
+                        if !out.is_empty() {
+                            write_all(client, &out, client_timeout).await?;
+                            out.clear();
+                        }
+                        match read_until(&up.sock, &mut up.buf, Instant::now() + server_timeout)
+                            .await
+                        {
+                            Ok(0) | Err(_) => return Err(Fail::Close),
+                            Ok(_) => {}
+                        }
+                    }
+                    Err(_) => return Err(Fail::Close),
+                }
+            }
+        }
+    }
+}
+
+/// Reads what is available into `buf` (growing it), waiting until `deadline`.
+/// `Ok(0)` is EOF; a missed deadline is `TimedOut`.
+async fn read_until(s: &TcpStream, buf: &mut BytesMut, deadline: Instant) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(READ_CHUNK);
+    }
+    loop {
+        match s.try_read_buf(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        let wait = tokio::time::timeout_at(deadline.into(), s.ready(Interest::READABLE));
+        match wait.await {
+            Ok(r) => {
+                r?;
+            }
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "read timeout")),
+        }
+    }
+}
+
+/// Writes all of `data`, failing if the peer accepts nothing for `idle`.
+async fn write_all(s: &TcpStream, mut data: &[u8], idle: Duration) -> io::Result<()> {
+    while !data.is_empty() {
+        match s.try_write(data) {
+            Ok(n) => {
+                data = &data[n..];
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        match tokio::time::timeout(idle, s.ready(Interest::WRITABLE)).await {
+            Ok(r) => {
+                r?;
+            }
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")),
+        }
+    }
+    Ok(())
+}

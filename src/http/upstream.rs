@@ -1,0 +1,93 @@
+//! Idle keep-alive server connections, pooled per worker thread and server address.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+
+struct Idle {
+    sock: TcpStream,
+    until: Instant,
+}
+
+#[derive(Default)]
+struct Pools {
+    idle: HashMap<SocketAddr, VecDeque<Idle>>,
+    sweeper: bool,
+}
+
+thread_local! {
+    // Per thread: a connection belongs to the reactor of the worker that made
+    // it, and a thread-local pool needs no lock on the request path.
+    static POOLS: RefCell<Pools> = RefCell::new(Pools::default());
+}
+
+/// How often idle connections past their delay are closed.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// An idle connection to `addr` that is still open, newest first. Connections
+/// past their idle delay, closed by the server, or with unexpected bytes
+/// waiting are dropped on the way.
+pub fn take(addr: SocketAddr) -> Option<TcpStream> {
+    POOLS.with(|p| {
+        let mut p = p.borrow_mut();
+        let q = p.idle.get_mut(&addr)?;
+        while let Some(c) = q.pop_back() {
+            if c.until <= Instant::now() {
+                continue;
+            }
+            let mut probe = [0u8; 1];
+            match c.sock.try_read(&mut probe) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(c.sock),
+                // EOF, stray bytes or an error: not reusable.
+                _ => continue,
+            }
+        }
+        None
+    })
+}
+
+/// Returns a connection to the pool (dropped if the pool for `addr` is full).
+pub fn put(addr: SocketAddr, sock: TcpStream, max: usize, max_idle: Duration) {
+    if max == 0 {
+        return;
+    }
+    let spawn_sweeper = POOLS.with(|p| {
+        let mut p = p.borrow_mut();
+        let q = p.idle.entry(addr).or_default();
+        if q.len() >= max {
+            q.pop_front();
+        }
+        q.push_back(Idle {
+            sock,
+            until: Instant::now() + max_idle,
+        });
+        !std::mem::replace(&mut p.sweeper, true)
+    });
+    if spawn_sweeper {
+        tokio::spawn(sweep());
+    }
+}
+
+/// Closes idle connections past their delay; one task per worker thread.
+async fn sweep() {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        POOLS.with(|p| {
+            let mut p = p.borrow_mut();
+            for q in p.idle.values_mut() {
+                q.retain(|c| c.until > now);
+            }
+            p.idle.retain(|_, q| !q.is_empty());
+        });
+    }
+}
+
+/// Idle connections held by this thread for `addr` (tests and metrics).
+pub fn idle_count(addr: SocketAddr) -> usize {
+    POOLS.with(|p| p.borrow().idle.get(&addr).map_or(0, VecDeque::len))
+}

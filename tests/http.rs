@@ -1,0 +1,348 @@
+//! HTTP mode end to end: routing, keep-alive, framing, headers, pooling, errors.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::atomic::Ordering;
+
+use common::client::Client;
+use common::servers::{self, http_server, HttpServer};
+use common::Lb;
+
+fn conf(extra_fe: &str, extra_be: &str, servers: &[&HttpServer]) -> String {
+    let mut c = format!(
+        "defaults\n    mode http\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\nfrontend f\n    bind 127.0.0.1:0\n    default_backend b\n{extra_fe}\nbackend b\n{extra_be}\n"
+    );
+    for (i, s) in servers.iter().enumerate() {
+        c.push_str(&format!("    server s{i} {}\n", s.addr));
+    }
+    c
+}
+
+fn start(extra_fe: &str, extra_be: &str, servers: &[&HttpServer]) -> Lb {
+    Lb::start(&conf(extra_fe, extra_be, servers), 1)
+}
+
+#[test]
+fn round_robin_per_request_on_one_connection() {
+    let (a, b) = (http_server("a"), http_server("b"));
+    let lb = start("", "", &[&a, &b]);
+    let mut c = Client::connect(lb.addr("frontend", "f"));
+    let names: Vec<String> = (0..4)
+        .map(|_| c.get("/").header("x-server").unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["a", "b", "a", "b"]);
+}
+
+#[test]
+fn forwardfor_appends_and_sets_proto() {
+    let a = http_server("a");
+    let lb = start("    option forwardfor", "", &[&a]);
+    let mut c = Client::connect(lb.addr("frontend", "f"));
+    c.send(b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: gopher\r\n\r\n");
+    let t = c.read(false).unwrap().text();
+    assert!(t.contains("x-forwarded-for: 10.0.0.1, 127.0.0.1\n"), "{t}");
+    assert!(t.contains("x-forwarded-proto: http\n"), "{t}");
+    assert!(!t.contains("gopher"), "{t}");
+    assert!(!t.contains("via:"), "{t}");
+}
+
+#[test]
+fn hop_by_hop_headers_are_removed() {
+    let a = http_server("a");
+    let lb = start("", "", &[&a]);
+    let mut c = Client::connect(lb.addr("frontend", "f"));
+    c.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nProxy-Connection: x\r\nTE: trailers\r\nX-Kept: yes\r\n\r\n");
+    let t = c.read(false).unwrap().text();
+    assert!(t.contains("x-kept: yes"), "{t}");
+    for gone in [
+        "x-secret",
+        "keep-alive",
+        "proxy-connection",
+        "te:",
+        "connection: keep-alive",
+    ] {
+        assert!(!t.contains(gone), "{gone} forwarded: {t}");
+    }
+}
+
+#[test]
+fn connection_close_and_http10() {
+    let a = http_server("a");
+    let lb = start("", "", &[&a]);
+    let fe = lb.addr("frontend", "f");
+    let mut c = Client::connect(fe);
+    c.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let r = c.read(false).unwrap();
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(c.is_closed());
+    // HTTP/1.0 is not persistent by default...
+    let mut c = Client::connect(fe);
+    c.send(b"GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(c.read(false).unwrap().status, 200);
+    assert!(c.is_closed());
+    // ...unless it asks.
+    let mut c = Client::connect(fe);
+    c.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_eq!(
+        c.read(false).unwrap().header("connection"),
+        Some("keep-alive")
+    );
+    c.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_eq!(c.read(false).unwrap().status, 200);
+}
+
+#[test]
+fn pipelined_requests_answered_in_order() {
+    let a = http_server("a");
+    let lb = start("", "", &[&a]);
+    let mut c = Client::connect(lb.addr("frontend", "f"));
+    c.send(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\n\r\nGET /three HTTP/1.1\r\nHost: x\r\n\r\n");
+    for p in ["/one", "/two", "/three"] {
+        let t = c.read(false).unwrap().text();
+        assert!(t.starts_with(&format!("a GET {p}\n")), "{t}");
+    }
+}
+
+#[test]
+fn request_bodies_stream_through() {
+    let a = http_server("a");
+    let lb = start("", "", &[&a]);
+    let mut c = Client::connect(lb.addr("frontend", "f"));
+    let body = vec![b'q'; 3 << 20];
+    c.send(
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    c.send(&body);
+    let r = c.read(false).unwrap();
+    assert_eq!(r.body.len(), body.len());
+    // Chunked, re-framed by lb; the server decodes it.
+    c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\n\r\n");
+    assert_eq!(c.read(false).unwrap().text(), "Wikipedia");
+    // Expect: 100-continue gets an interim 100 before we send the body.
+    c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    assert_eq!(c.read(false).unwrap().status, 100);
+    c.send(b"hello");
+    assert_eq!(c.read(false).unwrap().text(), "hello");
+}
+
+#[test]
+fn response_framings() {
+    let a = http_server("a");
+    let lb = start("", "", &[&a]);
+    let fe = lb.addr("frontend", "f");
+    let mut c = Client::connect(fe);
+    let r = c.get("/chunked");
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(r.text(), "hello, world");
+    let r = c.get("/big/1000000");
+    assert_eq!(r.body.len(), 1_000_000);
+    // No body for HEAD, 204, 304, whatever the server claims.
+    c.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = c.read(true).unwrap();
+    assert!(r.header("content-length").is_some());
+    for code in [204, 304] {
+        let r = c.get(&format!("/status/{code}"));
+        assert_eq!(r.status, code);
+    }
+    // Still in sync after all that:
+    assert_eq!(c.get("/x").status, 200);
+    // A body delimited by close ends the client connection too.
+    let r = c.get("/close");
+    assert_eq!(r.text(), "until the end");
+    assert_eq!(r.header("connection"), Some("close"));
+    // HTTP/1.0 client, chunked response: raw body, then close.
+    let mut c = Client::connect(fe);
+    c.send(b"GET /chunked HTTP/1.0\r\n\r\n");
+    let r = c.read(false).unwrap();
+    assert!(r.header("transfer-encoding").is_none());
+    assert_eq!(r.text(), "hello, world");
+}
+
+#[test]
+fn upstream_connections_are_pooled() {
+    let a = http_server("a");
+    let lb = start("", "", &[&a]);
+    let fe = lb.addr("frontend", "f");
+    for _ in 0..10 {
+        let mut c = Client::connect(fe);
+        for _ in 0..5 {
+            assert_eq!(c.get("/").status, 200);
+        }
+    }
+    assert_eq!(a.requests.load(Ordering::SeqCst), 50);
+    // 10 client connections, 50 requests: the server saw far fewer connections.
+    let conns = a.conns.load(Ordering::SeqCst);
+    assert!(conns <= 4, "server saw {conns} connections");
+}
+
+#[test]
+fn http_reuse_never_uses_one_connection_per_request() {
+    let a = http_server("a");
+    let lb = start("", "    http-reuse never", &[&a]);
+    let mut c = Client::connect(lb.addr("frontend", "f"));
+    for _ in 0..5 {
+        assert_eq!(c.get("/").status, 200);
+    }
+    assert_eq!(a.conns.load(Ordering::SeqCst), 5);
+}
+
+#[test]
+fn acl_routes_to_backends() {
+    let (web, api) = (http_server("web"), http_server("api"));
+    let c = format!(
+        "defaults\n    mode http\nfrontend f\n    bind 127.0.0.1:0\n    acl is_api path_beg /api/\n    acl is_admin hdr(host) -i admin.example\n    use_backend api if is_api || is_admin\n    default_backend web\nbackend web\n    server w {}\nbackend api\n    server a {}\n",
+        web.addr, api.addr
+    );
+    let lb = Lb::start(&c, 1);
+    let mut cl = Client::connect(lb.addr("frontend", "f"));
+    assert_eq!(cl.get("/api/x").header("x-server"), Some("api"));
+    assert_eq!(cl.get("/index.html").header("x-server"), Some("web"));
+    cl.send(b"GET / HTTP/1.1\r\nHost: ADMIN.example:8080\r\n\r\n");
+    assert_eq!(cl.read(false).unwrap().header("x-server"), Some("api"));
+}
+
+#[test]
+fn websocket_upgrade_becomes_a_tunnel() {
+    let a = http_server("a");
+    let lb = start("", "", &[&a]);
+    let mut c = Client::connect(lb.addr("frontend", "f"));
+    c.send(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    let r = c.read(true).unwrap();
+    assert_eq!(r.status, 101);
+    assert_eq!(r.header("upgrade"), Some("websocket"));
+    c.send(b"raw bytes both ways");
+    let mut b = [0u8; 19];
+    c.r.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"raw bytes both ways");
+}
+
+#[test]
+fn smuggling_attempts_get_400_and_close() {
+    let a = http_server("a");
+    let lb = start("", "", &[&a]);
+    let fe = lb.addr("frontend", "f");
+    let cases: &[&[u8]] = &[
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked, identity\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n folded\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+        b"GET http://evil.example/ HTTP/1.1\r\nHost: good.example\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ];
+    for raw in cases {
+        let mut c = Client::connect(fe);
+        c.send(raw);
+        let r = c
+            .read(false)
+            .unwrap_or_else(|| panic!("no reply to {:?}", String::from_utf8_lossy(raw)));
+        assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(raw));
+        assert!(c.is_closed());
+    }
+    // Nothing but the last (bad chunk size after a valid head) may have reached the server.
+    assert!(a.requests.load(Ordering::SeqCst) == 0);
+}
+
+#[test]
+fn oversized_heads_get_431() {
+    let a = http_server("a");
+    let lb = Lb::start(
+        &format!(
+            "global\n    tune.bufsize 2k\n    tune.http.maxhdr 10\n{}",
+            conf("", "", &[&a])
+        ),
+        1,
+    );
+    let fe = lb.addr("frontend", "f");
+    let mut c = Client::connect(fe);
+    c.send(
+        format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(3000)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(c.read(false).unwrap().status, 431);
+    let mut c = Client::connect(fe);
+    let many: String = (0..20).map(|i| format!("X-{i}: v\r\n")).collect();
+    c.send(format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes());
+    assert_eq!(c.read(false).unwrap().status, 431);
+}
+
+#[test]
+fn slow_head_gets_408() {
+    let a = http_server("a");
+    let lb = start("    timeout http-request 300ms", "", &[&a]);
+    let mut c = Client::connect(lb.addr("frontend", "f"));
+    c.send(b"GET / HTTP/1.1\r\nHost: x\r\n");
+    // The reply comes when the timeout fires; the read blocks until then.
+    assert_eq!(c.read(false).unwrap().status, 408);
+    assert!(c.is_closed());
+}
+
+#[test]
+fn body_limit_gets_413() {
+    let a = http_server("a");
+    let lb = start("    max-body-size 1k", "", &[&a]);
+    let mut c = Client::connect(lb.addr("frontend", "f"));
+    c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n");
+    assert_eq!(c.read(false).unwrap().status, 413);
+}
+
+#[test]
+fn server_errors_map_to_502_503_504() {
+    // 503: nothing accepts.
+    let dead = servers::dead_addr();
+    let c = format!("defaults\n    mode http\n    retries 1\nfrontend f\n    bind 127.0.0.1:0\n    default_backend b\nbackend b\n    server d {dead}\n");
+    let lb = Lb::start(&c, 1);
+    let mut cl = Client::connect(lb.addr("frontend", "f"));
+    assert_eq!(cl.get("/").status, 503);
+    // 502: garbage instead of a response.
+    let junk = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let junk_addr = junk.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in junk.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut b = [0u8; 1024];
+            let _ = s.read(&mut b);
+            let _ = s.write_all(b"SMTP READY\r\n\r\n");
+        }
+    });
+    let c = format!("defaults\n    mode http\nfrontend f\n    bind 127.0.0.1:0\n    default_backend b\nbackend b\n    server j {junk_addr}\n");
+    let lb = Lb::start(&c, 1);
+    let mut cl = Client::connect(lb.addr("frontend", "f"));
+    assert_eq!(cl.get("/").status, 502);
+    // 504: the server is too slow.
+    let a = http_server("a");
+    let lb = start("", "    timeout server 200ms", &[&a]);
+    let mut cl = Client::connect(lb.addr("frontend", "f"));
+    assert_eq!(cl.get("/slow/3000").status, 504);
+}
+
+#[test]
+fn behind_real_nginx_when_installed() {
+    let Some(nginx) = common::nginx::Nginx::start() else {
+        eprintln!("nginx not installed: skipping");
+        return;
+    };
+    let lb = Lb::start(
+        &format!("defaults\n    mode http\nfrontend f\n    bind 127.0.0.1:0\n    default_backend b\nbackend b\n    server n {}\n", nginx.addr),
+        1,
+    );
+    let mut c = Client::connect(lb.addr("frontend", "f"));
+    for _ in 0..3 {
+        let r = c.get("/hello.txt");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), "hello from nginx\n");
+        assert!(r.header("server").unwrap_or("").starts_with("nginx"));
+    }
+    assert_eq!(c.get("/missing").status, 404);
+}
