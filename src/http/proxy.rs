@@ -75,6 +75,8 @@ pub async fn serve(
         proto: "http",
     };
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    // Server-side read buffer, reused by every exchange of this connection.
+    let mut ubuf = BytesMut::with_capacity(READ_CHUNK);
     let mut first = true;
     loop {
         let req = match read_request(&mut client, &mut rbuf, &conn, first).await {
@@ -85,7 +87,7 @@ pub async fn serve(
                 return;
             }
         };
-        match exchange(&mut client, &mut rbuf, req, &conn, first).await {
+        match exchange(&mut client, &mut rbuf, &mut ubuf, req, &conn, first).await {
             Ok(Next::KeepAlive) => first = false,
             Ok(Next::Close) => return,
             Err(Fail::Status(s)) => {
@@ -151,6 +153,7 @@ fn pick_backend<'a>(fe: &'a FrontendRt, req: &RequestHead) -> Option<&'a Arc<Bac
 async fn exchange(
     client: &mut TcpStream,
     rbuf: &mut BytesMut,
+    ubuf: &mut BytesMut,
     req: RequestHead,
     conn: &Conn<'_>,
     first: bool,
@@ -197,8 +200,10 @@ async fn exchange(
 
     let mut attempts = 0u32;
     let mut reuse_ok = may_reuse;
-    let (mut up, resp) = loop {
-        let (mut up, reused) = match connect(be, reuse_ok, &mut attempts).await {
+    let mut body_cut = false;
+    let (up, resp) = loop {
+        ubuf.clear();
+        let (up, reused) = match connect(be, reuse_ok, retry_dead_reuse, &mut attempts).await {
             Some(x) => x,
             None => return Err(Fail::Status(503)),
         };
@@ -231,17 +236,25 @@ async fn exchange(
                     )
                     .await?;
                 }
-                send_body(client, rbuf, &up.sock, req.body, bc.timeout_server, fe)
-                    .await
-                    .map_err(|e| match e {
+                // Full duplex: a server may answer before the body ends (an
+                // early 413 or 401, or a server that answers at the head).
+                // Then the rest of the body is dropped and neither connection
+                // is kept alive, since the client's framing is unfinished.
+                let body = send_body(client, rbuf, &up.sock, req.body, bc.timeout_server, fe);
+                tokio::pin!(body);
+                let mut probe = [0u8; 1];
+                tokio::select! {
+                    b = &mut body => b.map_err(|e| match e {
                         BodyError::Client => Fail::Close,
                         BodyError::TooLarge => Fail::Status(413),
                         BodyError::Bad => Fail::Status(400),
                         BodyError::Server => Fail::Status(502),
-                    })?
+                    })?,
+                    _ = up.sock.peek(&mut probe) => body_cut = true,
+                }
             }
         }
-        match read_response(&mut up, &req, conn, bc.timeout_server, client).await {
+        match read_response(&up.sock, ubuf, &req, conn, bc.timeout_server, client).await {
             Ok(r) => break (up, r),
             Err(RespError::DeadReused) if reused && retry_dead_reuse => {
                 reuse_ok = false;
@@ -257,8 +270,8 @@ async fn exchange(
     if resp.status == 101 {
         let head = response_head(&resp, true, false, true);
         write_all(client, &head, fe.conf.timeout_client).await?;
-        if !up.buf.is_empty() {
-            write_all(client, &up.buf, fe.conf.timeout_client).await?;
+        if !ubuf.is_empty() {
+            write_all(client, ubuf, fe.conf.timeout_client).await?;
         }
         if !rbuf.is_empty() {
             write_all(&up.sock, rbuf, bc.timeout_server).await?;
@@ -273,11 +286,12 @@ async fn exchange(
 
     // HTTP/1.0 clients cannot take chunked: send the raw body, end at close.
     let dechunk = req.minor_version == 0 && resp.body == BodyKind::Chunked;
-    let client_keep = req.keep_alive && resp.body != BodyKind::UntilClose && !dechunk;
+    let client_keep = req.keep_alive && resp.body != BodyKind::UntilClose && !dechunk && !body_cut;
     let head = response_head(&resp, client_keep, dechunk, req.minor_version == 1);
     let done = relay_response(
         client,
-        &mut up,
+        &up.sock,
+        ubuf,
         &resp,
         head,
         dechunk,
@@ -285,7 +299,7 @@ async fn exchange(
         bc.timeout_server,
     )
     .await?;
-    if done && resp.keep_alive && up.buf.is_empty() && bc.reuse != Reuse::Never {
+    if done && !body_cut && resp.keep_alive && ubuf.is_empty() && bc.reuse != Reuse::Never {
         let s = &up.server.0;
         upstream::put(s.addr, up.sock, s.pool_max_conn, s.pool_purge_delay);
     }
@@ -299,20 +313,23 @@ async fn exchange(
 /// A server connection in use for one exchange.
 struct Upstream {
     sock: TcpStream,
-    buf: BytesMut,
     server: InFlight,
 }
 
 /// A connection to the next server: an idle pooled one when allowed, else a new one,
 /// trying further servers on connect failure up to `retries` times.
-async fn connect(be: &BackendRt, reuse: bool, attempts: &mut u32) -> Option<(Upstream, bool)> {
+async fn connect(
+    be: &BackendRt,
+    reuse: bool,
+    retryable: bool,
+    attempts: &mut u32,
+) -> Option<(Upstream, bool)> {
     loop {
         let server = be.pool.pick()?;
         if reuse {
-            if let Some(sock) = upstream::take(server.addr) {
+            if let Some(sock) = upstream::take(server.addr, !retryable) {
                 let up = Upstream {
                     sock,
-                    buf: BytesMut::with_capacity(READ_CHUNK),
                     server: server.enter(),
                 };
                 return Some((up, true));
@@ -328,7 +345,6 @@ async fn connect(be: &BackendRt, reuse: bool, attempts: &mut u32) -> Option<(Ups
                 let _ = sock.set_nodelay(true);
                 let up = Upstream {
                     sock,
-                    buf: BytesMut::with_capacity(READ_CHUNK),
                     server: guard,
                 };
                 return Some((up, false));
@@ -472,7 +488,8 @@ enum RespError {
 
 /// Reads the final response head, passing 1xx interim responses (but 101) to the client.
 async fn read_response(
-    up: &mut Upstream,
+    sock: &TcpStream,
+    ubuf: &mut BytesMut,
     req: &RequestHead,
     conn: &Conn<'_>,
     timeout: Duration,
@@ -480,9 +497,9 @@ async fn read_response(
 ) -> Result<ResponseHead, RespError> {
     let mut got_any = false;
     loop {
-        if !up.buf.is_empty() {
+        if !ubuf.is_empty() {
             got_any = true;
-            match head::parse_response_for(&mut up.buf, &conn.limits, req.method()) {
+            match head::parse_response_for(ubuf, &conn.limits, req.method()) {
                 Ok(Some(r)) if (100..200).contains(&r.status) && r.status != 101 => {
                     let h = response_head(&r, true, false, true);
                     if req.minor_version == 1 {
@@ -497,9 +514,9 @@ async fn read_response(
                 Err(_) => return Err(RespError::Invalid),
             }
         }
-        match read_until(&up.sock, &mut up.buf, Instant::now() + timeout).await {
+        match read_until(sock, ubuf, Instant::now() + timeout).await {
             Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(RespError::Timeout),
-            Ok(0) | Err(_) if !got_any && up.buf.is_empty() => {
+            Ok(0) | Err(_) if !got_any && ubuf.is_empty() => {
                 return Err(RespError::DeadReused);
             }
             Ok(0) => return Err(RespError::Invalid),
@@ -595,9 +612,11 @@ async fn send_body(
 
 /// Sends the response head and streams its body to the client. Returns true
 /// when the body ended cleanly by its framing (the server connection is reusable).
+#[allow(clippy::too_many_arguments)]
 async fn relay_response(
     client: &TcpStream,
-    up: &mut Upstream,
+    sock: &TcpStream,
+    ubuf: &mut BytesMut,
     resp: &ResponseHead,
     mut head: BytesMut,
     dechunk: bool,
@@ -612,18 +631,18 @@ async fn relay_response(
         }
         BodyKind::Length(mut n) => {
             // Head and the already-read start of the body in one write.
-            let k = (up.buf.len() as u64).min(n) as usize;
-            head.put_slice(&up.buf[..k]);
-            let _ = up.buf.split_to(k);
+            let k = (ubuf.len() as u64).min(n) as usize;
+            head.put_slice(&ubuf[..k]);
+            let _ = ubuf.split_to(k);
             n -= k as u64;
             write_all(client, &head, client_timeout).await?;
             while n > 0 {
-                match read_until(&up.sock, &mut up.buf, Instant::now() + server_timeout).await {
+                match read_until(sock, ubuf, Instant::now() + server_timeout).await {
                     Ok(0) | Err(_) => return Err(Fail::Close),
                     Ok(_) => {}
                 }
-                let k = (up.buf.len() as u64).min(n) as usize;
-                let part = up.buf.split_to(k);
+                let k = (ubuf.len() as u64).min(n) as usize;
+                let part = ubuf.split_to(k);
                 write_all(client, &part, client_timeout).await?;
                 n -= k as u64;
             }
@@ -631,25 +650,25 @@ async fn relay_response(
         }
         BodyKind::UntilClose => {
             write_all(client, &head, client_timeout).await?;
-            if !up.buf.is_empty() {
-                write_all(client, &up.buf, client_timeout).await?;
-                up.buf.clear();
+            if !ubuf.is_empty() {
+                write_all(client, ubuf, client_timeout).await?;
+                ubuf.clear();
             }
             loop {
-                match read_until(&up.sock, &mut up.buf, Instant::now() + server_timeout).await {
+                match read_until(sock, ubuf, Instant::now() + server_timeout).await {
                     Ok(0) => return Ok(false),
                     Err(_) => return Err(Fail::Close),
                     Ok(_) => {}
                 }
-                write_all(client, &up.buf, client_timeout).await?;
-                up.buf.clear();
+                write_all(client, ubuf, client_timeout).await?;
+                ubuf.clear();
             }
         }
         BodyKind::Chunked => {
             let mut dec = ChunkedDecoder::new(16 << 10);
             let mut out = head;
             loop {
-                match dec.decode(&mut up.buf) {
+                match dec.decode(ubuf) {
                     Ok(Some(Chunk::Data(d))) => {
                         if !dechunk {
                             write_chunk_header(&mut out, d.len());
@@ -676,9 +695,7 @@ async fn relay_response(
                             write_all(client, &out, client_timeout).await?;
                             out.clear();
                         }
-                        match read_until(&up.sock, &mut up.buf, Instant::now() + server_timeout)
-                            .await
-                        {
+                        match read_until(sock, ubuf, Instant::now() + server_timeout).await {
                             Ok(0) | Err(_) => return Err(Fail::Close),
                             Ok(_) => {}
                         }

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# HTTP keep-alive requests/s: lb, HAProxy and nginx as reverse proxies, one worker
+# thread each, in front of the same two nginx backends, driven by wrk in several
+# interleaved rounds. Prints a table with the ratio to HAProxy. Loopback only.
+#
+# Usage: benches/compare.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds, 5 s)
+# Env: CONNS (50), WRK_THREADS (1), FILE_BYTES (1024)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-3}
+SECS=${2:-5}
+CONNS=${CONNS:-50}
+WRK_THREADS=${WRK_THREADS:-1}
+FILE_BYTES=${FILE_BYTES:-1024}
+for t in wrk nginx haproxy; do
+    command -v $t >/dev/null || [ -x /usr/sbin/$t ] || { echo "missing $t (apt-get install -y wrk nginx haproxy)"; exit 1; }
+done
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+cargo build --release -q
+dir=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened"; exit 1; }
+
+mkdir -p "$dir/www" "$dir/tmp"
+head -c "$FILE_BYTES" /dev/zero | tr '\0' 'x' > "$dir/www/file.txt"
+
+nginx_conf() { # name, port, body
+    cat > "$dir/$1.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+error_log $dir/$1.err;
+pid $dir/$1.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/tmp; proxy_temp_path $dir/tmp; fastcgi_temp_path $dir/tmp;
+  uwsgi_temp_path $dir/tmp; scgi_temp_path $dir/tmp;
+  keepalive_requests 1000000;
+  $3
+}
+CONF
+    "$NGINX" -c "$dir/$1.conf" -p "$dir" &
+    pids+=($!)
+    wait_port "$2"
+}
+
+B1=$(free_port); B2=$(free_port)
+nginx_conf backend1 "$B1" "server { listen 127.0.0.1:$B1; root $dir/www; }"
+nginx_conf backend2 "$B2" "server { listen 127.0.0.1:$B2; root $dir/www; }"
+
+# nginx as the reverse proxy.
+PN=$(free_port)
+nginx_conf proxy "$PN" "upstream b { server 127.0.0.1:$B1; server 127.0.0.1:$B2; keepalive 64; }
+  server { listen 127.0.0.1:$PN; location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+
+# HAProxy.
+PH=$(free_port)
+cat > "$dir/haproxy.cfg" <<CONF
+global
+    nbthread 1
+    maxconn 4000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    http-reuse safe
+frontend f
+    bind 127.0.0.1:$PH
+    default_backend b
+backend b
+    balance roundrobin
+    server s1 127.0.0.1:$B1
+    server s2 127.0.0.1:$B2
+CONF
+"$HAPROXY" -db -f "$dir/haproxy.cfg" >/dev/null 2>&1 &
+pids+=($!)
+wait_port "$PH"
+
+# lb.
+PL=$(free_port)
+cat > "$dir/lb.conf" <<CONF
+global
+    nbthread 1
+defaults
+    mode http
+frontend f
+    bind 127.0.0.1:$PL
+    default_backend b
+backend b
+    balance roundrobin
+    server s1 127.0.0.1:$B1
+    server s2 127.0.0.1:$B2
+CONF
+./target/release/lb --conf "$dir/lb.conf" >/dev/null 2>&1 &
+pids+=($!)
+wait_port "$PL"
+
+declare -A total
+names=(lb haproxy nginx)
+declare -A port=([lb]=$PL [haproxy]=$PH [nginx]=$PN)
+run() { # port -> requests/s
+    wrk -t"$WRK_THREADS" -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$1/file.txt" > "$dir/wrk.out"
+    if grep -q "Non-2xx" "$dir/wrk.out"; then echo "errors:" >&2; cat "$dir/wrk.out" >&2; fi
+    awk '/Requests\/sec/ {print $2}' "$dir/wrk.out"
+}
+for n in "${names[@]}"; do total[$n]=""; run "${port[$n]}" >/dev/null; done  # warm up
+for r in $(seq "$ROUNDS"); do
+    for n in "${names[@]}"; do
+        rps=$(run "${port[$n]}")
+        total[$n]="${total[$n]} $rps"
+        echo "round $r $n $rps" >&2
+    done
+done
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+h=$(echo "${total[haproxy]}" | median)
+echo
+echo "HTTP keep-alive, 1 worker each, 2 nginx backends, ${FILE_BYTES} B file, wrk -t$WRK_THREADS -c$CONNS -d${SECS}s, median of $ROUNDS interleaved rounds"
+echo "| proxy | requests/s | vs HAProxy |"
+echo "|---|---:|---:|"
+for n in "${names[@]}"; do
+    m=$(echo "${total[$n]}" | median)
+    printf "| %s | %.0f | %.2fx |\n" "$n" "$m" "$(echo "$m / $h" | bc -l)"
+done
