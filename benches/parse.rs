@@ -44,6 +44,15 @@ fn heads(c: &mut Criterion) {
             )
         });
     }
+    // baseline: httparse's scan alone, no checks, no spans, no split
+    g.throughput(Throughput::Bytes(BROWSER.len() as u64));
+    g.bench_function("browser_httparse_only", |b| {
+        b.iter(|| {
+            let mut hs = [httparse::EMPTY_HEADER; 100];
+            let mut r = httparse::Request::new(&mut hs);
+            black_box(r.parse(black_box(BROWSER)).is_ok())
+        })
+    });
     g.finish();
 
     let mut g = c.benchmark_group("response_head");
