@@ -725,9 +725,8 @@ fn scan(c: &mut Ctx, a: Argv) {
         i += 2;
     }
     let (next, keys) = c.st.db.scan(cursor, count, pattern, c.now);
-    let mut b = [0u8; 20];
     reply::array(c.out, 2);
-    reply::bulk(c.out, fmt_i64(next as i64, &mut b).to_vec().as_slice());
+    reply::bulk(c.out, next.to_string().as_bytes());
     if !only_strings {
         return reply::array(c.out, 0);
     }
