@@ -983,3 +983,39 @@ fn live_primary_demoted_after_promotion_follows_the_new_primary() {
         e("ERR value is not an integer or out of range")
     );
 }
+
+#[test]
+fn replica_authenticates_with_masterauth() {
+    let (_p, pa) = start("    requirepass sesame\n");
+    let (_r, ra) = start_replica(pa, "    masterauth sesame\n");
+    let mut p = Raw::new(pa);
+    assert_eq!(p.cmd(&["AUTH", "sesame"]), ok());
+    assert_eq!(p.cmd(&["SET", "k", "v"]), ok());
+    assert_eq!(p.cmd(&["WAIT", "1", "5000"]), R::I(1));
+    let mut r = Raw::new(ra);
+    assert_eq!(r.cmd(&["GET", "k"]), b("v"));
+}
+
+#[test]
+fn replica_without_the_password_stays_down() {
+    let (_p, pa) = start("    requirepass sesame\n");
+    let (_r, ra) = start_replica(pa, "");
+    let mut r = Raw::new(ra);
+    assert_eq!(
+        info_field(&mut r, "replication", "master_link_status"),
+        "down"
+    );
+    let mut p = Raw::new(pa);
+    assert_eq!(p.cmd(&["AUTH", "sesame"]), ok());
+    assert_eq!(p.cmd(&["WAIT", "1", "200"]), R::I(0));
+}
+
+#[test]
+fn idle_clients_are_closed_after_timeout() {
+    let (_lb, a) = start("    timeout 100ms\n");
+    let mut r = Raw::new(a);
+    assert_eq!(r.cmd(&["PING"]), R::S("PONG".into()));
+    let t0 = Instant::now();
+    assert!(r.rest().is_empty());
+    assert!(t0.elapsed() >= Duration::from_millis(90));
+}
