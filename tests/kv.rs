@@ -862,6 +862,7 @@ fn broken_link_resumes_with_partial_resync() {
     assert_eq!(r.cmd(&["DBSIZE"]), R::I(100));
     assert_eq!(info_field(&mut p, "stats", "sync_partial_ok"), "1");
     assert_eq!(info_field(&mut p, "stats", "sync_full"), "1");
+    assert_eq!(info_field(&mut p, "stats", "sync_partial_err"), "0");
     // Cut from the primary side too.
     assert_eq!(p.cmd(&["CLIENT", "KILL", "TYPE", "replica"]), R::I(1));
     assert_eq!(p.cmd(&["SET", "c", "v"]), ok());
@@ -894,6 +895,7 @@ fn restarted_replica_process_does_a_full_sync() {
         R::A(Some(vec![b("1"), b("2")]))
     );
     assert_eq!(info_field(&mut p, "stats", "sync_full"), "2");
+    assert_eq!(info_field(&mut p, "stats", "sync_partial_err"), "0");
 }
 
 #[test]

@@ -168,7 +168,7 @@ pub async fn feed(
     };
     if full {
         kv.stats.sync_full.fetch_add(1, Ordering::Relaxed);
-        if psync_offset > 0 {
+        if replid != b"?" {
             kv.stats.sync_partial_err.fetch_add(1, Ordering::Relaxed);
         }
         tracing::info!(kv = %kv.name, replica = %addr, "full resync at offset {pos}");
@@ -415,11 +415,15 @@ async fn link(kv: &Arc<Kv>, m: &Master) -> Result<(), ReplError> {
     let port = kv.port.load(Ordering::Relaxed).to_string();
     c.call(&[b"REPLCONF", b"listening-port", port.as_bytes()], wt)
         .await?;
-    let (replid, offset) = {
+    // With no replication history at all, ask for a full sync as Redis does
+    // (`PSYNC ? -1`); otherwise offer our history (also after a demotion).
+    let (replid, next) = {
         let st = kv.lock();
-        (st.repl.replid.clone(), st.repl.offset)
+        match st.repl.backlog {
+            None => ("?".to_string(), "-1".to_string()),
+            Some(_) => (st.repl.replid.clone(), (st.repl.offset + 1).to_string()),
+        }
     };
-    let next = (offset + 1).to_string();
     set_link(kv, false, "sync");
     c.send(&[b"PSYNC", replid.as_bytes(), next.as_bytes()], wt)
         .await?;
