@@ -587,6 +587,28 @@ fn del(c: &mut Ctx, a: Argv) {
 }
 
 fn incr_by(c: &mut Ctx, k: &[u8], delta: i64) {
+    // Fast path: a live key is parsed and rewritten in place with one lookup.
+    let now = if c.from_master { 0 } else { c.now };
+    let done = c.st.db.with_live_mut(k, now, |v| {
+        let n = parse_i64(v).ok_or(ERR_NOT_INT)?;
+        let new = n.checked_add(delta).ok_or(ERR_OVERFLOW)?;
+        let mut b = [0u8; 20];
+        v.clear();
+        v.extend_from_slice(fmt_i64(new, &mut b));
+        Ok(new)
+    });
+    match done {
+        Some(Ok(new)) => {
+            if !c.from_master && c.st.repl.backlog.is_some() {
+                let mut b = [0u8; 20];
+                let s = fmt_i64(new, &mut b);
+                c.st.propagate(&[b"SET", k, s, b"KEEPTTL"]);
+            }
+            return reply::int(c.out, new);
+        }
+        Some(Err(msg)) => return c.err(msg),
+        None => {}
+    }
     let cur = match c.live(k) {
         None => None,
         Some(e) => match parse_i64(&e.val) {

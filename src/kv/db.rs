@@ -118,6 +118,24 @@ impl Db {
         }
     }
 
+    /// Runs `f` on the value of `key` if it exists and is live at `now` (0 = ignore
+    /// expiry), keeping the memory count right; `None` if absent or expired.
+    pub fn with_live_mut<R>(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        f: impl FnOnce(&mut Vec<u8>) -> R,
+    ) -> Option<R> {
+        let e = self.map.get_mut(key)?;
+        if e.expired(now) {
+            return None;
+        }
+        let before = e.val.len() as u64;
+        let r = f(&mut e.val);
+        self.used = self.used - before + e.val.len() as u64;
+        Some(r)
+    }
+
     fn reindex(&mut self, key: &[u8], old: u64, new: u64) {
         if old != 0 {
             self.expires.remove(&(old, key.to_vec()));
