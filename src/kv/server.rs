@@ -567,3 +567,76 @@ fn replconf(sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
     }
     reply::ok(out);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conf::kv::KvConf;
+
+    fn run(kv: &Kv, sess: &mut Session, input: &[u8]) -> (Vec<u8>, usize) {
+        let mut start = 0;
+        let mut args = Args::default();
+        let mut out = Vec::new();
+        let step = process(kv, sess, input, &mut start, &mut args, &mut out);
+        assert!(matches!(step, Step::NeedMore));
+        (out, start)
+    }
+
+    fn session(authed: bool) -> Session {
+        Session {
+            id: 1,
+            authed,
+            name: None,
+            listening_port: None,
+            peer: "127.0.0.1:1".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_batch_runs_every_complete_request_and_keeps_the_partial_one() {
+        let kv = Kv::new(&KvConf::new("t".into(), 1));
+        let mut s = session(true);
+        let (out, used) = run(
+            &kv,
+            &mut s,
+            b"SET a 1\r\nINCR a\r\n*2\r\n$3\r\nGET\r\n$1\r\na\r\n*1\r\n$4\r\nPI",
+        );
+        assert_eq!(out, b"+OK\r\n:2\r\n$1\r\n2\r\n");
+        assert_eq!(used, 37);
+        // The lock was released at the end of the batch.
+        assert_eq!(kv.lock().db.len(), 1);
+        assert_eq!(kv.stats.commands.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn checks_run_in_redis_order() {
+        let mut conf = KvConf::new("t".into(), 1);
+        conf.requirepass = Some("pw".into());
+        let kv = Kv::new(&conf);
+        let mut s = session(false);
+        // Unknown command and arity come before NOAUTH, as in Redis 7.
+        let (out, _) = run(&kv, &mut s, b"NOPE\r\nGET\r\nGET k\r\nAUTH pw\r\nGET k\r\n");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "-ERR unknown command 'NOPE', with args beginning with: \r\n\
+             -ERR wrong number of arguments for 'get' command\r\n\
+             -NOAUTH Authentication required.\r\n+OK\r\n$-1\r\n"
+        );
+    }
+
+    #[test]
+    fn replconf_records_the_listening_port() {
+        let kv = Kv::new(&KvConf::new("t".into(), 1));
+        let mut s = session(true);
+        let (out, _) = run(
+            &kv,
+            &mut s,
+            b"REPLCONF listening-port 6380 capa psync2\r\nREPLCONF ACK 5\r\nREPLCONF bogus 1\r\n",
+        );
+        assert_eq!(
+            out,
+            b"+OK\r\n-ERR Unrecognized REPLCONF option: bogus\r\n".to_vec()
+        );
+        assert_eq!(s.listening_port, Some(6380));
+    }
+}
