@@ -217,7 +217,8 @@ impl Db {
         now: u64,
     ) -> (u64, Vec<&[u8]>) {
         // Max-heap of the `count` smallest hashes >= cursor.
-        let mut heap: BinaryHeap<(u64, &[u8])> = BinaryHeap::with_capacity(count + 1);
+        let mut heap: BinaryHeap<(u64, &[u8])> =
+            BinaryHeap::with_capacity(count.min(self.map.len()) + 1);
         for k in self.map.keys() {
             let h = scan_hash(k);
             if h < cursor {
