@@ -1021,3 +1021,34 @@ fn idle_clients_are_closed_after_timeout() {
     assert!(r.rest().is_empty());
     assert!(t0.elapsed() >= Duration::from_millis(90));
 }
+
+#[test]
+fn a_replica_beyond_the_backlog_gets_a_full_sync() {
+    let (_p, pa) = start("    repl-backlog-size 16k\n");
+    let (rl, ra) = start_replica(pa, "");
+    let mut p = Raw::new(pa);
+    assert_eq!(p.cmd(&["SET", "k", "v"]), ok());
+    assert_eq!(p.cmd(&["WAIT", "1", "5000"]), R::I(1));
+    // Freeze the replica while far more than the backlog (and the socket buffers) is written.
+    rl.signal(libc::SIGSTOP);
+    let v = "x".repeat(100_000);
+    let mut req = Vec::new();
+    for i in 0..400 {
+        req.extend(encode(&["SET", &format!("big{}", i % 20), &v]));
+    }
+    req.extend(encode(&["SET", "last", "1"]));
+    p.send(&req);
+    for _ in 0..401 {
+        assert_eq!(p.read(), ok());
+    }
+    rl.signal(libc::SIGCONT);
+    assert_eq!(p.cmd(&["WAIT", "1", "10000"]), R::I(1));
+    assert_eq!(info_field(&mut p, "stats", "sync_full"), "2");
+    let mut r = Raw::new(ra);
+    assert_eq!(r.cmd(&["GET", "last"]), b("1"));
+    assert_eq!(r.cmd(&["DBSIZE"]), R::I(22));
+    assert_eq!(
+        info_field(&mut r, "replication", "slave_repl_offset"),
+        info_field(&mut p, "replication", "master_repl_offset")
+    );
+}
