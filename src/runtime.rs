@@ -313,7 +313,11 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
             "{}:{}: cannot bind {}",
             conf.file, k.line_bind, k.bind
         )))?;
-        let kv = crate::kv::Kv::new(k);
+        // The kv learns its real port (conf may say 0): replicas announce it to their primary.
+        let kv = crate::kv::Kv::new(&crate::conf::kv::KvConf {
+            bind: addr,
+            ..k.clone()
+        });
         kvs.push((k.name.clone(), addr, socks, kv));
     }
 

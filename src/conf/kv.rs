@@ -1,6 +1,7 @@
 //! The `kv NAME` section: settings of one embedded RESP2 key-value server.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::parse::{self, did_you_mean, Directive};
 
@@ -14,24 +15,54 @@ pub struct KvConf {
     pub replicaof: Option<SocketAddr>,
     /// Password required by AUTH before any other command.
     pub requirepass: Option<String>,
+    /// Password this server sends (AUTH) when it connects to its primary.
+    pub masterauth: Option<String>,
     /// Upper bound on the bytes of keys plus values; writes beyond it get `-OOM`.
     pub maxmemory: Option<u64>,
     /// Longest key accepted.
     pub max_key_bytes: u64,
     /// Longest value accepted (also the RESP bulk length limit).
     pub max_value_bytes: u64,
+    /// Most elements in one RESP array (command arguments).
+    pub max_array_len: u64,
+    /// Longest inline command line, and longest `*N` / `$N` header line.
+    pub max_inline_bytes: u64,
+    /// Most unparsed bytes one client may have buffered (one incomplete request).
+    pub max_query_bytes: u64,
+    /// Bytes of the replication stream kept for partial resync of reconnecting replicas.
+    pub repl_backlog_size: u64,
+    /// Close a client idle this long; zero = never (Redis's `timeout`).
+    pub timeout: Duration,
+    /// Close a client that accepts no reply bytes for this long (a dead or stuck peer).
+    pub write_timeout: Duration,
+    /// Active expiry runs this many times a second (Redis's `hz`).
+    pub hz: u32,
 }
 
 pub const DEFAULT_MAX_KEY_BYTES: u64 = 64 << 10;
 pub const DEFAULT_MAX_VALUE_BYTES: u64 = 512 << 20;
+pub const DEFAULT_MAX_ARRAY_LEN: u64 = 1 << 20;
+pub const DEFAULT_MAX_INLINE_BYTES: u64 = 64 << 10;
+pub const DEFAULT_MAX_QUERY_BYTES: u64 = 1 << 30;
+pub const DEFAULT_REPL_BACKLOG_SIZE: u64 = 1 << 20;
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_HZ: u32 = 10;
 
 const KEYWORDS: &[&str] = &[
     "bind",
     "replicaof",
     "requirepass",
+    "masterauth",
     "maxmemory",
     "max-key-bytes",
     "max-value-bytes",
+    "max-array-len",
+    "max-inline-bytes",
+    "max-query-bytes",
+    "repl-backlog-size",
+    "timeout",
+    "write-timeout",
+    "hz",
 ];
 
 impl KvConf {
@@ -43,9 +74,17 @@ impl KvConf {
             line_bind: 0,
             replicaof: None,
             requirepass: None,
+            masterauth: None,
             maxmemory: None,
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            max_array_len: DEFAULT_MAX_ARRAY_LEN,
+            max_inline_bytes: DEFAULT_MAX_INLINE_BYTES,
+            max_query_bytes: DEFAULT_MAX_QUERY_BYTES,
+            repl_backlog_size: DEFAULT_REPL_BACKLOG_SIZE,
+            timeout: Duration::ZERO,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            hz: DEFAULT_HZ,
         }
     }
 }
@@ -75,9 +114,29 @@ pub fn directive(k: &mut KvConf, d: &Directive) -> Result<(), String> {
             k.replicaof = Some(parse::peer_addr(&a).map_err(e)?);
         }
         "requirepass" => k.requirepass = Some(arg()?.to_string()),
+        "masterauth" => k.masterauth = Some(arg()?.to_string()),
         "maxmemory" => k.maxmemory = Some(parse::size(arg()?).map_err(e)?),
         "max-key-bytes" => k.max_key_bytes = parse::size(arg()?).map_err(e)?.max(1),
         "max-value-bytes" => k.max_value_bytes = parse::size(arg()?).map_err(e)?.max(1),
+        "max-array-len" => k.max_array_len = parse::size(arg()?).map_err(e)?.max(1),
+        "max-inline-bytes" => k.max_inline_bytes = parse::size(arg()?).map_err(e)?.max(16),
+        "max-query-bytes" => k.max_query_bytes = parse::size(arg()?).map_err(e)?.max(1024),
+        "repl-backlog-size" => k.repl_backlog_size = parse::size(arg()?).map_err(e)?.max(16 << 10),
+        "timeout" => k.timeout = parse::duration(arg()?).map_err(e)?,
+        "write-timeout" => {
+            let t = parse::duration(arg()?).map_err(e)?;
+            if t.is_zero() {
+                return Err(e("must be greater than zero".into()));
+            }
+            k.write_timeout = t;
+        }
+        "hz" => {
+            let v = arg()?;
+            k.hz = match v.parse::<u32>() {
+                Ok(n) if (1..=500).contains(&n) => n,
+                _ => return Err(e(format!("invalid number '{v}' (expected 1 to 500)"))),
+            };
+        }
         _ => {
             return Err(format!(
                 "unknown keyword '{kw}' in kv section{}",
@@ -94,4 +153,40 @@ pub fn finish(k: &KvConf) -> Result<(), String> {
         return Err(format!("kv '{}' has no 'bind' line", k.name));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(line: &str) -> Directive {
+        Directive {
+            line: 1,
+            args: line.split_whitespace().map(String::from).collect(),
+        }
+    }
+
+    #[test]
+    fn keywords_parse() {
+        let mut k = KvConf::new("a".into(), 1);
+        directive(&mut k, &dir("repl-backlog-size 2m")).unwrap();
+        directive(&mut k, &dir("timeout 5s")).unwrap();
+        directive(&mut k, &dir("hz 50")).unwrap();
+        directive(&mut k, &dir("masterauth sesame")).unwrap();
+        directive(&mut k, &dir("replicaof 127.0.0.1 6379")).unwrap();
+        assert_eq!(k.repl_backlog_size, 2 << 20);
+        assert_eq!(k.timeout, Duration::from_secs(5));
+        assert_eq!(k.hz, 50);
+        assert_eq!(k.masterauth.as_deref(), Some("sesame"));
+        assert_eq!(k.replicaof, Some("127.0.0.1:6379".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let mut k = KvConf::new("a".into(), 1);
+        assert!(directive(&mut k, &dir("hz 0")).is_err());
+        assert!(directive(&mut k, &dir("write-timeout 0")).is_err());
+        let e = directive(&mut k, &dir("repl-backlog 1m")).unwrap_err();
+        assert!(e.contains("repl-backlog-size"), "{e}");
+    }
 }

@@ -1,31 +1,508 @@
-//! kv: the embedded RESP2 key-value store (primary/replica). Interface used by the runtime.
+//! kv: the embedded RESP2 key-value store (primary/replica): shared state, INFO/ROLE, the runtime's entry points.
+//!
+//! - `frame`       RESP2 request parsing within limits, reply encoding
+//! - `db`          the keyspace, expiry index, glob, scan, snapshot
+//! - `command`     command table and keyspace commands
+//! - `server`      one client connection: batching, auth, dispatch, WAIT
+//! - `replication` backlog ring, primary-side replica feeds, the replica's link
 
+pub mod command;
+pub mod db;
+pub mod frame;
+pub mod replication;
+pub mod server;
+
+use std::fmt::Write as _;
+use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 use crate::conf::kv::KvConf;
+use db::Db;
+use frame::reply;
+use replication::Backlog;
+
+/// The primary a replica follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Master {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Counters shown by INFO.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub clients: AtomicI64,
+    pub blocked: AtomicI64,
+    pub connections: AtomicU64,
+    pub commands: AtomicU64,
+    pub expired: AtomicU64,
+    pub sync_full: AtomicU64,
+    pub sync_partial_ok: AtomicU64,
+    pub sync_partial_err: AtomicU64,
+}
+
+/// Replication identity and stream position, guarded with the keyspace so that
+/// every write and its place in the stream are decided together.
+#[derive(Debug)]
+pub struct Repl {
+    pub is_replica: bool,
+    /// Bumped by every REPLICAOF, so a link to an old primary stops applying its stream.
+    pub master_gen: u64,
+    pub replid: String,
+    /// The previous primary's replid after a promotion, valid up to `second_offset`.
+    pub replid2: String,
+    pub second_offset: i64,
+    /// Bytes of replication stream produced (primary) or applied (replica).
+    pub offset: u64,
+    /// Created when the first replica attaches (or on a replica's first sync).
+    pub backlog: Option<Backlog>,
+    pub backlog_size: usize,
+}
+
+/// Everything under the one state lock.
+#[derive(Debug)]
+pub struct State {
+    pub db: Db,
+    pub repl: Repl,
+    scratch: Vec<u8>,
+}
+
+impl State {
+    /// Appends a write to the replication stream (when replication is active).
+    pub fn propagate(&mut self, args: &[&[u8]]) {
+        let Some(b) = self.repl.backlog.as_mut() else {
+            return;
+        };
+        self.scratch.clear();
+        reply::command(&mut self.scratch, args);
+        b.push(&self.scratch);
+        self.repl.offset = b.end();
+    }
+
+    /// Appends bytes received from our primary verbatim, keeping offsets equal to its own.
+    pub fn feed_raw(&mut self, bytes: &[u8]) {
+        let size = self.repl.backlog_size;
+        let off = self.repl.offset;
+        let b = self
+            .repl
+            .backlog
+            .get_or_insert_with(|| Backlog::new(size, off));
+        b.push(bytes);
+        self.repl.offset = b.end();
+    }
+
+    /// Makes sure the backlog exists (a replica is attaching).
+    pub fn ensure_backlog(&mut self) {
+        let size = self.repl.backlog_size;
+        let off = self.repl.offset;
+        self.repl
+            .backlog
+            .get_or_insert_with(|| Backlog::new(size, off));
+    }
+}
+
+/// A replica attached to this server, as its feed reports it.
+#[derive(Debug, Clone)]
+pub struct ReplicaInfo {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub ack: u64,
+    pub last_ack: Instant,
+    pub online: bool,
+}
+
+/// This server's link to its primary, when it is a replica.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub up: bool,
+    /// Redis's ROLE states: connect, connecting, sync, connected.
+    pub state: &'static str,
+    pub last_io: Instant,
+    pub sync_in_progress: bool,
+}
 
 /// One `kv NAME` server: keyspace, replication role, clients.
 #[derive(Debug)]
 pub struct Kv {
     pub name: String,
+    pub conf: KvConf,
+    state: Mutex<State>,
+    /// The stream offset after each batch of writes; replica feeds wait on it.
+    pub offset_tx: watch::Sender<u64>,
+    /// Bumped on every replica acknowledgement; WAIT waits on it.
+    pub ack_tx: watch::Sender<u64>,
+    pub replicas: Mutex<Vec<ReplicaInfo>>,
+    /// The primary to follow; `None` = this server is a primary.
+    pub master_tx: watch::Sender<Option<Master>>,
+    pub link: Mutex<Link>,
+    /// Bumped to cut the link to our primary (it reconnects and resyncs).
+    pub kill_master_tx: watch::Sender<u64>,
+    /// Bumped to cut every replica's feed (each reconnects and resyncs).
+    pub kill_replicas_tx: watch::Sender<u64>,
+    pub stats: Stats,
+    pub started: Instant,
+    /// Our listening port, learnt from the first accepted connection (port 0 in conf).
+    pub port: AtomicU16,
+    pub next_id: AtomicU64,
+}
+
+/// 40 hex characters, as Redis's replication ids.
+pub fn new_replid() -> String {
+    let mut s = String::with_capacity(40);
+    let seed = std::collections::hash_map::RandomState::new();
+    let mut i = 0u64;
+    while s.len() < 40 {
+        let mut h = seed.build_hasher();
+        h.write_u64(i);
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        h.write_u32(std::process::id());
+        let _ = write!(s, "{:016x}", h.finish());
+        i += 1;
+    }
+    s.truncate(40);
+    s
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "K", "M", "G"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{v:.2}{}", UNITS[u])
+    }
 }
 
 impl Kv {
     pub fn new(conf: &KvConf) -> Arc<Kv> {
+        let master = conf.replicaof.map(|a| Master {
+            host: a.ip().to_string(),
+            port: a.port(),
+        });
+        let repl = Repl {
+            is_replica: master.is_some(),
+            master_gen: 0,
+            replid: new_replid(),
+            replid2: "0".repeat(40),
+            second_offset: -1,
+            offset: 0,
+            backlog: None,
+            backlog_size: conf.repl_backlog_size as usize,
+        };
         Arc::new(Kv {
             name: conf.name.clone(),
+            conf: conf.clone(),
+            state: Mutex::new(State {
+                db: Db::default(),
+                repl,
+                scratch: Vec::new(),
+            }),
+            offset_tx: watch::channel(0).0,
+            ack_tx: watch::channel(0).0,
+            replicas: Mutex::new(Vec::new()),
+            master_tx: watch::channel(master).0,
+            link: Mutex::new(Link {
+                up: false,
+                state: "connect",
+                last_io: Instant::now(),
+                sync_in_progress: false,
+            }),
+            kill_master_tx: watch::channel(0).0,
+            kill_replicas_tx: watch::channel(0).0,
+            stats: Stats::default(),
+            started: Instant::now(),
+            port: AtomicU16::new(conf.bind.port()),
+            next_id: AtomicU64::new(1),
         })
     }
 
+    /// The state lock; a panic elsewhere never poisons the store for everyone else.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn replicas(&self) -> MutexGuard<'_, Vec<ReplicaInfo>> {
+        self.replicas.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn link(&self) -> MutexGuard<'_, Link> {
+        self.link.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells replica feeds that the stream grew.
+    pub fn publish_offset(&self, offset: u64) {
+        self.offset_tx.send_if_modified(|o| {
+            let changed = *o != offset;
+            *o = offset;
+            changed
+        });
+    }
+
     /// Starts background work (expiry, replication); called once on a worker.
-    pub fn start(self: &Arc<Self>) {}
+    pub fn start(self: &Arc<Self>) {
+        tokio::spawn(active_expiry(self.clone()));
+        tokio::spawn(replication::replica_loop(self.clone()));
+    }
 
     /// Serves one client connection until it closes.
-    pub async fn serve(self: Arc<Self>, mut sock: TcpStream, _peer: SocketAddr) {
-        let _ = sock.write_all(b"-ERR kv is not built yet\r\n").await;
+    pub async fn serve(self: Arc<Self>, sock: TcpStream, peer: SocketAddr) {
+        server::serve(self, sock, peer).await
+    }
+
+    /// REPLICAOF host port / NO ONE, with the state lock held.
+    pub fn replicaof(&self, st: &mut State, target: Option<Master>, out: &mut Vec<u8>) {
+        match target {
+            None => {
+                if st.repl.is_replica {
+                    // Promotion: remember the old history so its other replicas can
+                    // continue from it with a partial resync.
+                    st.repl.is_replica = false;
+                    st.repl.master_gen += 1;
+                    st.repl.replid2 = std::mem::replace(&mut st.repl.replid, new_replid());
+                    st.repl.second_offset = st.repl.offset as i64;
+                    self.master_tx.send_replace(None);
+                    tracing::info!(kv = %self.name, "promoted to primary (REPLICAOF NO ONE)");
+                }
+                reply::ok(out);
+            }
+            Some(m) => {
+                if *self.master_tx.borrow() == Some(m.clone()) {
+                    return reply::simple(out, "OK Already connected to specified master");
+                }
+                st.repl.is_replica = true;
+                st.repl.master_gen += 1;
+                self.master_tx.send_replace(Some(m.clone()));
+                // Our replicas must follow the new history from scratch.
+                self.kill_replicas_tx.send_modify(|g| *g += 1);
+                tracing::info!(kv = %self.name, "now a replica of {}:{}", m.host, m.port);
+                reply::ok(out);
+            }
+        }
+    }
+
+    /// ROLE, in Redis's shape.
+    pub fn role(&self, st: &State, out: &mut Vec<u8>) {
+        let master = self.master_tx.borrow().clone();
+        match master {
+            Some(m) => {
+                let link = self.link().clone();
+                reply::array(out, 5);
+                reply::bulk(out, b"slave");
+                reply::bulk(out, m.host.as_bytes());
+                reply::int(out, m.port as i64);
+                reply::bulk(out, link.state.as_bytes());
+                reply::int(out, st.repl.offset as i64);
+            }
+            None => {
+                let reps = self.replicas().clone();
+                reply::array(out, 3);
+                reply::bulk(out, b"master");
+                reply::int(out, st.repl.offset as i64);
+                reply::array(out, reps.len());
+                for r in reps {
+                    reply::array(out, 3);
+                    reply::bulk(out, r.addr.ip().to_string().as_bytes());
+                    reply::bulk(out, r.addr.port().to_string().as_bytes());
+                    reply::bulk(out, r.ack.to_string().as_bytes());
+                }
+            }
+        }
+    }
+
+    /// INFO [section ...], with Redis's field names.
+    pub fn info(&self, st: &State, sections: &[&[u8]], out: &mut Vec<u8>) {
+        let all = sections.iter().any(|s| {
+            s.eq_ignore_ascii_case(b"all")
+                || s.eq_ignore_ascii_case(b"everything")
+                || s.eq_ignore_ascii_case(b"default")
+        }) || sections.is_empty();
+        let want = |name: &str| {
+            all || sections
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(name.as_bytes()))
+        };
+        let mut t = String::new();
+        let up = self.started.elapsed().as_secs();
+        if want("server") {
+            let _ = write!(
+                t,
+                "# Server\r\nredis_version:7.2.0\r\nlb_version:{}\r\nredis_mode:standalone\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{up}\r\nuptime_in_days:{}\r\nhz:{}\r\nexecutable:lb\r\n\r\n",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::OS,
+                std::process::id(),
+                self.port.load(Ordering::Relaxed),
+                up / 86400,
+                self.conf.hz,
+            );
+        }
+        if want("clients") {
+            let _ = write!(
+                t,
+                "# Clients\r\nconnected_clients:{}\r\nblocked_clients:{}\r\n\r\n",
+                self.stats.clients.load(Ordering::Relaxed),
+                self.stats.blocked.load(Ordering::Relaxed),
+            );
+        }
+        if want("memory") {
+            let used = st.db.used();
+            let max = self.conf.maxmemory.unwrap_or(0);
+            let _ = write!(
+                t,
+                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nmaxmemory:{max}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:noeviction\r\n\r\n",
+                human(used),
+                human(max),
+            );
+        }
+        if want("stats") {
+            let s = &self.stats;
+            let _ = write!(
+                t,
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nexpired_keys:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\n\r\n",
+                s.connections.load(Ordering::Relaxed),
+                s.commands.load(Ordering::Relaxed),
+                s.expired.load(Ordering::Relaxed),
+                s.sync_full.load(Ordering::Relaxed),
+                s.sync_partial_ok.load(Ordering::Relaxed),
+                s.sync_partial_err.load(Ordering::Relaxed),
+            );
+        }
+        if want("replication") {
+            self.info_replication(st, &mut t);
+        }
+        if want("keyspace") {
+            t.push_str("# Keyspace\r\n");
+            if !st.db.is_empty() {
+                let _ = write!(
+                    t,
+                    "db0:keys={},expires={},avg_ttl=0\r\n",
+                    st.db.len(),
+                    st.db.expires_len()
+                );
+            }
+            t.push_str("\r\n");
+        }
+        // Redis ends the text with a single CRLF after the last section.
+        while t.ends_with("\r\n\r\n") {
+            t.truncate(t.len() - 2);
+        }
+        reply::bulk(out, t.as_bytes());
+    }
+
+    fn info_replication(&self, st: &State, t: &mut String) {
+        let master = self.master_tx.borrow().clone();
+        let r = &st.repl;
+        t.push_str("# Replication\r\n");
+        match &master {
+            Some(m) => {
+                let link = self.link().clone();
+                let _ = write!(
+                    t,
+                    "role:slave\r\nmaster_host:{}\r\nmaster_port:{}\r\nmaster_link_status:{}\r\nmaster_last_io_seconds_ago:{}\r\nmaster_sync_in_progress:{}\r\nslave_read_repl_offset:{}\r\nslave_repl_offset:{}\r\nslave_priority:100\r\nslave_read_only:1\r\nreplica_announced:1\r\n",
+                    m.host,
+                    m.port,
+                    if link.up { "up" } else { "down" },
+                    if link.up { link.last_io.elapsed().as_secs() as i64 } else { -1 },
+                    link.sync_in_progress as u8,
+                    r.offset,
+                    r.offset,
+                );
+            }
+            None => t.push_str("role:master\r\n"),
+        }
+        let reps = self.replicas().clone();
+        let _ = write!(t, "connected_slaves:{}\r\n", reps.len());
+        for (i, rep) in reps.iter().enumerate() {
+            let _ = write!(
+                t,
+                "slave{i}:ip={},port={},state={},offset={},lag={}\r\n",
+                rep.addr.ip(),
+                rep.addr.port(),
+                if rep.online { "online" } else { "wait_bgsave" },
+                rep.ack,
+                rep.last_ack.elapsed().as_secs(),
+            );
+        }
+        let (first, histlen) = match &r.backlog {
+            Some(b) => (b.start() + 1, b.len()),
+            None => (0, 0),
+        };
+        let _ = write!(
+            t,
+            "master_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:{}\r\nmaster_repl_offset:{}\r\nsecond_repl_offset:{}\r\nrepl_backlog_active:{}\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{first}\r\nrepl_backlog_histlen:{histlen}\r\n\r\n",
+            r.replid,
+            r.replid2,
+            r.offset,
+            if r.second_offset < 0 { -1 } else { r.second_offset + 1 },
+            r.backlog.is_some() as u8,
+            r.backlog_size,
+        );
+    }
+}
+
+/// Keys most deleted by one active-expiry pass, so one pass never holds the lock long.
+const EXPIRE_BATCH: usize = 200;
+
+/// Deletes expired keys in the background (primaries only; replicas wait for DEL).
+async fn active_expiry(kv: Arc<Kv>) {
+    let period = Duration::from_millis(1000 / kv.conf.hz.max(1) as u64);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        loop {
+            let (n, off) = {
+                let mut st = kv.lock();
+                if st.repl.is_replica {
+                    break;
+                }
+                let gone = st.db.pop_expired(db::now_ms(), EXPIRE_BATCH);
+                for k in &gone {
+                    st.propagate(&[b"DEL", k]);
+                }
+                (gone.len(), st.repl.offset)
+            };
+            kv.stats.expired.fetch_add(n as u64, Ordering::Relaxed);
+            kv.publish_offset(off);
+            if n < EXPIRE_BATCH {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replids_are_40_hex_and_distinct() {
+        let a = new_replid();
+        let b = new_replid();
+        assert_eq!(a.len(), 40);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human(512), "512B");
+        assert_eq!(human(2048), "2.00K");
     }
 }

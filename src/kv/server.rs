@@ -1,0 +1,642 @@
+//! One client connection: read, frame every complete request, run them as one batch under one lock, write all replies at once.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::command::{self, Cmd, Ctx, Spec, DENYOOM, NOAUTH, WRITE};
+use super::db::{self, ENTRY_OVERHEAD};
+use super::frame::{self, parse_i64, reply, Args, Argv, FrameError, Limits};
+use super::{replication, Kv, Master, State};
+
+/// Read at least this much spare room per read.
+const READ_CHUNK: usize = 16 << 10;
+/// Replies are written out once this many bytes are pending, even mid-batch.
+const FLUSH_AT: usize = 256 << 10;
+/// Buffers that grew past this for one big request are shrunk back afterwards.
+const KEEP_CAPACITY: usize = 1 << 20;
+
+const ERR_NOAUTH: &str = "NOAUTH Authentication required.";
+const ERR_READONLY: &str = "READONLY You can't write against a read only replica.";
+const ERR_OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
+
+/// Per-connection state a command may change.
+struct Session {
+    id: u64,
+    authed: bool,
+    name: Option<Vec<u8>>,
+    /// From `REPLCONF listening-port`, when this connection is a replica handshaking.
+    listening_port: Option<u16>,
+    peer: SocketAddr,
+}
+
+/// What the batch loop stopped for.
+enum Step {
+    /// Nothing complete left in the buffer.
+    NeedMore,
+    /// Many replies pending: write them, then continue.
+    Flush,
+    Quit,
+    Protocol(FrameError),
+    Wait {
+        n: usize,
+        timeout_ms: u64,
+        target: u64,
+    },
+    Psync {
+        replid: Vec<u8>,
+        offset: i64,
+    },
+}
+
+/// Decrements the connected-clients gauge however the connection ends.
+struct ClientGuard(Arc<Kv>);
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.stats.clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub async fn serve(kv: Arc<Kv>, mut sock: TcpStream, peer: SocketAddr) {
+    let _ = sock.set_nodelay(true);
+    if let Ok(a) = sock.local_addr() {
+        kv.port.store(a.port(), Ordering::Relaxed);
+    }
+    kv.stats.connections.fetch_add(1, Ordering::Relaxed);
+    kv.stats.clients.fetch_add(1, Ordering::Relaxed);
+    let guard = ClientGuard(kv.clone());
+    let mut sess = Session {
+        id: kv.next_id.fetch_add(1, Ordering::Relaxed),
+        authed: kv.conf.requirepass.is_none(),
+        name: None,
+        listening_port: None,
+        peer,
+    };
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut start = 0usize;
+    let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut args = Args::default();
+    let wt = kv.conf.write_timeout;
+    loop {
+        let step = process(&kv, &mut sess, &buf, &mut start, &mut args, &mut out);
+        if !out.is_empty() {
+            if !write(&mut sock, &out, wt).await {
+                return;
+            }
+            out.clear();
+            if out.capacity() > KEEP_CAPACITY {
+                out.shrink_to(READ_CHUNK);
+            }
+        }
+        match step {
+            Step::Flush => continue,
+            Step::Quit => return,
+            Step::Protocol(e) => {
+                reply::err(&mut out, &format!("ERR Protocol error: {e}"));
+                let _ = write(&mut sock, &out, wt).await;
+                return;
+            }
+            Step::Wait {
+                n,
+                timeout_ms,
+                target,
+            } => {
+                let got = wait_acks(&kv, n, timeout_ms, target).await;
+                reply::int(&mut out, got as i64);
+                continue;
+            }
+            Step::Psync { replid, offset } => {
+                let rest = buf[start..].to_vec();
+                let addr = SocketAddr::new(
+                    sess.peer.ip(),
+                    sess.listening_port.unwrap_or(sess.peer.port()),
+                );
+                // A replica is not a client in INFO's count.
+                drop(guard);
+                replication::feed(kv, sock, addr, replid, offset, rest).await;
+                return;
+            }
+            Step::NeedMore => {}
+        }
+        // Compact, then read more.
+        if start > 0 {
+            buf.drain(..start);
+            start = 0;
+        }
+        if buf.len() as u64 > kv.conf.max_query_bytes {
+            reply::err(
+                &mut out,
+                "ERR Protocol error: request exceeds max-query-bytes",
+            );
+            let _ = write(&mut sock, &out, wt).await;
+            return;
+        }
+        if buf.capacity() > KEEP_CAPACITY && buf.len() < READ_CHUNK {
+            buf.shrink_to(READ_CHUNK);
+        }
+        buf.reserve(READ_CHUNK);
+        let read = sock.read_buf(&mut buf);
+        let n = if kv.conf.timeout.is_zero() {
+            read.await
+        } else {
+            match tokio::time::timeout(kv.conf.timeout, read).await {
+                Ok(r) => r,
+                Err(_) => return,
+            }
+        };
+        match n {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn write(sock: &mut TcpStream, data: &[u8], limit: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(limit, sock.write_all(data)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// WAIT: how many replicas have acknowledged `target`, waiting up to the timeout for `n`.
+async fn wait_acks(kv: &Kv, n: usize, timeout_ms: u64, target: u64) -> usize {
+    let mut rx = kv.ack_tx.subscribe();
+    let deadline =
+        (timeout_ms > 0).then(|| tokio::time::Instant::now() + Duration::from_millis(timeout_ms));
+    kv.stats.blocked.fetch_add(1, Ordering::Relaxed);
+    let count = loop {
+        rx.borrow_and_update();
+        let count = kv.replicas().iter().filter(|r| r.ack >= target).count();
+        if count >= n {
+            break count;
+        }
+        let changed = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, rx.changed()).await {
+                Ok(r) => r,
+                Err(_) => break count,
+            },
+            None => rx.changed().await,
+        };
+        if changed.is_err() {
+            break count;
+        }
+    };
+    kv.stats.blocked.fetch_sub(1, Ordering::Relaxed);
+    count
+}
+
+/// Runs every complete request in `buf[start..]`, appending replies to `out`.
+/// The state lock is taken at most once per batch and released before returning.
+fn process(
+    kv: &Kv,
+    sess: &mut Session,
+    buf: &[u8],
+    start: &mut usize,
+    args: &mut Args,
+    out: &mut Vec<u8>,
+) -> Step {
+    let mut guard: Option<MutexGuard<'_, State>> = None;
+    let now = db::now_ms();
+    let mut ncmd = 0u64;
+    let step = loop {
+        if out.len() > FLUSH_AT {
+            break Step::Flush;
+        }
+        let lim = Limits {
+            max_bulk: kv.conf.max_value_bytes.min(usize::MAX as u64) as usize,
+            max_array: kv.conf.max_array_len.min(usize::MAX as u64) as usize,
+            max_inline: kv.conf.max_inline_bytes.min(usize::MAX as u64) as usize,
+            authed: sess.authed,
+        };
+        let rest = &buf[*start..];
+        let n = match frame::parse(rest, &lim, args) {
+            Err(e) => break Step::Protocol(e),
+            Ok(None) => break Step::NeedMore,
+            Ok(Some(n)) => n,
+        };
+        *start += n;
+        let a = Argv {
+            buf: rest,
+            ranges: &args.ranges,
+        };
+        if a.is_empty() {
+            continue;
+        }
+        ncmd += 1;
+        if let Some(step) = dispatch(kv, sess, &mut guard, a, now, out) {
+            break step;
+        }
+    };
+    if let Some(st) = guard {
+        let off = st.repl.offset;
+        let active = st.repl.backlog.is_some();
+        drop(st);
+        if active {
+            kv.publish_offset(off);
+        }
+    }
+    kv.stats.commands.fetch_add(ncmd, Ordering::Relaxed);
+    step
+}
+
+fn lock<'a, 'g>(kv: &'a Kv, guard: &'g mut Option<MutexGuard<'a, State>>) -> &'g mut State {
+    guard.get_or_insert_with(|| kv.lock())
+}
+
+/// Runs one request; `Some(step)` when the connection must leave the batch loop.
+fn dispatch<'a>(
+    kv: &'a Kv,
+    sess: &mut Session,
+    guard: &mut Option<MutexGuard<'a, State>>,
+    a: Argv,
+    now: u64,
+    out: &mut Vec<u8>,
+) -> Option<Step> {
+    let Some(spec) = command::lookup(a.get(0)) else {
+        command::unknown_command(out, a);
+        return None;
+    };
+    if !spec.arity_ok(a.len()) {
+        command::wrong_arity(out, spec.name);
+        return None;
+    }
+    if !sess.authed && !spec.is(NOAUTH) {
+        reply::err(out, ERR_NOAUTH);
+        return None;
+    }
+    match spec.cmd {
+        Cmd::Ping => match a.len() {
+            1 => reply::simple(out, "PONG"),
+            2 => reply::bulk(out, a.get(1)),
+            _ => command::wrong_arity(out, "ping"),
+        },
+        Cmd::Echo => reply::bulk(out, a.get(1)),
+        Cmd::Quit => {
+            reply::ok(out);
+            return Some(Step::Quit);
+        }
+        Cmd::Select => match parse_i64(a.get(1)) {
+            None => reply::err(out, command::ERR_NOT_INT),
+            Some(0) => reply::ok(out),
+            Some(_) => reply::err(out, "ERR DB index is out of range"),
+        },
+        Cmd::Auth => auth(kv, sess, a, out),
+        Cmd::Hello => reply::err(
+            out,
+            "NOPROTO sorry, this protocol version is not supported.",
+        ),
+        Cmd::Client => client(kv, sess, a, out),
+        Cmd::Command => command::command(out, a),
+        Cmd::Config => config(kv, a, out),
+        Cmd::Info => {
+            let st = lock(kv, guard);
+            let sections: Vec<&[u8]> = a.iter().skip(1).collect();
+            kv.info(st, &sections, out);
+        }
+        Cmd::Role => {
+            let st = lock(kv, guard);
+            kv.role(st, out);
+        }
+        Cmd::ReplicaOf | Cmd::SlaveOf => {
+            let (h, p) = (a.get(1), a.get(2));
+            let target = if h.eq_ignore_ascii_case(b"NO") && p.eq_ignore_ascii_case(b"ONE") {
+                None
+            } else {
+                match parse_i64(p) {
+                    None => {
+                        reply::err(out, command::ERR_NOT_INT);
+                        return None;
+                    }
+                    Some(port) if !(1..=65535).contains(&port) => {
+                        reply::err(out, "ERR Invalid master port");
+                        return None;
+                    }
+                    Some(port) => Some(Master {
+                        host: String::from_utf8_lossy(h).into_owned(),
+                        port: port as u16,
+                    }),
+                }
+            };
+            let st = lock(kv, guard);
+            kv.replicaof(st, target, out);
+        }
+        Cmd::Wait => {
+            let Some(n) = parse_i64(a.get(1)) else {
+                reply::err(out, command::ERR_NOT_INT);
+                return None;
+            };
+            let Some(t) = parse_i64(a.get(2)) else {
+                reply::err(out, "ERR timeout is not an integer or out of range");
+                return None;
+            };
+            if t < 0 {
+                reply::err(out, "ERR timeout is negative");
+                return None;
+            }
+            let st = lock(kv, guard);
+            if st.repl.is_replica {
+                reply::err(out, "ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.");
+                return None;
+            }
+            return Some(Step::Wait {
+                n: n.max(0) as usize,
+                timeout_ms: t as u64,
+                target: st.repl.offset,
+            });
+        }
+        Cmd::ReplConf => replconf(sess, a, out),
+        Cmd::Psync | Cmd::Sync => {
+            let (replid, offset) = if spec.cmd == Cmd::Psync {
+                (a.get(1).to_vec(), parse_i64(a.get(2)).unwrap_or(-1))
+            } else {
+                (b"?".to_vec(), -1)
+            };
+            return Some(Step::Psync { replid, offset });
+        }
+        _ => keyspace(kv, guard, spec, a, now, out),
+    }
+    None
+}
+
+fn keyspace<'a>(
+    kv: &'a Kv,
+    guard: &mut Option<MutexGuard<'a, State>>,
+    spec: &Spec,
+    a: Argv,
+    now: u64,
+    out: &mut Vec<u8>,
+) {
+    let st = lock(kv, guard);
+    if spec.is(WRITE) && st.repl.is_replica {
+        return reply::err(out, ERR_READONLY);
+    }
+    if spec.is(DENYOOM) {
+        if let Some(max) = kv.conf.maxmemory {
+            let grow: u64 = a.iter().skip(1).map(|x| x.len() as u64).sum::<u64>() + ENTRY_OVERHEAD;
+            if st.db.used() + grow > max {
+                return reply::err(out, ERR_OOM);
+            }
+        }
+    }
+    let mut c = Ctx {
+        kv,
+        st,
+        out,
+        now,
+        from_master: false,
+    };
+    command::exec(&mut c, spec, a);
+}
+
+fn auth(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
+    let Some(pass) = kv.conf.requirepass.as_deref() else {
+        return reply::err(out, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
+    };
+    let (user, given) = match a.len() {
+        2 => (&b"default"[..], a.get(1)),
+        3 => (a.get(1), a.get(2)),
+        _ => return reply::err(out, command::ERR_SYNTAX),
+    };
+    if user == b"default" && given == pass.as_bytes() {
+        sess.authed = true;
+        reply::ok(out);
+    } else {
+        reply::err(
+            out,
+            "WRONGPASS invalid username-password pair or user is disabled.",
+        );
+    }
+}
+
+fn unknown_subcommand(out: &mut Vec<u8>, sub: &[u8], cmd: &str) {
+    reply::err(
+        out,
+        &format!(
+            "ERR unknown subcommand '{}'. Try {cmd} HELP.",
+            String::from_utf8_lossy(&sub[..sub.len().min(128)])
+        ),
+    );
+}
+
+fn client(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
+    let sub = a.get(1);
+    let is = |s: &[u8]| sub.eq_ignore_ascii_case(s);
+    if is(b"SETNAME") {
+        if a.len() != 3 {
+            return command::wrong_arity(out, "client|setname");
+        }
+        let name = a.get(2);
+        if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+            return reply::err(
+                out,
+                "ERR Client names cannot contain spaces, newlines or special characters.",
+            );
+        }
+        sess.name = (!name.is_empty()).then(|| name.to_vec());
+        reply::ok(out);
+    } else if is(b"GETNAME") {
+        match &sess.name {
+            Some(n) => reply::bulk(out, n),
+            None => reply::nil(out),
+        }
+    } else if is(b"ID") {
+        reply::int(out, sess.id as i64);
+    } else if is(b"SETINFO") {
+        if a.len() != 4 {
+            return command::wrong_arity(out, "client|setinfo");
+        }
+        reply::ok(out);
+    } else if is(b"INFO") {
+        let name = sess.name.as_deref().unwrap_or(b"");
+        let line = format!(
+            "id={} addr={} name={} db=0\n",
+            sess.id,
+            sess.peer,
+            String::from_utf8_lossy(name)
+        );
+        reply::bulk(out, line.as_bytes());
+    } else if is(b"KILL") {
+        // Only `CLIENT KILL TYPE master|replica|slave`: cut replication links,
+        // which then reconnect and resync (partially when the backlog allows).
+        if a.len() != 4 || !a.get(2).eq_ignore_ascii_case(b"TYPE") {
+            return reply::err(out, command::ERR_SYNTAX);
+        }
+        let t = a.get(3);
+        if t.eq_ignore_ascii_case(b"master") {
+            let n = kv.master_tx.borrow().is_some() && kv.link().up;
+            kv.kill_master_tx.send_modify(|g| *g += 1);
+            reply::int(out, n as i64);
+        } else if t.eq_ignore_ascii_case(b"replica") || t.eq_ignore_ascii_case(b"slave") {
+            let n = kv.replicas().len();
+            kv.kill_replicas_tx.send_modify(|g| *g += 1);
+            reply::int(out, n as i64);
+        } else if t.eq_ignore_ascii_case(b"normal") || t.eq_ignore_ascii_case(b"pubsub") {
+            reply::int(out, 0);
+        } else {
+            reply::err(
+                out,
+                &format!("ERR Unknown client type '{}'", String::from_utf8_lossy(t)),
+            );
+        }
+    } else {
+        unknown_subcommand(out, sub, "CLIENT");
+    }
+}
+
+fn config(kv: &Kv, a: Argv, out: &mut Vec<u8>) {
+    let sub = a.get(1);
+    if sub.eq_ignore_ascii_case(b"GET") {
+        if a.len() < 3 {
+            return command::wrong_arity(out, "config|get");
+        }
+        let c = &kv.conf;
+        let port = kv.port.load(Ordering::Relaxed).to_string();
+        let params: [(&str, String); 11] = [
+            ("save", String::new()),
+            ("appendonly", "no".into()),
+            ("databases", "1".into()),
+            ("maxmemory", c.maxmemory.unwrap_or(0).to_string()),
+            ("maxmemory-policy", "noeviction".into()),
+            ("port", port),
+            ("bind", c.bind.ip().to_string()),
+            ("timeout", c.timeout.as_secs().to_string()),
+            ("hz", c.hz.to_string()),
+            ("repl-backlog-size", c.repl_backlog_size.to_string()),
+            ("proto-max-bulk-len", c.max_value_bytes.to_string()),
+        ];
+        let hits: Vec<&(&str, String)> = params
+            .iter()
+            .filter(|(n, _)| {
+                a.iter()
+                    .skip(2)
+                    .any(|p| db::glob(&p.to_ascii_lowercase(), n.as_bytes()))
+            })
+            .collect();
+        reply::array(out, hits.len() * 2);
+        for (n, v) in hits {
+            reply::bulk(out, n.as_bytes());
+            reply::bulk(out, v.as_bytes());
+        }
+    } else if sub.eq_ignore_ascii_case(b"RESETSTAT") && a.len() == 2 {
+        reply::ok(out);
+    } else if sub.eq_ignore_ascii_case(b"SET") {
+        reply::err(
+            out,
+            &format!(
+                "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
+                String::from_utf8_lossy(a.get(2))
+            ),
+        );
+    } else {
+        unknown_subcommand(out, sub, "CONFIG");
+    }
+}
+
+fn replconf(sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
+    let mut i = 1;
+    while i < a.len() {
+        let o = a.get(i);
+        if o.eq_ignore_ascii_case(b"ACK") || o.eq_ignore_ascii_case(b"GETACK") {
+            // Acknowledgements never get a reply; only a replica feed reads them.
+            return;
+        }
+        if i + 1 >= a.len() {
+            return reply::err(out, command::ERR_SYNTAX);
+        }
+        let v = a.get(i + 1);
+        if o.eq_ignore_ascii_case(b"listening-port") {
+            match parse_i64(v) {
+                Some(p) if (0..=65535).contains(&p) => sess.listening_port = Some(p as u16),
+                _ => return reply::err(out, command::ERR_NOT_INT),
+            }
+        } else if !o.eq_ignore_ascii_case(b"capa") && !o.eq_ignore_ascii_case(b"ip-address") {
+            return reply::err(
+                out,
+                &format!(
+                    "ERR Unrecognized REPLCONF option: {}",
+                    String::from_utf8_lossy(o)
+                ),
+            );
+        }
+        i += 2;
+    }
+    reply::ok(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conf::kv::KvConf;
+
+    fn run(kv: &Kv, sess: &mut Session, input: &[u8]) -> (Vec<u8>, usize) {
+        let mut start = 0;
+        let mut args = Args::default();
+        let mut out = Vec::new();
+        let step = process(kv, sess, input, &mut start, &mut args, &mut out);
+        assert!(matches!(step, Step::NeedMore));
+        (out, start)
+    }
+
+    fn session(authed: bool) -> Session {
+        Session {
+            id: 1,
+            authed,
+            name: None,
+            listening_port: None,
+            peer: "127.0.0.1:1".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_batch_runs_every_complete_request_and_keeps_the_partial_one() {
+        let kv = Kv::new(&KvConf::new("t".into(), 1));
+        let mut s = session(true);
+        let (out, used) = run(
+            &kv,
+            &mut s,
+            b"SET a 1\r\nINCR a\r\n*2\r\n$3\r\nGET\r\n$1\r\na\r\n*1\r\n$4\r\nPI",
+        );
+        assert_eq!(out, b"+OK\r\n:2\r\n$1\r\n2\r\n");
+        assert_eq!(used, 37);
+        // The lock was released at the end of the batch.
+        assert_eq!(kv.lock().db.len(), 1);
+        assert_eq!(kv.stats.commands.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn checks_run_in_redis_order() {
+        let mut conf = KvConf::new("t".into(), 1);
+        conf.requirepass = Some("pw".into());
+        let kv = Kv::new(&conf);
+        let mut s = session(false);
+        // Unknown command and arity come before NOAUTH, as in Redis 7.
+        let (out, _) = run(&kv, &mut s, b"NOPE\r\nGET\r\nGET k\r\nAUTH pw\r\nGET k\r\n");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "-ERR unknown command 'NOPE', with args beginning with: \r\n\
+             -ERR wrong number of arguments for 'get' command\r\n\
+             -NOAUTH Authentication required.\r\n+OK\r\n$-1\r\n"
+        );
+    }
+
+    #[test]
+    fn replconf_records_the_listening_port() {
+        let kv = Kv::new(&KvConf::new("t".into(), 1));
+        let mut s = session(true);
+        let (out, _) = run(
+            &kv,
+            &mut s,
+            b"REPLCONF listening-port 6380 capa psync2\r\nREPLCONF ACK 5\r\nREPLCONF bogus 1\r\n",
+        );
+        assert_eq!(
+            out,
+            b"+OK\r\n-ERR Unrecognized REPLCONF option: bogus\r\n".to_vec()
+        );
+        assert_eq!(s.listening_port, Some(6380));
+    }
+}
