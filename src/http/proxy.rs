@@ -99,6 +99,37 @@ pub async fn serve(
     }
 }
 
+/// Forwards one already-parsed request through `fe`'s routing to a server and
+/// relays the response, for embedded servers that handle some paths
+/// themselves (the `web` section sends its app paths here). On failure the
+/// error response is written. Returns true when the client connection may
+/// carry another request. `rbuf` holds bytes read after the head; `ubuf` is a
+/// scratch buffer the caller keeps for the connection's life.
+pub async fn forward(
+    client: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    ubuf: &mut BytesMut,
+    req: RequestHead,
+    fe: &FrontendRt,
+    peer: SocketAddr,
+    first: bool,
+) -> bool {
+    let conn = Conn {
+        fe,
+        peer,
+        limits: fe.limits,
+        proto: "http",
+    };
+    match exchange(client, rbuf, ubuf, req, &conn, first).await {
+        Ok(Next::KeepAlive) => true,
+        Ok(Next::Close) | Err(Fail::Close) => false,
+        Err(Fail::Status(s)) => {
+            let _ = write_all(client, &reply::error(s), fe.conf.timeout_client).await;
+            false
+        }
+    }
+}
+
 /// Reads one request head. `Ok(None)`: the client closed or went idle between
 /// requests (close silently); `Err(status)`: answer with it and close.
 async fn read_request(
