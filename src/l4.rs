@@ -16,29 +16,57 @@ use crate::balance::{InFlight, Pool};
 pub struct ConnectPolicy {
     pub retries: u32,
     pub timeout_connect: Duration,
+    /// Under `balance source`, a retry may leave the hashed server.
+    pub redispatch: bool,
 }
 
-/// Connects to the next server of `pool`, moving on to the following one on
-/// failure, at most `retries` extra times. `None` when no server accepted.
-pub async fn connect(pool: &Pool, policy: ConnectPolicy) -> Option<(TcpStream, InFlight)> {
+/// Connects to a server of `pool`; a failed attempt moves on to a server not
+/// tried yet, at most `retries` extra times. `None` when no server accepted
+/// (or none is up). Failures feed passive health checks (`observe`).
+pub async fn connect(
+    pool: &Pool,
+    client: Option<std::net::IpAddr>,
+    policy: ConnectPolicy,
+) -> Option<(TcpStream, InFlight)> {
+    let mut tried: Vec<Arc<crate::balance::Server>> = Vec::new();
     for _ in 0..=policy.retries {
-        let server = pool.pick()?;
-        let guard = server.enter();
-        match tokio::time::timeout(policy.timeout_connect, TcpStream::connect(server.addr)).await {
-            Ok(Ok(s)) => {
-                let _ = s.set_nodelay(true);
-                return Some((s, guard));
-            }
-            Ok(Err(e)) => {
-                tracing::debug!("connect to {} ({}) failed: {e}", server.name, server.addr);
-            }
-            Err(_) => {
-                tracing::debug!("connect to {} ({}) timed out", server.name, server.addr);
+        let ctx = crate::balance::PickCtx {
+            client,
+            tried: &tried,
+            redispatch: policy.redispatch,
+        };
+        let server = pool.pick_with(&ctx)?.clone();
+        match connect_one(&server, policy.timeout_connect).await {
+            Ok(s) => return Some((s, server.enter())),
+            Err(reason) => {
+                tracing::debug!(
+                    "connect to {} ({}) failed: {reason}",
+                    server.id,
+                    server.addr
+                );
+                server.connect_errors.fetch_add(1, Ordering::Relaxed);
+                server.observe_connect(Err(reason));
             }
         }
-        server.connect_errors.fetch_add(1, Ordering::Relaxed);
+        tried.push(server);
     }
     None
+}
+
+/// One connect attempt with its timeout; `Err` is a reason for logs and checks.
+pub async fn connect_one(
+    server: &crate::balance::Server,
+    limit: Duration,
+) -> Result<TcpStream, String> {
+    match tokio::time::timeout(limit, TcpStream::connect(server.addr)).await {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Err("connect refused".into()),
+        Ok(Err(e)) => Err(format!("connect failed: {e}")),
+        Err(_) => Err("connect timeout".into()),
+    }
 }
 
 /// Idle timeouts of the two sides; activity on either side keeps both alive,
@@ -274,18 +302,24 @@ fn splice(from: i32, to: i32, len: usize) -> io::Result<usize> {
 }
 
 /// Serves one accepted TCP-mode connection end to end.
-pub async fn serve(client: TcpStream, pool: Arc<Pool>, policy: ConnectPolicy, idle: Idle) {
-    let Some((server, guard)) = connect(&pool, policy).await else {
-        tracing::info!("no server accepted the connection; closing client");
+pub async fn serve(
+    client: TcpStream,
+    peer: std::net::SocketAddr,
+    pool: Arc<Pool>,
+    policy: ConnectPolicy,
+    idle: Idle,
+) {
+    let Some((server, guard)) = connect(&pool, Some(peer.ip()), policy).await else {
+        tracing::debug!("no server accepted the connection from {peer}; closing it");
         return;
     };
     match tunnel(&client, &server, idle).await {
         Ok(m) => tracing::debug!(
             "tcp session to {} ended: {} bytes up, {} down",
-            guard.0.name,
+            guard.0.id,
             m.to_server,
             m.to_client
         ),
-        Err(e) => tracing::debug!("tcp session to {} aborted: {e}", guard.0.name),
+        Err(e) => tracing::debug!("tcp session to {} aborted: {e}", guard.0.id),
     }
 }

@@ -35,7 +35,9 @@ pub fn bind_group(
     addr: SocketAddr,
     n: usize,
 ) -> io::Result<(SocketAddr, Vec<std::net::TcpListener>)> {
-    let first = bind(addr, n > 1)?;
+    // SO_REUSEPORT even with one worker: a reload may open the same address
+    // for a renamed frontend before the old socket closes.
+    let first = bind(addr, true)?;
     let real = first.local_addr()?;
     let mut out = vec![first];
     for _ in 1..n {
@@ -74,7 +76,7 @@ impl Limits {
 pub async fn accept_loop<F, Fut>(
     listener: std::net::TcpListener,
     limits: Limits,
-    mut stop: watch::Receiver<bool>,
+    stops: [watch::Receiver<bool>; 2],
     serve: F,
 ) where
     F: Fn(TcpStream, SocketAddr, Vec<OwnedSemaphorePermit>) -> Fut,
@@ -89,12 +91,14 @@ pub async fn accept_loop<F, Fut>(
             return;
         }
     };
+    let [mut stop, mut stop_all] = stops;
     loop {
-        if *stop.borrow() {
+        if *stop.borrow() || *stop_all.borrow() {
             return;
         }
         let mut ready = tokio::select! {
-            _ = stop.changed() => return,
+            _ = stop.changed() => continue,
+            _ = stop_all.changed() => continue,
             r = listener.readable() => match r {
                 Ok(g) => g,
                 Err(e) => {
@@ -104,7 +108,8 @@ pub async fn accept_loop<F, Fut>(
             },
         };
         let permits = tokio::select! {
-            _ = stop.changed() => return,
+            _ = stop.changed() => continue,
+            _ = stop_all.changed() => continue,
             p = limits.acquire() => p,
         };
         let accepted = match ready.try_io(|l| accept(l.get_ref())) {

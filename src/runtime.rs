@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -10,7 +11,8 @@ use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
-use crate::balance::Pool;
+use crate::balance::health::{self, CheckParams};
+use crate::balance::{Pool, Server};
 use crate::conf::{self, Backend, Conf, ConfError, Frontend, Mode};
 use crate::http::head::HeadLimits;
 use crate::l4;
@@ -56,17 +58,86 @@ pub struct BackendRt {
 
 impl Snapshot {
     pub fn build(conf: Conf) -> Snapshot {
-        let backends: HashMap<String, Arc<BackendRt>> = conf
-            .backends
-            .iter()
-            .map(|b| {
-                let rt = BackendRt {
-                    conf: b.clone(),
-                    pool: Arc::new(Pool::new(b)),
-                };
-                (b.name.clone(), Arc::new(rt))
-            })
-            .collect();
+        Snapshot::rebuild(conf, None).0
+    }
+
+    /// Builds a snapshot; servers of `old` that keep their backend, name and
+    /// address are reused (health, counters, in-flight) and reconfigured in
+    /// place, and each backend keeps its round-robin position. Also returns
+    /// how many frontends, backends and servers were added, removed or changed.
+    pub fn rebuild(conf: Conf, old: Option<&Snapshot>) -> (Snapshot, usize) {
+        let mut changes = 0;
+        let mut backends: HashMap<String, Arc<BackendRt>> = HashMap::new();
+        for b in &conf.backends {
+            let old_be = old.and_then(|o| o.backends.get(&b.name));
+            let mut servers = Vec::with_capacity(b.servers.len());
+            for sc in &b.servers {
+                let kept = old_be.and_then(|ob| {
+                    ob.conf
+                        .servers
+                        .iter()
+                        .zip(&ob.pool.servers)
+                        .find(|(c, _)| c.name == sc.name && c.addr == sc.addr)
+                });
+                match kept {
+                    Some((old_conf, server)) => {
+                        if old_conf != sc {
+                            changes += 1;
+                            server.configure(sc, false);
+                        }
+                        servers.push(server.clone());
+                    }
+                    None => {
+                        changes += 1;
+                        servers.push(Arc::new(Server::new(&b.name, sc)));
+                    }
+                }
+            }
+            if let Some(ob) = old_be {
+                let removed = ob
+                    .conf
+                    .servers
+                    .iter()
+                    .filter(|c| {
+                        !b.servers
+                            .iter()
+                            .any(|n| n.name == c.name && n.addr == c.addr)
+                    })
+                    .count();
+                changes += removed;
+                let (mut a, mut c) = (ob.conf.clone(), b.clone());
+                a.servers.clear();
+                c.servers.clear();
+                if a != c {
+                    changes += 1;
+                }
+            } else if old.is_some() {
+                changes += 1;
+            }
+            let cursor = old_be.map(|ob| ob.pool.cursor());
+            let rt = BackendRt {
+                conf: b.clone(),
+                pool: Arc::new(Pool::new(servers, b, cursor)),
+            };
+            backends.insert(b.name.clone(), Arc::new(rt));
+        }
+        if let Some(o) = old {
+            changes += o
+                .backends
+                .keys()
+                .filter(|k| !backends.contains_key(*k))
+                .count();
+            changes += o
+                .frontends
+                .iter()
+                .filter(|(k, f)| conf.frontends.iter().find(|n| &n.name == *k) != Some(&f.conf))
+                .count();
+            changes += conf
+                .frontends
+                .iter()
+                .filter(|f| !o.frontends.contains_key(&f.name))
+                .count();
+        }
         let frontends = conf
             .frontends
             .iter()
@@ -93,11 +164,14 @@ impl Snapshot {
                 (f.name.clone(), Arc::new(rt))
             })
             .collect();
-        Snapshot {
-            conf,
-            frontends,
-            backends,
-        }
+        (
+            Snapshot {
+                conf,
+                frontends,
+                backends,
+            },
+            changes,
+        )
     }
 }
 
@@ -207,9 +281,31 @@ impl Workers {
 pub struct Runtime {
     pub conf_path: String,
     pub snapshot: ArcSwap<Snapshot>,
+    /// Bumped after each snapshot swap; long-lived connections compare it to
+    /// know when to look their frontend up again.
+    pub generation: AtomicU64,
     pub tracker: Arc<Tracker>,
     pub global_limit: Arc<Semaphore>,
     pub stop: watch::Sender<bool>,
+    pub reloads: AtomicU64,
+    pub reload_failures: AtomicU64,
+    handles: Vec<Handle>,
+    control: std::sync::Mutex<Control>,
+}
+
+/// What only the control thread touches: listeners, limits, check tasks.
+#[derive(Default)]
+struct Control {
+    /// (frontend name, address as written) -> its accept loops.
+    listeners: HashMap<(String, SocketAddr), ListenerGroup>,
+    fe_limits: HashMap<String, (Arc<Semaphore>, usize)>,
+    global_max: usize,
+    /// Server identity -> its check loop.
+    checks: HashMap<usize, (Arc<Server>, CheckParams, tokio::task::JoinHandle<()>)>,
+}
+
+struct ListenerGroup {
+    stop: watch::Sender<bool>,
 }
 
 impl Runtime {
@@ -228,8 +324,11 @@ impl Runtime {
         drop(snap);
         match fe.conf.mode {
             Mode::Http => {
-                let limits = fe.limits;
-                crate::http::proxy::serve(sock, peer, fe, limits).await;
+                let src = crate::http::proxy::FrontendSource {
+                    rt: self.clone(),
+                    name,
+                };
+                crate::http::proxy::serve(sock, peer, fe, src).await;
             }
             Mode::Tcp => {
                 let Some(be) = fe.backend.clone() else {
@@ -238,14 +337,164 @@ impl Runtime {
                 let policy = l4::ConnectPolicy {
                     retries: be.conf.retries,
                     timeout_connect: be.conf.timeout_connect,
+                    redispatch: be.conf.redispatch,
                 };
                 let idle = l4::Idle {
                     client: fe.conf.timeout_client,
                     server: be.conf.timeout_server,
                 };
-                l4::serve(sock, be.pool.clone(), policy, idle).await;
+                l4::serve(sock, peer, be.pool.clone(), policy, idle).await;
             }
         }
+    }
+
+    /// Makes `conf` the running configuration: binds new listeners (failing
+    /// before anything changes), swaps the snapshot, starts and stops accept
+    /// loops and check tasks, adjusts maxconn limits. Returns the number of changes.
+    fn apply(self: &Arc<Self>, conf: Conf) -> Result<usize, RunError> {
+        let mut ctl = self.control.lock().map_err(|_| RunError::Io {
+            what: "control state poisoned".into(),
+            err: std::io::Error::other("poisoned"),
+        })?;
+        let n = self.handles.len();
+        // 1. Bind what is new; nothing changes if any bind fails.
+        let mut wanted: Vec<(String, SocketAddr)> = Vec::new();
+        let mut fresh = Vec::new();
+        for f in &conf.frontends {
+            for b in &f.binds {
+                let key = (f.name.clone(), b.addr);
+                if !ctl.listeners.contains_key(&key) {
+                    let (addr, socks) = listener::bind_group(b.addr, n).map_err(io_err(
+                        format!("{}:{}: cannot bind {}", conf.file, b.line, b.addr),
+                    ))?;
+                    fresh.push((key.clone(), addr, socks));
+                }
+                wanted.push(key);
+            }
+        }
+        // 2. Swap the snapshot.
+        let old = self.snapshot.load_full();
+        let first = ctl.listeners.is_empty() && ctl.checks.is_empty() && ctl.fe_limits.is_empty();
+        let (snap, changes) = Snapshot::rebuild(conf, (!first).then_some(&*old));
+        let snap = Arc::new(snap);
+        self.snapshot.store(snap.clone());
+        self.generation.fetch_add(1, Ordering::Release);
+        // 3. Limits.
+        resize(&self.global_limit, ctl.global_max, snap.conf.global.maxconn);
+        ctl.global_max = snap.conf.global.maxconn;
+        let mut limits = HashMap::new();
+        for f in &snap.conf.frontends {
+            let l = match ctl.fe_limits.remove(&f.name) {
+                Some((sem, max)) => {
+                    resize(&sem, max, f.maxconn);
+                    sem
+                }
+                None => Arc::new(Semaphore::new(f.maxconn)),
+            };
+            limits.insert(f.name.clone(), (l, f.maxconn));
+        }
+        ctl.fe_limits = limits;
+        // 4. Listeners: stop the removed, start the new.
+        ctl.listeners.retain(|k, g| {
+            let keep = wanted.contains(k);
+            if !keep {
+                let _ = g.stop.send(true);
+                tracing::info!("closed listener of frontend {} on {}", k.0, k.1);
+            }
+            keep
+        });
+        for ((name, conf_addr), addr, socks) in fresh {
+            let (stop_tx, _) = watch::channel(false);
+            let limit = ctl.fe_limits[&name].0.clone();
+            let limits = Limits(vec![self.global_limit.clone(), limit]);
+            let fe_name: Arc<str> = name.as_str().into();
+            for (sock, h) in socks.into_iter().zip(&self.handles) {
+                let rt2 = self.clone();
+                let fe_name = fe_name.clone();
+                let stops = [stop_tx.subscribe(), self.stop.subscribe()];
+                h.spawn(listener::accept_loop(
+                    sock,
+                    limits.clone(),
+                    stops,
+                    move |s, peer, p| rt2.clone().serve_frontend(fe_name.clone(), s, peer, p),
+                ));
+            }
+            announce("frontend", &name, addr);
+            ctl.listeners
+                .insert((name, conf_addr), ListenerGroup { stop: stop_tx });
+        }
+        // 5. Health checks: keep loops whose server and settings are unchanged.
+        let mut want: HashMap<usize, (Arc<Server>, CheckParams)> = HashMap::new();
+        for be in snap.backends.values() {
+            for (sc, server) in be.conf.servers.iter().zip(&be.pool.servers) {
+                if sc.opts.check {
+                    let key = Arc::as_ptr(server) as usize;
+                    want.insert(key, (server.clone(), CheckParams::of(&be.conf, sc)));
+                }
+            }
+        }
+        ctl.checks.retain(|k, (_, params, task)| {
+            let keep = want.get(k).is_some_and(|(_, p)| p == params);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (k, (server, params)) in want {
+            if !ctl.checks.contains_key(&k) {
+                let task = tokio::spawn(health::run(server.clone(), params.clone()));
+                ctl.checks.insert(k, (server, params, task));
+            }
+        }
+        Ok(changes)
+    }
+
+    /// SIGHUP: re-read the file; a bad file or a failed bind keeps the running config.
+    fn reload(self: &Arc<Self>) {
+        let conf = match conf::load(&self.conf_path) {
+            Ok(c) => c,
+            Err(e) => {
+                self.reload_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("reload failed: {e}");
+                return;
+            }
+        };
+        for w in &conf.warnings {
+            tracing::warn!("{w}");
+        }
+        let old = self.snapshot.load_full();
+        if conf.global.nbthread != old.conf.global.nbthread {
+            tracing::warn!("nbthread changes take effect at the next start, not on reload");
+        }
+        if conf.kvs != old.conf.kvs {
+            tracing::warn!("kv sections change only at the next start, not on reload");
+        }
+        match self.apply(conf) {
+            Ok(n) => {
+                self.reloads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("reloaded: {n} changes");
+            }
+            Err(e) => {
+                self.reload_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("reload failed: {e}");
+            }
+        }
+    }
+}
+
+/// Grows or shrinks a semaphore that currently allows `from` to allow `to`.
+fn resize(sem: &Arc<Semaphore>, from: usize, to: usize) {
+    if to > from {
+        sem.add_permits(to - from);
+    } else if to < from {
+        // Take the excess as connections end, then forget it.
+        let sem = sem.clone();
+        let n = (from - to) as u32;
+        tokio::spawn(async move {
+            if let Ok(p) = sem.acquire_many_owned(n).await {
+                p.forget();
+            }
+        });
     }
 }
 
@@ -283,30 +532,26 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(io_err("cannot catch SIGTERM"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(io_err("cannot catch SIGINT"))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(io_err("cannot catch SIGHUP"))?;
 
     let (stop, _) = watch::channel(false);
     let drain = conf.global.timeout_drain;
     let rt = Arc::new(Runtime {
         conf_path: path.to_string(),
-        global_limit: Arc::new(Semaphore::new(conf.global.maxconn)),
+        global_limit: Arc::new(Semaphore::new(0)),
         tracker: Arc::new(Tracker::default()),
         snapshot: ArcSwap::from_pointee(Snapshot::build(conf.clone())),
+        generation: AtomicU64::new(0),
         stop,
+        reloads: AtomicU64::new(0),
+        reload_failures: AtomicU64::new(0),
+        handles: workers.handles.clone(),
+        control: std::sync::Mutex::new(Control::default()),
     });
 
     // Bind everything first, so a bad address fails the start before any traffic.
     let n = workers.sockets_per_address();
-    let mut groups = Vec::new();
-    for f in &conf.frontends {
-        let limit = Arc::new(Semaphore::new(f.maxconn));
-        for b in &f.binds {
-            let (addr, socks) = listener::bind_group(b.addr, n).map_err(io_err(format!(
-                "{}:{}: cannot bind {}",
-                conf.file, b.line, b.addr
-            )))?;
-            groups.push(("frontend", f.name.clone(), addr, socks, limit.clone()));
-        }
-    }
+    rt.apply(conf.clone())?;
     let mut kvs = Vec::new();
     for k in &conf.kvs {
         let (addr, socks) = listener::bind_group(k.bind, n).map_err(io_err(format!(
@@ -321,21 +566,6 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
         kvs.push((k.name.clone(), addr, socks, kv));
     }
 
-    for (kind, name, addr, socks, limit) in groups {
-        let name: Arc<str> = name.into();
-        let limits = Limits(vec![rt.global_limit.clone(), limit]);
-        for (sock, h) in socks.into_iter().zip(&workers.handles) {
-            let rt2 = rt.clone();
-            let name = name.clone();
-            h.spawn(listener::accept_loop(
-                sock,
-                limits.clone(),
-                rt.stop.subscribe(),
-                move |s, peer, permits| rt2.clone().serve_frontend(name.clone(), s, peer, permits),
-            ));
-        }
-        announce(kind, &name, addr);
-    }
     for (name, addr, socks, kv) in kvs {
         let limits = Limits(vec![rt.global_limit.clone()]);
         let bg = kv.clone();
@@ -345,7 +575,7 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
             h.spawn(listener::accept_loop(
                 sock,
                 limits.clone(),
-                rt.stop.subscribe(),
+                [rt.stop.subscribe(), rt.stop.subscribe()],
                 move |s, peer, permits| {
                     let kv = kv.clone();
                     async move {
@@ -358,9 +588,18 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
         announce("kv", &name, addr);
     }
 
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = int.recv() => tracing::info!("SIGINT: draining"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: draining");
+                break;
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT: draining");
+                break;
+            }
+            _ = hup.recv() => rt.reload(),
+        }
     }
     let _ = rt.stop.send(true);
     if rt.tracker.drained(drain).await {

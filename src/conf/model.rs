@@ -42,6 +42,18 @@ pub enum Mode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Balance {
     RoundRobin,
+    LeastConn,
+    Source,
+    Random,
+}
+
+/// `option httpchk [METHOD] URI` and `http-check expect status N`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCheck {
+    pub method: String,
+    pub uri: String,
+    /// Expected status; `None` = any 2xx or 3xx.
+    pub expect_status: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -114,6 +126,12 @@ pub struct Backend {
     pub redispatch: bool,
     pub forwardfor: bool,
     pub reuse: Reuse,
+    /// All backups share the load when no active server is up (else the first).
+    pub allbackups: bool,
+    /// HTTP health checks; `None` = TCP connect checks.
+    pub httpchk: Option<HttpCheck>,
+    /// Time allowed for one check (connect + response); default: `inter`.
+    pub timeout_check: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -134,6 +152,19 @@ pub struct ServerOpts {
     pub pool_max_conn: usize,
     /// How long an idle server connection is kept.
     pub pool_purge_delay: Duration,
+    /// Active health checks.
+    pub check: bool,
+    /// Time between checks.
+    pub inter: Duration,
+    /// Time between checks while a transition is under way (default: `inter`).
+    pub fastinter: Option<Duration>,
+    /// Time between checks while down (default: `inter`).
+    pub downinter: Option<Duration>,
+    /// Consecutive successes to go up / failures to go down.
+    pub rise: u32,
+    pub fall: u32,
+    /// Passive checks: 0 off, 4 `observe layer4`, 7 `observe layer7`.
+    pub observe: u8,
 }
 
 impl Default for ServerOpts {
@@ -144,6 +175,13 @@ impl Default for ServerOpts {
             disabled: false,
             pool_max_conn: DEFAULT_POOL_MAX_CONN,
             pool_purge_delay: DEFAULT_POOL_PURGE_DELAY,
+            check: false,
+            inter: DEFAULT_INTER,
+            fastinter: None,
+            downinter: None,
+            rise: DEFAULT_RISE,
+            fall: DEFAULT_FALL,
+            observe: 0,
         }
     }
 }
@@ -158,6 +196,9 @@ pub const DEFAULT_MAX_HEADERS: usize = 100;
 pub const DEFAULT_TIMEOUT_HTTP_REQUEST: Duration = Duration::from_secs(10);
 pub const DEFAULT_POOL_MAX_CONN: usize = 64;
 pub const DEFAULT_POOL_PURGE_DELAY: Duration = Duration::from_secs(5);
+pub const DEFAULT_INTER: Duration = Duration::from_secs(2);
+pub const DEFAULT_RISE: u32 = 2;
+pub const DEFAULT_FALL: u32 = 3;
 
 const SECTIONS: &[&str] = &["global", "defaults", "frontend", "backend", "listen", "kv"];
 
@@ -221,12 +262,15 @@ const PROXY_KEYWORDS: &[(&str, u8)] = &[
     ("acl", F | L),
     ("use_backend", F | L),
     ("max-body-size", D | F | L),
+    ("http-check", D | B | L),
 ];
 
 /// `option` names: (name, where allowed, effect).
 const OPTIONS: &[&str] = &[
     "forwardfor",
     "redispatch",
+    "allbackups",
+    "httpchk",
     "http-keep-alive",
     "splice-auto",
     "splice-request",
@@ -310,6 +354,10 @@ struct Draft {
     max_body: Option<u64>,
     acls: Vec<Acl>,
     use_backends: Vec<UseBackend>,
+    allbackups: bool,
+    httpchk: Option<HttpCheck>,
+    expect_status: Option<u16>,
+    timeout_check: Option<Duration>,
 }
 
 impl Draft {
@@ -334,6 +382,10 @@ impl Draft {
             max_body: None,
             acls: Vec::new(),
             use_backends: Vec::new(),
+            allbackups: false,
+            httpchk: None,
+            expect_status: None,
+            timeout_check: None,
         }
     }
 }
@@ -582,6 +634,12 @@ impl Builder {
                 redispatch: d.redispatch,
                 forwardfor: d.forwardfor,
                 reuse: d.reuse,
+                allbackups: d.allbackups,
+                httpchk: d.httpchk.clone().map(|h| HttpCheck {
+                    expect_status: d.expect_status,
+                    ..h
+                }),
+                timeout_check: d.timeout_check,
             });
         }
         Ok(())
@@ -669,10 +727,13 @@ impl Builder {
             "balance" => {
                 p.balance = match one_arg(a).map_err(e)? {
                     "roundrobin" => Balance::RoundRobin,
+                    "leastconn" => Balance::LeastConn,
+                    "source" => Balance::Source,
+                    "random" => Balance::Random,
                     b => {
                         return Err(e(format!(
                             "unknown algorithm '{b}'{}",
-                            did_you_mean(b, &["roundrobin"])
+                            did_you_mean(b, &["roundrobin", "leastconn", "source", "random"])
                         )))
                     }
                 }
@@ -688,6 +749,11 @@ impl Builder {
                 let addr = parse::peer_addr(&a[2]).map_err(e)?;
                 let mut opts = p.server_opts.clone();
                 server_options(&a[3..], &mut opts).map_err(e)?;
+                if opts.observe > 0 && !opts.check {
+                    return Err(e(
+                        "'observe' needs 'check' (checks bring the server back up)".into(),
+                    ));
+                }
                 p.servers.push(ServerConf {
                     name,
                     line: d.line,
@@ -707,6 +773,7 @@ impl Builder {
                     "server" => (&mut p.timeout_server, D | B | L),
                     "http-request" => (p.timeout_http_request.insert(t), D | F | L),
                     "http-keep-alive" => (p.timeout_keep_alive.insert(t), D | F | L),
+                    "check" => (p.timeout_check.insert(t), D | B | L),
                     w => {
                         return Err(e(format!(
                             "unknown timeout '{w}'{}",
@@ -717,7 +784,8 @@ impl Builder {
                                     "client",
                                     "server",
                                     "http-request",
-                                    "http-keep-alive"
+                                    "http-keep-alive",
+                                    "check"
                                 ]
                             )
                         )))
@@ -738,9 +806,33 @@ impl Builder {
                 let v = one_arg(a).map_err(e)?;
                 p.retries = parse::number(v, 0, 100).map_err(e)? as u32;
             }
+            "option" if a.get(1).map(String::as_str) == Some("httpchk") => {
+                if mask == F {
+                    return Err(e(
+                        "'option httpchk' is not allowed in a frontend section".into()
+                    ));
+                }
+                let (method, uri) = match a.len() {
+                    2 => ("OPTIONS", "/"),
+                    3 => ("OPTIONS", a[2].as_str()),
+                    4 => (a[2].as_str(), a[3].as_str()),
+                    _ => return Err(e(format!("unexpected extra argument '{}'", a[4]))),
+                };
+                if !method.bytes().all(|b| b.is_ascii_uppercase()) || !uri.starts_with('/') {
+                    return Err(e(format!(
+                        "expected 'option httpchk [METHOD] /URI', got '{method} {uri}'"
+                    )));
+                }
+                p.httpchk = Some(HttpCheck {
+                    method: method.to_string(),
+                    uri: uri.to_string(),
+                    expect_status: None,
+                });
+            }
             "option" => {
                 let v = one_arg(a).map_err(e)?;
                 match v {
+                    "allbackups" if mask != F => p.allbackups = true,
                     "forwardfor" => p.forwardfor = true,
                     "redispatch" => p.redispatch = true,
                     // Keep-alive is the default; splicing is automatic in TCP mode.
@@ -779,6 +871,17 @@ impl Builder {
                     backend: a[1].clone(),
                     cond,
                 });
+            }
+            "http-check" => {
+                match a.get(1..).unwrap_or(&[]) {
+                    [x, st, code] if x == "expect" && st == "status" => {
+                        p.expect_status = Some(parse::number(code, 100, 599).map_err(e)? as u16);
+                    }
+                    _ => return Err(e(
+                        "expected 'http-check expect status CODE' (the only form lb implements)"
+                            .into(),
+                    )),
+                }
             }
             "max-body-size" => {
                 let v = one_arg(a).map_err(e)?;
@@ -871,6 +974,13 @@ fn two_args(a: &[String]) -> Result<(&str, &str), String> {
 }
 
 const SERVER_OPTIONS: &[&str] = &[
+    "check",
+    "inter",
+    "fastinter",
+    "downinter",
+    "rise",
+    "fall",
+    "observe",
     "weight",
     "backup",
     "disabled",
@@ -890,6 +1000,39 @@ fn server_options(args: &[String], o: &mut ServerOpts) -> Result<(), String> {
             "backup" => o.backup = true,
             "disabled" => o.disabled = true,
             "enabled" => o.disabled = false,
+            "check" => o.check = true,
+            "no-check" => o.check = false,
+            "inter" | "fastinter" | "downinter" => {
+                let v = it.next().ok_or(format!("'{opt}' needs a value"))?;
+                let d = parse::duration(v)?;
+                if d < std::time::Duration::from_millis(10) {
+                    return Err(format!("'{opt}' must be at least 10ms"));
+                }
+                match opt.as_str() {
+                    "inter" => o.inter = d,
+                    "fastinter" => o.fastinter = Some(d),
+                    _ => o.downinter = Some(d),
+                }
+            }
+            "rise" | "fall" => {
+                let v = it.next().ok_or(format!("'{opt}' needs a value"))?;
+                let n = parse::number(v, 1, 1000)? as u32;
+                if opt == "rise" {
+                    o.rise = n
+                } else {
+                    o.fall = n
+                }
+            }
+            "observe" => {
+                let v = it
+                    .next()
+                    .ok_or("'observe' needs a value (layer4 or layer7)")?;
+                o.observe = match v.as_str() {
+                    "layer4" => 4,
+                    "layer7" => 7,
+                    x => return Err(format!("unknown observe mode '{x}' (layer4 or layer7)")),
+                };
+            }
             "pool-max-conn" => {
                 let v = it.next().ok_or("'pool-max-conn' needs a value")?;
                 o.pool_max_conn = parse::number(v, 0, 100_000)? as usize;
@@ -1158,6 +1301,57 @@ mod tests {
         assert!(
             bad("frontend f\n    timeout http-requst 1s\n").contains("did you mean 'http-request'")
         );
+    }
+
+    #[test]
+    fn pool_and_check_settings() {
+        let c = ok("defaults\n    balance leastconn\n    timeout check 500ms\nbackend b\n    option httpchk GET /healthz\n    http-check expect status 204\n    option allbackups\n    default-server check inter 1s fastinter 100ms rise 3 fall 4\n    server a 127.0.0.1:1 observe layer7\n    server c 127.0.0.1:2 no-check downinter 5s\nbackend s\n    balance source\n    option httpchk /ping\nbackend r\n    balance random\n    option httpchk\n");
+        let b = &c.backends[0];
+        assert_eq!(b.balance, Balance::LeastConn);
+        assert!(b.allbackups);
+        assert_eq!(b.timeout_check, Some(Duration::from_millis(500)));
+        let h = b.httpchk.as_ref().unwrap();
+        assert_eq!(
+            (h.method.as_str(), h.uri.as_str(), h.expect_status),
+            ("GET", "/healthz", Some(204))
+        );
+        let a = &b.servers[0].opts;
+        assert!(a.check);
+        assert_eq!(a.inter, Duration::from_secs(1));
+        assert_eq!(a.fastinter, Some(Duration::from_millis(100)));
+        assert_eq!((a.rise, a.fall, a.observe), (3, 4, 7));
+        assert!(!b.servers[1].opts.check);
+        assert_eq!(b.servers[1].opts.downinter, Some(Duration::from_secs(5)));
+        assert_eq!(c.backends[1].balance, Balance::Source);
+        assert_eq!(c.backends[1].httpchk.as_ref().unwrap().method, "OPTIONS");
+        assert_eq!(c.backends[2].httpchk.as_ref().unwrap().uri, "/");
+        // HAProxy's defaults.
+        let c = ok("backend b\n    server a 127.0.0.1:1 check\n");
+        let o = &c.backends[0].servers[0].opts;
+        assert_eq!((o.inter, o.rise, o.fall), (Duration::from_secs(2), 2, 3));
+    }
+
+    #[test]
+    fn pool_and_check_errors() {
+        assert!(bad("backend b\n    balance leastcon\n").contains("did you mean 'leastconn'"));
+        assert!(bad("backend b\n    server a 127.0.0.1:1 observe layer4\n")
+            .contains("'observe' needs 'check'"));
+        assert!(
+            bad("backend b\n    server a 127.0.0.1:1 check observe layer9\n")
+                .contains("unknown observe mode")
+        );
+        assert!(
+            bad("backend b\n    server a 127.0.0.1:1 check inter 1ms\n").contains("at least 10ms")
+        );
+        assert!(bad("backend b\n    server a 127.0.0.1:1 check rise 0\n")
+            .contains("invalid number '0'"));
+        assert!(bad("backend b\n    http-check expect string ok\n")
+            .contains("http-check expect status CODE"));
+        assert!(bad("backend b\n    http-check expect status 99\n").contains("invalid number '99'"));
+        assert!(
+            bad("backend b\n    option httpchk get healthz\n").contains("expected 'option httpchk")
+        );
+        assert!(bad("frontend f\n    option allbackups\n").contains("unknown option 'allbackups'"));
     }
 
     #[test]

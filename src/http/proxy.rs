@@ -13,9 +13,11 @@ use super::body::{write_chunk_header, Chunk, ChunkedDecoder, LAST_CHUNK};
 use super::head::{self, BodyKind, HeadLimits, RequestHead, ResponseHead, TargetForm};
 use super::{reply, upstream};
 use crate::balance::InFlight;
+use crate::balance::{PickCtx, Server};
 use crate::conf::acl;
 use crate::conf::Reuse;
-use crate::runtime::{BackendRt, FrontendRt};
+use crate::runtime::{BackendRt, FrontendRt, Runtime};
+use std::sync::atomic::Ordering;
 
 /// Read buffers grow by this much when full.
 const READ_CHUNK: usize = 16 << 10;
@@ -61,24 +63,42 @@ struct Conn<'a> {
     proto: &'static str,
 }
 
+/// Where a connection finds its frontend again after a reload.
+pub struct FrontendSource {
+    pub rt: Arc<Runtime>,
+    pub name: Arc<str>,
+}
+
 /// Serves one client connection until it closes, times out or breaks the protocol.
+/// Each request uses the configuration current when it starts: after a reload
+/// the frontend is looked up again (the connection closes if it was removed).
 pub async fn serve(
     mut client: TcpStream,
     peer: SocketAddr,
     fe: Arc<FrontendRt>,
-    limits: HeadLimits,
+    src: FrontendSource,
 ) {
-    let conn = Conn {
-        fe: &fe,
-        peer,
-        limits,
-        proto: "http",
-    };
+    let mut fe = fe;
+    let mut generation = src.rt.generation.load(Ordering::Acquire);
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     // Server-side read buffer, reused by every exchange of this connection.
     let mut ubuf = BytesMut::with_capacity(READ_CHUNK);
     let mut first = true;
     loop {
+        let now = src.rt.generation.load(Ordering::Acquire);
+        if now != generation {
+            generation = now;
+            match src.rt.snapshot.load().frontends.get(&*src.name) {
+                Some(f) if f.conf.mode == crate::conf::Mode::Http => fe = f.clone(),
+                _ => return,
+            }
+        }
+        let conn = Conn {
+            fe: &fe,
+            peer,
+            limits: fe.limits,
+            proto: "http",
+        };
         let req = match read_request(&mut client, &mut rbuf, &conn, first).await {
             Ok(Some(r)) => r,
             Ok(None) => return,
@@ -227,14 +247,23 @@ async fn exchange(
         Reuse::Safe => !first || req.is_idempotent(),
         Reuse::Always => true,
     };
+    // An empty answer (close or reset before any response byte) is retried
+    // on another connection only for idempotent requests we can replay.
     let retry_dead_reuse = req.is_idempotent() && replayable_body.is_some();
+    let mut tried: Vec<Arc<Server>> = Vec::new();
 
     let mut attempts = 0u32;
     let mut reuse_ok = may_reuse;
     let mut body_cut = false;
     let (up, resp) = loop {
         ubuf.clear();
-        let (up, reused) = match connect(be, reuse_ok, retry_dead_reuse, &mut attempts).await {
+        let ctx = PickCtx {
+            client: Some(conn.peer.ip()),
+            tried: &tried,
+            redispatch: bc.redispatch,
+        };
+        let (up, reused) = match connect(be, &ctx, reuse_ok, retry_dead_reuse, &mut attempts).await
+        {
             Some(x) => x,
             None => return Err(Fail::Status(503)),
         };
@@ -286,13 +315,34 @@ async fn exchange(
             }
         }
         match read_response(&up.sock, ubuf, &req, conn, bc.timeout_server, client).await {
-            Ok(r) => break (up, r),
-            Err(RespError::DeadReused) if reused && retry_dead_reuse => {
+            Ok(r) => {
+                if (500..=504).contains(&r.status) && r.status != 501 {
+                    up.server
+                        .0
+                        .observe_response(Err(format!("HTTP status {}", r.status)));
+                }
+                break (up, r);
+            }
+            Err(RespError::DeadReused)
+                if retry_dead_reuse && !body_cut && (reused || attempts <= bc.retries) =>
+            {
+                // A reused connection the server had closed costs no retry;
+                // a fresh one that died is a failed attempt on that server.
                 reuse_ok = false;
+                if !reused {
+                    up.server.0.observe_response(Err("empty response".into()));
+                    tried.push(up.server.0.clone());
+                }
                 continue;
             }
-            Err(RespError::DeadReused) | Err(RespError::Invalid) => return Err(Fail::Status(502)),
-            Err(RespError::Timeout) => return Err(Fail::Status(504)),
+            Err(RespError::DeadReused) | Err(RespError::Invalid) => {
+                up.server.0.observe_response(Err("invalid response".into()));
+                return Err(Fail::Status(502));
+            }
+            Err(RespError::Timeout) => {
+                up.server.0.observe_response(Err("response timeout".into()));
+                return Err(Fail::Status(504));
+            }
             Err(RespError::Client) => return Err(Fail::Close),
         }
     };
@@ -332,7 +382,8 @@ async fn exchange(
     .await?;
     if done && !body_cut && resp.keep_alive && ubuf.is_empty() && bc.reuse != Reuse::Never {
         let s = &up.server.0;
-        upstream::put(s.addr, up.sock, s.pool_max_conn, s.pool_purge_delay);
+        let max = s.pool_max_conn.load(Ordering::Relaxed);
+        upstream::put(s.addr, up.sock, max, s.pool_purge_delay());
     }
     Ok(if client_keep {
         Next::KeepAlive
@@ -347,16 +398,23 @@ struct Upstream {
     server: InFlight,
 }
 
-/// A connection to the next server: an idle pooled one when allowed, else a new one,
-/// trying further servers on connect failure up to `retries` times.
+/// A connection to the next server: an idle pooled one when allowed, else a
+/// new one, moving on to servers not tried yet on connect failure, at most
+/// `retries` extra times. `None` when no server is up or none accepted.
 async fn connect(
     be: &BackendRt,
+    ctx: &PickCtx<'_>,
     reuse: bool,
     retryable: bool,
     attempts: &mut u32,
 ) -> Option<(Upstream, bool)> {
+    let mut tried: Vec<Arc<Server>> = ctx.tried.to_vec();
     loop {
-        let server = be.pool.pick()?;
+        let c = PickCtx {
+            tried: &tried,
+            ..*ctx
+        };
+        let server = be.pool.pick_with(&c)?.clone();
         if reuse {
             if let Some(sock) = upstream::take(server.addr, !retryable) {
                 let up = Upstream {
@@ -370,22 +428,21 @@ async fn connect(
             return None;
         }
         *attempts += 1;
-        let guard = server.enter();
-        match tokio::time::timeout(be.conf.timeout_connect, TcpStream::connect(server.addr)).await {
-            Ok(Ok(sock)) => {
-                let _ = sock.set_nodelay(true);
+        match crate::l4::connect_one(&server, be.conf.timeout_connect).await {
+            Ok(sock) => {
                 let up = Upstream {
                     sock,
-                    server: guard,
+                    server: server.enter(),
                 };
                 return Some((up, false));
             }
-            Ok(Err(e)) => tracing::debug!("connect to {} failed: {e}", server.name),
-            Err(_) => tracing::debug!("connect to {} timed out", server.name),
+            Err(reason) => {
+                tracing::debug!("connect to {} failed: {reason}", server.id);
+                server.connect_errors.fetch_add(1, Ordering::Relaxed);
+                server.observe_connect(Err(reason));
+                tried.push(server);
+            }
         }
-        server
-            .connect_errors
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -1,0 +1,126 @@
+//! Active health checks: a TCP connect, or an HTTP request with an expected status,
+//! every `inter` (`fastinter` while a transition is under way, `downinter` while down).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::{Admin, Health, Server};
+use crate::conf::{Backend, HttpCheck, ServerConf};
+
+/// Everything one server's check loop needs; a reload that changes it restarts the loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckParams {
+    pub inter: Duration,
+    pub fastinter: Duration,
+    pub downinter: Duration,
+    pub timeout: Duration,
+    pub http: Option<HttpCheck>,
+}
+
+impl CheckParams {
+    pub fn of(b: &Backend, s: &ServerConf) -> CheckParams {
+        let o = &s.opts;
+        CheckParams {
+            inter: o.inter,
+            fastinter: o.fastinter.unwrap_or(o.inter),
+            downinter: o.downinter.unwrap_or(o.inter),
+            timeout: b.timeout_check.unwrap_or(o.inter),
+            http: b.httpchk.clone(),
+        }
+    }
+}
+
+/// Checks `server` forever (the caller aborts the task when the server goes away).
+pub async fn run(server: Arc<Server>, p: CheckParams) {
+    loop {
+        if server.admin() != Admin::Maint {
+            let r = check_once(&server, &p).await;
+            server.report(r);
+        }
+        let wait = if server.transitioning() {
+            p.fastinter
+        } else if server.health() == Health::Down {
+            p.downinter
+        } else {
+            p.inter
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// One check. `Err` carries the reason shown in the transition log.
+pub async fn check_once(server: &Server, p: &CheckParams) -> Result<(), String> {
+    let fut = async {
+        let mut s = match TcpStream::connect(server.addr).await {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return Err("connect refused".to_string())
+            }
+            Err(e) => return Err(format!("connect failed: {e}")),
+        };
+        let Some(h) = &p.http else {
+            return Ok(());
+        };
+        let req = format!(
+            "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: lb-check\r\nConnection: close\r\n\r\n",
+            h.method, h.uri, server.addr
+        );
+        s.write_all(req.as_bytes())
+            .await
+            .map_err(|e| format!("send failed: {e}"))?;
+        // The status line is all we need.
+        let mut buf = [0u8; 64];
+        let mut n = 0;
+        while n < 12 {
+            match s.read(&mut buf[n..]).await {
+                Ok(0) => return Err("connection closed before a status line".into()),
+                Ok(k) => n += k,
+                Err(e) => return Err(format!("read failed: {e}")),
+            }
+        }
+        let status = parse_status(&buf[..n]).ok_or("invalid HTTP response")?;
+        let ok = match h.expect_status {
+            Some(want) => status == want,
+            None => (200..400).contains(&status),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("HTTP status {status}"))
+        }
+    };
+    match tokio::time::timeout(p.timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("timeout after {}ms", p.timeout.as_millis())),
+    }
+}
+
+/// `HTTP/1.x NNN` -> NNN.
+fn parse_status(line: &[u8]) -> Option<u16> {
+    let rest = line.strip_prefix(b"HTTP/1.")?;
+    if rest.len() < 5 || rest[1] != b' ' {
+        return None;
+    }
+    let d = &rest[2..5];
+    if !d.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(d).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(parse_status(b"HTTP/1.1 200 OK\r\n"), Some(200));
+        assert_eq!(parse_status(b"HTTP/1.0 503 x"), Some(503));
+        assert_eq!(parse_status(b"HTTP/2 200"), None);
+        assert_eq!(parse_status(b"SSH-2.0-OpenSSH"), None);
+        assert_eq!(parse_status(b"HTTP/1.1 2x0 OK"), None);
+    }
+}
