@@ -441,9 +441,9 @@ impl Runtime {
             keep
         });
         for (k, (server, params)) in want {
-            if !ctl.checks.contains_key(&k) {
+            if let std::collections::hash_map::Entry::Vacant(v) = ctl.checks.entry(k) {
                 let task = tokio::spawn(health::run(server.clone(), params.clone()));
-                ctl.checks.insert(k, (server, params, task));
+                v.insert((server, params, task));
             }
         }
         Ok(changes)
