@@ -11,7 +11,7 @@ struct Cli {
     /// Conf file to run.
     #[arg(long, short = 'f', global = true)]
     conf: Option<String>,
-    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    /// More log output (default info; -v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
     #[command(subcommand)]
@@ -27,15 +27,15 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
+        0 => "info",
+        1 => "debug",
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let Some(path) = cli.conf else {

@@ -25,6 +25,8 @@ pub struct Lb {
     pub dir: TempDir,
     stderr: mpsc::Receiver<String>,
     stdout: mpsc::Receiver<String>,
+    /// Every stderr line so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// A directory removed on drop.
@@ -99,14 +101,15 @@ impl Lb {
         });
         let (etx, erx) = mpsc::channel();
         let err = child.stderr.take().expect("stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log2 = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
                 if std::env::var("LB_TEST_ECHO").is_ok() {
                     eprintln!("[lb] {line}");
                 }
-                if etx.send(line).is_err() {
-                    break;
-                }
+                log2.lock().unwrap().push(line.clone());
+                let _ = etx.send(line);
             }
         });
         let mut lb = Lb {
@@ -116,6 +119,7 @@ impl Lb {
             dir,
             stderr: erx,
             stdout: orx,
+            log,
         };
         let mut seen = 0;
         while seen < expect {
@@ -169,6 +173,46 @@ impl Lb {
                 Err(_) => panic!("no log line containing {needle:?}"),
             }
         }
+    }
+
+    /// Waits until at least `n` stderr lines (seen at any time) contain `needle`,
+    /// whatever their order relative to other waits.
+    pub fn wait_log_count(&self, needle: &str, n: usize) {
+        let deadline = std::time::Instant::now() + WAIT;
+        while self.log_count(needle) < n {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            // Any new line is a reason to count again.
+            if self.stderr.recv_timeout(left).is_err() && self.log_count(needle) < n {
+                panic!("fewer than {n} log lines containing {needle:?}");
+            }
+        }
+    }
+
+    /// How many stderr lines so far contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits for a new `listening` line on stdout (after a reload); returns it.
+    pub fn wait_listening(&self) -> String {
+        loop {
+            match self.stdout.recv_timeout(WAIT) {
+                Ok(l) if l.starts_with("listening") => return l,
+                Ok(_) => continue,
+                Err(_) => panic!("no new listening line"),
+            }
+        }
+    }
+
+    /// Rewrites the conf file and sends SIGHUP.
+    pub fn reload(&self, conf: &str) {
+        std::fs::write(&self.conf_path, conf).expect("rewrite conf");
+        self.signal(libc::SIGHUP);
     }
 
     /// Waits for the process to exit; returns its status code.

@@ -71,21 +71,42 @@ pub struct HttpServer {
     pub conns: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Requests answered so far.
     pub requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    streams: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+    acceptor: Option<thread::JoinHandle<()>>,
 }
 
 pub fn http_server(name: &str) -> HttpServer {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    http_server_at("127.0.0.1:0".parse().unwrap(), name)
+}
+
+/// An HTTP test server on a given address (e.g. to restart a killed one).
+pub fn http_server_at(addr: SocketAddr, name: &str) -> HttpServer {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let l = TcpListener::bind(addr).unwrap();
     let addr = l.local_addr().unwrap();
     let conns = Arc::new(AtomicUsize::new(0));
     let requests = Arc::new(AtomicUsize::new(0));
-    let (c2, r2) = (conns.clone(), requests.clone());
+    let stopped = Arc::new(AtomicBool::new(false));
+    let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
+    let (c2, r2, st2, ss2) = (
+        conns.clone(),
+        requests.clone(),
+        stopped.clone(),
+        streams.clone(),
+    );
     let name = name.to_string();
-    thread::spawn(move || {
+    let acceptor = thread::spawn(move || {
         for s in l.incoming() {
+            if st2.load(Ordering::SeqCst) {
+                break;
+            }
             let Ok(s) = s else { continue };
             c2.fetch_add(1, Ordering::SeqCst);
+            if let Ok(c) = s.try_clone() {
+                ss2.lock().unwrap().push(c);
+            }
             let (name, r2) = (name.clone(), r2.clone());
             thread::spawn(move || {
                 let _ = serve_http(s, &name, &r2);
@@ -96,6 +117,34 @@ pub fn http_server(name: &str) -> HttpServer {
         addr,
         conns,
         requests,
+        stopped,
+        streams,
+        acceptor: Some(acceptor),
+    }
+}
+
+impl HttpServer {
+    /// Stops like a killed process: the port refuses connections and every
+    /// open connection is cut. Returns once the port is closed.
+    pub fn kill(&mut self) {
+        use std::sync::atomic::Ordering;
+        self.stopped.store(true, Ordering::SeqCst);
+        // Wake the acceptor so it sees the flag and drops the listener.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
+        for s in self.streams.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        if self.acceptor.is_some() {
+            self.kill();
+        }
     }
 }
 
@@ -249,16 +298,15 @@ fn serve_http(
                 text.push_str(&format!("{}: {v}\n", k.to_ascii_lowercase()));
             }
             let head_only = method == "HEAD";
-            s.write_all(
-                format!(
-                    "HTTP/1.1 200 OK\r\nx-server: {name}\r\ncontent-length: {}\r\n{conn_hdr}\r\n",
-                    text.len()
-                )
-                .as_bytes(),
-            )?;
+            // One write, so a kill never lands between head and body.
+            let mut out = format!(
+                "HTTP/1.1 200 OK\r\nx-server: {name}\r\ncontent-length: {}\r\n{conn_hdr}\r\n",
+                text.len()
+            );
             if !head_only {
-                s.write_all(text.as_bytes())?;
+                out.push_str(&text);
             }
+            s.write_all(out.as_bytes())?;
         }
         if close {
             return Ok(());
