@@ -109,7 +109,12 @@ pub fn http_server_at(addr: SocketAddr, name: &str) -> HttpServer {
             }
             let (name, r2) = (name.clone(), r2.clone());
             thread::spawn(move || {
+                let closer = s.try_clone();
                 let _ = serve_http(s, &name, &r2);
+                // The clone kept for kill() would keep the socket open: close for real.
+                if let Ok(c) = closer {
+                    let _ = c.shutdown(std::net::Shutdown::Both);
+                }
             });
         }
     });
