@@ -69,6 +69,20 @@ pub async fn connect_one(
     }
 }
 
+/// TLS to a server over a connected socket, within `limit`; `Err` is a reason.
+pub async fn tls_handshake(
+    c: &crate::tls::Connector,
+    sock: TcpStream,
+    limit: Duration,
+) -> Result<crate::io::Io, String> {
+    let connector = tokio_rustls::TlsConnector::from(c.config.clone());
+    match tokio::time::timeout(limit, connector.connect(c.name.clone(), sock)).await {
+        Ok(Ok(t)) => Ok(crate::io::Io::TlsOut(Box::new(t))),
+        Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+        Err(_) => Err("TLS handshake timeout".into()),
+    }
+}
+
 /// Idle timeouts of the two sides; activity on either side keeps both alive,
 /// as HAProxy does in TCP mode.
 #[derive(Debug, Clone, Copy)]
@@ -321,5 +335,50 @@ pub async fn serve(
             m.to_client
         ),
         Err(e) => tracing::debug!("tcp session to {} aborted: {e}", guard.0.id),
+    }
+}
+
+/// TCP mode when TLS is on either side: terminate or originate TLS, then tunnel.
+pub async fn serve_io(
+    mut client: crate::io::Io,
+    peer: std::net::SocketAddr,
+    be: &crate::runtime::BackendRt,
+    timeout_client: Duration,
+) {
+    let mut tried: Vec<Arc<crate::balance::Server>> = Vec::new();
+    for _ in 0..=be.conf.retries {
+        let ctx = crate::balance::PickCtx {
+            client: Some(peer.ip()),
+            tried: &tried,
+            redispatch: be.conf.redispatch,
+        };
+        let Some(server) = be.pool.pick_with(&ctx).cloned() else {
+            return;
+        };
+        let connected = match connect_one(&server, be.conf.timeout_connect).await {
+            Ok(sock) => match be.connector(&server) {
+                None => Ok(crate::io::Io::Plain(sock)),
+                Some(c) => tls_handshake(c, sock, be.conf.timeout_connect).await,
+            },
+            Err(e) => Err(e),
+        };
+        match connected {
+            Ok(mut up) => {
+                let _guard = server.enter();
+                let idle = Idle {
+                    client: timeout_client,
+                    server: be.conf.timeout_server,
+                };
+                if let Err(e) = crate::io::tunnel(&mut client, &mut up, idle).await {
+                    tracing::debug!("tcp session to {} aborted: {e}", server.id);
+                }
+                return;
+            }
+            Err(reason) => {
+                server.connect_errors.fetch_add(1, Ordering::Relaxed);
+                server.observe_connect(Err(reason));
+                tried.push(server);
+            }
+        }
     }
 }

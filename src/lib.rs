@@ -13,10 +13,12 @@
 pub mod balance;
 pub mod conf;
 pub mod http;
+pub mod io;
 pub mod kv;
 pub mod l4;
 pub mod listener;
 pub mod runtime;
 pub mod shutdown;
+pub mod tls;
 
 pub use runtime::run;

@@ -44,6 +44,8 @@ pub struct Snapshot {
 #[derive(Debug)]
 pub struct FrontendRt {
     pub conf: Frontend,
+    /// The TLS acceptor configuration of each bind (in `conf.binds` order).
+    pub tls: Vec<Option<Arc<rustls::ServerConfig>>>,
     pub backend: Option<Arc<BackendRt>>,
     /// The backend of each `use_backend` rule, in order.
     pub routes: Vec<Option<Arc<BackendRt>>>,
@@ -54,6 +56,23 @@ pub struct FrontendRt {
 pub struct BackendRt {
     pub conf: Backend,
     pub pool: Arc<Pool>,
+    /// How to reach each server over TLS (in `pool.servers` order); `None` = plain.
+    pub connectors: Vec<Option<crate::tls::Connector>>,
+}
+
+impl BackendRt {
+    /// The TLS connector of `server`, if it speaks TLS.
+    pub fn connector(&self, server: &Arc<Server>) -> Option<&crate::tls::Connector> {
+        if self.connectors.iter().all(Option::is_none) {
+            return None;
+        }
+        let i = self
+            .pool
+            .servers
+            .iter()
+            .position(|s| Arc::ptr_eq(s, server))?;
+        self.connectors.get(i)?.as_ref()
+    }
 }
 
 impl Snapshot {
@@ -115,9 +134,20 @@ impl Snapshot {
                 changes += 1;
             }
             let cursor = old_be.map(|ob| ob.pool.cursor());
+            let connectors = b
+                .servers
+                .iter()
+                .map(|sc| {
+                    let t = sc.opts.tls.as_ref()?;
+                    crate::tls::connector(t, &sc.host)
+                        .map_err(|e| tracing::error!("server {}/{}: {e}", b.name, sc.name))
+                        .ok()
+                })
+                .collect();
             let rt = BackendRt {
                 conf: b.clone(),
                 pool: Arc::new(Pool::new(servers, b, cursor)),
+                connectors,
             };
             backends.insert(b.name.clone(), Arc::new(rt));
         }
@@ -152,8 +182,19 @@ impl Snapshot {
                     .iter()
                     .map(|u| backends.get(&u.backend).cloned())
                     .collect();
+                let tls = f
+                    .binds
+                    .iter()
+                    .map(|b| {
+                        let t = b.tls.as_ref()?;
+                        crate::tls::server_config(t)
+                            .map_err(|e| tracing::error!("frontend {}: TLS: {e}", f.name))
+                            .ok()
+                    })
+                    .collect();
                 let rt = FrontendRt {
                     conf: f.clone(),
+                    tls,
                     backend,
                     routes,
                     limits: HeadLimits {
@@ -312,6 +353,7 @@ impl Runtime {
     async fn serve_frontend(
         self: Arc<Self>,
         name: Arc<str>,
+        bind: SocketAddr,
         sock: TcpStream,
         peer: SocketAddr,
         _permits: Vec<OwnedSemaphorePermit>,
@@ -322,16 +364,48 @@ impl Runtime {
             return;
         };
         drop(snap);
+        // TLS with the certificates of the snapshot current at accept time.
+        let tls = fe
+            .conf
+            .binds
+            .iter()
+            .position(|b| b.addr == bind)
+            .and_then(|i| fe.tls.get(i).cloned().flatten());
+        let client = match tls {
+            None => crate::io::Io::Plain(sock),
+            Some(cfg) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+                let limit = fe.conf.http.timeout_handshake;
+                match tokio::time::timeout(limit, acceptor.accept(sock)).await {
+                    Ok(Ok(t)) => crate::io::Io::TlsIn(Box::new(t)),
+                    Ok(Err(e)) => {
+                        tracing::debug!("TLS handshake from {peer} failed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("TLS handshake from {peer} timed out");
+                        return;
+                    }
+                }
+            }
+        };
         match fe.conf.mode {
             Mode::Http => {
                 let src = crate::http::proxy::FrontendSource {
                     rt: self.clone(),
                     name,
                 };
-                crate::http::proxy::serve(sock, peer, fe, src).await;
+                crate::http::proxy::serve(client, peer, fe, src).await;
             }
             Mode::Tcp => {
                 let Some(be) = fe.backend.clone() else {
+                    return;
+                };
+                if client.is_tls() || be.connectors.iter().any(Option::is_some) {
+                    l4::serve_io(client, peer, &be, fe.conf.timeout_client).await;
+                    return;
+                }
+                let crate::io::Io::Plain(sock) = client else {
                     return;
                 };
                 let policy = l4::ConnectPolicy {
@@ -416,7 +490,10 @@ impl Runtime {
                     sock,
                     limits.clone(),
                     stops,
-                    move |s, peer, p| rt2.clone().serve_frontend(fe_name.clone(), s, peer, p),
+                    move |s, peer, p| {
+                        rt2.clone()
+                            .serve_frontend(fe_name.clone(), conf_addr, s, peer, p)
+                    },
                 ));
             }
             announce("frontend", &name, addr);

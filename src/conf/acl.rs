@@ -138,10 +138,17 @@ pub fn parse_cond(args: &[String]) -> Result<Cond, String> {
     Ok(Cond { unless, any })
 }
 
+/// Condition names that need no `acl` line: `ssl_fc` (the client connection is TLS).
+pub const BUILTIN: &[&str] = &["ssl_fc"];
+
 /// What an ACL can ask of a request.
 pub trait Request {
     fn path(&self) -> &[u8];
     fn header(&self, name: &str) -> Option<&[u8]>;
+    /// The client connection is TLS (`ssl_fc`).
+    fn ssl(&self) -> bool {
+        false
+    }
 }
 
 impl Acl {

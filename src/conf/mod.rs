@@ -4,6 +4,7 @@ pub mod acl;
 pub mod kv;
 pub mod model;
 pub mod parse;
+pub mod tls;
 
 pub use model::*;
 pub use parse::ConfError;

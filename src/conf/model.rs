@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::acl::{self, Acl, Cond};
 use super::kv::{self, KvConf};
 use super::parse::{self, did_you_mean, ConfError, Directive, Section};
+use super::tls::{self, BindTls, ServerTls};
 
 /// Everything one conf file describes.
 #[derive(Debug, Clone)]
@@ -60,6 +61,8 @@ pub struct HttpCheck {
 pub struct Bind {
     pub line: usize,
     pub addr: SocketAddr,
+    /// `ssl crt ...` / `ssl self-signed ...`: TLS is terminated here.
+    pub tls: Option<BindTls>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +91,22 @@ pub struct FrontendHttp {
     pub max_body: Option<u64>,
     pub acls: Vec<Acl>,
     pub use_backends: Vec<UseBackend>,
+    /// `http-request` rules, in order.
+    pub rules: Vec<HttpRule>,
+    /// Time allowed for a TLS handshake.
+    pub timeout_handshake: Duration,
+}
+
+/// One `http-request` line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HttpRule {
+    /// `http-request redirect scheme SCHEME [code N] [if|unless COND]`.
+    RedirectScheme {
+        line: usize,
+        scheme: String,
+        code: u16,
+        cond: Option<Cond>,
+    },
 }
 
 /// `use_backend NAME if|unless COND`.
@@ -139,6 +158,8 @@ pub struct ServerConf {
     pub name: String,
     pub line: usize,
     pub addr: SocketAddr,
+    /// The host as written (for TLS SNI).
+    pub host: String,
     pub opts: ServerOpts,
 }
 
@@ -165,6 +186,10 @@ pub struct ServerOpts {
     pub fall: u32,
     /// Passive checks: 0 off, 4 `observe layer4`, 7 `observe layer7`.
     pub observe: u8,
+    /// TLS to the server (`ssl`).
+    pub tls: Option<ServerTls>,
+    /// Health checks over TLS (`check-ssl`).
+    pub check_ssl: bool,
 }
 
 impl Default for ServerOpts {
@@ -182,6 +207,8 @@ impl Default for ServerOpts {
             rise: DEFAULT_RISE,
             fall: DEFAULT_FALL,
             observe: 0,
+            tls: None,
+            check_ssl: false,
         }
     }
 }
@@ -263,6 +290,7 @@ const PROXY_KEYWORDS: &[(&str, u8)] = &[
     ("use_backend", F | L),
     ("max-body-size", D | F | L),
     ("http-check", D | B | L),
+    ("http-request", F | L),
 ];
 
 /// `option` names: (name, where allowed, effect).
@@ -354,6 +382,8 @@ struct Draft {
     max_body: Option<u64>,
     acls: Vec<Acl>,
     use_backends: Vec<UseBackend>,
+    rules: Vec<HttpRule>,
+    timeout_handshake: Option<Duration>,
     allbackups: bool,
     httpchk: Option<HttpCheck>,
     expect_status: Option<u16>,
@@ -382,6 +412,8 @@ impl Draft {
             max_body: None,
             acls: Vec::new(),
             use_backends: Vec::new(),
+            rules: Vec::new(),
+            timeout_handshake: None,
             allbackups: false,
             httpchk: None,
             expect_status: None,
@@ -607,6 +639,10 @@ impl Builder {
                     max_body: d.max_body,
                     acls: d.acls.clone(),
                     use_backends: d.use_backends.clone(),
+                    rules: d.rules.clone(),
+                    timeout_handshake: d
+                        .timeout_handshake
+                        .unwrap_or(DEFAULT_TIMEOUT_HTTP_REQUEST.min(d.timeout_client)),
                 },
             });
             self.check_acls(&name, &d)?;
@@ -645,16 +681,28 @@ impl Builder {
         Ok(())
     }
 
-    /// Every acl a condition names must be defined in the same section.
+    /// Every acl a condition names must be defined in the same section (or be
+    /// a built-in fetch such as `ssl_fc`).
     fn check_acls(&self, section: &str, d: &Draft) -> Result<(), ConfError> {
-        for u in &d.use_backends {
-            for n in u.cond.names() {
-                if !d.acls.iter().any(|a| a.name == n) {
-                    let names: Vec<&str> = d.acls.iter().map(|a| a.name.as_str()).collect();
+        let conds = d
+            .use_backends
+            .iter()
+            .map(|u| (u.line, "use_backend", Some(&u.cond)))
+            .chain(d.rules.iter().map(|r| match r {
+                HttpRule::RedirectScheme { line, cond, .. } => {
+                    (*line, "http-request", cond.as_ref())
+                }
+            }));
+        for (line, kw, cond) in conds {
+            let Some(cond) = cond else { continue };
+            for n in cond.names() {
+                if !d.acls.iter().any(|a| a.name == n) && !acl::BUILTIN.contains(&n) {
+                    let mut names: Vec<&str> = d.acls.iter().map(|a| a.name.as_str()).collect();
+                    names.extend(acl::BUILTIN);
                     return Err(self.err(
-                        u.line,
+                        line,
                         format!(
-                            "'use_backend': acl '{n}' is not defined in '{section}'{}",
+                            "'{kw}': acl '{n}' is not defined in '{section}'{}",
                             did_you_mean(n, &names)
                         ),
                     ));
@@ -708,11 +756,13 @@ impl Builder {
                 if a.len() < 2 {
                     return Err(e("missing address".into()));
                 }
-                if a.len() > 2 {
-                    return Err(e(format!("unknown bind option '{}'", a[2])));
-                }
                 let addr = parse::bind_addr(&a[1]).map_err(e)?;
-                p.binds.push(Bind { line: d.line, addr });
+                let tls = bind_options(&a[2..]).map_err(e)?;
+                p.binds.push(Bind {
+                    line: d.line,
+                    addr,
+                    tls,
+                });
             }
             "mode" => {
                 p.mode = match one_arg(a).map_err(e)? {
@@ -747,8 +797,23 @@ impl Builder {
                     return Err(e(format!("duplicate server name '{name}'")));
                 }
                 let addr = parse::peer_addr(&a[2]).map_err(e)?;
+                let host = a[2].rsplit_once(':').map_or(a[2].as_str(), |(h, _)| h);
+                let host = host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string();
                 let mut opts = p.server_opts.clone();
                 server_options(&a[3..], &mut opts).map_err(e)?;
+                if let Some(t) = &opts.tls {
+                    if t.verify && t.ca.is_empty() {
+                        return Err(e(
+                            "'verify required' needs 'ca-file PATH' (or say 'verify none')".into(),
+                        ));
+                    }
+                }
+                if opts.check_ssl && opts.tls.is_none() {
+                    return Err(e("'check-ssl' needs 'ssl'".into()));
+                }
                 if opts.observe > 0 && !opts.check {
                     return Err(e(
                         "'observe' needs 'check' (checks bring the server back up)".into(),
@@ -758,6 +823,7 @@ impl Builder {
                     name,
                     line: d.line,
                     addr,
+                    host,
                     opts,
                 });
             }
@@ -774,6 +840,7 @@ impl Builder {
                     "http-request" => (p.timeout_http_request.insert(t), D | F | L),
                     "http-keep-alive" => (p.timeout_keep_alive.insert(t), D | F | L),
                     "check" => (p.timeout_check.insert(t), D | B | L),
+                    "handshake" => (p.timeout_handshake.insert(t), D | F | L),
                     w => {
                         return Err(e(format!(
                             "unknown timeout '{w}'{}",
@@ -785,7 +852,8 @@ impl Builder {
                                     "server",
                                     "http-request",
                                     "http-keep-alive",
-                                    "check"
+                                    "check",
+                                    "handshake"
                                 ]
                             )
                         )))
@@ -872,6 +940,10 @@ impl Builder {
                     cond,
                 });
             }
+            "http-request" => {
+                let rule = http_rule(a, d.line).map_err(e)?;
+                p.rules.push(rule);
+            }
             "http-check" => {
                 match a.get(1..).unwrap_or(&[]) {
                     [x, st, code] if x == "expect" && st == "status" => {
@@ -957,6 +1029,111 @@ impl Builder {
     }
 }
 
+/// `bind ADDR` options: `ssl`, `crt PATH` (repeatable), `self-signed NAME...`,
+/// `strict-sni`, `alpn LIST`.
+fn bind_options(args: &[String]) -> Result<Option<BindTls>, String> {
+    const OPTS: &[&str] = &["ssl", "crt", "self-signed", "strict-sni", "alpn"];
+    let mut ssl = false;
+    let mut certs = Vec::new();
+    let mut strict_sni = false;
+    let mut alpn: Option<Vec<Vec<u8>>> = None;
+    let mut i = 0;
+    while i < args.len() {
+        let o = args[i].as_str();
+        i += 1;
+        match o {
+            "ssl" => ssl = true,
+            "strict-sni" => strict_sni = true,
+            "crt" => {
+                let p = args.get(i).ok_or("'crt' needs a path")?;
+                i += 1;
+                certs.extend(tls::load_crt(p)?);
+            }
+            "alpn" => {
+                let v = args.get(i).ok_or("'alpn' needs a list such as http/1.1")?;
+                i += 1;
+                alpn = Some(v.split(',').map(|p| p.as_bytes().to_vec()).collect());
+            }
+            "self-signed" => {
+                let start = i;
+                while i < args.len() && !OPTS.contains(&args[i].as_str()) {
+                    i += 1;
+                }
+                if start == i {
+                    return Err("'self-signed' needs at least one name".into());
+                }
+                certs.push(tls::self_signed(&args[start..i])?);
+            }
+            x => {
+                return Err(format!(
+                    "unknown bind option '{x}'{}",
+                    did_you_mean(x, OPTS)
+                ))
+            }
+        }
+    }
+    if !ssl {
+        if !certs.is_empty() || strict_sni || alpn.is_some() {
+            return Err("'crt', 'self-signed', 'strict-sni' and 'alpn' need 'ssl'".into());
+        }
+        return Ok(None);
+    }
+    if certs.is_empty() {
+        return Err("'ssl' needs 'crt PATH' or 'self-signed NAME...'".into());
+    }
+    Ok(Some(BindTls {
+        certs,
+        strict_sni,
+        alpn: alpn.unwrap_or_else(|| vec![b"http/1.1".to_vec()]),
+    }))
+}
+
+/// `http-request redirect scheme SCHEME [code N] [if|unless COND]`.
+fn http_rule(a: &[String], line: usize) -> Result<HttpRule, String> {
+    let usage =
+        "expected 'http-request redirect scheme https [code 301|302|303|307|308] [if|unless COND]'";
+    match a.get(1).map(String::as_str) {
+        Some("redirect") => {}
+        Some(other) => {
+            return Err(format!(
+                "'http-request {other}' is not implemented (lb has 'http-request redirect scheme')"
+            ))
+        }
+        None => return Err(usage.into()),
+    }
+    if a.get(2).map(String::as_str) != Some("scheme") {
+        return Err(format!("{usage} (only 'redirect scheme' is implemented)"));
+    }
+    let scheme = a.get(3).ok_or(usage)?.to_ascii_lowercase();
+    if scheme != "https" && scheme != "http" {
+        return Err(format!("unknown scheme '{scheme}' (http or https)"));
+    }
+    let mut code = 302;
+    let mut i = 4;
+    if a.get(i).map(String::as_str) == Some("code") {
+        let c = a.get(i + 1).ok_or("'code' needs a value")?;
+        code = match c.parse::<u16>() {
+            Ok(n @ (301 | 302 | 303 | 307 | 308)) => n,
+            _ => {
+                return Err(format!(
+                    "invalid redirect code '{c}' (301, 302, 303, 307 or 308)"
+                ))
+            }
+        };
+        i += 2;
+    }
+    let cond = match a.get(i) {
+        None => None,
+        Some(_) => Some(acl::parse_cond(&a[i..])?),
+    };
+    Ok(HttpRule::RedirectScheme {
+        line,
+        scheme,
+        code,
+        cond,
+    })
+}
+
 fn one_arg(a: &[String]) -> Result<&str, String> {
     match a.len() {
         1 => Err("missing argument".into()),
@@ -974,6 +1151,11 @@ fn two_args(a: &[String]) -> Result<(&str, &str), String> {
 }
 
 const SERVER_OPTIONS: &[&str] = &[
+    "ssl",
+    "verify",
+    "ca-file",
+    "sni",
+    "check-ssl",
     "check",
     "inter",
     "fastinter",
@@ -1002,6 +1184,35 @@ fn server_options(args: &[String], o: &mut ServerOpts) -> Result<(), String> {
             "enabled" => o.disabled = false,
             "check" => o.check = true,
             "no-check" => o.check = false,
+            "check-ssl" => o.check_ssl = true,
+            "ssl" => {
+                o.tls.get_or_insert(ServerTls {
+                    verify: true,
+                    ca: Vec::new(),
+                    sni: None,
+                });
+            }
+            "verify" | "ca-file" | "sni" => {
+                let v = it.next().ok_or(format!("'{opt}' needs a value"))?;
+                let t = o.tls.get_or_insert(ServerTls {
+                    verify: true,
+                    ca: Vec::new(),
+                    sni: None,
+                });
+                match opt.as_str() {
+                    "verify" => {
+                        t.verify = match v.as_str() {
+                            "none" => false,
+                            "required" => true,
+                            x => {
+                                return Err(format!("unknown verify mode '{x}' (none or required)"))
+                            }
+                        }
+                    }
+                    "ca-file" => t.ca = tls::load_ca(v)?,
+                    _ => t.sni = Some(v.clone()),
+                }
+            }
             "inter" | "fastinter" | "downinter" => {
                 let v = it.next().ok_or(format!("'{opt}' needs a value"))?;
                 let d = parse::duration(v)?;
