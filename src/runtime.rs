@@ -46,6 +46,8 @@ pub struct FrontendRt {
     pub conf: Frontend,
     /// The TLS acceptor configuration of each bind (in `conf.binds` order).
     pub tls: Vec<Option<Arc<rustls::ServerConfig>>>,
+    /// The address each bind really listens on (port 0 resolved), same order.
+    pub bound: Vec<SocketAddr>,
     pub backend: Option<Arc<BackendRt>>,
     /// The backend of each `use_backend` rule, in order.
     pub routes: Vec<Option<Arc<BackendRt>>>,
@@ -77,14 +79,18 @@ impl BackendRt {
 
 impl Snapshot {
     pub fn build(conf: Conf) -> Snapshot {
-        Snapshot::rebuild(conf, None).0
+        Snapshot::rebuild(conf, None, &HashMap::new()).0
     }
 
     /// Builds a snapshot; servers of `old` that keep their backend, name and
     /// address are reused (health, counters, in-flight) and reconfigured in
     /// place, and each backend keeps its round-robin position. Also returns
     /// how many frontends, backends and servers were added, removed or changed.
-    pub fn rebuild(conf: Conf, old: Option<&Snapshot>) -> (Snapshot, usize) {
+    pub fn rebuild(
+        conf: Conf,
+        old: Option<&Snapshot>,
+        bound: &HashMap<BindKey, SocketAddr>,
+    ) -> (Snapshot, usize) {
         let mut changes = 0;
         let mut backends: HashMap<String, Arc<BackendRt>> = HashMap::new();
         for b in &conf.backends {
@@ -192,9 +198,14 @@ impl Snapshot {
                             .ok()
                     })
                     .collect();
+                let real = bind_keys(f)
+                    .iter()
+                    .map(|k| *bound.get(k).unwrap_or(&k.1))
+                    .collect();
                 let rt = FrontendRt {
                     conf: f.clone(),
                     tls,
+                    bound: real,
                     backend,
                     routes,
                     limits: HeadLimits {
@@ -334,11 +345,28 @@ pub struct Runtime {
     control: std::sync::Mutex<Control>,
 }
 
+/// A listener's identity across reloads: frontend, address as written, and its
+/// rank among binds of that frontend with the same written address (two
+/// `bind 127.0.0.1:0` lines are two listeners).
+type BindKey = (String, SocketAddr, usize);
+
+/// The key of each bind of `f`, in order.
+fn bind_keys(f: &Frontend) -> Vec<BindKey> {
+    f.binds
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let rank = f.binds[..i].iter().filter(|o| o.addr == b.addr).count();
+            (f.name.clone(), b.addr, rank)
+        })
+        .collect()
+}
+
 /// What only the control thread touches: listeners, limits, check tasks.
 #[derive(Default)]
 struct Control {
     /// (frontend name, address as written) -> its accept loops.
-    listeners: HashMap<(String, SocketAddr), ListenerGroup>,
+    listeners: HashMap<BindKey, ListenerGroup>,
     fe_limits: HashMap<String, (Arc<Semaphore>, usize)>,
     global_max: usize,
     /// Server identity -> its check loop.
@@ -347,13 +375,15 @@ struct Control {
 
 struct ListenerGroup {
     stop: watch::Sender<bool>,
+    /// The address really bound.
+    addr: SocketAddr,
 }
 
 impl Runtime {
     async fn serve_frontend(
         self: Arc<Self>,
         name: Arc<str>,
-        bind: SocketAddr,
+        bind: (SocketAddr, usize),
         sock: TcpStream,
         peer: SocketAddr,
         _permits: Vec<OwnedSemaphorePermit>,
@@ -369,7 +399,10 @@ impl Runtime {
             .conf
             .binds
             .iter()
-            .position(|b| b.addr == bind)
+            .enumerate()
+            .filter(|(_, b)| b.addr == bind.0)
+            .nth(bind.1)
+            .map(|(i, _)| i)
             .and_then(|i| fe.tls.get(i).cloned().flatten());
         let client = match tls {
             None => crate::io::Io::Plain(sock),
@@ -432,11 +465,11 @@ impl Runtime {
         })?;
         let n = self.handles.len();
         // 1. Bind what is new; nothing changes if any bind fails.
-        let mut wanted: Vec<(String, SocketAddr)> = Vec::new();
+        let mut wanted: Vec<BindKey> = Vec::new();
         let mut fresh = Vec::new();
         for f in &conf.frontends {
-            for b in &f.binds {
-                let key = (f.name.clone(), b.addr);
+            for (i, b) in f.binds.iter().enumerate() {
+                let key = bind_keys(f)[i].clone();
                 if !ctl.listeners.contains_key(&key) {
                     let (addr, socks) = listener::bind_group(b.addr, n).map_err(io_err(
                         format!("{}:{}: cannot bind {}", conf.file, b.line, b.addr),
@@ -449,7 +482,15 @@ impl Runtime {
         // 2. Swap the snapshot.
         let old = self.snapshot.load_full();
         let first = ctl.listeners.is_empty() && ctl.checks.is_empty() && ctl.fe_limits.is_empty();
-        let (snap, changes) = Snapshot::rebuild(conf, (!first).then_some(&*old));
+        let mut bound: HashMap<BindKey, SocketAddr> = ctl
+            .listeners
+            .iter()
+            .map(|(k, g)| (k.clone(), g.addr))
+            .collect();
+        for (k, addr, _) in &fresh {
+            bound.insert(k.clone(), *addr);
+        }
+        let (snap, changes) = Snapshot::rebuild(conf, (!first).then_some(&*old), &bound);
         let snap = Arc::new(snap);
         self.snapshot.store(snap.clone());
         self.generation.fetch_add(1, Ordering::Release);
@@ -477,7 +518,7 @@ impl Runtime {
             }
             keep
         });
-        for ((name, conf_addr), addr, socks) in fresh {
+        for ((name, conf_addr, rank), addr, socks) in fresh {
             let (stop_tx, _) = watch::channel(false);
             let limit = ctl.fe_limits[&name].0.clone();
             let limits = Limits(vec![self.global_limit.clone(), limit]);
@@ -492,13 +533,18 @@ impl Runtime {
                     stops,
                     move |s, peer, p| {
                         rt2.clone()
-                            .serve_frontend(fe_name.clone(), conf_addr, s, peer, p)
+                            .serve_frontend(fe_name.clone(), (conf_addr, rank), s, peer, p)
                     },
                 ));
             }
             announce("frontend", &name, addr);
-            ctl.listeners
-                .insert((name, conf_addr), ListenerGroup { stop: stop_tx });
+            ctl.listeners.insert(
+                (name, conf_addr, rank),
+                ListenerGroup {
+                    stop: stop_tx,
+                    addr,
+                },
+            );
         }
         // 5. Health checks: keep loops whose server and settings are unchanged.
         let mut want: HashMap<usize, (Arc<Server>, CheckParams)> = HashMap::new();

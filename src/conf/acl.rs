@@ -199,6 +199,9 @@ impl Cond {
     /// Evaluates against the acls of the section (all lines of a name OR'ed).
     pub fn eval(&self, acls: &[Acl], req: &impl Request) -> bool {
         let named = |name: &str| {
+            if name == "ssl_fc" && !acls.iter().any(|a| a.name == name) {
+                return req.ssl();
+            }
             acls.iter()
                 .filter(|a| a.name == name)
                 .any(|a| a.matches(req))
@@ -268,6 +271,25 @@ mod tests {
         let c = parse_cond(&words("unless a")).unwrap();
         assert!(c.eval(&acls, &R("/x", None)));
         assert_eq!(c.names().collect::<Vec<_>>(), ["a"]);
+    }
+
+    #[test]
+    fn ssl_fc_is_builtin() {
+        struct T(bool);
+        impl Request for T {
+            fn path(&self) -> &[u8] {
+                b"/"
+            }
+            fn header(&self, _: &str) -> Option<&[u8]> {
+                None
+            }
+            fn ssl(&self) -> bool {
+                self.0
+            }
+        }
+        let c = parse_cond(&words("unless ssl_fc")).unwrap();
+        assert!(c.eval(&[], &T(false)));
+        assert!(!c.eval(&[], &T(true)));
     }
 
     #[test]

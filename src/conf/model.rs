@@ -1566,6 +1566,75 @@ mod tests {
     }
 
     #[test]
+    fn tls_settings() {
+        let c = ok("frontend f\n    mode http\n    bind 127.0.0.1:0 ssl self-signed www.foobar.com localhost strict-sni alpn h2,http/1.1\n    bind 127.0.0.1:0\n    timeout handshake 3s\n    http-request redirect scheme https code 308 unless ssl_fc\n    default_backend b\nbackend b\n    mode http\n    server s localhost:443 ssl verify none sni api.example.com check check-ssl\n");
+        let t = c.frontends[0].binds[0].tls.as_ref().unwrap();
+        assert_eq!(t.certs[0].names, ["www.foobar.com", "localhost"]);
+        assert!(t.strict_sni);
+        assert_eq!(t.alpn, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert!(c.frontends[0].binds[1].tls.is_none());
+        assert_eq!(
+            c.frontends[0].http.timeout_handshake,
+            Duration::from_secs(3)
+        );
+        assert!(matches!(
+            c.frontends[0].http.rules[0],
+            HttpRule::RedirectScheme { code: 308, .. }
+        ));
+        let s = &c.backends[0].servers[0];
+        assert_eq!(s.host, "localhost");
+        let st = s.opts.tls.as_ref().unwrap();
+        assert!(!st.verify);
+        assert_eq!(st.sni.as_deref(), Some("api.example.com"));
+        assert!(s.opts.check_ssl);
+    }
+
+    #[test]
+    fn tls_errors() {
+        assert!(
+            bad("frontend f\n    bind 127.0.0.1:0 crt /x.pem\n").contains("'crt' needs a path")
+                || bad("frontend f\n    bind 127.0.0.1:0 crt /x.pem\n").contains("cannot read crt")
+        );
+        assert!(bad("frontend f\n    bind 127.0.0.1:0 strict-sni\n").contains("need 'ssl'"));
+        assert!(bad("frontend f\n    bind 127.0.0.1:0 ssl\n").contains("'ssl' needs 'crt PATH'"));
+        assert!(bad("frontend f\n    bind 127.0.0.1:0 ssl self-signed\n")
+            .contains("needs at least one name"));
+        assert!(
+            bad("frontend f\n    bind 127.0.0.1:0 ssl crt /nonexistent.pem\n")
+                .starts_with("t.conf:2: 'bind': cannot read crt")
+        );
+        assert!(bad("frontend f\n    bind 127.0.0.1:0 sssl\n").contains("did you mean 'ssl'"));
+        assert!(bad("backend b\n    server s 127.0.0.1:1 ssl\n")
+            .contains("'verify required' needs 'ca-file PATH'"));
+        assert!(
+            bad("backend b\n    server s 127.0.0.1:1 ssl verify maybe\n")
+                .contains("unknown verify mode")
+        );
+        assert!(bad("backend b\n    server s 127.0.0.1:1 check-ssl\n")
+            .contains("'check-ssl' needs 'ssl'"));
+        assert!(
+            bad("backend b\n    server s 127.0.0.1:1 ssl ca-file /nonexistent\n")
+                .contains("cannot read ca-file")
+        );
+        assert!(
+            bad("frontend f\n    bind 127.0.0.1:0\n    http-request redirect scheme ftp\n")
+                .contains("unknown scheme 'ftp'")
+        );
+        assert!(bad(
+            "frontend f\n    bind 127.0.0.1:0\n    http-request redirect scheme https code 200\n"
+        )
+        .contains("invalid redirect code"));
+        assert!(
+            bad("frontend f\n    bind 127.0.0.1:0\n    http-request deny\n")
+                .contains("not implemented")
+        );
+        assert!(bad(
+            "frontend f\n    bind 127.0.0.1:0\n    http-request redirect scheme https if ssl_cf\n"
+        )
+        .contains("did you mean 'ssl_fc'"));
+    }
+
+    #[test]
     fn lexer_errors_carry_line() {
         assert_eq!(
             bad("global\n    nbthread \"2\n"),

@@ -519,11 +519,8 @@ fn redirect(fe: &FrontendRt, req: &RequestHead, scheme: &str, code: u16) -> Byte
     };
     let port = (scheme == "https")
         .then(|| {
-            fe.conf
-                .binds
-                .iter()
-                .find(|b| b.tls.is_some())
-                .map(|b| b.addr.port())
+            let i = fe.conf.binds.iter().position(|b| b.tls.is_some())?;
+            fe.bound.get(i).map(SocketAddr::port)
         })
         .flatten()
         .filter(|p| *p != 443);
