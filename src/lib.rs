@@ -9,7 +9,10 @@
 //! - `http`     HTTP/1.1 parsing, pure and fuzzed: `head` (strict request/response heads), `body` (chunked decoding)
 //! - `l4`       TCP mode: connect with retries, splice(2) both ways with half-close
 //! - `kv`       the embedded RESP2 key-value store
+//! - `web`      the embedded web server (nginx role): static files, `/healthz`, app prefixes via `http::proxy::forward`
+//! - `app`      the embedded foobar application (gunicorn role): JSON API over the kv tier, read-your-writes
 
+pub mod app;
 pub mod balance;
 pub mod conf;
 pub mod http;
@@ -18,5 +21,6 @@ pub mod l4;
 pub mod listener;
 pub mod runtime;
 pub mod shutdown;
+pub mod web;
 
 pub use runtime::run;

@@ -5,8 +5,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::acl::{self, Acl, Cond};
+use super::app::{self, AppConf};
 use super::kv::{self, KvConf};
 use super::parse::{self, did_you_mean, ConfError, Directive, Section};
+use super::web::{self, WebConf};
 
 /// Everything one conf file describes.
 #[derive(Debug, Clone)]
@@ -16,6 +18,8 @@ pub struct Conf {
     pub frontends: Vec<Frontend>,
     pub backends: Vec<Backend>,
     pub kvs: Vec<KvConf>,
+    pub webs: Vec<WebConf>,
+    pub apps: Vec<AppConf>,
     pub warnings: Vec<ConfError>,
 }
 
@@ -159,7 +163,9 @@ pub const DEFAULT_TIMEOUT_HTTP_REQUEST: Duration = Duration::from_secs(10);
 pub const DEFAULT_POOL_MAX_CONN: usize = 64;
 pub const DEFAULT_POOL_PURGE_DELAY: Duration = Duration::from_secs(5);
 
-const SECTIONS: &[&str] = &["global", "defaults", "frontend", "backend", "listen", "kv"];
+const SECTIONS: &[&str] = &[
+    "global", "defaults", "frontend", "backend", "listen", "kv", "web", "app",
+];
 
 /// HAProxy keywords that have no meaning for lb: accepted with a warning.
 const IGNORED: &[&str] = &[
@@ -266,6 +272,8 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfError> {
             frontends: Vec::new(),
             backends: Vec::new(),
             kvs: Vec::new(),
+            webs: Vec::new(),
+            apps: Vec::new(),
             warnings: Vec::new(),
         },
         defaults: Draft::builtin(),
@@ -362,7 +370,10 @@ impl Builder {
 
     fn section(&mut self, s: &Section) -> Result<(), ConfError> {
         let kind = s.kind.as_str();
-        let name_required = matches!(kind, "frontend" | "backend" | "listen" | "kv");
+        let name_required = matches!(
+            kind,
+            "frontend" | "backend" | "listen" | "kv" | "web" | "app"
+        );
         match kind {
             "global" | "defaults" => {
                 if !s.args.is_empty() && kind == "global" {
@@ -416,6 +427,47 @@ impl Builder {
                     self.conf.kvs.iter().map(|x| x.name.as_str()),
                 )?;
                 self.conf.kvs.push(k);
+                Ok(())
+            }
+            "web" => {
+                let mut w = WebConf::new(s.args[0].clone(), s.line);
+                // Relative roots are resolved against the conf file's directory.
+                let base = std::path::Path::new(&self.file)
+                    .parent()
+                    .unwrap_or(std::path::Path::new(""))
+                    .to_path_buf();
+                for d in &s.directives {
+                    if self.ignored_or_unsupported(d)? {
+                        continue;
+                    }
+                    web::directive(&mut w, d, &base).map_err(|m| self.err(d.line, m))?;
+                }
+                web::finish(&w).map_err(|m| self.err(s.line, m))?;
+                self.check_dup(
+                    s.line,
+                    "web",
+                    &w.name,
+                    self.conf.webs.iter().map(|x| x.name.as_str()),
+                )?;
+                self.conf.webs.push(w);
+                Ok(())
+            }
+            "app" => {
+                let mut a = AppConf::new(s.args[0].clone(), s.line);
+                for d in &s.directives {
+                    if self.ignored_or_unsupported(d)? {
+                        continue;
+                    }
+                    app::directive(&mut a, d).map_err(|m| self.err(d.line, m))?;
+                }
+                app::finish(&a).map_err(|m| self.err(s.line, m))?;
+                self.check_dup(
+                    s.line,
+                    "app",
+                    &a.name,
+                    self.conf.apps.iter().map(|x| x.name.as_str()),
+                )?;
+                self.conf.apps.push(a);
                 Ok(())
             }
             _ => unreachable!("section kinds are checked above"),
@@ -841,7 +893,9 @@ impl Builder {
             .frontends
             .iter()
             .flat_map(|f| f.binds.iter().map(|b| (b.line, b.addr)))
-            .chain(self.conf.kvs.iter().map(|k| (k.line_bind, k.bind)));
+            .chain(self.conf.kvs.iter().map(|k| (k.line_bind, k.bind)))
+            .chain(self.conf.webs.iter().map(|w| (w.line_bind, w.bind)))
+            .chain(self.conf.apps.iter().map(|a| (a.line_bind, a.bind)));
         for (line, addr) in binds {
             if addr.port() != 0 && !seen.insert(addr) {
                 return Err(self.err(
