@@ -338,6 +338,10 @@ fn respond(web: &Web, req: &RequestHead, keep: bool, s: &mut Scratch) -> After {
                 return After::Done;
             }
         }
+    } else if trailing_slash {
+        // `file.txt/` names a directory that does not exist.
+        error_page(web, &mut s.wbuf, &cx, 404, &[]);
+        return After::Done;
     } else if !meta.is_file() {
         // FIFOs, sockets, devices: never read from the event loop.
         error_page(web, &mut s.wbuf, &cx, 403, &[]);
