@@ -198,7 +198,8 @@ fn bad_input_gets_clear_statuses() {
     let t = tier("    max-value-bytes 1k\n    max-key-bytes 16\n");
     let a = t.addr();
     let long_key = format!("/api/items/{}", "k".repeat(17));
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>, u16)> = vec![
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
+    let cases: Vec<Case> = vec![
         ("GET", "/api/items/", vec![], vec![], 200),
         ("GET", "/api/items/bad%zz", vec![], vec![], 400),
         ("GET", long_key.as_str(), vec![], vec![], 400),

@@ -241,7 +241,8 @@ fn conditional_requests() {
     let old = "Sun, 06 Nov 1994 08:49:37 GMT";
     let future = "Fri, 01 Jan 2100 00:00:00 GMT";
     // (headers, status, body)
-    let cases: Vec<(Vec<(&str, &str)>, u16, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![("If-None-Match", &etag)], 304, ""),
         (vec![("If-None-Match", &list)], 304, ""),
         (vec![("If-None-Match", &weak)], 304, ""),
