@@ -162,16 +162,23 @@ fn app_of(r: &Resp) -> String {
 
 #[test]
 fn foobar_conf_is_valid() {
-    let out = std::process::Command::new(common::lb_bin())
-        .args(["check", "--conf"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/foobar.conf"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for f in [
+        "conf/foobar.conf",
+        "conf/examples/foobar-core.conf",
+        "conf/examples/foobar-server1.conf",
+        "conf/examples/foobar-replica.conf",
+    ] {
+        let out = std::process::Command::new(common::lb_bin())
+            .args(["check", "--conf"])
+            .arg(format!("{}/{f}", env!("CARGO_MANIFEST_DIR")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{f}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let secs = sections(&foobar());
     for s in [
         "frontend www.foobar.com",
