@@ -1221,4 +1221,35 @@ mod tests {
             "t.conf:2: unterminated double quote"
         );
     }
+
+    #[test]
+    fn web_and_app_sections() {
+        let c = ok("web w\n    bind 127.0.0.1:0\n    root www\n    app /api/ 127.0.0.1:9001\napp a\n    bind 127.0.0.1:0\n    kv-primary 127.0.0.1:6379\n");
+        assert_eq!(c.webs[0].name, "w");
+        // Relative to the conf file's directory ("t.conf" has none).
+        assert_eq!(c.webs[0].root, std::path::Path::new("www"));
+        assert_eq!(
+            c.apps[0].kv_primary,
+            Some("127.0.0.1:6379".parse().unwrap())
+        );
+        assert_eq!(
+            bad("web w\n    bind 127.0.0.1:0\n    root www\nweb w\n    bind 127.0.0.1:0\n    root www\n"),
+            "t.conf:4: duplicate web name 'w'"
+        );
+        assert_eq!(
+            bad("app a\n    bind 127.0.0.1:0\n"),
+            "t.conf:1: app 'a' has no 'kv-primary' line"
+        );
+        assert_eq!(
+            bad("web w\n    bind 127.0.0.1:8000\n    root www\napp a\n    bind 127.0.0.1:8000\n    kv-primary 127.0.0.1:1\n"),
+            "t.conf:5: address 127.0.0.1:8000 is already bound by another listener"
+        );
+        assert!(bad("webb w\n").contains("did you mean 'web'"));
+        let c = parse_conf(
+            "/etc/lb/lb.conf",
+            "web w\n    bind 127.0.0.1:0\n    root www\n",
+        )
+        .unwrap();
+        assert_eq!(c.webs[0].root, std::path::Path::new("/etc/lb/www"));
+    }
 }
