@@ -158,16 +158,70 @@ impl Web {
             }
             NO_OPENAT2.store(true, Ordering::Relaxed);
         }
-        let full = self
-            .root
-            .join(std::ffi::OsStr::from_bytes(path.to_bytes()))
-            .canonicalize()?;
-        if !full.starts_with(&self.root) {
-            return Err(io::Error::from_raw_os_error(libc::EXDEV));
+        open_canonical(&self.root, path)
+    }
+}
+
+/// The opener for kernels without openat2: the canonical path (symlinks
+/// resolved) must lie under the canonical `root`, else EXDEV. A symlink swapped
+/// in between the check and the open is the gap openat2 closes.
+fn open_canonical(root: &std::path::Path, rel: &CStr) -> io::Result<File> {
+    let full = root
+        .join(std::ffi::OsStr::from_bytes(rel.to_bytes()))
+        .canonicalize()?;
+    if !full.starts_with(root) {
+        return Err(io::Error::from_raw_os_error(libc::EXDEV));
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A root with a file, an inner symlink, and symlinks out to a sentinel.
+    fn tree(tag: &str) -> (PathBuf, PathBuf) {
+        let base = std::env::temp_dir().join(format!("lb-web-unit-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let root = base.join("www");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(base.join("secret"), "s").unwrap();
+        std::fs::write(root.join("f.txt"), "f").unwrap();
+        symlink("f.txt", root.join("in")).unwrap();
+        symlink(base.join("secret"), root.join("out")).unwrap();
+        symlink("..", root.join("up")).unwrap();
+        (base, std::fs::canonicalize(root).unwrap())
+    }
+
+    fn both(root: &std::path::Path, web: &Web, rel: &CStr) -> [Option<i32>; 2] {
+        let code = |r: io::Result<File>| r.err().map(|e| e.raw_os_error().unwrap_or(-1));
+        [code(open_canonical(root, rel)), code(web.open(rel))]
+    }
+
+    #[test]
+    fn openers_stay_beneath_the_root() {
+        let (base, root) = tree("open");
+        let mut conf = WebConf::new("w".into(), 1);
+        conf.root = root.clone();
+        let web = Web::new(&conf, HeadLimits::default()).unwrap();
+        assert_eq!(both(&root, &web, c"f.txt"), [None, None]);
+        assert_eq!(both(&root, &web, c"in"), [None, None]);
+        assert_eq!(both(&root, &web, c""), [None, None]);
+        for escape in [c"out", c"up/secret", c"../secret"] {
+            assert_eq!(
+                both(&root, &web, escape),
+                [Some(libc::EXDEV), Some(libc::EXDEV)],
+                "{escape:?}"
+            );
         }
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-            .open(full)
+        assert_eq!(
+            both(&root, &web, c"missing"),
+            [Some(libc::ENOENT), Some(libc::ENOENT)]
+        );
+        let _ = std::fs::remove_dir_all(base);
     }
 }
