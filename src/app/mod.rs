@@ -156,10 +156,7 @@ impl App {
         };
         App {
             conf: conf.clone(),
-            primary: client(
-                conf.kv_primary
-                    .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 6379))),
-            ),
+            primary: client(conf.kv_primary),
             replica: conf.kv_replica.map(client),
             served: AtomicU64::new(0),
         }

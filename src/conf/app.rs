@@ -12,7 +12,9 @@ pub struct AppConf {
     pub bind: SocketAddr,
     pub line_bind: usize,
     /// Where writes (and reads the replica cannot serve) go.
-    pub kv_primary: Option<SocketAddr>,
+    pub kv_primary: SocketAddr,
+    /// Line of `kv-primary`; 0 = missing (an error when the section ends).
+    pub line_kv_primary: usize,
     /// Where reads go first; `None` = the primary serves reads too.
     pub kv_replica: Option<SocketAddr>,
     /// Bound on one kv round trip, connect included: past it the request gets 503.
@@ -51,7 +53,8 @@ impl AppConf {
             line,
             bind: SocketAddr::from(([0, 0, 0, 0], 0)),
             line_bind: 0,
-            kv_primary: None,
+            kv_primary: SocketAddr::from(([127, 0, 0, 1], 0)),
+            line_kv_primary: 0,
             kv_replica: None,
             timeout_kv: Duration::from_secs(1),
             timeout_client: Duration::from_secs(60),
@@ -80,7 +83,10 @@ pub fn directive(a: &mut AppConf, d: &Directive) -> Result<(), String> {
             a.bind = parse::bind_addr(arg()?).map_err(e)?;
             a.line_bind = d.line;
         }
-        "kv-primary" => a.kv_primary = Some(parse::peer_addr(arg()?).map_err(e)?),
+        "kv-primary" => {
+            a.kv_primary = parse::peer_addr(arg()?).map_err(e)?;
+            a.line_kv_primary = d.line;
+        }
         "kv-replica" => a.kv_replica = Some(parse::peer_addr(arg()?).map_err(e)?),
         "max-value-bytes" => a.max_value_bytes = parse::size(arg()?).map_err(e)?.max(1),
         "max-key-bytes" => {
@@ -122,7 +128,7 @@ pub fn finish(a: &AppConf) -> Result<(), String> {
     if a.line_bind == 0 {
         return Err(format!("app '{}' has no 'bind' line", a.name));
     }
-    if a.kv_primary.is_none() {
+    if a.line_kv_primary == 0 {
         return Err(format!("app '{}' has no 'kv-primary' line", a.name));
     }
     Ok(())

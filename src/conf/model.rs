@@ -1230,7 +1230,7 @@ mod tests {
         assert_eq!(c.webs[0].root, std::path::Path::new("www"));
         assert_eq!(
             c.apps[0].kv_primary,
-            Some("127.0.0.1:6379".parse().unwrap())
+            "127.0.0.1:6379".parse::<SocketAddr>().unwrap()
         );
         assert_eq!(
             bad("web w\n    bind 127.0.0.1:0\n    root www\nweb w\n    bind 127.0.0.1:0\n    root www\n"),
