@@ -688,6 +688,34 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
         });
         kvs.push((k.name.clone(), addr, socks, kv));
     }
+    let head_limits = HeadLimits {
+        max_bytes: conf.global.max_head_bytes,
+        max_headers: conf.global.max_headers,
+    };
+    let mut webs = Vec::new();
+    for w in &conf.webs {
+        let (addr, socks) = listener::bind_group(w.bind, n).map_err(io_err(format!(
+            "{}:{}: cannot bind {}",
+            conf.file, w.line_bind, w.bind
+        )))?;
+        let web = crate::web::Web::new(w, head_limits).map_err(|e| RunError::Io {
+            what: format!("{}:{}", conf.file, w.line_root),
+            err: std::io::Error::other(e.to_string()),
+        })?;
+        webs.push((w.name.clone(), addr, socks, Arc::new(web)));
+    }
+    let mut apps = Vec::new();
+    for a in &conf.apps {
+        let (addr, socks) = listener::bind_group(a.bind, n).map_err(io_err(format!(
+            "{}:{}: cannot bind {}",
+            conf.file, a.line_bind, a.bind
+        )))?;
+        let app = crate::app::App::new(&crate::conf::app::AppConf {
+            bind: addr,
+            ..a.clone()
+        });
+        apps.push((a.name.clone(), addr, socks, Arc::new(app)));
+    }
 
     for (name, addr, socks, kv) in kvs {
         let limits = Limits(vec![rt.global_limit.clone()]);
@@ -709,6 +737,48 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
             ));
         }
         announce("kv", &name, addr);
+    }
+    for (name, addr, socks, web) in webs {
+        let limits = Limits(vec![rt.global_limit.clone()]);
+        for (sock, h) in socks.into_iter().zip(&workers.handles) {
+            let web = web.clone();
+            let tracker = rt.tracker.clone();
+            h.spawn(listener::accept_loop(
+                sock,
+                limits.clone(),
+                [rt.stop.subscribe(), rt.stop.subscribe()],
+                move |s, peer, permits| {
+                    let web = web.clone();
+                    let open = tracker.track();
+                    async move {
+                        let _held = (permits, open);
+                        crate::web::server::serve(s, peer, web).await
+                    }
+                },
+            ));
+        }
+        announce("web", &name, addr);
+    }
+    for (name, addr, socks, app) in apps {
+        let limits = Limits(vec![rt.global_limit.clone()]);
+        for (sock, h) in socks.into_iter().zip(&workers.handles) {
+            let app = app.clone();
+            let tracker = rt.tracker.clone();
+            h.spawn(listener::accept_loop(
+                sock,
+                limits.clone(),
+                [rt.stop.subscribe(), rt.stop.subscribe()],
+                move |s, peer, permits| {
+                    let app = app.clone();
+                    let open = tracker.track();
+                    async move {
+                        let _held = (permits, open);
+                        crate::app::server::serve(s, peer, app, head_limits).await
+                    }
+                },
+            ));
+        }
+        announce("app", &name, addr);
     }
 
     loop {

@@ -5,9 +5,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::acl::{self, Acl, Cond};
+use super::app::{self, AppConf};
 use super::kv::{self, KvConf};
 use super::parse::{self, did_you_mean, ConfError, Directive, Section};
 use super::tls::{self, BindTls, ServerTls};
+use super::web::{self, WebConf};
 
 /// Everything one conf file describes.
 #[derive(Debug, Clone)]
@@ -17,6 +19,8 @@ pub struct Conf {
     pub frontends: Vec<Frontend>,
     pub backends: Vec<Backend>,
     pub kvs: Vec<KvConf>,
+    pub webs: Vec<WebConf>,
+    pub apps: Vec<AppConf>,
     pub warnings: Vec<ConfError>,
 }
 
@@ -227,7 +231,9 @@ pub const DEFAULT_INTER: Duration = Duration::from_secs(2);
 pub const DEFAULT_RISE: u32 = 2;
 pub const DEFAULT_FALL: u32 = 3;
 
-const SECTIONS: &[&str] = &["global", "defaults", "frontend", "backend", "listen", "kv"];
+const SECTIONS: &[&str] = &[
+    "global", "defaults", "frontend", "backend", "listen", "kv", "web", "app",
+];
 
 /// HAProxy keywords that have no meaning for lb: accepted with a warning.
 const IGNORED: &[&str] = &[
@@ -338,6 +344,8 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfError> {
             frontends: Vec::new(),
             backends: Vec::new(),
             kvs: Vec::new(),
+            webs: Vec::new(),
+            apps: Vec::new(),
             warnings: Vec::new(),
         },
         defaults: Draft::builtin(),
@@ -446,7 +454,10 @@ impl Builder {
 
     fn section(&mut self, s: &Section) -> Result<(), ConfError> {
         let kind = s.kind.as_str();
-        let name_required = matches!(kind, "frontend" | "backend" | "listen" | "kv");
+        let name_required = matches!(
+            kind,
+            "frontend" | "backend" | "listen" | "kv" | "web" | "app"
+        );
         match kind {
             "global" | "defaults" => {
                 if !s.args.is_empty() && kind == "global" {
@@ -500,6 +511,47 @@ impl Builder {
                     self.conf.kvs.iter().map(|x| x.name.as_str()),
                 )?;
                 self.conf.kvs.push(k);
+                Ok(())
+            }
+            "web" => {
+                let mut w = WebConf::new(s.args[0].clone(), s.line);
+                // Relative roots are resolved against the conf file's directory.
+                let base = std::path::Path::new(&self.file)
+                    .parent()
+                    .unwrap_or(std::path::Path::new(""))
+                    .to_path_buf();
+                for d in &s.directives {
+                    if self.ignored_or_unsupported(d)? {
+                        continue;
+                    }
+                    web::directive(&mut w, d, &base).map_err(|m| self.err(d.line, m))?;
+                }
+                web::finish(&w).map_err(|m| self.err(s.line, m))?;
+                self.check_dup(
+                    s.line,
+                    "web",
+                    &w.name,
+                    self.conf.webs.iter().map(|x| x.name.as_str()),
+                )?;
+                self.conf.webs.push(w);
+                Ok(())
+            }
+            "app" => {
+                let mut a = AppConf::new(s.args[0].clone(), s.line);
+                for d in &s.directives {
+                    if self.ignored_or_unsupported(d)? {
+                        continue;
+                    }
+                    app::directive(&mut a, d).map_err(|m| self.err(d.line, m))?;
+                }
+                app::finish(&a).map_err(|m| self.err(s.line, m))?;
+                self.check_dup(
+                    s.line,
+                    "app",
+                    &a.name,
+                    self.conf.apps.iter().map(|x| x.name.as_str()),
+                )?;
+                self.conf.apps.push(a);
                 Ok(())
             }
             _ => unreachable!("section kinds are checked above"),
@@ -1016,7 +1068,9 @@ impl Builder {
             .frontends
             .iter()
             .flat_map(|f| f.binds.iter().map(|b| (b.line, b.addr)))
-            .chain(self.conf.kvs.iter().map(|k| (k.line_bind, k.bind)));
+            .chain(self.conf.kvs.iter().map(|k| (k.line_bind, k.bind)))
+            .chain(self.conf.webs.iter().map(|w| (w.line_bind, w.bind)))
+            .chain(self.conf.apps.iter().map(|a| (a.line_bind, a.bind)));
         for (line, addr) in binds {
             if addr.port() != 0 && !seen.insert(addr) {
                 return Err(self.err(
@@ -1640,5 +1694,36 @@ mod tests {
             bad("global\n    nbthread \"2\n"),
             "t.conf:2: unterminated double quote"
         );
+    }
+
+    #[test]
+    fn web_and_app_sections() {
+        let c = ok("web w\n    bind 127.0.0.1:0\n    root www\n    app /api/ 127.0.0.1:9001\napp a\n    bind 127.0.0.1:0\n    kv-primary 127.0.0.1:6379\n");
+        assert_eq!(c.webs[0].name, "w");
+        // Relative to the conf file's directory ("t.conf" has none).
+        assert_eq!(c.webs[0].root, std::path::Path::new("www"));
+        assert_eq!(
+            c.apps[0].kv_primary,
+            "127.0.0.1:6379".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            bad("web w\n    bind 127.0.0.1:0\n    root www\nweb w\n    bind 127.0.0.1:0\n    root www\n"),
+            "t.conf:4: duplicate web name 'w'"
+        );
+        assert_eq!(
+            bad("app a\n    bind 127.0.0.1:0\n"),
+            "t.conf:1: app 'a' has no 'kv-primary' line"
+        );
+        assert_eq!(
+            bad("web w\n    bind 127.0.0.1:8000\n    root www\napp a\n    bind 127.0.0.1:8000\n    kv-primary 127.0.0.1:1\n"),
+            "t.conf:5: address 127.0.0.1:8000 is already bound by another listener"
+        );
+        assert!(bad("webb w\n").contains("did you mean 'web'"));
+        let c = parse_conf(
+            "/etc/lb/lb.conf",
+            "web w\n    bind 127.0.0.1:0\n    root www\n",
+        )
+        .unwrap();
+        assert_eq!(c.webs[0].root, std::path::Path::new("/etc/lb/www"));
     }
 }
