@@ -3,9 +3,11 @@
 //! Module map:
 //! - `conf`     the conf language: `parse` (text -> sections, `FILE:LINE` errors), `model` (typed `Conf`), `acl`, `tls`, `kv`, `web`, `app`
 //! - `runtime`  Conf -> `Snapshot` behind an `ArcSwap`; worker threads; listeners; signals and drain
+//! - `limit`    per-client-address limits: bounded, sharded counters of connections and rates
 //! - `listener` socket2 binds with SO_REUSEPORT, accept loops, maxconn permits
 //! - `shutdown` open-connection tracking for the SIGTERM drain
 //! - `balance`  `Server` state and counters, `Pool` (roundrobin, leastconn, source, random), `health` checks
+//! - `edge`     tcp-request reject rules and per-address connection limits at accept (closed before any read)
 //! - `http`     HTTP/1.1: `head`/`body` parsing (pure, fuzzed), `proxy` (per-connection loop), `upstream` (keep-alive pool), `reply`
 //! - `io`       a connection as the proxy sees it: plain TCP or TLS, and the tunnel between two
 //! - `tls`      rustls configurations: SNI certificate store per bind, connectors to TLS servers
@@ -17,10 +19,12 @@
 pub mod app;
 pub mod balance;
 pub mod conf;
+pub mod edge;
 pub mod http;
 pub mod io;
 pub mod kv;
 pub mod l4;
+pub mod limit;
 pub mod listener;
 pub mod runtime;
 pub mod shutdown;

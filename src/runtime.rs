@@ -52,6 +52,8 @@ pub struct FrontendRt {
     /// The backend of each `use_backend` rule, in order.
     pub routes: Vec<Option<Arc<BackendRt>>>,
     pub limits: HeadLimits,
+    /// Per-client-address counters (`limit ...`), kept across reloads by frontend name.
+    pub clients: Option<Arc<crate::limit::Table>>,
 }
 
 #[derive(Debug)]
@@ -202,7 +204,20 @@ impl Snapshot {
                     .iter()
                     .map(|k| *bound.get(k).unwrap_or(&k.1))
                     .collect();
+                // The table survives a reload unless its size changes.
+                let clients = f.client_limits.any().then(|| {
+                    old.and_then(|o| o.frontends.get(&f.name))
+                        .and_then(|o| o.clients.clone())
+                        .filter(|t| {
+                            t.capacity()
+                                == crate::limit::Table::new_capacity(f.client_limits.table_size)
+                        })
+                        .unwrap_or_else(|| {
+                            Arc::new(crate::limit::Table::new(f.client_limits.table_size))
+                        })
+                });
                 let rt = FrontendRt {
+                    clients,
                     conf: f.clone(),
                     tls,
                     bound: real,
@@ -394,6 +409,14 @@ impl Runtime {
             return;
         };
         drop(snap);
+        // Edge filtering, before any byte is read: reject rules, then per-address limits.
+        let _client_slot = match crate::edge::admit(&fe, peer) {
+            Ok(slot) => slot,
+            Err(why) => {
+                tracing::debug!("frontend {name}: connection from {peer} closed: {why}");
+                return;
+            }
+        };
         // TLS with the certificates of the snapshot current at accept time.
         let tls = fe
             .conf

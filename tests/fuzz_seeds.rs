@@ -35,3 +35,8 @@ fn http_response_head_seeds() {
 fn http_chunked_seeds() {
     replay("http_chunked", lb::http::fuzz_check::chunked);
 }
+
+#[test]
+fn resp_frame_seeds() {
+    replay("resp_frame", lb::kv::fuzz_check::resp_frame);
+}

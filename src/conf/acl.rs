@@ -1,5 +1,10 @@
 //! `acl NAME CRITERION [-i] VALUE...` and `if|unless COND` conditions, parsed and matched.
 
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::cidr::CidrSet;
 use super::parse::did_you_mean;
 
 /// What part of the request an ACL looks at.
@@ -11,6 +16,8 @@ pub enum Criterion {
     PathEnd,
     /// A header's value, e.g. `hdr(host)`; for Host the port is ignored.
     Hdr(String),
+    /// The client's address is in one of these networks (`src CIDR...`, `src -f FILE`).
+    Src(Arc<CidrSet>),
 }
 
 /// One `acl` line. Several lines with one name are OR'ed, as in HAProxy.
@@ -29,12 +36,20 @@ pub struct Cond {
     pub unless: bool,
     /// OR of ANDs of (negated, acl name).
     pub any: Vec<Vec<(bool, String)>>,
+    /// Anonymous acls written inline as `{ CRITERION VALUE... }`; named by their text.
+    pub anon: Vec<Acl>,
 }
 
-const CRITERIA: &[&str] = &["path", "path_beg", "path_end", "hdr(host)"];
+const CRITERIA: &[&str] = &["path", "path_beg", "path_end", "hdr(host)", "src"];
 
-/// Parses the arguments of an `acl` directive (`args[0]` is "acl").
+/// Parses the arguments of an `acl` directive (`args[0]` is "acl"); `src -f FILE`
+/// paths are relative to the working directory.
 pub fn parse_acl(args: &[String], line: usize) -> Result<Acl, String> {
+    parse_acl_in(args, line, Path::new(""))
+}
+
+/// `parse_acl` with relative `-f FILE` paths resolved against `base` (the conf file's directory).
+pub fn parse_acl_in(args: &[String], line: usize, base: &Path) -> Result<Acl, String> {
     if args.len() < 3 {
         return Err("expected 'acl NAME CRITERION [-i] VALUE...'".into());
     }
@@ -50,6 +65,7 @@ pub fn parse_acl(args: &[String], line: usize) -> Result<Acl, String> {
         "path" => Criterion::Path,
         "path_beg" => Criterion::PathBeg,
         "path_end" => Criterion::PathEnd,
+        "src" => Criterion::Src(Arc::new(CidrSet::default())),
         c if c.starts_with("hdr(") && c.ends_with(')') && c.len() > 5 => {
             Criterion::Hdr(c[4..c.len() - 1].to_ascii_lowercase())
         }
@@ -62,17 +78,47 @@ pub fn parse_acl(args: &[String], line: usize) -> Result<Acl, String> {
     };
     let mut rest = &args[3..];
     let mut nocase = false;
+    let mut files = Vec::new();
     while let Some(flag) = rest.first().filter(|a| a.starts_with('-')) {
         match flag.as_str() {
             "-i" => nocase = true,
+            "-f" => {
+                if !matches!(criterion, Criterion::Src(_)) {
+                    return Err("'-f FILE' is supported for 'src' acls only".into());
+                }
+                let f = rest.get(1).ok_or("'-f' needs a file name")?;
+                files.push(base.join(f));
+                rest = &rest[1..];
+            }
             "-m" => {
                 return Err(
                     "'-m' match methods are not supported; use path_beg, path_end, path".into(),
                 )
             }
-            f => return Err(format!("unknown acl flag '{f}' (only -i)")),
+            f => return Err(format!("unknown acl flag '{f}' (-i or -f FILE)")),
         }
         rest = &rest[1..];
+    }
+    if let Criterion::Src(_) = criterion {
+        let mut set = CidrSet::default();
+        for f in &files {
+            set.add_file(f)?;
+        }
+        for v in rest {
+            set.add(v)?;
+        }
+        if files.is_empty() && rest.is_empty() {
+            return Err(format!(
+                "acl '{name}' needs at least one network or '-f FILE'"
+            ));
+        }
+        return Ok(Acl {
+            name,
+            line,
+            criterion: Criterion::Src(Arc::new(set)),
+            nocase,
+            values: rest.to_vec(),
+        });
     }
     if rest.is_empty() {
         return Err(format!("acl '{name}' needs at least one value"));
@@ -96,8 +142,14 @@ pub fn parse_acl(args: &[String], line: usize) -> Result<Acl, String> {
     })
 }
 
-/// Parses `if|unless TERMS...`.
+/// Parses `if|unless TERMS...`; relative `-f` paths of anonymous acls are taken as written.
 pub fn parse_cond(args: &[String]) -> Result<Cond, String> {
+    parse_cond_in(args, Path::new(""))
+}
+
+/// Parses `if|unless TERMS...`, where a term is an acl name, `!NAME`, or an anonymous
+/// acl `{ CRITERION [FLAGS] VALUE... }` whose `-f FILE` is resolved against `base`.
+pub fn parse_cond_in(args: &[String], base: &Path) -> Result<Cond, String> {
     let unless = match args.first().map(String::as_str) {
         Some("if") => false,
         Some("unless") => true,
@@ -105,7 +157,11 @@ pub fn parse_cond(args: &[String]) -> Result<Cond, String> {
         None => return Err("missing condition ('if ACL' or 'unless ACL')".into()),
     };
     let mut any = vec![Vec::new()];
-    for t in &args[1..] {
+    let mut anon: Vec<Acl> = Vec::new();
+    let mut i = 1;
+    while i < args.len() {
+        let t = &args[i];
+        i += 1;
         match t.as_str() {
             "||" | "or" => {
                 if any.last().is_some_and(Vec::is_empty) {
@@ -113,11 +169,30 @@ pub fn parse_cond(args: &[String]) -> Result<Cond, String> {
                 }
                 any.push(Vec::new());
             }
-            "{" | "}" => {
-                return Err(
-                    "anonymous acls '{ ... }' are not supported; name them with 'acl'".into(),
-                )
+            "{" | "!{" => {
+                let Some(len) = args[i..].iter().position(|a| a == "}") else {
+                    return Err("'{' without a closing '}'".into());
+                };
+                let body = &args[i..i + len];
+                i += len + 1;
+                if body.iter().any(|a| a == "{" || a == "!{") {
+                    return Err("anonymous acls do not nest".into());
+                }
+                let name = format!("{{ {} }}", body.join(" "));
+                let mut words = vec!["acl".to_string(), name.clone()];
+                words.extend_from_slice(body);
+                if body.is_empty() {
+                    return Err("empty anonymous acl '{ }'".into());
+                }
+                let acl = parse_acl_named(&words, base)?;
+                if !anon.iter().any(|a| a.name == name) {
+                    anon.push(acl);
+                }
+                if let Some(last) = any.last_mut() {
+                    last.push((t == "!{", name));
+                }
             }
+            "}" => return Err("'}' without an opening '{'".into()),
             t => {
                 let (neg, name) = match t.strip_prefix('!') {
                     Some(n) => (true, n),
@@ -135,7 +210,16 @@ pub fn parse_cond(args: &[String]) -> Result<Cond, String> {
     if any.iter().any(Vec::is_empty) {
         return Err("condition has no acl after 'if'/'unless' or '||'".into());
     }
-    Ok(Cond { unless, any })
+    Ok(Cond { unless, any, anon })
+}
+
+/// An anonymous acl: its generated name skips the name check of `acl` lines.
+fn parse_acl_named(words: &[String], base: &Path) -> Result<Acl, String> {
+    let mut named = words.to_vec();
+    named[1] = "anonymous".into();
+    let mut acl = parse_acl_in(&named, 0, base)?;
+    acl.name = words[1].clone();
+    Ok(acl)
 }
 
 /// Condition names that need no `acl` line: `ssl_fc` (the client connection is TLS).
@@ -149,11 +233,16 @@ pub trait Request {
     fn ssl(&self) -> bool {
         false
     }
+    /// The client's address (`src`); `None` matches no network.
+    fn src(&self) -> Option<IpAddr> {
+        None
+    }
 }
 
 impl Acl {
     pub fn matches(&self, req: &impl Request) -> bool {
         let subject: &[u8] = match &self.criterion {
+            Criterion::Src(set) => return req.src().is_some_and(|ip| set.contains(ip)),
             Criterion::Path | Criterion::PathBeg | Criterion::PathEnd => req.path(),
             Criterion::Hdr(h) => match req.header(h) {
                 Some(v) if h == "host" => strip_port(v),
@@ -176,6 +265,7 @@ impl Acl {
                 Criterion::PathEnd => {
                     subject.len() >= v.len() && eq(&subject[subject.len() - v.len()..], v)
                 }
+                Criterion::Src(_) => false,
             }
         })
     }
@@ -202,6 +292,9 @@ impl Cond {
             if name == "ssl_fc" && !acls.iter().any(|a| a.name == name) {
                 return req.ssl();
             }
+            if let Some(a) = self.anon.iter().find(|a| a.name == name) {
+                return a.matches(req);
+            }
             acls.iter()
                 .filter(|a| a.name == name)
                 .any(|a| a.matches(req))
@@ -213,9 +306,22 @@ impl Cond {
         hit != self.unless
     }
 
-    /// Names used by the condition, for validation.
+    /// Names of `acl` lines the condition uses (not its anonymous acls), for validation.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.any.iter().flatten().map(|(_, n)| n.as_str())
+        self.any
+            .iter()
+            .flatten()
+            .map(|(_, n)| n.as_str())
+            .filter(|n| !self.anon.iter().any(|a| a.name == *n))
+    }
+
+    /// Every acl the condition can evaluate: its anonymous ones, then the named ones in `acls`.
+    pub fn acls<'a>(&'a self, acls: &'a [Acl]) -> impl Iterator<Item = &'a Acl> {
+        let names: Vec<&str> = self.names().collect();
+        self.anon.iter().chain(
+            acls.iter()
+                .filter(move |a| names.contains(&a.name.as_str())),
+        )
     }
 }
 
@@ -309,5 +415,61 @@ mod tests {
         assert!(parse_cond(&words("if a ||")).is_err());
         assert!(parse_cond(&words("if || a")).is_err());
         assert!(parse_cond(&words("if !")).is_err());
+    }
+
+    struct S(&'static str);
+    impl Request for S {
+        fn path(&self) -> &[u8] {
+            b"/"
+        }
+        fn header(&self, _: &str) -> Option<&[u8]> {
+            None
+        }
+        fn src(&self) -> Option<IpAddr> {
+            self.0.parse().ok()
+        }
+    }
+
+    #[test]
+    fn src_acls_and_anonymous_conditions() {
+        let acls = vec![parse_acl(&words("acl lan src 127.0.0.0/30 ::1"), 1).unwrap()];
+        let c = parse_cond(&words("if lan")).unwrap();
+        assert!(c.eval(&acls, &S("127.0.0.2")) && c.eval(&acls, &S("::1")));
+        assert!(!c.eval(&acls, &S("127.0.0.9")));
+        // no address (e.g. a unix peer) matches no network
+        assert!(!c.eval(&acls, &S("")));
+        let c = parse_cond(&words("if { src 127.0.0.5 10.0.0.0/8 } !lan")).unwrap();
+        assert!(c.eval(&acls, &S("127.0.0.5")) && c.eval(&acls, &S("10.9.9.9")));
+        assert!(!c.eval(&acls, &S("127.0.0.1")));
+        assert_eq!(c.names().collect::<Vec<_>>(), ["lan"]);
+        assert_eq!(c.acls(&acls).count(), 2);
+        let c = parse_cond(&words("unless !{ path_beg /a } || { src ::1 }")).unwrap();
+        assert_eq!(c.anon.len(), 2);
+        assert!(parse_cond(&words("if { src 1.2.3.4"))
+            .unwrap_err()
+            .contains("closing"));
+        assert!(parse_cond(&words("if }")).is_err());
+        assert!(parse_cond(&words("if { }")).unwrap_err().contains("empty"));
+        assert!(parse_cond(&words("if { src nope }"))
+            .unwrap_err()
+            .contains("invalid address"));
+        assert!(parse_acl(&words("acl a src"), 1).is_err());
+        assert!(parse_acl(&words("acl a path -f x"), 1)
+            .unwrap_err()
+            .contains("src"));
+    }
+
+    #[test]
+    fn src_lists_from_files_relative_to_base() {
+        let dir = std::env::temp_dir().join(format!("lb-acl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("deny.lst"), "127.0.0.3 # one host\n::1\n").unwrap();
+        let a = parse_acl_in(&words("acl bad src -f deny.lst 10.0.0.1"), 1, &dir).unwrap();
+        assert!(a.matches(&S("127.0.0.3")) && a.matches(&S("::1")) && a.matches(&S("10.0.0.1")));
+        assert!(!a.matches(&S("127.0.0.1")));
+        let c = parse_cond_in(&words("if { src -f deny.lst }"), &dir).unwrap();
+        assert!(c.eval(&[], &S("127.0.0.3")));
+        assert!(parse_acl_in(&words("acl bad src -f missing.lst"), 1, &dir).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod acl;
 pub mod app;
+pub mod cidr;
 pub mod kv;
 pub mod model;
 pub mod parse;

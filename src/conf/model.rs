@@ -80,7 +80,40 @@ pub struct Frontend {
     /// Idle time allowed on the client side.
     pub timeout_client: Duration,
     pub http: FrontendHttp,
+    /// `tcp-request connection reject` rules, checked at accept before any read.
+    pub tcp_rules: Vec<TcpRule>,
+    /// `limit ...`: per-client-address limits.
+    pub client_limits: ClientLimits,
 }
+
+/// `tcp-request connection reject [if|unless COND]`: the connection is closed at accept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TcpRule {
+    pub line: usize,
+    pub cond: Option<Cond>,
+}
+
+/// `limit conn N`, `limit rate N/s`, `limit http-req-rate N/s`, `limit table-size N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// Concurrent connections per client address (more are closed at accept).
+    pub conn: Option<u32>,
+    /// New connections per second per client address (more are closed at accept).
+    pub rate: Option<u32>,
+    /// Requests per second per client address (more get 429 with Retry-After).
+    pub http_req_rate: Option<u32>,
+    /// Most client addresses tracked at once (the table's memory bound).
+    pub table_size: usize,
+}
+
+impl ClientLimits {
+    /// True when any limit is set (a table is needed).
+    pub fn any(&self) -> bool {
+        self.conn.is_some() || self.rate.is_some() || self.http_req_rate.is_some()
+    }
+}
+
+pub const DEFAULT_LIMIT_TABLE_SIZE: usize = 65_536;
 
 /// HTTP-mode settings of a frontend.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,6 +142,12 @@ pub enum HttpRule {
         line: usize,
         scheme: String,
         code: u16,
+        cond: Option<Cond>,
+    },
+    /// `http-request deny [deny_status N] [if|unless COND]`.
+    Deny {
+        line: usize,
+        status: u16,
         cond: Option<Cond>,
     },
 }
@@ -297,6 +336,8 @@ const PROXY_KEYWORDS: &[(&str, u8)] = &[
     ("max-body-size", D | F | L),
     ("http-check", D | B | L),
     ("http-request", F | L),
+    ("tcp-request", F | L),
+    ("limit", D | F | L),
 ];
 
 /// `option` names: (name, where allowed, effect).
@@ -396,6 +437,8 @@ struct Draft {
     httpchk: Option<HttpCheck>,
     expect_status: Option<u16>,
     timeout_check: Option<Duration>,
+    tcp_rules: Vec<TcpRule>,
+    client_limits: ClientLimits,
 }
 
 impl Draft {
@@ -426,6 +469,13 @@ impl Draft {
             httpchk: None,
             expect_status: None,
             timeout_check: None,
+            tcp_rules: Vec::new(),
+            client_limits: ClientLimits {
+                conn: None,
+                rate: None,
+                http_req_rate: None,
+                table_size: DEFAULT_LIMIT_TABLE_SIZE,
+            },
         }
     }
 }
@@ -439,6 +489,14 @@ struct Builder {
 }
 
 impl Builder {
+    /// The conf file's directory: relative paths in the conf are resolved against it.
+    fn base(&self) -> std::path::PathBuf {
+        std::path::Path::new(&self.file)
+            .parent()
+            .unwrap_or(std::path::Path::new(""))
+            .to_path_buf()
+    }
+
     fn err(&self, line: usize, msg: impl Into<String>) -> ConfError {
         ConfError {
             file: self.file.clone(),
@@ -696,8 +754,11 @@ impl Builder {
                         .timeout_handshake
                         .unwrap_or(DEFAULT_TIMEOUT_HTTP_REQUEST.min(d.timeout_client)),
                 },
+                tcp_rules: d.tcp_rules.clone(),
+                client_limits: d.client_limits,
             });
             self.check_acls(&name, &d)?;
+            self.check_edge(&name, s.line, &d)?;
             for u in &d.use_backends {
                 self.default_backend_refs
                     .push((name.clone(), u.line, u.backend.clone()));
@@ -744,7 +805,13 @@ impl Builder {
                 HttpRule::RedirectScheme { line, cond, .. } => {
                     (*line, "http-request", cond.as_ref())
                 }
-            }));
+                HttpRule::Deny { line, cond, .. } => (*line, "http-request", cond.as_ref()),
+            }))
+            .chain(
+                d.tcp_rules
+                    .iter()
+                    .map(|r| (r.line, "tcp-request", r.cond.as_ref())),
+            );
         for (line, kw, cond) in conds {
             let Some(cond) = cond else { continue };
             for n in cond.names() {
@@ -760,6 +827,42 @@ impl Builder {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// `tcp-request` rules run before any byte is read: only `src` acls can decide them.
+    /// `limit http-req-rate` counts HTTP requests: only in mode http.
+    fn check_edge(&self, section: &str, line: usize, d: &Draft) -> Result<(), ConfError> {
+        for r in &d.tcp_rules {
+            let Some(cond) = &r.cond else { continue };
+            if cond
+                .names()
+                .any(|n| n == "ssl_fc" && !d.acls.iter().any(|a| a.name == n))
+            {
+                return Err(self.err(
+                    r.line,
+                    "'tcp-request connection': 'ssl_fc' is not known before the handshake",
+                ));
+            }
+            if let Some(a) = cond
+                .acls(&d.acls)
+                .find(|a| !matches!(a.criterion, acl::Criterion::Src(_)))
+            {
+                return Err(self.err(
+                    r.line,
+                    format!(
+                        "'tcp-request connection': acl '{}' looks at the request; only 'src' acls can be used before any byte is read",
+                        a.name
+                    ),
+                ));
+            }
+        }
+        if d.client_limits.http_req_rate.is_some() && d.mode != Mode::Http {
+            return Err(self.err(
+                line,
+                format!("'limit http-req-rate' in '{section}' needs 'mode http'"),
+            ));
         }
         Ok(())
     }
@@ -978,14 +1081,14 @@ impl Builder {
                 }
             }
             "acl" => {
-                let acl = acl::parse_acl(a, d.line).map_err(e)?;
+                let acl = acl::parse_acl_in(a, d.line, &self.base()).map_err(e)?;
                 p.acls.push(acl);
             }
             "use_backend" => {
                 if a.len() < 3 {
                     return Err(e("expected 'use_backend NAME if|unless COND'".into()));
                 }
-                let cond = acl::parse_cond(&a[2..]).map_err(e)?;
+                let cond = acl::parse_cond_in(&a[2..], &self.base()).map_err(e)?;
                 p.use_backends.push(UseBackend {
                     line: d.line,
                     backend: a[1].clone(),
@@ -993,9 +1096,14 @@ impl Builder {
                 });
             }
             "http-request" => {
-                let rule = http_rule(a, d.line).map_err(e)?;
+                let rule = http_rule(a, d.line, &self.base()).map_err(e)?;
                 p.rules.push(rule);
             }
+            "tcp-request" => {
+                let rule = tcp_rule(a, d.line, &self.base()).map_err(e)?;
+                p.tcp_rules.push(rule);
+            }
+            "limit" => limit(a, &mut p.client_limits).map_err(e)?,
             "http-check" => {
                 match a.get(1..).unwrap_or(&[]) {
                     [x, st, code] if x == "expect" && st == "status" => {
@@ -1143,14 +1251,31 @@ fn bind_options(args: &[String]) -> Result<Option<BindTls>, String> {
 }
 
 /// `http-request redirect scheme SCHEME [code N] [if|unless COND]`.
-fn http_rule(a: &[String], line: usize) -> Result<HttpRule, String> {
+fn http_rule(a: &[String], line: usize, base: &std::path::Path) -> Result<HttpRule, String> {
     let usage =
         "expected 'http-request redirect scheme https [code 301|302|303|307|308] [if|unless COND]'";
     match a.get(1).map(String::as_str) {
         Some("redirect") => {}
+        Some("deny") => {
+            let mut status = 403;
+            let mut i = 2;
+            if a.get(i).map(String::as_str) == Some("deny_status") {
+                let c = a.get(i + 1).ok_or("'deny_status' needs a value")?;
+                status = match c.parse::<u16>() {
+                    Ok(n @ 400..=599) => n,
+                    _ => return Err(format!("invalid deny_status '{c}' (400..599)")),
+                };
+                i += 2;
+            }
+            let cond = match a.get(i) {
+                None => None,
+                Some(_) => Some(acl::parse_cond_in(&a[i..], base)?),
+            };
+            return Ok(HttpRule::Deny { line, status, cond });
+        }
         Some(other) => {
             return Err(format!(
-                "'http-request {other}' is not implemented (lb has 'http-request redirect scheme')"
+                "'http-request {other}' is not implemented (lb has 'http-request redirect scheme' and 'http-request deny')"
             ))
         }
         None => return Err(usage.into()),
@@ -1178,7 +1303,7 @@ fn http_rule(a: &[String], line: usize) -> Result<HttpRule, String> {
     }
     let cond = match a.get(i) {
         None => None,
-        Some(_) => Some(acl::parse_cond(&a[i..])?),
+        Some(_) => Some(acl::parse_cond_in(&a[i..], base)?),
     };
     Ok(HttpRule::RedirectScheme {
         line,
@@ -1186,6 +1311,45 @@ fn http_rule(a: &[String], line: usize) -> Result<HttpRule, String> {
         code,
         cond,
     })
+}
+
+/// `tcp-request connection reject [if|unless COND]`.
+fn tcp_rule(a: &[String], line: usize, base: &std::path::Path) -> Result<TcpRule, String> {
+    let usage = "expected 'tcp-request connection reject [if|unless COND]'";
+    match (a.get(1).map(String::as_str), a.get(2).map(String::as_str)) {
+        (Some("connection"), Some("reject")) => {}
+        (Some("connection"), Some(other)) => {
+            return Err(format!(
+                "'tcp-request connection {other}' is not implemented (lb has 'reject'); {usage}"
+            ))
+        }
+        _ => return Err(usage.into()),
+    }
+    let cond = match a.get(3) {
+        None => None,
+        Some(_) => Some(acl::parse_cond_in(&a[3..], base)?),
+    };
+    Ok(TcpRule { line, cond })
+}
+
+/// `limit conn N`, `limit rate N/s`, `limit http-req-rate N/s`, `limit table-size N`.
+fn limit(a: &[String], l: &mut ClientLimits) -> Result<(), String> {
+    const KINDS: &[&str] = &["conn", "rate", "http-req-rate", "table-size"];
+    let (kind, v) = two_args(a)?;
+    let per_second = |v: &str| -> Result<u32, String> {
+        let n = v
+            .strip_suffix("/s")
+            .ok_or_else(|| format!("expected a rate like '100/s', got '{v}'"))?;
+        Ok(parse::number(n, 1, 10_000_000)? as u32)
+    };
+    match kind {
+        "conn" => l.conn = Some(parse::number(v, 1, 10_000_000)? as u32),
+        "rate" => l.rate = Some(per_second(v)?),
+        "http-req-rate" => l.http_req_rate = Some(per_second(v)?),
+        "table-size" => l.table_size = parse::number(v, 64, 100_000_000)? as usize,
+        k => return Err(format!("unknown limit '{k}'{}", did_you_mean(k, KINDS))),
+    }
+    Ok(())
 }
 
 fn one_arg(a: &[String]) -> Result<&str, String> {

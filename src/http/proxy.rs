@@ -189,6 +189,7 @@ async fn read_request(
 struct ReqView<'a> {
     head: &'a RequestHead,
     tls: bool,
+    src: std::net::IpAddr,
 }
 
 impl acl::Request for ReqView<'_> {
@@ -200,6 +201,9 @@ impl acl::Request for ReqView<'_> {
     }
     fn ssl(&self) -> bool {
         self.tls
+    }
+    fn src(&self) -> Option<std::net::IpAddr> {
+        Some(self.src)
     }
 }
 
@@ -222,6 +226,16 @@ async fn exchange(
     first: bool,
 ) -> Result<Next, Fail> {
     let fe = conn.fe;
+    if !crate::edge::request_allowed(fe, conn.peer) {
+        let retry_after = format!("Retry-After: {}", crate::limit::RETRY_AFTER_SECS);
+        write_all(
+            client,
+            &reply::error_with(429, &[&retry_after]),
+            fe.conf.timeout_client,
+        )
+        .await?;
+        return Ok(Next::Close);
+    }
     if req.is_connect() {
         return Err(Fail::Status(405));
     }
@@ -233,6 +247,7 @@ async fn exchange(
     let view = ReqView {
         head: &req,
         tls: conn.proto == "https",
+        src: conn.peer.ip(),
     };
     for rule in &fe.conf.http.rules {
         match rule {
@@ -251,6 +266,14 @@ async fn exchange(
                     } else {
                         Next::Close
                     });
+                }
+            }
+            HttpRule::Deny { status, cond, .. } => {
+                if cond
+                    .as_ref()
+                    .is_none_or(|c| c.eval(&fe.conf.http.acls, &view))
+                {
+                    return Err(Fail::Status(*status));
                 }
             }
         }

@@ -9,6 +9,7 @@
 pub mod command;
 pub mod db;
 pub mod frame;
+pub mod fuzz_check;
 pub mod replication;
 pub mod server;
 
