@@ -40,3 +40,8 @@ fn http_chunked_seeds() {
 fn resp_frame_seeds() {
     replay("resp_frame", lb::kv::fuzz_check::resp_frame);
 }
+
+#[test]
+fn conf_seeds() {
+    replay("conf", lb::conf::fuzz_check::conf);
+}
