@@ -45,3 +45,8 @@ fn resp_frame_seeds() {
 fn conf_seeds() {
     replay("conf", lb::conf::fuzz_check::conf);
 }
+
+#[test]
+fn http_proxy_seeds() {
+    replay("http_proxy", lb::http::fuzz_check::proxy);
+}
