@@ -531,6 +531,27 @@ fn put_origin_form(out: &mut BytesMut, req: &RequestHead) {
     }
 }
 
+/// The authority of an absolute-form target (`http://AUTHORITY/path`), else empty.
+fn absolute_authority(req: &RequestHead) -> &[u8] {
+    if req.form != TargetForm::Absolute {
+        return b"";
+    }
+    let t = req.target();
+    let after = t
+        .windows(3)
+        .position(|w| w == b"://")
+        .map_or(t, |i| &t[i + 3..]);
+    let end = after
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(after.len());
+    let auth = &after[..end];
+    // userinfo never goes into Host
+    auth.iter()
+        .rposition(|&b| b == b'@')
+        .map_or(auth, |i| &auth[i + 1..])
+}
+
 /// `http-request redirect scheme`: the same host and target under another
 /// scheme. The port of the Host header is dropped; when redirecting to https
 /// and the frontend has a TLS bind on another port than 443, that port is used.
@@ -581,6 +602,20 @@ fn request_head(
     out.put_u8(b' ');
     put_origin_form(&mut out, req);
     out.put_slice(b" HTTP/1.1\r\n");
+    // An HTTP/1.0 request may lack Host; what we send is HTTP/1.1, which requires one:
+    // the target's authority, else the address the client reached (servers reject an
+    // empty Host although RFC 9112 allows it).
+    if req.host.is_none() {
+        out.put_slice(b"Host: ");
+        match absolute_authority(req) {
+            b"" => match conn.fe.bound.first() {
+                Some(a) => out.put_slice(a.to_string().as_bytes()),
+                None => out.put_slice(b"localhost"),
+            },
+            auth => out.put_slice(auth),
+        }
+        out.put_slice(b"\r\n");
+    }
     let mut xff: Option<Vec<u8>> = None;
     let set_proto = forwardfor || conn.proto == "https";
     for h in &req.headers {
