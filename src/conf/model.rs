@@ -1843,13 +1843,64 @@ mod tests {
         )
         .contains("invalid redirect code"));
         assert!(
-            bad("frontend f\n    bind 127.0.0.1:0\n    http-request deny\n")
+            bad("frontend f\n    bind 127.0.0.1:0\n    http-request tarpit\n")
                 .contains("not implemented")
         );
         assert!(bad(
             "frontend f\n    bind 127.0.0.1:0\n    http-request redirect scheme https if ssl_cf\n"
         )
         .contains("did you mean 'ssl_fc'"));
+    }
+
+    #[test]
+    fn edge_keywords() {
+        let c = ok("defaults\n    mode http\n    limit conn 5\nfrontend f\n    bind 127.0.0.1:0\n    limit rate 10/s\n    limit http-req-rate 20/s\n    limit table-size 1000\n    http-request deny deny_status 429 if { src ::1 }\n    tcp-request connection reject\n");
+        let f = &c.frontends[0];
+        assert_eq!(
+            f.client_limits,
+            ClientLimits {
+                conn: Some(5),
+                rate: Some(10),
+                http_req_rate: Some(20),
+                table_size: 1000
+            }
+        );
+        assert!(matches!(
+            f.http.rules[0],
+            HttpRule::Deny { status: 429, .. }
+        ));
+        assert_eq!(
+            f.tcp_rules,
+            [TcpRule {
+                line: 10,
+                cond: None
+            }]
+        );
+        assert!(
+            bad("frontend f\n    bind 127.0.0.1:0\n    http-request deny deny_status 302\n")
+                .contains("t.conf:3: 'http-request': invalid deny_status '302'")
+        );
+        assert!(
+            bad("frontend f\n    bind 127.0.0.1:0\n    tcp-request content reject\n")
+                .contains("expected 'tcp-request connection reject")
+        );
+        assert!(
+            bad("frontend f\n    bind 127.0.0.1:0\n    tcp-request connection accept\n")
+                .contains("not implemented")
+        );
+        assert!(bad(
+            "frontend f\n    bind 127.0.0.1:0\n    tcp-request connection reject if ssl_fc\n"
+        )
+        .contains("not known before the handshake"));
+        assert!(
+            bad("frontend f\n    bind 127.0.0.1:0\n    limit table-size 10\n")
+                .contains("invalid number '10'")
+        );
+        assert!(bad("backend b\n    limit conn 1\n").contains("not allowed in a backend"));
+        assert!(
+            bad("frontend f\n    bind 127.0.0.1:0\n    acl a src -f /nonexistent/x.lst\n")
+                .contains("t.conf:3: 'acl': cannot read '/nonexistent/x.lst'")
+        );
     }
 
     #[test]
