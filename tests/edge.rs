@@ -346,11 +346,13 @@ fn a_thousand_slow_clients_do_not_slow_a_normal_one() {
     let n = slow_client_count(1000);
     let a = http_server("a");
     let conf = format!(
-        "{DEFAULTS}frontend f\n    bind 127.0.0.1:0\n    timeout http-request 6s\n    default_backend b\n{}",
+        "{DEFAULTS}frontend f\n    bind 127.0.0.1:0\n    timeout http-request 8s\n    default_backend b\n{}",
         backend("b", &a)
     );
     let lb = Lb::start(&conf, 1);
     let f = lb.addr("frontend", "f");
+    // the same normal client alone first: the machine's own noise, measured side by side
+    let alone = normal_client_p99(f);
     let started = Instant::now();
     let mut slow: Vec<TcpStream> = (0..n)
         .map(|i| {
@@ -361,7 +363,46 @@ fn a_thousand_slow_clients_do_not_slow_a_normal_one() {
             s
         })
         .collect();
-    // a normal client: fresh connections and keep-alive requests
+    let with_slow = normal_client_p99(f);
+    eprintln!("normal client p99: alone {alone:?}, with {n} slow clients {with_slow:?}");
+    // The bar is 50 ms; what the slow clients add is compared with the same client alone,
+    // so a loaded test machine does not count against lb.
+    assert!(
+        with_slow < Duration::from_millis(50) + alone,
+        "p99 {with_slow:?} with slow clients, {alone:?} alone"
+    );
+    // the slow clients were all still held open while the normal client was measured
+    for s in &slow {
+        s.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        let still = matches!(s.peek(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        assert!(
+            still,
+            "a slow client was answered before the measurement ended"
+        );
+        s.set_nonblocking(false).unwrap();
+    }
+    // every slow client is cut at timeout http-request with a 408, in bounded time
+    for s in &mut slow {
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        assert!(
+            out.starts_with(b"HTTP/1.1 408 "),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(a.requests.load(Ordering::SeqCst), 400);
+}
+
+/// p99 latency of 200 requests of a normal client, alternating a kept-alive connection and
+/// fresh connections.
+fn normal_client_p99(f: SocketAddr) -> Duration {
     let mut lat = Vec::new();
     let mut keep = Client::connect(f);
     for i in 0..200 {
@@ -375,32 +416,7 @@ fn a_thousand_slow_clients_do_not_slow_a_normal_one() {
         assert_eq!(r.status, 200);
     }
     lat.sort();
-    let p99 = lat[lat.len() * 99 / 100];
-    eprintln!(
-        "{n} slow clients: normal client p50 {:?} p99 {p99:?}",
-        lat[lat.len() / 2]
-    );
-    assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "setup took too long for the timeout check"
-    );
-    // every slow client is cut at timeout http-request with a 408, in bounded time
-    for s in &mut slow {
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        assert!(
-            out.starts_with(b"HTTP/1.1 408 "),
-            "{}",
-            String::from_utf8_lossy(&out)
-        );
-    }
-    assert!(
-        started.elapsed() < Duration::from_secs(12),
-        "{:?}",
-        started.elapsed()
-    );
-    assert_eq!(a.requests.load(Ordering::SeqCst), 200);
+    lat[lat.len() * 99 / 100]
 }
 
 fn rss_kib(pid: u32) -> u64 {
