@@ -207,7 +207,10 @@ fn the_whole_topology() {
     c.send(b"GET /x HTTP/1.1\r\nHost: www.foobar.com\r\n\r\n");
     let r = c.read(false).expect("redirect");
     assert_eq!(r.status, 301);
-    assert!(r.header("location").unwrap_or("").starts_with("https://www.foobar.com:"));
+    assert!(r
+        .header("location")
+        .unwrap_or("")
+        .starts_with("https://www.foobar.com:"));
 
     // The site and the API alternate between the two servers.
     let page = t.get("/", &[]);
@@ -228,9 +231,7 @@ fn the_whole_topology() {
 
     // PUT through the balancer, read it back through the balancer (with the token) and on the replica.
     let mut c = Client::connect(t.www());
-    c.send(
-        b"PUT /api/items/user:1 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nalice",
-    );
+    c.send(b"PUT /api/items/user:1 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nalice");
     let w = c.read(false).unwrap();
     assert_eq!(w.status, 200, "{}", w.text());
     let cookie = w
