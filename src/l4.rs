@@ -10,6 +10,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use crate::balance::{InFlight, Pool};
+use crate::stats::{BackendStats, FrontendStats};
 
 /// How a connection to a backend server is made.
 #[derive(Debug, Clone, Copy)]
@@ -27,15 +28,22 @@ pub async fn connect(
     pool: &Pool,
     client: Option<std::net::IpAddr>,
     policy: ConnectPolicy,
+    stats: &BackendStats,
 ) -> Option<(TcpStream, InFlight)> {
     let mut tried: Vec<Arc<crate::balance::Server>> = Vec::new();
-    for _ in 0..=policy.retries {
+    for attempt in 0..=policy.retries {
         let ctx = crate::balance::PickCtx {
             client,
             tried: &tried,
             redispatch: policy.redispatch,
         };
         let server = pool.pick_with(&ctx)?.clone();
+        if attempt > 0 {
+            stats.retries.inc();
+            if !tried.iter().any(|s| Arc::ptr_eq(s, &server)) {
+                stats.redispatches.inc();
+            }
+        }
         match connect_one(&server, policy.timeout_connect).await {
             Ok(s) => return Some((s, server.enter())),
             Err(reason) => {
@@ -301,6 +309,13 @@ fn splice(from: i32, to: i32, len: usize) -> io::Result<usize> {
     }
 }
 
+/// Where a TCP session is counted.
+#[derive(Debug, Clone)]
+pub struct Observe {
+    pub frontend: Arc<FrontendStats>,
+    pub backend: Arc<BackendStats>,
+}
+
 /// Serves one accepted TCP-mode connection end to end.
 pub async fn serve(
     client: TcpStream,
@@ -308,12 +323,27 @@ pub async fn serve(
     pool: Arc<Pool>,
     policy: ConnectPolicy,
     idle: Idle,
+    obs: Observe,
 ) {
-    let Some((server, guard)) = connect(&pool, Some(peer.ip()), policy).await else {
+    let _session = obs.frontend.open();
+    let start = Instant::now();
+    let connected = connect(&pool, Some(peer.ip()), policy, &obs.backend).await;
+    let tc = start.elapsed();
+    let Some((server, guard)) = connected else {
         tracing::debug!("no server accepted the connection from {peer}; closing it");
+        log_session(&obs, peer, start, None, Moved::default());
         return;
     };
-    match tunnel(&client, &server, idle).await {
+    guard.0.stats.connect.observe(tc.as_secs_f64());
+    let moved = tunnel(&client, &server, idle).await;
+    log_session(
+        &obs,
+        peer,
+        start,
+        Some((&guard, tc)),
+        moved.as_ref().copied().unwrap_or_default(),
+    );
+    match moved {
         Ok(m) => tracing::debug!(
             "tcp session to {} ended: {} bytes up, {} down",
             guard.0.id,
@@ -321,5 +351,40 @@ pub async fn serve(
             m.to_client
         ),
         Err(e) => tracing::debug!("tcp session to {} aborted: {e}", guard.0.id),
+    }
+}
+
+/// Counts a finished TCP session and writes its access log line.
+fn log_session(
+    obs: &Observe,
+    peer: std::net::SocketAddr,
+    start: Instant,
+    server: Option<(&InFlight, Duration)>,
+    m: Moved,
+) {
+    let took = start.elapsed();
+    obs.frontend
+        .traffic
+        .record(None, m.to_server, m.to_client, took);
+    if let Some((g, _)) = server {
+        g.0.stats
+            .traffic
+            .record(None, m.to_server, m.to_client, took);
+    }
+    if let Some(log) = crate::accesslog::get() {
+        log.log(crate::accesslog::Record {
+            time: std::time::SystemTime::now() - took,
+            client: peer,
+            frontend: obs.frontend.name.clone(),
+            backend: Some(obs.backend.name.clone()),
+            server: server.map(|(g, _)| g.0.stats.name.clone()),
+            tc: server.map_or(-1, |(_, tc)| tc.as_millis() as i64),
+            tr: -1,
+            ta: took.as_millis() as u64,
+            status: None,
+            bytes_out: m.to_client,
+            bytes_in: m.to_server,
+            request: None,
+        });
     }
 }

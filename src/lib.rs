@@ -9,7 +9,12 @@
 //! - `http`     HTTP/1.1 parsing, pure and fuzzed: `head` (strict request/response heads), `body` (chunked decoding)
 //! - `l4`       TCP mode: connect with retries, splice(2) both ways with half-close
 //! - `kv`       the embedded RESP2 key-value store
+//! - `stats`    traffic metrics: prometheus handles per frontend/backend/server, kept across reloads
+//! - `accesslog` one line per request or TCP connection, written off the request path
+//! - `admin`    the admin listener: /metrics, /stats page and JSON, runtime API
 
+pub mod accesslog;
+pub mod admin;
 pub mod balance;
 pub mod conf;
 pub mod http;
@@ -18,5 +23,6 @@ pub mod l4;
 pub mod listener;
 pub mod runtime;
 pub mod shutdown;
+pub mod stats;
 
 pub use runtime::run;

@@ -26,6 +26,8 @@ pub enum RunError {
     Conf(#[from] ConfError),
     #[error("{what}: {err}")]
     Io { what: String, err: std::io::Error },
+    #[error("{0}")]
+    AccessLog(String),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
@@ -48,12 +50,14 @@ pub struct FrontendRt {
     /// The backend of each `use_backend` rule, in order.
     pub routes: Vec<Option<Arc<BackendRt>>>,
     pub limits: HeadLimits,
+    pub stats: Arc<crate::stats::FrontendStats>,
 }
 
 #[derive(Debug)]
 pub struct BackendRt {
     pub conf: Backend,
     pub pool: Arc<Pool>,
+    pub stats: Arc<crate::stats::BackendStats>,
 }
 
 impl Snapshot {
@@ -89,7 +93,14 @@ impl Snapshot {
                     }
                     None => {
                         changes += 1;
-                        servers.push(Arc::new(Server::new(&b.name, sc)));
+                        let server = Server::new(&b.name, sc);
+                        // Run-time changes follow the name, even to a new address.
+                        if let Some(old) =
+                            old_be.and_then(|ob| ob.pool.servers.iter().find(|s| s.name == sc.name))
+                        {
+                            server.inherit(old);
+                        }
+                        servers.push(Arc::new(server));
                     }
                 }
             }
@@ -118,6 +129,7 @@ impl Snapshot {
             let rt = BackendRt {
                 conf: b.clone(),
                 pool: Arc::new(Pool::new(servers, b, cursor)),
+                stats: crate::stats::backend(&b.name),
             };
             backends.insert(b.name.clone(), Arc::new(rt));
         }
@@ -160,6 +172,7 @@ impl Snapshot {
                         max_bytes: conf.global.max_head_bytes,
                         max_headers: conf.global.max_headers,
                     },
+                    stats: crate::stats::frontend(&f.name),
                 };
                 (f.name.clone(), Arc::new(rt))
             })
@@ -343,7 +356,11 @@ impl Runtime {
                     client: fe.conf.timeout_client,
                     server: be.conf.timeout_server,
                 };
-                l4::serve(sock, peer, be.pool.clone(), policy, idle).await;
+                let obs = l4::Observe {
+                    frontend: fe.stats.clone(),
+                    backend: be.stats.clone(),
+                };
+                l4::serve(sock, peer, be.pool.clone(), policy, idle, obs).await;
             }
         }
     }
@@ -449,14 +466,15 @@ impl Runtime {
         Ok(changes)
     }
 
-    /// SIGHUP: re-read the file; a bad file or a failed bind keeps the running config.
-    fn reload(self: &Arc<Self>) {
+    /// SIGHUP (and the admin API): re-read the file; a bad file or a failed
+    /// bind keeps the running config. Returns the number of changes or why it failed.
+    pub fn reload(self: &Arc<Self>) -> Result<usize, String> {
         let conf = match conf::load(&self.conf_path) {
             Ok(c) => c,
             Err(e) => {
                 self.reload_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!("reload failed: {e}");
-                return;
+                return Err(e.to_string());
             }
         };
         for w in &conf.warnings {
@@ -469,14 +487,32 @@ impl Runtime {
         if conf.kvs != old.conf.kvs {
             tracing::warn!("kv sections change only at the next start, not on reload");
         }
+        let g = (&conf.global, &old.conf.global);
+        if (
+            &g.0.admin,
+            &g.0.admin_auth,
+            &g.0.access_log,
+            &g.0.log_format,
+        ) != (
+            &g.1.admin,
+            &g.1.admin_auth,
+            &g.1.access_log,
+            &g.1.log_format,
+        ) {
+            tracing::warn!(
+                "admin and access-log settings change only at the next start, not on reload"
+            );
+        }
         match self.apply(conf) {
             Ok(n) => {
                 self.reloads.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("reloaded: {n} changes");
+                Ok(n)
             }
             Err(e) => {
                 self.reload_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!("reload failed: {e}");
+                Err(e.to_string())
             }
         }
     }
@@ -551,6 +587,7 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
 
     // Bind everything first, so a bad address fails the start before any traffic.
     let n = workers.sockets_per_address();
+    crate::accesslog::install(&conf.global).map_err(RunError::AccessLog)?;
     rt.apply(conf.clone())?;
     let mut kvs = Vec::new();
     for k in &conf.kvs {
@@ -566,6 +603,7 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
         kvs.push((k.name.clone(), addr, socks, kv));
     }
 
+    let kv_handles: Vec<_> = kvs.iter().map(|k| k.3.clone()).collect();
     for (name, addr, socks, kv) in kvs {
         let limits = Limits(vec![rt.global_limit.clone()]);
         let bg = kv.clone();
@@ -587,6 +625,14 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
         }
         announce("kv", &name, addr);
     }
+    if let Some(addr) = conf.global.admin {
+        let admin =
+            crate::admin::Admin::new(rt.clone(), kv_handles, conf.global.admin_auth.as_deref());
+        let bound = crate::admin::start(addr, Arc::new(admin))
+            .await
+            .map_err(io_err(format!("cannot bind admin {addr}")))?;
+        announce("admin", "admin", bound);
+    }
 
     loop {
         tokio::select! {
@@ -598,7 +644,9 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
                 tracing::info!("SIGINT: draining");
                 break;
             }
-            _ = hup.recv() => rt.reload(),
+            _ = hup.recv() => {
+                let _ = rt.reload();
+            }
         }
     }
     let _ = rt.stop.send(true);

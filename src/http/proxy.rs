@@ -78,6 +78,7 @@ pub async fn serve(
     fe: Arc<FrontendRt>,
     src: FrontendSource,
 ) {
+    let _session = fe.stats.open();
     let mut fe = fe;
     let mut generation = src.rt.generation.load(Ordering::Acquire);
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
@@ -200,7 +201,7 @@ fn pick_backend<'a>(fe: &'a FrontendRt, req: &RequestHead) -> Option<&'a Arc<Bac
     fe.backend.as_ref()
 }
 
-/// One request/response exchange.
+/// One request/response exchange, counted in metrics and the access log.
 async fn exchange(
     client: &mut TcpStream,
     rbuf: &mut BytesMut,
@@ -208,6 +209,107 @@ async fn exchange(
     req: RequestHead,
     conn: &Conn<'_>,
     first: bool,
+) -> Result<Next, Fail> {
+    let mut t = Tally::start(&req);
+    let r = exchange_inner(client, rbuf, ubuf, req, conn, first, &mut t).await;
+    t.finish(conn, &r);
+    r
+}
+
+/// What one exchange did, for metrics and the access log.
+struct Tally {
+    start: Instant,
+    backend: Option<Arc<crate::stats::BackendStats>>,
+    server: Option<Arc<crate::stats::ServerStats>>,
+    /// Connect time of a new server connection; `None` when reused or none.
+    connect: Option<Duration>,
+    /// Time to the response head.
+    response: Option<Duration>,
+    status: Option<u16>,
+    bytes_in: u64,
+    bytes_out: u64,
+    /// The request line, kept only when an access log is on.
+    request: Option<String>,
+}
+
+impl Tally {
+    fn start(req: &RequestHead) -> Tally {
+        let request = crate::accesslog::get().map(|_| {
+            format!(
+                "{} {} HTTP/1.{}",
+                String::from_utf8_lossy(req.method()),
+                String::from_utf8_lossy(req.target()),
+                req.minor_version
+            )
+        });
+        Tally {
+            start: Instant::now(),
+            backend: None,
+            server: None,
+            connect: None,
+            response: None,
+            status: None,
+            bytes_in: req.buf.len() as u64,
+            bytes_out: 0,
+            request,
+        }
+    }
+
+    /// A server connection is ready: a pooled one (`reused`) or a new one.
+    fn connected(&mut self, server: &Server, reused: bool) {
+        self.server = Some(server.stats.clone());
+        self.connect = if reused {
+            None
+        } else {
+            let took = self.start.elapsed();
+            server.stats.connect.observe(took.as_secs_f64());
+            Some(took)
+        };
+    }
+
+    fn finish(mut self, conn: &Conn<'_>, r: &Result<Next, Fail>) {
+        if let Err(Fail::Status(s)) = r {
+            // The caller writes this error response next.
+            self.status = Some(*s);
+            self.bytes_out += reply::error(*s).len() as u64;
+        }
+        let took = self.start.elapsed();
+        let fe = &conn.fe.stats;
+        fe.traffic
+            .record(self.status, self.bytes_in, self.bytes_out, took);
+        if let Some(s) = &self.server {
+            s.traffic
+                .record(self.status, self.bytes_in, self.bytes_out, took);
+        }
+        if let Some(log) = crate::accesslog::get() {
+            let ms = |d: Option<Duration>| d.map_or(-1, |d| d.as_millis() as i64);
+            log.log(crate::accesslog::Record {
+                time: std::time::SystemTime::now() - took,
+                client: conn.peer,
+                frontend: fe.name.clone(),
+                backend: self.backend.map(|b| b.name.clone()),
+                server: self.server.map(|s| s.name.clone()),
+                tc: ms(self.connect),
+                tr: ms(self.response),
+                ta: took.as_millis() as u64,
+                status: self.status,
+                bytes_out: self.bytes_out,
+                bytes_in: self.bytes_in,
+                request: self.request,
+            });
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn exchange_inner(
+    client: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    ubuf: &mut BytesMut,
+    req: RequestHead,
+    conn: &Conn<'_>,
+    first: bool,
+    t: &mut Tally,
 ) -> Result<Next, Fail> {
     let fe = conn.fe;
     if req.is_connect() {
@@ -221,6 +323,7 @@ async fn exchange(
     let Some(be) = pick_backend(fe, &req) else {
         return Err(Fail::Status(503));
     };
+    t.backend = Some(be.stats.clone());
     let bc = &be.conf;
     let forwardfor = fe.conf.http.forwardfor || bc.forwardfor;
     // A client that waits for 100 Continue before sending a body we must
@@ -267,6 +370,7 @@ async fn exchange(
             Some(x) => x,
             None => return Err(Fail::Status(503)),
         };
+        t.connected(&up.server.0, reused);
         // Send the head, with the buffered start of the body in the same write.
         let mut first_write = BytesMut::with_capacity(out_head.len() + 1024);
         first_write.put_slice(&out_head);
@@ -286,6 +390,7 @@ async fn exchange(
         match replayable_body {
             Some(n) => {
                 let _ = rbuf.split_to(n);
+                t.bytes_in += n as u64;
             }
             None => {
                 if answer_continue && req.minor_version == 1 {
@@ -300,7 +405,15 @@ async fn exchange(
                 // early 413 or 401, or a server that answers at the head).
                 // Then the rest of the body is dropped and neither connection
                 // is kept alive, since the client's framing is unfinished.
-                let body = send_body(client, rbuf, &up.sock, req.body, bc.timeout_server, fe);
+                let body = send_body(
+                    client,
+                    rbuf,
+                    &up.sock,
+                    req.body,
+                    bc.timeout_server,
+                    fe,
+                    &mut t.bytes_in,
+                );
                 tokio::pin!(body);
                 let mut probe = [0u8; 1];
                 tokio::select! {
@@ -316,6 +429,8 @@ async fn exchange(
         }
         match read_response(&up.sock, ubuf, &req, conn, bc.timeout_server, client).await {
             Ok(r) => {
+                t.response = Some(t.start.elapsed());
+                t.status = Some(r.status);
                 if (500..=504).contains(&r.status) && r.status != 501 {
                     up.server
                         .0
@@ -361,7 +476,12 @@ async fn exchange(
             client: fe.conf.timeout_client,
             server: bc.timeout_server,
         };
-        let _ = crate::l4::tunnel(client, &up.sock, idle).await;
+        t.bytes_out += (head.len() + ubuf.len()) as u64;
+        t.bytes_in += rbuf.len() as u64;
+        if let Ok(m) = crate::l4::tunnel(client, &up.sock, idle).await {
+            t.bytes_in += m.to_server;
+            t.bytes_out += m.to_client;
+        }
         return Ok(Next::Close);
     }
 
@@ -378,6 +498,7 @@ async fn exchange(
         dechunk,
         conn,
         bc.timeout_server,
+        &mut t.bytes_out,
     )
     .await?;
     if done && !body_cut && resp.keep_alive && ubuf.is_empty() && bc.reuse != Reuse::Never {
@@ -417,6 +538,7 @@ async fn connect(
         let server = be.pool.pick_with(&c)?.clone();
         if reuse {
             if let Some(sock) = upstream::take(server.addr, !retryable) {
+                be.stats.reuse_hit.inc();
                 let up = Upstream {
                     sock,
                     server: server.enter(),
@@ -428,8 +550,15 @@ async fn connect(
             return None;
         }
         *attempts += 1;
+        if *attempts > 1 {
+            be.stats.retries.inc();
+            if !tried.iter().any(|s| Arc::ptr_eq(s, &server)) {
+                be.stats.redispatches.inc();
+            }
+        }
         match crate::l4::connect_one(&server, be.conf.timeout_connect).await {
             Ok(sock) => {
+                be.stats.reuse_miss.inc();
                 let up = Upstream {
                     sock,
                     server: server.enter(),
@@ -629,6 +758,7 @@ async fn send_body(
     kind: BodyKind,
     server_timeout: Duration,
     fe: &FrontendRt,
+    sent: &mut u64,
 ) -> Result<(), BodyError> {
     let client_timeout = fe.conf.timeout_client;
     let max = fe.conf.http.max_body.unwrap_or(u64::MAX);
@@ -647,6 +777,7 @@ async fn send_body(
                 write_all(server, &part, server_timeout)
                     .await
                     .map_err(|_| BodyError::Server)?;
+                *sent += k as u64;
                 n -= k as u64;
             }
             Ok(())
@@ -659,6 +790,7 @@ async fn send_body(
                 match dec.decode(rbuf) {
                     Ok(Some(Chunk::Data(d))) => {
                         total += d.len() as u64;
+                        *sent += d.len() as u64;
                         if total > max {
                             return Err(BodyError::TooLarge);
                         }
@@ -710,11 +842,13 @@ async fn relay_response(
     dechunk: bool,
     conn: &Conn<'_>,
     server_timeout: Duration,
+    sent: &mut u64,
 ) -> Result<bool, Fail> {
     let client_timeout = conn.fe.conf.timeout_client;
     match resp.body {
         BodyKind::None => {
             write_all(client, &head, client_timeout).await?;
+            *sent += head.len() as u64;
             Ok(true)
         }
         BodyKind::Length(mut n) => {
@@ -724,6 +858,7 @@ async fn relay_response(
             let _ = ubuf.split_to(k);
             n -= k as u64;
             write_all(client, &head, client_timeout).await?;
+            *sent += head.len() as u64;
             while n > 0 {
                 match read_until(sock, ubuf, Instant::now() + server_timeout).await {
                     Ok(0) | Err(_) => return Err(Fail::Close),
@@ -732,14 +867,17 @@ async fn relay_response(
                 let k = (ubuf.len() as u64).min(n) as usize;
                 let part = ubuf.split_to(k);
                 write_all(client, &part, client_timeout).await?;
+                *sent += part.len() as u64;
                 n -= k as u64;
             }
             Ok(true)
         }
         BodyKind::UntilClose => {
             write_all(client, &head, client_timeout).await?;
+            *sent += head.len() as u64;
             if !ubuf.is_empty() {
                 write_all(client, ubuf, client_timeout).await?;
+                *sent += ubuf.len() as u64;
                 ubuf.clear();
             }
             loop {
@@ -749,6 +887,7 @@ async fn relay_response(
                     Ok(_) => {}
                 }
                 write_all(client, ubuf, client_timeout).await?;
+                *sent += ubuf.len() as u64;
                 ubuf.clear();
             }
         }
@@ -767,6 +906,7 @@ async fn relay_response(
                         }
                         if out.len() >= FLUSH_AT {
                             write_all(client, &out, client_timeout).await?;
+                            *sent += out.len() as u64;
                             out.clear();
                         }
                     }
@@ -776,11 +916,13 @@ async fn relay_response(
                             out.put_slice(&t);
                         }
                         write_all(client, &out, client_timeout).await?;
+                        *sent += out.len() as u64;
                         return Ok(true);
                     }
                     Ok(None) => {
                         if !out.is_empty() {
                             write_all(client, &out, client_timeout).await?;
+                            *sent += out.len() as u64;
                             out.clear();
                         }
                         match read_until(sock, ubuf, Instant::now() + server_timeout).await {
