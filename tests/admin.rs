@@ -149,7 +149,12 @@ fn metrics_parse_and_move_with_traffic() {
     }
     assert_eq!(c.get("/status/503").status, 503);
     drop(c);
-    let after = metrics(&lb);
+    // A request is counted just after its last byte reaches the client.
+    let after = until("all 10 requests counted", || {
+        let x = metrics(&lb);
+        let key = r#"lb_frontend_request_duration_seconds_count{frontend="f"}"#;
+        (x.get(key) == Some(&10.0)).then_some(x)
+    });
     let fe = |code: &str| {
         m(
             &after,
