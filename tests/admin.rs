@@ -504,6 +504,32 @@ fn stats_page_and_json_show_the_topology_and_kv_pair() {
         1.0
     );
     assert_eq!(m(&y, r#"lb_kv_master_link_up{kv="replica"}"#), 1.0);
+
+    // Every metric the Grafana dashboard queries exists.
+    let dash =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/grafana/lb.json"))
+            .unwrap();
+    let names: Vec<&str> = x
+        .keys()
+        .chain(y.keys())
+        .map(|k| k.split('{').next().unwrap())
+        .collect();
+    let mut queried = 0;
+    for (i, _) in dash.match_indices("lb_") {
+        let name: String = dash[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if name == "lb_" || !dash[..i].ends_with(['(', '{', ' ', '"', '-']) {
+            continue;
+        }
+        queried += 1;
+        assert!(
+            names.contains(&name.as_str()),
+            "dashboard queries unknown metric {name}"
+        );
+    }
+    assert!(queried > 20, "{queried}");
 }
 
 fn read_lines(path: &std::path::Path, n: usize) -> Vec<String> {
