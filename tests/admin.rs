@@ -358,6 +358,7 @@ fn basic_auth_guards_every_endpoint() {
     for path in ["/metrics", "/stats", "/api/stats", "/api/servers"] {
         let r = get(&lb, path);
         assert_eq!(r.status, 401, "{path}");
+        assert_eq!(r.text(), "authentication required\n");
         assert_eq!(
             r.header("www-authenticate"),
             Some("Basic realm=\"lb admin\"")

@@ -162,7 +162,10 @@ pub fn route(admin: &Admin, req: &RequestHead) -> Reply {
 }
 
 async fn respond(s: &mut TcpStream, r: &Reply) -> std::io::Result<()> {
-    let reason = crate::http::reply::reason(r.status);
+    let reason = match r.status {
+        401 => "Unauthorized",
+        s => crate::http::reply::reason(s),
+    };
     let mut out = format!(
         "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
         r.status,
