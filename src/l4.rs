@@ -77,6 +77,20 @@ pub async fn connect_one(
     }
 }
 
+/// TLS to a server over a connected socket, within `limit`; `Err` is a reason.
+pub async fn tls_handshake(
+    c: &crate::tls::Connector,
+    sock: TcpStream,
+    limit: Duration,
+) -> Result<crate::io::Io, String> {
+    let connector = tokio_rustls::TlsConnector::from(c.config.clone());
+    match tokio::time::timeout(limit, connector.connect(c.name.clone(), sock)).await {
+        Ok(Ok(t)) => Ok(crate::io::Io::TlsOut(Box::new(t))),
+        Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+        Err(_) => Err("TLS handshake timeout".into()),
+    }
+}
+
 /// Idle timeouts of the two sides; activity on either side keeps both alive,
 /// as HAProxy does in TCP mode.
 #[derive(Debug, Clone, Copy)]
@@ -387,4 +401,67 @@ fn log_session(
             request: None,
         });
     }
+}
+
+/// TCP mode when TLS is on either side: terminate or originate TLS, then tunnel.
+pub async fn serve_io(
+    mut client: crate::io::Io,
+    peer: std::net::SocketAddr,
+    be: &crate::runtime::BackendRt,
+    timeout_client: Duration,
+    frontend: &Arc<FrontendStats>,
+) {
+    let obs = Observe {
+        frontend: frontend.clone(),
+        backend: be.stats.clone(),
+    };
+    let _session = frontend.open();
+    let start = Instant::now();
+    let mut tried: Vec<Arc<crate::balance::Server>> = Vec::new();
+    for attempt in 0..=be.conf.retries {
+        let ctx = crate::balance::PickCtx {
+            client: Some(peer.ip()),
+            tried: &tried,
+            redispatch: be.conf.redispatch,
+        };
+        let Some(server) = be.pool.pick_with(&ctx).cloned() else {
+            break;
+        };
+        if attempt > 0 {
+            be.stats.retries.inc();
+            if !tried.iter().any(|s| Arc::ptr_eq(s, &server)) {
+                be.stats.redispatches.inc();
+            }
+        }
+        let connected = match connect_one(&server, be.conf.timeout_connect).await {
+            Ok(sock) => match be.connector(&server) {
+                None => Ok(crate::io::Io::Plain(sock)),
+                Some(c) => tls_handshake(c, sock, be.conf.timeout_connect).await,
+            },
+            Err(e) => Err(e),
+        };
+        match connected {
+            Ok(mut up) => {
+                let guard = server.enter();
+                let tc = start.elapsed();
+                server.stats.connect.observe(tc.as_secs_f64());
+                let idle = Idle {
+                    client: timeout_client,
+                    server: be.conf.timeout_server,
+                };
+                if let Err(e) = crate::io::tunnel(&mut client, &mut up, idle).await {
+                    tracing::debug!("tcp session to {} aborted: {e}", server.id);
+                }
+                // io::tunnel does not report bytes moved: the session counts without them.
+                log_session(&obs, peer, start, Some((&guard, tc)), Moved::default());
+                return;
+            }
+            Err(reason) => {
+                server.connect_errors.fetch_add(1, Ordering::Relaxed);
+                server.observe_connect(Err(reason));
+                tried.push(server);
+            }
+        }
+    }
+    log_session(&obs, peer, start, None, Moved::default());
 }

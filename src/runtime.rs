@@ -46,6 +46,10 @@ pub struct Snapshot {
 #[derive(Debug)]
 pub struct FrontendRt {
     pub conf: Frontend,
+    /// The TLS acceptor configuration of each bind (in `conf.binds` order).
+    pub tls: Vec<Option<Arc<rustls::ServerConfig>>>,
+    /// The address each bind really listens on (port 0 resolved), same order.
+    pub bound: Vec<SocketAddr>,
     pub backend: Option<Arc<BackendRt>>,
     /// The backend of each `use_backend` rule, in order.
     pub routes: Vec<Option<Arc<BackendRt>>>,
@@ -58,18 +62,39 @@ pub struct BackendRt {
     pub conf: Backend,
     pub pool: Arc<Pool>,
     pub stats: Arc<crate::stats::BackendStats>,
+    /// How to reach each server over TLS (in `pool.servers` order); `None` = plain.
+    pub connectors: Vec<Option<crate::tls::Connector>>,
+}
+
+impl BackendRt {
+    /// The TLS connector of `server`, if it speaks TLS.
+    pub fn connector(&self, server: &Arc<Server>) -> Option<&crate::tls::Connector> {
+        if self.connectors.iter().all(Option::is_none) {
+            return None;
+        }
+        let i = self
+            .pool
+            .servers
+            .iter()
+            .position(|s| Arc::ptr_eq(s, server))?;
+        self.connectors.get(i)?.as_ref()
+    }
 }
 
 impl Snapshot {
     pub fn build(conf: Conf) -> Snapshot {
-        Snapshot::rebuild(conf, None).0
+        Snapshot::rebuild(conf, None, &HashMap::new()).0
     }
 
     /// Builds a snapshot; servers of `old` that keep their backend, name and
     /// address are reused (health, counters, in-flight) and reconfigured in
     /// place, and each backend keeps its round-robin position. Also returns
     /// how many frontends, backends and servers were added, removed or changed.
-    pub fn rebuild(conf: Conf, old: Option<&Snapshot>) -> (Snapshot, usize) {
+    pub fn rebuild(
+        conf: Conf,
+        old: Option<&Snapshot>,
+        bound: &HashMap<BindKey, SocketAddr>,
+    ) -> (Snapshot, usize) {
         let mut changes = 0;
         let mut backends: HashMap<String, Arc<BackendRt>> = HashMap::new();
         for b in &conf.backends {
@@ -126,10 +151,21 @@ impl Snapshot {
                 changes += 1;
             }
             let cursor = old_be.map(|ob| ob.pool.cursor());
+            let connectors = b
+                .servers
+                .iter()
+                .map(|sc| {
+                    let t = sc.opts.tls.as_ref()?;
+                    crate::tls::connector(t, &sc.host)
+                        .map_err(|e| tracing::error!("server {}/{}: {e}", b.name, sc.name))
+                        .ok()
+                })
+                .collect();
             let rt = BackendRt {
                 conf: b.clone(),
                 pool: Arc::new(Pool::new(servers, b, cursor)),
                 stats: crate::stats::backend(&b.name),
+                connectors,
             };
             backends.insert(b.name.clone(), Arc::new(rt));
         }
@@ -164,8 +200,24 @@ impl Snapshot {
                     .iter()
                     .map(|u| backends.get(&u.backend).cloned())
                     .collect();
+                let tls = f
+                    .binds
+                    .iter()
+                    .map(|b| {
+                        let t = b.tls.as_ref()?;
+                        crate::tls::server_config(t)
+                            .map_err(|e| tracing::error!("frontend {}: TLS: {e}", f.name))
+                            .ok()
+                    })
+                    .collect();
+                let real = bind_keys(f)
+                    .iter()
+                    .map(|k| *bound.get(k).unwrap_or(&k.1))
+                    .collect();
                 let rt = FrontendRt {
                     conf: f.clone(),
+                    tls,
+                    bound: real,
                     backend,
                     routes,
                     limits: HeadLimits {
@@ -306,11 +358,28 @@ pub struct Runtime {
     control: std::sync::Mutex<Control>,
 }
 
+/// A listener's identity across reloads: frontend, address as written, and its
+/// rank among binds of that frontend with the same written address (two
+/// `bind 127.0.0.1:0` lines are two listeners).
+type BindKey = (String, SocketAddr, usize);
+
+/// The key of each bind of `f`, in order.
+fn bind_keys(f: &Frontend) -> Vec<BindKey> {
+    f.binds
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let rank = f.binds[..i].iter().filter(|o| o.addr == b.addr).count();
+            (f.name.clone(), b.addr, rank)
+        })
+        .collect()
+}
+
 /// What only the control thread touches: listeners, limits, check tasks.
 #[derive(Default)]
 struct Control {
     /// (frontend name, address as written) -> its accept loops.
-    listeners: HashMap<(String, SocketAddr), ListenerGroup>,
+    listeners: HashMap<BindKey, ListenerGroup>,
     fe_limits: HashMap<String, (Arc<Semaphore>, usize)>,
     global_max: usize,
     /// Server identity -> its check loop.
@@ -319,12 +388,15 @@ struct Control {
 
 struct ListenerGroup {
     stop: watch::Sender<bool>,
+    /// The address really bound.
+    addr: SocketAddr,
 }
 
 impl Runtime {
     async fn serve_frontend(
         self: Arc<Self>,
         name: Arc<str>,
+        bind: (SocketAddr, usize),
         sock: TcpStream,
         peer: SocketAddr,
         _permits: Vec<OwnedSemaphorePermit>,
@@ -335,16 +407,51 @@ impl Runtime {
             return;
         };
         drop(snap);
+        // TLS with the certificates of the snapshot current at accept time.
+        let tls = fe
+            .conf
+            .binds
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.addr == bind.0)
+            .nth(bind.1)
+            .map(|(i, _)| i)
+            .and_then(|i| fe.tls.get(i).cloned().flatten());
+        let client = match tls {
+            None => crate::io::Io::Plain(sock),
+            Some(cfg) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+                let limit = fe.conf.http.timeout_handshake;
+                match tokio::time::timeout(limit, acceptor.accept(sock)).await {
+                    Ok(Ok(t)) => crate::io::Io::TlsIn(Box::new(t)),
+                    Ok(Err(e)) => {
+                        tracing::debug!("TLS handshake from {peer} failed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("TLS handshake from {peer} timed out");
+                        return;
+                    }
+                }
+            }
+        };
         match fe.conf.mode {
             Mode::Http => {
                 let src = crate::http::proxy::FrontendSource {
                     rt: self.clone(),
                     name,
                 };
-                crate::http::proxy::serve(sock, peer, fe, src).await;
+                crate::http::proxy::serve(client, peer, fe, src).await;
             }
             Mode::Tcp => {
                 let Some(be) = fe.backend.clone() else {
+                    return;
+                };
+                if client.is_tls() || be.connectors.iter().any(Option::is_some) {
+                    l4::serve_io(client, peer, &be, fe.conf.timeout_client, &fe.stats).await;
+                    return;
+                }
+                let crate::io::Io::Plain(sock) = client else {
                     return;
                 };
                 let policy = l4::ConnectPolicy {
@@ -375,11 +482,11 @@ impl Runtime {
         })?;
         let n = self.handles.len();
         // 1. Bind what is new; nothing changes if any bind fails.
-        let mut wanted: Vec<(String, SocketAddr)> = Vec::new();
+        let mut wanted: Vec<BindKey> = Vec::new();
         let mut fresh = Vec::new();
         for f in &conf.frontends {
-            for b in &f.binds {
-                let key = (f.name.clone(), b.addr);
+            for (i, b) in f.binds.iter().enumerate() {
+                let key = bind_keys(f)[i].clone();
                 if !ctl.listeners.contains_key(&key) {
                     let (addr, socks) = listener::bind_group(b.addr, n).map_err(io_err(
                         format!("{}:{}: cannot bind {}", conf.file, b.line, b.addr),
@@ -392,7 +499,15 @@ impl Runtime {
         // 2. Swap the snapshot.
         let old = self.snapshot.load_full();
         let first = ctl.listeners.is_empty() && ctl.checks.is_empty() && ctl.fe_limits.is_empty();
-        let (snap, changes) = Snapshot::rebuild(conf, (!first).then_some(&*old));
+        let mut bound: HashMap<BindKey, SocketAddr> = ctl
+            .listeners
+            .iter()
+            .map(|(k, g)| (k.clone(), g.addr))
+            .collect();
+        for (k, addr, _) in &fresh {
+            bound.insert(k.clone(), *addr);
+        }
+        let (snap, changes) = Snapshot::rebuild(conf, (!first).then_some(&*old), &bound);
         let snap = Arc::new(snap);
         self.snapshot.store(snap.clone());
         self.generation.fetch_add(1, Ordering::Release);
@@ -420,7 +535,7 @@ impl Runtime {
             }
             keep
         });
-        for ((name, conf_addr), addr, socks) in fresh {
+        for ((name, conf_addr, rank), addr, socks) in fresh {
             let (stop_tx, _) = watch::channel(false);
             let limit = ctl.fe_limits[&name].0.clone();
             let limits = Limits(vec![self.global_limit.clone(), limit]);
@@ -433,12 +548,20 @@ impl Runtime {
                     sock,
                     limits.clone(),
                     stops,
-                    move |s, peer, p| rt2.clone().serve_frontend(fe_name.clone(), s, peer, p),
+                    move |s, peer, p| {
+                        rt2.clone()
+                            .serve_frontend(fe_name.clone(), (conf_addr, rank), s, peer, p)
+                    },
                 ));
             }
             announce("frontend", &name, addr);
-            ctl.listeners
-                .insert((name, conf_addr), ListenerGroup { stop: stop_tx });
+            ctl.listeners.insert(
+                (name, conf_addr, rank),
+                ListenerGroup {
+                    stop: stop_tx,
+                    addr,
+                },
+            );
         }
         // 5. Health checks: keep loops whose server and settings are unchanged.
         let mut want: HashMap<usize, (Arc<Server>, CheckParams)> = HashMap::new();
@@ -602,6 +725,34 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
         });
         kvs.push((k.name.clone(), addr, socks, kv));
     }
+    let head_limits = HeadLimits {
+        max_bytes: conf.global.max_head_bytes,
+        max_headers: conf.global.max_headers,
+    };
+    let mut webs = Vec::new();
+    for w in &conf.webs {
+        let (addr, socks) = listener::bind_group(w.bind, n).map_err(io_err(format!(
+            "{}:{}: cannot bind {}",
+            conf.file, w.line_bind, w.bind
+        )))?;
+        let web = crate::web::Web::new(w, head_limits).map_err(|e| RunError::Io {
+            what: format!("{}:{}", conf.file, w.line_root),
+            err: std::io::Error::other(e.to_string()),
+        })?;
+        webs.push((w.name.clone(), addr, socks, Arc::new(web)));
+    }
+    let mut apps = Vec::new();
+    for a in &conf.apps {
+        let (addr, socks) = listener::bind_group(a.bind, n).map_err(io_err(format!(
+            "{}:{}: cannot bind {}",
+            conf.file, a.line_bind, a.bind
+        )))?;
+        let app = crate::app::App::new(&crate::conf::app::AppConf {
+            bind: addr,
+            ..a.clone()
+        });
+        apps.push((a.name.clone(), addr, socks, Arc::new(app)));
+    }
 
     let kv_handles: Vec<_> = kvs.iter().map(|k| k.3.clone()).collect();
     for (name, addr, socks, kv) in kvs {
@@ -624,6 +775,48 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
             ));
         }
         announce("kv", &name, addr);
+    }
+    for (name, addr, socks, web) in webs {
+        let limits = Limits(vec![rt.global_limit.clone()]);
+        for (sock, h) in socks.into_iter().zip(&workers.handles) {
+            let web = web.clone();
+            let tracker = rt.tracker.clone();
+            h.spawn(listener::accept_loop(
+                sock,
+                limits.clone(),
+                [rt.stop.subscribe(), rt.stop.subscribe()],
+                move |s, peer, permits| {
+                    let web = web.clone();
+                    let open = tracker.track();
+                    async move {
+                        let _held = (permits, open);
+                        crate::web::server::serve(s, peer, web).await
+                    }
+                },
+            ));
+        }
+        announce("web", &name, addr);
+    }
+    for (name, addr, socks, app) in apps {
+        let limits = Limits(vec![rt.global_limit.clone()]);
+        for (sock, h) in socks.into_iter().zip(&workers.handles) {
+            let app = app.clone();
+            let tracker = rt.tracker.clone();
+            h.spawn(listener::accept_loop(
+                sock,
+                limits.clone(),
+                [rt.stop.subscribe(), rt.stop.subscribe()],
+                move |s, peer, permits| {
+                    let app = app.clone();
+                    let open = tracker.track();
+                    async move {
+                        let _held = (permits, open);
+                        crate::app::server::serve(s, peer, app, head_limits).await
+                    }
+                },
+            ));
+        }
+        announce("app", &name, addr);
     }
     if let Some(addr) = conf.global.admin {
         let admin =

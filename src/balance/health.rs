@@ -8,7 +8,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{Admin, Health, Server};
+use crate::conf::tls::ServerTls;
 use crate::conf::{Backend, HttpCheck, ServerConf};
+use crate::io::Io;
 
 /// Everything one server's check loop needs; a reload that changes it restarts the loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +20,8 @@ pub struct CheckParams {
     pub downinter: Duration,
     pub timeout: Duration,
     pub http: Option<HttpCheck>,
+    /// `check-ssl`: checks speak TLS (settings of `ssl`, and the host for SNI).
+    pub tls: Option<(ServerTls, String)>,
 }
 
 impl CheckParams {
@@ -29,6 +33,11 @@ impl CheckParams {
             downinter: o.downinter.unwrap_or(o.inter),
             timeout: b.timeout_check.unwrap_or(o.inter),
             http: b.httpchk.clone(),
+            tls: if o.check_ssl {
+                o.tls.clone().map(|t| (t, s.host.clone()))
+            } else {
+                None
+            },
         }
     }
 }
@@ -54,12 +63,19 @@ pub async fn run(server: Arc<Server>, p: CheckParams) {
 /// One check. `Err` carries the reason shown in the transition log.
 pub async fn check_once(server: &Server, p: &CheckParams) -> Result<(), String> {
     let fut = async {
-        let mut s = match TcpStream::connect(server.addr).await {
+        let tcp = match TcpStream::connect(server.addr).await {
             Ok(s) => s,
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 return Err("connect refused".to_string())
             }
             Err(e) => return Err(format!("connect failed: {e}")),
+        };
+        let mut s = match &p.tls {
+            None => Io::Plain(tcp),
+            Some((t, host)) => {
+                let c = crate::tls::connector(t, host)?;
+                crate::l4::tls_handshake(&c, tcp, p.timeout).await?
+            }
         };
         let Some(h) = &p.http else {
             return Ok(());
@@ -71,6 +87,7 @@ pub async fn check_once(server: &Server, p: &CheckParams) -> Result<(), String> 
         s.write_all(req.as_bytes())
             .await
             .map_err(|e| format!("send failed: {e}"))?;
+        s.flush().await.map_err(|e| format!("send failed: {e}"))?;
         // The status line is all we need.
         let mut buf = [0u8; 64];
         let mut n = 0;

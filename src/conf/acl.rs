@@ -138,10 +138,17 @@ pub fn parse_cond(args: &[String]) -> Result<Cond, String> {
     Ok(Cond { unless, any })
 }
 
+/// Condition names that need no `acl` line: `ssl_fc` (the client connection is TLS).
+pub const BUILTIN: &[&str] = &["ssl_fc"];
+
 /// What an ACL can ask of a request.
 pub trait Request {
     fn path(&self) -> &[u8];
     fn header(&self, name: &str) -> Option<&[u8]>;
+    /// The client connection is TLS (`ssl_fc`).
+    fn ssl(&self) -> bool {
+        false
+    }
 }
 
 impl Acl {
@@ -192,6 +199,9 @@ impl Cond {
     /// Evaluates against the acls of the section (all lines of a name OR'ed).
     pub fn eval(&self, acls: &[Acl], req: &impl Request) -> bool {
         let named = |name: &str| {
+            if name == "ssl_fc" && !acls.iter().any(|a| a.name == name) {
+                return req.ssl();
+            }
             acls.iter()
                 .filter(|a| a.name == name)
                 .any(|a| a.matches(req))
@@ -261,6 +271,25 @@ mod tests {
         let c = parse_cond(&words("unless a")).unwrap();
         assert!(c.eval(&acls, &R("/x", None)));
         assert_eq!(c.names().collect::<Vec<_>>(), ["a"]);
+    }
+
+    #[test]
+    fn ssl_fc_is_builtin() {
+        struct T(bool);
+        impl Request for T {
+            fn path(&self) -> &[u8] {
+                b"/"
+            }
+            fn header(&self, _: &str) -> Option<&[u8]> {
+                None
+            }
+            fn ssl(&self) -> bool {
+                self.0
+            }
+        }
+        let c = parse_cond(&words("unless ssl_fc")).unwrap();
+        assert!(c.eval(&[], &T(false)));
+        assert!(!c.eval(&[], &T(true)));
     }
 
     #[test]

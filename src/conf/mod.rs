@@ -1,9 +1,12 @@
 //! The conf language: `parse` turns text into sections, `model` into a typed `Conf`.
 
 pub mod acl;
+pub mod app;
 pub mod kv;
 pub mod model;
 pub mod parse;
+pub mod tls;
+pub mod web;
 
 pub use model::*;
 pub use parse::ConfError;

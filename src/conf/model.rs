@@ -5,8 +5,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::acl::{self, Acl, Cond};
+use super::app::{self, AppConf};
 use super::kv::{self, KvConf};
 use super::parse::{self, did_you_mean, ConfError, Directive, Section};
+use super::tls::{self, BindTls, ServerTls};
+use super::web::{self, WebConf};
 
 /// Everything one conf file describes.
 #[derive(Debug, Clone)]
@@ -16,6 +19,8 @@ pub struct Conf {
     pub frontends: Vec<Frontend>,
     pub backends: Vec<Backend>,
     pub kvs: Vec<KvConf>,
+    pub webs: Vec<WebConf>,
+    pub apps: Vec<AppConf>,
     pub warnings: Vec<ConfError>,
 }
 
@@ -88,6 +93,8 @@ pub struct HttpCheck {
 pub struct Bind {
     pub line: usize,
     pub addr: SocketAddr,
+    /// `ssl crt ...` / `ssl self-signed ...`: TLS is terminated here.
+    pub tls: Option<BindTls>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -116,6 +123,22 @@ pub struct FrontendHttp {
     pub max_body: Option<u64>,
     pub acls: Vec<Acl>,
     pub use_backends: Vec<UseBackend>,
+    /// `http-request` rules, in order.
+    pub rules: Vec<HttpRule>,
+    /// Time allowed for a TLS handshake.
+    pub timeout_handshake: Duration,
+}
+
+/// One `http-request` line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HttpRule {
+    /// `http-request redirect scheme SCHEME [code N] [if|unless COND]`.
+    RedirectScheme {
+        line: usize,
+        scheme: String,
+        code: u16,
+        cond: Option<Cond>,
+    },
 }
 
 /// `use_backend NAME if|unless COND`.
@@ -167,6 +190,8 @@ pub struct ServerConf {
     pub name: String,
     pub line: usize,
     pub addr: SocketAddr,
+    /// The host as written (for TLS SNI).
+    pub host: String,
     pub opts: ServerOpts,
 }
 
@@ -193,6 +218,10 @@ pub struct ServerOpts {
     pub fall: u32,
     /// Passive checks: 0 off, 4 `observe layer4`, 7 `observe layer7`.
     pub observe: u8,
+    /// TLS to the server (`ssl`).
+    pub tls: Option<ServerTls>,
+    /// Health checks over TLS (`check-ssl`).
+    pub check_ssl: bool,
 }
 
 impl Default for ServerOpts {
@@ -210,6 +239,8 @@ impl Default for ServerOpts {
             rise: DEFAULT_RISE,
             fall: DEFAULT_FALL,
             observe: 0,
+            tls: None,
+            check_ssl: false,
         }
     }
 }
@@ -228,7 +259,9 @@ pub const DEFAULT_INTER: Duration = Duration::from_secs(2);
 pub const DEFAULT_RISE: u32 = 2;
 pub const DEFAULT_FALL: u32 = 3;
 
-const SECTIONS: &[&str] = &["global", "defaults", "frontend", "backend", "listen", "kv"];
+const SECTIONS: &[&str] = &[
+    "global", "defaults", "frontend", "backend", "listen", "kv", "web", "app",
+];
 
 /// HAProxy keywords that have no meaning for lb: accepted with a warning.
 const IGNORED: &[&str] = &[
@@ -291,6 +324,7 @@ const PROXY_KEYWORDS: &[(&str, u8)] = &[
     ("use_backend", F | L),
     ("max-body-size", D | F | L),
     ("http-check", D | B | L),
+    ("http-request", F | L),
 ];
 
 /// `option` names: (name, where allowed, effect).
@@ -348,6 +382,8 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfError> {
             frontends: Vec::new(),
             backends: Vec::new(),
             kvs: Vec::new(),
+            webs: Vec::new(),
+            apps: Vec::new(),
             warnings: Vec::new(),
         },
         defaults: Draft::builtin(),
@@ -393,6 +429,8 @@ struct Draft {
     max_body: Option<u64>,
     acls: Vec<Acl>,
     use_backends: Vec<UseBackend>,
+    rules: Vec<HttpRule>,
+    timeout_handshake: Option<Duration>,
     allbackups: bool,
     httpchk: Option<HttpCheck>,
     expect_status: Option<u16>,
@@ -421,6 +459,8 @@ impl Draft {
             max_body: None,
             acls: Vec::new(),
             use_backends: Vec::new(),
+            rules: Vec::new(),
+            timeout_handshake: None,
             allbackups: false,
             httpchk: None,
             expect_status: None,
@@ -455,7 +495,10 @@ impl Builder {
 
     fn section(&mut self, s: &Section) -> Result<(), ConfError> {
         let kind = s.kind.as_str();
-        let name_required = matches!(kind, "frontend" | "backend" | "listen" | "kv");
+        let name_required = matches!(
+            kind,
+            "frontend" | "backend" | "listen" | "kv" | "web" | "app"
+        );
         match kind {
             "global" | "defaults" => {
                 if !s.args.is_empty() && kind == "global" {
@@ -509,6 +552,47 @@ impl Builder {
                     self.conf.kvs.iter().map(|x| x.name.as_str()),
                 )?;
                 self.conf.kvs.push(k);
+                Ok(())
+            }
+            "web" => {
+                let mut w = WebConf::new(s.args[0].clone(), s.line);
+                // Relative roots are resolved against the conf file's directory.
+                let base = std::path::Path::new(&self.file)
+                    .parent()
+                    .unwrap_or(std::path::Path::new(""))
+                    .to_path_buf();
+                for d in &s.directives {
+                    if self.ignored_or_unsupported(d)? {
+                        continue;
+                    }
+                    web::directive(&mut w, d, &base).map_err(|m| self.err(d.line, m))?;
+                }
+                web::finish(&w).map_err(|m| self.err(s.line, m))?;
+                self.check_dup(
+                    s.line,
+                    "web",
+                    &w.name,
+                    self.conf.webs.iter().map(|x| x.name.as_str()),
+                )?;
+                self.conf.webs.push(w);
+                Ok(())
+            }
+            "app" => {
+                let mut a = AppConf::new(s.args[0].clone(), s.line);
+                for d in &s.directives {
+                    if self.ignored_or_unsupported(d)? {
+                        continue;
+                    }
+                    app::directive(&mut a, d).map_err(|m| self.err(d.line, m))?;
+                }
+                app::finish(&a).map_err(|m| self.err(s.line, m))?;
+                self.check_dup(
+                    s.line,
+                    "app",
+                    &a.name,
+                    self.conf.apps.iter().map(|x| x.name.as_str()),
+                )?;
+                self.conf.apps.push(a);
                 Ok(())
             }
             _ => unreachable!("section kinds are checked above"),
@@ -687,6 +771,10 @@ impl Builder {
                     max_body: d.max_body,
                     acls: d.acls.clone(),
                     use_backends: d.use_backends.clone(),
+                    rules: d.rules.clone(),
+                    timeout_handshake: d
+                        .timeout_handshake
+                        .unwrap_or(DEFAULT_TIMEOUT_HTTP_REQUEST.min(d.timeout_client)),
                 },
             });
             self.check_acls(&name, &d)?;
@@ -725,16 +813,28 @@ impl Builder {
         Ok(())
     }
 
-    /// Every acl a condition names must be defined in the same section.
+    /// Every acl a condition names must be defined in the same section (or be
+    /// a built-in fetch such as `ssl_fc`).
     fn check_acls(&self, section: &str, d: &Draft) -> Result<(), ConfError> {
-        for u in &d.use_backends {
-            for n in u.cond.names() {
-                if !d.acls.iter().any(|a| a.name == n) {
-                    let names: Vec<&str> = d.acls.iter().map(|a| a.name.as_str()).collect();
+        let conds = d
+            .use_backends
+            .iter()
+            .map(|u| (u.line, "use_backend", Some(&u.cond)))
+            .chain(d.rules.iter().map(|r| match r {
+                HttpRule::RedirectScheme { line, cond, .. } => {
+                    (*line, "http-request", cond.as_ref())
+                }
+            }));
+        for (line, kw, cond) in conds {
+            let Some(cond) = cond else { continue };
+            for n in cond.names() {
+                if !d.acls.iter().any(|a| a.name == n) && !acl::BUILTIN.contains(&n) {
+                    let mut names: Vec<&str> = d.acls.iter().map(|a| a.name.as_str()).collect();
+                    names.extend(acl::BUILTIN);
                     return Err(self.err(
-                        u.line,
+                        line,
                         format!(
-                            "'use_backend': acl '{n}' is not defined in '{section}'{}",
+                            "'{kw}': acl '{n}' is not defined in '{section}'{}",
                             did_you_mean(n, &names)
                         ),
                     ));
@@ -788,11 +888,13 @@ impl Builder {
                 if a.len() < 2 {
                     return Err(e("missing address".into()));
                 }
-                if a.len() > 2 {
-                    return Err(e(format!("unknown bind option '{}'", a[2])));
-                }
                 let addr = parse::bind_addr(&a[1]).map_err(e)?;
-                p.binds.push(Bind { line: d.line, addr });
+                let tls = bind_options(&a[2..]).map_err(e)?;
+                p.binds.push(Bind {
+                    line: d.line,
+                    addr,
+                    tls,
+                });
             }
             "mode" => {
                 p.mode = match one_arg(a).map_err(e)? {
@@ -827,8 +929,23 @@ impl Builder {
                     return Err(e(format!("duplicate server name '{name}'")));
                 }
                 let addr = parse::peer_addr(&a[2]).map_err(e)?;
+                let host = a[2].rsplit_once(':').map_or(a[2].as_str(), |(h, _)| h);
+                let host = host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string();
                 let mut opts = p.server_opts.clone();
                 server_options(&a[3..], &mut opts).map_err(e)?;
+                if let Some(t) = &opts.tls {
+                    if t.verify && t.ca.is_empty() {
+                        return Err(e(
+                            "'verify required' needs 'ca-file PATH' (or say 'verify none')".into(),
+                        ));
+                    }
+                }
+                if opts.check_ssl && opts.tls.is_none() {
+                    return Err(e("'check-ssl' needs 'ssl'".into()));
+                }
                 if opts.observe > 0 && !opts.check {
                     return Err(e(
                         "'observe' needs 'check' (checks bring the server back up)".into(),
@@ -838,6 +955,7 @@ impl Builder {
                     name,
                     line: d.line,
                     addr,
+                    host,
                     opts,
                 });
             }
@@ -854,6 +972,7 @@ impl Builder {
                     "http-request" => (p.timeout_http_request.insert(t), D | F | L),
                     "http-keep-alive" => (p.timeout_keep_alive.insert(t), D | F | L),
                     "check" => (p.timeout_check.insert(t), D | B | L),
+                    "handshake" => (p.timeout_handshake.insert(t), D | F | L),
                     w => {
                         return Err(e(format!(
                             "unknown timeout '{w}'{}",
@@ -865,7 +984,8 @@ impl Builder {
                                     "server",
                                     "http-request",
                                     "http-keep-alive",
-                                    "check"
+                                    "check",
+                                    "handshake"
                                 ]
                             )
                         )))
@@ -952,6 +1072,10 @@ impl Builder {
                     cond,
                 });
             }
+            "http-request" => {
+                let rule = http_rule(a, d.line).map_err(e)?;
+                p.rules.push(rule);
+            }
             "http-check" => {
                 match a.get(1..).unwrap_or(&[]) {
                     [x, st, code] if x == "expect" && st == "status" => {
@@ -1033,7 +1157,9 @@ impl Builder {
             .frontends
             .iter()
             .flat_map(|f| f.binds.iter().map(|b| (b.line, b.addr)))
-            .chain(self.conf.kvs.iter().map(|k| (k.line_bind, k.bind)));
+            .chain(self.conf.kvs.iter().map(|k| (k.line_bind, k.bind)))
+            .chain(self.conf.webs.iter().map(|w| (w.line_bind, w.bind)))
+            .chain(self.conf.apps.iter().map(|a| (a.line_bind, a.bind)));
         for (line, addr) in binds {
             if addr.port() != 0 && !seen.insert(addr) {
                 return Err(self.err(
@@ -1044,6 +1170,111 @@ impl Builder {
         }
         Ok(())
     }
+}
+
+/// `bind ADDR` options: `ssl`, `crt PATH` (repeatable), `self-signed NAME...`,
+/// `strict-sni`, `alpn LIST`.
+fn bind_options(args: &[String]) -> Result<Option<BindTls>, String> {
+    const OPTS: &[&str] = &["ssl", "crt", "self-signed", "strict-sni", "alpn"];
+    let mut ssl = false;
+    let mut certs = Vec::new();
+    let mut strict_sni = false;
+    let mut alpn: Option<Vec<Vec<u8>>> = None;
+    let mut i = 0;
+    while i < args.len() {
+        let o = args[i].as_str();
+        i += 1;
+        match o {
+            "ssl" => ssl = true,
+            "strict-sni" => strict_sni = true,
+            "crt" => {
+                let p = args.get(i).ok_or("'crt' needs a path")?;
+                i += 1;
+                certs.extend(tls::load_crt(p)?);
+            }
+            "alpn" => {
+                let v = args.get(i).ok_or("'alpn' needs a list such as http/1.1")?;
+                i += 1;
+                alpn = Some(v.split(',').map(|p| p.as_bytes().to_vec()).collect());
+            }
+            "self-signed" => {
+                let start = i;
+                while i < args.len() && !OPTS.contains(&args[i].as_str()) {
+                    i += 1;
+                }
+                if start == i {
+                    return Err("'self-signed' needs at least one name".into());
+                }
+                certs.push(tls::self_signed(&args[start..i])?);
+            }
+            x => {
+                return Err(format!(
+                    "unknown bind option '{x}'{}",
+                    did_you_mean(x, OPTS)
+                ))
+            }
+        }
+    }
+    if !ssl {
+        if !certs.is_empty() || strict_sni || alpn.is_some() {
+            return Err("'crt', 'self-signed', 'strict-sni' and 'alpn' need 'ssl'".into());
+        }
+        return Ok(None);
+    }
+    if certs.is_empty() {
+        return Err("'ssl' needs 'crt PATH' or 'self-signed NAME...'".into());
+    }
+    Ok(Some(BindTls {
+        certs,
+        strict_sni,
+        alpn: alpn.unwrap_or_else(|| vec![b"http/1.1".to_vec()]),
+    }))
+}
+
+/// `http-request redirect scheme SCHEME [code N] [if|unless COND]`.
+fn http_rule(a: &[String], line: usize) -> Result<HttpRule, String> {
+    let usage =
+        "expected 'http-request redirect scheme https [code 301|302|303|307|308] [if|unless COND]'";
+    match a.get(1).map(String::as_str) {
+        Some("redirect") => {}
+        Some(other) => {
+            return Err(format!(
+                "'http-request {other}' is not implemented (lb has 'http-request redirect scheme')"
+            ))
+        }
+        None => return Err(usage.into()),
+    }
+    if a.get(2).map(String::as_str) != Some("scheme") {
+        return Err(format!("{usage} (only 'redirect scheme' is implemented)"));
+    }
+    let scheme = a.get(3).ok_or(usage)?.to_ascii_lowercase();
+    if scheme != "https" && scheme != "http" {
+        return Err(format!("unknown scheme '{scheme}' (http or https)"));
+    }
+    let mut code = 302;
+    let mut i = 4;
+    if a.get(i).map(String::as_str) == Some("code") {
+        let c = a.get(i + 1).ok_or("'code' needs a value")?;
+        code = match c.parse::<u16>() {
+            Ok(n @ (301 | 302 | 303 | 307 | 308)) => n,
+            _ => {
+                return Err(format!(
+                    "invalid redirect code '{c}' (301, 302, 303, 307 or 308)"
+                ))
+            }
+        };
+        i += 2;
+    }
+    let cond = match a.get(i) {
+        None => None,
+        Some(_) => Some(acl::parse_cond(&a[i..])?),
+    };
+    Ok(HttpRule::RedirectScheme {
+        line,
+        scheme,
+        code,
+        cond,
+    })
 }
 
 fn one_arg(a: &[String]) -> Result<&str, String> {
@@ -1063,6 +1294,11 @@ fn two_args(a: &[String]) -> Result<(&str, &str), String> {
 }
 
 const SERVER_OPTIONS: &[&str] = &[
+    "ssl",
+    "verify",
+    "ca-file",
+    "sni",
+    "check-ssl",
     "check",
     "inter",
     "fastinter",
@@ -1091,6 +1327,35 @@ fn server_options(args: &[String], o: &mut ServerOpts) -> Result<(), String> {
             "enabled" => o.disabled = false,
             "check" => o.check = true,
             "no-check" => o.check = false,
+            "check-ssl" => o.check_ssl = true,
+            "ssl" => {
+                o.tls.get_or_insert(ServerTls {
+                    verify: true,
+                    ca: Vec::new(),
+                    sni: None,
+                });
+            }
+            "verify" | "ca-file" | "sni" => {
+                let v = it.next().ok_or(format!("'{opt}' needs a value"))?;
+                let t = o.tls.get_or_insert(ServerTls {
+                    verify: true,
+                    ca: Vec::new(),
+                    sni: None,
+                });
+                match opt.as_str() {
+                    "verify" => {
+                        t.verify = match v.as_str() {
+                            "none" => false,
+                            "required" => true,
+                            x => {
+                                return Err(format!("unknown verify mode '{x}' (none or required)"))
+                            }
+                        }
+                    }
+                    "ca-file" => t.ca = tls::load_ca(v)?,
+                    _ => t.sni = Some(v.clone()),
+                }
+            }
             "inter" | "fastinter" | "downinter" => {
                 let v = it.next().ok_or(format!("'{opt}' needs a value"))?;
                 let d = parse::duration(v)?;
@@ -1486,10 +1751,110 @@ mod tests {
     }
 
     #[test]
+    fn tls_settings() {
+        let c = ok("frontend f\n    mode http\n    bind 127.0.0.1:0 ssl self-signed www.foobar.com localhost strict-sni alpn h2,http/1.1\n    bind 127.0.0.1:0\n    timeout handshake 3s\n    http-request redirect scheme https code 308 unless ssl_fc\n    default_backend b\nbackend b\n    mode http\n    server s localhost:443 ssl verify none sni api.example.com check check-ssl\n");
+        let t = c.frontends[0].binds[0].tls.as_ref().unwrap();
+        assert_eq!(t.certs[0].names, ["www.foobar.com", "localhost"]);
+        assert!(t.strict_sni);
+        assert_eq!(t.alpn, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert!(c.frontends[0].binds[1].tls.is_none());
+        assert_eq!(
+            c.frontends[0].http.timeout_handshake,
+            Duration::from_secs(3)
+        );
+        assert!(matches!(
+            c.frontends[0].http.rules[0],
+            HttpRule::RedirectScheme { code: 308, .. }
+        ));
+        let s = &c.backends[0].servers[0];
+        assert_eq!(s.host, "localhost");
+        let st = s.opts.tls.as_ref().unwrap();
+        assert!(!st.verify);
+        assert_eq!(st.sni.as_deref(), Some("api.example.com"));
+        assert!(s.opts.check_ssl);
+    }
+
+    #[test]
+    fn tls_errors() {
+        assert!(
+            bad("frontend f\n    bind 127.0.0.1:0 crt /x.pem\n").contains("'crt' needs a path")
+                || bad("frontend f\n    bind 127.0.0.1:0 crt /x.pem\n").contains("cannot read crt")
+        );
+        assert!(bad("frontend f\n    bind 127.0.0.1:0 strict-sni\n").contains("need 'ssl'"));
+        assert!(bad("frontend f\n    bind 127.0.0.1:0 ssl\n").contains("'ssl' needs 'crt PATH'"));
+        assert!(bad("frontend f\n    bind 127.0.0.1:0 ssl self-signed\n")
+            .contains("needs at least one name"));
+        assert!(
+            bad("frontend f\n    bind 127.0.0.1:0 ssl crt /nonexistent.pem\n")
+                .starts_with("t.conf:2: 'bind': cannot read crt")
+        );
+        assert!(bad("frontend f\n    bind 127.0.0.1:0 sssl\n").contains("did you mean 'ssl'"));
+        assert!(bad("backend b\n    server s 127.0.0.1:1 ssl\n")
+            .contains("'verify required' needs 'ca-file PATH'"));
+        assert!(
+            bad("backend b\n    server s 127.0.0.1:1 ssl verify maybe\n")
+                .contains("unknown verify mode")
+        );
+        assert!(bad("backend b\n    server s 127.0.0.1:1 check-ssl\n")
+            .contains("'check-ssl' needs 'ssl'"));
+        assert!(
+            bad("backend b\n    server s 127.0.0.1:1 ssl ca-file /nonexistent\n")
+                .contains("cannot read ca-file")
+        );
+        assert!(
+            bad("frontend f\n    bind 127.0.0.1:0\n    http-request redirect scheme ftp\n")
+                .contains("unknown scheme 'ftp'")
+        );
+        assert!(bad(
+            "frontend f\n    bind 127.0.0.1:0\n    http-request redirect scheme https code 200\n"
+        )
+        .contains("invalid redirect code"));
+        assert!(
+            bad("frontend f\n    bind 127.0.0.1:0\n    http-request deny\n")
+                .contains("not implemented")
+        );
+        assert!(bad(
+            "frontend f\n    bind 127.0.0.1:0\n    http-request redirect scheme https if ssl_cf\n"
+        )
+        .contains("did you mean 'ssl_fc'"));
+    }
+
+    #[test]
     fn lexer_errors_carry_line() {
         assert_eq!(
             bad("global\n    nbthread \"2\n"),
             "t.conf:2: unterminated double quote"
         );
+    }
+
+    #[test]
+    fn web_and_app_sections() {
+        let c = ok("web w\n    bind 127.0.0.1:0\n    root www\n    app /api/ 127.0.0.1:9001\napp a\n    bind 127.0.0.1:0\n    kv-primary 127.0.0.1:6379\n");
+        assert_eq!(c.webs[0].name, "w");
+        // Relative to the conf file's directory ("t.conf" has none).
+        assert_eq!(c.webs[0].root, std::path::Path::new("www"));
+        assert_eq!(
+            c.apps[0].kv_primary,
+            "127.0.0.1:6379".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            bad("web w\n    bind 127.0.0.1:0\n    root www\nweb w\n    bind 127.0.0.1:0\n    root www\n"),
+            "t.conf:4: duplicate web name 'w'"
+        );
+        assert_eq!(
+            bad("app a\n    bind 127.0.0.1:0\n"),
+            "t.conf:1: app 'a' has no 'kv-primary' line"
+        );
+        assert_eq!(
+            bad("web w\n    bind 127.0.0.1:8000\n    root www\napp a\n    bind 127.0.0.1:8000\n    kv-primary 127.0.0.1:1\n"),
+            "t.conf:5: address 127.0.0.1:8000 is already bound by another listener"
+        );
+        assert!(bad("webb w\n").contains("did you mean 'web'"));
+        let c = parse_conf(
+            "/etc/lb/lb.conf",
+            "web w\n    bind 127.0.0.1:0\n    root www\n",
+        )
+        .unwrap();
+        assert_eq!(c.webs[0].root, std::path::Path::new("/etc/lb/www"));
     }
 }

@@ -5,9 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::io::Io;
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::Interest;
-use tokio::net::TcpStream;
 
 use super::body::{write_chunk_header, Chunk, ChunkedDecoder, LAST_CHUNK};
 use super::head::{self, BodyKind, HeadLimits, RequestHead, ResponseHead, TargetForm};
@@ -15,7 +14,7 @@ use super::{reply, upstream};
 use crate::balance::InFlight;
 use crate::balance::{PickCtx, Server};
 use crate::conf::acl;
-use crate::conf::Reuse;
+use crate::conf::{HttpRule, Reuse};
 use crate::runtime::{BackendRt, FrontendRt, Runtime};
 use std::sync::atomic::Ordering;
 
@@ -72,12 +71,7 @@ pub struct FrontendSource {
 /// Serves one client connection until it closes, times out or breaks the protocol.
 /// Each request uses the configuration current when it starts: after a reload
 /// the frontend is looked up again (the connection closes if it was removed).
-pub async fn serve(
-    mut client: TcpStream,
-    peer: SocketAddr,
-    fe: Arc<FrontendRt>,
-    src: FrontendSource,
-) {
+pub async fn serve(mut client: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: FrontendSource) {
     let _session = fe.stats.open();
     let mut fe = fe;
     let mut generation = src.rt.generation.load(Ordering::Acquire);
@@ -98,13 +92,13 @@ pub async fn serve(
             fe: &fe,
             peer,
             limits: fe.limits,
-            proto: "http",
+            proto: if client.is_tls() { "https" } else { "http" },
         };
         let req = match read_request(&mut client, &mut rbuf, &conn, first).await {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(status) => {
-                let _ = write_all(&client, &reply::error(status), fe.conf.timeout_client).await;
+                let _ = write_all(&mut client, &reply::error(status), fe.conf.timeout_client).await;
                 return;
             }
         };
@@ -112,7 +106,7 @@ pub async fn serve(
             Ok(Next::KeepAlive) => first = false,
             Ok(Next::Close) => return,
             Err(Fail::Status(s)) => {
-                let _ = write_all(&client, &reply::error(s), fe.conf.timeout_client).await;
+                let _ = write_all(&mut client, &reply::error(s), fe.conf.timeout_client).await;
                 return;
             }
             Err(Fail::Close) => return,
@@ -127,7 +121,7 @@ pub async fn serve(
 /// carry another request. `rbuf` holds bytes read after the head; `ubuf` is a
 /// scratch buffer the caller keeps for the connection's life.
 pub async fn forward(
-    client: &mut TcpStream,
+    client: &mut Io,
     rbuf: &mut BytesMut,
     ubuf: &mut BytesMut,
     req: RequestHead,
@@ -139,7 +133,7 @@ pub async fn forward(
         fe,
         peer,
         limits: fe.limits,
-        proto: "http",
+        proto: if client.is_tls() { "https" } else { "http" },
     };
     match exchange(client, rbuf, ubuf, req, &conn, first).await {
         Ok(Next::KeepAlive) => true,
@@ -154,7 +148,7 @@ pub async fn forward(
 /// Reads one request head. `Ok(None)`: the client closed or went idle between
 /// requests (close silently); `Err(status)`: answer with it and close.
 async fn read_request(
-    client: &mut TcpStream,
+    client: &mut Io,
     rbuf: &mut BytesMut,
     conn: &Conn<'_>,
     first: bool,
@@ -192,7 +186,25 @@ async fn read_request(
     }
 }
 
-fn pick_backend<'a>(fe: &'a FrontendRt, req: &RequestHead) -> Option<&'a Arc<BackendRt>> {
+/// A request as conditions see it: the head plus facts about its connection.
+struct ReqView<'a> {
+    head: &'a RequestHead,
+    tls: bool,
+}
+
+impl acl::Request for ReqView<'_> {
+    fn path(&self) -> &[u8] {
+        self.head.path()
+    }
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.head.header(name)
+    }
+    fn ssl(&self) -> bool {
+        self.tls
+    }
+}
+
+fn pick_backend<'a>(fe: &'a FrontendRt, req: &ReqView<'_>) -> Option<&'a Arc<BackendRt>> {
     for (u, be) in fe.conf.http.use_backends.iter().zip(&fe.routes) {
         if u.cond.eval(&fe.conf.http.acls, req) {
             return be.as_ref();
@@ -203,7 +215,7 @@ fn pick_backend<'a>(fe: &'a FrontendRt, req: &RequestHead) -> Option<&'a Arc<Bac
 
 /// One request/response exchange, counted in metrics and the access log.
 async fn exchange(
-    client: &mut TcpStream,
+    client: &mut Io,
     rbuf: &mut BytesMut,
     ubuf: &mut BytesMut,
     req: RequestHead,
@@ -303,7 +315,7 @@ impl Tally {
 
 #[allow(clippy::too_many_arguments)]
 async fn exchange_inner(
-    client: &mut TcpStream,
+    client: &mut Io,
     rbuf: &mut BytesMut,
     ubuf: &mut BytesMut,
     req: RequestHead,
@@ -320,7 +332,32 @@ async fn exchange_inner(
             return Err(Fail::Status(413));
         }
     }
-    let Some(be) = pick_backend(fe, &req) else {
+    let view = ReqView {
+        head: &req,
+        tls: conn.proto == "https",
+    };
+    for rule in &fe.conf.http.rules {
+        match rule {
+            HttpRule::RedirectScheme {
+                scheme, code, cond, ..
+            } => {
+                if cond
+                    .as_ref()
+                    .is_none_or(|c| c.eval(&fe.conf.http.acls, &view))
+                {
+                    let head = redirect(fe, &req, scheme, *code);
+                    write_all(client, &head, fe.conf.timeout_client).await?;
+                    // The request body (if any) was not read: close unless there is none.
+                    return Ok(if req.body == BodyKind::None && req.keep_alive {
+                        Next::KeepAlive
+                    } else {
+                        Next::Close
+                    });
+                }
+            }
+        }
+    }
+    let Some(be) = pick_backend(fe, &view) else {
         return Err(Fail::Status(503));
     };
     t.backend = Some(be.stats.clone());
@@ -358,18 +395,18 @@ async fn exchange_inner(
     let mut attempts = 0u32;
     let mut reuse_ok = may_reuse;
     let mut body_cut = false;
-    let (up, resp) = loop {
+    let (mut up, resp) = loop {
         ubuf.clear();
         let ctx = PickCtx {
             client: Some(conn.peer.ip()),
             tried: &tried,
             redispatch: bc.redispatch,
         };
-        let (up, reused) = match connect(be, &ctx, reuse_ok, retry_dead_reuse, &mut attempts).await
-        {
-            Some(x) => x,
-            None => return Err(Fail::Status(503)),
-        };
+        let (mut up, reused) =
+            match connect(be, &ctx, reuse_ok, retry_dead_reuse, &mut attempts).await {
+                Some(x) => x,
+                None => return Err(Fail::Status(503)),
+            };
         t.connected(&up.server.0, reused);
         // Send the head, with the buffered start of the body in the same write.
         let mut first_write = BytesMut::with_capacity(out_head.len() + 1024);
@@ -377,7 +414,7 @@ async fn exchange_inner(
         if let Some(n) = replayable_body {
             first_write.put_slice(&rbuf[..n]);
         }
-        if write_all(&up.sock, &first_write, bc.timeout_server)
+        if write_all(&mut up.sock, &first_write, bc.timeout_server)
             .await
             .is_err()
         {
@@ -405,29 +442,27 @@ async fn exchange_inner(
                 // early 413 or 401, or a server that answers at the head).
                 // Then the rest of the body is dropped and neither connection
                 // is kept alive, since the client's framing is unfinished.
-                let body = send_body(
+                match send_body(
                     client,
                     rbuf,
-                    &up.sock,
+                    &mut up.sock,
                     req.body,
                     bc.timeout_server,
                     fe,
                     &mut t.bytes_in,
-                );
-                tokio::pin!(body);
-                let mut probe = [0u8; 1];
-                tokio::select! {
-                    b = &mut body => b.map_err(|e| match e {
-                        BodyError::Client => Fail::Close,
-                        BodyError::TooLarge => Fail::Status(413),
-                        BodyError::Bad => Fail::Status(400),
-                        BodyError::Server => Fail::Status(502),
-                    })?,
-                    _ = up.sock.peek(&mut probe) => body_cut = true,
+                )
+                .await
+                {
+                    Ok(()) => {}
+                    Err(BodyError::EarlyResponse) => body_cut = true,
+                    Err(BodyError::Client) => return Err(Fail::Close),
+                    Err(BodyError::TooLarge) => return Err(Fail::Status(413)),
+                    Err(BodyError::Bad) => return Err(Fail::Status(400)),
+                    Err(BodyError::Server) => return Err(Fail::Status(502)),
                 }
             }
         }
-        match read_response(&up.sock, ubuf, &req, conn, bc.timeout_server, client).await {
+        match read_response(&mut up.sock, ubuf, &req, conn, bc.timeout_server, client).await {
             Ok(r) => {
                 t.response = Some(t.start.elapsed());
                 t.status = Some(r.status);
@@ -470,18 +505,16 @@ async fn exchange_inner(
             write_all(client, ubuf, fe.conf.timeout_client).await?;
         }
         if !rbuf.is_empty() {
-            write_all(&up.sock, rbuf, bc.timeout_server).await?;
+            write_all(&mut up.sock, rbuf, bc.timeout_server).await?;
         }
         let idle = crate::l4::Idle {
             client: fe.conf.timeout_client,
             server: bc.timeout_server,
         };
+        // Bytes moved inside the tunnel are not counted (io::tunnel reports none).
         t.bytes_out += (head.len() + ubuf.len()) as u64;
         t.bytes_in += rbuf.len() as u64;
-        if let Ok(m) = crate::l4::tunnel(client, &up.sock, idle).await {
-            t.bytes_in += m.to_server;
-            t.bytes_out += m.to_client;
-        }
+        let _ = crate::io::tunnel(client, &mut up.sock, idle).await;
         return Ok(Next::Close);
     }
 
@@ -491,7 +524,7 @@ async fn exchange_inner(
     let head = response_head(&resp, client_keep, dechunk, req.minor_version == 1);
     let done = relay_response(
         client,
-        &up.sock,
+        &mut up.sock,
         ubuf,
         &resp,
         head,
@@ -515,7 +548,7 @@ async fn exchange_inner(
 
 /// A server connection in use for one exchange.
 struct Upstream {
-    sock: TcpStream,
+    sock: Io,
     server: InFlight,
 }
 
@@ -556,7 +589,14 @@ async fn connect(
                 be.stats.redispatches.inc();
             }
         }
-        match crate::l4::connect_one(&server, be.conf.timeout_connect).await {
+        let connected = match crate::l4::connect_one(&server, be.conf.timeout_connect).await {
+            Ok(sock) => match be.connector(&server) {
+                None => Ok(Io::Plain(sock)),
+                Some(c) => crate::l4::tls_handshake(c, sock, be.conf.timeout_connect).await,
+            },
+            Err(e) => Err(e),
+        };
+        match connected {
             Ok(sock) => {
                 be.stats.reuse_miss.inc();
                 let up = Upstream {
@@ -575,6 +615,64 @@ async fn connect(
     }
 }
 
+/// Writes the target in origin form: `scheme://authority/path?query` becomes
+/// `/path?query`; other forms are written as they are.
+fn put_origin_form(out: &mut BytesMut, req: &RequestHead) {
+    let t = req.target();
+    if req.form != TargetForm::Absolute {
+        out.put_slice(t);
+        return;
+    }
+    let after = t
+        .windows(3)
+        .position(|w| w == b"://")
+        .map_or(t, |i| &t[i + 3..]);
+    match after.iter().position(|&b| b == b'/' || b == b'?') {
+        Some(i) if after[i] == b'/' => out.put_slice(&after[i..]),
+        Some(i) => {
+            out.put_u8(b'/');
+            out.put_slice(&after[i..]);
+        }
+        None => out.put_u8(b'/'),
+    }
+}
+
+/// `http-request redirect scheme`: the same host and target under another
+/// scheme. The port of the Host header is dropped; when redirecting to https
+/// and the frontend has a TLS bind on another port than 443, that port is used.
+fn redirect(fe: &FrontendRt, req: &RequestHead, scheme: &str, code: u16) -> BytesMut {
+    let host = req.header("host").unwrap_or(b"");
+    let bare = match host.iter().rposition(|&b| b == b':') {
+        Some(i) if !host.ends_with(b"]") => &host[..i],
+        _ => host,
+    };
+    let port = (scheme == "https")
+        .then(|| {
+            let i = fe.conf.binds.iter().position(|b| b.tls.is_some())?;
+            fe.bound.get(i).map(SocketAddr::port)
+        })
+        .flatten()
+        .filter(|p| *p != 443);
+    let mut out = BytesMut::with_capacity(256);
+    out.put_slice(
+        format!(
+            "HTTP/1.1 {code} {}\r\nlocation: {scheme}://",
+            reply::reason(code)
+        )
+        .as_bytes(),
+    );
+    out.put_slice(bare);
+    if let Some(p) = port {
+        out.put_slice(format!(":{p}").as_bytes());
+    }
+    match req.form {
+        TargetForm::Origin | TargetForm::Absolute => put_origin_form(&mut out, req),
+        _ => out.put_u8(b'/'),
+    }
+    out.put_slice(b"\r\ncontent-length: 0\r\ncache-control: no-cache\r\n\r\n");
+    out
+}
+
 /// Builds the head sent to the server: origin-form target, HTTP/1.1,
 /// hop-by-hop headers removed, X-Forwarded-* when asked.
 fn request_head(
@@ -587,27 +685,10 @@ fn request_head(
     let mut out = BytesMut::with_capacity(req.buf.len() + 128);
     out.put_slice(req.method());
     out.put_u8(b' ');
-    match req.form {
-        TargetForm::Absolute => {
-            // scheme://authority/path?query -> /path?query
-            let t = req.target();
-            let after = t
-                .windows(3)
-                .position(|w| w == b"://")
-                .map_or(t, |i| &t[i + 3..]);
-            match after.iter().position(|&b| b == b'/' || b == b'?') {
-                Some(i) if after[i] == b'/' => out.put_slice(&after[i..]),
-                Some(i) => {
-                    out.put_u8(b'/');
-                    out.put_slice(&after[i..]);
-                }
-                None => out.put_u8(b'/'),
-            }
-        }
-        _ => out.put_slice(req.target()),
-    }
+    put_origin_form(&mut out, req);
     out.put_slice(b" HTTP/1.1\r\n");
     let mut xff: Option<Vec<u8>> = None;
+    let set_proto = forwardfor || conn.proto == "https";
     for h in &req.headers {
         if h.hop_by_hop {
             continue;
@@ -617,8 +698,8 @@ fn request_head(
         if strip_expect && name.eq_ignore_ascii_case(b"expect") {
             continue;
         }
-        if forwardfor {
-            if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+        if forwardfor && name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            {
                 let v = xff.get_or_insert_with(Vec::new);
                 if !v.is_empty() {
                     v.extend_from_slice(b", ");
@@ -626,9 +707,10 @@ fn request_head(
                 v.extend_from_slice(value);
                 continue;
             }
-            if name.eq_ignore_ascii_case(b"x-forwarded-proto") {
-                continue;
-            }
+        }
+        // Behind TLS, or with forwardfor, lb states the scheme itself.
+        if set_proto && name.eq_ignore_ascii_case(b"x-forwarded-proto") {
+            continue;
         }
         out.put_slice(name);
         out.put_slice(b": ");
@@ -642,7 +724,10 @@ fn request_head(
             out.put_slice(b", ");
         }
         out.put_slice(conn.peer.ip().to_string().as_bytes());
-        out.put_slice(b"\r\nX-Forwarded-Proto: ");
+        out.put_slice(b"\r\n");
+    }
+    if set_proto {
+        out.put_slice(b"X-Forwarded-Proto: ");
         out.put_slice(conn.proto.as_bytes());
         out.put_slice(b"\r\n");
     }
@@ -705,12 +790,12 @@ enum RespError {
 
 /// Reads the final response head, passing 1xx interim responses (but 101) to the client.
 async fn read_response(
-    sock: &TcpStream,
+    sock: &mut Io,
     ubuf: &mut BytesMut,
     req: &RequestHead,
     conn: &Conn<'_>,
     timeout: Duration,
-    client: &TcpStream,
+    client: &mut Io,
 ) -> Result<ResponseHead, RespError> {
     let mut got_any = false;
     loop {
@@ -744,6 +829,8 @@ async fn read_response(
 }
 
 enum BodyError {
+    /// The server answered before the body ended.
+    EarlyResponse,
     Client,
     Server,
     TooLarge,
@@ -752,9 +839,9 @@ enum BodyError {
 
 /// Streams the request body from the client to the server.
 async fn send_body(
-    client: &TcpStream,
+    client: &mut Io,
     rbuf: &mut BytesMut,
-    server: &TcpStream,
+    server: &mut Io,
     kind: BodyKind,
     server_timeout: Duration,
     fe: &FrontendRt,
@@ -767,10 +854,7 @@ async fn send_body(
         BodyKind::Length(mut n) => {
             while n > 0 {
                 if rbuf.is_empty() {
-                    match read_until(client, rbuf, Instant::now() + client_timeout).await {
-                        Ok(0) | Err(_) => return Err(BodyError::Client),
-                        Ok(_) => {}
-                    }
+                    more_body(client, rbuf, server, Instant::now() + client_timeout).await?;
                 }
                 let k = (rbuf.len() as u64).min(n) as usize;
                 let part = rbuf.split_to(k);
@@ -818,10 +902,7 @@ async fn send_body(
                                 .map_err(|_| BodyError::Server)?;
                             out.clear();
                         }
-                        match read_until(client, rbuf, Instant::now() + client_timeout).await {
-                            Ok(0) | Err(_) => return Err(BodyError::Client),
-                            Ok(_) => {}
-                        }
+                        more_body(client, rbuf, server, Instant::now() + client_timeout).await?;
                     }
                     Err(_) => return Err(BodyError::Bad),
                 }
@@ -830,12 +911,39 @@ async fn send_body(
     }
 }
 
+/// Reads more request body from the client. Full duplex: a plain server that
+/// speaks first (an early 413 or 401, or a server that answers at the head)
+/// ends the upload with `EarlyResponse`. (Behind TLS a server may send
+/// session tickets at any time, so there only the response itself tells.)
+async fn more_body(
+    client: &mut Io,
+    rbuf: &mut BytesMut,
+    server: &Io,
+    deadline: Instant,
+) -> Result<(), BodyError> {
+    let read = client.read_until(rbuf, deadline);
+    let r = match server {
+        Io::Plain(s) => {
+            let mut probe = [0u8; 1];
+            tokio::select! {
+                r = read => r,
+                _ = s.peek(&mut probe) => return Err(BodyError::EarlyResponse),
+            }
+        }
+        _ => read.await,
+    };
+    match r {
+        Ok(0) | Err(_) => Err(BodyError::Client),
+        Ok(_) => Ok(()),
+    }
+}
+
 /// Sends the response head and streams its body to the client. Returns true
 /// when the body ended cleanly by its framing (the server connection is reusable).
 #[allow(clippy::too_many_arguments)]
 async fn relay_response(
-    client: &TcpStream,
-    sock: &TcpStream,
+    client: &mut Io,
+    sock: &mut Io,
     ubuf: &mut BytesMut,
     resp: &ResponseHead,
     mut head: BytesMut,
@@ -937,45 +1045,12 @@ async fn relay_response(
     }
 }
 
-/// Reads what is available into `buf` (growing it), waiting until `deadline`.
-/// `Ok(0)` is EOF; a missed deadline is `TimedOut`.
-async fn read_until(s: &TcpStream, buf: &mut BytesMut, deadline: Instant) -> io::Result<usize> {
-    if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(READ_CHUNK);
-    }
-    loop {
-        match s.try_read_buf(buf) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-        let wait = tokio::time::timeout_at(deadline.into(), s.ready(Interest::READABLE));
-        match wait.await {
-            Ok(r) => {
-                r?;
-            }
-            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "read timeout")),
-        }
-    }
+/// Reads what is available into `buf`, waiting until `deadline` (see `Io::read_until`).
+async fn read_until(s: &mut Io, buf: &mut BytesMut, deadline: Instant) -> io::Result<usize> {
+    s.read_until(buf, deadline).await
 }
 
 /// Writes all of `data`, failing if the peer accepts nothing for `idle`.
-async fn write_all(s: &TcpStream, mut data: &[u8], idle: Duration) -> io::Result<()> {
-    while !data.is_empty() {
-        match s.try_write(data) {
-            Ok(n) => {
-                data = &data[n..];
-                continue;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-        match tokio::time::timeout(idle, s.ready(Interest::WRITABLE)).await {
-            Ok(r) => {
-                r?;
-            }
-            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")),
-        }
-    }
-    Ok(())
+async fn write_all(s: &mut Io, data: &[u8], idle: Duration) -> io::Result<()> {
+    s.write_all_idle(data, idle).await
 }

@@ -5,10 +5,10 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
+use crate::io::Io;
 
 struct Idle {
-    sock: TcpStream,
+    sock: Io,
     since: Instant,
     until: Instant,
 }
@@ -37,7 +37,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// past their idle delay, closed by the server, or with unexpected bytes
 /// waiting are dropped on the way. `careful` (a request that cannot be
 /// retried) probes every connection; otherwise only those idle a while.
-pub fn take(addr: SocketAddr, careful: bool) -> Option<TcpStream> {
+pub fn take(addr: SocketAddr, careful: bool) -> Option<Io> {
     POOLS.with(|p| {
         let mut p = p.borrow_mut();
         let q = p.idle.get_mut(&addr)?;
@@ -49,11 +49,9 @@ pub fn take(addr: SocketAddr, careful: bool) -> Option<TcpStream> {
             if !careful && now.duration_since(c.since) < TRUST_IDLE {
                 return Some(c.sock);
             }
-            let mut probe = [0u8; 1];
-            match c.sock.try_read(&mut probe) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(c.sock),
-                // EOF, stray bytes or an error: not reusable.
-                _ => continue,
+            // EOF, stray bytes or an error: not reusable.
+            if c.sock.idle_and_open() {
+                return Some(c.sock);
             }
         }
         None
@@ -61,7 +59,7 @@ pub fn take(addr: SocketAddr, careful: bool) -> Option<TcpStream> {
 }
 
 /// Returns a connection to the pool (dropped if the pool for `addr` is full).
-pub fn put(addr: SocketAddr, sock: TcpStream, max: usize, max_idle: Duration) {
+pub fn put(addr: SocketAddr, sock: Io, max: usize, max_idle: Duration) {
     if max == 0 {
         return;
     }

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# HTTPS through lb and HAProxy 2.6, one worker thread each, same certificate, same
+# nginx backend, interleaved rounds: keep-alive requests/s, and new TLS
+# handshakes/s (wrk with `Connection: close`: one handshake per request).
+# Usage: benches/tls.sh [ROUNDS] [SECONDS]     (defaults: 3 rounds, 4 s). Loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-3}
+SECS=${2:-4}
+CONNS=${CONNS:-50}
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+for t in wrk openssl "$NGINX" "$HAPROXY"; do command -v "$t" >/dev/null || [ -x "$t" ] || { echo "missing $t"; exit 1; }; done
+cargo build --release -q
+dir=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened"; exit 1; }
+
+# One ECDSA P-256 certificate for both (what rcgen makes for lb's self-signed too).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=bench.test -addext subjectAltName=DNS:bench.test \
+    -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+cat "$dir/cert.pem" "$dir/key.pem" > "$dir/bench.pem"
+
+mkdir -p "$dir/www" "$dir/tmp"
+head -c 1024 /dev/zero | tr '\0' x > "$dir/www/file.txt"
+B=$(free_port)
+cat > "$dir/nginx.conf" <<CONF
+daemon off; master_process off; worker_processes 1;
+error_log $dir/nginx.err; pid $dir/nginx.pid;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  client_body_temp_path $dir/tmp; proxy_temp_path $dir/tmp; fastcgi_temp_path $dir/tmp;
+  uwsgi_temp_path $dir/tmp; scgi_temp_path $dir/tmp;
+  server { listen 127.0.0.1:$B; root $dir/www; } }
+CONF
+"$NGINX" -c "$dir/nginx.conf" -p "$dir" & pids+=($!)
+wait_port "$B"
+
+PH=$(free_port)
+cat > "$dir/haproxy.cfg" <<CONF
+global
+    nbthread 1
+    maxconn 4000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend f
+    bind 127.0.0.1:$PH ssl crt $dir/bench.pem alpn http/1.1
+    default_backend b
+backend b
+    server s 127.0.0.1:$B
+CONF
+"$HAPROXY" -db -f "$dir/haproxy.cfg" >/dev/null 2>&1 & pids+=($!)
+wait_port "$PH"
+
+PL=$(free_port)
+cat > "$dir/lb.conf" <<CONF
+global
+    nbthread 1
+defaults
+    mode http
+frontend f
+    bind 127.0.0.1:$PL ssl crt $dir/bench.pem
+    default_backend b
+backend b
+    server s 127.0.0.1:$B
+CONF
+./target/release/lb --conf "$dir/lb.conf" >/dev/null 2>&1 & pids+=($!)
+wait_port "$PL"
+
+run() { # port, extra wrk args -> requests/s
+    local port=$1; shift
+    wrk -t1 -c"$CONNS" -d"${SECS}s" "$@" "https://127.0.0.1:$port/file.txt" > "$dir/wrk.out" 2>&1
+    awk '/Requests\/sec/ {print $2}' "$dir/wrk.out"
+}
+declare -A ka hs
+for n in lb haproxy; do ka[$n]=""; hs[$n]=""; done
+declare -A port=([lb]=$PL [haproxy]=$PH)
+for n in lb haproxy; do run "${port[$n]}" >/dev/null; done
+for r in $(seq "$ROUNDS"); do
+    for n in lb haproxy; do
+        k=$(run "${port[$n]}")
+        h=$(run "${port[$n]}" -H "Connection: close")
+        ka[$n]="${ka[$n]} $k"; hs[$n]="${hs[$n]} $h"
+        echo "round $r $n keep-alive $k handshakes $h" >&2
+    done
+done
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+hk=$(echo "${ka[haproxy]}" | median); hh=$(echo "${hs[haproxy]}" | median)
+echo
+echo "HTTPS, 1 worker each, ECDSA P-256, wrk -t1 -c$CONNS -d${SECS}s, median of $ROUNDS interleaved rounds"
+echo "| proxy | keep-alive req/s | vs HAProxy | new handshakes/s | vs HAProxy |"
+echo "|---|---:|---:|---:|---:|"
+for n in lb haproxy; do
+    k=$(echo "${ka[$n]}" | median); h=$(echo "${hs[$n]}" | median)
+    printf "| %s | %.0f | %.2fx | %.0f | %.2fx |\n" "$n" "$k" "$(echo "$k / $hk" | bc -l)" "$h" "$(echo "$h / $hh" | bc -l)"
+done

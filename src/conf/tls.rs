@@ -1,0 +1,262 @@
+//! TLS material the conf names: certificates loaded and checked at parse time, so
+//! `lb check` reports a missing file, a mismatched key or an expired certificate.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+
+/// One certificate chain with its key, and the names it serves.
+#[derive(Clone, Debug)]
+pub struct CertKey {
+    /// Where it came from (a path, or `self-signed`), for logs.
+    pub source: String,
+    /// DNS names from the subject alternative names (or the CN), lower case;
+    /// `*.example.com` for wildcards.
+    pub names: Vec<String>,
+    pub key: Arc<CertifiedKey>,
+}
+
+impl PartialEq for CertKey {
+    fn eq(&self, o: &CertKey) -> bool {
+        self.source == o.source && self.key.cert == o.key.cert
+    }
+}
+
+/// TLS settings of one `bind ... ssl` line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BindTls {
+    /// In load order; the first is the default for clients without SNI.
+    pub certs: Vec<CertKey>,
+    /// Refuse clients whose SNI matches no certificate (or that send none).
+    pub strict_sni: bool,
+    /// ALPN protocols offered; empty = none.
+    pub alpn: Vec<Vec<u8>>,
+}
+
+/// TLS from lb to one server (`server ... ssl`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerTls {
+    /// Verify the server's certificate against `ca`.
+    pub verify: bool,
+    pub ca: Vec<CertificateDer<'static>>,
+    /// Name sent as SNI and verified; default: the host as written.
+    pub sni: Option<String>,
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// `crt PATH`: a PEM file holding a chain and its key, or a directory of such
+/// files (`*.pem`, in name order).
+pub fn load_crt(path: &str) -> Result<Vec<CertKey>, String> {
+    let p = Path::new(path);
+    let meta = std::fs::metadata(p).map_err(|e| format!("cannot read crt '{path}': {e}"))?;
+    if !meta.is_dir() {
+        return Ok(vec![load_pem(p)?]);
+    }
+    let mut files: Vec<_> = std::fs::read_dir(p)
+        .map_err(|e| format!("cannot read crt directory '{path}': {e}"))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|f| f.extension().is_some_and(|x| x == "pem"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!("crt directory '{path}' holds no .pem file"));
+    }
+    files.iter().map(|f| load_pem(f)).collect()
+}
+
+fn load_pem(p: &Path) -> Result<CertKey, String> {
+    let shown = p.display();
+    let pem = std::fs::read(p).map_err(|e| format!("cannot read crt '{shown}': {e}"))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("'{shown}': bad PEM certificate: {e}"))?;
+    if chain.is_empty() {
+        return Err(format!("'{shown}' holds no certificate"));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
+        format!("'{shown}' holds no private key (the PEM needs the chain and its key)")
+    })?;
+    certified(shown.to_string(), chain, key)
+}
+
+fn certified(
+    source: String,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<CertKey, String> {
+    let names = leaf_names_and_validity(&source, &chain[0])?;
+    let key = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => {
+            format!("the key in '{source}' does not match its certificate")
+        }
+        e => format!("unusable key in '{source}': {e}"),
+    })?;
+    Ok(CertKey {
+        source,
+        names,
+        key: Arc::new(key),
+    })
+}
+
+/// The leaf's DNS names; an error if it is expired or not yet valid.
+fn leaf_names_and_validity(source: &str, leaf: &CertificateDer<'_>) -> Result<Vec<String>, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|e| format!("'{source}': unreadable certificate: {e}"))?;
+    let v = cert.validity();
+    let now = x509_parser::time::ASN1Time::now();
+    if v.not_after < now {
+        return Err(format!(
+            "the certificate in '{source}' expired on {}",
+            v.not_after
+        ));
+    }
+    if v.not_before > now {
+        return Err(format!(
+            "the certificate in '{source}' is not valid before {}",
+            v.not_before
+        ));
+    }
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(d) = n {
+                names.push(d.to_ascii_lowercase());
+            }
+        }
+    }
+    if names.is_empty() {
+        if let Some(cn) = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|c| c.as_str().ok())
+        {
+            names.push(cn.to_ascii_lowercase());
+        }
+    }
+    Ok(names)
+}
+
+/// `self-signed NAME...`: an in-memory certificate made at load time.
+pub fn self_signed(names: &[String]) -> Result<CertKey, String> {
+    let ck = rcgen::generate_simple_self_signed(names.to_vec())
+        .map_err(|e| format!("cannot make a self-signed certificate: {e}"))?;
+    let chain = vec![ck.cert.der().clone()];
+    let key = PrivateKeyDer::try_from(ck.key_pair.serialize_der())
+        .map_err(|e| format!("self-signed key: {e}"))?;
+    certified(format!("self-signed {}", names.join(" ")), chain, key)
+}
+
+/// `ca-file PATH`: PEM certificates to trust for `verify required`.
+pub fn load_ca(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read ca-file '{path}': {e}"))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("'{path}': bad PEM certificate: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("ca-file '{path}' holds no certificate"));
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, data: &[u8]) -> String {
+        let p = dir.join(name);
+        std::fs::write(&p, data).unwrap();
+        p.display().to_string()
+    }
+
+    fn tmp() -> std::path::PathBuf {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let d = std::env::temp_dir().join(format!(
+            "lb-tls-unit-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn pem_pair(names: &[&str]) -> (String, String) {
+        let ck = rcgen::generate_simple_self_signed(
+            names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        (ck.cert.pem(), ck.key_pair.serialize_pem())
+    }
+
+    #[test]
+    fn loads_a_pem_with_chain_and_key() {
+        let d = tmp();
+        let (c, k) = pem_pair(&["www.example.com", "*.example.org"]);
+        let f = write(&d, "a.pem", format!("{c}{k}").as_bytes());
+        let ck = load_crt(&f).unwrap();
+        assert_eq!(ck[0].names, ["www.example.com", "*.example.org"]);
+        // A directory loads every .pem in name order.
+        let (c2, k2) = pem_pair(&["b.example.com"]);
+        write(&d, "b.pem", format!("{c2}{k2}").as_bytes());
+        write(&d, "notes.txt", b"ignored");
+        let all = load_crt(&d.display().to_string()).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1].names, ["b.example.com"]);
+    }
+
+    #[test]
+    fn rejects_bad_material() {
+        let d = tmp();
+        assert!(load_crt("/nonexistent/x.pem")
+            .unwrap_err()
+            .contains("cannot read crt"));
+        let (c, _) = pem_pair(&["a"]);
+        let (_, k2) = pem_pair(&["b"]);
+        let f = write(&d, "nokey.pem", c.as_bytes());
+        assert!(load_crt(&f).unwrap_err().contains("holds no private key"));
+        let f = write(&d, "mismatch.pem", format!("{c}{k2}").as_bytes());
+        assert!(
+            load_crt(&f)
+                .unwrap_err()
+                .contains("does not match its certificate"),
+            "{:?}",
+            load_crt(&f).err()
+        );
+        let f = write(&d, "empty.pem", b"");
+        assert!(load_crt(&f).unwrap_err().contains("holds no certificate"));
+        let e = tmp();
+        assert!(load_crt(&e.display().to_string())
+            .unwrap_err()
+            .contains("no .pem"));
+    }
+
+    #[test]
+    fn rejects_expired() {
+        let d = tmp();
+        let mut params = rcgen::CertificateParams::new(vec!["old.example".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let f = write(
+            &d,
+            "old.pem",
+            format!("{}{}", cert.pem(), key.serialize_pem()).as_bytes(),
+        );
+        assert!(load_crt(&f).unwrap_err().contains("expired on"));
+    }
+
+    #[test]
+    fn self_signed_names() {
+        let ck = self_signed(&["www.foobar.com".into(), "localhost".into()]).unwrap();
+        assert_eq!(ck.names, ["www.foobar.com", "localhost"]);
+    }
+}

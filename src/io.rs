@@ -1,0 +1,214 @@
+//! A connection as the proxy sees it: plain TCP (fast path: try_read/try_write on the
+//! socket) or TLS toward a client or a server (through tokio-rustls).
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Read buffers grow by this much when nearly full.
+pub const READ_CHUNK: usize = 16 << 10;
+
+pub enum Io {
+    Plain(TcpStream),
+    /// We are the TLS server (a client connected to a `bind ... ssl`).
+    TlsIn(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// We are the TLS client (`server ... ssl`).
+    TlsOut(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Io {
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Io::Plain(s) => s,
+            Io::TlsIn(s) => s.get_ref().0,
+            Io::TlsOut(s) => s.get_ref().0,
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        !matches!(self, Io::Plain(_))
+    }
+
+    /// Reads what is available into `buf` (growing it), waiting until `deadline`.
+    /// `Ok(0)` is EOF; a missed deadline is `TimedOut`.
+    pub async fn read_until(&mut self, buf: &mut BytesMut, deadline: Instant) -> io::Result<usize> {
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(READ_CHUNK);
+        }
+        let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "read timeout");
+        match self {
+            Io::Plain(s) => loop {
+                match s.try_read_buf(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+                match tokio::time::timeout_at(deadline.into(), s.ready(Interest::READABLE)).await {
+                    Ok(r) => {
+                        r?;
+                    }
+                    Err(_) => return Err(timed_out()),
+                }
+            },
+            _ => match tokio::time::timeout_at(deadline.into(), self.read_buf(buf)).await {
+                Ok(r) => r,
+                Err(_) => Err(timed_out()),
+            },
+        }
+    }
+
+    /// Writes all of `data`, failing if the peer accepts nothing for `idle`.
+    pub async fn write_all_idle(&mut self, mut data: &[u8], idle: Duration) -> io::Result<()> {
+        let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "write timeout");
+        match self {
+            Io::Plain(s) => {
+                while !data.is_empty() {
+                    match s.try_write(data) {
+                        Ok(n) => {
+                            data = &data[n..];
+                            continue;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                    match tokio::time::timeout(idle, s.ready(Interest::WRITABLE)).await {
+                        Ok(r) => {
+                            r?;
+                        }
+                        Err(_) => return Err(timed_out()),
+                    }
+                }
+                Ok(())
+            }
+            _ => {
+                let fut = async {
+                    self.write_all(data).await?;
+                    self.flush().await
+                };
+                match tokio::time::timeout(idle.max(Duration::from_millis(1)), fut).await {
+                    Ok(r) => r,
+                    Err(_) => Err(timed_out()),
+                }
+            }
+        }
+    }
+
+    /// An idle pooled connection is reusable: nothing to read and not closed.
+    /// Peeks without consuming (so TLS records stay intact) and without
+    /// touching the reactor's readiness.
+    pub fn idle_and_open(&self) -> bool {
+        let mut b = [0u8; 1];
+        // SAFETY: recv on a descriptor we own into a 1-byte stack buffer.
+        let n = unsafe {
+            libc::recv(
+                self.tcp().as_raw_fd(),
+                b.as_mut_ptr().cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+    }
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::TlsIn(s) => Pin::new(s).poll_read(cx, buf),
+            Io::TlsOut(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, data),
+            Io::TlsIn(s) => Pin::new(s).poll_write(cx, data),
+            Io::TlsOut(s) => Pin::new(s).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::TlsIn(s) => Pin::new(s).poll_flush(cx),
+            Io::TlsOut(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::TlsIn(s) => Pin::new(s).poll_shutdown(cx),
+            Io::TlsOut(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Moves bytes both ways until both directions end. Two plain sockets use the
+/// splice tunnel; with TLS on either side, bytes go through userspace with the
+/// same idle rule (the session ends when neither side moved a byte for `idle`).
+pub async fn tunnel(a: &mut Io, b: &mut Io, idle: crate::l4::Idle) -> io::Result<()> {
+    if let (Io::Plain(x), Io::Plain(y)) = (&*a, &*b) {
+        return crate::l4::tunnel(x, y, idle).await.map(|_| ());
+    }
+    let limit = idle.client.max(idle.server);
+    let (mut ar, mut aw) = tokio::io::split(a);
+    let (mut br, mut bw) = tokio::io::split(b);
+    let last = std::sync::Mutex::new(Instant::now());
+    tokio::try_join!(
+        copy_idle(&mut ar, &mut bw, limit, &last),
+        copy_idle(&mut br, &mut aw, limit, &last)
+    )?;
+    Ok(())
+}
+
+/// One direction of `tunnel` for TLS: copy until EOF, then half-close.
+async fn copy_idle<R, W>(
+    r: &mut R,
+    w: &mut W,
+    limit: Duration,
+    last: &std::sync::Mutex<Instant>,
+) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let since = || last.lock().map(|t| t.elapsed()).unwrap_or_default();
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        let left = limit.checked_sub(since()).unwrap_or_default();
+        let n = match tokio::time::timeout(left, r.read(&mut buf)).await {
+            Ok(r) => r?,
+            Err(_) if since() >= limit => {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout"))
+            }
+            Err(_) => continue,
+        };
+        if n == 0 {
+            let _ = w.shutdown().await;
+            return Ok(());
+        }
+        w.write_all(&buf[..n]).await?;
+        w.flush().await?;
+        if let Ok(mut t) = last.lock() {
+            *t = Instant::now();
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! rustls (ring provider) configurations: an SNI certificate store per `bind ... ssl`,
+//! a client configuration per `server ... ssl`. Rebuilt with each snapshot, so a
+//! reload serves new handshakes with new certificates and leaves old sessions alone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
+
+use crate::conf::tls::{BindTls, ServerTls};
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+const VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// Picks a certificate by SNI: exact names first, then wildcards (`*.example.com`
+/// matches one label), then the first certificate loaded, unless `strict-sni`.
+#[derive(Debug)]
+struct SniStore {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Option<Arc<CertifiedKey>>,
+}
+
+impl SniStore {
+    fn new(t: &BindTls) -> SniStore {
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        for c in &t.certs {
+            for n in &c.names {
+                match n.strip_prefix("*.") {
+                    Some(suffix) => wildcard.entry(suffix.to_string()).or_insert(c.key.clone()),
+                    None => exact.entry(n.clone()).or_insert(c.key.clone()),
+                };
+            }
+        }
+        SniStore {
+            exact,
+            wildcard,
+            default: (!t.strict_sni).then(|| t.certs[0].key.clone()),
+        }
+    }
+
+    fn lookup(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let Some(name) = sni else {
+            return self.default.clone();
+        };
+        let name = name.to_ascii_lowercase();
+        if let Some(k) = self.exact.get(&name) {
+            return Some(k.clone());
+        }
+        if let Some((_, parent)) = name.split_once('.') {
+            if let Some(k) = self.wildcard.get(parent) {
+                return Some(k.clone());
+            }
+        }
+        self.default.clone()
+    }
+}
+
+impl ResolvesServerCert for SniStore {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.lookup(hello.server_name())
+    }
+}
+
+/// The acceptor configuration of one TLS bind: TLS 1.2 and 1.3, rustls's
+/// default cipher suites, the SNI store, ALPN as configured.
+pub fn server_config(t: &BindTls) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let mut c = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SniStore::new(t)));
+    c.alpn_protocols = t.alpn.clone();
+    Ok(Arc::new(c))
+}
+
+/// How lb connects to one TLS server: its configuration and the name to send.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    pub config: Arc<ClientConfig>,
+    pub name: ServerName<'static>,
+}
+
+pub fn connector(t: &ServerTls, host: &str) -> Result<Connector, String> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)
+        .map_err(|e| e.to_string())?;
+    let mut config = if t.verify {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in &t.ca {
+            roots
+                .add(c.clone())
+                .map_err(|e| format!("bad CA certificate: {e}"))?;
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider())))
+            .with_no_client_auth()
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let sni = t.sni.clone().unwrap_or_else(|| host.to_string());
+    let name = ServerName::try_from(sni.clone())
+        .map_err(|_| format!("invalid TLS server name '{sni}'"))?;
+    Ok(Connector {
+        config: Arc::new(config),
+        name,
+    })
+}
+
+/// `verify none`: accept any certificate, still checking the handshake signatures.
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conf::tls::self_signed;
+
+    #[test]
+    fn sni_picks_exact_wildcard_then_default() {
+        let a = self_signed(&["a.example".into()]).unwrap();
+        let w = self_signed(&["*.wild.example".into()]).unwrap();
+        let t = BindTls {
+            certs: vec![a.clone(), w.clone()],
+            strict_sni: false,
+            alpn: vec![],
+        };
+        let s = SniStore::new(&t);
+        let is = |k: Option<Arc<CertifiedKey>>, c: &crate::conf::tls::CertKey| {
+            k.is_some_and(|k| k.cert == c.key.cert)
+        };
+        assert!(is(s.lookup(Some("A.example")), &a));
+        assert!(is(s.lookup(Some("x.wild.example")), &w));
+        assert!(
+            is(s.lookup(Some("deep.x.wild.example")), &a),
+            "wildcards match one label"
+        );
+        assert!(is(s.lookup(None), &a));
+        assert!(is(s.lookup(Some("other")), &a));
+        let strict = SniStore::new(&BindTls {
+            strict_sni: true,
+            ..t
+        });
+        assert!(strict.lookup(None).is_none());
+        assert!(strict.lookup(Some("other")).is_none());
+        assert!(strict.lookup(Some("a.example")).is_some());
+    }
+}

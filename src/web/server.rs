@@ -1,0 +1,583 @@
+//! One client connection of a `web` server: requests in order (pipelined ones answered in one write), static files, `/healthz`, app prefixes proxied.
+
+use std::cell::Cell;
+use std::ffi::CStr;
+use std::fs::File;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Buf, BufMut, BytesMut};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+use super::files::{self, Range};
+use super::Web;
+use crate::http::head::{self, BodyKind, RequestHead, TargetForm};
+use crate::http::reply::reason;
+
+/// Files up to this size are read into the response buffer and leave in the
+/// head's write; larger ones go out with sendfile(2), never through user space.
+const SMALL_FILE: u64 = 64 << 10;
+/// Read buffers grow by this much.
+const READ_CHUNK: usize = 16 << 10;
+/// Pipelined responses are flushed once this much is waiting.
+const FLUSH_AT: usize = 128 << 10;
+
+/// Buffers kept for the connection's life, so a request allocates nothing.
+struct Scratch {
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    ubuf: BytesMut,
+    rel: Vec<u8>,
+    tag: Vec<u8>,
+}
+
+/// What is left to do after the head of a response is in `wbuf`.
+enum After {
+    /// Nothing: the response is complete in `wbuf`.
+    Done,
+    /// Send `len` bytes of the file from `offset` once `wbuf` is flushed.
+    SendFile { file: File, offset: u64, len: u64 },
+}
+
+/// Serves one client connection until it closes, times out or breaks the protocol.
+pub async fn serve(sock: TcpStream, peer: SocketAddr, web: Arc<Web>) {
+    // An Io so app paths can go through the shared proxy; static paths use the socket.
+    let mut sock = crate::io::Io::Plain(sock);
+    let mut s = Scratch {
+        rbuf: BytesMut::with_capacity(READ_CHUNK),
+        wbuf: BytesMut::with_capacity(READ_CHUNK),
+        ubuf: BytesMut::new(),
+        rel: Vec::with_capacity(256),
+        tag: Vec::with_capacity(48),
+    };
+    let idle = web.conf.timeout_client;
+    let mut first = true;
+    // When the current request head began (for timeout http-request).
+    let mut head_since = Some(Instant::now());
+    loop {
+        // Answer every complete request already buffered, in order.
+        loop {
+            let req = match head::parse_request(&mut s.rbuf, &web.limits) {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(e) => {
+                    error_page(&web, &mut s.wbuf, &Cx::CLOSE, e.status(), &[]);
+                    let _ = write_all(sock.tcp(), &s.wbuf, idle).await;
+                    return;
+                }
+            };
+            head_since = None;
+            if let Some(fe) = web.route(req.path()) {
+                if flush(sock.tcp(), &mut s.wbuf, idle).await.is_err() {
+                    return;
+                }
+                let mut ubuf = std::mem::take(&mut s.ubuf);
+                let keep = crate::http::proxy::forward(
+                    &mut sock,
+                    &mut s.rbuf,
+                    &mut ubuf,
+                    req,
+                    fe,
+                    peer,
+                    first,
+                )
+                .await;
+                s.ubuf = ubuf;
+                if !keep {
+                    return;
+                }
+                first = false;
+                continue;
+            }
+            first = false;
+            // A body on a static request: skip it when it is already here, else close after answering.
+            let mut keep = req.keep_alive;
+            match req.body {
+                BodyKind::None => {}
+                BodyKind::Length(n) if (s.rbuf.len() as u64) >= n => s.rbuf.advance(n as usize),
+                _ => keep = false,
+            }
+            let after = respond(&web, &req, keep, &mut s);
+            if let After::SendFile { file, offset, len } = after {
+                if flush(sock.tcp(), &mut s.wbuf, idle).await.is_err()
+                    || send_file(sock.tcp(), &file, offset, len, idle)
+                        .await
+                        .is_err()
+                {
+                    return;
+                }
+            }
+            if !keep {
+                let _ = flush(sock.tcp(), &mut s.wbuf, idle).await;
+                return;
+            }
+            if s.wbuf.len() >= FLUSH_AT && flush(sock.tcp(), &mut s.wbuf, idle).await.is_err() {
+                return;
+            }
+        }
+        if flush(sock.tcp(), &mut s.wbuf, idle).await.is_err() {
+            return;
+        }
+        if !s.rbuf.is_empty() && head_since.is_none() {
+            head_since = Some(Instant::now());
+        }
+        let deadline = match head_since {
+            Some(t) => t + web.conf.timeout_request,
+            None => Instant::now() + web.conf.timeout_keep_alive,
+        };
+        match read_until(sock.tcp(), &mut s.rbuf, deadline).await {
+            Ok(0) => return,
+            Ok(_) => {
+                if head_since.is_none() {
+                    head_since = Some(Instant::now());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                if head_since.is_some() {
+                    error_page(&web, &mut s.wbuf, &Cx::CLOSE, 408, &[]);
+                    let _ = write_all(sock.tcp(), &s.wbuf, idle).await;
+                }
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+thread_local! {
+    static DATE: Cell<(i64, [u8; files::HTTP_DATE_LEN])> = const { Cell::new((-1, [0; files::HTTP_DATE_LEN])) };
+}
+
+/// Today's `Date` value, formatted once a second per thread.
+fn date_now() -> [u8; files::HTTP_DATE_LEN] {
+    let now = files::unix_secs(SystemTime::now());
+    DATE.with(|c| {
+        let (t, d) = c.get();
+        if t == now {
+            return d;
+        }
+        let d = files::http_date(now);
+        c.set((now, d));
+        d
+    })
+}
+
+fn put_u64(w: &mut BytesMut, mut n: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    w.put_slice(&tmp[i..]);
+}
+
+/// Status line and the headers every response has.
+fn start(web: &Web, w: &mut BytesMut, status: u16, keep: bool, minor: u8) {
+    w.put_slice(b"HTTP/1.1 ");
+    put_u64(w, status as u64);
+    w.put_u8(b' ');
+    w.put_slice(reason_of(status).as_bytes());
+    w.put_slice(b"\r\ndate: ");
+    w.put_slice(&date_now());
+    w.put_slice(b"\r\n");
+    w.put_slice(&web.common);
+    if !keep {
+        w.put_slice(b"connection: close\r\n");
+    } else if minor == 0 {
+        w.put_slice(b"connection: keep-alive\r\n");
+    }
+}
+
+fn reason_of(status: u16) -> &'static str {
+    match status {
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        304 => "Not Modified",
+        412 => "Precondition Failed",
+        416 => "Range Not Satisfiable",
+        _ => reason(status),
+    }
+}
+
+/// How a response must be framed for its request.
+struct Cx {
+    keep: bool,
+    minor: u8,
+    /// HEAD: headers only.
+    head: bool,
+}
+
+impl Cx {
+    /// For errors before a request could be read: close after answering.
+    const CLOSE: Cx = Cx {
+        keep: false,
+        minor: 1,
+        head: false,
+    };
+}
+
+/// A small HTML error page (the connection stays open when `cx.keep`).
+fn error_page(web: &Web, w: &mut BytesMut, cx: &Cx, status: u16, extra: &[&str]) {
+    start(web, w, status, cx.keep, cx.minor);
+    let why = reason_of(status);
+    // `<html><head><title>NNN why</title></head><body><h1>NNN why</h1></body></html>\n`
+    let body_len = 72 + 2 * why.len();
+    w.put_slice(b"content-type: text/html; charset=utf-8\r\ncontent-length: ");
+    put_u64(w, body_len as u64);
+    w.put_slice(b"\r\n");
+    for h in extra {
+        w.put_slice(h.as_bytes());
+        w.put_slice(b"\r\n");
+    }
+    w.put_slice(b"\r\n");
+    if cx.head {
+        return;
+    }
+    let before = w.len();
+    w.put_slice(b"<html><head><title>");
+    put_u64(w, status as u64);
+    w.put_u8(b' ');
+    w.put_slice(why.as_bytes());
+    w.put_slice(b"</title></head><body><h1>");
+    put_u64(w, status as u64);
+    w.put_u8(b' ');
+    w.put_slice(why.as_bytes());
+    w.put_slice(b"</h1></body></html>\n");
+    debug_assert_eq!(w.len() - before, body_len);
+}
+
+/// Writes the response to one static request into `s.wbuf`.
+fn respond(web: &Web, req: &RequestHead, keep: bool, s: &mut Scratch) -> After {
+    let minor = req.minor_version;
+    let head_only = req.method() == b"HEAD";
+    let cx = Cx {
+        keep,
+        minor,
+        head: head_only,
+    };
+    match req.method() {
+        b"GET" | b"HEAD" => {}
+        _ => {
+            error_page(web, &mut s.wbuf, &cx, 405, &["allow: GET, HEAD"]);
+            return After::Done;
+        }
+    };
+    if !matches!(req.form, TargetForm::Origin | TargetForm::Absolute) {
+        error_page(web, &mut s.wbuf, &cx, 400, &[]);
+        return After::Done;
+    }
+    let path = req.path();
+    if path == b"/healthz" {
+        start(web, &mut s.wbuf, 200, keep, minor);
+        s.wbuf.put_slice(
+            b"content-type: text/plain; charset=utf-8\r\ncache-control: no-cache\r\ncontent-length: 3\r\n\r\n",
+        );
+        if !head_only {
+            s.wbuf.put_slice(b"ok\n");
+        }
+        return After::Done;
+    }
+    let trailing_slash = match files::resolve(path, &mut s.rel) {
+        Ok(t) => t,
+        Err(e) => {
+            error_page(web, &mut s.wbuf, &cx, e.status(), &[]);
+            return After::Done;
+        }
+    };
+    s.rel.push(0);
+    let (mut file, mut meta) = match open(web, &s.rel) {
+        Ok(x) => x,
+        Err(status) => {
+            error_page(web, &mut s.wbuf, &cx, status, &[]);
+            return After::Done;
+        }
+    };
+    if meta.is_dir() {
+        if !trailing_slash {
+            // As nginx: send the browser to `dir/`, so the index's relative links work.
+            let target = req.target();
+            let q = target
+                .iter()
+                .position(|&b| b == b'?')
+                .unwrap_or(target.len());
+            let raw_path = match req.form {
+                TargetForm::Origin => &target[..q],
+                _ => path,
+            };
+            let mut loc = Vec::with_capacity(raw_path.len() + 12 + target.len() - q);
+            loc.extend_from_slice(b"location: ");
+            loc.extend_from_slice(raw_path);
+            loc.push(b'/');
+            if let TargetForm::Origin = req.form {
+                loc.extend_from_slice(&target[q..]);
+            }
+            let loc = String::from_utf8_lossy(&loc).into_owned();
+            error_page(web, &mut s.wbuf, &cx, 301, &[&loc]);
+            return After::Done;
+        }
+        s.rel.pop();
+        if !s.rel.is_empty() {
+            s.rel.push(b'/');
+        }
+        s.rel.extend_from_slice(web.conf.index.as_bytes());
+        s.rel.push(0);
+        match open(web, &s.rel) {
+            Ok((f, m)) if m.is_file() => (file, meta) = (f, m),
+            Ok(_) | Err(404) => {
+                error_page(web, &mut s.wbuf, &cx, 404, &[]);
+                return After::Done;
+            }
+            Err(status) => {
+                error_page(web, &mut s.wbuf, &cx, status, &[]);
+                return After::Done;
+            }
+        }
+    } else if trailing_slash {
+        // `file.txt/` names a directory that does not exist.
+        error_page(web, &mut s.wbuf, &cx, 404, &[]);
+        return After::Done;
+    } else if !meta.is_file() {
+        // FIFOs, sockets, devices: never read from the event loop.
+        error_page(web, &mut s.wbuf, &cx, 403, &[]);
+        return After::Done;
+    }
+    s.rel.pop();
+    let size = meta.size();
+    let mtime = meta.mtime();
+    files::etag(mtime, size, &mut s.tag);
+
+    // Preconditions, in RFC 9110 section 13.2.2 order.
+    if let Some(v) = req.header("if-match") {
+        if !files::etag_matches(v, &s.tag, false) {
+            error_page(web, &mut s.wbuf, &cx, 412, &[]);
+            return After::Done;
+        }
+    } else if let Some(t) = req
+        .header("if-unmodified-since")
+        .and_then(files::parse_http_date)
+    {
+        if mtime > t {
+            error_page(web, &mut s.wbuf, &cx, 412, &[]);
+            return After::Done;
+        }
+    }
+    let not_modified = match req.header("if-none-match") {
+        Some(v) => files::etag_matches(v, &s.tag, true),
+        None => req
+            .header("if-modified-since")
+            .and_then(files::parse_http_date)
+            .is_some_and(|t| mtime <= t),
+    };
+    let last_modified = files::http_date(mtime);
+    if not_modified {
+        start(web, &mut s.wbuf, 304, keep, minor);
+        validators(web, &mut s.wbuf, &last_modified, &s.tag);
+        s.wbuf.put_slice(b"\r\n");
+        return After::Done;
+    }
+
+    let mut range = match req.header("range") {
+        Some(r) if !head_only => files::range(r, size),
+        _ => Range::Full,
+    };
+    if range != Range::Full {
+        // If-Range: the range applies only to the representation the client has.
+        if let Some(v) = req.header("if-range") {
+            let same = if v.starts_with(b"\"") {
+                v == &s.tag[..]
+            } else {
+                v == &last_modified[..]
+            };
+            if !same {
+                range = Range::Full;
+            }
+        }
+    }
+    let (status, offset, len) = match range {
+        Range::Full => (200, 0, size),
+        Range::Part { start, end } => (206, start, end - start + 1),
+        Range::Unsatisfiable => {
+            let cr = format!("content-range: bytes */{size}");
+            error_page(web, &mut s.wbuf, &cx, 416, &[&cr]);
+            return After::Done;
+        }
+    };
+    start(web, &mut s.wbuf, status, keep, minor);
+    s.wbuf.put_slice(b"content-type: ");
+    s.wbuf.put_slice(files::mime(&s.rel).as_bytes());
+    s.wbuf.put_slice(b"\r\ncontent-length: ");
+    put_u64(&mut s.wbuf, len);
+    s.wbuf.put_slice(b"\r\n");
+    if status == 206 {
+        s.wbuf.put_slice(b"content-range: bytes ");
+        put_u64(&mut s.wbuf, offset);
+        s.wbuf.put_u8(b'-');
+        put_u64(&mut s.wbuf, offset + len - 1);
+        s.wbuf.put_u8(b'/');
+        put_u64(&mut s.wbuf, size);
+        s.wbuf.put_slice(b"\r\n");
+    }
+    s.wbuf.put_slice(b"accept-ranges: bytes\r\n");
+    validators(web, &mut s.wbuf, &last_modified, &s.tag);
+    s.wbuf.put_slice(b"\r\n");
+    if head_only || len == 0 {
+        return After::Done;
+    }
+    if len > SMALL_FILE {
+        return After::SendFile { file, offset, len };
+    }
+    let at = s.wbuf.len();
+    s.wbuf.resize(at + len as usize, 0);
+    match file.read_exact_at(&mut s.wbuf[at..], offset) {
+        Ok(()) => After::Done,
+        Err(_) => {
+            // The file shrank under us: the promised length cannot be sent.
+            s.wbuf.truncate(at);
+            After::SendFile { file, offset, len }
+        }
+    }
+}
+
+fn validators(web: &Web, w: &mut BytesMut, last_modified: &[u8], tag: &[u8]) {
+    w.put_slice(b"last-modified: ");
+    w.put_slice(last_modified);
+    w.put_slice(b"\r\netag: ");
+    w.put_slice(tag);
+    w.put_slice(b"\r\n");
+    w.put_slice(&web.cache_line);
+}
+
+/// Opens a NUL-terminated relative path beneath the root; the error is the status to answer.
+fn open(web: &Web, rel: &[u8]) -> Result<(File, std::fs::Metadata), u16> {
+    let c = CStr::from_bytes_with_nul(rel).map_err(|_| 400u16)?;
+    let f = web.open(c).map_err(|e| match e.raw_os_error() {
+        // EXDEV: the path would leave the root; ELOOP: a symlink we refuse to follow.
+        Some(libc::EXDEV) | Some(libc::ELOOP) | Some(libc::EACCES) | Some(libc::EPERM) => 403u16,
+        _ => 404u16,
+    })?;
+    let m = f.metadata().map_err(|_| 404u16)?;
+    Ok((f, m))
+}
+
+/// Reads what is available into `buf`, waiting until `deadline`. `Ok(0)` is EOF.
+async fn read_until(s: &TcpStream, buf: &mut BytesMut, deadline: Instant) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(READ_CHUNK);
+    }
+    loop {
+        match s.try_read_buf(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        match tokio::time::timeout_at(deadline.into(), s.ready(Interest::READABLE)).await {
+            Ok(r) => {
+                r?;
+            }
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "read timeout")),
+        }
+    }
+}
+
+/// Writes all of `data`, failing if the peer accepts nothing for `idle`.
+async fn write_all(s: &TcpStream, mut data: &[u8], idle: Duration) -> io::Result<()> {
+    while !data.is_empty() {
+        match s.try_write(data) {
+            Ok(n) => {
+                data = &data[n..];
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        match tokio::time::timeout(idle, s.ready(Interest::WRITABLE)).await {
+            Ok(r) => {
+                r?;
+            }
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")),
+        }
+    }
+    Ok(())
+}
+
+async fn flush(s: &TcpStream, w: &mut BytesMut, idle: Duration) -> io::Result<()> {
+    if w.is_empty() {
+        return Ok(());
+    }
+    let r = write_all(s, w, idle).await;
+    w.clear();
+    r
+}
+
+/// sendfile(2) from `file` to the socket: the kernel copies, user space never sees the bytes.
+async fn send_file(
+    s: &TcpStream,
+    file: &File,
+    offset: u64,
+    len: u64,
+    idle: Duration,
+) -> io::Result<()> {
+    let mut off = offset as libc::off_t;
+    let mut left = len;
+    let (out_fd, in_fd) = (s.as_raw_fd(), file.as_raw_fd());
+    while left > 0 {
+        let chunk = left.min(1 << 30) as usize;
+        let r = s.try_io(Interest::WRITABLE, || {
+            // SAFETY: both descriptors are open for the call; `off` is a valid pointer.
+            let n = unsafe { libc::sendfile(out_fd, in_fd, &mut off, chunk) };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as u64)
+            }
+        });
+        match r {
+            // The file shrank: the promised length cannot be kept; close.
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => left -= n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout(idle, s.ready(Interest::WRITABLE)).await {
+                    Ok(r) => {
+                        r?;
+                    }
+                    Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_format() {
+        let mut w = BytesMut::new();
+        for n in [0u64, 7, 10, 1024, u64::MAX] {
+            w.clear();
+            put_u64(&mut w, n);
+            assert_eq!(&w[..], n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn date_is_cached_and_well_formed() {
+        let a = date_now();
+        assert!(files::parse_http_date(&a).is_some());
+        let b = date_now();
+        assert!(files::parse_http_date(&b).unwrap() >= files::parse_http_date(&a).unwrap());
+    }
+}

@@ -1,0 +1,410 @@
+//! HTTPS: SNI certificate choice, default and strict-sni, redirect to https,
+//! X-Forwarded-Proto, certificate reload, bad material at `lb check`, TLS to servers.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+
+use common::client::Client;
+use common::servers::http_server;
+use common::{Lb, TempDir};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+/// A test certificate authority.
+struct Ca {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+fn ca(name: &str) -> Ca {
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(rcgen::DnType::CommonName, name);
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = p.self_signed(&key).unwrap();
+    Ca { cert, key }
+}
+
+/// A leaf signed by `ca` for `names`: (PEM with chain and key, leaf DER).
+fn leaf(ca: &Ca, names: &[&str]) -> (String, Vec<u8>) {
+    let p = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    (
+        format!("{}{}", cert.pem(), key.serialize_pem()),
+        cert.der().to_vec(),
+    )
+}
+
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A TLS connection: SNI `Some(name)` verified against `ca`, or `None`: no SNI
+/// (an IP server name) and any certificate accepted.
+fn tls_connect(addr: SocketAddr, sni: Option<&str>, ca: Option<&Ca>) -> Result<Tls, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let b = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let config = match ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.cert.der().clone()).unwrap();
+            b.with_root_certificates(roots).with_no_client_auth()
+        }
+        None => b
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+            .with_no_client_auth(),
+    };
+    let name = match sni {
+        Some(n) => ServerName::try_from(n.to_string()).unwrap(),
+        None => ServerName::IpAddress(addr.ip().into()),
+    };
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+    let sock = common::connect(addr);
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    while tls.conn.is_handshaking() {
+        tls.conn
+            .complete_io(&mut tls.sock)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(tls)
+}
+
+fn peer_der(t: &Tls) -> Vec<u8> {
+    t.conn.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// GET over an established TLS connection; returns (status, headers+body text).
+fn tls_get(t: &mut Tls, path: &str) -> (u16, String) {
+    t.write_all(format!("GET {path} HTTP/1.1\r\nHost: a.test\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut r = BufReader::new(t);
+    let mut head = String::new();
+    let mut cl = 0usize;
+    loop {
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        if l == "\r\n" {
+            break;
+        }
+        if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+            cl = v.trim().parse().unwrap();
+        }
+        head.push_str(&l);
+    }
+    let mut body = vec![0u8; cl];
+    r.read_exact(&mut body).unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, format!("{head}{}", String::from_utf8_lossy(&body)))
+}
+
+struct Setup {
+    _dir: TempDir,
+    ca: Ca,
+    certs: std::path::PathBuf,
+    default_der: Vec<u8>,
+    a_der: Vec<u8>,
+    wild_der: Vec<u8>,
+}
+
+fn setup() -> Setup {
+    let dir = TempDir::new("tls");
+    let ca = ca("lb test CA");
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (d, default_der) = leaf(&ca, &["default.test"]);
+    let (a, a_der) = leaf(&ca, &["a.test"]);
+    let (w, wild_der) = leaf(&ca, &["*.wild.test"]);
+    std::fs::write(certs.join("1-default.pem"), d).unwrap();
+    std::fs::write(certs.join("2-a.pem"), a).unwrap();
+    std::fs::write(certs.join("3-wild.pem"), w).unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.cert.pem()).unwrap();
+    Setup {
+        _dir: dir,
+        ca,
+        certs,
+        default_der,
+        a_der,
+        wild_der,
+    }
+}
+
+fn https_conf(s: &Setup, backend: SocketAddr, extra_bind: &str) -> String {
+    format!(
+        "defaults\n    mode http\nfrontend f\n    bind 127.0.0.1:0 ssl crt {} {extra_bind}\n    default_backend b\nbackend b\n    server s {backend}\n",
+        s.certs.display()
+    )
+}
+
+#[test]
+fn sni_picks_certificate_and_default_serves_the_rest() {
+    let s = setup();
+    let be = http_server("be");
+    let lb = Lb::start(&https_conf(&s, be.addr, ""), 1);
+    let fe = lb.addr("frontend", "f");
+    let t = tls_connect(fe, Some("a.test"), Some(&s.ca)).unwrap();
+    assert_eq!(peer_der(&t), s.a_der);
+    let t = tls_connect(fe, Some("x.wild.test"), Some(&s.ca)).unwrap();
+    assert_eq!(peer_der(&t), s.wild_der);
+    // No SNI, or an unknown name: the first certificate loaded.
+    let t = tls_connect(fe, None, None).unwrap();
+    assert_eq!(peer_der(&t), s.default_der);
+    let t = tls_connect(fe, Some("unknown.test"), None).unwrap();
+    assert_eq!(peer_der(&t), s.default_der);
+    // And the request goes through, with X-Forwarded-Proto: https.
+    let mut t = tls_connect(fe, Some("a.test"), Some(&s.ca)).unwrap();
+    let (status, text) = tls_get(&mut t, "/");
+    assert_eq!(status, 200);
+    assert!(text.contains("x-forwarded-proto: https"), "{text}");
+    // Keep-alive over TLS.
+    assert_eq!(tls_get(&mut t, "/again").0, 200);
+}
+
+#[test]
+fn strict_sni_refuses_clients_without_a_match() {
+    let s = setup();
+    let be = http_server("be");
+    let lb = Lb::start(&https_conf(&s, be.addr, "strict-sni"), 1);
+    let fe = lb.addr("frontend", "f");
+    assert!(tls_connect(fe, None, None).is_err());
+    assert!(tls_connect(fe, Some("unknown.test"), None).is_err());
+    let mut t = tls_connect(fe, Some("a.test"), Some(&s.ca)).unwrap();
+    assert_eq!(tls_get(&mut t, "/").0, 200);
+}
+
+#[test]
+fn garbage_instead_of_client_hello_costs_only_its_connection() {
+    let s = setup();
+    let be = http_server("be");
+    let lb = Lb::start(&https_conf(&s, be.addr, ""), 1);
+    let fe = lb.addr("frontend", "f");
+    let mut g = common::connect(fe);
+    g.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut buf = [0u8; 64];
+    // lb closes (maybe after a TLS alert); it never answers in plain HTTP.
+    let n = g.read(&mut buf).unwrap_or(0);
+    assert!(!String::from_utf8_lossy(&buf[..n]).contains("HTTP/1.1"));
+    let mut t = tls_connect(fe, Some("a.test"), Some(&s.ca)).unwrap();
+    assert_eq!(tls_get(&mut t, "/").0, 200);
+}
+
+#[test]
+fn plain_http_is_redirected_to_https() {
+    let s = setup();
+    let be = http_server("be");
+    let c = format!(
+        "defaults\n    mode http\nfrontend f\n    bind 127.0.0.1:0\n    bind 127.0.0.1:0 ssl crt {}\n    http-request redirect scheme https code 301 unless ssl_fc\n    default_backend b\nbackend b\n    server s {}\n",
+        s.certs.display(),
+        be.addr
+    );
+    let lb = Lb::start(&c, 2);
+    let addrs = &lb.listeners[&("frontend".to_string(), "f".to_string())];
+    let (plain, tls) = (addrs[0], addrs[1]);
+    let mut cl = Client::connect(plain);
+    cl.send(b"GET /path?q=1 HTTP/1.1\r\nHost: www.a.test:8080\r\n\r\n");
+    let r = cl.read(false).unwrap();
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://www.a.test:{}/path?q=1", tls.port()).as_str())
+    );
+    // Over TLS, no redirect.
+    let mut t = tls_connect(tls, Some("a.test"), Some(&s.ca)).unwrap();
+    assert_eq!(tls_get(&mut t, "/").0, 200);
+}
+
+#[test]
+fn reload_swaps_certificate_and_keeps_established_connections() {
+    let s = setup();
+    let be = http_server("be");
+    let conf = https_conf(&s, be.addr, "");
+    let lb = Lb::start(&conf, 1);
+    let fe = lb.addr("frontend", "f");
+    let mut old = tls_connect(fe, Some("a.test"), Some(&s.ca)).unwrap();
+    assert_eq!(tls_get(&mut old, "/").0, 200);
+    // A new certificate for a.test, then SIGHUP.
+    let (a2, a2_der) = leaf(&s.ca, &["a.test"]);
+    std::fs::write(s.certs.join("2-a.pem"), a2).unwrap();
+    lb.reload(&conf);
+    lb.wait_log("reloaded:");
+    let t = tls_connect(fe, Some("a.test"), Some(&s.ca)).unwrap();
+    assert_eq!(peer_der(&t), a2_der);
+    assert_ne!(a2_der, s.a_der);
+    // The connection made before the reload keeps working.
+    assert_eq!(tls_get(&mut old, "/after").0, 200);
+    // A broken certificate on reload: the old ones stay.
+    std::fs::write(s.certs.join("2-a.pem"), "not a pem").unwrap();
+    lb.reload(&conf);
+    let line = lb.wait_log("reload failed:");
+    assert!(line.contains("2-a.pem"), "{line}");
+    let t = tls_connect(fe, Some("a.test"), Some(&s.ca)).unwrap();
+    assert_eq!(peer_der(&t), a2_der);
+}
+
+#[test]
+fn lb_check_rejects_bad_material() {
+    let s = setup();
+    let dir = TempDir::new("tlsbad");
+    let (a, _) = leaf(&s.ca, &["a.test"]);
+    let (b, _) = leaf(&s.ca, &["b.test"]);
+    // a's certificate with b's key.
+    let cert_a = &a[..a.find("-----BEGIN PRIVATE KEY").unwrap()];
+    let key_b = &b[b.find("-----BEGIN PRIVATE KEY").unwrap()..];
+    let bad = dir.path().join("mismatch.pem");
+    std::fs::write(&bad, format!("{cert_a}{key_b}")).unwrap();
+    let check = |crt: &Path| {
+        common::check(&format!(
+            "frontend f\n    mode http\n    bind 127.0.0.1:0 ssl crt {}\n",
+            crt.display()
+        ))
+    };
+    let (code, _, err, path, _d) = check(&bad);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("{}:3:", path.display()))
+            && err.contains("does not match its certificate"),
+        "{err}"
+    );
+    let (code, _, err, _, _d) = check(&dir.path().join("missing.pem"));
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot read crt"), "{err}");
+    let (code, _, err, _, _d) = common::check("frontend f\n    bind 127.0.0.1:0 ssl\n");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("'ssl' needs 'crt PATH' or 'self-signed NAME...'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tls_to_servers_with_and_without_verification() {
+    let s = setup();
+    let origin = http_server("origin");
+    // The HTTPS server: a second lb terminating TLS for "backend.test".
+    let (bcert, _) = leaf(&s.ca, &["backend.test"]);
+    let bdir = TempDir::new("tlsbe");
+    let bpem = bdir.path().join("backend.pem");
+    std::fs::write(&bpem, bcert).unwrap();
+    let backend = Lb::start(
+        &format!(
+            "defaults\n    mode http\nfrontend tls\n    bind 127.0.0.1:0 ssl crt {}\n    default_backend o\nbackend o\n    server o {}\n",
+            bpem.display(),
+            origin.addr
+        ),
+        1,
+    );
+    let baddr = backend.addr("frontend", "tls");
+    let ca_file = s.certs.parent().unwrap().join("ca.pem");
+    let other = ca("another CA");
+    let other_file = bdir.path().join("other-ca.pem");
+    std::fs::write(&other_file, other.cert.pem()).unwrap();
+    let front = |opts: &str| {
+        Lb::start(
+            &format!(
+                "defaults\n    mode http\n    retries 0\nfrontend f\n    bind 127.0.0.1:0\n    default_backend b\nbackend b\n    server s {baddr} {opts}\n"
+            ),
+            1,
+        )
+    };
+    let ok = front(&format!(
+        "ssl verify required ca-file {} sni backend.test",
+        ca_file.display()
+    ));
+    let mut c = Client::connect(ok.addr("frontend", "f"));
+    let r = c.get("/");
+    assert_eq!(r.status, 200);
+    assert!(r.text().starts_with("origin GET /"));
+    // Pooled TLS connection reused for the next request.
+    assert_eq!(c.get("/2").status, 200);
+    // Wrong CA: the handshake fails, no server accepted: 503.
+    let bad = front(&format!(
+        "ssl verify required ca-file {} sni backend.test",
+        other_file.display()
+    ));
+    assert_eq!(
+        Client::connect(bad.addr("frontend", "f")).get("/").status,
+        503
+    );
+    // verify none accepts it.
+    let none = front("ssl verify none");
+    assert_eq!(
+        Client::connect(none.addr("frontend", "f")).get("/").status,
+        200
+    );
+    // Health checks over TLS.
+    let chk = front(&format!(
+        "ssl verify required ca-file {} sni backend.test check check-ssl inter 100ms",
+        ca_file.display()
+    ));
+    chk.wait_log("server b/s is UP");
+}
+
+#[test]
+fn curl_with_cacert() {
+    let Ok(out) = std::process::Command::new("curl").arg("--version").output() else {
+        eprintln!("curl not installed: skipping");
+        return;
+    };
+    assert!(out.status.success());
+    let s = setup();
+    let be = http_server("be");
+    let lb = Lb::start(&https_conf(&s, be.addr, ""), 1);
+    let fe = lb.addr("frontend", "f");
+    let ca_file = s.certs.parent().unwrap().join("ca.pem");
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(&ca_file)
+        .arg("--resolve")
+        .arg(format!("a.test:{}:127.0.0.1", fe.port()))
+        .arg(format!("https://a.test:{}/hello", fe.port()))
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(body.starts_with("be GET /hello"), "{body}");
+    assert!(body.contains("x-forwarded-proto: https"), "{body}");
+}
