@@ -103,6 +103,9 @@ fn topology() -> Topology {
         &["frontend www.foobar.com", "backend web"],
         &mut real,
     );
+    // Health checks are on: each server is checked before it takes traffic.
+    front.wait_log_count("server web/server1 is UP", 1);
+    front.wait_log_count("server web/server2 is UP", 1);
     Topology {
         kv_primary,
         kv_replica: Some(kv_replica),
@@ -119,7 +122,8 @@ impl Topology {
     }
     fn get(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
         let mut c = Client::connect(self.www());
-        let mut req = format!("GET {path} HTTP/1.1\r\nHost: www.foobar.com\r\n");
+        // localhost: www.foobar.com over plain HTTP is redirected to HTTPS.
+        let mut req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n");
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -198,6 +202,13 @@ fn foobar_conf_is_valid() {
 fn the_whole_topology() {
     let mut t = topology();
 
+    // www.foobar.com over plain HTTP moves to HTTPS.
+    let mut c = Client::connect(t.www());
+    c.send(b"GET /x HTTP/1.1\r\nHost: www.foobar.com\r\n\r\n");
+    let r = c.read(false).expect("redirect");
+    assert_eq!(r.status, 301);
+    assert!(r.header("location").unwrap_or("").starts_with("https://www.foobar.com:"));
+
     // The site and the API alternate between the two servers.
     let page = t.get("/", &[]);
     assert_eq!(page.status, 200);
@@ -218,7 +229,7 @@ fn the_whole_topology() {
     // PUT through the balancer, read it back through the balancer (with the token) and on the replica.
     let mut c = Client::connect(t.www());
     c.send(
-        b"PUT /api/items/user:1 HTTP/1.1\r\nHost: www.foobar.com\r\nContent-Length: 5\r\n\r\nalice",
+        b"PUT /api/items/user:1 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nalice",
     );
     let w = c.read(false).unwrap();
     assert_eq!(w.status, 200, "{}", w.text());
