@@ -1237,6 +1237,27 @@ mod tests {
     }
 
     #[test]
+    fn byte_by_byte_is_incomplete_until_the_end() {
+        let full: &[u8] =
+            b"\r\nPOST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let head_end = full.len() - 5;
+        let mut b = BytesMut::new();
+        for (i, &byte) in full.iter().enumerate() {
+            b.extend_from_slice(&[byte]);
+            let r = parse_request(&mut b, &HeadLimits::default()).unwrap();
+            if i + 1 < head_end {
+                assert!(r.is_none(), "complete too early at {i}");
+            } else {
+                let h = r.unwrap();
+                assert_eq!(h.body, BodyKind::Chunked);
+                assert!(h.buf.starts_with(b"POST"));
+                break;
+            }
+        }
+        assert!(b.is_empty());
+    }
+
+    #[test]
     fn header_reuse() {
         let mut v = Vec::with_capacity(100);
         v.push(Header {
