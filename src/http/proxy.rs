@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::io::Io;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 
 use super::body::{write_chunk_header, Chunk, ChunkedDecoder, LAST_CHUNK};
 use super::head::{self, BodyKind, HeadLimits, RequestHead, ResponseHead, TargetForm};
@@ -367,14 +367,6 @@ async fn exchange_inner(
     // stream gets it from us (as nginx does); the Expect header is then consumed.
     let answer_continue = req.expect_continue && matches!(req.body, BodyKind::Chunked)
         || matches!(req.body, BodyKind::Length(n) if req.expect_continue && (rbuf.len() as u64) < n);
-    let out_head = request_head(
-        &req,
-        conn,
-        forwardfor,
-        bc.reuse == Reuse::Never,
-        answer_continue,
-    );
-
     // A request whose body is already entirely buffered can be replayed on a
     // fresh connection if a reused one turns out dead.
     let replayable_body = match req.body {
@@ -382,6 +374,19 @@ async fn exchange_inner(
         BodyKind::Length(n) if (rbuf.len() as u64) >= n => Some(n as usize),
         _ => None,
     };
+    // The bytes of the first write, built once: the head and, when buffered,
+    // the whole body; every attempt (retries included) sends exactly these.
+    let mut first_write = request_head(
+        &req,
+        conn,
+        forwardfor,
+        bc.reuse == Reuse::Never,
+        answer_continue,
+    );
+    if let Some(n) = replayable_body {
+        first_write.put_slice(&rbuf.split_to(n));
+        t.bytes_in += n as u64;
+    }
     let may_reuse = match bc.reuse {
         Reuse::Never => false,
         Reuse::Safe => !first || req.is_idempotent(),
@@ -408,12 +413,7 @@ async fn exchange_inner(
                 None => return Err(Fail::Status(503)),
             };
         t.connected(&up.server.0, reused);
-        // Send the head, with the buffered start of the body in the same write.
-        let mut first_write = BytesMut::with_capacity(out_head.len() + 1024);
-        first_write.put_slice(&out_head);
-        if let Some(n) = replayable_body {
-            first_write.put_slice(&rbuf[..n]);
-        }
+        // Send the head, with the buffered body in the same write.
         if write_all(&mut up.sock, &first_write, bc.timeout_server)
             .await
             .is_err()
@@ -425,10 +425,7 @@ async fn exchange_inner(
             return Err(Fail::Status(502));
         }
         match replayable_body {
-            Some(n) => {
-                let _ = rbuf.split_to(n);
-                t.bytes_in += n as u64;
-            }
+            Some(_) => {}
             None => {
                 if answer_continue && req.minor_version == 1 {
                     write_all(
@@ -681,8 +678,8 @@ fn request_head(
     forwardfor: bool,
     close: bool,
     strip_expect: bool,
-) -> Bytes {
-    let mut out = BytesMut::with_capacity(req.buf.len() + 128);
+) -> BytesMut {
+    let mut out = BytesMut::with_capacity(req.buf.len() + 1024);
     out.put_slice(req.method());
     out.put_u8(b' ');
     put_origin_form(&mut out, req);
@@ -737,7 +734,7 @@ fn request_head(
         out.put_slice(b"Connection: close\r\n");
     }
     out.put_slice(b"\r\n");
-    out.freeze()
+    out
 }
 
 /// Builds the head sent to the client.
@@ -749,7 +746,13 @@ fn response_head(
 ) -> BytesMut {
     let mut out = BytesMut::with_capacity(resp.buf.len() + 64);
     out.put_slice(b"HTTP/1.1 ");
-    out.put_slice(resp.status.to_string().as_bytes());
+    // Three digits without formatting machinery (status is 100..=999).
+    let st = resp.status;
+    out.put_slice(&[
+        b'0' + (st / 100 % 10) as u8,
+        b'0' + (st / 10 % 10) as u8,
+        b'0' + (st % 10) as u8,
+    ]);
     out.put_u8(b' ');
     out.put_slice(resp.slice(resp.reason));
     out.put_slice(b"\r\n");
