@@ -80,6 +80,7 @@ backend b
 CONF
 "$HAPROXY" -db -f "$dir/haproxy.cfg" >/dev/null 2>&1 &
 pids+=($!)
+HPID=$!
 wait_port "$PH"
 
 # lb.
@@ -99,31 +100,48 @@ backend b
 CONF
 ./target/release/lb --conf "$dir/lb.conf" >/dev/null 2>&1 &
 pids+=($!)
+LPID=$!
 wait_port "$PL"
 
-declare -A total
+declare -A total cpu
 names=(lb haproxy nginx)
 declare -A port=([lb]=$PL [haproxy]=$PH [nginx]=$PN)
+NPID=$(cat "$dir/proxy.pid")
+declare -A pid=([lb]=$LPID [haproxy]=$HPID [nginx]=$NPID)
+# CPU time (user+system, clock ticks) of a process: efficiency next to throughput,
+# since on a small shared machine the proxy is not the only thing that limits req/s.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
 run() { # port -> requests/s
     wrk -t"$WRK_THREADS" -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$1/file.txt" > "$dir/wrk.out"
     if grep -q "Non-2xx" "$dir/wrk.out"; then echo "errors:" >&2; cat "$dir/wrk.out" >&2; fi
     awk '/Requests\/sec/ {print $2}' "$dir/wrk.out"
 }
-for n in "${names[@]}"; do total[$n]=""; run "${port[$n]}" >/dev/null; done  # warm up
+run_cpu() { # name -> "req/s cpu-µs-per-request"
+    local t0 t1 rps
+    t0=$(ticks "${pid[$1]}")
+    rps=$(run "${port[$1]}")
+    t1=$(ticks "${pid[$1]}")
+    echo "$rps $(echo "($t1 - $t0) / $HZ * 1000000 / ($rps * $SECS)" | bc -l)"
+}
+for n in "${names[@]}"; do total[$n]=""; cpu[$n]=""; run "${port[$n]}" >/dev/null; done  # warm up
 for r in $(seq "$ROUNDS"); do
     for n in "${names[@]}"; do
-        rps=$(run "${port[$n]}")
+        read -r rps us <<<"$(run_cpu "$n")"
         total[$n]="${total[$n]} $rps"
-        echo "round $r $n $rps" >&2
+        cpu[$n]="${cpu[$n]} $us"
+        echo "round $r $n $rps req/s, $us CPU µs/request" >&2
     done
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 h=$(echo "${total[haproxy]}" | median)
+hc=$(echo "${cpu[haproxy]}" | median)
 echo
 echo "HTTP keep-alive, 1 worker each, 2 nginx backends, ${FILE_BYTES} B file, wrk -t$WRK_THREADS -c$CONNS -d${SECS}s, median of $ROUNDS interleaved rounds"
-echo "| proxy | requests/s | vs HAProxy |"
-echo "|---|---:|---:|"
+echo "| proxy | requests/s | vs HAProxy | proxy CPU µs/request | HAProxy's CPU per request / this one's |"
+echo "|---|---:|---:|---:|---:|"
 for n in "${names[@]}"; do
     m=$(echo "${total[$n]}" | median)
-    printf "| %s | %.0f | %.2fx |\n" "$n" "$m" "$(echo "$m / $h" | bc -l)"
+    c=$(echo "${cpu[$n]}" | median)
+    printf "| %s | %.0f | %.2fx | %.1f | %.2fx |\n" "$n" "$m" "$(echo "$m / $h" | bc -l)" "$c" "$(echo "$hc / $c" | bc -l)"
 done

@@ -10,6 +10,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use crate::balance::{InFlight, Pool};
+use crate::stats::{BackendStats, FrontendStats};
 
 /// How a connection to a backend server is made.
 #[derive(Debug, Clone, Copy)]
@@ -27,15 +28,22 @@ pub async fn connect(
     pool: &Pool,
     client: Option<std::net::IpAddr>,
     policy: ConnectPolicy,
+    stats: &BackendStats,
 ) -> Option<(TcpStream, InFlight)> {
     let mut tried: Vec<Arc<crate::balance::Server>> = Vec::new();
-    for _ in 0..=policy.retries {
+    for attempt in 0..=policy.retries {
         let ctx = crate::balance::PickCtx {
             client,
             tried: &tried,
             redispatch: policy.redispatch,
         };
         let server = pool.pick_with(&ctx)?.clone();
+        if attempt > 0 {
+            stats.retries.inc();
+            if !tried.iter().any(|s| Arc::ptr_eq(s, &server)) {
+                stats.redispatches.inc();
+            }
+        }
         match connect_one(&server, policy.timeout_connect).await {
             Ok(s) => return Some((s, server.enter())),
             Err(reason) => {
@@ -315,6 +323,13 @@ fn splice(from: i32, to: i32, len: usize) -> io::Result<usize> {
     }
 }
 
+/// Where a TCP session is counted.
+#[derive(Debug, Clone)]
+pub struct Observe {
+    pub frontend: Arc<FrontendStats>,
+    pub backend: Arc<BackendStats>,
+}
+
 /// Serves one accepted TCP-mode connection end to end.
 pub async fn serve(
     client: TcpStream,
@@ -322,12 +337,27 @@ pub async fn serve(
     pool: Arc<Pool>,
     policy: ConnectPolicy,
     idle: Idle,
+    obs: Observe,
 ) {
-    let Some((server, guard)) = connect(&pool, Some(peer.ip()), policy).await else {
+    let _session = obs.frontend.open();
+    let start = Instant::now();
+    let connected = connect(&pool, Some(peer.ip()), policy, &obs.backend).await;
+    let tc = start.elapsed();
+    let Some((server, guard)) = connected else {
         tracing::debug!("no server accepted the connection from {peer}; closing it");
+        log_session(&obs, peer, start, None, Moved::default());
         return;
     };
-    match tunnel(&client, &server, idle).await {
+    guard.0.stats.connect.observe(tc.as_secs_f64());
+    let moved = tunnel(&client, &server, idle).await;
+    log_session(
+        &obs,
+        peer,
+        start,
+        Some((&guard, tc)),
+        moved.as_ref().copied().unwrap_or_default(),
+    );
+    match moved {
         Ok(m) => tracing::debug!(
             "tcp session to {} ended: {} bytes up, {} down",
             guard.0.id,
@@ -338,23 +368,71 @@ pub async fn serve(
     }
 }
 
+/// Counts a finished TCP session and writes its access log line.
+fn log_session(
+    obs: &Observe,
+    peer: std::net::SocketAddr,
+    start: Instant,
+    server: Option<(&InFlight, Duration)>,
+    m: Moved,
+) {
+    let took = start.elapsed();
+    obs.frontend
+        .traffic
+        .record(None, m.to_server, m.to_client, took);
+    if let Some((g, _)) = server {
+        g.0.stats
+            .traffic
+            .record(None, m.to_server, m.to_client, took);
+    }
+    if let Some(log) = crate::accesslog::get() {
+        log.log(crate::accesslog::Record {
+            time: std::time::SystemTime::now() - took,
+            client: peer,
+            frontend: obs.frontend.name.clone(),
+            backend: Some(obs.backend.name.clone()),
+            server: server.map(|(g, _)| g.0.stats.name.clone()),
+            tc: server.map_or(-1, |(_, tc)| tc.as_millis() as i64),
+            tr: -1,
+            ta: took.as_millis() as u64,
+            status: None,
+            bytes_out: m.to_client,
+            bytes_in: m.to_server,
+            request: None,
+        });
+    }
+}
+
 /// TCP mode when TLS is on either side: terminate or originate TLS, then tunnel.
 pub async fn serve_io(
     mut client: crate::io::Io,
     peer: std::net::SocketAddr,
     be: &crate::runtime::BackendRt,
     timeout_client: Duration,
+    frontend: &Arc<FrontendStats>,
 ) {
+    let obs = Observe {
+        frontend: frontend.clone(),
+        backend: be.stats.clone(),
+    };
+    let _session = frontend.open();
+    let start = Instant::now();
     let mut tried: Vec<Arc<crate::balance::Server>> = Vec::new();
-    for _ in 0..=be.conf.retries {
+    for attempt in 0..=be.conf.retries {
         let ctx = crate::balance::PickCtx {
             client: Some(peer.ip()),
             tried: &tried,
             redispatch: be.conf.redispatch,
         };
         let Some(server) = be.pool.pick_with(&ctx).cloned() else {
-            return;
+            break;
         };
+        if attempt > 0 {
+            be.stats.retries.inc();
+            if !tried.iter().any(|s| Arc::ptr_eq(s, &server)) {
+                be.stats.redispatches.inc();
+            }
+        }
         let connected = match connect_one(&server, be.conf.timeout_connect).await {
             Ok(sock) => match be.connector(&server) {
                 None => Ok(crate::io::Io::Plain(sock)),
@@ -364,7 +442,9 @@ pub async fn serve_io(
         };
         match connected {
             Ok(mut up) => {
-                let _guard = server.enter();
+                let guard = server.enter();
+                let tc = start.elapsed();
+                server.stats.connect.observe(tc.as_secs_f64());
                 let idle = Idle {
                     client: timeout_client,
                     server: be.conf.timeout_server,
@@ -372,6 +452,8 @@ pub async fn serve_io(
                 if let Err(e) = crate::io::tunnel(&mut client, &mut up, idle).await {
                     tracing::debug!("tcp session to {} aborted: {e}", server.id);
                 }
+                // io::tunnel does not report bytes moved: the session counts without them.
+                log_session(&obs, peer, start, Some((&guard, tc)), Moved::default());
                 return;
             }
             Err(reason) => {
@@ -381,4 +463,5 @@ pub async fn serve_io(
             }
         }
     }
+    log_session(&obs, peer, start, None, Moved::default());
 }

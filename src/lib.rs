@@ -13,9 +13,14 @@
 //! - `tls`      rustls configurations: SNI certificate store per bind, connectors to TLS servers
 //! - `l4`       TCP mode: connect with retries, splice(2) both ways with half-close
 //! - `kv`       the embedded RESP2 key-value store
+//! - `stats`    traffic metrics: prometheus handles per frontend/backend/server, kept across reloads
+//! - `accesslog` one line per request or TCP connection, written off the request path
+//! - `admin`    the admin listener: /metrics, /stats page and JSON, runtime API
 //! - `web`      the embedded web server (nginx role): static files, `/healthz`, app prefixes via `http::proxy::forward`
 //! - `app`      the embedded foobar application (gunicorn role): JSON API over the kv tier, read-your-writes
 
+pub mod accesslog;
+pub mod admin;
 pub mod app;
 pub mod balance;
 pub mod conf;
@@ -28,6 +33,7 @@ pub mod limit;
 pub mod listener;
 pub mod runtime;
 pub mod shutdown;
+pub mod stats;
 pub mod tls;
 pub mod web;
 

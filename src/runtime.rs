@@ -26,6 +26,8 @@ pub enum RunError {
     Conf(#[from] ConfError),
     #[error("{what}: {err}")]
     Io { what: String, err: std::io::Error },
+    #[error("{0}")]
+    AccessLog(String),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
@@ -52,6 +54,7 @@ pub struct FrontendRt {
     /// The backend of each `use_backend` rule, in order.
     pub routes: Vec<Option<Arc<BackendRt>>>,
     pub limits: HeadLimits,
+    pub stats: Arc<crate::stats::FrontendStats>,
     /// Per-client-address counters (`limit ...`), kept across reloads by frontend name.
     pub clients: Option<Arc<crate::limit::Table>>,
 }
@@ -60,6 +63,7 @@ pub struct FrontendRt {
 pub struct BackendRt {
     pub conf: Backend,
     pub pool: Arc<Pool>,
+    pub stats: Arc<crate::stats::BackendStats>,
     /// How to reach each server over TLS (in `pool.servers` order); `None` = plain.
     pub connectors: Vec<Option<crate::tls::Connector>>,
 }
@@ -116,7 +120,14 @@ impl Snapshot {
                     }
                     None => {
                         changes += 1;
-                        servers.push(Arc::new(Server::new(&b.name, sc)));
+                        let server = Server::new(&b.name, sc);
+                        // Run-time changes follow the name, even to a new address.
+                        if let Some(old) =
+                            old_be.and_then(|ob| ob.pool.servers.iter().find(|s| s.name == sc.name))
+                        {
+                            server.inherit(old);
+                        }
+                        servers.push(Arc::new(server));
                     }
                 }
             }
@@ -155,6 +166,7 @@ impl Snapshot {
             let rt = BackendRt {
                 conf: b.clone(),
                 pool: Arc::new(Pool::new(servers, b, cursor)),
+                stats: crate::stats::backend(&b.name),
                 connectors,
             };
             backends.insert(b.name.clone(), Arc::new(rt));
@@ -227,6 +239,7 @@ impl Snapshot {
                         max_bytes: conf.global.max_head_bytes,
                         max_headers: conf.global.max_headers,
                     },
+                    stats: crate::stats::frontend(&f.name),
                 };
                 (f.name.clone(), Arc::new(rt))
             })
@@ -458,7 +471,7 @@ impl Runtime {
                     return;
                 };
                 if client.is_tls() || be.connectors.iter().any(Option::is_some) {
-                    l4::serve_io(client, peer, &be, fe.conf.timeout_client).await;
+                    l4::serve_io(client, peer, &be, fe.conf.timeout_client, &fe.stats).await;
                     return;
                 }
                 let crate::io::Io::Plain(sock) = client else {
@@ -473,7 +486,11 @@ impl Runtime {
                     client: fe.conf.timeout_client,
                     server: be.conf.timeout_server,
                 };
-                l4::serve(sock, peer, be.pool.clone(), policy, idle).await;
+                let obs = l4::Observe {
+                    frontend: fe.stats.clone(),
+                    backend: be.stats.clone(),
+                };
+                l4::serve(sock, peer, be.pool.clone(), policy, idle, obs).await;
             }
         }
     }
@@ -595,14 +612,15 @@ impl Runtime {
         Ok(changes)
     }
 
-    /// SIGHUP: re-read the file; a bad file or a failed bind keeps the running config.
-    fn reload(self: &Arc<Self>) {
+    /// SIGHUP (and the admin API): re-read the file; a bad file or a failed
+    /// bind keeps the running config. Returns the number of changes or why it failed.
+    pub fn reload(self: &Arc<Self>) -> Result<usize, String> {
         let conf = match conf::load(&self.conf_path) {
             Ok(c) => c,
             Err(e) => {
                 self.reload_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!("reload failed: {e}");
-                return;
+                return Err(e.to_string());
             }
         };
         for w in &conf.warnings {
@@ -615,14 +633,32 @@ impl Runtime {
         if conf.kvs != old.conf.kvs {
             tracing::warn!("kv sections change only at the next start, not on reload");
         }
+        let g = (&conf.global, &old.conf.global);
+        if (
+            &g.0.admin,
+            &g.0.admin_auth,
+            &g.0.access_log,
+            &g.0.log_format,
+        ) != (
+            &g.1.admin,
+            &g.1.admin_auth,
+            &g.1.access_log,
+            &g.1.log_format,
+        ) {
+            tracing::warn!(
+                "admin and access-log settings change only at the next start, not on reload"
+            );
+        }
         match self.apply(conf) {
             Ok(n) => {
                 self.reloads.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("reloaded: {n} changes");
+                Ok(n)
             }
             Err(e) => {
                 self.reload_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!("reload failed: {e}");
+                Err(e.to_string())
             }
         }
     }
@@ -697,6 +733,7 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
 
     // Bind everything first, so a bad address fails the start before any traffic.
     let n = workers.sockets_per_address();
+    crate::accesslog::install(&conf.global).map_err(RunError::AccessLog)?;
     rt.apply(conf.clone())?;
     let mut kvs = Vec::new();
     for k in &conf.kvs {
@@ -740,6 +777,7 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
         apps.push((a.name.clone(), addr, socks, Arc::new(app)));
     }
 
+    let kv_handles: Vec<_> = kvs.iter().map(|k| k.3.clone()).collect();
     for (name, addr, socks, kv) in kvs {
         let limits = Limits(vec![rt.global_limit.clone()]);
         let bg = kv.clone();
@@ -803,6 +841,14 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
         }
         announce("app", &name, addr);
     }
+    if let Some(addr) = conf.global.admin {
+        let admin =
+            crate::admin::Admin::new(rt.clone(), kv_handles, conf.global.admin_auth.as_deref());
+        let bound = crate::admin::start(addr, Arc::new(admin))
+            .await
+            .map_err(io_err(format!("cannot bind admin {addr}")))?;
+        announce("admin", "admin", bound);
+    }
 
     loop {
         tokio::select! {
@@ -814,7 +860,9 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
                 tracing::info!("SIGINT: draining");
                 break;
             }
-            _ = hup.recv() => rt.reload(),
+            _ = hup.recv() => {
+                let _ = rt.reload();
+            }
         }
     }
     let _ = rt.stop.send(true);

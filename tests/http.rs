@@ -346,3 +346,27 @@ fn behind_real_nginx_when_installed() {
     }
     assert_eq!(c.get("/missing").status, 404);
 }
+
+#[test]
+fn dead_pooled_connection_is_retried_with_the_body() {
+    let a = http_server("a");
+    let lb = start("", "", &[&a]);
+    let mut c = Client::connect(lb.addr("frontend", "f"));
+    for i in 0..5 {
+        // The server closes after this answer; lb pooled the connection.
+        assert_eq!(c.get("/once").text(), "once");
+        // An idempotent request with a buffered body goes out on that dead
+        // connection first, then is replayed whole on a fresh one.
+        let body = format!("payload-{i}");
+        c.send(
+            format!(
+                "PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        let r = c.read(false).expect("response");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), body);
+    }
+}

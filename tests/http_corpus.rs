@@ -358,7 +358,11 @@ fn guardian_severe_refused_compliant_accepted() {
                     ));
                 }
             }
-            _ => {}
+            _ => {
+                if got == "accepted" {
+                    eprintln!("guardian {} accepted: {id}", c.tier);
+                }
+            }
         }
     }
     for ((tier, got), n) in &tiers {

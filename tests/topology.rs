@@ -58,7 +58,9 @@ fn start(
 ) -> Lb {
     let mut text = String::new();
     for common in ["global", "defaults"] {
-        text.push_str(&secs[common]);
+        // Each of the test's processes gets its own admin port.
+        let sec = secs[common].replace("admin 127.0.0.1:9000", "admin 127.0.0.1:0");
+        text.push_str(&sec);
     }
     let mut binds = Vec::new();
     for n in names {

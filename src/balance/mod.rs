@@ -95,6 +95,8 @@ pub struct Server {
     pub connect_errors: AtomicU64,
     pub check_failures: AtomicU64,
     pub transitions: AtomicU64,
+    /// Prometheus handles of this `backend/server` (shared by name across reloads).
+    pub stats: Arc<crate::stats::ServerStats>,
 }
 
 impl Server {
@@ -121,6 +123,7 @@ impl Server {
             connect_errors: AtomicU64::new(0),
             check_failures: AtomicU64::new(0),
             transitions: AtomicU64::new(0),
+            stats: crate::stats::server(backend, &c.name),
         };
         s.configure(c, true);
         s
@@ -174,6 +177,17 @@ impl Server {
             }
         }
         bump_epoch();
+    }
+
+    /// Carries run-time changes (admin state, weight override) over from the
+    /// server this one replaces on reload (same name, new address).
+    pub fn inherit(&self, old: &Server) {
+        if old.weight_overridden.load(Ordering::Relaxed) {
+            self.set_weight(old.weight());
+        }
+        if self.admin() == Admin::Ready {
+            self.set_admin(old.admin());
+        }
     }
 
     pub fn weight(&self) -> u32 {

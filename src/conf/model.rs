@@ -36,6 +36,34 @@ pub struct Global {
     pub max_head_bytes: usize,
     /// Most header lines in one HTTP head, `tune.http.maxhdr`.
     pub max_headers: usize,
+    /// The admin listener (`admin ADDR`): /metrics, /stats, runtime API.
+    pub admin: Option<SocketAddr>,
+    /// `admin-auth USER:PASSWORD`: HTTP basic auth on the admin listener.
+    pub admin_auth: Option<String>,
+    /// `admin-insecure`: allow a non-loopback admin address without auth.
+    pub admin_insecure: bool,
+    /// `access-log stdout|PATH`: one line per request or TCP connection.
+    pub access_log: Option<LogSink>,
+    /// `log-format default|json|"FORMAT"`.
+    pub log_format: LogFormat,
+}
+
+/// Where access log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogSink {
+    Stdout,
+    File(String),
+}
+
+/// How access log lines look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogFormat {
+    /// HAProxy-httplog-like text (see `accesslog::DEFAULT_FORMAT`).
+    Default,
+    /// One JSON object per line.
+    Json,
+    /// A custom format with `%` variables (validated at parse time).
+    Custom(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,6 +389,11 @@ const GLOBAL_KEYWORDS: &[&str] = &[
     "timeout",
     "tune.bufsize",
     "tune.http.maxhdr",
+    "admin",
+    "admin-auth",
+    "admin-insecure",
+    "access-log",
+    "log-format",
 ];
 
 /// Parses and validates a conf file's text. `file` is used in messages only.
@@ -381,6 +414,11 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfError> {
                 timeout_drain: DEFAULT_TIMEOUT_DRAIN,
                 max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
                 max_headers: DEFAULT_MAX_HEADERS,
+                admin: None,
+                admin_auth: None,
+                admin_insecure: false,
+                access_log: None,
+                log_format: LogFormat::Default,
             },
             frontends: Vec::new(),
             backends: Vec::new(),
@@ -391,6 +429,7 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfError> {
         },
         defaults: Draft::builtin(),
         default_backend_refs: Vec::new(),
+        admin_line: 0,
     };
     for s in &sections {
         b.section(s)?;
@@ -486,6 +525,8 @@ struct Builder {
     defaults: Draft,
     /// (frontend name, line, backend name) to check once every backend is known.
     default_backend_refs: Vec<(String, usize, String)>,
+    /// Line of the `admin` directive, for the loopback check.
+    admin_line: usize,
 }
 
 impl Builder {
@@ -669,6 +710,45 @@ impl Builder {
                 "tune.http.maxhdr" => {
                     let v = one_arg(a).map_err(e)?;
                     self.conf.global.max_headers = parse::number(v, 1, 1000).map_err(e)? as usize;
+                }
+                "admin" => {
+                    let v = one_arg(a).map_err(e)?;
+                    self.conf.global.admin = Some(parse::bind_addr(v).map_err(e)?);
+                    self.admin_line = d.line;
+                }
+                "admin-auth" => {
+                    let v = one_arg(a).map_err(e)?;
+                    match v.split_once(':') {
+                        Some((u, p)) if !u.is_empty() && !p.is_empty() => {
+                            self.conf.global.admin_auth = Some(v.to_string())
+                        }
+                        _ => return Err(e(format!("expected USER:PASSWORD, got '{v}'"))),
+                    }
+                }
+                "admin-insecure" => {
+                    if a.len() > 1 {
+                        return Err(e(format!("unexpected extra argument '{}'", a[1])));
+                    }
+                    self.conf.global.admin_insecure = true;
+                }
+                "access-log" => {
+                    let v = one_arg(a).map_err(e)?;
+                    self.conf.global.access_log = Some(match v {
+                        "stdout" => LogSink::Stdout,
+                        "" => return Err(e("empty path".into())),
+                        path => LogSink::File(path.to_string()),
+                    });
+                }
+                "log-format" => {
+                    let v = one_arg(a).map_err(e)?;
+                    self.conf.global.log_format = match v {
+                        "default" => LogFormat::Default,
+                        "json" => LogFormat::Json,
+                        f => {
+                            crate::accesslog::Format::parse(f).map_err(e)?;
+                            LogFormat::Custom(f.to_string())
+                        }
+                    };
                 }
                 kw => {
                     return Err(self.err(
@@ -1125,6 +1205,15 @@ impl Builder {
     }
 
     fn validate(&mut self) -> Result<(), ConfError> {
+        let g = &self.conf.global;
+        if let Some(addr) = g.admin {
+            if !addr.ip().is_loopback() && g.admin_auth.is_none() && !g.admin_insecure {
+                return Err(self.err(
+                    self.admin_line,
+                    format!("'admin': refusing {addr} (not loopback) without 'admin-auth USER:PASSWORD' (or 'admin-insecure')"),
+                ));
+            }
+        }
         let backends: HashMap<&str, &Backend> = self
             .conf
             .backends
@@ -1520,6 +1609,48 @@ mod tests {
         let c = ok("listen l\n    mode tcp\n    bind 127.0.0.1:0\n    server s 127.0.0.1:1 weight 2 backup\n");
         assert_eq!(c.frontends[0].default_backend.as_deref(), Some("l"));
         assert!(c.backends[0].servers[0].opts.backup);
+    }
+
+    #[test]
+    fn admin_and_access_log_settings() {
+        let c = ok(&format!(
+            "global\n    admin 127.0.0.1:0\n    access-log stdout\n    log-format json\n{BASE}"
+        ));
+        assert_eq!(c.global.admin, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(c.global.access_log, Some(LogSink::Stdout));
+        assert_eq!(c.global.log_format, LogFormat::Json);
+        let c = ok(&format!("global\n    admin 0.0.0.0:9000\n    admin-auth u:p\n    access-log /tmp/x.log\n    log-format \"%ci %ST\"\n{BASE}"));
+        assert_eq!(c.global.admin_auth.as_deref(), Some("u:p"));
+        assert_eq!(
+            c.global.access_log,
+            Some(LogSink::File("/tmp/x.log".into()))
+        );
+        assert_eq!(c.global.log_format, LogFormat::Custom("%ci %ST".into()));
+        let c = ok(&format!(
+            "global\n    admin-insecure\n    admin 10.0.0.1:9000\n{BASE}"
+        ));
+        assert!(c.global.admin_insecure);
+        assert_eq!(ok(BASE).global.admin, None);
+        assert_eq!(ok(BASE).global.log_format, LogFormat::Default);
+    }
+
+    #[test]
+    fn admin_and_access_log_errors() {
+        assert_eq!(
+            bad(&format!("global\n    nbthread 1\n    admin 0.0.0.0:9000\n{BASE}")),
+            "t.conf:3: 'admin': refusing 0.0.0.0:9000 (not loopback) without 'admin-auth USER:PASSWORD' (or 'admin-insecure')"
+        );
+        assert!(bad("global\n    admin\n").contains("'admin': missing argument"));
+        assert!(bad("global\n    admin nowhere\n").contains("invalid address 'nowhere'"));
+        assert!(bad("global\n    admin-auth user\n").contains("expected USER:PASSWORD"));
+        assert!(bad("global\n    admin-auth :p\n").contains("expected USER:PASSWORD"));
+        assert!(bad("global\n    admin-insecure yes\n").contains("unexpected extra argument 'yes'"));
+        assert!(bad("global\n    access-log\n").contains("'access-log': missing argument"));
+        assert!(bad("global\n    access-log a b\n").contains("unexpected extra argument 'b'"));
+        assert!(
+            bad("global\n    log-format \"%zz\"\n").contains("unknown log-format variable '%zz'")
+        );
+        assert!(bad("global\n    admn 127.0.0.1:1\n").contains("did you mean 'admin'"));
     }
 
     #[test]

@@ -146,10 +146,21 @@ fn leaf_names_and_validity(source: &str, leaf: &CertificateDer<'_>) -> Result<Ve
 
 /// `self-signed NAME...`: an in-memory certificate made at load time.
 pub fn self_signed(names: &[String]) -> Result<CertKey, String> {
-    let ck = rcgen::generate_simple_self_signed(names.to_vec())
-        .map_err(|e| format!("cannot make a self-signed certificate: {e}"))?;
-    let chain = vec![ck.cert.der().clone()];
-    let key = PrivateKeyDer::try_from(ck.key_pair.serialize_der())
+    let bad = |e: rcgen::Error| format!("cannot make a self-signed certificate: {e}");
+    let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(bad)?;
+    if let Some(first) = names.first() {
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, first.clone());
+    }
+    // A year, like a real certificate (rcgen's default runs to the year 4096).
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(365);
+    let key_pair = rcgen::KeyPair::generate().map_err(bad)?;
+    let cert = params.self_signed(&key_pair).map_err(bad)?;
+    let chain = vec![cert.der().clone()];
+    let key = PrivateKeyDer::try_from(key_pair.serialize_der())
         .map_err(|e| format!("self-signed key: {e}"))?;
     certified(format!("self-signed {}", names.join(" ")), chain, key)
 }

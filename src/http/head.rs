@@ -770,6 +770,9 @@ fn scan_headers(
                 f.te_present = true;
                 f.te_chunked = true;
             }
+            13.. if lookalike_framing_name(name_b) => {
+                return Err(HeadError::Invalid("header name resembles a framing header"));
+            }
             _ => {}
         }
         out.push(Header {
@@ -782,6 +785,22 @@ fn scan_headers(
         mark_connection_listed(head, out);
     }
     Ok(f)
+}
+
+/// `Transfer_Encoding`, `Content---Length` and the like: not framing headers to us, but some
+/// servers fold `_` into `-` or ignore punctuation, and would then frame differently. The
+/// exact names never reach here (they match earlier arms).
+fn lookalike_framing_name(name: &[u8]) -> bool {
+    fn letters_eq(name: &[u8], target: &[u8]) -> bool {
+        let mut it = name
+            .iter()
+            .filter(|&&b| b != b'-' && b != b'_')
+            .map(u8::to_ascii_lowercase);
+        target.iter().all(|&t| it.next() == Some(t)) && it.next().is_none()
+    }
+    name.len() <= 40
+        && matches!(name[0], b't' | b'T' | b'c' | b'C')
+        && (letters_eq(name, b"transferencoding") || letters_eq(name, b"contentlength"))
 }
 
 /// Response Transfer-Encoding: a list of token codings whose last is `chunked`, which appears
@@ -1059,6 +1078,16 @@ mod tests {
         // obs-fold
         bad(b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n 2\r\n\r\n");
         bad(b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n\t2\r\n\r\n");
+        // names that some servers would read as framing headers
+        for n in [
+            "Transfer_Encoding",
+            "Transfer---Encoding",
+            "content_length",
+            "Content--Length",
+        ] {
+            bad(format!("POST / HTTP/1.1\r\nHost: a\r\n{n}: chunked\r\n\r\n").as_bytes());
+        }
+        ok("GET / HTTP/1.1\r\nHost: a\r\nContent-Type: x\r\nContent-Lengthy: 1\r\nTE-x: 1\r\n\r\n");
         // whitespace between name and colon
         bad(b"GET / HTTP/1.1\r\nHost: a\r\nX : 1\r\n\r\n");
         bad(b"GET / HTTP/1.1\r\nHost: a\r\nX\t: 1\r\n\r\n");
@@ -1234,6 +1263,27 @@ mod tests {
         assert!(h.expect_continue);
         let h = ok("POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n");
         assert!(!h.expect_continue);
+    }
+
+    #[test]
+    fn byte_by_byte_is_incomplete_until_the_end() {
+        let full: &[u8] =
+            b"\r\nPOST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let head_end = full.len() - 5;
+        let mut b = BytesMut::new();
+        for (i, &byte) in full.iter().enumerate() {
+            b.extend_from_slice(&[byte]);
+            let r = parse_request(&mut b, &HeadLimits::default()).unwrap();
+            if i + 1 < head_end {
+                assert!(r.is_none(), "complete too early at {i}");
+            } else {
+                let h = r.unwrap();
+                assert_eq!(h.body, BodyKind::Chunked);
+                assert!(h.buf.starts_with(b"POST"));
+                break;
+            }
+        }
+        assert!(b.is_empty());
     }
 
     #[test]

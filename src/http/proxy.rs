@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::io::Io;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 
 use super::body::{write_chunk_header, Chunk, ChunkedDecoder, LAST_CHUNK};
 use super::head::{self, BodyKind, HeadLimits, RequestHead, ResponseHead, TargetForm};
@@ -72,6 +72,7 @@ pub struct FrontendSource {
 /// Each request uses the configuration current when it starts: after a reload
 /// the frontend is looked up again (the connection closes if it was removed).
 pub async fn serve(mut client: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: FrontendSource) {
+    let _session = fe.stats.open();
     let mut fe = fe;
     let mut generation = src.rt.generation.load(Ordering::Acquire);
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
@@ -216,7 +217,7 @@ fn pick_backend<'a>(fe: &'a FrontendRt, req: &ReqView<'_>) -> Option<&'a Arc<Bac
     fe.backend.as_ref()
 }
 
-/// One request/response exchange.
+/// One request/response exchange, counted in metrics and the access log.
 async fn exchange(
     client: &mut Io,
     rbuf: &mut BytesMut,
@@ -224,6 +225,107 @@ async fn exchange(
     req: RequestHead,
     conn: &Conn<'_>,
     first: bool,
+) -> Result<Next, Fail> {
+    let mut t = Tally::start(&req);
+    let r = exchange_inner(client, rbuf, ubuf, req, conn, first, &mut t).await;
+    t.finish(conn, &r);
+    r
+}
+
+/// What one exchange did, for metrics and the access log.
+struct Tally {
+    start: Instant,
+    backend: Option<Arc<crate::stats::BackendStats>>,
+    server: Option<Arc<crate::stats::ServerStats>>,
+    /// Connect time of a new server connection; `None` when reused or none.
+    connect: Option<Duration>,
+    /// Time to the response head.
+    response: Option<Duration>,
+    status: Option<u16>,
+    bytes_in: u64,
+    bytes_out: u64,
+    /// The request line, kept only when an access log is on.
+    request: Option<String>,
+}
+
+impl Tally {
+    fn start(req: &RequestHead) -> Tally {
+        let request = crate::accesslog::get().map(|_| {
+            format!(
+                "{} {} HTTP/1.{}",
+                String::from_utf8_lossy(req.method()),
+                String::from_utf8_lossy(req.target()),
+                req.minor_version
+            )
+        });
+        Tally {
+            start: Instant::now(),
+            backend: None,
+            server: None,
+            connect: None,
+            response: None,
+            status: None,
+            bytes_in: req.buf.len() as u64,
+            bytes_out: 0,
+            request,
+        }
+    }
+
+    /// A server connection is ready: a pooled one (`reused`) or a new one.
+    fn connected(&mut self, server: &Server, reused: bool) {
+        self.server = Some(server.stats.clone());
+        self.connect = if reused {
+            None
+        } else {
+            let took = self.start.elapsed();
+            server.stats.connect.observe(took.as_secs_f64());
+            Some(took)
+        };
+    }
+
+    fn finish(mut self, conn: &Conn<'_>, r: &Result<Next, Fail>) {
+        if let Err(Fail::Status(s)) = r {
+            // The caller writes this error response next.
+            self.status = Some(*s);
+            self.bytes_out += reply::error(*s).len() as u64;
+        }
+        let took = self.start.elapsed();
+        let fe = &conn.fe.stats;
+        fe.traffic
+            .record(self.status, self.bytes_in, self.bytes_out, took);
+        if let Some(s) = &self.server {
+            s.traffic
+                .record(self.status, self.bytes_in, self.bytes_out, took);
+        }
+        if let Some(log) = crate::accesslog::get() {
+            let ms = |d: Option<Duration>| d.map_or(-1, |d| d.as_millis() as i64);
+            log.log(crate::accesslog::Record {
+                time: std::time::SystemTime::now() - took,
+                client: conn.peer,
+                frontend: fe.name.clone(),
+                backend: self.backend.map(|b| b.name.clone()),
+                server: self.server.map(|s| s.name.clone()),
+                tc: ms(self.connect),
+                tr: ms(self.response),
+                ta: took.as_millis() as u64,
+                status: self.status,
+                bytes_out: self.bytes_out,
+                bytes_in: self.bytes_in,
+                request: self.request,
+            });
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn exchange_inner(
+    client: &mut Io,
+    rbuf: &mut BytesMut,
+    ubuf: &mut BytesMut,
+    req: RequestHead,
+    conn: &Conn<'_>,
+    first: bool,
+    t: &mut Tally,
 ) -> Result<Next, Fail> {
     let fe = conn.fe;
     if !crate::edge::request_allowed(fe, conn.peer) {
@@ -281,20 +383,13 @@ async fn exchange(
     let Some(be) = pick_backend(fe, &view) else {
         return Err(Fail::Status(503));
     };
+    t.backend = Some(be.stats.clone());
     let bc = &be.conf;
     let forwardfor = fe.conf.http.forwardfor || bc.forwardfor;
     // A client that waits for 100 Continue before sending a body we must
     // stream gets it from us (as nginx does); the Expect header is then consumed.
     let answer_continue = req.expect_continue && matches!(req.body, BodyKind::Chunked)
         || matches!(req.body, BodyKind::Length(n) if req.expect_continue && (rbuf.len() as u64) < n);
-    let out_head = request_head(
-        &req,
-        conn,
-        forwardfor,
-        bc.reuse == Reuse::Never,
-        answer_continue,
-    );
-
     // A request whose body is already entirely buffered can be replayed on a
     // fresh connection if a reused one turns out dead.
     let replayable_body = match req.body {
@@ -302,6 +397,19 @@ async fn exchange(
         BodyKind::Length(n) if (rbuf.len() as u64) >= n => Some(n as usize),
         _ => None,
     };
+    // The bytes of the first write, built once: the head and, when buffered,
+    // the whole body; every attempt (retries included) sends exactly these.
+    let mut first_write = request_head(
+        &req,
+        conn,
+        forwardfor,
+        bc.reuse == Reuse::Never,
+        answer_continue,
+    );
+    if let Some(n) = replayable_body {
+        first_write.put_slice(&rbuf.split_to(n));
+        t.bytes_in += n as u64;
+    }
     let may_reuse = match bc.reuse {
         Reuse::Never => false,
         Reuse::Safe => !first || req.is_idempotent(),
@@ -327,12 +435,8 @@ async fn exchange(
                 Some(x) => x,
                 None => return Err(Fail::Status(503)),
             };
-        // Send the head, with the buffered start of the body in the same write.
-        let mut first_write = BytesMut::with_capacity(out_head.len() + 1024);
-        first_write.put_slice(&out_head);
-        if let Some(n) = replayable_body {
-            first_write.put_slice(&rbuf[..n]);
-        }
+        t.connected(&up.server.0, reused);
+        // Send the head, with the buffered body in the same write.
         if write_all(&mut up.sock, &first_write, bc.timeout_server)
             .await
             .is_err()
@@ -344,9 +448,7 @@ async fn exchange(
             return Err(Fail::Status(502));
         }
         match replayable_body {
-            Some(n) => {
-                let _ = rbuf.split_to(n);
-            }
+            Some(_) => {}
             None => {
                 if answer_continue && req.minor_version == 1 {
                     write_all(
@@ -360,7 +462,17 @@ async fn exchange(
                 // early 413 or 401, or a server that answers at the head).
                 // Then the rest of the body is dropped and neither connection
                 // is kept alive, since the client's framing is unfinished.
-                match send_body(client, rbuf, &mut up.sock, req.body, bc.timeout_server, fe).await {
+                match send_body(
+                    client,
+                    rbuf,
+                    &mut up.sock,
+                    req.body,
+                    bc.timeout_server,
+                    fe,
+                    &mut t.bytes_in,
+                )
+                .await
+                {
                     Ok(()) => {}
                     Err(BodyError::EarlyResponse) => body_cut = true,
                     Err(BodyError::Client) => return Err(Fail::Close),
@@ -372,6 +484,8 @@ async fn exchange(
         }
         match read_response(&mut up.sock, ubuf, &req, conn, bc.timeout_server, client).await {
             Ok(r) => {
+                t.response = Some(t.start.elapsed());
+                t.status = Some(r.status);
                 if (500..=504).contains(&r.status) && r.status != 501 {
                     up.server
                         .0
@@ -417,6 +531,9 @@ async fn exchange(
             client: fe.conf.timeout_client,
             server: bc.timeout_server,
         };
+        // Bytes moved inside the tunnel are not counted (io::tunnel reports none).
+        t.bytes_out += (head.len() + ubuf.len()) as u64;
+        t.bytes_in += rbuf.len() as u64;
         let _ = crate::io::tunnel(client, &mut up.sock, idle).await;
         return Ok(Next::Close);
     }
@@ -434,6 +551,7 @@ async fn exchange(
         dechunk,
         conn,
         bc.timeout_server,
+        &mut t.bytes_out,
     )
     .await?;
     if done && !body_cut && resp.keep_alive && ubuf.is_empty() && bc.reuse != Reuse::Never {
@@ -473,6 +591,7 @@ async fn connect(
         let server = be.pool.pick_with(&c)?.clone();
         if reuse {
             if let Some(sock) = upstream::take(server.addr, !retryable) {
+                be.stats.reuse_hit.inc();
                 let up = Upstream {
                     sock,
                     server: server.enter(),
@@ -484,6 +603,12 @@ async fn connect(
             return None;
         }
         *attempts += 1;
+        if *attempts > 1 {
+            be.stats.retries.inc();
+            if !tried.iter().any(|s| Arc::ptr_eq(s, &server)) {
+                be.stats.redispatches.inc();
+            }
+        }
         let connected = match crate::l4::connect_one(&server, be.conf.timeout_connect).await {
             Ok(sock) => match be.connector(&server) {
                 None => Ok(Io::Plain(sock)),
@@ -493,6 +618,7 @@ async fn connect(
         };
         match connected {
             Ok(sock) => {
+                be.stats.reuse_miss.inc();
                 let up = Upstream {
                     sock,
                     server: server.enter(),
@@ -596,8 +722,8 @@ fn request_head(
     forwardfor: bool,
     close: bool,
     strip_expect: bool,
-) -> Bytes {
-    let mut out = BytesMut::with_capacity(req.buf.len() + 128);
+) -> BytesMut {
+    let mut out = BytesMut::with_capacity(req.buf.len() + 1024);
     out.put_slice(req.method());
     out.put_u8(b' ');
     put_origin_form(&mut out, req);
@@ -666,7 +792,7 @@ fn request_head(
         out.put_slice(b"Connection: close\r\n");
     }
     out.put_slice(b"\r\n");
-    out.freeze()
+    out
 }
 
 /// Builds the head sent to the client.
@@ -678,7 +804,13 @@ fn response_head(
 ) -> BytesMut {
     let mut out = BytesMut::with_capacity(resp.buf.len() + 64);
     out.put_slice(b"HTTP/1.1 ");
-    out.put_slice(resp.status.to_string().as_bytes());
+    // Three digits without formatting machinery (status is 100..=999).
+    let st = resp.status;
+    out.put_slice(&[
+        b'0' + (st / 100 % 10) as u8,
+        b'0' + (st / 10 % 10) as u8,
+        b'0' + (st % 10) as u8,
+    ]);
     out.put_u8(b' ');
     out.put_slice(resp.slice(resp.reason));
     out.put_slice(b"\r\n");
@@ -774,6 +906,7 @@ async fn send_body(
     kind: BodyKind,
     server_timeout: Duration,
     fe: &FrontendRt,
+    sent: &mut u64,
 ) -> Result<(), BodyError> {
     let client_timeout = fe.conf.timeout_client;
     let max = fe.conf.http.max_body.unwrap_or(u64::MAX);
@@ -789,6 +922,7 @@ async fn send_body(
                 write_all(server, &part, server_timeout)
                     .await
                     .map_err(|_| BodyError::Server)?;
+                *sent += k as u64;
                 n -= k as u64;
             }
             Ok(())
@@ -801,6 +935,7 @@ async fn send_body(
                 match dec.decode(rbuf) {
                     Ok(Some(Chunk::Data(d))) => {
                         total += d.len() as u64;
+                        *sent += d.len() as u64;
                         if total > max {
                             return Err(BodyError::TooLarge);
                         }
@@ -876,11 +1011,13 @@ async fn relay_response(
     dechunk: bool,
     conn: &Conn<'_>,
     server_timeout: Duration,
+    sent: &mut u64,
 ) -> Result<bool, Fail> {
     let client_timeout = conn.fe.conf.timeout_client;
     match resp.body {
         BodyKind::None => {
             write_all(client, &head, client_timeout).await?;
+            *sent += head.len() as u64;
             Ok(true)
         }
         BodyKind::Length(mut n) => {
@@ -890,6 +1027,7 @@ async fn relay_response(
             let _ = ubuf.split_to(k);
             n -= k as u64;
             write_all(client, &head, client_timeout).await?;
+            *sent += head.len() as u64;
             while n > 0 {
                 match read_until(sock, ubuf, Instant::now() + server_timeout).await {
                     Ok(0) | Err(_) => return Err(Fail::Close),
@@ -898,14 +1036,17 @@ async fn relay_response(
                 let k = (ubuf.len() as u64).min(n) as usize;
                 let part = ubuf.split_to(k);
                 write_all(client, &part, client_timeout).await?;
+                *sent += part.len() as u64;
                 n -= k as u64;
             }
             Ok(true)
         }
         BodyKind::UntilClose => {
             write_all(client, &head, client_timeout).await?;
+            *sent += head.len() as u64;
             if !ubuf.is_empty() {
                 write_all(client, ubuf, client_timeout).await?;
+                *sent += ubuf.len() as u64;
                 ubuf.clear();
             }
             loop {
@@ -915,6 +1056,7 @@ async fn relay_response(
                     Ok(_) => {}
                 }
                 write_all(client, ubuf, client_timeout).await?;
+                *sent += ubuf.len() as u64;
                 ubuf.clear();
             }
         }
@@ -933,6 +1075,7 @@ async fn relay_response(
                         }
                         if out.len() >= FLUSH_AT {
                             write_all(client, &out, client_timeout).await?;
+                            *sent += out.len() as u64;
                             out.clear();
                         }
                     }
@@ -942,11 +1085,13 @@ async fn relay_response(
                             out.put_slice(&t);
                         }
                         write_all(client, &out, client_timeout).await?;
+                        *sent += out.len() as u64;
                         return Ok(true);
                     }
                     Ok(None) => {
                         if !out.is_empty() {
                             write_all(client, &out, client_timeout).await?;
+                            *sent += out.len() as u64;
                             out.clear();
                         }
                         match read_until(sock, ubuf, Instant::now() + server_timeout).await {

@@ -46,6 +46,38 @@ pub struct Stats {
     pub sync_full: AtomicU64,
     pub sync_partial_ok: AtomicU64,
     pub sync_partial_err: AtomicU64,
+    /// Calls per command, indexed like `command::TABLE`.
+    pub per_command: CommandCounts,
+}
+
+/// One counter per entry of `command::TABLE`.
+#[derive(Debug)]
+pub struct CommandCounts(Vec<AtomicU64>);
+
+impl Default for CommandCounts {
+    fn default() -> CommandCounts {
+        CommandCounts(command::TABLE.iter().map(|_| AtomicU64::new(0)).collect())
+    }
+}
+
+impl CommandCounts {
+    pub fn inc(&self, spec: &command::Spec) {
+        let i = (spec as *const command::Spec as usize - command::TABLE.as_ptr() as usize)
+            / std::mem::size_of::<command::Spec>();
+        if let Some(c) = self.0.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// (command name, calls) for every command called at least once.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        command::TABLE
+            .iter()
+            .zip(&self.0)
+            .map(|(s, c)| (s.name, c.load(Ordering::Relaxed)))
+            .filter(|&(_, n)| n > 0)
+            .collect()
+    }
 }
 
 /// Replication identity and stream position, guarded with the keyspace so that

@@ -261,6 +261,7 @@ fn dispatch<'a>(
         command::unknown_command(out, a);
         return None;
     };
+    kv.stats.per_command.inc(spec);
     if !spec.arity_ok(a.len()) {
         command::wrong_arity(out, spec.name);
         return None;

@@ -58,8 +58,8 @@ fn route_conf(w: &WebConf, addr: std::net::SocketAddr, limits: HeadLimits) -> St
     format!(
         "global\n    tune.bufsize {}\n    tune.http.maxhdr {}\n\
          defaults\n    mode http\n    timeout connect {}ms\n    timeout client {}ms\n    timeout server {}ms\n    retries 1\n\
-         backend app\n    server app {addr}\n\
-         frontend web\n    bind 127.0.0.1:0\n    default_backend app\n    option forwardfor\n\
+         backend {name}-app\n    server app {addr}\n\
+         frontend web-{name}\n    bind 127.0.0.1:0\n    default_backend {name}-app\n    option forwardfor\n\
          \x20   timeout http-keep-alive {}ms\n    timeout http-request {}ms\n",
         limits.max_bytes,
         limits.max_headers,
@@ -68,6 +68,7 @@ fn route_conf(w: &WebConf, addr: std::net::SocketAddr, limits: HeadLimits) -> St
         w.timeout_server.as_millis().max(1),
         w.timeout_keep_alive.as_millis().max(1),
         w.timeout_request.as_millis().max(1),
+        name = w.name,
     )
 }
 
@@ -96,7 +97,9 @@ impl Web {
                 },
             )?;
             let snap = Snapshot::build(c);
-            if let Some(fe) = snap.frontends.get("web") {
+            // Named after the web server, so its metrics never mix with a
+            // real frontend of the balancer.
+            if let Some(fe) = snap.frontends.get(&format!("web-{}", conf.name)) {
                 routes.push((a.prefix.clone(), fe.clone()));
             }
         }

@@ -258,6 +258,11 @@ fn serve_http(
             s.write_all(&body)?;
         } else if target == "/chunked" {
             s.write_all(format!("HTTP/1.1 200 OK\r\nx-server: {name}\r\ntransfer-encoding: chunked\r\n{conn_hdr}\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n").as_bytes())?;
+        } else if target == "/once" {
+            // Answers as if keep-alive, then closes: a pooled connection that
+            // the proxy will find dead on its next use.
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nonce")?;
+            return Ok(());
         } else if target == "/close" {
             s.write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end")?;
             return Ok(());

@@ -1,0 +1,241 @@
+//! `GET /metrics`: the registered traffic metrics plus values read at scrape time (server state, health, reloads, kv), in Prometheus text format.
+
+use std::sync::atomic::Ordering;
+
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::Encoder;
+
+use super::Admin;
+use crate::balance::State;
+
+/// The full exposition.
+pub fn render(admin: &Admin) -> Vec<u8> {
+    let mut families = crate::stats::registry().gather();
+    families.extend(live(admin));
+    // The encoder refuses a family without samples (e.g. no kv replica yet).
+    families.retain(|f| !f.get_metric().is_empty());
+    let mut out = Vec::with_capacity(64 << 10);
+    if let Err(e) = prometheus::TextEncoder::new().encode(&families, &mut out) {
+        tracing::error!("cannot encode metrics: {e}");
+    }
+    out
+}
+
+/// A family being filled.
+struct Fam(MetricFamily);
+
+impl Fam {
+    fn new(name: &str, help: &str, ty: MetricType) -> Fam {
+        let mut f = MetricFamily::default();
+        f.set_name(name.to_string());
+        f.set_help(help.to_string());
+        f.set_field_type(ty);
+        Fam(f)
+    }
+
+    fn add(&mut self, labels: &[(&str, &str)], v: f64) {
+        let mut m = Metric::default();
+        // Sorted by name, as the registry's own families are.
+        let mut pairs: Vec<LabelPair> = labels
+            .iter()
+            .map(|(k, v)| {
+                let mut l = LabelPair::default();
+                l.set_name(k.to_string());
+                l.set_value(v.to_string());
+                l
+            })
+            .collect();
+        pairs.sort_by(|a, b| a.get_name().cmp(b.get_name()));
+        m.set_label(pairs);
+        if self.0.get_field_type() == MetricType::COUNTER {
+            let mut c = Counter::default();
+            c.set_value(v);
+            m.set_counter(c);
+        } else {
+            let mut g = Gauge::default();
+            g.set_value(v);
+            m.set_gauge(g);
+        }
+        self.0.mut_metric().push(m);
+    }
+}
+
+const STATES: [State; 4] = [State::Up, State::Down, State::Drain, State::Maint];
+
+/// Values that live in the runtime's own atomics, read now.
+fn live(admin: &Admin) -> Vec<MetricFamily> {
+    use MetricType::{COUNTER, GAUGE};
+    let mut current = Fam::new(
+        "lb_server_current_sessions",
+        "Requests (HTTP) or connections (TCP) in flight to the server",
+        GAUGE,
+    );
+    let mut total = Fam::new(
+        "lb_server_sessions_total",
+        "Requests (HTTP) or connections (TCP) sent to the server",
+        COUNTER,
+    );
+    let mut conn_err = Fam::new(
+        "lb_server_connection_errors_total",
+        "Failed connection attempts to the server",
+        COUNTER,
+    );
+    let mut check_fail = Fam::new(
+        "lb_server_check_failures_total",
+        "Failed health checks (active and passive)",
+        COUNTER,
+    );
+    let mut transitions = Fam::new(
+        "lb_server_check_up_down_total",
+        "Health transitions (UP to DOWN and back)",
+        COUNTER,
+    );
+    let mut state = Fam::new(
+        "lb_server_status",
+        "1 for the server's current state (UP, DOWN, DRAIN, MAINT), 0 for the others",
+        GAUGE,
+    );
+    let mut weight = Fam::new("lb_server_weight", "Effective weight", GAUGE);
+    let mut backup = Fam::new("lb_server_backup", "1 for a backup server", GAUGE);
+    let mut active = Fam::new(
+        "lb_backend_active_servers",
+        "Servers able to take traffic now",
+        GAUGE,
+    );
+    let mut reuse = Fam::new(
+        "lb_backend_connection_reuse_ratio",
+        "Share of server connections taken from the idle pool (0..1)",
+        GAUGE,
+    );
+    let snap = admin.rt.snapshot.load();
+    for b in &snap.conf.backends {
+        let Some(rt) = snap.backends.get(&b.name) else {
+            continue;
+        };
+        let mut up = 0;
+        for s in &rt.pool.servers {
+            let l = [("backend", b.name.as_str()), ("server", s.name.as_str())];
+            current.add(&l, s.inflight.load(Ordering::Relaxed) as f64);
+            total.add(&l, s.total.load(Ordering::Relaxed) as f64);
+            conn_err.add(&l, s.connect_errors.load(Ordering::Relaxed) as f64);
+            check_fail.add(&l, s.check_failures.load(Ordering::Relaxed) as f64);
+            transitions.add(&l, s.transitions.load(Ordering::Relaxed) as f64);
+            let now = s.state();
+            for st in STATES {
+                let v = if st == now { 1.0 } else { 0.0 };
+                state.add(&[l[0], l[1], ("state", st.as_str())], v);
+            }
+            weight.add(&l, s.weight() as f64);
+            backup.add(&l, if s.backup() { 1.0 } else { 0.0 });
+            if s.eligible() {
+                up += 1;
+            }
+        }
+        active.add(&[("backend", b.name.as_str())], up as f64);
+        let (hit, miss) = (rt.stats.reuse_hit.get(), rt.stats.reuse_miss.get());
+        let ratio = if hit + miss == 0 {
+            0.0
+        } else {
+            hit as f64 / (hit + miss) as f64
+        };
+        reuse.add(&[("backend", b.name.as_str())], ratio);
+    }
+    let mut reloads = Fam::new("lb_reloads_total", "Successful reloads", COUNTER);
+    reloads.add(&[], admin.rt.reloads.load(Ordering::Relaxed) as f64);
+    let mut failed = Fam::new(
+        "lb_reload_failures_total",
+        "Reloads that kept the old conf (bad file or failed bind)",
+        COUNTER,
+    );
+    failed.add(&[], admin.rt.reload_failures.load(Ordering::Relaxed) as f64);
+    let mut dropped = Fam::new(
+        "lb_access_log_dropped_total",
+        "Access log lines dropped because the sink was slower than traffic",
+        COUNTER,
+    );
+    dropped.add(&[], crate::accesslog::dropped() as f64);
+    let mut uptime = Fam::new("lb_uptime_seconds", "Seconds since start", GAUGE);
+    uptime.add(&[], admin.started.elapsed().as_secs_f64());
+
+    let mut out = vec![
+        current.0,
+        total.0,
+        conn_err.0,
+        check_fail.0,
+        transitions.0,
+        state.0,
+        weight.0,
+        backup.0,
+        active.0,
+        reuse.0,
+        reloads.0,
+        failed.0,
+        dropped.0,
+        uptime.0,
+    ];
+    if !admin.kvs.is_empty() {
+        out.extend(kv(admin));
+    }
+    out
+}
+
+fn kv(admin: &Admin) -> Vec<MetricFamily> {
+    use MetricType::{COUNTER, GAUGE};
+    let mut cmds = Fam::new(
+        "lb_kv_commands_total",
+        "Commands processed, by name",
+        COUNTER,
+    );
+    let mut clients = Fam::new("lb_kv_connected_clients", "Client connections open", GAUGE);
+    let mut keys = Fam::new("lb_kv_keys", "Keys in the keyspace", GAUGE);
+    let mut role = Fam::new(
+        "lb_kv_replication_role",
+        "1 for the current role (primary or replica)",
+        GAUGE,
+    );
+    let mut offset = Fam::new(
+        "lb_kv_replication_offset_bytes",
+        "Replication stream offset (produced on a primary, applied on a replica)",
+        GAUGE,
+    );
+    let mut lag_b = Fam::new(
+        "lb_kv_replica_lag_bytes",
+        "Bytes of stream the replica has not acknowledged (seen from the primary)",
+        GAUGE,
+    );
+    let mut lag_s = Fam::new(
+        "lb_kv_replica_lag_seconds",
+        "Seconds since the replica's last acknowledgement (seen from the primary)",
+        GAUGE,
+    );
+    let mut link = Fam::new(
+        "lb_kv_master_link_up",
+        "1 when a replica's link to its primary is up",
+        GAUGE,
+    );
+    for k in &admin.kvs {
+        let v = super::stats::kv_view(k);
+        let name = k.name.as_str();
+        for (c, n) in k.stats.per_command.snapshot() {
+            cmds.add(&[("kv", name), ("command", c)], n as f64);
+        }
+        clients.add(&[("kv", name)], v.clients as f64);
+        keys.add(&[("kv", name)], v.keys as f64);
+        for r in ["primary", "replica"] {
+            let on = (r == "replica") == v.is_replica;
+            role.add(&[("kv", name), ("role", r)], if on { 1.0 } else { 0.0 });
+        }
+        offset.add(&[("kv", name)], v.offset as f64);
+        for r in &v.replicas {
+            let l = [("kv", name), ("replica", r.addr.as_str())];
+            lag_b.add(&l, r.lag_bytes as f64);
+            lag_s.add(&l, r.lag_seconds);
+        }
+        if let Some(up) = v.link_up {
+            link.add(&[("kv", name)], if up { 1.0 } else { 0.0 });
+        }
+    }
+    vec![
+        cmds.0, clients.0, keys.0, role.0, offset.0, lag_b.0, lag_s.0, link.0,
+    ]
+}

@@ -1,0 +1,416 @@
+//! Traffic metrics: prometheus handles resolved once per frontend/backend/server (kept across reloads by name), updated with atomics only.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use prometheus::core::{Collector, Metric as _};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
+
+/// Status classes, the `code` label of response counters.
+pub const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+
+/// Latency buckets in seconds, 0.5 ms .. 10 s.
+pub const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Index into `CLASSES` of an HTTP status; 0 (no response) and oddities are "other".
+pub fn class_index(status: u16) -> usize {
+    match status {
+        100..=599 => (status / 100 - 1) as usize,
+        _ => 5,
+    }
+}
+
+/// The metric families, registered once, and the per-name handles made from them.
+struct Families {
+    registry: Registry,
+    fe_current: IntGaugeVec,
+    fe_sessions: IntCounterVec,
+    fe_responses: IntCounterVec,
+    fe_bytes_in: IntCounterVec,
+    fe_bytes_out: IntCounterVec,
+    fe_duration: HistogramVec,
+    srv_responses: IntCounterVec,
+    srv_bytes_in: IntCounterVec,
+    srv_bytes_out: IntCounterVec,
+    srv_duration: HistogramVec,
+    srv_connect: HistogramVec,
+    be_retries: IntCounterVec,
+    be_redispatches: IntCounterVec,
+    be_reuse: IntCounterVec,
+    frontends: Mutex<HashMap<String, Arc<FrontendStats>>>,
+    backends: Mutex<HashMap<String, Arc<BackendStats>>>,
+    servers: Mutex<HashMap<(String, String), Arc<ServerStats>>>,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let v = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    register(r, v.clone());
+    v
+}
+
+fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let v = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("valid metric definition");
+    register(r, v.clone());
+    v
+}
+
+fn register(r: &Registry, c: impl Collector + 'static) {
+    // Names are distinct constants: registration cannot clash.
+    r.register(Box::new(c)).expect("unique metric names");
+}
+
+fn families() -> &'static Families {
+    static F: OnceLock<Families> = OnceLock::new();
+    F.get_or_init(|| {
+        let r = Registry::new();
+        let fe = &["frontend"];
+        let fe_code = &["frontend", "code"];
+        let srv = &["backend", "server"];
+        let srv_code = &["backend", "server", "code"];
+        let be = &["backend"];
+        let fe_current = IntGaugeVec::new(
+            Opts::new(
+                "lb_frontend_current_sessions",
+                "Client connections open now",
+            ),
+            fe,
+        )
+        .expect("valid metric definition");
+        register(&r, fe_current.clone());
+        Families {
+            fe_current,
+            fe_sessions: counter_vec(
+                &r,
+                "lb_frontend_sessions_total",
+                "Client connections accepted",
+                fe,
+            ),
+            fe_responses: counter_vec(
+                &r,
+                "lb_frontend_http_responses_total",
+                "HTTP responses sent to clients, by status class",
+                fe_code,
+            ),
+            fe_bytes_in: counter_vec(
+                &r,
+                "lb_frontend_bytes_in_total",
+                "Bytes received from clients (request heads and body payload)",
+                fe,
+            ),
+            fe_bytes_out: counter_vec(
+                &r,
+                "lb_frontend_bytes_out_total",
+                "Bytes sent to clients",
+                fe,
+            ),
+            fe_duration: histogram_vec(
+                &r,
+                "lb_frontend_request_duration_seconds",
+                "Time from request head to end of response (TCP: session length)",
+                fe,
+            ),
+            srv_responses: counter_vec(
+                &r,
+                "lb_server_http_responses_total",
+                "HTTP responses relayed from the server, by status class",
+                srv_code,
+            ),
+            srv_bytes_in: counter_vec(
+                &r,
+                "lb_server_bytes_in_total",
+                "Bytes received from clients for this server",
+                srv,
+            ),
+            srv_bytes_out: counter_vec(
+                &r,
+                "lb_server_bytes_out_total",
+                "Bytes sent to clients from this server",
+                srv,
+            ),
+            srv_duration: histogram_vec(
+                &r,
+                "lb_server_request_duration_seconds",
+                "Time from request head to end of response (TCP: session length)",
+                srv,
+            ),
+            srv_connect: histogram_vec(
+                &r,
+                "lb_server_connect_duration_seconds",
+                "Time to establish a new server connection, retries included",
+                srv,
+            ),
+            be_retries: counter_vec(
+                &r,
+                "lb_backend_retries_total",
+                "Connection attempts after a failed one",
+                be,
+            ),
+            be_redispatches: counter_vec(
+                &r,
+                "lb_backend_redispatches_total",
+                "Retries that went to another server",
+                be,
+            ),
+            be_reuse: counter_vec(
+                &r,
+                "lb_backend_connection_reuse_total",
+                "Server connections taken from the idle pool (hit) or opened (miss)",
+                &["backend", "result"],
+            ),
+            registry: r,
+            frontends: Mutex::new(HashMap::new()),
+            backends: Mutex::new(HashMap::new()),
+            servers: Mutex::new(HashMap::new()),
+        }
+    })
+}
+
+/// Every metric registered here, for `/metrics`.
+pub fn registry() -> &'static Registry {
+    &families().registry
+}
+
+/// Responses, bytes and latency of one frontend or server.
+#[derive(Debug)]
+pub struct Traffic {
+    pub responses: [IntCounter; 6],
+    pub bytes_in: IntCounter,
+    pub bytes_out: IntCounter,
+    pub duration: Histogram,
+}
+
+impl Traffic {
+    fn new(
+        responses: &IntCounterVec,
+        bytes_in: &IntCounterVec,
+        bytes_out: &IntCounterVec,
+        duration: &HistogramVec,
+        labels: &[&str],
+    ) -> Traffic {
+        let with_class = |c: &str| {
+            let mut l = labels.to_vec();
+            l.push(c);
+            responses.with_label_values(&l)
+        };
+        Traffic {
+            responses: CLASSES.map(with_class),
+            bytes_in: bytes_in.with_label_values(labels),
+            bytes_out: bytes_out.with_label_values(labels),
+            duration: duration.with_label_values(labels),
+        }
+    }
+
+    /// One finished request (HTTP, `status` > 0) or TCP session (`status` 0 counts no response).
+    pub fn record(&self, status: Option<u16>, bytes_in: u64, bytes_out: u64, took: Duration) {
+        if let Some(s) = status {
+            self.responses[class_index(s)].inc();
+        }
+        self.bytes_in.inc_by(bytes_in);
+        self.bytes_out.inc_by(bytes_out);
+        self.duration.observe(took.as_secs_f64());
+    }
+
+    /// Responses of class 5xx.
+    pub fn errors(&self) -> u64 {
+        self.responses[4].get()
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.responses.iter().map(|c| c.get()).sum()
+    }
+}
+
+#[derive(Debug)]
+pub struct FrontendStats {
+    pub name: Arc<str>,
+    pub current: IntGauge,
+    pub sessions: IntCounter,
+    pub traffic: Traffic,
+}
+
+impl FrontendStats {
+    /// Counts an accepted connection, open until the guard drops.
+    pub fn open(self: &Arc<Self>) -> Session {
+        self.sessions.inc();
+        self.current.inc();
+        Session(self.clone())
+    }
+}
+
+/// An open client connection of a frontend.
+#[derive(Debug)]
+pub struct Session(Arc<FrontendStats>);
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.0.current.dec();
+    }
+}
+
+#[derive(Debug)]
+pub struct BackendStats {
+    pub name: Arc<str>,
+    pub retries: IntCounter,
+    pub redispatches: IntCounter,
+    pub reuse_hit: IntCounter,
+    pub reuse_miss: IntCounter,
+}
+
+#[derive(Debug)]
+pub struct ServerStats {
+    pub backend: Arc<str>,
+    pub name: Arc<str>,
+    pub traffic: Traffic,
+    pub connect: Histogram,
+}
+
+/// The handles of frontend `name` (the same object for the process's life).
+pub fn frontend(name: &str) -> Arc<FrontendStats> {
+    let f = families();
+    let mut m = f.frontends.lock().unwrap_or_else(|p| p.into_inner());
+    m.entry(name.to_string())
+        .or_insert_with(|| {
+            let l = &[name];
+            Arc::new(FrontendStats {
+                name: name.into(),
+                current: f.fe_current.with_label_values(l),
+                sessions: f.fe_sessions.with_label_values(l),
+                traffic: Traffic::new(
+                    &f.fe_responses,
+                    &f.fe_bytes_in,
+                    &f.fe_bytes_out,
+                    &f.fe_duration,
+                    l,
+                ),
+            })
+        })
+        .clone()
+}
+
+/// The handles of backend `name`.
+pub fn backend(name: &str) -> Arc<BackendStats> {
+    let f = families();
+    let mut m = f.backends.lock().unwrap_or_else(|p| p.into_inner());
+    m.entry(name.to_string())
+        .or_insert_with(|| {
+            Arc::new(BackendStats {
+                name: name.into(),
+                retries: f.be_retries.with_label_values(&[name]),
+                redispatches: f.be_redispatches.with_label_values(&[name]),
+                reuse_hit: f.be_reuse.with_label_values(&[name, "hit"]),
+                reuse_miss: f.be_reuse.with_label_values(&[name, "miss"]),
+            })
+        })
+        .clone()
+}
+
+/// The handles of server `name` of `backend`.
+pub fn server(backend: &str, name: &str) -> Arc<ServerStats> {
+    let f = families();
+    let mut m = f.servers.lock().unwrap_or_else(|p| p.into_inner());
+    m.entry((backend.to_string(), name.to_string()))
+        .or_insert_with(|| {
+            let l = &[backend, name];
+            Arc::new(ServerStats {
+                backend: backend.into(),
+                name: name.into(),
+                traffic: Traffic::new(
+                    &f.srv_responses,
+                    &f.srv_bytes_in,
+                    &f.srv_bytes_out,
+                    &f.srv_duration,
+                    l,
+                ),
+                connect: f.srv_connect.with_label_values(l),
+            })
+        })
+        .clone()
+}
+
+/// The `q` quantile (0..1) of a histogram in seconds, interpolated within its
+/// bucket; `None` without samples. Values past the last bucket report its bound.
+pub fn quantile(h: &Histogram, q: f64) -> Option<f64> {
+    let m = h.metric();
+    let hist = m.get_histogram();
+    let total = hist.get_sample_count();
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let mut prev_bound = 0.0;
+    let mut prev_count = 0u64;
+    for b in hist.get_bucket() {
+        let c = b.get_cumulative_count();
+        if c as f64 >= rank {
+            let in_bucket = (c - prev_count) as f64;
+            let frac = if in_bucket > 0.0 {
+                (rank - prev_count as f64) / in_bucket
+            } else {
+                1.0
+            };
+            return Some(prev_bound + (b.get_upper_bound() - prev_bound) * frac);
+        }
+        prev_bound = b.get_upper_bound();
+        prev_count = c;
+    }
+    Some(prev_bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes() {
+        assert_eq!(CLASSES[class_index(101)], "1xx");
+        assert_eq!(CLASSES[class_index(200)], "2xx");
+        assert_eq!(CLASSES[class_index(404)], "4xx");
+        assert_eq!(CLASSES[class_index(503)], "5xx");
+        assert_eq!(CLASSES[class_index(0)], "other");
+        assert_eq!(CLASSES[class_index(600)], "other");
+    }
+
+    #[test]
+    fn handles_are_shared_by_name() {
+        let a = server("stats-test-be", "s1");
+        let b = server("stats-test-be", "s1");
+        assert!(Arc::ptr_eq(&a, &b));
+        a.traffic
+            .record(Some(503), 10, 20, Duration::from_millis(3));
+        assert_eq!(b.traffic.errors(), 1);
+        assert_eq!(b.traffic.requests(), 1);
+        assert_eq!(b.traffic.bytes_out.get(), 20);
+        let f = frontend("stats-test-fe");
+        {
+            let _s = f.open();
+            assert_eq!(f.current.get(), 1);
+        }
+        assert_eq!((f.current.get(), f.sessions.get()), (0, 1));
+    }
+
+    #[test]
+    fn quantiles_interpolate_in_buckets() {
+        let h = server("stats-test-q", "s").traffic.duration.clone();
+        assert_eq!(quantile(&h, 0.5), None);
+        for _ in 0..99 {
+            h.observe(0.0007); // bucket (0.0005, 0.001]
+        }
+        h.observe(3.0); // bucket (2.5, 5]
+        let p50 = quantile(&h, 0.5).unwrap();
+        assert!((0.0005..=0.001).contains(&p50), "{p50}");
+        let p99 = quantile(&h, 0.99).unwrap();
+        assert!(p99 <= 0.001, "{p99}");
+        let p100 = quantile(&h, 1.0).unwrap();
+        assert!((2.5..=5.0).contains(&p100), "{p100}");
+    }
+}
