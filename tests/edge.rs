@@ -471,3 +471,24 @@ fn memory_per_idle_and_active_connection() {
     assert!(per_idle < 128.0 * 1024.0, "{per_idle}");
     assert!(per_active < 128.0 * 1024.0, "{per_active}");
 }
+
+#[test]
+fn tcp_mode_frontends_filter_and_limit_too() {
+    let echo = common::servers::echo_server();
+    let conf = format!(
+        "defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\nfrontend t\n    bind 127.0.0.1:0\n    acl banned src 127.0.0.12\n    tcp-request connection reject if banned\n    limit conn 1\n    default_backend e\nbackend e\n    server s {echo}\n"
+    );
+    let lb = Lb::start(&conf, 1);
+    let t = lb.addr("frontend", "t");
+    assert!(closed_at_accept("127.0.0.12", t));
+    let mut held = connect_from("127.0.0.13", t);
+    held.write_all(b"ping").unwrap();
+    let mut b = [0u8; 4];
+    held.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"ping");
+    assert!(closed_at_accept("127.0.0.13", t), "limit conn 1");
+    let mut other = connect_from("127.0.0.14", t);
+    other.write_all(b"pong").unwrap();
+    other.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"pong");
+}
