@@ -43,19 +43,7 @@ impl Io {
         }
         let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "read timeout");
         match self {
-            Io::Plain(s) => loop {
-                match s.try_read_buf(buf) {
-                    Ok(n) => return Ok(n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
-                }
-                match tokio::time::timeout_at(deadline.into(), s.ready(Interest::READABLE)).await {
-                    Ok(r) => {
-                        r?;
-                    }
-                    Err(_) => return Err(timed_out()),
-                }
-            },
+            Io::Plain(s) => read_until(s, buf, deadline).await,
             _ => match tokio::time::timeout_at(deadline.into(), self.read_buf(buf)).await {
                 Ok(r) => r,
                 Err(_) => Err(timed_out()),
@@ -64,28 +52,10 @@ impl Io {
     }
 
     /// Writes all of `data`, failing if the peer accepts nothing for `idle`.
-    pub async fn write_all_idle(&mut self, mut data: &[u8], idle: Duration) -> io::Result<()> {
+    pub async fn write_all_idle(&mut self, data: &[u8], idle: Duration) -> io::Result<()> {
         let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "write timeout");
         match self {
-            Io::Plain(s) => {
-                while !data.is_empty() {
-                    match s.try_write(data) {
-                        Ok(n) => {
-                            data = &data[n..];
-                            continue;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e),
-                    }
-                    match tokio::time::timeout(idle, s.ready(Interest::WRITABLE)).await {
-                        Ok(r) => {
-                            r?;
-                        }
-                        Err(_) => return Err(timed_out()),
-                    }
-                }
-                Ok(())
-            }
+            Io::Plain(s) => write_all(s, data, idle).await,
             _ => {
                 let fut = async {
                     self.write_all(data).await?;
@@ -115,6 +85,49 @@ impl Io {
         };
         n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
     }
+}
+
+/// Reads what is available on a plain socket into `buf` (growing it), waiting
+/// until `deadline`: one `recv` when data is there, a readiness wait otherwise.
+/// `Ok(0)` is EOF; a missed deadline is `TimedOut`.
+pub async fn read_until(s: &TcpStream, buf: &mut BytesMut, deadline: Instant) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(READ_CHUNK);
+    }
+    loop {
+        match s.try_read_buf(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        match tokio::time::timeout_at(deadline.into(), s.ready(Interest::READABLE)).await {
+            Ok(r) => {
+                r?;
+            }
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "read timeout")),
+        }
+    }
+}
+
+/// Writes all of `data` to a plain socket, failing if the peer accepts nothing for `idle`.
+pub async fn write_all(s: &TcpStream, mut data: &[u8], idle: Duration) -> io::Result<()> {
+    while !data.is_empty() {
+        match s.try_write(data) {
+            Ok(n) => {
+                data = &data[n..];
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        match tokio::time::timeout(idle, s.ready(Interest::WRITABLE)).await {
+            Ok(r) => {
+                r?;
+            }
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")),
+        }
+    }
+    Ok(())
 }
 
 impl AsyncRead for Io {

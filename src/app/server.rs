@@ -1,12 +1,12 @@
 //! One client connection of an `app` server: read a request and its body, answer it through `App::handle`, repeat while keep-alive holds.
 
+use crate::io::{read_until, write_all};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
-use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use super::{App, Response};
@@ -142,43 +142,4 @@ fn frame(w: &mut BytesMut, app: &App, r: &Response, keep: bool, head_only: bool,
     if !head_only {
         w.put_slice(r.body.as_bytes());
     }
-}
-
-async fn read_until(s: &TcpStream, buf: &mut BytesMut, deadline: Instant) -> io::Result<usize> {
-    if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(READ_CHUNK);
-    }
-    loop {
-        match s.try_read_buf(buf) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-        match tokio::time::timeout_at(deadline.into(), s.ready(Interest::READABLE)).await {
-            Ok(r) => {
-                r?;
-            }
-            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "read timeout")),
-        }
-    }
-}
-
-async fn write_all(s: &TcpStream, mut data: &[u8], idle: Duration) -> io::Result<()> {
-    while !data.is_empty() {
-        match s.try_write(data) {
-            Ok(n) => {
-                data = &data[n..];
-                continue;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-        match tokio::time::timeout(idle, s.ready(Interest::WRITABLE)).await {
-            Ok(r) => {
-                r?;
-            }
-            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")),
-        }
-    }
-    Ok(())
 }

@@ -220,8 +220,8 @@ impl Server {
 
     pub fn set_admin(&self, a: Admin) {
         if self.admin.swap(a as u8, Ordering::Relaxed) != a as u8 {
-            tracing::warn!("server {} is now {:?}", self.id, a);
             bump_epoch();
+            tracing::warn!("server {} is now {}", self.id, self.state().as_str());
         }
     }
 

@@ -1,5 +1,6 @@
 //! One client connection of a `web` server: requests in order (pipelined ones answered in one write), static files, `/healthz`, app prefixes proxied.
 
+use crate::io::{read_until, write_all};
 use std::cell::Cell;
 use std::ffi::CStr;
 use std::fs::File;
@@ -467,47 +468,6 @@ fn open(web: &Web, rel: &[u8]) -> Result<(File, std::fs::Metadata), u16> {
     })?;
     let m = f.metadata().map_err(|_| 404u16)?;
     Ok((f, m))
-}
-
-/// Reads what is available into `buf`, waiting until `deadline`. `Ok(0)` is EOF.
-async fn read_until(s: &TcpStream, buf: &mut BytesMut, deadline: Instant) -> io::Result<usize> {
-    if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(READ_CHUNK);
-    }
-    loop {
-        match s.try_read_buf(buf) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-        match tokio::time::timeout_at(deadline.into(), s.ready(Interest::READABLE)).await {
-            Ok(r) => {
-                r?;
-            }
-            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "read timeout")),
-        }
-    }
-}
-
-/// Writes all of `data`, failing if the peer accepts nothing for `idle`.
-async fn write_all(s: &TcpStream, mut data: &[u8], idle: Duration) -> io::Result<()> {
-    while !data.is_empty() {
-        match s.try_write(data) {
-            Ok(n) => {
-                data = &data[n..];
-                continue;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-        match tokio::time::timeout(idle, s.ready(Interest::WRITABLE)).await {
-            Ok(r) => {
-                r?;
-            }
-            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")),
-        }
-    }
-    Ok(())
 }
 
 async fn flush(s: &TcpStream, w: &mut BytesMut, idle: Duration) -> io::Result<()> {
