@@ -370,3 +370,41 @@ fn dead_pooled_connection_is_retried_with_the_body() {
         assert_eq!(r.text(), body);
     }
 }
+
+#[test]
+fn sigterm_closes_idle_keepalive_and_finishes_requests_in_flight() {
+    let a = http_server("a");
+    // Keep-alive and drain limits far beyond the test's waits: only a prompt
+    // close of idle connections lets lb exit in time.
+    let mut lb = Lb::start(
+        &format!(
+            "global\n    timeout drain 60s\n{}",
+            conf("    timeout http-keep-alive 60s", "", &[&a])
+        ),
+        1,
+    );
+    let fe = lb.addr("frontend", "f");
+    let mut idle = Client::connect(fe);
+    assert_eq!(idle.get("/").status, 200);
+    let mut busy = Client::connect(fe);
+    busy.send(b"GET /slow/1500 HTTP/1.1\r\nHost: x\r\n\r\n");
+    // The slow request has reached the server before the signal.
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while a.requests.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    lb.signal(libc::SIGTERM);
+    lb.wait_log("draining");
+    // The idle connection is closed at once (EOF, not a read timeout).
+    let mut b = [0u8; 1];
+    match idle.r.get_mut().read(&mut b) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("idle connection not closed by the drain: {other:?}"),
+    }
+    // The request in flight completes, as the connection's last.
+    let r = busy.read(false).expect("response");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(lb.wait_exit(), Some(0));
+}

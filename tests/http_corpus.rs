@@ -1,4 +1,4 @@
-//! Runs third-party HTTP/1.1 corpora (read in place from /work/shared/corpora) through the parsers: every desync-guardian `Severe` case must be refused.
+//! Runs third-party HTTP/1.1 corpora (read in place from ../shared/corpora, or $LB_CORPORA) through the parsers: every desync-guardian `Severe` case must be refused.
 //!
 //! Requests are built the way `/work/shared/tools/h1probe.py` builds them (own code): YAML
 //! scalars are decoded first, then `\r \n \t \0 \\ \xNN` escapes become raw bytes; guardian
@@ -14,7 +14,10 @@ use lb::http::head::{parse_request, BodyKind, HeadLimits};
 fn corpora() -> Option<PathBuf> {
     let dir = std::env::var_os("LB_CORPORA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/corpora"));
+        .unwrap_or_else(|| {
+            // `../shared/corpora` beside the project root.
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora")
+        });
     if dir.is_dir() {
         Some(dir)
     } else {

@@ -60,6 +60,15 @@ struct Conn<'a> {
     limits: HeadLimits,
     /// "http" or "https", for X-Forwarded-Proto.
     proto: &'static str,
+    /// The process's drain signal (`None` for embedded callers of `forward`).
+    stop: Option<&'a tokio::sync::watch::Receiver<bool>>,
+}
+
+impl Conn<'_> {
+    /// SIGTERM arrived: finish what is in progress, take nothing new.
+    fn draining(&self) -> bool {
+        self.stop.is_some_and(|s| *s.borrow())
+    }
 }
 
 /// Where a connection finds its frontend again after a reload.
@@ -79,6 +88,7 @@ pub async fn serve(mut client: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: F
     // Server-side read buffer, reused by every exchange of this connection.
     let mut ubuf = BytesMut::with_capacity(READ_CHUNK);
     let mut first = true;
+    let stop = src.rt.stop.subscribe();
     loop {
         let now = src.rt.generation.load(Ordering::Acquire);
         if now != generation {
@@ -93,6 +103,7 @@ pub async fn serve(mut client: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: F
             peer,
             limits: fe.limits,
             proto: if client.is_tls() { "https" } else { "http" },
+            stop: Some(&stop),
         };
         let req = match read_request(&mut client, &mut rbuf, &conn, first).await {
             Ok(Some(r)) => r,
@@ -134,6 +145,7 @@ pub async fn forward(
         peer,
         limits: fe.limits,
         proto: if client.is_tls() { "https" } else { "http" },
+        stop: None,
     };
     match exchange(client, rbuf, ubuf, req, &conn, first).await {
         Ok(Next::KeepAlive) => true,
@@ -175,7 +187,23 @@ async fn read_request(
                 Err(e) => return Err(e.status()),
             }
         }
-        match read_until(client, rbuf, deadline).await {
+        let read = if started {
+            read_until(client, rbuf, deadline).await
+        } else {
+            // Idle between requests: a drain (SIGTERM) closes the connection now
+            // rather than at the keep-alive timeout.
+            match conn.stop {
+                Some(stop) => {
+                    let mut stop = stop.clone();
+                    tokio::select! {
+                        r = read_until(client, rbuf, deadline) => r,
+                        _ = stop.wait_for(|s| *s) => return Ok(None),
+                    }
+                }
+                None => read_until(client, rbuf, deadline).await,
+            }
+        };
+        match read {
             Ok(0) => return Ok(None),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
@@ -540,7 +568,12 @@ async fn exchange_inner(
 
     // HTTP/1.0 clients cannot take chunked: send the raw body, end at close.
     let dechunk = req.minor_version == 0 && resp.body == BodyKind::Chunked;
-    let client_keep = req.keep_alive && resp.body != BodyKind::UntilClose && !dechunk && !body_cut;
+    // While draining, the response in progress is the connection's last.
+    let client_keep = req.keep_alive
+        && resp.body != BodyKind::UntilClose
+        && !dechunk
+        && !body_cut
+        && !conn.draining();
     let head = response_head(&resp, client_keep, dechunk, req.minor_version == 1);
     let done = relay_response(
         client,
