@@ -1,7 +1,7 @@
 //! HTTP/1.1 request and response heads: one httparse scan plus one pass of RFC 9112 strictness checks, as offsets into the head's `Bytes`.
 //!
 //! Strictness (every rejection is `HeadError::Invalid`, status 400 for requests; the proxy
-//! answers 502 for a backend's invalid response): see `docs/readme-http-parse.md` for the table.
+//! answers 502 for a backend's invalid response): see the README section "HTTP/1.1 parsing" for the table.
 //! httparse is lenient in a few places (bare LF line ends, leading bare LF, obs-text in the
 //! target); those are closed here.
 
