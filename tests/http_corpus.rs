@@ -477,7 +477,7 @@ fn llhttp_cases(dir: &Path) -> Vec<LlCase> {
 }
 
 /// llhttp "must error" cases a strict proxy still lets through, each with the reason that is
-/// right for a proxy (see docs/readme-http-parse.md).
+/// right for a proxy (see the README section "HTTP/1.1 parsing").
 const LLHTTP_ACCEPTED: &[(&str, &str)] = &[
     // the first request ends the connection (HTTP/1.0 without keep-alive, or
     // `Connection: close`): the proxy answers it and closes without reading the rest, so the
