@@ -106,8 +106,20 @@ wait_port "$PL"
 declare -A total cpu
 names=(lb haproxy nginx)
 declare -A port=([lb]=$PL [haproxy]=$PH [nginx]=$PN)
+# LB_OLD=path/to/lb adds another lb build to the same run (regression checks).
+if [ -n "${LB_OLD:-}" ]; then
+    PO=$(free_port)
+    sed "s/127.0.0.1:$PL/127.0.0.1:$PO/" "$dir/lb.conf" > "$dir/lb-old.conf"
+    "$LB_OLD" --conf "$dir/lb-old.conf" >/dev/null 2>&1 &
+    pids+=($!)
+    OPID=$!
+    wait_port "$PO"
+    names=(lb lb-old haproxy nginx)
+    port[lb-old]=$PO
+fi
 NPID=$(cat "$dir/proxy.pid")
 declare -A pid=([lb]=$LPID [haproxy]=$HPID [nginx]=$NPID)
+[ -n "${LB_OLD:-}" ] && pid[lb-old]=$OPID
 # CPU time (user+system, clock ticks) of a process: efficiency next to throughput,
 # since on a small shared machine the proxy is not the only thing that limits req/s.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

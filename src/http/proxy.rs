@@ -60,14 +60,17 @@ struct Conn<'a> {
     limits: HeadLimits,
     /// "http" or "https", for X-Forwarded-Proto.
     proto: &'static str,
-    /// The process's drain signal (`None` for embedded callers of `forward`).
-    stop: Option<&'a tokio::sync::watch::Receiver<bool>>,
+    /// Set when SIGTERM arrived (`None` for embedded callers of `forward`).
+    stop: Option<&'a std::sync::atomic::AtomicBool>,
 }
+
+/// While idle between requests, how often a connection looks at the drain flag.
+const DRAIN_POLL: Duration = Duration::from_secs(1);
 
 impl Conn<'_> {
     /// SIGTERM arrived: finish what is in progress, take nothing new.
     fn draining(&self) -> bool {
-        self.stop.is_some_and(|s| *s.borrow())
+        self.stop.is_some_and(|s| s.load(Ordering::Relaxed))
     }
 }
 
@@ -88,7 +91,7 @@ pub async fn serve(mut client: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: F
     // Server-side read buffer, reused by every exchange of this connection.
     let mut ubuf = BytesMut::with_capacity(READ_CHUNK);
     let mut first = true;
-    let stop = src.rt.stop.subscribe();
+    let stop = &src.rt.draining;
     loop {
         let now = src.rt.generation.load(Ordering::Acquire);
         if now != generation {
@@ -103,7 +106,7 @@ pub async fn serve(mut client: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: F
             peer,
             limits: fe.limits,
             proto: if client.is_tls() { "https" } else { "http" },
-            stop: Some(&stop),
+            stop: Some(stop),
         };
         let req = match read_request(&mut client, &mut rbuf, &conn, first).await {
             Ok(Some(r)) => r,
@@ -190,17 +193,19 @@ async fn read_request(
         let read = if started {
             read_until(client, rbuf, deadline).await
         } else {
-            // Idle between requests: a drain (SIGTERM) closes the connection now
-            // rather than at the keep-alive timeout.
-            match conn.stop {
-                Some(stop) => {
-                    let mut stop = stop.clone();
-                    tokio::select! {
-                        r = read_until(client, rbuf, deadline) => r,
-                        _ = stop.wait_for(|s| *s) => return Ok(None),
-                    }
+            // Idle between requests: a drain (SIGTERM) closes the connection
+            // within DRAIN_POLL rather than at the keep-alive timeout. (A flag
+            // polled by the idle timer costs nothing per request; a waiter on a
+            // shared channel would take a lock on every request.)
+            if conn.draining() {
+                return Ok(None);
+            }
+            let step = deadline.min(Instant::now() + DRAIN_POLL);
+            match read_until(client, rbuf, step).await {
+                Err(e) if e.kind() == io::ErrorKind::TimedOut && Instant::now() < deadline => {
+                    continue
                 }
-                None => read_until(client, rbuf, deadline).await,
+                r => r,
             }
         };
         match read {
