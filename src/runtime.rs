@@ -682,6 +682,40 @@ fn resize(sem: &Arc<Semaphore>, from: usize, to: usize) {
     }
 }
 
+/// Accept loops for an embedded service (kv, web, app) on every worker, then its
+/// `listening` line. `track`: its connections hold the SIGTERM drain open.
+fn spawn_service<F, Fut>(
+    rt: &Arc<Runtime>,
+    workers: &Workers,
+    (kind, name, addr): (&str, &str, SocketAddr),
+    socks: Vec<std::net::TcpListener>,
+    track: bool,
+    serve: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let limits = Limits(vec![rt.global_limit.clone()]);
+    for (sock, h) in socks.into_iter().zip(&workers.handles) {
+        let serve = serve.clone();
+        let tracker = rt.tracker.clone();
+        h.spawn(listener::accept_loop(
+            sock,
+            limits.clone(),
+            [rt.stop.subscribe(), rt.stop.subscribe()],
+            move |s, peer, permits| {
+                let open = track.then(|| tracker.track());
+                let fut = serve(s, peer);
+                async move {
+                    let _held = (permits, open);
+                    fut.await
+                }
+            },
+        ));
+    }
+    announce(kind, name, addr);
+}
+
 fn announce(kind: &str, name: &str, addr: SocketAddr) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "listening {kind} {name} {addr}");
@@ -782,67 +816,36 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
 
     let kv_handles: Vec<_> = kvs.iter().map(|k| k.3.clone()).collect();
     for (name, addr, socks, kv) in kvs {
-        let limits = Limits(vec![rt.global_limit.clone()]);
         let bg = kv.clone();
         workers.handles[0].spawn(async move { bg.start() });
-        for (sock, h) in socks.into_iter().zip(&workers.handles) {
-            let kv = kv.clone();
-            h.spawn(listener::accept_loop(
-                sock,
-                limits.clone(),
-                [rt.stop.subscribe(), rt.stop.subscribe()],
-                move |s, peer, permits| {
-                    let kv = kv.clone();
-                    async move {
-                        let _permits = permits;
-                        kv.serve(s, peer).await
-                    }
-                },
-            ));
-        }
-        announce("kv", &name, addr);
+        spawn_service(
+            &rt,
+            workers,
+            ("kv", &name, addr),
+            socks,
+            false,
+            move |s, peer| kv.clone().serve(s, peer),
+        );
     }
     for (name, addr, socks, web) in webs {
-        let limits = Limits(vec![rt.global_limit.clone()]);
-        for (sock, h) in socks.into_iter().zip(&workers.handles) {
-            let web = web.clone();
-            let tracker = rt.tracker.clone();
-            h.spawn(listener::accept_loop(
-                sock,
-                limits.clone(),
-                [rt.stop.subscribe(), rt.stop.subscribe()],
-                move |s, peer, permits| {
-                    let web = web.clone();
-                    let open = tracker.track();
-                    async move {
-                        let _held = (permits, open);
-                        crate::web::server::serve(s, peer, web).await
-                    }
-                },
-            ));
-        }
-        announce("web", &name, addr);
+        spawn_service(
+            &rt,
+            workers,
+            ("web", &name, addr),
+            socks,
+            true,
+            move |s, peer| crate::web::server::serve(s, peer, web.clone()),
+        );
     }
     for (name, addr, socks, app) in apps {
-        let limits = Limits(vec![rt.global_limit.clone()]);
-        for (sock, h) in socks.into_iter().zip(&workers.handles) {
-            let app = app.clone();
-            let tracker = rt.tracker.clone();
-            h.spawn(listener::accept_loop(
-                sock,
-                limits.clone(),
-                [rt.stop.subscribe(), rt.stop.subscribe()],
-                move |s, peer, permits| {
-                    let app = app.clone();
-                    let open = tracker.track();
-                    async move {
-                        let _held = (permits, open);
-                        crate::app::server::serve(s, peer, app, head_limits).await
-                    }
-                },
-            ));
-        }
-        announce("app", &name, addr);
+        spawn_service(
+            &rt,
+            workers,
+            ("app", &name, addr),
+            socks,
+            true,
+            move |s, peer| crate::app::server::serve(s, peer, app.clone(), head_limits),
+        );
     }
     if let Some(addr) = conf.global.admin {
         let admin =
