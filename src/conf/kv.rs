@@ -92,13 +92,7 @@ impl KvConf {
 /// Applies one directive of a `kv` section.
 pub fn directive(k: &mut KvConf, d: &Directive) -> Result<(), String> {
     let kw = d.keyword();
-    let arg = || -> Result<&str, String> {
-        match d.args.len() {
-            1 => Err(format!("'{kw}': missing argument")),
-            2 => Ok(&d.args[1]),
-            _ => Err(format!("'{kw}': unexpected extra argument '{}'", d.args[2])),
-        }
-    };
+    let arg = || d.one_arg();
     let e = |m: String| format!("'{kw}': {m}");
     match kw {
         "bind" => {

@@ -29,6 +29,19 @@ impl Directive {
     pub fn keyword(&self) -> &str {
         &self.args[0]
     }
+
+    /// The single argument of a one-argument keyword, or `'kw': ...` saying what is wrong.
+    pub fn one_arg(&self) -> Result<&str, String> {
+        let kw = self.keyword();
+        match self.args.len() {
+            1 => Err(format!("'{kw}': missing argument")),
+            2 => Ok(&self.args[1]),
+            _ => Err(format!(
+                "'{kw}': unexpected extra argument '{}'",
+                self.args[2]
+            )),
+        }
+    }
 }
 
 /// A section header (`frontend www`) and the indented directives under it.

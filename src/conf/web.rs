@@ -76,13 +76,7 @@ impl WebConf {
 /// Applies one directive of a `web` section. `base` is the conf file's directory.
 pub fn directive(w: &mut WebConf, d: &Directive, base: &Path) -> Result<(), String> {
     let kw = d.keyword();
-    let arg = || -> Result<&str, String> {
-        match d.args.len() {
-            1 => Err(format!("'{kw}': missing argument")),
-            2 => Ok(&d.args[1]),
-            _ => Err(format!("'{kw}': unexpected extra argument '{}'", d.args[2])),
-        }
-    };
+    let arg = || d.one_arg();
     let e = |m: String| format!("'{kw}': {m}");
     match kw {
         "bind" => {
