@@ -7,11 +7,10 @@ mod common;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 use common::client::{Client, Resp};
 use common::servers::{http_server, http_server_at, HttpServer};
-use common::{Lb, WAIT};
+use common::Lb;
 
 /// One frontend `f` -> backend `b` of the given servers, plus `global` lines.
 fn conf(global: &str, servers: &[(&str, &HttpServer, &str)]) -> String {
@@ -115,18 +114,6 @@ fn tally(c: &mut Client, n: usize) -> HashMap<String, usize> {
     t
 }
 
-/// Polls `f` until it yields, failing after WAIT.
-fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn metrics_parse_and_move_with_traffic() {
     let (a, b) = (http_server("a"), http_server("b"));
@@ -150,7 +137,7 @@ fn metrics_parse_and_move_with_traffic() {
     assert_eq!(c.get("/status/503").status, 503);
     drop(c);
     // A request is counted just after its last byte reaches the client.
-    let after = until("all 10 requests counted", || {
+    let after = common::eventually("all 10 requests counted", || {
         let x = metrics(&lb);
         let key = r#"lb_frontend_request_duration_seconds_count{frontend="f"}"#;
         (x.get(key) == Some(&10.0)).then_some(x)
@@ -471,12 +458,12 @@ fn stats_page_and_json_show_the_topology_and_kv_pair() {
     assert!(api.starts_with(r#"{"uptime_s":"#) && api.contains(r#""name":"primary""#));
 
     // The primary sees its replica attach, with its lag; the replica sees its link.
-    let seen = until("the replica in the primary's stats", || {
+    let seen = common::eventually("the replica in the primary's stats", || {
         let j = get(&lb, "/api/stats").text();
         j.contains(r#""replicas":[{"addr":""#).then_some(j)
     });
     assert!(seen.contains(r#""lag_bytes":"#), "{seen}");
-    let r = until("the replica's link up", || {
+    let r = common::eventually("the replica's link up", || {
         let j = get(&replica, "/api/stats").text();
         j.contains(r#""link_up":true"#).then_some(j)
     });
@@ -534,7 +521,7 @@ fn stats_page_and_json_show_the_topology_and_kv_pair() {
 }
 
 fn read_lines(path: &std::path::Path, n: usize) -> Vec<String> {
-    until("access log lines", || {
+    common::eventually("access log lines", || {
         let t = std::fs::read_to_string(path).unwrap_or_default();
         let lines: Vec<String> = t.lines().map(str::to_string).collect();
         (lines.len() >= n).then_some(lines)

@@ -137,18 +137,6 @@ fn client(addr: SocketAddr) -> redis::Connection {
     con
 }
 
-/// Polls `f` until it yields, failing after 10 s.
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn info_field(raw: &mut Raw, section: &str, field: &str) -> String {
     let R::B(Some(text)) = raw.cmd(&["INFO", section]) else {
         panic!("INFO did not return a bulk");
@@ -465,7 +453,7 @@ fn keys_expire_lazily_and_actively() {
     let mut r = Raw::new(a);
     // Lazy: reading an expired key returns nil.
     assert_eq!(r.cmd(&["SET", "lazy", "v", "PX", "30"]), ok());
-    eventually("lazy expiry", || {
+    common::eventually("lazy expiry", || {
         (r.cmd(&["GET", "lazy"]) == NIL).then_some(())
     });
     // Active: keys nobody reads disappear from DBSIZE (which counts expired keys too).
@@ -473,7 +461,7 @@ fn keys_expire_lazily_and_actively() {
         assert_eq!(r.cmd(&["SET", &format!("k{i}"), "v", "PX", "30"]), ok());
     }
     assert_eq!(r.cmd(&["SET", "stay", "v"]), ok());
-    eventually("active expiry", || {
+    common::eventually("active expiry", || {
         (r.cmd(&["DBSIZE"]) == R::I(1)).then_some(())
     });
     let expired: u64 = info_field(&mut r, "stats", "expired_keys").parse().unwrap();
@@ -725,7 +713,7 @@ fn replica_gets_snapshot_then_stream_and_wait_counts_it() {
     let _: () = pc.set_ex("ttl", "1", 500).unwrap();
     let (_r, ra) = start_replica(pa, "");
     let mut rc = client(ra);
-    eventually("snapshot on replica", || {
+    common::eventually("snapshot on replica", || {
         rc.get::<_, Option<String>>("before").unwrap()
     });
     let ttl: i64 = rc.ttl("ttl").unwrap();
@@ -817,7 +805,7 @@ fn expiry_and_flush_propagate_to_the_replica() {
     let (_r, ra) = start_replica(pa, "");
     let mut p = Raw::new(pa);
     let mut r = Raw::new(ra);
-    eventually("link up", || {
+    common::eventually("link up", || {
         (info_field(&mut r, "replication", "master_link_status") == "up").then_some(())
     });
     assert_eq!(p.cmd(&["SET", "short", "v", "PX", "50"]), ok());
@@ -833,11 +821,11 @@ fn expiry_and_flush_propagate_to_the_replica() {
     assert!((pt(&mut p, "long") - pt(&mut r, "long")).abs() < 1000);
     assert!(pt(&mut r, "p") > 198_000);
     // The primary's active expiry deletes `short` and sends DEL: DBSIZE drops on the replica.
-    eventually("DEL reaches the replica", || {
+    common::eventually("DEL reaches the replica", || {
         (r.cmd(&["DBSIZE"]) == R::I(2)).then_some(())
     });
     assert_eq!(p.cmd(&["FLUSHALL"]), ok());
-    eventually("FLUSHALL reaches the replica", || {
+    common::eventually("FLUSHALL reaches the replica", || {
         (r.cmd(&["DBSIZE"]) == R::I(0)).then_some(())
     });
 }
@@ -883,7 +871,7 @@ fn restarted_replica_process_does_a_full_sync() {
     let (r1, _) = start_replica(pa, "");
     assert_eq!(p.cmd(&["WAIT", "1", "5000"]), R::I(1));
     drop(r1);
-    eventually("primary notices the replica left", || {
+    common::eventually("primary notices the replica left", || {
         (info_field(&mut p, "replication", "connected_slaves") == "0").then_some(())
     });
     assert_eq!(p.cmd(&["SET", "two", "2"]), ok());
@@ -934,7 +922,7 @@ fn failover_loses_no_acknowledged_write() {
     drop(pc);
     drop(p); // the primary dies
     let mut r = Raw::new(ra);
-    eventually("replica sees its primary gone", || {
+    common::eventually("replica sees its primary gone", || {
         (info_field(&mut r, "replication", "master_link_status") == "down").then_some(())
     });
     assert_eq!(r.cmd(&["REPLICAOF", "NO", "ONE"]), ok());

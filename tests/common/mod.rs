@@ -255,6 +255,22 @@ pub fn check(conf: &str) -> (i32, String, String, PathBuf, TempDir) {
     )
 }
 
+/// Polls `f` until it yields a value, failing after `WAIT` (a condition wait,
+/// not a fixed sleep: it returns as soon as the condition holds).
+pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Blocking helper: connect with timeouts set.
 pub fn connect(addr: SocketAddr) -> std::net::TcpStream {
     let s = std::net::TcpStream::connect_timeout(&addr, WAIT).expect("connect");
