@@ -16,7 +16,7 @@ use crate::http::reply::reason;
 const READ_CHUNK: usize = 16 << 10;
 
 /// Serves one client connection until it closes, times out or breaks the protocol.
-pub async fn serve(sock: TcpStream, peer: SocketAddr, app: Arc<App>, limits: HeadLimits) {
+pub async fn serve(mut sock: TcpStream, peer: SocketAddr, app: Arc<App>, limits: HeadLimits) {
     let c = &app.conf;
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
@@ -39,7 +39,7 @@ pub async fn serve(sock: TcpStream, peer: SocketAddr, app: Arc<App>, limits: Hea
                 Some(t) => t + c.timeout_request,
                 None => Instant::now() + c.timeout_keep_alive,
             };
-            match read_until(&sock, &mut rbuf, deadline).await {
+            match read_until(&mut sock, &mut rbuf, deadline).await {
                 Ok(0) => return,
                 Ok(_) => {
                     since.get_or_insert_with(Instant::now);
@@ -88,7 +88,7 @@ pub async fn serve(sock: TcpStream, peer: SocketAddr, app: Arc<App>, limits: Hea
             if rbuf.capacity() - rbuf.len() < body_len - rbuf.len() {
                 rbuf.reserve((body_len - rbuf.len()).min(1 << 20));
             }
-            match read_until(&sock, &mut rbuf, deadline).await {
+            match read_until(&mut sock, &mut rbuf, deadline).await {
                 Ok(0) => return,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {

@@ -131,7 +131,7 @@ pub async fn serve(sock: TcpStream, peer: SocketAddr, web: Arc<Web>) {
             Some(t) => t + web.conf.timeout_request,
             None => Instant::now() + web.conf.timeout_keep_alive,
         };
-        match read_until(sock.tcp(), &mut s.rbuf, deadline).await {
+        match read_until(sock.tcp_mut(), &mut s.rbuf, deadline).await {
             Ok(0) => return,
             Ok(_) => {
                 if head_since.is_none() {
