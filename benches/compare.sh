@@ -4,7 +4,7 @@
 # interleaved rounds. Prints a table with the ratio to HAProxy. Loopback only.
 #
 # Usage: benches/compare.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds, 5 s)
-# Env: CONNS (50), WRK_THREADS (1), FILE_BYTES (1024)
+# Env: CONNS (50), WRK_THREADS (1), FILE_BYTES (1024), LB_OLD and EXTRA (below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -117,9 +117,21 @@ if [ -n "${LB_OLD:-}" ]; then
     names=(lb lb-old haproxy nginx)
     port[lb-old]=$PO
 fi
+# EXTRA=path/to/binary adds an experimental proxy started as
+# `binary 127.0.0.1:PORT 127.0.0.1:B1 127.0.0.1:B2` (see experiments/uring-ceiling).
+if [ -n "${EXTRA:-}" ]; then
+    PX=$(free_port)
+    "$EXTRA" "127.0.0.1:$PX" "127.0.0.1:$B1" "127.0.0.1:$B2" >/dev/null 2>&1 &
+    pids+=($!)
+    XPID=$!
+    wait_port "$PX"
+    names+=(extra)
+    port[extra]=$PX
+fi
 NPID=$(cat "$dir/proxy.pid")
 declare -A pid=([lb]=$LPID [haproxy]=$HPID [nginx]=$NPID)
 [ -n "${LB_OLD:-}" ] && pid[lb-old]=$OPID
+[ -n "${EXTRA:-}" ] && pid[extra]=$XPID
 # CPU time (user+system, clock ticks) of a process: efficiency next to throughput,
 # since on a small shared machine the proxy is not the only thing that limits req/s.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
