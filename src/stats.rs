@@ -35,6 +35,8 @@ struct Families {
     fe_bytes_in: IntCounterVec,
     fe_bytes_out: IntCounterVec,
     fe_duration: HistogramVec,
+    fe_denied_conn: IntCounterVec,
+    fe_denied_req: IntCounterVec,
     srv_responses: IntCounterVec,
     srv_bytes_in: IntCounterVec,
     srv_bytes_out: IntCounterVec,
@@ -118,6 +120,18 @@ fn families() -> &'static Families {
                 "lb_frontend_request_duration_seconds",
                 "Time from request head to end of response (TCP: session length)",
                 fe,
+            ),
+            fe_denied_conn: counter_vec(
+                &r,
+                "lb_frontend_denied_connections_total",
+                "Client connections closed at accept, before any byte: by tcp-request connection reject (rule), limit conn or limit rate",
+                &["frontend", "reason"],
+            ),
+            fe_denied_req: counter_vec(
+                &r,
+                "lb_frontend_denied_requests_total",
+                "HTTP requests refused by http-request deny (rule) or limit http-req-rate (429)",
+                &["frontend", "reason"],
             ),
             srv_responses: counter_vec(
                 &r,
@@ -236,6 +250,19 @@ pub struct FrontendStats {
     pub current: IntGauge,
     pub sessions: IntCounter,
     pub traffic: Traffic,
+    pub denied: Denied,
+}
+
+/// Refusals of one frontend, by the rule or limit that refused.
+#[derive(Debug)]
+pub struct Denied {
+    /// `tcp-request connection reject`.
+    pub conn_rule: IntCounter,
+    pub conn_limit: IntCounter,
+    pub conn_rate: IntCounter,
+    /// `http-request deny`.
+    pub req_rule: IntCounter,
+    pub req_rate: IntCounter,
 }
 
 impl FrontendStats {
@@ -292,6 +319,15 @@ pub fn frontend(name: &str) -> Arc<FrontendStats> {
                     &f.fe_duration,
                     l,
                 ),
+                denied: Denied {
+                    conn_rule: f.fe_denied_conn.with_label_values(&[name, "rule"]),
+                    conn_limit: f.fe_denied_conn.with_label_values(&[name, "limit_conn"]),
+                    conn_rate: f.fe_denied_conn.with_label_values(&[name, "limit_rate"]),
+                    req_rule: f.fe_denied_req.with_label_values(&[name, "rule"]),
+                    req_rate: f
+                        .fe_denied_req
+                        .with_label_values(&[name, "limit_http_req_rate"]),
+                },
             })
         })
         .clone()

@@ -492,3 +492,59 @@ fn tcp_mode_frontends_filter_and_limit_too() {
     other.read_exact(&mut b).unwrap();
     assert_eq!(&b, b"pong");
 }
+
+/// The value of the one `/metrics` series named `name` whose labels include all of `labels`.
+fn metric(lb: &Lb, name: &str, labels: &[&str]) -> f64 {
+    let text = Client::connect(lb.addr("admin", "admin"))
+        .get("/metrics")
+        .text();
+    let hits: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
+        .collect();
+    assert_eq!(hits.len(), 1, "{name} {labels:?} in\n{text}");
+    hits[0].rsplit_once(' ').unwrap().1.parse().unwrap()
+}
+
+#[test]
+fn refusals_are_counted_in_metrics_by_reason() {
+    let a = http_server("a");
+    let conf = format!(
+        "global\n    admin 127.0.0.1:0\n{DEFAULTS}frontend f\n    bind 127.0.0.1:0\n    tcp-request connection reject if {{ src 127.0.0.20 }}\n    limit conn 1\n    limit http-req-rate 3/s\n    acl secret path_beg /secret\n    http-request deny if secret\n    default_backend b\n{}",
+        backend("b", &a)
+    );
+    let lb = Lb::start(&conf, 2); // the frontend and the admin listener
+    let f = lb.addr("frontend", "f");
+    let conns = "lb_frontend_denied_connections_total";
+    let reqs = "lb_frontend_denied_requests_total";
+    let fe = r#"frontend="f""#;
+    for reason in ["rule", "limit_conn", "limit_rate"] {
+        assert_eq!(
+            metric(&lb, conns, &[fe, &format!(r#"reason="{reason}""#)]),
+            0.0
+        );
+    }
+    let four = r#"code="4xx""#;
+    let responses = "lb_frontend_http_responses_total";
+    assert_eq!(metric(&lb, responses, &[fe, four]), 0.0);
+
+    assert!(closed_at_accept("127.0.0.20", f));
+    let mut held = client_from("127.0.0.21", f);
+    assert_eq!(held.get("/").status, 200);
+    assert!(closed_at_accept("127.0.0.21", f));
+    assert_eq!(get_from("127.0.0.22", f, "/secret/x").unwrap().status, 403);
+    let mut c = client_from("127.0.0.23", f);
+    let limited = (0..20).map(|_| c.get("/").status).find(|&s| s != 200);
+    assert_eq!(limited, Some(429));
+
+    assert_eq!(metric(&lb, conns, &[fe, r#"reason="rule""#]), 1.0);
+    assert_eq!(metric(&lb, conns, &[fe, r#"reason="limit_conn""#]), 1.0);
+    assert_eq!(metric(&lb, conns, &[fe, r#"reason="limit_rate""#]), 0.0);
+    assert_eq!(metric(&lb, reqs, &[fe, r#"reason="rule""#]), 1.0);
+    assert_eq!(
+        metric(&lb, reqs, &[fe, r#"reason="limit_http_req_rate""#]),
+        1.0
+    );
+    // the 403 and the 429 are responses too
+    assert!(eventually(|| metric(&lb, responses, &[fe, four]) == 2.0));
+}

@@ -362,13 +362,12 @@ async fn exchange_inner(
 ) -> Result<Next, Fail> {
     let fe = conn.fe;
     if !crate::edge::request_allowed(fe, conn.peer) {
+        fe.stats.denied.req_rate.inc();
         let retry_after = format!("Retry-After: {}", crate::limit::RETRY_AFTER_SECS);
-        write_all(
-            client,
-            &reply::error_with(429, &[&retry_after]),
-            fe.conf.timeout_client,
-        )
-        .await?;
+        let reply = reply::error_with(429, &[&retry_after]);
+        t.status = Some(429);
+        t.bytes_out += reply.len() as u64;
+        write_all(client, &reply, fe.conf.timeout_client).await?;
         return Ok(Next::Close);
     }
     if req.is_connect() {
@@ -394,6 +393,8 @@ async fn exchange_inner(
                     .is_none_or(|c| c.eval(&fe.conf.http.acls, &view))
                 {
                     let head = redirect(fe, &req, scheme, *code);
+                    t.status = Some(*code);
+                    t.bytes_out += head.len() as u64;
                     write_all(client, &head, fe.conf.timeout_client).await?;
                     // The request body (if any) was not read: close unless there is none.
                     return Ok(if req.body == BodyKind::None && req.keep_alive {
@@ -408,6 +409,7 @@ async fn exchange_inner(
                     .as_ref()
                     .is_none_or(|c| c.eval(&fe.conf.http.acls, &view))
                 {
+                    fe.stats.denied.req_rule.inc();
                     return Err(Fail::Status(*status));
                 }
             }
