@@ -1,4 +1,4 @@
-//! A connection as the proxy sees it: plain TCP (fast path: try_read/try_write on the
+//! A connection as the proxy sees it: plain TCP (fast path: poll_read / try_write on the
 //! socket) or TLS toward a client or a server (through tokio-rustls).
 
 use std::io;
