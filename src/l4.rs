@@ -176,7 +176,9 @@ async fn one_way(
     dst_idle: Duration,
     act: &Activity,
 ) -> io::Result<u64> {
-    let mut buf = [0u8; COPY_BUF];
+    // On the heap: inline, the two directions' buffers made every task that can
+    // tunnel 32 KiB larger, HTTP connections included (an upgrade tunnels).
+    let mut buf = vec![0u8; COPY_BUF];
     let mut total = 0u64;
     loop {
         let n = loop {

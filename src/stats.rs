@@ -30,6 +30,7 @@ pub fn class_index(status: u16) -> usize {
 struct Families {
     registry: Registry,
     fe_current: IntGaugeVec,
+    fe_idle: IntGaugeVec,
     fe_sessions: IntCounterVec,
     fe_responses: IntCounterVec,
     fe_bytes_in: IntCounterVec,
@@ -89,8 +90,18 @@ fn families() -> &'static Families {
         )
         .expect("valid metric definition");
         register(&r, fe_current.clone());
+        let fe_idle = IntGaugeVec::new(
+            Opts::new(
+                "lb_frontend_idle_sessions",
+                "Keep-alive client connections idle for over a second, their read buffers released",
+            ),
+            fe,
+        )
+        .expect("valid metric definition");
+        register(&r, fe_idle.clone());
         Families {
             fe_current,
+            fe_idle,
             fe_sessions: counter_vec(
                 &r,
                 "lb_frontend_sessions_total",
@@ -248,6 +259,8 @@ impl Traffic {
 pub struct FrontendStats {
     pub name: Arc<str>,
     pub current: IntGauge,
+    /// Plain HTTP keep-alive connections idle past a second, holding no read buffers.
+    pub idle: IntGauge,
     pub sessions: IntCounter,
     pub traffic: Traffic,
     pub denied: Denied,
@@ -311,6 +324,7 @@ pub fn frontend(name: &str) -> Arc<FrontendStats> {
             Arc::new(FrontendStats {
                 name: name.into(),
                 current: f.fe_current.with_label_values(l),
+                idle: f.fe_idle.with_label_values(l),
                 sessions: f.fe_sessions.with_label_values(l),
                 traffic: Traffic::new(
                     &f.fe_responses,

@@ -433,13 +433,13 @@ fn rss_kib(pid: u32) -> u64 {
 /// growing to megabytes) fails.
 #[test]
 fn memory_per_idle_and_active_connection() {
-    let n = slow_client_count(1000);
+    let n = slow_client_count(3000) / 3; // three sets of connections
     let a = http_server("a");
     let conf = format!(
-        "global\n    nbthread 1\n{DEFAULTS}frontend f\n    bind 127.0.0.1:0\n    timeout http-request 30s\n    timeout http-keep-alive 30s\n    default_backend b\n{}",
+        "global\n    nbthread 1\n    admin 127.0.0.1:0\n{DEFAULTS}frontend f\n    bind 127.0.0.1:0\n    timeout http-request 30s\n    timeout http-keep-alive 30s\n    default_backend b\n{}",
         backend("b", &a)
     );
-    let lb = Lb::start(&conf, 1);
+    let lb = Lb::start(&conf, 2);
     let f = lb.addr("frontend", "f");
     let pid = lb.child.id();
     // warm up allocator and pools
@@ -470,6 +470,33 @@ fn memory_per_idle_and_active_connection() {
     );
     assert!(per_idle < 128.0 * 1024.0, "{per_idle}");
     assert!(per_active < 128.0 * 1024.0, "{per_active}");
+
+    // After a second without a request, the idle connections (not the active ones,
+    // mid-head) give their read buffers back; n more idle connections then live
+    // mostly on that memory.
+    let fe = r#"frontend="f""#;
+    assert!(
+        eventually(|| metric(&lb, "lb_frontend_idle_sessions", &[fe]) == n as f64),
+        "idle connections release their buffers"
+    );
+    for _ in 0..n {
+        let mut c = Client::connect(f);
+        assert_eq!(c.get("/").status, 200);
+        idle.push(c);
+    }
+    let with_more = rss_kib(pid);
+    let per_more = (with_more.saturating_sub(with_active)) as f64 * 1024.0 / n as f64;
+    eprintln!(
+        "after {n} idle connections released their buffers, {n} more idle ones: {with_more} KiB ({per_more:.0} B each)"
+    );
+    assert!(per_more < per_idle / 2.0, "{per_more} vs {per_idle}");
+    assert!(
+        eventually(|| metric(&lb, "lb_frontend_idle_sessions", &[fe]) == 2.0 * n as f64),
+        "and so do the new ones"
+    );
+    // an idle connection that released its buffers serves its next request as before
+    assert_eq!(idle[0].get("/").status, 200);
+    drop(active);
 }
 
 #[test]

@@ -18,8 +18,6 @@ use crate::conf::{HttpRule, Reuse};
 use crate::runtime::{BackendRt, FrontendRt, Runtime};
 use std::sync::atomic::Ordering;
 
-/// Read buffers grow by this much when full.
-const READ_CHUNK: usize = 16 << 10;
 /// Flush re-framed chunked output once it holds this much.
 const FLUSH_AT: usize = 64 << 10;
 
@@ -87,9 +85,9 @@ pub async fn serve(mut client: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: F
     let _session = fe.stats.open();
     let mut fe = fe;
     let mut generation = src.rt.generation.load(Ordering::Acquire);
-    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut rbuf = crate::io::take_buffer();
     // Server-side read buffer, reused by every exchange of this connection.
-    let mut ubuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut ubuf = crate::io::take_buffer();
     let mut first = true;
     let stop = &src.rt.draining;
     loop {
@@ -108,7 +106,7 @@ pub async fn serve(mut client: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: F
             proto: if client.is_tls() { "https" } else { "http" },
             stop: Some(stop),
         };
-        let req = match read_request(&mut client, &mut rbuf, &conn, first).await {
+        let req = match read_request(&mut client, &mut rbuf, &mut ubuf, &conn, first).await {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(status) => {
@@ -162,9 +160,15 @@ pub async fn forward(
 
 /// Reads one request head. `Ok(None)`: the client closed or went idle between
 /// requests (close silently); `Err(status)`: answer with it and close.
+///
+/// A plain keep-alive connection idle for DRAIN_POLL gives its two read buffers
+/// (`rbuf`, `ubuf`: 32 KiB) back to the allocator and waits for the client's next
+/// byte without them, so idle connections cost a few KB, not 45. (TLS connections
+/// keep theirs: rustls may hold decrypted bytes that no socket readiness announces.)
 async fn read_request(
     client: &mut Io,
     rbuf: &mut BytesMut,
+    ubuf: &mut BytesMut,
     conn: &Conn<'_>,
     first: bool,
 ) -> Result<Option<RequestHead>, u16> {
@@ -201,9 +205,27 @@ async fn read_request(
                 return Ok(None);
             }
             let step = deadline.min(Instant::now() + DRAIN_POLL);
+            if rbuf.capacity() == 0 {
+                // Buffers released: wait for readiness alone, then read as usual.
+                let _idle = IdleGauge::enter(&conn.fe.stats.idle);
+                match tokio::time::timeout_at(step.into(), client.tcp().readable()).await {
+                    Ok(Ok(())) => {
+                        *rbuf = crate::io::take_buffer();
+                        *ubuf = crate::io::take_buffer();
+                        continue;
+                    }
+                    Ok(Err(_)) => return Ok(None),
+                    Err(_) if Instant::now() < deadline => continue,
+                    Err(_) => return Ok(None),
+                }
+            }
             match read_until(client, rbuf, step).await {
                 Err(e) if e.kind() == io::ErrorKind::TimedOut && Instant::now() < deadline => {
-                    continue
+                    if rbuf.is_empty() && !client.is_tls() {
+                        crate::io::give_buffer(rbuf);
+                        crate::io::give_buffer(ubuf);
+                    }
+                    continue;
                 }
                 r => r,
             }
@@ -216,6 +238,22 @@ async fn read_request(
             }
             Err(_) => return Ok(None),
         }
+    }
+}
+
+/// Counts a connection in a frontend's `idle` gauge while it lives.
+struct IdleGauge<'a>(&'a prometheus::IntGauge);
+
+impl<'a> IdleGauge<'a> {
+    fn enter(g: &'a prometheus::IntGauge) -> IdleGauge<'a> {
+        g.inc();
+        IdleGauge(g)
+    }
+}
+
+impl Drop for IdleGauge<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
