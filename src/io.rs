@@ -49,6 +49,21 @@ pub fn give_buffer(buf: &mut BytesMut) {
     });
 }
 
+/// A spare buffer that goes back to the worker's stack when dropped.
+pub struct SpareBuffer(pub BytesMut);
+
+impl SpareBuffer {
+    pub fn take() -> SpareBuffer {
+        SpareBuffer(take_buffer())
+    }
+}
+
+impl Drop for SpareBuffer {
+    fn drop(&mut self) {
+        give_buffer(&mut self.0);
+    }
+}
+
 pub enum Io {
     Plain(TcpStream),
     /// We are the TLS server (a client connected to a `bind ... ssl`).

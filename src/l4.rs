@@ -176,13 +176,16 @@ async fn one_way(
     dst_idle: Duration,
     act: &Activity,
 ) -> io::Result<u64> {
-    // On the heap: inline, the two directions' buffers made every task that can
-    // tunnel 32 KiB larger, HTTP connections included (an upgrade tunnels).
-    let mut buf = vec![0u8; COPY_BUF];
+    // A worker's spare buffer, not an array: inline, the two directions' buffers
+    // made every task that can tunnel 32 KiB larger, HTTP connections included
+    // (an upgrade tunnels).
+    let mut spare = crate::io::SpareBuffer::take();
+    let buf = &mut spare.0;
     let mut total = 0u64;
     loop {
+        buf.clear();
         let n = loop {
-            match src.try_read(&mut buf) {
+            match src.try_read_buf(buf) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     ready(src, Interest::READABLE, src_idle, act).await?
@@ -210,7 +213,7 @@ async fn one_way(
             }
         }
         #[cfg(target_os = "linux")]
-        if n == COPY_BUF {
+        if n >= COPY_BUF {
             return splice_way(src, dst, src_idle, dst_idle, act)
                 .await
                 .map(|m| m + total);
