@@ -165,6 +165,27 @@ pub async fn read_until(
     }
 }
 
+/// `try_read_buf` on a shared socket that, like tokio's own `poll_read`, clears read
+/// readiness after a short read: the read drained the socket, so the next one waits
+/// for epoll's edge instead of spending a `recv` on EAGAIN. (Readiness can only be
+/// cleared by returning WouldBlock from `try_io`; tokio then clears it with the tick
+/// taken before the `recv`, so an event that arrived since is kept.)
+pub fn try_read_drain(s: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let room = buf.capacity() - buf.len();
+    let mut short = None;
+    let r = s.try_io(Interest::READABLE, || match s.try_read_buf(buf) {
+        Ok(n) if n > 0 && n < room => {
+            short = Some(n);
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+        r => r,
+    });
+    match (r, short) {
+        (_, Some(n)) => Ok(n),
+        (r, None) => r,
+    }
+}
+
 /// Writes all of `data` to a plain socket, failing if the peer accepts nothing for `idle`.
 pub async fn write_all(s: &TcpStream, mut data: &[u8], idle: Duration) -> io::Result<()> {
     while !data.is_empty() {

@@ -185,7 +185,7 @@ async fn one_way(
     loop {
         buf.clear();
         let n = loop {
-            match src.try_read_buf(buf) {
+            match crate::io::try_read_drain(src, buf) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     ready(src, Interest::READABLE, src_idle, act).await?
