@@ -254,19 +254,23 @@ impl AsyncWrite for Io {
 /// Moves bytes both ways until both directions end. Two plain sockets use the
 /// splice tunnel; with TLS on either side, bytes go through userspace with the
 /// same idle rule (the session ends when neither side moved a byte for `idle`).
-pub async fn tunnel(a: &mut Io, b: &mut Io, idle: crate::l4::Idle) -> io::Result<()> {
+/// `a` is the client side, `b` the server side; returns the bytes moved each way.
+pub async fn tunnel(a: &mut Io, b: &mut Io, idle: crate::l4::Idle) -> io::Result<crate::l4::Moved> {
     if let (Io::Plain(x), Io::Plain(y)) = (&*a, &*b) {
-        return crate::l4::tunnel(x, y, idle).await.map(|_| ());
+        return crate::l4::tunnel(x, y, idle).await;
     }
     let limit = idle.client.max(idle.server);
     let (mut ar, mut aw) = tokio::io::split(a);
     let (mut br, mut bw) = tokio::io::split(b);
     let last = std::sync::Mutex::new(Instant::now());
-    tokio::try_join!(
+    let (to_server, to_client) = tokio::try_join!(
         copy_idle(&mut ar, &mut bw, limit, &last),
         copy_idle(&mut br, &mut aw, limit, &last)
     )?;
-    Ok(())
+    Ok(crate::l4::Moved {
+        to_server,
+        to_client,
+    })
 }
 
 /// One direction of `tunnel` for TLS: copy until EOF, then half-close.
@@ -275,12 +279,13 @@ async fn copy_idle<R, W>(
     w: &mut W,
     limit: Duration,
     last: &std::sync::Mutex<Instant>,
-) -> io::Result<()>
+) -> io::Result<u64>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let since = || last.lock().map(|t| t.elapsed()).unwrap_or_default();
+    let mut total = 0u64;
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         let left = limit.checked_sub(since()).unwrap_or_default();
@@ -293,10 +298,11 @@ where
         };
         if n == 0 {
             let _ = w.shutdown().await;
-            return Ok(());
+            return Ok(total);
         }
         w.write_all(&buf[..n]).await?;
         w.flush().await?;
+        total += n as u64;
         if let Ok(mut t) = last.lock() {
             *t = Instant::now();
         }

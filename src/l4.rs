@@ -454,11 +454,14 @@ pub async fn serve_io(
                     client: timeout_client,
                     server: be.conf.timeout_server,
                 };
-                if let Err(e) = crate::io::tunnel(&mut client, &mut up, idle).await {
-                    tracing::debug!("tcp session to {} aborted: {e}", server.id);
-                }
-                // io::tunnel does not report bytes moved: the session counts without them.
-                log_session(&obs, peer, start, Some((&guard, tc)), Moved::default());
+                let moved = match crate::io::tunnel(&mut client, &mut up, idle).await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::debug!("tcp session to {} aborted: {e}", server.id);
+                        Moved::default()
+                    }
+                };
+                log_session(&obs, peer, start, Some((&guard, tc)), moved);
                 return;
             }
             Err(reason) => {

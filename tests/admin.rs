@@ -617,3 +617,29 @@ fn access_log_json_covers_http_and_tcp() {
         "{tcp}"
     );
 }
+
+#[test]
+fn bytes_through_an_upgrade_tunnel_are_counted() {
+    let a = http_server("a");
+    let lb = Lb::start(&conf("", &[("a", &a, "")]), 2);
+    let fe = r#"lb_frontend_bytes_out_total{frontend="f"}"#;
+    let fe_in = r#"lb_frontend_bytes_in_total{frontend="f"}"#;
+    let (out0, in0) = {
+        let m0 = metrics(&lb);
+        (m(&m0, fe), m(&m0, fe_in))
+    };
+    let mut c = Client::connect(lb.addr("frontend", "f"));
+    c.send(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    assert_eq!(c.read(true).unwrap().status, 101);
+    let payload = vec![b'w'; 100_000];
+    c.send(&payload);
+    let mut back = vec![0u8; payload.len()];
+    c.r.read_exact(&mut back).unwrap();
+    assert_eq!(back, payload);
+    drop(c);
+    // The tunnel ends when both sides have closed; then its bytes are in the totals.
+    common::eventually("tunnel bytes counted", || {
+        let now = metrics(&lb);
+        (m(&now, fe) - out0 >= 100_000.0 && m(&now, fe_in) - in0 >= 100_000.0).then_some(())
+    });
+}

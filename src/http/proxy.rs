@@ -604,10 +604,12 @@ async fn exchange_inner(
             client: fe.conf.timeout_client,
             server: bc.timeout_server,
         };
-        // Bytes moved inside the tunnel are not counted (io::tunnel reports none).
         t.bytes_out += (head.len() + ubuf.len()) as u64;
         t.bytes_in += rbuf.len() as u64;
-        let _ = crate::io::tunnel(client, &mut up.sock, idle).await;
+        if let Ok(m) = crate::io::tunnel(client, &mut up.sock, idle).await {
+            t.bytes_in += m.to_server;
+            t.bytes_out += m.to_client;
+        }
         return Ok(Next::Close);
     }
 
