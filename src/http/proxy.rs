@@ -182,6 +182,8 @@ async fn read_request(
         Instant::now() + http.timeout_keep_alive
     };
     let mut started = first || !rbuf.is_empty();
+    // The read buffers went back to the worker's spare stack (plain connections only).
+    let mut released = false;
     loop {
         if !rbuf.is_empty() {
             if !started {
@@ -205,13 +207,14 @@ async fn read_request(
                 return Ok(None);
             }
             let step = deadline.min(Instant::now() + DRAIN_POLL);
-            if rbuf.capacity() == 0 {
+            if released {
                 // Buffers released: wait for readiness alone, then read as usual.
                 let _idle = IdleGauge::enter(&conn.fe.stats.idle);
                 match tokio::time::timeout_at(step.into(), client.tcp().readable()).await {
                     Ok(Ok(())) => {
                         *rbuf = crate::io::take_buffer();
                         *ubuf = crate::io::take_buffer();
+                        released = false;
                         continue;
                     }
                     Ok(Err(_)) => return Ok(None),
@@ -224,6 +227,7 @@ async fn read_request(
                     if rbuf.is_empty() && !client.is_tls() {
                         crate::io::give_buffer(rbuf);
                         crate::io::give_buffer(ubuf);
+                        released = true;
                     }
                     continue;
                 }
