@@ -147,7 +147,16 @@ pub struct ReplicaInfo {
     pub addr: SocketAddr,
     pub ack: u64,
     pub last_ack: Instant,
+    /// False from a full resync until the replica's first ACK: it is still loading
+    /// the snapshot, and its `ack` (0) acknowledges nothing.
     pub online: bool,
+}
+
+impl ReplicaInfo {
+    /// Whether this replica has applied everything up to `offset`.
+    pub fn has(&self, offset: u64) -> bool {
+        self.online && self.ack >= offset
+    }
 }
 
 /// This server's link to its primary, when it is a replica.
@@ -523,6 +532,24 @@ async fn active_expiry(kv: Arc<Kv>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replica_loading_its_snapshot_acknowledges_nothing() {
+        // Writes before any replica attached leave the offset at 0, so a WAIT right
+        // after them targets 0: a replica that has not loaded the snapshot yet must
+        // not count (it did once, and a GET on the replica then missed the write).
+        let mut r = ReplicaInfo {
+            id: 1,
+            addr: "127.0.0.1:1".parse().unwrap(),
+            ack: 0,
+            last_ack: Instant::now(),
+            online: false,
+        };
+        assert!(!r.has(0));
+        r.online = true; // its first ACK, sent once the snapshot is applied
+        assert!(r.has(0));
+        assert!(!r.has(1));
+    }
 
     #[test]
     fn replids_are_40_hex_and_distinct() {

@@ -185,7 +185,7 @@ pub async fn feed(
         addr,
         ack: if full { 0 } else { pos },
         last_ack: Instant::now(),
-        online: true,
+        online: !full,
     });
     let why = stream_to_replica(
         &kv,
@@ -260,6 +260,7 @@ async fn stream_to_replica(
                             if let Some(r) = kv.replicas().iter_mut().find(|r| r.id == id) {
                                 r.ack = off as u64;
                                 r.last_ack = Instant::now();
+                                r.online = true;
                             }
                             kv.ack_tx.send_modify(|v| *v += 1);
                         }

@@ -171,7 +171,7 @@ async fn wait_acks(kv: &Kv, n: usize, timeout_ms: u64, target: u64) -> usize {
     kv.stats.blocked.fetch_add(1, Ordering::Relaxed);
     let count = loop {
         rx.borrow_and_update();
-        let count = kv.replicas().iter().filter(|r| r.ack >= target).count();
+        let count = kv.replicas().iter().filter(|r| r.has(target)).count();
         if count >= n {
             break count;
         }
