@@ -117,18 +117,6 @@ fn source_filtering_v4_v6_and_list_reload() {
     assert_eq!(get_from("127.0.0.5", f4, "/").unwrap().status, 200);
 }
 
-/// Retries `f` until it holds (lb notices a closed client asynchronously), bounded by WAIT.
-fn eventually(mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
 #[test]
 fn concurrent_connection_limit_per_address() {
     let a = http_server("a");
@@ -149,10 +137,11 @@ fn concurrent_connection_limit_per_address() {
     // other addresses are not affected
     assert_eq!(get_from("127.0.0.6", f, "/").unwrap().status, 200);
     drop(c1);
-    assert!(
-        eventually(|| get_from("127.0.0.5", f, "/").is_some_and(|r| r.status == 200)),
-        "a slot frees up when a connection closes"
-    );
+    common::eventually("a slot frees up when a connection closes", || {
+        get_from("127.0.0.5", f, "/")
+            .is_some_and(|r| r.status == 200)
+            .then_some(())
+    });
     assert_eq!(c2.get("/").status, 200);
 }
 
@@ -172,7 +161,9 @@ fn new_connection_rate_limit_per_address() {
     assert!((5..=12).contains(&ok), "{ok} of 20 served");
     assert_eq!(get_from("127.0.0.8", f, "/").unwrap().status, 200);
     // the rate decays: the address is served again
-    assert!(eventually(|| get_from("127.0.0.7", f, "/").is_some()));
+    common::eventually("the rate limit lets a connection through again", || {
+        get_from("127.0.0.7", f, "/").map(|_| ())
+    });
 }
 
 #[test]
@@ -203,9 +194,11 @@ fn request_rate_limit_answers_429_with_retry_after() {
     assert_eq!(before, ok);
     // another address is not limited; the limited one recovers once the rate decays
     assert_eq!(get_from("127.0.0.10", f, "/").unwrap().status, 200);
-    assert!(eventually(
-        || get_from("127.0.0.9", f, "/").is_some_and(|r| r.status == 200)
-    ));
+    common::eventually("the limited address recovers", || {
+        get_from("127.0.0.9", f, "/")
+            .is_some_and(|r| r.status == 200)
+            .then_some(())
+    });
 }
 
 #[test]
@@ -475,10 +468,9 @@ fn memory_per_idle_and_active_connection() {
     // mid-head) give their read buffers back; n more idle connections then live
     // mostly on that memory.
     let fe = r#"frontend="f""#;
-    assert!(
-        eventually(|| metric(&lb, "lb_frontend_idle_sessions", &[fe]) == n as f64),
-        "idle connections release their buffers"
-    );
+    common::eventually("idle connections release their buffers", || {
+        (metric(&lb, "lb_frontend_idle_sessions", &[fe]) == n as f64).then_some(())
+    });
     for _ in 0..n {
         let mut c = Client::connect(f);
         assert_eq!(c.get("/").status, 200);
@@ -490,10 +482,9 @@ fn memory_per_idle_and_active_connection() {
         "after {n} idle connections released their buffers, {n} more idle ones: {with_more} KiB ({per_more:.0} B each)"
     );
     assert!(per_more < per_idle / 2.0, "{per_more} vs {per_idle}");
-    assert!(
-        eventually(|| metric(&lb, "lb_frontend_idle_sessions", &[fe]) == 2.0 * n as f64),
-        "and so do the new ones"
-    );
+    common::eventually("and so do the new ones", || {
+        (metric(&lb, "lb_frontend_idle_sessions", &[fe]) == 2.0 * n as f64).then_some(())
+    });
     // an idle connection that released its buffers serves its next request as before
     assert_eq!(idle[0].get("/").status, 200);
     drop(active);
@@ -573,5 +564,7 @@ fn refusals_are_counted_in_metrics_by_reason() {
         1.0
     );
     // the 403 and the 429 are responses too
-    assert!(eventually(|| metric(&lb, responses, &[fe, four]) == 2.0));
+    common::eventually("the 403 and the 429 counted", || {
+        (metric(&lb, responses, &[fe, four]) == 2.0).then_some(())
+    });
 }
