@@ -31,8 +31,22 @@ impl acl::Request for ConnView {
 }
 
 /// Decides an accepted connection from `peer`: `Ok` carries its slot in the frontend's
-/// per-address table (if limits are set), given back when dropped.
+/// per-address table (if limits are set), given back when dropped. A refusal is
+/// counted in the frontend's metrics by reason.
 pub fn admit(fe: &FrontendRt, peer: SocketAddr) -> Result<Option<ConnGuard>, Rejected> {
+    let r = decide(fe, peer);
+    if let Err(why) = &r {
+        let d = &fe.stats.denied;
+        match why {
+            Rejected::Rule(_) => d.conn_rule.inc(),
+            Rejected::Limit(Refused::Conn(_)) => d.conn_limit.inc(),
+            Rejected::Limit(Refused::Rate(_)) => d.conn_rate.inc(),
+        }
+    }
+    r
+}
+
+fn decide(fe: &FrontendRt, peer: SocketAddr) -> Result<Option<ConnGuard>, Rejected> {
     let view = ConnView(peer.ip());
     for r in &fe.conf.tcp_rules {
         if r.cond
@@ -48,12 +62,17 @@ pub fn admit(fe: &FrontendRt, peer: SocketAddr) -> Result<Option<ConnGuard>, Rej
     }
 }
 
-/// A new request from `peer`: false when it is over `limit http-req-rate` (answer 429).
+/// A new request from `peer`: false when it is over `limit http-req-rate` (answer 429;
+/// counted in the frontend's metrics).
 pub fn request_allowed(fe: &FrontendRt, peer: SocketAddr) -> bool {
-    match &fe.clients {
+    let ok = match &fe.clients {
         None => true,
         Some(t) => t.request(peer.ip(), &fe.conf.client_limits),
+    };
+    if !ok {
+        fe.stats.denied.req_rate.inc();
     }
+    ok
 }
 
 #[cfg(test)]

@@ -180,10 +180,7 @@ pub fn try_read_drain(s: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
         }
         r => r,
     });
-    match (r, short) {
-        (_, Some(n)) => Ok(n),
-        (r, None) => r,
-    }
+    short.map_or(r, Ok)
 }
 
 /// Writes all of `data` to a plain socket, failing if the peer accepts nothing for `idle`.

@@ -428,16 +428,6 @@ impl Runtime {
         let _client_slot = match crate::edge::admit(&fe, peer) {
             Ok(slot) => slot,
             Err(why) => {
-                let d = &fe.stats.denied;
-                match why {
-                    crate::edge::Rejected::Rule(_) => d.conn_rule.inc(),
-                    crate::edge::Rejected::Limit(crate::limit::Refused::Conn(_)) => {
-                        d.conn_limit.inc()
-                    }
-                    crate::edge::Rejected::Limit(crate::limit::Refused::Rate(_)) => {
-                        d.conn_rate.inc()
-                    }
-                }
                 tracing::debug!("frontend {name}: connection from {peer} closed: {why}");
                 return;
             }

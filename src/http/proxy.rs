@@ -162,8 +162,8 @@ pub async fn forward(
 /// requests (close silently); `Err(status)`: answer with it and close.
 ///
 /// A plain keep-alive connection idle for DRAIN_POLL gives its two read buffers
-/// (`rbuf`, `ubuf`: 32 KiB) back to the allocator and waits for the client's next
-/// byte without them, so idle connections cost a few KB, not 45. (TLS connections
+/// (`rbuf`, `ubuf`: 32 KiB) to the worker's spare stack (`io::give_buffer`) and
+/// waits for the client's next byte without them. (TLS connections
 /// keep theirs: rustls may hold decrypted bytes that no socket readiness announces.)
 async fn read_request(
     client: &mut Io,
@@ -404,7 +404,6 @@ async fn exchange_inner(
 ) -> Result<Next, Fail> {
     let fe = conn.fe;
     if !crate::edge::request_allowed(fe, conn.peer) {
-        fe.stats.denied.req_rate.inc();
         let retry_after = format!("Retry-After: {}", crate::limit::RETRY_AFTER_SECS);
         let reply = reply::error_with(429, &[&retry_after]);
         t.status = Some(429);
