@@ -18,12 +18,7 @@ done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 cargo build --release -q
-dir=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened"; exit 1; }
+. benches/lib.sh
 
 mkdir -p "$dir/www" "$dir/tmp"
 head -c "$FILE_BYTES" /dev/zero | tr '\0' 'x' > "$dir/www/file.txt"
@@ -157,7 +152,6 @@ for r in $(seq "$ROUNDS"); do
         echo "round $r $n $rps req/s, $us CPU µs/request" >&2
     done
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 h=$(echo "${total[haproxy]}" | median)
 hc=$(echo "${cpu[haproxy]}" | median)
 echo

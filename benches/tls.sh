@@ -12,12 +12,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 for t in wrk openssl "$NGINX" "$HAPROXY"; do command -v "$t" >/dev/null || [ -x "$t" ] || { echo "missing $t"; exit 1; }; done
 cargo build --release -q
-dir=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened"; exit 1; }
+. benches/lib.sh
 
 # One ECDSA P-256 certificate for both (what rcgen makes for lb's self-signed too).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
@@ -91,7 +86,6 @@ for r in $(seq "$ROUNDS"); do
         echo "round $r $n keep-alive $k handshakes $h" >&2
     done
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 hk=$(echo "${ka[haproxy]}" | median); hh=$(echo "${hs[haproxy]}" | median)
 echo
 echo "HTTPS, 1 worker each, ECDSA P-256, wrk -t1 -c$CONNS -d${SECS}s, median of $ROUNDS interleaved rounds"

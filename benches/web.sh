@@ -19,12 +19,7 @@ for t in wrk nginx curl; do
 done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 cargo build --release -q
-dir=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened"; exit 1; }
+. benches/lib.sh
 
 mkdir -p "$dir/www" "$dir/tmp"
 head -c "$FILE_BYTES" /dev/zero | tr '\0' 'x' > "$dir/www/file.txt"
@@ -67,7 +62,6 @@ run() { # url -> requests/s
     if grep -q "Non-2xx" "$dir/wrk.out"; then echo "errors:" >&2; cat "$dir/wrk.out" >&2; exit 1; fi
     awk '/Requests\/sec/ {print $2}' "$dir/wrk.out"
 }
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A total=([web]="" [nginx]="")
 declare -A url=([web]="http://127.0.0.1:$PW/file.txt" [nginx]="http://127.0.0.1:$PN/file.txt")
