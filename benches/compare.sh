@@ -98,9 +98,17 @@ pids+=($!)
 LPID=$!
 wait_port "$PL"
 
+# The same lb with io_uring off: its epoll data path, for comparison.
+PE=$(free_port)
+sed -e "s/127.0.0.1:$PL/127.0.0.1:$PE/" -e "s/nbthread 1/nbthread 1\n    tune.io-uring off/" "$dir/lb.conf" > "$dir/lb-epoll.conf"
+./target/release/lb --conf "$dir/lb-epoll.conf" >/dev/null 2>&1 &
+pids+=($!)
+EPID=$!
+wait_port "$PE"
+
 declare -A total cpu
-names=(lb haproxy nginx)
-declare -A port=([lb]=$PL [haproxy]=$PH [nginx]=$PN)
+names=(lb lb-epoll haproxy nginx)
+declare -A port=([lb]=$PL [lb-epoll]=$PE [haproxy]=$PH [nginx]=$PN)
 # LB_OLD=path/to/lb adds another lb build to the same run (regression checks).
 if [ -n "${LB_OLD:-}" ]; then
     PO=$(free_port)
@@ -109,7 +117,7 @@ if [ -n "${LB_OLD:-}" ]; then
     pids+=($!)
     OPID=$!
     wait_port "$PO"
-    names=(lb lb-old haproxy nginx)
+    names=(lb lb-old lb-epoll haproxy nginx)
     port[lb-old]=$PO
 fi
 # EXTRA=path/to/binary adds an experimental proxy started as
@@ -124,7 +132,7 @@ if [ -n "${EXTRA:-}" ]; then
     port[extra]=$PX
 fi
 NPID=$(cat "$dir/proxy.pid")
-declare -A pid=([lb]=$LPID [haproxy]=$HPID [nginx]=$NPID)
+declare -A pid=([lb]=$LPID [lb-epoll]=$EPID [haproxy]=$HPID [nginx]=$NPID)
 [ -n "${LB_OLD:-}" ] && pid[lb-old]=$OPID
 [ -n "${EXTRA:-}" ] && pid[extra]=$XPID
 # CPU time (user+system, clock ticks) of a process: efficiency next to throughput,

@@ -2,7 +2,7 @@
 //! socket) or TLS toward a client or a server (through tokio-rustls).
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -66,6 +66,8 @@ impl Drop for SpareBuffer {
 
 pub enum Io {
     Plain(TcpStream),
+    /// Plain TCP through the worker's io_uring (`crate::uring`), off epoll.
+    Ring(crate::uring::Stream),
     /// We are the TLS server (a client connected to a `bind ... ssl`).
     TlsIn(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     /// We are the TLS client (`server ... ssl`).
@@ -73,24 +75,37 @@ pub enum Io {
 }
 
 impl Io {
-    pub fn tcp(&self) -> &TcpStream {
+    /// The socket's descriptor.
+    pub fn fd(&self) -> RawFd {
         match self {
-            Io::Plain(s) => s,
-            Io::TlsIn(s) => s.get_ref().0,
-            Io::TlsOut(s) => s.get_ref().0,
+            Io::Plain(s) => s.as_raw_fd(),
+            Io::Ring(s) => s.fd(),
+            Io::TlsIn(s) => s.get_ref().0.as_raw_fd(),
+            Io::TlsOut(s) => s.get_ref().0.as_raw_fd(),
         }
     }
 
-    pub fn tcp_mut(&mut self) -> &mut TcpStream {
+    /// Waits until the socket has bytes, EOF or an error (TLS: raw socket bytes).
+    pub async fn readable(&self) -> io::Result<()> {
         match self {
-            Io::Plain(s) => s,
-            Io::TlsIn(s) => s.get_mut().0,
-            Io::TlsOut(s) => s.get_mut().0,
+            Io::Plain(s) => s.readable().await,
+            Io::Ring(s) => s.readable().await,
+            Io::TlsIn(s) => s.get_ref().0.readable().await,
+            Io::TlsOut(s) => s.get_ref().0.readable().await,
         }
+    }
+
+    /// Moves a ring socket onto tokio's reactor, for code that polls it
+    /// (the TLS and splice tunnels).
+    pub fn to_reactor(&mut self) -> io::Result<()> {
+        if let Io::Ring(s) = self {
+            *self = Io::Plain(s.to_tokio()?);
+        }
+        Ok(())
     }
 
     pub fn is_tls(&self) -> bool {
-        !matches!(self, Io::Plain(_))
+        !matches!(self, Io::Plain(_) | Io::Ring(_))
     }
 
     /// Reads what is available into `buf` (growing it), waiting until `deadline`.
@@ -102,6 +117,7 @@ impl Io {
         let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "read timeout");
         match self {
             Io::Plain(s) => read_until(s, buf, deadline).await,
+            Io::Ring(s) => s.read_until(buf, deadline).await,
             _ => match tokio::time::timeout_at(deadline.into(), self.read_buf(buf)).await {
                 Ok(r) => r,
                 Err(_) => Err(timed_out()),
@@ -114,6 +130,7 @@ impl Io {
         let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "write timeout");
         match self {
             Io::Plain(s) => write_all(s, data, idle).await,
+            Io::Ring(s) => s.write_all(data, idle).await,
             _ => {
                 let fut = async {
                     self.write_all(data).await?;
@@ -135,7 +152,7 @@ impl Io {
         // SAFETY: recv on a descriptor we own into a 1-byte stack buffer.
         let n = unsafe {
             libc::recv(
-                self.tcp().as_raw_fd(),
+                self.fd(),
                 b.as_mut_ptr().cast(),
                 1,
                 libc::MSG_PEEK | libc::MSG_DONTWAIT,
@@ -204,6 +221,12 @@ pub async fn write_all(s: &TcpStream, mut data: &[u8], idle: Duration) -> io::Re
     Ok(())
 }
 
+/// Ring sockets are read and written through their own futures; the poll-based
+/// users (the tunnels) call `Io::to_reactor` first.
+fn not_polled() -> io::Error {
+    io::Error::other("io_uring socket polled as AsyncRead/AsyncWrite")
+}
+
 impl AsyncRead for Io {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -212,6 +235,7 @@ impl AsyncRead for Io {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Ring(_) => Poll::Ready(Err(not_polled())),
             Io::TlsIn(s) => Pin::new(s).poll_read(cx, buf),
             Io::TlsOut(s) => Pin::new(s).poll_read(cx, buf),
         }
@@ -226,6 +250,7 @@ impl AsyncWrite for Io {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Io::Plain(s) => Pin::new(s).poll_write(cx, data),
+            Io::Ring(_) => Poll::Ready(Err(not_polled())),
             Io::TlsIn(s) => Pin::new(s).poll_write(cx, data),
             Io::TlsOut(s) => Pin::new(s).poll_write(cx, data),
         }
@@ -234,6 +259,7 @@ impl AsyncWrite for Io {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Ring(_) => Poll::Ready(Err(not_polled())),
             Io::TlsIn(s) => Pin::new(s).poll_flush(cx),
             Io::TlsOut(s) => Pin::new(s).poll_flush(cx),
         }
@@ -242,6 +268,7 @@ impl AsyncWrite for Io {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Ring(_) => Poll::Ready(Err(not_polled())),
             Io::TlsIn(s) => Pin::new(s).poll_shutdown(cx),
             Io::TlsOut(s) => Pin::new(s).poll_shutdown(cx),
         }
@@ -253,6 +280,8 @@ impl AsyncWrite for Io {
 /// same idle rule (the session ends when neither side moved a byte for `idle`).
 /// `a` is the client side, `b` the server side; returns the bytes moved each way.
 pub async fn tunnel(a: &mut Io, b: &mut Io, idle: crate::l4::Idle) -> io::Result<crate::l4::Moved> {
+    a.to_reactor()?;
+    b.to_reactor()?;
     if let (Io::Plain(x), Io::Plain(y)) = (&*a, &*b) {
         return crate::l4::tunnel(x, y, idle).await;
     }

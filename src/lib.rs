@@ -35,6 +35,7 @@ pub mod runtime;
 pub mod shutdown;
 pub mod stats;
 pub mod tls;
+pub mod uring;
 pub mod web;
 
 pub use runtime::run;

@@ -284,7 +284,9 @@ pub struct Workers {
 }
 
 impl Workers {
-    pub fn start(n: usize, model: ThreadModel) -> Result<Workers, RunError> {
+    /// `uring`: give each per-thread worker an io_uring for its plain HTTP
+    /// sockets (`tune.io-uring`); a worker where the kernel refuses stays on epoll.
+    pub fn start(n: usize, model: ThreadModel, uring: bool) -> Result<Workers, RunError> {
         if model == ThreadModel::Shared {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(n)
@@ -313,6 +315,7 @@ impl Workers {
                 .spawn(move || {
                     let rt = match tokio::runtime::Builder::new_current_thread()
                         .enable_all()
+                        .on_thread_park(crate::uring::flush)
                         .build()
                     {
                         Ok(rt) => rt,
@@ -321,6 +324,11 @@ impl Workers {
                             return;
                         }
                     };
+                    if uring {
+                        if let Err(e) = rt.block_on(async { crate::uring::start() }) {
+                            tracing::warn!("worker {i}: io_uring unavailable ({e}), using epoll");
+                        }
+                    }
                     let _ = htx.send(Ok(rt.handle().clone()));
                     let _ = rt.block_on(srx);
                 })
@@ -443,6 +451,15 @@ impl Runtime {
             .map(|(i, _)| i)
             .and_then(|i| fe.tls.get(i).cloned().flatten());
         let client = match tls {
+            None if fe.conf.mode == Mode::Http && crate::uring::active() => {
+                match crate::uring::Stream::from_tokio(sock) {
+                    Ok(s) => crate::io::Io::Ring(s),
+                    Err(e) => {
+                        tracing::debug!("connection from {peer}: {e}");
+                        return;
+                    }
+                }
+            }
             None => crate::io::Io::Plain(sock),
             Some(cfg) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
@@ -734,7 +751,7 @@ pub fn run(path: &str) -> Result<(), RunError> {
             .unwrap_or(1)
     });
     let model = ThreadModel::from_env();
-    let workers = Workers::start(threads, model)?;
+    let workers = Workers::start(threads, model, conf.global.io_uring)?;
     tracing::info!("{threads} worker thread(s), {model:?} model");
 
     let control = tokio::runtime::Builder::new_current_thread()

@@ -46,6 +46,8 @@ pub struct Global {
     pub access_log: Option<LogSink>,
     /// `log-format default|json|"FORMAT"`.
     pub log_format: LogFormat,
+    /// `tune.io-uring on|off`: plain HTTP sockets through a per-worker io_uring.
+    pub io_uring: bool,
 }
 
 /// Where access log lines go.
@@ -389,6 +391,7 @@ const GLOBAL_KEYWORDS: &[&str] = &[
     "timeout",
     "tune.bufsize",
     "tune.http.maxhdr",
+    "tune.io-uring",
     "admin",
     "admin-auth",
     "admin-insecure",
@@ -419,6 +422,7 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfError> {
                 admin_insecure: false,
                 access_log: None,
                 log_format: LogFormat::Default,
+                io_uring: true,
             },
             frontends: Vec::new(),
             backends: Vec::new(),
@@ -706,6 +710,13 @@ impl Builder {
                         return Err(e(format!("{n} is out of range (1k..1m)")));
                     }
                     self.conf.global.max_head_bytes = n as usize;
+                }
+                "tune.io-uring" => {
+                    self.conf.global.io_uring = match one_arg(a).map_err(e)? {
+                        "on" => true,
+                        "off" => false,
+                        v => return Err(e(format!("expected on or off, got '{v}'"))),
+                    };
                 }
                 "tune.http.maxhdr" => {
                     let v = one_arg(a).map_err(e)?;

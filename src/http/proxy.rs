@@ -210,7 +210,7 @@ async fn read_request(
             if released {
                 // Buffers released: wait for readiness alone, then read as usual.
                 let _idle = IdleGauge::enter(&conn.fe.stats.idle);
-                match tokio::time::timeout_at(step.into(), client.tcp().readable()).await {
+                match tokio::time::timeout_at(step.into(), client.readable()).await {
                     Ok(Ok(())) => {
                         *rbuf = crate::io::take_buffer();
                         *ubuf = crate::io::take_buffer();
@@ -694,6 +694,9 @@ async fn connect(
         }
         let connected = match crate::l4::connect_one(&server, be.conf.timeout_connect).await {
             Ok(sock) => match be.connector(&server) {
+                None if crate::uring::active() => crate::uring::Stream::from_tokio(sock)
+                    .map(Io::Ring)
+                    .map_err(|e| e.to_string()),
                 None => Ok(Io::Plain(sock)),
                 Some(c) => crate::l4::tls_handshake(c, sock, be.conf.timeout_connect).await,
             },
@@ -1072,6 +1075,13 @@ async fn more_body(
             tokio::select! {
                 r = read => r,
                 _ = s.peek(&mut probe) => return Err(BodyError::EarlyResponse),
+            }
+        }
+        // A ring poll reports the socket's real state (no cached readiness).
+        Io::Ring(s) => {
+            tokio::select! {
+                r = read => r,
+                _ = s.readable() => return Err(BodyError::EarlyResponse),
             }
         }
         _ => read.await,

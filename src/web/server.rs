@@ -46,9 +46,7 @@ enum After {
 }
 
 /// Serves one client connection until it closes, times out or breaks the protocol.
-pub async fn serve(sock: TcpStream, peer: SocketAddr, web: Arc<Web>) {
-    // An Io so app paths can go through the shared proxy; static paths use the socket.
-    let mut sock = crate::io::Io::Plain(sock);
+pub async fn serve(mut sock: TcpStream, peer: SocketAddr, web: Arc<Web>) {
     let mut s = Scratch {
         rbuf: BytesMut::with_capacity(READ_CHUNK),
         wbuf: BytesMut::with_capacity(READ_CHUNK),
@@ -68,18 +66,21 @@ pub async fn serve(sock: TcpStream, peer: SocketAddr, web: Arc<Web>) {
                 Ok(None) => break,
                 Err(e) => {
                     error_page(&web, &mut s.wbuf, &Cx::CLOSE, e.status(), &[]);
-                    let _ = write_all(sock.tcp(), &s.wbuf, idle).await;
+                    let _ = write_all(&sock, &s.wbuf, idle).await;
                     return;
                 }
             };
             head_since = None;
             if let Some(fe) = web.route(req.path()) {
-                if flush(sock.tcp(), &mut s.wbuf, idle).await.is_err() {
+                if flush(&sock, &mut s.wbuf, idle).await.is_err() {
                     return;
                 }
                 let mut ubuf = std::mem::take(&mut s.ubuf);
+                // An Io for the shared proxy code; it comes back plain (an
+                // upgrade tunnels inside and ends the connection).
+                let mut io = crate::io::Io::Plain(sock);
                 let keep = crate::http::proxy::forward(
-                    &mut sock,
+                    &mut io,
                     &mut s.rbuf,
                     &mut ubuf,
                     req,
@@ -89,6 +90,10 @@ pub async fn serve(sock: TcpStream, peer: SocketAddr, web: Arc<Web>) {
                 )
                 .await;
                 s.ubuf = ubuf;
+                let crate::io::Io::Plain(back) = io else {
+                    return;
+                };
+                sock = back;
                 if !keep {
                     return;
                 }
@@ -105,8 +110,8 @@ pub async fn serve(sock: TcpStream, peer: SocketAddr, web: Arc<Web>) {
             }
             let after = respond(&web, &req, keep, &mut s);
             if let After::SendFile { file, offset, len } = after {
-                if flush(sock.tcp(), &mut s.wbuf, idle).await.is_err()
-                    || send_file(sock.tcp(), &file, offset, len, idle)
+                if flush(&sock, &mut s.wbuf, idle).await.is_err()
+                    || send_file(&sock, &file, offset, len, idle)
                         .await
                         .is_err()
                 {
@@ -114,14 +119,14 @@ pub async fn serve(sock: TcpStream, peer: SocketAddr, web: Arc<Web>) {
                 }
             }
             if !keep {
-                let _ = flush(sock.tcp(), &mut s.wbuf, idle).await;
+                let _ = flush(&sock, &mut s.wbuf, idle).await;
                 return;
             }
-            if s.wbuf.len() >= FLUSH_AT && flush(sock.tcp(), &mut s.wbuf, idle).await.is_err() {
+            if s.wbuf.len() >= FLUSH_AT && flush(&sock, &mut s.wbuf, idle).await.is_err() {
                 return;
             }
         }
-        if flush(sock.tcp(), &mut s.wbuf, idle).await.is_err() {
+        if flush(&sock, &mut s.wbuf, idle).await.is_err() {
             return;
         }
         if !s.rbuf.is_empty() && head_since.is_none() {
@@ -131,7 +136,7 @@ pub async fn serve(sock: TcpStream, peer: SocketAddr, web: Arc<Web>) {
             Some(t) => t + web.conf.timeout_request,
             None => Instant::now() + web.conf.timeout_keep_alive,
         };
-        match read_until(sock.tcp_mut(), &mut s.rbuf, deadline).await {
+        match read_until(&mut sock, &mut s.rbuf, deadline).await {
             Ok(0) => return,
             Ok(_) => {
                 if head_since.is_none() {
@@ -141,7 +146,7 @@ pub async fn serve(sock: TcpStream, peer: SocketAddr, web: Arc<Web>) {
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 if head_since.is_some() {
                     error_page(&web, &mut s.wbuf, &Cx::CLOSE, 408, &[]);
-                    let _ = write_all(sock.tcp(), &s.wbuf, idle).await;
+                    let _ = write_all(&sock, &s.wbuf, idle).await;
                 }
                 return;
             }
