@@ -58,6 +58,19 @@ impl SpareBuffer {
     }
 }
 
+impl std::ops::Deref for SpareBuffer {
+    type Target = BytesMut;
+    fn deref(&self) -> &BytesMut {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for SpareBuffer {
+    fn deref_mut(&mut self) -> &mut BytesMut {
+        &mut self.0
+    }
+}
+
 impl Drop for SpareBuffer {
     fn drop(&mut self) {
         give_buffer(&mut self.0);

@@ -203,6 +203,45 @@ fn find_header<'a>(buf: &'a [u8], headers: &[Header], name: &str) -> Option<&'a 
         .map(|h| &buf[h.value.range()])
 }
 
+thread_local! {
+    /// Header lists of dropped heads, reused by the next parse on this thread
+    /// (an allocation and a free per head less).
+    static SPARE_HEADERS: std::cell::RefCell<Vec<Vec<Header>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An empty header list, reused when the thread has one.
+fn header_list() -> Vec<Header> {
+    SPARE_HEADERS
+        .with(|s| s.borrow_mut().pop())
+        .unwrap_or_else(|| Vec::with_capacity(32))
+}
+
+fn give_header_list(mut v: Vec<Header>) {
+    if v.capacity() == 0 || v.capacity() > 1024 {
+        return;
+    }
+    v.clear();
+    SPARE_HEADERS.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < 64 {
+            s.push(v);
+        }
+    });
+}
+
+impl Drop for RequestHead {
+    fn drop(&mut self) {
+        give_header_list(std::mem::take(&mut self.headers));
+    }
+}
+
+impl Drop for ResponseHead {
+    fn drop(&mut self) {
+        give_header_list(std::mem::take(&mut self.headers));
+    }
+}
+
 /// Header arrays up to this size live on the stack; larger limits use the heap.
 const STACK_HEADERS: usize = 128;
 
@@ -262,7 +301,12 @@ pub fn parse_request_with(
     let target_bytes = &head[target.range()];
     let form = target_form(method_bytes, target_bytes)?;
 
-    let mut out = headers;
+    // Taken only now: an incomplete head (the common partial read) takes none.
+    let mut out = if headers.capacity() == 0 {
+        header_list()
+    } else {
+        headers
+    };
     out.clear();
     out.reserve_exact(req.headers.len());
     let facts = scan_headers(head, req.headers, &mut out, true)?;
@@ -384,7 +428,7 @@ pub fn parse_response_for(
         return Err(HeadError::Invalid("invalid reason phrase"));
     }
 
-    let mut out = Vec::with_capacity(res.headers.len());
+    let mut out = header_list();
     let facts = scan_headers(head, res.headers, &mut out, false)?;
     if facts.content_length.is_some() && facts.te_present {
         return Err(HeadError::Invalid("Content-Length with Transfer-Encoding"));

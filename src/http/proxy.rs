@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::io::Io;
+use crate::io::{Io, SpareBuffer};
 use bytes::{BufMut, BytesMut};
 
 use super::body::{write_chunk_header, Chunk, ChunkedDecoder, LAST_CHUNK};
@@ -808,8 +808,9 @@ fn request_head(
     forwardfor: bool,
     close: bool,
     strip_expect: bool,
-) -> BytesMut {
-    let mut out = BytesMut::with_capacity(req.buf.len() + 1024);
+) -> SpareBuffer {
+    // A worker's spare buffer: no allocation per request.
+    let mut out = SpareBuffer::take();
     out.put_slice(req.method());
     out.put_u8(b' ');
     put_origin_form(&mut out, req);
@@ -887,8 +888,9 @@ fn response_head(
     keep_alive: bool,
     dechunk: bool,
     client_is_11: bool,
-) -> BytesMut {
-    let mut out = BytesMut::with_capacity(resp.buf.len() + 64);
+) -> SpareBuffer {
+    // A worker's spare buffer, with room for the start of the body too.
+    let mut out = SpareBuffer::take();
     out.put_slice(b"HTTP/1.1 ");
     // Three digits without formatting machinery (status is 100..=999).
     let st = resp.status;
@@ -1100,7 +1102,7 @@ async fn relay_response(
     sock: &mut Io,
     ubuf: &mut BytesMut,
     resp: &ResponseHead,
-    mut head: BytesMut,
+    mut head: SpareBuffer,
     dechunk: bool,
     conn: &Conn<'_>,
     server_timeout: Duration,
