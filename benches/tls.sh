@@ -52,6 +52,7 @@ backend b
     server s 127.0.0.1:$B
 CONF
 "$HAPROXY" -db -f "$dir/haproxy.cfg" >/dev/null 2>&1 & pids+=($!)
+HPID=$!
 wait_port "$PH"
 
 PL=$(free_port)
@@ -67,31 +68,46 @@ backend b
     server s 127.0.0.1:$B
 CONF
 ./target/release/lb --conf "$dir/lb.conf" >/dev/null 2>&1 & pids+=($!)
+LPID=$!
 wait_port "$PL"
+# The same lb with io_uring off (its epoll data path), for comparison.
+PE=$(free_port)
+sed -e "s/127.0.0.1:$PL/127.0.0.1:$PE/" -e "s/nbthread 1/nbthread 1\n    tune.io-uring off/" "$dir/lb.conf" > "$dir/lb-epoll.conf"
+./target/release/lb --conf "$dir/lb-epoll.conf" >/dev/null 2>&1 & pids+=($!)
+EPID=$!
+wait_port "$PE"
 
 run() { # port, extra wrk args -> requests/s
     local port=$1; shift
     wrk -t1 -c"$CONNS" -d"${SECS}s" "$@" "https://127.0.0.1:$port/file.txt" > "$dir/wrk.out" 2>&1
     awk '/Requests\/sec/ {print $2}' "$dir/wrk.out"
 }
-declare -A ka hs
-for n in lb haproxy; do ka[$n]=""; hs[$n]=""; done
-declare -A port=([lb]=$PL [haproxy]=$PH)
-for n in lb haproxy; do run "${port[$n]}" >/dev/null; done
+names=(lb lb-epoll haproxy)
+declare -A ka hs cpu
+for n in "${names[@]}"; do ka[$n]=""; hs[$n]=""; cpu[$n]=""; done
+declare -A port=([lb]=$PL [lb-epoll]=$PE [haproxy]=$PH)
+declare -A pid=([lb]=$LPID [lb-epoll]=$EPID [haproxy]=$HPID)
+# CPU time (user+system, clock ticks) of a process, for CPU µs per keep-alive request.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+for n in "${names[@]}"; do run "${port[$n]}" >/dev/null; done
 for r in $(seq "$ROUNDS"); do
-    for n in lb haproxy; do
+    for n in "${names[@]}"; do
+        t0=$(ticks "${pid[$n]}")
         k=$(run "${port[$n]}")
+        t1=$(ticks "${pid[$n]}")
+        us=$(echo "($t1 - $t0) / $HZ * 1000000 / ($k * $SECS)" | bc -l)
         h=$(run "${port[$n]}" -H "Connection: close")
-        ka[$n]="${ka[$n]} $k"; hs[$n]="${hs[$n]} $h"
-        echo "round $r $n keep-alive $k handshakes $h" >&2
+        ka[$n]="${ka[$n]} $k"; hs[$n]="${hs[$n]} $h"; cpu[$n]="${cpu[$n]} $us"
+        echo "round $r $n keep-alive $k ($us CPU µs/request) handshakes $h" >&2
     done
 done
 hk=$(echo "${ka[haproxy]}" | median); hh=$(echo "${hs[haproxy]}" | median)
 echo
 echo "HTTPS, 1 worker each, ECDSA P-256, wrk -t1 -c$CONNS -d${SECS}s, median of $ROUNDS interleaved rounds"
-echo "| proxy | keep-alive req/s | vs HAProxy | new handshakes/s | vs HAProxy |"
-echo "|---|---:|---:|---:|---:|"
-for n in lb haproxy; do
-    k=$(echo "${ka[$n]}" | median); h=$(echo "${hs[$n]}" | median)
-    printf "| %s | %.0f | %.2fx | %.0f | %.2fx |\n" "$n" "$k" "$(echo "$k / $hk" | bc -l)" "$h" "$(echo "$h / $hh" | bc -l)"
+echo "| proxy | keep-alive req/s | vs HAProxy | CPU µs/request (keep-alive) | new handshakes/s | vs HAProxy |"
+echo "|---|---:|---:|---:|---:|---:|"
+for n in "${names[@]}"; do
+    k=$(echo "${ka[$n]}" | median); h=$(echo "${hs[$n]}" | median); c=$(echo "${cpu[$n]}" | median)
+    printf "| %s | %.0f | %.2fx | %.1f | %.0f | %.2fx |\n" "$n" "$k" "$(echo "$k / $hk" | bc -l)" "$c" "$h" "$(echo "$h / $hh" | bc -l)"
 done

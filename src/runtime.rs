@@ -464,6 +464,17 @@ impl Runtime {
             Some(cfg) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
                 let limit = fe.conf.http.timeout_handshake;
+                let sock = if fe.conf.mode == Mode::Http && crate::uring::active() {
+                    match crate::uring::Stream::from_tokio(sock) {
+                        Ok(s) => crate::io::Transport::Ring(crate::uring::Polled::new(s)),
+                        Err(e) => {
+                            tracing::debug!("connection from {peer}: {e}");
+                            return;
+                        }
+                    }
+                } else {
+                    crate::io::Transport::Tokio(sock)
+                };
                 match tokio::time::timeout(limit, acceptor.accept(sock)).await {
                     Ok(Ok(t)) => crate::io::Io::TlsIn(Box::new(t)),
                     Ok(Err(e)) => {

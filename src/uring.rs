@@ -429,6 +429,20 @@ struct Send {
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
+impl Send {
+    fn new(fd: RawFd, buf: BytesMut, idle: Duration) -> Send {
+        let len = buf.len().min(u32::MAX as usize) as u32;
+        let entry = opcode::Send::new(types::Fd(fd), buf.as_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
+            .build();
+        Send {
+            op: Op::start_with(entry, buf, true),
+            idle,
+            timer: None,
+        }
+    }
+}
+
 impl Future for Send {
     type Output = Option<(i32, BytesMut)>;
 
@@ -478,8 +492,8 @@ impl Stream {
         let mut owned = std::mem::take(buf);
         let room = owned.capacity() - owned.len();
         let at = owned.spare_capacity_mut().as_mut_ptr().cast::<u8>();
-        let entry = opcode::Recv::new(types::Fd(self.fd()), at, room.min(u32::MAX as usize) as u32)
-            .build();
+        let entry =
+            opcode::Recv::new(types::Fd(self.fd()), at, room.min(u32::MAX as usize) as u32).build();
         let read = Read {
             op: Op::start(entry, owned),
             dst: buf,
@@ -496,16 +510,7 @@ impl Stream {
         buf.clear();
         buf.extend_from_slice(data);
         while !buf.is_empty() {
-            let len = buf.len().min(u32::MAX as usize) as u32;
-            let entry = opcode::Send::new(types::Fd(self.fd()), buf.as_ptr(), len)
-                .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
-                .build();
-            let send = Send {
-                op: Op::start_with(entry, buf, true),
-                idle,
-                timer: None,
-            };
-            let Some((res, back)) = send.await else {
+            let Some((res, back)) = Send::new(self.fd(), buf, idle).await else {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout"));
             };
             buf = back;
@@ -525,5 +530,141 @@ impl Stream {
         let entry = opcode::PollAdd::new(types::Fd(self.fd()), libc::POLLIN as u32).build();
         let (res, _) = Op::start(entry, BytesMut::new()).await;
         result(res).map(|_| ())
+    }
+}
+
+/// A ring socket behind `AsyncRead`/`AsyncWrite`, for code written against
+/// those traits (tokio-rustls, the TLS tunnel). Reads land in an internal
+/// buffer first (the ring owns it while the kernel may write there); a write
+/// is accepted as soon as its bytes are copied and queued, and the next write
+/// or a flush waits for it.
+pub struct Polled {
+    stream: Stream,
+    rbuf: BytesMut,
+    read: Option<Op>,
+    write: Option<Op>,
+}
+
+impl Polled {
+    pub fn new(stream: Stream) -> Polled {
+        Polled {
+            stream,
+            rbuf: BytesMut::new(),
+            read: None,
+            write: None,
+        }
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.stream.fd()
+    }
+
+    /// Waits until there are bytes to read (buffered or in the socket), EOF or an error.
+    pub async fn readable(&self) -> io::Result<()> {
+        if !self.rbuf.is_empty() {
+            return Ok(());
+        }
+        self.stream.readable().await
+    }
+
+    /// Waits for the write in flight, sending the rest of a short one.
+    fn poll_sent(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some(op) = self.write.as_mut() {
+            let (res, mut buf) = std::task::ready!(Pin::new(op).poll(cx));
+            self.write = None;
+            match result(res) {
+                Ok(0) if !buf.is_empty() => {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()))
+                }
+                Ok(n) => buf.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            if buf.is_empty() {
+                crate::io::give_buffer(&mut buf);
+            } else {
+                self.write = Some(self.send(buf));
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn send(&self, buf: BytesMut) -> Op {
+        let len = buf.len().min(u32::MAX as usize) as u32;
+        let entry = opcode::Send::new(types::Fd(self.fd()), buf.as_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
+            .build();
+        Op::start(entry, buf)
+    }
+}
+
+impl tokio::io::AsyncRead for Polled {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if !this.rbuf.is_empty() {
+                let n = this.rbuf.len().min(out.remaining());
+                out.put_slice(&this.rbuf[..n]);
+                this.rbuf.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            if let Some(op) = this.read.as_mut() {
+                let (res, buf) = std::task::ready!(Pin::new(op).poll(cx));
+                this.read = None;
+                put_back(&mut this.rbuf, res, buf);
+                match result(res) {
+                    Ok(0) => return Poll::Ready(Ok(())),
+                    Ok(_) => continue,
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            }
+            if this.rbuf.capacity() == 0 {
+                this.rbuf = crate::io::take_buffer();
+            }
+            // Empty and unique: this reclaims the whole allocation.
+            this.rbuf.clear();
+            this.rbuf.reserve(crate::io::READ_CHUNK);
+            let mut owned = std::mem::take(&mut this.rbuf);
+            let room = owned.capacity().min(u32::MAX as usize) as u32;
+            let at = owned.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+            let entry = opcode::Recv::new(types::Fd(this.fd()), at, room).build();
+            this.read = Some(Op::start(entry, owned));
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Polled {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        std::task::ready!(this.poll_sent(cx))?;
+        let mut buf = crate::io::take_buffer();
+        buf.clear();
+        buf.extend_from_slice(data);
+        this.write = Some(this.send(buf));
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_sent(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_sent(cx))?;
+        // SAFETY: shutdown on the descriptor this stream owns.
+        if unsafe { libc::shutdown(self.fd(), libc::SHUT_WR) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ENOTCONN) {
+                return Poll::Ready(Err(e));
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 }

@@ -111,9 +111,7 @@ pub async fn serve(mut sock: TcpStream, peer: SocketAddr, web: Arc<Web>) {
             let after = respond(&web, &req, keep, &mut s);
             if let After::SendFile { file, offset, len } = after {
                 if flush(&sock, &mut s.wbuf, idle).await.is_err()
-                    || send_file(&sock, &file, offset, len, idle)
-                        .await
-                        .is_err()
+                    || send_file(&sock, &file, offset, len, idle).await.is_err()
                 {
                     return;
                 }
