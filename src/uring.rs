@@ -75,9 +75,32 @@ thread_local! {
     static RING: RefCell<Option<Ring>> = const { RefCell::new(None) };
 }
 
+/// Worker threads that set up a ring (`lb_io_uring_workers`).
+static WORKERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+pub fn workers() -> usize {
+    WORKERS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Whether this thread has a ring (sockets accepted or connected here then use it).
 pub fn active() -> bool {
     RING.with(|r| r.try_borrow().map(|r| r.is_some()).unwrap_or(false))
+}
+
+fn new_ring() -> io::Result<IoUring> {
+    IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_coop_taskrun()
+        .setup_taskrun_flag()
+        .setup_cqsize(ENTRIES * 4)
+        .build(ENTRIES)
+}
+
+/// Whether this kernel (and seccomp profile) lets lb set up its rings: lb
+/// falls back to epoll otherwise.
+pub fn probe() -> io::Result<()> {
+    new_ring().map(drop)
 }
 
 /// Sets up this worker's ring and its reaper task. Must run inside the
@@ -85,13 +108,7 @@ pub fn active() -> bool {
 /// An error (an old kernel, a seccomp profile that forbids io_uring) leaves
 /// the worker on epoll.
 pub fn start() -> io::Result<()> {
-    let ring = IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .setup_coop_taskrun()
-        .setup_taskrun_flag()
-        .setup_cqsize(ENTRIES * 4)
-        .build(ENTRIES)?;
+    let ring = new_ring()?;
     // SAFETY: eventfd returns a new descriptor or -1.
     let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
     if fd < 0 {
@@ -115,6 +132,7 @@ pub fn start() -> io::Result<()> {
             stuck: false,
         })
     });
+    WORKERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tokio::spawn(async move {
         // The eventfd is edge-triggered in epoll and each signal is a new edge,
         // so it is never read: its counter just saturates.

@@ -408,3 +408,41 @@ fn curl_with_cacert() {
     assert!(body.starts_with("be GET /hello"), "{body}");
     assert!(body.contains("x-forwarded-proto: https"), "{body}");
 }
+
+/// A WebSocket upgrade behind TLS: the session (on the worker's io_uring where
+/// the kernel allows it) becomes a tunnel through rustls both ways, and a large
+/// HTTPS response arrives whole before it.
+#[test]
+fn websocket_upgrade_and_large_response_over_tls() {
+    let s = setup();
+    let a = http_server("a");
+    let lb = Lb::start(&https_conf(&s, a.addr, ""), 1);
+    let f = lb.addr("frontend", "f");
+    let mut t = tls_connect(f, Some("a.test"), Some(&s.ca)).unwrap();
+    let (status, text) = tls_get(&mut t, "/big/2000000");
+    assert_eq!(status, 200);
+    assert_eq!(text.matches('z').count(), 2_000_000);
+
+    t.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        t.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    for round in 0..3 {
+        let msg = format!("frame {round} through TLS and the tunnel");
+        t.write_all(msg.as_bytes()).unwrap();
+        let mut echo = vec![0u8; msg.len()];
+        t.read_exact(&mut echo).unwrap();
+        assert_eq!(echo, msg.as_bytes());
+    }
+}

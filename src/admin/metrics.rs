@@ -154,6 +154,12 @@ fn live(admin: &Admin) -> Vec<MetricFamily> {
         COUNTER,
     );
     dropped.add(&[], crate::accesslog::dropped() as f64);
+    let mut uring = Fam::new(
+        "lb_io_uring_workers",
+        "Worker threads whose plain HTTP and TLS client sockets go through io_uring",
+        GAUGE,
+    );
+    uring.add(&[], crate::uring::workers() as f64);
     let mut uptime = Fam::new("lb_uptime_seconds", "Seconds since start", GAUGE);
     uptime.add(&[], admin.started.elapsed().as_secs_f64());
 
@@ -171,6 +177,7 @@ fn live(admin: &Admin) -> Vec<MetricFamily> {
         reloads.0,
         failed.0,
         dropped.0,
+        uring.0,
         uptime.0,
     ];
     if !admin.kvs.is_empty() {

@@ -1,0 +1,190 @@
+//! The io_uring data path (`tune.io-uring`, on by default) against the epoll
+//! one: both in use when asked for, both proxying the same way, and the ring's
+//! own edges (a send that cannot complete, a timeout that cancels a read).
+//! The rest of the suite runs on the ring wherever the kernel allows it.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Instant;
+
+use common::client::Client;
+use common::servers::http_server;
+use common::{Lb, WAIT};
+
+fn unlabelled_metric(lb: &Lb, name: &str) -> f64 {
+    let text = Client::connect(lb.addr("admin", "admin"))
+        .get("/metrics")
+        .text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+fn labelled_metric(lb: &Lb, name: &str, label: &str) -> f64 {
+    let text = Client::connect(lb.addr("admin", "admin"))
+        .get("/metrics")
+        .text();
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+        .and_then(|l| l.rsplit_once(' '))
+        .unwrap_or_else(|| panic!("no {name} {label} in\n{text}"))
+        .1
+        .parse()
+        .unwrap()
+}
+
+fn conf(tune: &str, backend: std::net::SocketAddr, fe_extra: &str) -> String {
+    format!(
+        "global\n    nbthread 2\n    admin 127.0.0.1:0\n{tune}\
+         defaults\n    mode http\n    timeout connect 2s\n    timeout client 5s\n    timeout server 5s\n\
+         frontend f\n    bind 127.0.0.1:0\n{fe_extra}    default_backend b\n\
+         backend b\n    server s {backend}\n"
+    )
+}
+
+/// `lb_io_uring_workers` says which data path runs: every worker on the ring
+/// where the kernel allows io_uring, none with `tune.io-uring off`.
+#[test]
+fn workers_use_the_ring_unless_turned_off() {
+    let a = http_server("a");
+    let on = Lb::start(&conf("", a.addr, ""), 2);
+    let expected = match lb::uring::probe() {
+        Ok(()) => 2.0,
+        Err(e) => {
+            eprintln!("io_uring not permitted here ({e}): lb must fall back to epoll");
+            0.0
+        }
+    };
+    assert_eq!(unlabelled_metric(&on, "lb_io_uring_workers"), expected);
+    assert_eq!(
+        Client::connect(on.addr("frontend", "f")).get("/").status,
+        200
+    );
+
+    let off = Lb::start(&conf("    tune.io-uring off\n", a.addr, ""), 2);
+    assert_eq!(unlabelled_metric(&off, "lb_io_uring_workers"), 0.0);
+    assert_eq!(
+        Client::connect(off.addr("frontend", "f")).get("/").status,
+        200
+    );
+}
+
+/// The same exchanges give the same bytes on both paths: keep-alive, pipelining,
+/// a chunked body each way, a large response, an upgrade to a tunnel.
+#[test]
+fn both_paths_proxy_the_same() {
+    let a = http_server("a");
+    let mut seen = Vec::new();
+    for tune in ["", "    tune.io-uring off\n"] {
+        let lb = Lb::start(&conf(tune, a.addr, ""), 2);
+        let f = lb.addr("frontend", "f");
+        let mut out = Vec::new();
+
+        let mut c = Client::connect(f);
+        for _ in 0..3 {
+            let r = c.get("/");
+            out.push(format!("{} {:?}", r.status, r.header("x-server")));
+        }
+        // Pipelined: three requests in one write, answered in order.
+        c.send(b"GET /status/201 HTTP/1.1\r\nHost: t\r\n\r\nGET /status/202 HTTP/1.1\r\nHost: t\r\n\r\nGET /status/203 HTTP/1.1\r\nHost: t\r\n\r\n");
+        for _ in 0..3 {
+            out.push(c.read(false).unwrap().status.to_string());
+        }
+        // A chunked request body, echoed; a chunked response.
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+        out.push(c.read(false).unwrap().text());
+        out.push(c.get("/chunked").text());
+        // 3 MB through one connection (many ring sends and reads).
+        let big = c.get("/big/3000000");
+        out.push(format!("{} {}", big.status, big.body.len()));
+        assert!(big.body.iter().all(|&b| b == b'z'));
+
+        // Upgrade: the connection becomes a tunnel (the ring socket moves to epoll).
+        let mut s = common::connect(f);
+        s.write_all(
+            b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut b).unwrap(), 1);
+            head.push(b[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        s.write_all(b"ping through the tunnel").unwrap();
+        let mut echo = [0u8; 23];
+        s.read_exact(&mut echo).unwrap();
+        out.push(String::from_utf8_lossy(&echo).into_owned());
+        seen.push(out);
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[0][3..6], ["201", "202", "203"]);
+    assert_eq!(seen[0][6], "hello world");
+    assert_eq!(seen[0][8], "200 3000000");
+}
+
+/// A client that stops reading a large response: the ring send that cannot
+/// complete arms its idle timer, and after `timeout client` lb gives up on the
+/// connection (it neither hangs nor keeps the session).
+#[test]
+fn a_send_the_client_never_reads_times_out() {
+    let a = http_server("a");
+    let conf = conf("", a.addr, "    timeout client 300ms\n");
+    let lb = Lb::start(&conf, 2);
+    let f = lb.addr("frontend", "f");
+    let fe = r#"frontend="f""#;
+    let mut s = common::connect(f);
+    s.write_all(b"GET /big/50000000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    // Not reading: lb fills the socket buffers, then its send waits.
+    common::eventually("lb to take the session", || {
+        (labelled_metric(&lb, "lb_frontend_current_sessions", fe) == 1.0).then_some(())
+    });
+    let t = Instant::now();
+    common::eventually("lb to drop the stalled session", || {
+        (labelled_metric(&lb, "lb_frontend_current_sessions", fe) == 0.0).then_some(())
+    });
+    assert!(t.elapsed() < WAIT);
+    // What was already in the socket buffers arrives, then EOF or a reset:
+    // far less than the 50 MB body.
+    let mut got = 0usize;
+    let mut b = vec![0u8; 1 << 16];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(got < 50_000_000, "{got}");
+}
+
+/// `timeout http-request` cancels a ring read that is waiting (the slowloris
+/// guard), and the client gets its 408.
+#[test]
+fn a_waiting_read_is_cancelled_by_its_timeout() {
+    let a = http_server("a");
+    let conf = conf("", a.addr, "    timeout http-request 200ms\n");
+    let lb = Lb::start(&conf, 2);
+    let mut s = common::connect(lb.addr("frontend", "f"));
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    assert!(
+        got.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    // The worker is fine afterwards.
+    assert_eq!(
+        Client::connect(lb.addr("frontend", "f")).get("/").status,
+        200
+    );
+}
