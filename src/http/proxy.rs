@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::io::{Io, SpareBuffer};
-use bytes::{BufMut, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 
 use super::body::{write_chunk_header, Chunk, ChunkedDecoder, LAST_CHUNK};
 use super::head::{self, BodyKind, HeadLimits, RequestHead, ResponseHead, TargetForm};
@@ -1119,7 +1119,7 @@ async fn relay_response(
             // Head and the already-read start of the body in one write.
             let k = (ubuf.len() as u64).min(n) as usize;
             head.put_slice(&ubuf[..k]);
-            let _ = ubuf.split_to(k);
+            ubuf.advance(k);
             n -= k as u64;
             write_all(client, &head, client_timeout).await?;
             *sent += head.len() as u64;
