@@ -82,7 +82,7 @@ pub enum Io {
     /// Plain TCP through the worker's io_uring (`crate::uring`), off epoll.
     Ring(crate::uring::Stream),
     /// We are the TLS server (a client connected to a `bind ... ssl`).
-    TlsIn(Box<tokio_rustls::server::TlsStream<Transport>>),
+    TlsIn(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     /// We are the TLS client (`server ... ssl`).
     TlsOut(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
@@ -93,7 +93,7 @@ impl Io {
         match self {
             Io::Plain(s) => s.as_raw_fd(),
             Io::Ring(s) => s.fd(),
-            Io::TlsIn(s) => s.get_ref().0.fd(),
+            Io::TlsIn(s) => s.get_ref().0.as_raw_fd(),
             Io::TlsOut(s) => s.get_ref().0.as_raw_fd(),
         }
     }
@@ -232,69 +232,6 @@ pub async fn write_all(s: &TcpStream, mut data: &[u8], idle: Duration) -> io::Re
         }
     }
     Ok(())
-}
-
-/// The socket under a TLS session toward a client: on tokio's reactor, or on
-/// the worker's io_uring through the poll adapter.
-pub enum Transport {
-    Tokio(TcpStream),
-    Ring(crate::uring::Polled),
-}
-
-impl Transport {
-    pub fn fd(&self) -> RawFd {
-        match self {
-            Transport::Tokio(s) => s.as_raw_fd(),
-            Transport::Ring(s) => s.fd(),
-        }
-    }
-
-    pub async fn readable(&self) -> io::Result<()> {
-        match self {
-            Transport::Tokio(s) => s.readable().await,
-            Transport::Ring(s) => s.readable().await,
-        }
-    }
-}
-
-impl AsyncRead for Transport {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Tokio(s) => Pin::new(s).poll_read(cx, buf),
-            Transport::Ring(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Transport {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Transport::Tokio(s) => Pin::new(s).poll_write(cx, data),
-            Transport::Ring(s) => Pin::new(s).poll_write(cx, data),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Tokio(s) => Pin::new(s).poll_flush(cx),
-            Transport::Ring(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Tokio(s) => Pin::new(s).poll_shutdown(cx),
-            Transport::Ring(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
 }
 
 /// Ring sockets are read and written through their own futures; the poll-based

@@ -464,17 +464,6 @@ impl Runtime {
             Some(cfg) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
                 let limit = fe.conf.http.timeout_handshake;
-                let sock = if fe.conf.mode == Mode::Http && crate::uring::active() {
-                    match crate::uring::Stream::from_tokio(sock) {
-                        Ok(s) => crate::io::Transport::Ring(crate::uring::Polled::new(s)),
-                        Err(e) => {
-                            tracing::debug!("connection from {peer}: {e}");
-                            return;
-                        }
-                    }
-                } else {
-                    crate::io::Transport::Tokio(sock)
-                };
                 match tokio::time::timeout(limit, acceptor.accept(sock)).await {
                     Ok(Ok(t)) => crate::io::Io::TlsIn(Box::new(t)),
                     Ok(Err(e)) => {
@@ -659,6 +648,9 @@ impl Runtime {
         let old = self.snapshot.load_full();
         if conf.global.nbthread != old.conf.global.nbthread {
             tracing::warn!("nbthread changes take effect at the next start, not on reload");
+        }
+        if conf.global.io_uring != old.conf.global.io_uring {
+            tracing::warn!("tune.io-uring changes take effect at the next start, not on reload");
         }
         if conf.kvs != old.conf.kvs {
             tracing::warn!("kv sections change only at the next start, not on reload");

@@ -156,7 +156,7 @@ fn live(admin: &Admin) -> Vec<MetricFamily> {
     dropped.add(&[], crate::accesslog::dropped() as f64);
     let mut uring = Fam::new(
         "lb_io_uring_workers",
-        "Worker threads whose plain HTTP and TLS client sockets go through io_uring",
+        "Worker threads whose plain HTTP sockets go through io_uring",
         GAUGE,
     );
     uring.add(&[], crate::uring::workers() as f64);
