@@ -4,29 +4,37 @@
 //! request (a `recv` and a `send` on each side, plus its share of
 //! `epoll_wait`), and kernel entry and exit was most of what separated it from a
 //! loop that batches them (`experiments/uring-ceiling`: 0.4 syscalls and 6.5 µs of
-//! CPU per request against lb's 11.7 µs). Here the `recv`s and `send`s of a
+//! CPU per request against lb's 11.7 µs; lb on this ring: 0.4 and 10.1 µs). Here the `recv`s and `send`s of a
 //! worker's plain HTTP sockets are queued as ring entries and submitted together.
 //!
 //! How it fits tokio (each worker is a current-thread runtime):
-//! - A task that reads or writes queues an entry and waits. The worker's
-//!   `on_thread_park` hook ([`flush`]) submits everything queued since the last
-//!   turn in one `io_uring_enter`; most sends and reads of data already there
-//!   complete inline and wake their tasks, so the worker runs them instead of
-//!   parking.
+//! - A task that reads or writes queues an entry and waits. The first entry of
+//!   a turn wakes the worker's flusher task, which runs after the tasks already
+//!   queued (so a turn's entries go together) and submits everything in one
+//!   `io_uring_enter`; the worker's `on_thread_park` hook ([`flush`]) does the
+//!   same before it sleeps. Most sends, and reads of bytes already there,
+//!   complete inside that call and wake their tasks. (Relying on the park hook
+//!   alone would hold entries back for as long as some task keeps the run queue
+//!   busy: tokio only calls it when the queue is empty.)
 //! - The ring is set up with DEFER_TASKRUN, so operations that had to wait (a
 //!   `recv` before the peer sent) finish in our thread at the next enter. An
-//!   eventfd registered with the ring (watched by tokio's epoll, one reaper task
-//!   per worker) says when such work is pending.
+//!   eventfd registered with the ring, watched by tokio's epoll, wakes the
+//!   flusher when such work is pending.
 //! - Sockets handled here are not registered with epoll at all.
+//! - Every `user_data` carries its slot's generation, so a late completion or
+//!   cancel never lands on the slot's next operation.
 //!
 //! Buffers: the kernel may write into a read buffer or read a send buffer until
 //! the operation's completion arrives, so the ring owns them meanwhile. A read
 //! moves the caller's `BytesMut` into the operation and hands it back at
 //! completion; a send copies its bytes into a buffer from the worker's spare
-//! stack. A future dropped early (a timeout, a `select!`) cancels its operation
-//! and waits for the completion before its buffer is touched again; the bytes a
-//! cancelled read did get are kept. A leaked future leaks its buffer, nothing
-//! worse.
+//! stack. A read dropped early (a timeout, a `select!`) cancels its operation
+//! and waits for the completion before its buffer goes back, keeping the bytes
+//! it did get; a dropped send or poll is cancelled without waiting, its slot
+//! freed when the completion comes. Operation futures are crate-internal and
+//! never leaked (`mem::forget`): a leaked queued entry would still be submitted
+//! later with its socket's descriptor number. At thread exit the ring leaks the
+//! buffers of operations still in the kernel rather than free them.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -43,14 +51,25 @@ use io_uring::{opcode, squeue, types, IoUring};
 /// several enters.
 const ENTRIES: u32 = 1024;
 /// Queued entries that make an operation submit at once rather than wait for the
-/// worker to run out of tasks.
+/// flusher.
 const FLUSH_AT: usize = 256;
 /// `user_data` of cancel requests, whose own completions are ignored.
 const CANCEL: u64 = u64::MAX;
 /// `IORING_ENTER_GETEVENTS` from <linux/io_uring.h>.
 const GETEVENTS: u32 = 1;
+/// Enters in a row that submit nothing before a turn gives up (the entries
+/// stay queued for the next flush).
+const STALLED_ENTERS: u32 = 3;
+
+/// An operation's `user_data`: its slot in the low half, the slot's generation
+/// in the high half, so that a late cancel or completion can never be taken for
+/// the next operation in the same slot.
+fn user_data(i: usize, gen: u32) -> u64 {
+    (gen as u64) << 32 | i as u64
+}
 
 struct Slot {
+    gen: u32,
     buf: BytesMut,
     waker: Option<Waker>,
     res: Option<i32>,
@@ -59,20 +78,51 @@ struct Slot {
     /// Wake the task once if the entry did not complete in the enter that
     /// submitted it (sends: their timeout is armed only then).
     nudge: bool,
+    /// Its future is gone (a cancelled send or poll): freed at completion.
+    orphan: bool,
 }
 
 struct Ring {
     ring: IoUring,
-    /// Entries built since the last submission (not yet seen by the kernel).
+    /// Entries built since the last submission, not yet in the submission queue.
     queue: Vec<squeue::Entry>,
+    /// `user_data` of the entries in the submission queue, oldest first: the
+    /// kernel takes them in this order, and says how many it took.
+    in_sq: std::collections::VecDeque<u64>,
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
-    /// An enter failed: entries may sit in the submission queue for the next one.
-    stuck: bool,
+    gen: u32,
+    /// The flusher task, woken when the queue gets its first entry of a turn.
+    flusher: Option<Waker>,
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // Thread exit: closing the ring does not wait for operations still in
+        // the kernel, so their buffers are leaked rather than freed under them.
+        for s in self.slots.drain(..).flatten() {
+            if s.res.is_none() {
+                std::mem::forget(s.buf);
+            }
+        }
+    }
 }
 
 thread_local! {
     static RING: RefCell<Option<Ring>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` on this thread's ring; `None` without one. The ring is never
+/// borrowed across a call out of this module, so the borrow always succeeds
+/// (a failure would be a bug here, caught in debug builds).
+fn with_ring<R>(f: impl FnOnce(&mut Ring) -> R) -> Option<R> {
+    RING.try_with(|r| {
+        let r = r.try_borrow_mut();
+        debug_assert!(r.is_ok(), "io_uring ring borrowed re-entrantly");
+        r.ok()?.as_mut().map(f)
+    })
+    .ok()
+    .flatten()
 }
 
 /// Worker threads that set up a ring (`lb_io_uring_workers`).
@@ -84,7 +134,7 @@ pub fn workers() -> usize {
 
 /// Whether this thread has a ring (sockets accepted or connected here then use it).
 pub fn active() -> bool {
-    RING.with(|r| r.try_borrow().map(|r| r.is_some()).unwrap_or(false))
+    with_ring(|_| ()).is_some()
 }
 
 fn new_ring() -> io::Result<IoUring> {
@@ -103,7 +153,7 @@ pub fn probe() -> io::Result<()> {
     new_ring().map(drop)
 }
 
-/// Sets up this worker's ring and its reaper task. Must run inside the
+/// Sets up this worker's ring and its flusher task. Must run inside the
 /// worker's current-thread runtime, whose `on_thread_park` calls [`flush`].
 /// An error (an old kernel, a seccomp profile that forbids io_uring) leaves
 /// the worker on epoll.
@@ -127,32 +177,63 @@ pub fn start() -> io::Result<()> {
         *r.borrow_mut() = Some(Ring {
             ring,
             queue: Vec::new(),
+            in_sq: std::collections::VecDeque::new(),
             slots: Vec::new(),
             free: Vec::new(),
-            stuck: false,
+            gen: 0,
+            flusher: None,
         })
     });
     WORKERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // The flusher: submits when a turn queued entries (tokio calls
+    // `on_thread_park` only once the run queue is empty, which a busy task can
+    // put off indefinitely; this task runs after the tasks queued before it, so a
+    // turn's entries still go in one enter), and runs completions when the
+    // eventfd says the kernel has some. The eventfd is edge-triggered in epoll
+    // and each signal is a new edge, so it is never read: its counter saturates.
     tokio::spawn(async move {
-        // The eventfd is edge-triggered in epoll and each signal is a new edge,
-        // so it is never read: its counter just saturates.
-        while let Ok(mut g) = efd.readable().await {
-            g.clear_ready();
-            drop(g);
+        loop {
+            std::future::poll_fn(|cx| {
+                let queued = with_ring(|r| {
+                    if !r.queue.is_empty() {
+                        return true;
+                    }
+                    if !r.flusher.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        r.flusher = Some(cx.waker().clone());
+                    }
+                    false
+                });
+                if queued != Some(false) {
+                    return Poll::Ready(());
+                }
+                match efd.poll_read_ready(cx) {
+                    Poll::Ready(Ok(mut g)) => {
+                        g.clear_ready();
+                        Poll::Ready(())
+                    }
+                    Poll::Ready(Err(e)) => {
+                        tracing::error!("io_uring eventfd: {e}");
+                        Poll::Ready(())
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+            .await;
             enter(0);
+            if with_ring(|r| !r.queue.is_empty()) == Some(true) {
+                // The kernel took nothing (an error was logged): retry soon,
+                // without spinning.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
     });
     Ok(())
 }
 
 /// Submits what this turn queued and runs completions. Called by the worker
-/// before it parks (and by the reaper when the eventfd fires).
+/// before it parks.
 pub fn flush() {
-    let pending = RING.with(|r| match r.try_borrow() {
-        Ok(r) => r.as_ref().is_some_and(|r| !r.queue.is_empty() || r.stuck),
-        Err(_) => false,
-    });
-    if pending {
+    if with_ring(|r| !r.queue.is_empty() || !r.in_sq.is_empty()) == Some(true) {
         enter(0);
     }
 }
@@ -160,13 +241,7 @@ pub fn flush() {
 /// Submits the queue, waits for at least `want` completions, wakes their tasks.
 fn enter(want: usize) {
     let mut wake = Vec::new();
-    RING.with(|r| {
-        if let Ok(mut r) = r.try_borrow_mut() {
-            if let Some(r) = r.as_mut() {
-                r.submit(want, &mut wake);
-            }
-        }
-    });
+    with_ring(|r| r.submit(want, &mut wake));
     for w in wake {
         w.wake();
     }
@@ -175,12 +250,16 @@ fn enter(want: usize) {
 impl Ring {
     /// Hands the queued entries to the kernel (in several enters if they do not
     /// fit the submission queue), runs deferred completions, and waits for
-    /// `want` completions; collects the wakers of finished operations.
-    fn submit(&mut self, want: usize, wake: &mut Vec<Waker>) {
-        let queued = std::mem::take(&mut self.queue);
+    /// `want` completions; collects the wakers of finished operations. Entries
+    /// the kernel does not take (an error) stay for the next call.
+    fn submit(&mut self, mut want: usize, wake: &mut Vec<Waker>) {
+        let mut queued = std::mem::take(&mut self.queue);
         let mut next = 0;
+        let mut stalled = 0;
+        // Extra rounds for completions the kernel kept aside (bounded, so that
+        // a steady stream of them cannot keep the woken tasks waiting).
+        let mut extra = 4;
         loop {
-            let mut pushed = 0;
             {
                 let mut sq = self.ring.submission();
                 while next < queued.len() {
@@ -189,47 +268,65 @@ impl Ring {
                     if unsafe { sq.push(&queued[next]) }.is_err() {
                         break;
                     }
+                    self.in_sq.push_back(queued[next].get_user_data());
                     next += 1;
-                    pushed += 1;
                 }
             }
             let last = next == queued.len();
             let min = if last { want as u32 } else { 0 };
+            let to_submit = self.in_sq.len() as u32;
             // SAFETY: a plain io_uring_enter on our ring, no extra argument.
             // GETEVENTS also runs the completions deferred to this thread.
             let r = unsafe {
                 self.ring
                     .submitter()
-                    .enter::<libc::sigset_t>(pushed, min, GETEVENTS, None)
+                    .enter::<libc::sigset_t>(to_submit, min, GETEVENTS, None)
             };
             self.reap(wake);
-            for e in &queued[next - pushed as usize..next] {
-                if let Some(Some(s)) = self.slots.get_mut(e.get_user_data() as usize) {
+            if r.is_ok() && last {
+                // The wait (if any) is done; later rounds only collect.
+                want = 0;
+            }
+            let taken = match r {
+                Ok(n) => n.min(self.in_sq.len()),
+                Err(ref e) if e.raw_os_error() == Some(libc::EINTR) => 0,
+                // Completion queue full or kernel memory short: the reap above
+                // made room; go again.
+                Err(ref e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN)) => 0,
+                Err(e) => {
+                    tracing::error!("io_uring_enter: {e}");
+                    0
+                }
+            };
+            for ud in self.in_sq.drain(..taken) {
+                if let Some(s) = slot_mut(&mut self.slots, ud) {
                     s.submitted = true;
                     if s.res.is_none() && std::mem::take(&mut s.nudge) {
                         wake.extend(s.waker.take());
                     }
                 }
             }
-            match r {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && !last => continue,
-                Err(e) => {
-                    // The kernel keeps what it did not take; the next enter
-                    // submits it. Nothing here can do better than report.
-                    tracing::error!("io_uring_enter: {e}");
-                    self.stuck = true;
-                }
+            if extra > 0
+                && (self.ring.submission().cq_overflow() || self.ring.submission().taskrun())
+            {
+                // Completions the kernel kept aside, or ran out of room for.
+                extra -= 1;
+                continue;
             }
-            if last {
+            if last && self.in_sq.is_empty() {
+                break;
+            }
+            stalled = if taken == 0 { stalled + 1 } else { 0 };
+            if stalled >= STALLED_ENTERS {
                 break;
             }
         }
+        queued.drain(..next);
         if self.queue.is_empty() {
             // Keep the allocation for the next turn.
-            let mut queued = queued;
-            queued.clear();
+            self.queue = queued;
+        } else {
+            queued.append(&mut self.queue);
             self.queue = queued;
         }
     }
@@ -240,33 +337,56 @@ impl Ring {
             if ud == CANCEL {
                 continue;
             }
-            if let Some(Some(s)) = self.slots.get_mut(ud as usize) {
-                s.res = Some(cqe.result());
-                if let Some(w) = s.waker.take() {
-                    wake.push(w);
-                }
+            let i = (ud & 0xffff_ffff) as usize;
+            let Some(s) = slot_mut(&mut self.slots, ud) else {
+                continue;
+            };
+            if s.orphan {
+                self.slots[i] = None;
+                self.free.push(i);
+                continue;
+            }
+            s.res = Some(cqe.result());
+            if let Some(w) = s.waker.take() {
+                wake.push(w);
             }
         }
     }
 
-    fn take(&mut self, i: usize) -> Option<(i32, BytesMut)> {
-        let res = self.slots[i].as_ref()?.res?;
+    fn take(&mut self, ud: u64) -> Option<(i32, BytesMut)> {
+        let res = slot_mut(&mut self.slots, ud)?.res?;
+        let i = (ud & 0xffff_ffff) as usize;
         let s = self.slots[i].take()?;
         self.free.push(i);
         Some((res, s.buf))
     }
+
+    /// Takes an unsubmitted entry out of the queue: its operation is over.
+    fn unqueue(&mut self, ud: u64) -> Option<(i32, BytesMut)> {
+        let at = self.queue.iter().position(|e| e.get_user_data() == ud)?;
+        self.queue.remove(at);
+        slot_mut(&mut self.slots, ud)?.res = Some(-libc::ECANCELED);
+        self.take(ud)
+    }
+}
+
+/// The slot `ud` names, if it still holds that operation.
+fn slot_mut(slots: &mut [Option<Slot>], ud: u64) -> Option<&mut Slot> {
+    let s = slots.get_mut((ud & 0xffff_ffff) as usize)?.as_mut()?;
+    (s.gen == (ud >> 32) as u32).then_some(s)
 }
 
 /// One operation in the ring, holding its buffer until its completion is taken.
 struct Op {
-    slot: Option<usize>,
+    /// Its `user_data` while the ring has it.
+    ud: Option<u64>,
     /// The buffer of an operation that never started (no ring on this thread).
     unstarted: Option<BytesMut>,
 }
 
 impl Op {
     /// Queues `entry`, whose memory lies in `buf`. Without a ring (a thread that
-    /// never ran [`start`]) the operation fails with an error.
+    /// never ran [`start`]) the operation fails with EBADF.
     fn start(entry: squeue::Entry, buf: BytesMut) -> Op {
         Op::start_with(entry, buf, false)
     }
@@ -274,86 +394,96 @@ impl Op {
     fn start_with(entry: squeue::Entry, buf: BytesMut, nudge: bool) -> Op {
         let mut wake = Vec::new();
         let mut buf = Some(buf);
-        let slot = RING.with(|r| {
-            let mut r = r.try_borrow_mut().ok()?;
-            let r = r.as_mut()?;
+        let ud = with_ring(|r| {
             let buf = buf.take()?;
             let i = r.free.pop().unwrap_or_else(|| {
                 r.slots.push(None);
                 r.slots.len() - 1
             });
+            r.gen = r.gen.wrapping_add(1);
             r.slots[i] = Some(Slot {
+                gen: r.gen,
                 buf,
                 waker: None,
                 res: None,
                 submitted: false,
                 nudge,
+                orphan: false,
             });
-            r.queue.push(entry.user_data(i as u64));
-            if r.queue.len() >= FLUSH_AT {
+            let ud = user_data(i, r.gen);
+            r.queue.push(entry.user_data(ud));
+            if r.queue.len() == 1 {
+                wake.extend(r.flusher.take());
+            } else if r.queue.len() >= FLUSH_AT {
                 r.submit(0, &mut wake);
             }
-            Some(i)
-        });
+            Some(ud)
+        })
+        .flatten();
         for w in wake {
             w.wake();
         }
-        Op {
-            slot,
-            unstarted: buf,
-        }
+        Op { ud, unstarted: buf }
     }
 
-    /// Takes the completion now: removes a not yet submitted entry, or cancels
-    /// a submitted one and waits for its completion. `None` if it was taken.
+    /// Ends the operation now and returns its completion: a queued entry is
+    /// taken out, a submitted one is cancelled and waited for (short: a socket
+    /// operation waits on readiness, and cancelling that completes at once).
+    /// `None` if the completion was already taken.
     fn cancel(&mut self) -> Option<(i32, BytesMut)> {
-        let Some(i) = self.slot.take() else {
+        let Some(ud) = self.ud.take() else {
             return self.unstarted.take().map(|b| (-libc::ECANCELED, b));
         };
-        let unsubmitted = RING.with(|r| {
-            // Not borrowed here unless dropped from inside the ring's own code,
-            // which drops no operation; if it were, leaking the slot is safe.
-            let mut r = r.try_borrow_mut().ok()?;
-            let r = r.as_mut()?;
-            if let Some(done) = r.take(i) {
+        let done = with_ring(|r| {
+            if let Some(done) = r.take(ud).or_else(|| r.unqueue(ud)) {
                 return Some(done);
             }
-            let at = r.queue.iter().position(|e| e.get_user_data() == i as u64)?;
-            r.queue.remove(at);
-            r.slots[i].as_mut()?.res = Some(-libc::ECANCELED);
-            r.take(i)
-        });
-        if unsubmitted.is_some() {
-            return unsubmitted;
-        }
-        RING.with(|r| {
-            let mut r = r.try_borrow_mut().ok()?;
-            r.as_mut()?
-                .queue
-                .push(opcode::AsyncCancel::new(i as u64).build().user_data(CANCEL));
-            Some(())
+            r.queue
+                .push(opcode::AsyncCancel::new(ud).build().user_data(CANCEL));
+            None
         })?;
-        // Cancelling a socket operation completes at once (it was waiting on
-        // readiness), so this wait is short.
+        if done.is_some() {
+            return done;
+        }
         loop {
             enter(1);
-            let done = RING.with(|r| r.try_borrow_mut().ok()?.as_mut()?.take(i));
-            if done.is_some() {
-                return done;
+            match with_ring(|r| r.take(ud)) {
+                Some(None) => {}
+                Some(done) => return done,
+                // No ring any more (thread exit): its Drop leaked the buffer.
+                None => return None,
             }
         }
     }
-}
 
-impl Op {
+    /// Ends the operation without waiting: a submitted entry is cancelled and
+    /// its slot freed when the completion arrives. For operations whose buffer
+    /// nobody needs back (sends, polls).
+    fn detach(&mut self) {
+        let Some(ud) = self.ud.take() else { return };
+        with_ring(|r| {
+            if r.take(ud).or_else(|| r.unqueue(ud)).is_some() {
+                return;
+            }
+            if let Some(s) = slot_mut(&mut r.slots, ud) {
+                s.orphan = true;
+                s.waker = None;
+                r.queue
+                    .push(opcode::AsyncCancel::new(ud).build().user_data(CANCEL));
+                if r.queue.len() == 1 {
+                    if let Some(w) = r.flusher.take() {
+                        w.wake();
+                    }
+                }
+            }
+        });
+    }
+
     /// The kernel has the entry and it has not completed.
     fn in_flight(&self) -> bool {
-        let Some(i) = self.slot else { return false };
-        RING.with(|r| {
-            let Ok(r) = r.try_borrow() else { return false };
-            let slot = r.as_ref().and_then(|r| r.slots.get(i)?.as_ref());
-            slot.is_some_and(|s| s.submitted && s.res.is_none())
-        })
+        let Some(ud) = self.ud else { return false };
+        with_ring(|r| slot_mut(&mut r.slots, ud).is_some_and(|s| s.submitted && s.res.is_none()))
+            .unwrap_or(false)
     }
 }
 
@@ -361,17 +491,15 @@ impl Future for Op {
     type Output = (i32, BytesMut);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(i) = self.slot else {
+        let Some(ud) = self.ud else {
             let buf = self.unstarted.take().unwrap_or_default();
             return Poll::Ready((-libc::EBADF, buf));
         };
-        let done = RING.with(|r| {
-            let mut r = r.try_borrow_mut().ok()?;
-            let r = r.as_mut()?;
-            if let Some(done) = r.take(i) {
+        let done = with_ring(|r| {
+            if let Some(done) = r.take(ud) {
                 return Some(done);
             }
-            if let Some(s) = r.slots[i].as_mut() {
+            if let Some(s) = slot_mut(&mut r.slots, ud) {
                 if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                     s.waker = Some(cx.waker().clone());
                 }
@@ -379,18 +507,25 @@ impl Future for Op {
             None
         });
         match done {
-            Some(d) => {
-                self.slot = None;
+            Some(Some(d)) => {
+                self.ud = None;
                 Poll::Ready(d)
             }
-            None => Poll::Pending,
+            Some(None) => Poll::Pending,
+            // The ring is gone (thread exit): nothing will complete this.
+            None => {
+                self.ud = None;
+                Poll::Ready((-libc::ECANCELED, BytesMut::new()))
+            }
         }
     }
 }
 
 impl Drop for Op {
     fn drop(&mut self) {
-        self.cancel();
+        // Reads wait for their completion (through `Read`'s own drop, which
+        // keeps the bytes); everything else lets the kernel finish on its own.
+        self.detach();
     }
 }
 
@@ -451,7 +586,7 @@ impl Send {
     fn new(fd: RawFd, buf: BytesMut, idle: Duration) -> Send {
         let len = buf.len().min(u32::MAX as usize) as u32;
         let entry = opcode::Send::new(types::Fd(fd), buf.as_ptr(), len)
-            .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
+            .flags(libc::MSG_NOSIGNAL)
             .build();
         Send {
             op: Op::start_with(entry, buf, true),
@@ -548,5 +683,98 @@ impl Stream {
         let entry = opcode::PollAdd::new(types::Fd(self.fd()), libc::POLLIN as u32).build();
         let (res, _) = Op::start(entry, BytesMut::new()).await;
         result(res).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read as _, Write as _};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    fn worker() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .on_thread_park(flush)
+            .build()
+            .unwrap()
+    }
+
+    fn pair() -> (std::net::TcpStream, Stream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        s.set_nonblocking(true).unwrap();
+        let s = Stream::from_tokio(tokio::net::TcpStream::from_std(s).unwrap()).unwrap();
+        (c, s)
+    }
+
+    /// A task that never lets the worker park (it yields forever) must not
+    /// hold back ring operations: the flusher task submits them.
+    #[test]
+    fn a_busy_task_does_not_hold_back_ring_operations() {
+        if let Err(e) = probe() {
+            eprintln!("io_uring not permitted here ({e}); nothing to test");
+            return;
+        }
+        worker().block_on(async {
+            start().unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let busy = stop.clone();
+            tokio::spawn(async move {
+                while !busy.load(Ordering::Relaxed) {
+                    tokio::task::yield_now().await;
+                }
+            });
+            // Let the flusher run and wait, as it does between turns.
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+            let (mut c, s) = pair();
+            c.write_all(b"hello").unwrap();
+            let mut buf = BytesMut::with_capacity(64);
+            let far = Instant::now() + Duration::from_secs(60);
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read_until(&mut buf, far))
+                .await
+                .expect("read held back")
+                .unwrap();
+            assert_eq!(&buf[..n], b"hello");
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                s.write_all(b"world", Duration::from_secs(5)),
+            )
+            .await
+            .expect("send held back")
+            .unwrap();
+            let mut got = [0u8; 5];
+            c.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"world");
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+
+    /// A read dropped while it waits (its timeout) is cancelled; the buffer
+    /// comes back intact and the socket's next bytes go to the next read.
+    #[test]
+    fn a_cancelled_read_keeps_its_buffer() {
+        if let Err(e) = probe() {
+            eprintln!("io_uring not permitted here ({e}); nothing to test");
+            return;
+        }
+        worker().block_on(async {
+            start().unwrap();
+            let (mut c, s) = pair();
+            let mut buf = BytesMut::with_capacity(64);
+            buf.extend_from_slice(b"kept:");
+            let soon = Instant::now() + Duration::from_millis(50);
+            let e = s.read_until(&mut buf, soon).await.unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+            assert_eq!(&buf[..], b"kept:");
+            c.write_all(b"next").unwrap();
+            let far = Instant::now() + Duration::from_secs(5);
+            s.read_until(&mut buf, far).await.unwrap();
+            assert_eq!(&buf[..], b"kept:next");
+        });
     }
 }
