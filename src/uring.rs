@@ -701,6 +701,19 @@ mod tests {
             .unwrap()
     }
 
+    /// Runs `f` on a worker-like runtime with a ring; where io_uring is not
+    /// permitted there is nothing to test, and it says so.
+    fn on_ring(f: impl Future<Output = ()>) {
+        if let Err(e) = probe() {
+            eprintln!("io_uring not permitted here ({e}); nothing to test");
+            return;
+        }
+        worker().block_on(async {
+            start().unwrap();
+            f.await
+        });
+    }
+
     fn pair() -> (std::net::TcpStream, Stream) {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
@@ -714,12 +727,7 @@ mod tests {
     /// hold back ring operations: the flusher task submits them.
     #[test]
     fn a_busy_task_does_not_hold_back_ring_operations() {
-        if let Err(e) = probe() {
-            eprintln!("io_uring not permitted here ({e}); nothing to test");
-            return;
-        }
-        worker().block_on(async {
-            start().unwrap();
+        on_ring(async {
             let stop = Arc::new(AtomicBool::new(false));
             let busy = stop.clone();
             tokio::spawn(async move {
@@ -758,12 +766,7 @@ mod tests {
     /// comes back intact and the socket's next bytes go to the next read.
     #[test]
     fn a_cancelled_read_keeps_its_buffer() {
-        if let Err(e) = probe() {
-            eprintln!("io_uring not permitted here ({e}); nothing to test");
-            return;
-        }
-        worker().block_on(async {
-            start().unwrap();
+        on_ring(async {
             let (mut c, s) = pair();
             let mut buf = BytesMut::with_capacity(64);
             buf.extend_from_slice(b"kept:");

@@ -104,16 +104,7 @@ fn both_paths_proxy_the_same() {
 
         // Upgrade: the connection becomes a tunnel (the ring socket moves to epoll).
         let mut s = common::connect(f);
-        s.write_all(
-            b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
-        )
-        .unwrap();
-        let mut head = Vec::new();
-        let mut b = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            assert_eq!(s.read(&mut b).unwrap(), 1);
-            head.push(b[0]);
-        }
+        let head = common::websocket_upgrade(&mut s, "t");
         assert!(
             head.starts_with(b"HTTP/1.1 101"),
             "{}",

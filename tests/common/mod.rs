@@ -288,3 +288,21 @@ pub fn roundtrip(addr: SocketAddr, req: &[u8]) -> Vec<u8> {
     s.read_to_end(&mut out).unwrap();
     out
 }
+
+/// Sends a WebSocket upgrade for `/ws` on `s` and returns the response head.
+pub fn websocket_upgrade<S: std::io::Read + std::io::Write>(s: &mut S, host: &str) -> Vec<u8> {
+    s.write_all(
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: {host}\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    head
+}
