@@ -462,10 +462,17 @@ thread_local! {
 }
 
 fn harness() -> ProxyHarness {
+    // A worker-like runtime: with an io_uring where the kernel allows one, so
+    // that server connections, and client ones when the selector says so, go
+    // through the ring as in lb.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_park(crate::uring::flush)
         .build()
         .expect("runtime");
+    rt.block_on(async {
+        let _ = crate::uring::start();
+    });
     let (front, back) = rt.block_on(async {
         (
             tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -484,7 +491,8 @@ fn harness() -> ProxyHarness {
 }
 
 /// HTTP proxy state machine (first byte picks options: small heads, forwardfor, a body
-/// limit, a deny rule for the client's own source, a request rate limit; the rest is what
+/// limit, a deny rule for the client's own source, a request rate limit, the client socket
+/// on the io_uring (where the kernel allows it; server sockets always are); the rest is what
 /// the client sends): never panics; drives the real per-request proxy code
 /// (`proxy::forward`) over loopback against a scripted backend that records every byte, and
 /// checks the backend received only complete, valid requests (the last one's body may be
@@ -550,7 +558,10 @@ fn proxy_run(sel: u8, input: &[u8]) -> usize {
                 };
                 tokio::join!(writer, reader);
             });
-            let mut io = crate::io::Io::Plain(accepted);
+            let mut io = match crate::uring::active() && sel & 32 != 0 {
+                true => crate::io::Io::Ring(crate::uring::Stream::from_tokio(accepted).expect("ring")),
+                false => crate::io::Io::Plain(accepted),
+            };
             let mut rbuf = BytesMut::with_capacity(16 << 10);
             let mut ubuf = BytesMut::with_capacity(16 << 10);
             let mut first = true;
@@ -567,8 +578,8 @@ fn proxy_run(sel: u8, input: &[u8]) -> usize {
                         }
                         first = false;
                     }
-                    Ok(None) => match tokio::time::timeout(limit, io.read_buf(&mut rbuf)).await {
-                        Ok(Ok(n)) if n > 0 => {}
+                    Ok(None) => match io.read_until(&mut rbuf, std::time::Instant::now() + limit).await {
+                        Ok(n) if n > 0 => {}
                         _ => break,
                     },
                     Err(_) => break,
@@ -640,6 +651,11 @@ mod tests {
         // limit http-req-rate 2/s: the third request gets 429 and the connection closes
         let three = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n";
         assert!((2..=3).contains(&proxy_run(16, three)));
+        // the same through a client socket on the io_uring (selector bit 32)
+        assert_eq!(proxy_run(32, two), 2);
+        assert_eq!(proxy_run(32 | 2, chunked), 1);
+        assert_eq!(proxy_run(32, cut), 1);
+        assert_eq!(proxy_run(32 | 8, two), 0);
         proxy(b"\x00");
         proxy(b"");
     }
