@@ -755,7 +755,10 @@ pub fn run(path: &str) -> Result<(), RunError> {
     });
     let model = ThreadModel::from_env();
     let workers = Workers::start(threads, model, conf.global.io_uring)?;
-    tracing::info!("{threads} worker thread(s), {model:?} model");
+    tracing::info!(
+        "{threads} worker thread(s), {model:?} model, {} on io_uring",
+        crate::uring::workers()
+    );
 
     let control = tokio::runtime::Builder::new_current_thread()
         .enable_all()
