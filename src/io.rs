@@ -88,6 +88,16 @@ pub enum Io {
 }
 
 impl Io {
+    /// A plain socket as this worker carries it: on its io_uring when it has
+    /// one, else on tokio's reactor.
+    pub fn plain(sock: TcpStream) -> io::Result<Io> {
+        if crate::uring::active() {
+            crate::uring::Stream::from_tokio(sock).map(Io::Ring)
+        } else {
+            Ok(Io::Plain(sock))
+        }
+    }
+
     /// The socket's descriptor.
     pub fn fd(&self) -> RawFd {
         match self {

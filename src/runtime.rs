@@ -451,15 +451,13 @@ impl Runtime {
             .map(|(i, _)| i)
             .and_then(|i| fe.tls.get(i).cloned().flatten());
         let client = match tls {
-            None if fe.conf.mode == Mode::Http && crate::uring::active() => {
-                match crate::uring::Stream::from_tokio(sock) {
-                    Ok(s) => crate::io::Io::Ring(s),
-                    Err(e) => {
-                        tracing::debug!("connection from {peer}: {e}");
-                        return;
-                    }
+            None if fe.conf.mode == Mode::Http => match crate::io::Io::plain(sock) {
+                Ok(io) => io,
+                Err(e) => {
+                    tracing::debug!("connection from {peer}: {e}");
+                    return;
                 }
-            }
+            },
             None => crate::io::Io::Plain(sock),
             Some(cfg) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(cfg);

@@ -361,6 +361,23 @@ impl Ring {
         Some((res, s.buf))
     }
 
+    /// Queues an entry; the first of a turn wakes the flusher, and a long queue
+    /// is submitted at once.
+    fn enqueue(&mut self, entry: squeue::Entry, wake: &mut Vec<Waker>) {
+        self.queue.push(entry);
+        if self.queue.len() == 1 {
+            wake.extend(self.flusher.take());
+        } else if self.queue.len() >= FLUSH_AT {
+            self.submit(0, wake);
+        }
+    }
+
+    /// Ends operation `ud` if the kernel does not have it: its completion if
+    /// already there, or its entry taken out of the queue.
+    fn end_unsubmitted(&mut self, ud: u64) -> Option<(i32, BytesMut)> {
+        self.take(ud).or_else(|| self.unqueue(ud))
+    }
+
     /// Takes an unsubmitted entry out of the queue: its operation is over.
     fn unqueue(&mut self, ud: u64) -> Option<(i32, BytesMut)> {
         let at = self.queue.iter().position(|e| e.get_user_data() == ud)?;
@@ -411,12 +428,7 @@ impl Op {
                 orphan: false,
             });
             let ud = user_data(i, r.gen);
-            r.queue.push(entry.user_data(ud));
-            if r.queue.len() == 1 {
-                wake.extend(r.flusher.take());
-            } else if r.queue.len() >= FLUSH_AT {
-                r.submit(0, &mut wake);
-            }
+            r.enqueue(entry.user_data(ud), &mut wake);
             Some(ud)
         })
         .flatten();
@@ -434,14 +446,20 @@ impl Op {
         let Some(ud) = self.ud.take() else {
             return self.unstarted.take().map(|b| (-libc::ECANCELED, b));
         };
+        let mut wake = Vec::new();
         let done = with_ring(|r| {
-            if let Some(done) = r.take(ud).or_else(|| r.unqueue(ud)) {
-                return Some(done);
+            let done = r.end_unsubmitted(ud);
+            if done.is_none() {
+                r.enqueue(
+                    opcode::AsyncCancel::new(ud).build().user_data(CANCEL),
+                    &mut wake,
+                );
             }
-            r.queue
-                .push(opcode::AsyncCancel::new(ud).build().user_data(CANCEL));
-            None
+            done
         })?;
+        for w in wake {
+            w.wake();
+        }
         if done.is_some() {
             return done;
         }
@@ -461,22 +479,23 @@ impl Op {
     /// nobody needs back (sends, polls).
     fn detach(&mut self) {
         let Some(ud) = self.ud.take() else { return };
+        let mut wake = Vec::new();
         with_ring(|r| {
-            if r.take(ud).or_else(|| r.unqueue(ud)).is_some() {
+            if r.end_unsubmitted(ud).is_some() {
                 return;
             }
             if let Some(s) = slot_mut(&mut r.slots, ud) {
                 s.orphan = true;
                 s.waker = None;
-                r.queue
-                    .push(opcode::AsyncCancel::new(ud).build().user_data(CANCEL));
-                if r.queue.len() == 1 {
-                    if let Some(w) = r.flusher.take() {
-                        w.wake();
-                    }
-                }
+                r.enqueue(
+                    opcode::AsyncCancel::new(ud).build().user_data(CANCEL),
+                    &mut wake,
+                );
             }
         });
+        for w in wake {
+            w.wake();
+        }
     }
 
     /// The kernel has the entry and it has not completed.

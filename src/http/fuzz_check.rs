@@ -558,8 +558,8 @@ fn proxy_run(sel: u8, input: &[u8]) -> usize {
                 };
                 tokio::join!(writer, reader);
             });
-            let mut io = match crate::uring::active() && sel & 32 != 0 {
-                true => crate::io::Io::Ring(crate::uring::Stream::from_tokio(accepted).expect("ring")),
+            let mut io = match sel & 32 != 0 {
+                true => crate::io::Io::plain(accepted).expect("socket off the reactor"),
                 false => crate::io::Io::Plain(accepted),
             };
             let mut rbuf = BytesMut::with_capacity(16 << 10);

@@ -694,10 +694,7 @@ async fn connect(
         }
         let connected = match crate::l4::connect_one(&server, be.conf.timeout_connect).await {
             Ok(sock) => match be.connector(&server) {
-                None if crate::uring::active() => crate::uring::Stream::from_tokio(sock)
-                    .map(Io::Ring)
-                    .map_err(|e| e.to_string()),
-                None => Ok(Io::Plain(sock)),
+                None => Io::plain(sock).map_err(|e| e.to_string()),
                 Some(c) => crate::l4::tls_handshake(c, sock, be.conf.timeout_connect).await,
             },
             Err(e) => Err(e),
