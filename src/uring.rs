@@ -23,12 +23,16 @@
 //! - Sockets handled here are not registered with epoll at all.
 //! - Every `user_data` carries its slot's generation, so a late completion or
 //!   cancel never lands on the slot's next operation.
+//! - Timeouts are not tokio timers: a read carries its deadline, a send its idle
+//!   time (its deadline set only if it did not complete at submission), and one
+//!   sweeper task per worker cancels what is overdue, which then completes with
+//!   `ETIMEDOUT`.
 //!
 //! Buffers: the kernel may write into a read buffer or read a send buffer until
 //! the operation's completion arrives, so the ring owns them meanwhile. A read
 //! moves the caller's `BytesMut` into the operation and hands it back at
 //! completion; a send copies its bytes into a buffer from the worker's spare
-//! stack. A read dropped early (a timeout, a `select!`) cancels its operation
+//! stack. A read dropped early (a `select!`) or timed out cancels its operation
 //! and waits for the completion before its buffer goes back, keeping the bytes
 //! it did get; a dropped send or poll is cancelled without waiting, its slot
 //! freed when the completion comes. Operation futures are crate-internal and
@@ -75,9 +79,14 @@ struct Slot {
     res: Option<i32>,
     /// The kernel has the entry.
     submitted: bool,
-    /// Wake the task once if the entry did not complete in the enter that
-    /// submitted it (sends: their timeout is armed only then).
-    nudge: bool,
+    /// When the operation is cancelled as timed out (see [`Ring::sweep`]).
+    deadline: Option<Instant>,
+    /// A send's idle timeout: its deadline is set only if the enter that
+    /// submitted it did not complete it (almost every send on loopback or a
+    /// LAN completes there).
+    idle: Option<Duration>,
+    /// Cancelled by its deadline: its `-ECANCELED` reads as `-ETIMEDOUT`.
+    expired: bool,
     /// Its future is gone (a cancelled send or poll): freed at completion.
     orphan: bool,
 }
@@ -94,6 +103,12 @@ struct Ring {
     gen: u32,
     /// The flusher task, woken when the queue gets its first entry of a turn.
     flusher: Option<Waker>,
+    /// When the sweeper task next looks for operations past their deadline
+    /// (`None`: no operation has one).
+    sweep_at: Option<Instant>,
+    /// The sweeper task, woken when an operation's deadline comes before
+    /// `sweep_at`.
+    sweeper: Option<Waker>,
 }
 
 impl Drop for Ring {
@@ -182,6 +197,8 @@ pub fn start() -> io::Result<()> {
             free: Vec::new(),
             gen: 0,
             flusher: None,
+            sweep_at: None,
+            sweeper: None,
         })
     });
     WORKERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -227,7 +244,50 @@ pub fn start() -> io::Result<()> {
             }
         }
     });
+    tokio::spawn(sweeper());
     Ok(())
+}
+
+/// Operations past their deadline are looked for at most this often (and
+/// so time out at most this late).
+const SWEEP_GRAIN: Duration = Duration::from_millis(5);
+
+/// The worker's one timer for the deadlines of its ring operations. A tokio
+/// timer per read was 1.5% of a proxied request's CPU (registered in the
+/// wheel, then removed, nearly always before it fired); here an operation's
+/// deadline is a field, and this task sleeps until the earliest one that
+/// matters, then cancels what is overdue ([`Ring::sweep`]).
+async fn sweeper() {
+    let mut sleep = Box::pin(tokio::time::sleep(Duration::ZERO));
+    let mut armed = None;
+    loop {
+        std::future::poll_fn(|cx| {
+            let at = with_ring(|r| {
+                if !r.sweeper.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    r.sweeper = Some(cx.waker().clone());
+                }
+                r.sweep_at
+            })
+            .flatten();
+            if at != armed {
+                armed = at;
+                if let Some(t) = at {
+                    sleep.as_mut().reset(t.into());
+                }
+            }
+            match armed {
+                Some(_) => sleep.as_mut().poll(cx),
+                None => Poll::Pending,
+            }
+        })
+        .await;
+        armed = None;
+        let mut wake = Vec::new();
+        with_ring(|r| r.sweep(Instant::now(), &mut wake));
+        for w in wake {
+            w.wake();
+        }
+    }
 }
 
 /// Submits what this turn queued and runs completions. Called by the worker
@@ -298,13 +358,24 @@ impl Ring {
                     0
                 }
             };
+            let mut now = None;
+            let mut earliest: Option<Instant> = None;
             for ud in self.in_sq.drain(..taken) {
-                if let Some(s) = slot_mut(&mut self.slots, ud) {
-                    s.submitted = true;
-                    if s.res.is_none() && std::mem::take(&mut s.nudge) {
-                        wake.extend(s.waker.take());
-                    }
+                let Some(s) = slot_mut(&mut self.slots, ud) else {
+                    continue;
+                };
+                s.submitted = true;
+                if s.res.is_some() {
+                    continue;
                 }
+                if let Some(idle) = s.idle.take() {
+                    let d = *now.get_or_insert_with(Instant::now) + idle;
+                    s.deadline = Some(d);
+                    earliest = Some(earliest.map_or(d, |e| e.min(d)));
+                }
+            }
+            if let Some(d) = earliest {
+                self.arm(d, wake);
             }
             if extra > 0
                 && (self.ring.submission().cq_overflow() || self.ring.submission().taskrun())
@@ -346,7 +417,11 @@ impl Ring {
                 self.free.push(i);
                 continue;
             }
-            s.res = Some(cqe.result());
+            let res = cqe.result();
+            s.res = Some(match res {
+                e if s.expired && (e == -libc::ECANCELED || e == -libc::EINTR) => -libc::ETIMEDOUT,
+                e => e,
+            });
             if let Some(w) = s.waker.take() {
                 wake.push(w);
             }
@@ -372,6 +447,41 @@ impl Ring {
         }
     }
 
+    /// Makes sure the sweeper looks at deadline `d` in time.
+    fn arm(&mut self, d: Instant, wake: &mut Vec<Waker>) {
+        if self.sweep_at.is_none_or(|t| d < t) {
+            self.sweep_at = Some(d);
+            wake.extend(self.sweeper.take());
+        }
+    }
+
+    /// Cancels the submitted operations whose deadline has passed (they
+    /// complete with `-ETIMEDOUT`, a read keeping what it got), and sets when
+    /// to look next: the earliest deadline left, but not sooner than
+    /// `SWEEP_GRAIN` from now.
+    fn sweep(&mut self, now: Instant, wake: &mut Vec<Waker>) {
+        let mut next: Option<Instant> = None;
+        let mut overdue = Vec::new();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some(s) = slot else { continue };
+            let Some(d) = s.deadline else { continue };
+            if s.res.is_some() || s.orphan {
+                continue;
+            }
+            if d <= now && s.submitted {
+                s.deadline = None;
+                s.expired = true;
+                overdue.push(user_data(i, s.gen));
+            } else {
+                next = Some(next.map_or(d, |n| n.min(d)));
+            }
+        }
+        self.sweep_at = next.map(|n| n.max(now + SWEEP_GRAIN));
+        for ud in overdue {
+            self.enqueue(opcode::AsyncCancel::new(ud).build().user_data(CANCEL), wake);
+        }
+    }
+
     /// Ends operation `ud` if the kernel does not have it: its completion if
     /// already there, or its entry taken out of the queue.
     fn end_unsubmitted(&mut self, ud: u64) -> Option<(i32, BytesMut)> {
@@ -393,6 +503,17 @@ fn slot_mut(slots: &mut [Option<Slot>], ud: u64) -> Option<&mut Slot> {
     (s.gen == (ud >> 32) as u32).then_some(s)
 }
 
+/// How long an operation may wait in the kernel before it is cancelled as
+/// timed out.
+#[derive(Clone, Copy)]
+enum Limit {
+    None,
+    /// Until this instant.
+    Deadline(Instant),
+    /// For this long from its submission (if it did not complete at once).
+    Idle(Duration),
+}
+
 /// One operation in the ring, holding its buffer until its completion is taken.
 struct Op {
     /// Its `user_data` while the ring has it.
@@ -405,10 +526,10 @@ impl Op {
     /// Queues `entry`, whose memory lies in `buf`. Without a ring (a thread that
     /// never ran [`start`]) the operation fails with EBADF.
     fn start(entry: squeue::Entry, buf: BytesMut) -> Op {
-        Op::start_with(entry, buf, false)
+        Op::start_with(entry, buf, Limit::None)
     }
 
-    fn start_with(entry: squeue::Entry, buf: BytesMut, nudge: bool) -> Op {
+    fn start_with(entry: squeue::Entry, buf: BytesMut, limit: Limit) -> Op {
         let mut wake = Vec::new();
         let mut buf = Some(buf);
         let ud = with_ring(|r| {
@@ -424,10 +545,22 @@ impl Op {
                 waker: None,
                 res: None,
                 submitted: false,
-                nudge,
+                deadline: None,
+                idle: None,
+                expired: false,
                 orphan: false,
             });
             let ud = user_data(i, r.gen);
+            if let Some(s) = r.slots[i].as_mut() {
+                match limit {
+                    Limit::None => {}
+                    Limit::Deadline(d) => {
+                        s.deadline = Some(d);
+                        r.arm(d, &mut wake);
+                    }
+                    Limit::Idle(t) => s.idle = Some(t),
+                }
+            }
             r.enqueue(entry.user_data(ud), &mut wake);
             Some(ud)
         })
@@ -496,13 +629,6 @@ impl Op {
         for w in wake {
             w.wake();
         }
-    }
-
-    /// The kernel has the entry and it has not completed.
-    fn in_flight(&self) -> bool {
-        let Some(ud) = self.ud else { return false };
-        with_ring(|r| slot_mut(&mut r.slots, ud).is_some_and(|s| s.submitted && s.res.is_none()))
-            .unwrap_or(false)
     }
 }
 
@@ -591,48 +717,6 @@ impl Drop for Read<'_> {
     }
 }
 
-/// A send, whose idle timeout is armed only if the enter that submitted it
-/// did not complete it (almost every send on loopback or a LAN completes there,
-/// and a timer per send was a measurable share of the request's CPU).
-/// `None` when `idle` passed.
-struct Send {
-    op: Op,
-    idle: Duration,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl Send {
-    fn new(fd: RawFd, buf: BytesMut, idle: Duration) -> Send {
-        let len = buf.len().min(u32::MAX as usize) as u32;
-        let entry = opcode::Send::new(types::Fd(fd), buf.as_ptr(), len)
-            .flags(libc::MSG_NOSIGNAL)
-            .build();
-        Send {
-            op: Op::start_with(entry, buf, true),
-            idle,
-            timer: None,
-        }
-    }
-}
-
-impl Future for Send {
-    type Output = Option<(i32, BytesMut)>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        if let Poll::Ready(done) = Pin::new(&mut this.op).poll(cx) {
-            return Poll::Ready(Some(done));
-        }
-        if this.timer.is_none() && this.op.in_flight() {
-            this.timer = Some(Box::pin(tokio::time::sleep(this.idle)));
-        }
-        match this.timer.as_mut().map(|t| t.as_mut().poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(None),
-            _ => Poll::Pending,
-        }
-    }
-}
-
 /// A TCP socket whose reads and writes go through this worker's ring.
 pub struct Stream {
     sock: std::net::TcpStream,
@@ -666,14 +750,15 @@ impl Stream {
         let at = owned.spare_capacity_mut().as_mut_ptr().cast::<u8>();
         let entry =
             opcode::Recv::new(types::Fd(self.fd()), at, room.min(u32::MAX as usize) as u32).build();
-        let read = Read {
-            op: Op::start(entry, owned),
+        Read {
+            op: Op::start_with(entry, owned, Limit::Deadline(deadline)),
             dst: buf,
-        };
-        match tokio::time::timeout_at(deadline.into(), read).await {
-            Ok(r) => r,
-            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "read timeout")),
         }
+        .await
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ETIMEDOUT) => io::Error::new(io::ErrorKind::TimedOut, "read timeout"),
+            _ => e,
+        })
     }
 
     /// Writes all of `data`, failing if the peer accepts nothing for `idle`.
@@ -682,10 +767,15 @@ impl Stream {
         buf.clear();
         buf.extend_from_slice(data);
         while !buf.is_empty() {
-            let Some((res, back)) = Send::new(self.fd(), buf, idle).await else {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout"));
-            };
+            let len = buf.len().min(u32::MAX as usize) as u32;
+            let entry = opcode::Send::new(types::Fd(self.fd()), buf.as_ptr(), len)
+                .flags(libc::MSG_NOSIGNAL)
+                .build();
+            let (res, back) = Op::start_with(entry, buf, Limit::Idle(idle)).await;
             buf = back;
+            if res == -libc::ETIMEDOUT {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout"));
+            }
             match result(res) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => buf.advance(n),
@@ -797,6 +887,37 @@ mod tests {
             let far = Instant::now() + Duration::from_secs(5);
             s.read_until(&mut buf, far).await.unwrap();
             assert_eq!(&buf[..], b"kept:next");
+        });
+    }
+
+    /// The sweeper cancels only the operations past their deadline, and a
+    /// deadline earlier than the one it sleeps toward wakes it in time.
+    #[test]
+    fn the_sweeper_times_out_only_overdue_operations() {
+        on_ring(async {
+            let (mut c1, s1) = pair();
+            let (_c2, s2) = pair();
+            let started = Instant::now();
+            // The long deadline first, so the short one must re-arm the sweeper.
+            let long = async {
+                let mut buf = BytesMut::with_capacity(64);
+                let far = Instant::now() + Duration::from_secs(30);
+                s1.read_until(&mut buf, far).await.map(|_| buf)
+            };
+            let short = async {
+                let mut buf = BytesMut::with_capacity(64);
+                let soon = Instant::now() + Duration::from_millis(100);
+                let r = s2.read_until(&mut buf, soon).await;
+                // Once it has timed out, the long read is still waiting.
+                c1.write_all(b"still here").unwrap();
+                r
+            };
+            let (long, short) = tokio::join!(long, short);
+            assert_eq!(short.unwrap_err().kind(), io::ErrorKind::TimedOut);
+            let waited = started.elapsed();
+            assert!(waited >= Duration::from_millis(100), "{waited:?}");
+            assert!(waited < Duration::from_secs(10), "{waited:?}");
+            assert_eq!(&long.unwrap()[..], b"still here");
         });
     }
 }
