@@ -9,6 +9,7 @@
 //! - `balance`  `Server` state and counters, `Pool` (roundrobin, leastconn, source, random), `health` checks
 //! - `edge`     tcp-request reject rules and per-address connection limits at accept (closed before any read)
 //! - `http`     HTTP/1.1: `head`/`body` parsing (pure, fuzzed), `proxy` (per-connection loop), `upstream` (keep-alive pool), `reply`
+//! - `clock`    `Instant::now()` read once per connection-task poll on the request path
 //! - `io`       a connection as the proxy sees it: plain TCP or TLS, and the tunnel between two
 //! - `tls`      rustls configurations: SNI certificate store per bind, connectors to TLS servers
 //! - `l4`       TCP mode: connect with retries, splice(2) both ways with half-close
@@ -23,6 +24,7 @@ pub mod accesslog;
 pub mod admin;
 pub mod app;
 pub mod balance;
+pub mod clock;
 pub mod conf;
 pub mod edge;
 pub mod http;

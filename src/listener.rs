@@ -120,7 +120,7 @@ pub async fn accept_loop<F, Fut>(
         match accepted {
             Ok((sock, peer)) => {
                 let _ = sock.set_nodelay(true);
-                tokio::spawn(serve(sock, peer, permits));
+                tokio::spawn(crate::clock::Fresh(serve(sock, peer, permits)));
             }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.

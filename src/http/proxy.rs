@@ -177,9 +177,9 @@ async fn read_request(
     // then on (or from accept, for the first request) the whole head must
     // arrive within timeout http-request.
     let mut deadline = if first || !rbuf.is_empty() {
-        Instant::now() + http.timeout_request
+        crate::clock::now() + http.timeout_request
     } else {
-        Instant::now() + http.timeout_keep_alive
+        crate::clock::now() + http.timeout_keep_alive
     };
     let mut started = first || !rbuf.is_empty();
     // The read buffers went back to the worker's spare stack (plain connections only).
@@ -188,7 +188,7 @@ async fn read_request(
         if !rbuf.is_empty() {
             if !started {
                 started = true;
-                deadline = Instant::now() + http.timeout_request;
+                deadline = crate::clock::now() + http.timeout_request;
             }
             match head::parse_request(rbuf, &conn.limits) {
                 Ok(Some(r)) => return Ok(Some(r)),
@@ -206,7 +206,7 @@ async fn read_request(
             if conn.draining() {
                 return Ok(None);
             }
-            let step = deadline.min(Instant::now() + DRAIN_POLL);
+            let step = deadline.min(crate::clock::now() + DRAIN_POLL);
             if released {
                 // Buffers released: wait for readiness alone, then read as usual.
                 let _idle = IdleGauge::enter(&conn.fe.stats.idle);
@@ -223,6 +223,7 @@ async fn read_request(
                 }
             }
             match read_until(client, rbuf, step).await {
+                // The real clock: this poll's reading may predate the timeout.
                 Err(e) if e.kind() == io::ErrorKind::TimedOut && Instant::now() < deadline => {
                     if rbuf.is_empty() && !client.is_tls() {
                         crate::io::give_buffer(rbuf);
@@ -334,7 +335,7 @@ impl Tally {
             )
         });
         Tally {
-            start: Instant::now(),
+            start: crate::clock::now(),
             backend: None,
             server: None,
             connect: None,
@@ -352,7 +353,7 @@ impl Tally {
         self.connect = if reused {
             None
         } else {
-            let took = self.start.elapsed();
+            let took = crate::clock::now() - self.start;
             server.stats.connect.observe(took.as_secs_f64());
             Some(took)
         };
@@ -364,7 +365,7 @@ impl Tally {
             self.status = Some(*s);
             self.bytes_out += reply::error(*s).len() as u64;
         }
-        let took = self.start.elapsed();
+        let took = crate::clock::now() - self.start;
         let fe = &conn.fe.stats;
         fe.traffic
             .record(self.status, self.bytes_in, self.bytes_out, took);
@@ -560,7 +561,7 @@ async fn exchange_inner(
         }
         match read_response(&mut up.sock, ubuf, &req, conn, bc.timeout_server, client).await {
             Ok(r) => {
-                t.response = Some(t.start.elapsed());
+                t.response = Some(crate::clock::now() - t.start);
                 t.status = Some(r.status);
                 if (500..=504).contains(&r.status) && r.status != 501 {
                     up.server
@@ -962,7 +963,7 @@ async fn read_response(
                 Err(_) => return Err(RespError::Invalid),
             }
         }
-        match read_until(sock, ubuf, Instant::now() + timeout).await {
+        match read_until(sock, ubuf, crate::clock::now() + timeout).await {
             Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(RespError::Timeout),
             Ok(0) | Err(_) if !got_any && ubuf.is_empty() => {
                 return Err(RespError::DeadReused);
@@ -1000,7 +1001,7 @@ async fn send_body(
         BodyKind::Length(mut n) => {
             while n > 0 {
                 if rbuf.is_empty() {
-                    more_body(client, rbuf, server, Instant::now() + client_timeout).await?;
+                    more_body(client, rbuf, server, crate::clock::now() + client_timeout).await?;
                 }
                 let k = (rbuf.len() as u64).min(n) as usize;
                 let part = rbuf.split_to(k);
@@ -1048,7 +1049,8 @@ async fn send_body(
                                 .map_err(|_| BodyError::Server)?;
                             out.clear();
                         }
-                        more_body(client, rbuf, server, Instant::now() + client_timeout).await?;
+                        more_body(client, rbuf, server, crate::clock::now() + client_timeout)
+                            .await?;
                     }
                     Err(_) => return Err(BodyError::Bad),
                 }
@@ -1121,7 +1123,7 @@ async fn relay_response(
             write_all(client, &head, client_timeout).await?;
             *sent += head.len() as u64;
             while n > 0 {
-                match read_until(sock, ubuf, Instant::now() + server_timeout).await {
+                match read_until(sock, ubuf, crate::clock::now() + server_timeout).await {
                     Ok(0) | Err(_) => return Err(Fail::Close),
                     Ok(_) => {}
                 }
@@ -1142,7 +1144,7 @@ async fn relay_response(
                 ubuf.clear();
             }
             loop {
-                match read_until(sock, ubuf, Instant::now() + server_timeout).await {
+                match read_until(sock, ubuf, crate::clock::now() + server_timeout).await {
                     Ok(0) => return Ok(false),
                     Err(_) => return Err(Fail::Close),
                     Ok(_) => {}
@@ -1186,7 +1188,7 @@ async fn relay_response(
                             *sent += out.len() as u64;
                             out.clear();
                         }
-                        match read_until(sock, ubuf, Instant::now() + server_timeout).await {
+                        match read_until(sock, ubuf, crate::clock::now() + server_timeout).await {
                             Ok(0) | Err(_) => return Err(Fail::Close),
                             Ok(_) => {}
                         }

@@ -42,7 +42,7 @@ pub fn take(addr: SocketAddr, careful: bool) -> Option<Io> {
         let mut p = p.borrow_mut();
         let q = p.idle.get_mut(&addr)?;
         while let Some(c) = q.pop_back() {
-            let now = Instant::now();
+            let now = crate::clock::now();
             if c.until <= now {
                 continue;
             }
@@ -69,7 +69,7 @@ pub fn put(addr: SocketAddr, sock: Io, max: usize, max_idle: Duration) {
         if q.len() >= max {
             q.pop_front();
         }
-        let now = Instant::now();
+        let now = crate::clock::now();
         q.push_back(Idle {
             sock,
             since: now,
