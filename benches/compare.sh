@@ -4,7 +4,7 @@
 # interleaved rounds. Prints a table with the ratio to HAProxy. Loopback only.
 #
 # Usage: benches/compare.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds, 5 s)
-# Env: CONNS (50), WRK_THREADS (1), FILE_BYTES (1024), LB_OLD and EXTRA (below)
+# Env: CONNS (50), WRK_THREADS (1), FILE_BYTES (1024), LB_OLD, EXTRA and DETAIL (below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -139,7 +139,24 @@ declare -A pid=([lb]=$LPID [lb-epoll]=$EPID [haproxy]=$HPID [nginx]=$NPID)
 # since on a small shared machine the proxy is not the only thing that limits req/s.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
+# DETAIL=1 also prints, per round, where the machine's CPU went: wrk's and the two
+# backends' CPU µs per request and the share of both cores left idle (see README).
+machine() { awk '/^cpu /{print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+backends() { echo $(( $(ticks "$(cat "$dir/backend1.pid")") + $(ticks "$(cat "$dir/backend2.pid")") )); }
 run() { # port -> requests/s
+    if [ -n "${DETAIL:-}" ]; then
+        local m0 b0 m1 b1 rps
+        m0=$(machine); b0=$(backends)
+        perf stat -x, -e task-clock -o "$dir/wrk.perf" \
+            wrk -t"$WRK_THREADS" -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:$1/file.txt" > "$dir/wrk.out"
+        m1=$(machine); b1=$(backends)
+        rps=$(awk '/Requests\/sec/ {print $2}' "$dir/wrk.out")
+        echo "$m0 $m1 $b0 $b1 $(cut -d, -f1 "$dir/wrk.perf" | grep -E '^[0-9.]+$') $rps $HZ $SECS" | awk '{
+            printf "  detail: idle %.1f%%, wrk %.2f µs/request, backends %.2f µs/request\n",
+                100 * ($3 - $1) / ($4 - $2), $7 * 1000 / ($8 * $10), ($6 - $5) / $9 * 1e6 / ($8 * $10) }' >&2
+        echo "$rps"
+        return
+    fi
     wrk -t"$WRK_THREADS" -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$1/file.txt" > "$dir/wrk.out"
     if grep -q "Non-2xx" "$dir/wrk.out"; then echo "errors:" >&2; cat "$dir/wrk.out" >&2; fi
     awk '/Requests\/sec/ {print $2}' "$dir/wrk.out"
