@@ -423,16 +423,7 @@ fn websocket_upgrade_and_large_response_over_tls() {
     assert_eq!(status, 200);
     assert_eq!(text.matches('z').count(), 2_000_000);
 
-    t.write_all(
-        b"GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        t.read_exact(&mut b).unwrap();
-        head.push(b[0]);
-    }
+    let head = common::websocket_upgrade(&mut t, "a.test");
     assert!(
         head.starts_with(b"HTTP/1.1 101"),
         "{}",
