@@ -3,6 +3,8 @@
 # nginx backend, interleaved rounds: keep-alive requests/s, and new TLS
 # handshakes/s (wrk with `Connection: close`: one handshake per request).
 # Usage: benches/tls.sh [ROUNDS] [SECONDS]     (defaults: 3 rounds, 4 s). Loopback only.
+# DETAIL=1 (needs perf) also prints, per keep-alive round, each core's idle share and
+# wrk's and nginx's CPU µs per request (see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -33,6 +35,7 @@ http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:$B; root $dir/www; } }
 CONF
 "$NGINX" -c "$dir/nginx.conf" -p "$dir" & pids+=($!)
+NPID=$!
 wait_port "$B"
 
 PH=$(free_port)
@@ -79,7 +82,9 @@ wait_port "$PE"
 
 run() { # port, extra wrk args -> requests/s
     local port=$1; shift
-    wrk -t1 -c"$CONNS" -d"${SECS}s" "$@" "https://127.0.0.1:$port/file.txt" > "$dir/wrk.out" 2>&1
+    local measure=()
+    if [ -n "${DETAIL:-}" ]; then measure=(perf stat -x, -e task-clock -o "$dir/wrk.perf"); fi
+    "${measure[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" "$@" "https://127.0.0.1:$port/file.txt" > "$dir/wrk.out" 2>&1
     awk '/Requests\/sec/ {print $2}' "$dir/wrk.out"
 }
 names=(lb lb-epoll haproxy)
@@ -93,13 +98,21 @@ HZ=$(getconf CLK_TCK)
 for n in "${names[@]}"; do run "${port[$n]}" >/dev/null; done
 for r in $(seq "$ROUNDS"); do
     for n in "${names[@]}"; do
-        t0=$(ticks "${pid[$n]}")
+        t0=$(ticks "${pid[$n]}"); n0=$(ticks "$NPID"); c0=$(cores)
         k=$(run "${port[$n]}")
-        t1=$(ticks "${pid[$n]}")
+        t1=$(ticks "${pid[$n]}"); n1=$(ticks "$NPID"); c1=$(cores)
         us=$(echo "($t1 - $t0) / $HZ * 1000000 / ($k * $SECS)" | bc -l)
+        detail=""
+        if [ -n "${DETAIL:-}" ]; then
+            detail=$(echo "$(cut -d, -f1 "$dir/wrk.perf" | grep -E '^[0-9.]+$') $n0 $n1 $k" |
+                awk -v cores="$(core_idle "$c0" "$c1")" -v hz="$HZ" -v secs="$SECS" '{
+                    printf "  detail: idle per core %s, wrk %.2f µs/request, nginx %.2f µs/request",
+                        cores, $1 * 1000 / ($4 * secs), ($3 - $2) / hz * 1e6 / ($4 * secs) }')
+        fi
         h=$(run "${port[$n]}" -H "Connection: close")
         ka[$n]="${ka[$n]} $k"; hs[$n]="${hs[$n]} $h"; cpu[$n]="${cpu[$n]} $us"
         echo "round $r $n keep-alive $k ($us CPU µs/request) handshakes $h" >&2
+        if [ -n "$detail" ]; then echo "$detail" >&2; fi
     done
 done
 hk=$(echo "${ka[haproxy]}" | median); hh=$(echo "${hs[haproxy]}" | median)
