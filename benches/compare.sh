@@ -142,19 +142,18 @@ HZ=$(getconf CLK_TCK)
 # DETAIL=1 also prints, per round, where the machine's CPU went: wrk's and the two
 # backends' CPU µs per request and the share of the cores left idle, together and
 # each (see README).
-machine() { awk '/^cpu /{print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
 backends() { echo $(( $(ticks "$(cat "$dir/backend1.pid")") + $(ticks "$(cat "$dir/backend2.pid")") )); }
 run() { # port -> requests/s
     if [ -n "${DETAIL:-}" ]; then
-        local m0 b0 c0 m1 b1 c1 rps
-        m0=$(machine); b0=$(backends); c0=$(cores)
+        local b0 c0 b1 c1 rps
+        b0=$(backends); c0=$(cores)
         perf stat -x, -e task-clock -o "$dir/wrk.perf" \
             wrk -t"$WRK_THREADS" -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:$1/file.txt" > "$dir/wrk.out"
-        m1=$(machine); b1=$(backends); c1=$(cores)
+        b1=$(backends); c1=$(cores)
         rps=$(awk '/Requests\/sec/ {print $2}' "$dir/wrk.out")
-        echo "$m0 $m1 $b0 $b1 $(cut -d, -f1 "$dir/wrk.perf" | grep -E '^[0-9.]+$') $rps $HZ $SECS" | awk -v cores="$(core_idle "$c0" "$c1")" '{
-            printf "  detail: idle %.1f%% (per core %s), wrk %.2f µs/request, backends %.2f µs/request\n",
-                100 * ($3 - $1) / ($4 - $2), cores, $7 * 1000 / ($8 * $10), ($6 - $5) / $9 * 1e6 / ($8 * $10) }' > "$dir/detail"
+        echo "$b0 $b1 $(cut -d, -f1 "$dir/wrk.perf" | grep -E '^[0-9.]+$') $rps $HZ $SECS" | awk -v idle="$(core_idle "$c0" "$c1")" '{
+            printf "  detail: idle %s, wrk %.2f µs/request, backends %.2f µs/request\n",
+                idle, $3 * 1000 / ($4 * $6), ($2 - $1) / $5 * 1e6 / ($4 * $6) }' > "$dir/detail"
         echo "$rps"
         return
     fi

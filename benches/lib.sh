@@ -10,9 +10,12 @@ wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/nul
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # Idle and total clock ticks of each core, for `core_idle` (DETAIL=1 output).
 cores() { awk '/^cpu[0-9]/ {printf "%d %d ", $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
-# The share of each core left idle between two `cores` readings: "4% 21%".
+# The share of the cores left idle between two `cores` readings, together and
+# each: "12.5% (per core 4% 21%)".
 core_idle() {
-    echo "$1|$2" | awk -F'|' '{ n = split($1, a, " "); split($2, b, " "); s = "";
-        for (i = 1; i < n; i += 2) s = s sprintf("%s%.0f%%", s == "" ? "" : " ", 100 * (b[i] - a[i]) / (b[i + 1] - a[i + 1]));
-        print s }'
+    echo "$1|$2" | awk -F'|' '{ n = split($1, a, " "); split($2, b, " "); s = ""; idle = 0; all = 0;
+        for (i = 1; i < n; i += 2) {
+            s = s sprintf("%s%.0f%%", s == "" ? "" : " ", 100 * (b[i] - a[i]) / (b[i + 1] - a[i + 1]));
+            idle += b[i] - a[i]; all += b[i + 1] - a[i + 1] }
+        printf "%.1f%% (per core %s)\n", 100 * idle / all, s }'
 }

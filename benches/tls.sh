@@ -3,7 +3,7 @@
 # nginx backend, interleaved rounds: keep-alive requests/s, and new TLS
 # handshakes/s (wrk with `Connection: close`: one handshake per request).
 # Usage: benches/tls.sh [ROUNDS] [SECONDS]     (defaults: 3 rounds, 4 s). Loopback only.
-# DETAIL=1 (needs perf) also prints, per keep-alive round, each core's idle share and
+# DETAIL=1 (needs perf) also prints, per keep-alive round, the cores' idle share and
 # wrk's and nginx's CPU µs per request (see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -105,9 +105,9 @@ for r in $(seq "$ROUNDS"); do
         detail=""
         if [ -n "${DETAIL:-}" ]; then
             detail=$(echo "$(cut -d, -f1 "$dir/wrk.perf" | grep -E '^[0-9.]+$') $n0 $n1 $k" |
-                awk -v cores="$(core_idle "$c0" "$c1")" -v hz="$HZ" -v secs="$SECS" '{
-                    printf "  detail: idle per core %s, wrk %.2f µs/request, nginx %.2f µs/request",
-                        cores, $1 * 1000 / ($4 * secs), ($3 - $2) / hz * 1e6 / ($4 * secs) }')
+                awk -v idle="$(core_idle "$c0" "$c1")" -v hz="$HZ" -v secs="$SECS" '{
+                    printf "  detail: idle %s, wrk %.2f µs/request, nginx %.2f µs/request",
+                        idle, $1 * 1000 / ($4 * secs), ($3 - $2) / hz * 1e6 / ($4 * secs) }')
         fi
         h=$(run "${port[$n]}" -H "Connection: close")
         ka[$n]="${ka[$n]} $k"; hs[$n]="${hs[$n]} $h"; cpu[$n]="${cpu[$n]} $us"
