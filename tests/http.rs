@@ -181,6 +181,42 @@ fn upstream_connections_are_pooled() {
 }
 
 #[test]
+fn a_burst_of_server_connections_stays_pooled_for_the_next_burst() {
+    // 100 requests at once, each held 400 ms by the server, need 100 server
+    // connections; the next burst must find them all in the pool (with the old
+    // default bound of 64, 36 were closed and reopened on every burst).
+    const N: usize = 100;
+    let a = http_server("a");
+    let lb = Lb::start(
+        &format!("global\n    nbthread 1\n{}", conf("", "", &[&a])),
+        1,
+    );
+    let fe = lb.addr("frontend", "f");
+    let mut clients: Vec<Client> = (0..N).map(|_| Client::connect(fe)).collect();
+    let burst = |clients: &mut Vec<Client>| {
+        for c in clients.iter_mut() {
+            c.send(b"GET /slow/400 HTTP/1.1\r\nHost: x\r\n\r\n");
+        }
+        for c in clients.iter_mut() {
+            assert_eq!(c.read(false).unwrap().status, 200);
+        }
+    };
+    burst(&mut clients);
+    let first = a.conns.load(Ordering::SeqCst);
+    assert!(
+        first > 80,
+        "the first burst was not concurrent: {first} connections"
+    );
+    burst(&mut clients);
+    let second = a.conns.load(Ordering::SeqCst);
+    // A response can reach its client just before lb pools its connection.
+    assert!(
+        second <= first + 3,
+        "{first} connections after the first burst, {second} after the second"
+    );
+}
+
+#[test]
 fn http_reuse_never_uses_one_connection_per_request() {
     let a = http_server("a");
     let lb = start("", "    http-reuse never", &[&a]);

@@ -294,7 +294,11 @@ pub const DEFAULT_RETRIES: u32 = 3;
 pub const DEFAULT_MAX_HEAD_BYTES: usize = 16 << 10;
 pub const DEFAULT_MAX_HEADERS: usize = 100;
 pub const DEFAULT_TIMEOUT_HTTP_REQUEST: Duration = Duration::from_secs(10);
-pub const DEFAULT_POOL_MAX_CONN: usize = 64;
+/// As many idle server connections as the worker had busy: HAProxy keeps every
+/// one by default too. A bound below the concurrency closes connections after
+/// each burst and reopens them on the next (at 200 concurrent HTTPS clients a
+/// bound of 64 doubled lb's CPU per request). `pool-purge-delay` trims them.
+pub const DEFAULT_POOL_MAX_CONN: usize = DEFAULT_MAXCONN;
 pub const DEFAULT_POOL_PURGE_DELAY: Duration = Duration::from_secs(5);
 pub const DEFAULT_INTER: Duration = Duration::from_secs(2);
 pub const DEFAULT_RISE: u32 = 2;
