@@ -27,7 +27,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = match cli.verbose {
-        0 => "info",
+        // rustls warns about every client that, say, sends an IP address as SNI
+        // (wrk and many scripts do): one line per handshake, a log any client
+        // can flood. -v shows them, with lb's own line per failed handshake.
+        0 => "info,rustls=error",
         1 => "debug",
         _ => "trace",
     };

@@ -202,12 +202,27 @@ impl Snapshot {
                     .iter()
                     .map(|u| backends.get(&u.backend).cloned())
                     .collect();
+                // Resumption state carries over from an old bind with the same TLS
+                // settings (certificates included) and the same cache size.
+                let keep = |t: &crate::conf::tls::BindTls| {
+                    let o = old?.frontends.get(&f.name)?;
+                    if old?.conf.global.ssl_cache_size != conf.global.ssl_cache_size {
+                        return None;
+                    }
+                    let j = o
+                        .conf
+                        .binds
+                        .iter()
+                        .position(|b| b.tls.as_ref() == Some(t))?;
+                    o.tls.get(j)?.clone()
+                };
                 let tls = f
                     .binds
                     .iter()
                     .map(|b| {
                         let t = b.tls.as_ref()?;
-                        crate::tls::server_config(t)
+                        let kept = keep(t);
+                        crate::tls::server_config(t, conf.global.ssl_cache_size, kept.as_deref())
                             .map_err(|e| tracing::error!("frontend {}: TLS: {e}", f.name))
                             .ok()
                     })

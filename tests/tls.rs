@@ -80,11 +80,21 @@ type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 /// A TLS connection: SNI `Some(name)` verified against `ca`, or `None`: no SNI
 /// (an IP server name) and any certificate accepted.
 fn tls_connect(addr: SocketAddr, sni: Option<&str>, ca: Option<&Ca>) -> Result<Tls, String> {
+    tls_connect_with(addr, sni, client_config(ca, rustls::DEFAULT_VERSIONS))
+}
+
+/// A client configuration: certificates verified against `ca`, or any accepted.
+/// Connections made with one configuration share its session store, so a later
+/// one may resume an earlier one's session.
+fn client_config(
+    ca: Option<&Ca>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let b = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap();
-    let config = match ca {
+    Arc::new(match ca {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
             roots.add(ca.cert.der().clone()).unwrap();
@@ -94,12 +104,19 @@ fn tls_connect(addr: SocketAddr, sni: Option<&str>, ca: Option<&Ca>) -> Result<T
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
             .with_no_client_auth(),
-    };
+    })
+}
+
+fn tls_connect_with(
+    addr: SocketAddr,
+    sni: Option<&str>,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<Tls, String> {
     let name = match sni {
         Some(n) => ServerName::try_from(n.to_string()).unwrap(),
         None => ServerName::IpAddress(addr.ip().into()),
     };
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+    let conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
     let sock = common::connect(addr);
     let mut tls = rustls::StreamOwned::new(conn, sock);
     while tls.conn.is_handshaking() {
@@ -279,6 +296,69 @@ fn reload_swaps_certificate_and_keeps_established_connections() {
     assert!(line.contains("2-a.pem"), "{line}");
     let t = tls_connect(fe, Some("a.test"), Some(&s.ca)).unwrap();
     assert_eq!(peer_der(&t), a2_der);
+}
+
+/// Whether a second connection with the same client configuration resumes the
+/// first one's session. The first makes a request, so that the client reads the
+/// TLS 1.3 tickets sent after the handshake.
+fn resumes(fe: SocketAddr, config: &Arc<rustls::ClientConfig>) -> bool {
+    let mut t = tls_connect_with(fe, Some("a.test"), config.clone()).unwrap();
+    assert_eq!(tls_get(&mut t, "/").0, 200);
+    let mut t = tls_connect_with(fe, Some("a.test"), config.clone()).unwrap();
+    assert_eq!(tls_get(&mut t, "/").0, 200);
+    t.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+}
+
+#[test]
+fn sessions_resume_by_ticket_or_cache_and_across_a_reload() {
+    let s = setup();
+    let be = http_server("be");
+    let tls13 = || client_config(Some(&s.ca), &[&rustls::version::TLS13]);
+    let tls12 = || client_config(Some(&s.ca), &[&rustls::version::TLS12]);
+    // Default: tickets and a cache, TLS 1.3 and 1.2.
+    let conf = https_conf(&s, be.addr, "");
+    let lb = Lb::start(&conf, 1);
+    let fe = lb.addr("frontend", "f");
+    assert!(resumes(fe, &tls13()));
+    assert!(resumes(fe, &tls12()));
+    // A reload that leaves the bind alone keeps the sessions.
+    let (c13, c12) = (tls13(), tls12());
+    let mut t = tls_connect_with(fe, Some("a.test"), c13.clone()).unwrap();
+    assert_eq!(tls_get(&mut t, "/").0, 200);
+    let mut t = tls_connect_with(fe, Some("a.test"), c12.clone()).unwrap();
+    assert_eq!(tls_get(&mut t, "/").0, 200);
+    lb.reload(&format!("global\n    maxconn 5000\n{conf}"));
+    lb.wait_log("reloaded:");
+    for c in [&c13, &c12] {
+        let t = tls_connect_with(fe, Some("a.test"), c.clone()).unwrap();
+        assert_eq!(
+            t.conn.handshake_kind(),
+            Some(rustls::HandshakeKind::Resumed)
+        );
+    }
+    // New certificates: sessions start afresh.
+    let (a2, _) = leaf(&s.ca, &["a.test"]);
+    std::fs::write(s.certs.join("2-a.pem"), a2).unwrap();
+    lb.reload(&conf);
+    lb.wait_log("reloaded:");
+    let t = tls_connect_with(fe, Some("a.test"), c13.clone()).unwrap();
+    assert_eq!(t.conn.handshake_kind(), Some(rustls::HandshakeKind::Full));
+    drop(lb);
+    // No tickets: TLS 1.3 and 1.2 resume through the cache.
+    let lb = Lb::start(&https_conf(&s, be.addr, "no-tls-tickets"), 1);
+    let fe = lb.addr("frontend", "f");
+    assert!(resumes(fe, &tls13()));
+    assert!(resumes(fe, &tls12()));
+    drop(lb);
+    // Neither tickets nor cache: every handshake is a full one.
+    let c = format!(
+        "global\n    tune.ssl.cachesize 0\n{}",
+        https_conf(&s, be.addr, "no-tls-tickets")
+    );
+    let lb = Lb::start(&c, 1);
+    let fe = lb.addr("frontend", "f");
+    assert!(!resumes(fe, &tls13()));
+    assert!(!resumes(fe, &tls12()));
 }
 
 #[test]

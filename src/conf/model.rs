@@ -48,6 +48,9 @@ pub struct Global {
     pub log_format: LogFormat,
     /// `tune.io-uring on|off`: plain HTTP sockets through a per-worker io_uring.
     pub io_uring: bool,
+    /// `tune.ssl.cachesize N`: TLS sessions each `bind ... ssl` remembers for
+    /// resumption (0: none).
+    pub ssl_cache_size: usize,
 }
 
 /// Where access log lines go.
@@ -299,6 +302,8 @@ pub const DEFAULT_TIMEOUT_HTTP_REQUEST: Duration = Duration::from_secs(10);
 /// each burst and reopens them on the next (at 200 concurrent HTTPS clients a
 /// bound of 64 doubled lb's CPU per request). `pool-purge-delay` trims them.
 pub const DEFAULT_POOL_MAX_CONN: usize = DEFAULT_MAXCONN;
+/// HAProxy's `tune.ssl.cachesize` default.
+pub const DEFAULT_SSL_CACHE_SIZE: usize = 20_000;
 pub const DEFAULT_POOL_PURGE_DELAY: Duration = Duration::from_secs(5);
 pub const DEFAULT_INTER: Duration = Duration::from_secs(2);
 pub const DEFAULT_RISE: u32 = 2;
@@ -396,6 +401,7 @@ const GLOBAL_KEYWORDS: &[&str] = &[
     "tune.bufsize",
     "tune.http.maxhdr",
     "tune.io-uring",
+    "tune.ssl.cachesize",
     "admin",
     "admin-auth",
     "admin-insecure",
@@ -427,6 +433,7 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfError> {
                 access_log: None,
                 log_format: LogFormat::Default,
                 io_uring: true,
+                ssl_cache_size: DEFAULT_SSL_CACHE_SIZE,
             },
             frontends: Vec::new(),
             backends: Vec::new(),
@@ -721,6 +728,11 @@ impl Builder {
                         "off" => false,
                         v => return Err(e(format!("expected on or off, got '{v}'"))),
                     };
+                }
+                "tune.ssl.cachesize" => {
+                    let v = one_arg(a).map_err(e)?;
+                    self.conf.global.ssl_cache_size =
+                        parse::number(v, 0, 10_000_000).map_err(e)? as usize;
                 }
                 "tune.http.maxhdr" => {
                     let v = one_arg(a).map_err(e)?;
@@ -1296,12 +1308,20 @@ impl Builder {
 }
 
 /// `bind ADDR` options: `ssl`, `crt PATH` (repeatable), `self-signed NAME...`,
-/// `strict-sni`, `alpn LIST`.
+/// `strict-sni`, `alpn LIST`, `no-tls-tickets`.
 fn bind_options(args: &[String]) -> Result<Option<BindTls>, String> {
-    const OPTS: &[&str] = &["ssl", "crt", "self-signed", "strict-sni", "alpn"];
+    const OPTS: &[&str] = &[
+        "ssl",
+        "crt",
+        "self-signed",
+        "strict-sni",
+        "alpn",
+        "no-tls-tickets",
+    ];
     let mut ssl = false;
     let mut certs = Vec::new();
     let mut strict_sni = false;
+    let mut tickets = true;
     let mut alpn: Option<Vec<Vec<u8>>> = None;
     let mut i = 0;
     while i < args.len() {
@@ -1310,6 +1330,7 @@ fn bind_options(args: &[String]) -> Result<Option<BindTls>, String> {
         match o {
             "ssl" => ssl = true,
             "strict-sni" => strict_sni = true,
+            "no-tls-tickets" => tickets = false,
             "crt" => {
                 let p = args.get(i).ok_or("'crt' needs a path")?;
                 i += 1;
@@ -1339,8 +1360,10 @@ fn bind_options(args: &[String]) -> Result<Option<BindTls>, String> {
         }
     }
     if !ssl {
-        if !certs.is_empty() || strict_sni || alpn.is_some() {
-            return Err("'crt', 'self-signed', 'strict-sni' and 'alpn' need 'ssl'".into());
+        if !certs.is_empty() || strict_sni || alpn.is_some() || !tickets {
+            return Err(
+                "'crt', 'self-signed', 'strict-sni', 'alpn' and 'no-tls-tickets' need 'ssl'".into(),
+            );
         }
         return Ok(None);
     }
@@ -1351,6 +1374,7 @@ fn bind_options(args: &[String]) -> Result<Option<BindTls>, String> {
         certs,
         strict_sni,
         alpn: alpn.unwrap_or_else(|| vec![b"http/1.1".to_vec()]),
+        tickets,
     }))
 }
 
@@ -1936,7 +1960,14 @@ mod tests {
         assert_eq!(t.certs[0].names, ["www.foobar.com", "localhost"]);
         assert!(t.strict_sni);
         assert_eq!(t.alpn, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert!(t.tickets);
+        assert_eq!(c.global.ssl_cache_size, DEFAULT_SSL_CACHE_SIZE);
         assert!(c.frontends[0].binds[1].tls.is_none());
+        let c2 = ok("global\n    tune.ssl.cachesize 0\nfrontend f\n    bind :0 ssl self-signed a no-tls-tickets\n    default_backend b\nbackend b\n    server s 127.0.0.1:1\n");
+        assert_eq!(c2.global.ssl_cache_size, 0);
+        assert!(!c2.frontends[0].binds[0].tls.as_ref().unwrap().tickets);
+        assert!(bad("global\n    tune.ssl.cachesize lots\n").contains("lots"));
+        assert!(bad("frontend f\n    bind :0 no-tls-tickets\n").contains("need 'ssl'"));
         assert_eq!(
             c.frontends[0].http.timeout_handshake,
             Duration::from_secs(3)

@@ -34,6 +34,9 @@ pub struct BindTls {
     pub strict_sni: bool,
     /// ALPN protocols offered; empty = none.
     pub alpn: Vec<Vec<u8>>,
+    /// Stateless session tickets for resumption (`no-tls-tickets` turns them off:
+    /// resumption then goes through the session cache alone).
+    pub tickets: bool,
 }
 
 /// TLS from lb to one server (`server ... ssl`).
