@@ -5,11 +5,16 @@
 #
 # Usage: benches/compare.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds, 5 s)
 # Env: CONNS (50), WRK_THREADS (1), FILE_BYTES (1024), LB_OLD, EXTRA and DETAIL (below)
+# CONNS may be a list ("50 200"): one whole run, with its own table, per value.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 SECS=${2:-5}
 CONNS=${CONNS:-50}
+if [ "$CONNS" != "${CONNS%% *}" ]; then
+    for c in $CONNS; do CONNS=$c "$0" "$@"; done
+    exit
+fi
 WRK_THREADS=${WRK_THREADS:-1}
 FILE_BYTES=${FILE_BYTES:-1024}
 for t in wrk nginx haproxy; do
@@ -50,7 +55,7 @@ nginx_conf backend2 "$B2" "server { listen 127.0.0.1:$B2; root $dir/www; }"
 
 # nginx as the reverse proxy.
 PN=$(free_port)
-nginx_conf proxy "$PN" "upstream b { server 127.0.0.1:$B1; server 127.0.0.1:$B2; keepalive 64; }
+nginx_conf proxy "$PN" "upstream b { server 127.0.0.1:$B1; server 127.0.0.1:$B2; keepalive $((CONNS > 64 ? CONNS : 64)); }
   server { listen 127.0.0.1:$PN; location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
 
 # HAProxy.

@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # HTTPS through lb and HAProxy 2.6, one worker thread each, same certificate, same
 # nginx backend, interleaved rounds: keep-alive requests/s, and new TLS
-# handshakes/s (wrk with `Connection: close`: one handshake per request).
+# connections/s (wrk with `Connection: close`: one handshake per request). wrk offers
+# each new connection its previous session, so these handshakes are mostly resumed
+# ones; the "full" column repeats the run against a second lb and HAProxy with
+# resumption off (`no-tls-tickets`, `tune.ssl.cachesize 0`): full handshakes only.
 # Usage: benches/tls.sh [ROUNDS] [SECONDS]     (defaults: 3 rounds, 4 s). Loopback only.
 # DETAIL=1 (needs perf) also prints, per keep-alive round, the cores' idle share and
 # wrk's and nginx's CPU µs per request (see README).
+# CONNS (50) may be a list ("50 200"): one whole run, with its own table, per value.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 SECS=${2:-4}
 CONNS=${CONNS:-50}
+if [ "$CONNS" != "${CONNS%% *}" ]; then
+    for c in $CONNS; do CONNS=$c "$0" "$@"; done
+    exit
+fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 for t in wrk openssl "$NGINX" "$HAPROXY"; do command -v "$t" >/dev/null || [ -x "$t" ] || { echo "missing $t"; exit 1; }; done
@@ -57,6 +65,12 @@ CONF
 "$HAPROXY" -db -f "$dir/haproxy.cfg" >/dev/null 2>&1 & pids+=($!)
 HPID=$!
 wait_port "$PH"
+# Resumption off: every handshake a full one.
+PHF=$(free_port)
+sed -e "s/127.0.0.1:$PH /127.0.0.1:$PHF /" -e "s/alpn http.1.1/alpn http\/1.1 no-tls-tickets/" \
+    -e "s/nbthread 1/nbthread 1\n    tune.ssl.cachesize 0/" "$dir/haproxy.cfg" > "$dir/haproxy-full.cfg"
+"$HAPROXY" -db -f "$dir/haproxy-full.cfg" >/dev/null 2>&1 & pids+=($!)
+wait_port "$PHF"
 
 PL=$(free_port)
 cat > "$dir/lb.conf" <<CONF
@@ -79,6 +93,11 @@ sed -e "s/127.0.0.1:$PL/127.0.0.1:$PE/" -e "s/nbthread 1/nbthread 1\n    tune.io
 ./target/release/lb --conf "$dir/lb-epoll.conf" >/dev/null 2>&1 & pids+=($!)
 EPID=$!
 wait_port "$PE"
+PLF=$(free_port)
+sed -e "s/127.0.0.1:$PL /127.0.0.1:$PLF /" -e "s/bench.pem$/bench.pem no-tls-tickets/" \
+    -e "s/nbthread 1/nbthread 1\n    tune.ssl.cachesize 0/" "$dir/lb.conf" > "$dir/lb-full.conf"
+./target/release/lb --conf "$dir/lb-full.conf" >/dev/null 2>&1 & pids+=($!)
+wait_port "$PLF"
 
 run() { # port, extra wrk args -> requests/s
     local port=$1; shift
@@ -88,9 +107,10 @@ run() { # port, extra wrk args -> requests/s
     awk '/Requests\/sec/ {print $2}' "$dir/wrk.out"
 }
 names=(lb lb-epoll haproxy)
-declare -A ka hs cpu
-for n in "${names[@]}"; do ka[$n]=""; hs[$n]=""; cpu[$n]=""; done
+declare -A ka hs fh cpu
+for n in "${names[@]}"; do ka[$n]=""; hs[$n]=""; fh[$n]="-"; cpu[$n]=""; done
 declare -A port=([lb]=$PL [lb-epoll]=$PE [haproxy]=$PH)
+declare -A full=([lb]=$PLF [haproxy]=$PHF)
 declare -A pid=([lb]=$LPID [lb-epoll]=$EPID [haproxy]=$HPID)
 # CPU time (user+system, clock ticks) of a process, for CPU µs per keep-alive request.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -110,17 +130,27 @@ for r in $(seq "$ROUNDS"); do
                         idle, $1 * 1000 / ($4 * secs), ($3 - $2) / hz * 1e6 / ($4 * secs) }')
         fi
         h=$(run "${port[$n]}" -H "Connection: close")
+        f=""
+        if [ -n "${full[$n]:-}" ]; then
+            f=$(run "${full[$n]}" -H "Connection: close")
+            fh[$n]="${fh[$n]#-} $f"
+        fi
         ka[$n]="${ka[$n]} $k"; hs[$n]="${hs[$n]} $h"; cpu[$n]="${cpu[$n]} $us"
-        echo "round $r $n keep-alive $k ($us CPU µs/request) handshakes $h" >&2
+        echo "round $r $n keep-alive $k ($us CPU µs/request) handshakes $h${f:+ full $f}" >&2
         if [ -n "$detail" ]; then echo "$detail" >&2; fi
     done
 done
-hk=$(echo "${ka[haproxy]}" | median); hh=$(echo "${hs[haproxy]}" | median)
+hk=$(echo "${ka[haproxy]}" | median); hh=$(echo "${hs[haproxy]}" | median); hf=$(echo "${fh[haproxy]}" | median)
 echo
 echo "HTTPS, 1 worker each, ECDSA P-256, wrk -t1 -c$CONNS -d${SECS}s, median of $ROUNDS interleaved rounds"
-echo "| proxy | keep-alive req/s | vs HAProxy | CPU µs/request (keep-alive) | new handshakes/s | vs HAProxy |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| proxy | keep-alive req/s | vs HAProxy | CPU µs/request (keep-alive) | new connections/s | vs HAProxy | full handshakes/s | vs HAProxy |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for n in "${names[@]}"; do
     k=$(echo "${ka[$n]}" | median); h=$(echo "${hs[$n]}" | median); c=$(echo "${cpu[$n]}" | median)
-    printf "| %s | %.0f | %.2fx | %.1f | %.0f | %.2fx |\n" "$n" "$k" "$(echo "$k / $hk" | bc -l)" "$c" "$h" "$(echo "$h / $hh" | bc -l)"
+    fcols="- | -"
+    if [ "${fh[$n]}" != "-" ]; then
+        f=$(echo "${fh[$n]}" | median)
+        fcols=$(printf "%.0f | %.2fx" "$f" "$(echo "$f / $hf" | bc -l)")
+    fi
+    printf "| %s | %.0f | %.2fx | %.1f | %.0f | %.2fx | %s |\n" "$n" "$k" "$(echo "$k / $hk" | bc -l)" "$c" "$h" "$(echo "$h / $hh" | bc -l)" "$fcols"
 done
