@@ -396,6 +396,149 @@ pub struct Runtime {
     pub reload_failures: AtomicU64,
     handles: Vec<Handle>,
     control: std::sync::Mutex<Control>,
+    /// The embedded web and app servers, for reload.
+    services: std::sync::Mutex<Services>,
+}
+
+/// One embedded web or app server: its section as written, its real address, and
+/// its current state, which a reload swaps. A connection keeps the state it
+/// started with, as an nginx worker from before a reload keeps its conf.
+struct Service<T, C> {
+    conf: C,
+    addr: SocketAddr,
+    current: Arc<ArcSwap<T>>,
+}
+
+#[derive(Default)]
+struct Services {
+    webs: HashMap<String, Service<crate::web::Web, crate::conf::web::WebConf>>,
+    apps: HashMap<String, Service<crate::app::App, crate::conf::app::AppConf>>,
+    limits: Option<HeadLimits>,
+}
+
+/// A web section without its line numbers, to tell a real change from lines moved.
+fn web_unplaced(w: &crate::conf::web::WebConf) -> crate::conf::web::WebConf {
+    let mut w = w.clone();
+    (w.line, w.line_bind, w.line_root) = (0, 0, 0);
+    for a in &mut w.apps {
+        a.line = 0;
+    }
+    w
+}
+
+fn app_unplaced(a: &crate::conf::app::AppConf) -> crate::conf::app::AppConf {
+    let mut a = a.clone();
+    (a.line, a.line_bind, a.line_kv_primary) = (0, 0, 0);
+    a
+}
+
+/// What a reload does to the web and app servers, prepared before anything
+/// changes so that a bad section fails the whole reload.
+struct ServiceSwaps {
+    webs: Vec<(
+        Arc<ArcSwap<crate::web::Web>>,
+        crate::web::Web,
+        crate::conf::web::WebConf,
+    )>,
+    apps: Vec<(
+        Arc<ArcSwap<crate::app::App>>,
+        crate::app::App,
+        crate::conf::app::AppConf,
+    )>,
+    limits: HeadLimits,
+}
+
+impl Services {
+    /// New state for each web and app section that changed and still has its
+    /// name and address; warns about sections added, removed or moved, which
+    /// need a restart.
+    fn prepare(&self, conf: &Conf) -> Result<ServiceSwaps, String> {
+        let limits = HeadLimits {
+            max_bytes: conf.global.max_head_bytes,
+            max_headers: conf.global.max_headers,
+        };
+        let limits_changed = self.limits.is_some_and(|l| l != limits);
+        let mut out = ServiceSwaps {
+            webs: Vec::new(),
+            apps: Vec::new(),
+            limits,
+        };
+        for w in &conf.webs {
+            match self.webs.get(&w.name) {
+                Some(old) if old.conf.bind == w.bind => {
+                    if limits_changed || web_unplaced(&old.conf) != web_unplaced(w) {
+                        let web = crate::web::Web::new(w, limits)
+                            .map_err(|e| format!("{}:{}: {e}", conf.file, w.line_root))?;
+                        out.webs.push((old.current.clone(), web, w.clone()));
+                    }
+                }
+                Some(_) => tracing::warn!(
+                    "web {}: a new bind address takes effect at the next start, not on reload",
+                    w.name
+                ),
+                None => tracing::warn!(
+                    "web {}: new sections start at the next start, not on reload",
+                    w.name
+                ),
+            }
+        }
+        for a in &conf.apps {
+            match self.apps.get(&a.name) {
+                Some(old) if old.conf.bind == a.bind => {
+                    if limits_changed || app_unplaced(&old.conf) != app_unplaced(a) {
+                        let real = crate::conf::app::AppConf {
+                            bind: old.addr,
+                            ..a.clone()
+                        };
+                        let app = crate::app::App::reloaded(&real, limits, &old.current.load());
+                        out.apps.push((old.current.clone(), app, a.clone()));
+                    }
+                }
+                Some(_) => tracing::warn!(
+                    "app {}: a new bind address takes effect at the next start, not on reload",
+                    a.name
+                ),
+                None => tracing::warn!(
+                    "app {}: new sections start at the next start, not on reload",
+                    a.name
+                ),
+            }
+        }
+        let gone = self
+            .webs
+            .keys()
+            .filter(|n| !conf.webs.iter().any(|w| &w.name == *n))
+            .map(|n| format!("web {n}"))
+            .chain(
+                self.apps
+                    .keys()
+                    .filter(|n| !conf.apps.iter().any(|a| &a.name == *n))
+                    .map(|n| format!("app {n}")),
+            );
+        for g in gone {
+            tracing::warn!("{g}: a removed section keeps serving until the next start");
+        }
+        Ok(out)
+    }
+
+    /// Swaps in what [`Services::prepare`] made; returns how many servers changed.
+    fn apply(&mut self, swaps: ServiceSwaps) -> usize {
+        let n = swaps.webs.len() + swaps.apps.len();
+        for (slot, web, conf) in swaps.webs {
+            slot.store(Arc::new(web));
+            if let Some(s) = self.webs.get_mut(&conf.name) {
+                s.conf = conf;
+            }
+        }
+        for (slot, app, conf) in swaps.apps {
+            slot.store(Arc::new(app));
+            if let Some(s) = self.apps.get_mut(&conf.name) {
+                s.conf = conf;
+            }
+        }
+        self.limits = Some(swaps.limits);
+        n
+    }
 }
 
 /// A listener's identity across reloads: frontend, address as written, and its
@@ -684,8 +827,20 @@ impl Runtime {
                 "admin and access-log settings change only at the next start, not on reload"
             );
         }
+        // Held for the whole reload, so that two at once (SIGHUP and the runtime
+        // API) take turns.
+        let mut services = self.services.lock().unwrap_or_else(|p| p.into_inner());
+        let swaps = match services.prepare(&conf) {
+            Ok(s) => s,
+            Err(e) => {
+                self.reload_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("reload failed: {e}");
+                return Err(e);
+            }
+        };
         match self.apply(conf) {
             Ok(n) => {
+                let n = n + services.apply(swaps);
                 self.reloads.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("reloaded: {n} changes");
                 Ok(n)
@@ -802,6 +957,7 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
         reload_failures: AtomicU64::new(0),
         handles: workers.handles.clone(),
         control: std::sync::Mutex::new(Control::default()),
+        services: std::sync::Mutex::new(Services::default()),
     });
 
     // Bind everything first, so a bad address fails the start before any traffic.
@@ -835,7 +991,7 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
             what: format!("{}:{}", conf.file, w.line_root),
             err: std::io::Error::other(e.to_string()),
         })?;
-        webs.push((w.name.clone(), addr, socks, Arc::new(web)));
+        webs.push((w.clone(), addr, socks, Arc::new(ArcSwap::from_pointee(web))));
     }
     let mut apps = Vec::new();
     for a in &conf.apps {
@@ -843,11 +999,14 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
             "{}:{}: cannot bind {}",
             conf.file, a.line_bind, a.bind
         )))?;
-        let app = crate::app::App::new(&crate::conf::app::AppConf {
-            bind: addr,
-            ..a.clone()
-        });
-        apps.push((a.name.clone(), addr, socks, Arc::new(app)));
+        let app = crate::app::App::new(
+            &crate::conf::app::AppConf {
+                bind: addr,
+                ..a.clone()
+            },
+            head_limits,
+        );
+        apps.push((a.clone(), addr, socks, Arc::new(ArcSwap::from_pointee(app))));
     }
 
     let kv_handles: Vec<_> = kvs.iter().map(|k| k.3.clone()).collect();
@@ -863,25 +1022,54 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
             move |s, peer| kv.clone().serve(s, peer),
         );
     }
-    for (name, addr, socks, web) in webs {
+    let mut services = Services {
+        limits: Some(head_limits),
+        ..Services::default()
+    };
+    for (conf, addr, socks, web) in webs {
+        let current = web.clone();
         spawn_service(
             &rt,
             workers,
-            ("web", &name, addr),
+            ("web", &conf.name, addr),
             socks,
             true,
-            move |s, peer| crate::web::server::serve(s, peer, web.clone()),
+            move |s, peer| crate::web::server::serve(s, peer, web.load_full()),
+        );
+        services.webs.insert(
+            conf.name.clone(),
+            Service {
+                conf,
+                addr,
+                current,
+            },
         );
     }
-    for (name, addr, socks, app) in apps {
+    for (conf, addr, socks, app) in apps {
+        let current = app.clone();
         spawn_service(
             &rt,
             workers,
-            ("app", &name, addr),
+            ("app", &conf.name, addr),
             socks,
             true,
-            move |s, peer| crate::app::server::serve(s, peer, app.clone(), head_limits),
+            move |s, peer| {
+                let app = app.load_full();
+                let limits = app.limits;
+                crate::app::server::serve(s, peer, app, limits)
+            },
         );
+        services.apps.insert(
+            conf.name.clone(),
+            Service {
+                conf,
+                addr,
+                current,
+            },
+        );
+    }
+    if let Ok(mut s) = rt.services.lock() {
+        *s = services;
     }
     if let Some(addr) = conf.global.admin {
         let admin =

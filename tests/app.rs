@@ -365,3 +365,22 @@ fn a_silent_kv_times_out_with_503() {
     assert_eq!(send(a, "GET", "/healthz", &[], b"").status, 503);
     assert!(start.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn reload_applies_a_changed_app_section() {
+    let t = tier("    max-value-bytes 1k\n");
+    let a = t.addr();
+    let big = vec![b'x'; 2048];
+    assert_eq!(send(a, "PUT", "/api/items/k", &[], &big).status, 413);
+    let (p, r) = (
+        t.primary.addr("kv", "p"),
+        t.replica.as_ref().unwrap().addr("kv", "r"),
+    );
+    t.app.reload(&format!(
+        "app a1\n    bind 127.0.0.1:0\n    kv-primary {p}\n    kv-replica {r}\n    timeout kv 500ms\n    max-value-bytes 4k\n"
+    ));
+    assert!(t.app.wait_log("reloaded:").contains("1 changes"));
+    let put = send(a, "PUT", "/api/items/k", &[], &big);
+    assert!(put.status == 200 || put.status == 201, "{}", put.status);
+    assert_eq!(send(a, "GET", "/api/items/k", &[], b"").status, 200);
+}

@@ -446,3 +446,44 @@ fn missing_root_fails_the_start() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/www"));
 }
+
+#[test]
+fn reload_swaps_the_web_section_and_keeps_open_connections() {
+    let dir = TempDir::new("webreload");
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    std::fs::create_dir_all(&one).unwrap();
+    std::fs::create_dir_all(&two).unwrap();
+    std::fs::write(one.join("f.txt"), "first root").unwrap();
+    std::fs::write(two.join("f.txt"), "second root").unwrap();
+    let conf = |root: &Path, extra: &str| {
+        format!(
+            "web site\n    bind 127.0.0.1:0\n    root {}\n{extra}",
+            root.display()
+        )
+    };
+    let lb = Lb::start(&conf(&one, ""), 1);
+    let addr = lb.addr("web", "site");
+    let mut old = Client::connect(addr);
+    assert_eq!(old.get("/f.txt").text(), "first root");
+    // A new root and a cache policy: new connections see both.
+    lb.reload(&conf(&two, "    expires 1h\n"));
+    assert!(lb.wait_log("reloaded:").contains("1 changes"));
+    let r = Client::connect(addr).get("/f.txt");
+    assert_eq!(r.text(), "second root");
+    assert_eq!(r.header("cache-control"), Some("max-age=3600"));
+    // A connection from before the reload finishes with the conf it started with.
+    assert_eq!(old.get("/f.txt").text(), "first root");
+    // A root that does not exist fails the reload with its line; the last good
+    // conf keeps serving.
+    lb.reload(&conf(&dir.path().join("missing"), ""));
+    let line = lb.wait_log("reload failed:");
+    assert!(line.contains(":3:") && line.contains("missing"), "{line}");
+    assert_eq!(Client::connect(addr).get("/f.txt").text(), "second root");
+    // Lines moved but nothing changed: no change counted.
+    lb.reload(&format!("\n\n{}", conf(&two, "    expires 1h\n")));
+    assert!(lb.wait_log("reloaded:").contains("0 changes"));
+    // A new address needs a restart, and says so.
+    lb.reload(&conf(&two, "    expires 1h\n").replace("127.0.0.1:0", "127.0.0.2:0"));
+    lb.wait_log("web site: a new bind address takes effect at the next start");
+    assert_eq!(Client::connect(addr).get("/f.txt").text(), "second root");
+}

@@ -11,13 +11,15 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::conf::app::AppConf;
-use crate::http::head::RequestHead;
+use crate::http::head::{HeadLimits, RequestHead};
 use kvclient::{info_field, KvClient, KvError, Reply};
 
 /// One `app` section, ready to serve.
 #[derive(Debug)]
 pub struct App {
     pub conf: AppConf,
+    /// Request head limits (global `tune.bufsize`, `tune.http.maxhdr`).
+    pub limits: HeadLimits,
     pub primary: KvClient,
     pub replica: Option<KvClient>,
     /// Requests answered, for `/api/whoami`.
@@ -148,7 +150,7 @@ const FROM_PRIMARY_BEHIND: &str = "primary; replica behind";
 const FROM_PRIMARY_DOWN: &str = "primary; replica unreachable";
 
 impl App {
-    pub fn new(conf: &AppConf) -> App {
+    pub fn new(conf: &AppConf, limits: HeadLimits) -> App {
         let client = |addr| KvClient {
             addr,
             timeout: conf.timeout_kv,
@@ -156,10 +158,20 @@ impl App {
         };
         App {
             conf: conf.clone(),
+            limits,
             primary: client(conf.kv_primary),
             replica: conf.kv_replica.map(client),
             served: AtomicU64::new(0),
         }
+    }
+
+    /// This app's new configuration after a reload: its request count goes on
+    /// from the old one's.
+    pub fn reloaded(conf: &AppConf, limits: HeadLimits, old: &App) -> App {
+        let app = App::new(conf, limits);
+        app.served
+            .store(old.served.load(Ordering::Relaxed), Ordering::Relaxed);
+        app
     }
 
     /// Runs a read: on the replica when it is reachable and (with a token) has
