@@ -182,7 +182,7 @@ fn upstream_connections_are_pooled() {
 
 #[test]
 fn a_burst_of_server_connections_stays_pooled_for_the_next_burst() {
-    // 100 requests at once, each held 400 ms by the server, need 100 server
+    // 100 requests at once, each held 800 ms by the server, need 100 server
     // connections; the next burst must find them all in the pool (with the old
     // default bound of 64, 36 were closed and reopened on every burst).
     const N: usize = 100;
@@ -195,7 +195,7 @@ fn a_burst_of_server_connections_stays_pooled_for_the_next_burst() {
     let mut clients: Vec<Client> = (0..N).map(|_| Client::connect(fe)).collect();
     let burst = |clients: &mut Vec<Client>| {
         for c in clients.iter_mut() {
-            c.send(b"GET /slow/400 HTTP/1.1\r\nHost: x\r\n\r\n");
+            c.send(b"GET /slow/800 HTTP/1.1\r\nHost: x\r\n\r\n");
         }
         for c in clients.iter_mut() {
             assert_eq!(c.read(false).unwrap().status, 200);
