@@ -432,6 +432,18 @@ fn app_unplaced(a: &crate::conf::app::AppConf) -> crate::conf::app::AppConf {
     a
 }
 
+/// Logs why a web or app section of the new file waits for the next start:
+/// `moved` (it names a running section but a new address) or new.
+fn warn_restart(kind: &str, name: &str, moved: bool) {
+    if moved {
+        tracing::warn!(
+            "{kind} {name}: a new bind address takes effect at the next start, not on reload"
+        );
+    } else {
+        tracing::warn!("{kind} {name}: new sections start at the next start, not on reload");
+    }
+}
+
 /// What a reload does to the web and app servers, prepared before anything
 /// changes so that a bad section fails the whole reload.
 struct ServiceSwaps {
@@ -472,14 +484,7 @@ impl Services {
                         out.webs.push((old.current.clone(), web, w.clone()));
                     }
                 }
-                Some(_) => tracing::warn!(
-                    "web {}: a new bind address takes effect at the next start, not on reload",
-                    w.name
-                ),
-                None => tracing::warn!(
-                    "web {}: new sections start at the next start, not on reload",
-                    w.name
-                ),
+                other => warn_restart("web", &w.name, other.is_some()),
             }
         }
         for a in &conf.apps {
@@ -494,14 +499,7 @@ impl Services {
                         out.apps.push((old.current.clone(), app, a.clone()));
                     }
                 }
-                Some(_) => tracing::warn!(
-                    "app {}: a new bind address takes effect at the next start, not on reload",
-                    a.name
-                ),
-                None => tracing::warn!(
-                    "app {}: new sections start at the next start, not on reload",
-                    a.name
-                ),
+                other => warn_restart("app", &a.name, other.is_some()),
             }
         }
         let gone = self
