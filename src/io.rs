@@ -127,6 +127,18 @@ impl Io {
         Ok(())
     }
 
+    /// Whether a TLS session holds decrypted bytes not read yet, which no socket
+    /// readiness would announce (an error counts as yes: the next read reports
+    /// it). Plain sockets: never.
+    pub fn has_buffered_plaintext(&mut self) -> bool {
+        let state = match self {
+            Io::Plain(_) | Io::Ring(_) => return false,
+            Io::TlsIn(s) => s.get_mut().1.process_new_packets(),
+            Io::TlsOut(s) => s.get_mut().1.process_new_packets(),
+        };
+        state.map_or(true, |st| st.plaintext_bytes_to_read() > 0)
+    }
+
     pub fn is_tls(&self) -> bool {
         !matches!(self, Io::Plain(_) | Io::Ring(_))
     }

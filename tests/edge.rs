@@ -412,14 +412,6 @@ fn normal_client_p99(f: SocketAddr) -> Duration {
     lat[lat.len() * 99 / 100]
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// Memory per connection, measured as lb's RSS growth: idle keep-alive connections (one
 /// request done) and active ones (a request head half received). Printed for the README;
 /// asserted against a generous bound so a regression (e.g. a buffer per idle connection
@@ -439,14 +431,14 @@ fn memory_per_idle_and_active_connection() {
     for _ in 0..20 {
         assert_eq!(Client::connect(f).get("/").status, 200);
     }
-    let base = rss_kib(pid);
+    let base = common::rss_kib(pid);
     let mut idle = Vec::new();
     for _ in 0..n {
         let mut c = Client::connect(f);
         assert_eq!(c.get("/").status, 200);
         idle.push(c);
     }
-    let with_idle = rss_kib(pid);
+    let with_idle = common::rss_kib(pid);
     let mut active = Vec::new();
     for _ in 0..n {
         let mut s = common::connect(f);
@@ -455,7 +447,7 @@ fn memory_per_idle_and_active_connection() {
     }
     // lb has read every partial head once a request on a fresh connection is answered after them
     assert_eq!(Client::connect(f).get("/").status, 200);
-    let with_active = rss_kib(pid);
+    let with_active = common::rss_kib(pid);
     let per_idle = (with_idle.saturating_sub(base)) as f64 * 1024.0 / n as f64;
     let per_active = (with_active.saturating_sub(with_idle)) as f64 * 1024.0 / n as f64;
     eprintln!(
@@ -476,7 +468,7 @@ fn memory_per_idle_and_active_connection() {
         assert_eq!(c.get("/").status, 200);
         idle.push(c);
     }
-    let with_more = rss_kib(pid);
+    let with_more = common::rss_kib(pid);
     let per_more = (with_more.saturating_sub(with_active)) as f64 * 1024.0 / n as f64;
     eprintln!(
         "after {n} idle connections released their buffers, {n} more idle ones: {with_more} KiB ({per_more:.0} B each)"

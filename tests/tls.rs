@@ -517,3 +517,68 @@ fn websocket_upgrade_and_large_response_over_tls() {
         assert_eq!(echo, msg.as_bytes());
     }
 }
+
+fn idle_sessions(lb: &Lb) -> f64 {
+    let text = Client::connect(lb.addr("admin", "admin"))
+        .get("/metrics")
+        .text();
+    text.lines()
+        .find(|l| l.starts_with("lb_frontend_idle_sessions{") && l.contains(r#"frontend="f""#))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(-1.0)
+}
+
+/// Idle TLS keep-alive connections give their read buffers back, as plain ones do,
+/// and serve their next request as before. Prints lb's RSS per connection (README).
+#[test]
+fn idle_tls_connections_release_their_buffers() {
+    const N: usize = 200;
+    let s = setup();
+    let be = http_server("be");
+    let conf = format!(
+        "global\n    nbthread 1\n    admin 127.0.0.1:0\n{}",
+        https_conf(&s, be.addr, "").replace(
+            "    default_backend b\n",
+            "    timeout http-keep-alive 30s\n    default_backend b\n"
+        )
+    );
+    let lb = Lb::start(&conf, 2);
+    let fe = lb.addr("frontend", "f");
+    let pid = lb.child.id();
+    let config = client_config(Some(&s.ca), rustls::DEFAULT_VERSIONS);
+    for _ in 0..20 {
+        let mut t = tls_connect_with(fe, Some("a.test"), config.clone()).unwrap();
+        assert_eq!(tls_get(&mut t, "/").0, 200);
+    }
+    let base = common::rss_kib(pid);
+    let mut idle: Vec<Tls> = (0..N)
+        .map(|_| {
+            let mut t = tls_connect_with(fe, Some("a.test"), config.clone()).unwrap();
+            assert_eq!(tls_get(&mut t, "/").0, 200);
+            t
+        })
+        .collect();
+    let busy = common::rss_kib(pid);
+    common::eventually("idle TLS connections release their buffers", || {
+        (idle_sessions(&lb) == N as f64).then_some(())
+    });
+    // N more, once the first N have released theirs: they live on that memory.
+    idle.extend((0..N).map(|_| {
+        let mut t = tls_connect_with(fe, Some("a.test"), config.clone()).unwrap();
+        assert_eq!(tls_get(&mut t, "/").0, 200);
+        t
+    }));
+    let more = common::rss_kib(pid);
+    let per = |a: u64, b: u64| (b.saturating_sub(a)) as f64 * 1024.0 / N as f64;
+    eprintln!(
+        "lb RSS: {base} KiB base, +{N} idle TLS connections: {busy} KiB ({:.0} B each), {N} more after the first released their buffers: {more} KiB ({:.0} B each)",
+        per(base, busy),
+        per(busy, more)
+    );
+    assert!(per(busy, more) < per(base, busy), "no memory came back");
+    // Every one of them still serves its next request.
+    for t in idle.iter_mut() {
+        assert_eq!(tls_get(t, "/again").0, 200);
+    }
+}

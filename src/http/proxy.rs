@@ -161,10 +161,11 @@ pub async fn forward(
 /// Reads one request head. `Ok(None)`: the client closed or went idle between
 /// requests (close silently); `Err(status)`: answer with it and close.
 ///
-/// A plain keep-alive connection idle for DRAIN_POLL gives its two read buffers
+/// A keep-alive connection idle for DRAIN_POLL gives its two read buffers
 /// (`rbuf`, `ubuf`: 32 KiB) to the worker's spare stack (`io::give_buffer`) and
-/// waits for the client's next byte without them. (TLS connections
-/// keep theirs: rustls may hold decrypted bytes that no socket readiness announces.)
+/// waits for the client's next byte without them. A TLS connection does so
+/// only when rustls holds no decrypted bytes, which no socket readiness would
+/// announce.
 async fn read_request(
     client: &mut Io,
     rbuf: &mut BytesMut,
@@ -182,7 +183,7 @@ async fn read_request(
         crate::clock::now() + http.timeout_keep_alive
     };
     let mut started = first || !rbuf.is_empty();
-    // The read buffers went back to the worker's spare stack (plain connections only).
+    // The read buffers went back to the worker's spare stack.
     let mut released = false;
     loop {
         if !rbuf.is_empty() {
@@ -225,7 +226,7 @@ async fn read_request(
             match read_until(client, rbuf, step).await {
                 // The real clock: this poll's reading may predate the timeout.
                 Err(e) if e.kind() == io::ErrorKind::TimedOut && Instant::now() < deadline => {
-                    if rbuf.is_empty() && !client.is_tls() {
+                    if rbuf.is_empty() && !client.has_buffered_plaintext() {
                         crate::io::give_buffer(rbuf);
                         crate::io::give_buffer(ubuf);
                         released = true;

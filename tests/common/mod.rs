@@ -306,3 +306,12 @@ pub fn websocket_upgrade<S: std::io::Read + std::io::Write>(s: &mut S, host: &st
     }
     head
 }
+
+/// A process's resident memory, from `/proc/PID/status`.
+pub fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
