@@ -582,3 +582,28 @@ fn idle_tls_connections_release_their_buffers() {
         assert_eq!(tls_get(t, "/again").0, 200);
     }
 }
+
+#[test]
+fn a_self_signed_certificate_survives_a_reload() {
+    let be = http_server("be");
+    let conf = format!(
+        "defaults\n    mode http\nfrontend f\n    bind 127.0.0.1:0 ssl self-signed a.test\n    default_backend b\nbackend b\n    server s {}\n",
+        be.addr
+    );
+    let lb = Lb::start(&conf, 1);
+    let fe = lb.addr("frontend", "f");
+    let before = peer_der(&tls_connect(fe, Some("a.test"), None).unwrap());
+    lb.reload(&conf);
+    assert!(lb.wait_log("reloaded:").contains("0 changes"));
+    assert_eq!(
+        peer_der(&tls_connect(fe, Some("a.test"), None).unwrap()),
+        before
+    );
+    // Other names: another certificate.
+    lb.reload(&conf.replace("self-signed a.test", "self-signed b.test"));
+    lb.wait_log("reloaded:");
+    assert_ne!(
+        peer_der(&tls_connect(fe, Some("b.test"), None).unwrap()),
+        before
+    );
+}

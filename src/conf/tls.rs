@@ -148,7 +148,27 @@ fn leaf_names_and_validity(source: &str, leaf: &CertificateDer<'_>) -> Result<Ve
 }
 
 /// `self-signed NAME...`: an in-memory certificate made at load time.
+///
+/// The same names get the same certificate for the life of the process (up to
+/// half its validity), so a reload keeps it: clients that accepted it once keep
+/// connecting, and their TLS sessions stay resumable.
 pub fn self_signed(names: &[String]) -> Result<CertKey, String> {
+    type Made = std::collections::HashMap<Vec<String>, (std::time::Instant, CertKey)>;
+    static MADE: std::sync::Mutex<Option<Made>> = std::sync::Mutex::new(None);
+    const REUSE_FOR: std::time::Duration = std::time::Duration::from_secs(182 * 24 * 3600);
+    let mut made = MADE.lock().unwrap_or_else(|p| p.into_inner());
+    let made = made.get_or_insert_with(Made::new);
+    if let Some((at, c)) = made.get(names) {
+        if at.elapsed() < REUSE_FOR {
+            return Ok(c.clone());
+        }
+    }
+    let c = make_self_signed(names)?;
+    made.insert(names.to_vec(), (std::time::Instant::now(), c.clone()));
+    Ok(c)
+}
+
+fn make_self_signed(names: &[String]) -> Result<CertKey, String> {
     let bad = |e: rcgen::Error| format!("cannot make a self-signed certificate: {e}");
     let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(bad)?;
     if let Some(first) = names.first() {
