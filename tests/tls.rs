@@ -350,6 +350,16 @@ fn sessions_resume_by_ticket_or_cache_and_across_a_reload() {
     assert!(resumes(fe, &tls13()));
     assert!(resumes(fe, &tls12()));
     drop(lb);
+    // Tickets alone (no cache): TLS 1.3 and 1.2 resume by ticket.
+    let c = format!(
+        "global\n    tune.ssl.cachesize 0\n{}",
+        https_conf(&s, be.addr, "")
+    );
+    let lb = Lb::start(&c, 1);
+    let fe = lb.addr("frontend", "f");
+    assert!(resumes(fe, &tls13()));
+    assert!(resumes(fe, &tls12()));
+    drop(lb);
     // Neither tickets nor cache: every handshake is a full one.
     let c = format!(
         "global\n    tune.ssl.cachesize 0\n{}",
