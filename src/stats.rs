@@ -259,7 +259,7 @@ impl Traffic {
 pub struct FrontendStats {
     pub name: Arc<str>,
     pub current: IntGauge,
-    /// Plain HTTP keep-alive connections idle past a second, holding no read buffers.
+    /// HTTP keep-alive connections (plain or TLS) idle past a second, holding no read buffers.
     pub idle: IntGauge,
     pub sessions: IntCounter,
     pub traffic: Traffic,
