@@ -13,6 +13,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::balance::health::{self, CheckParams};
 use crate::balance::{Pool, Server};
+use crate::conf::unplaced::Unplaced;
 use crate::conf::{self, Backend, Conf, ConfError, Frontend, Mode};
 use crate::http::head::HeadLimits;
 use crate::l4;
@@ -112,7 +113,7 @@ impl Snapshot {
                 });
                 match kept {
                     Some((old_conf, server)) => {
-                        if old_conf != sc {
+                        if !old_conf.same(sc) {
                             changes += 1;
                             server.configure(sc, false);
                         }
@@ -146,7 +147,7 @@ impl Snapshot {
                 let (mut a, mut c) = (ob.conf.clone(), b.clone());
                 a.servers.clear();
                 c.servers.clear();
-                if a != c {
+                if !a.same(&c) {
                     changes += 1;
                 }
             } else if old.is_some() {
@@ -180,7 +181,13 @@ impl Snapshot {
             changes += o
                 .frontends
                 .iter()
-                .filter(|(k, f)| conf.frontends.iter().find(|n| &n.name == *k) != Some(&f.conf))
+                .filter(|(k, f)| {
+                    !conf
+                        .frontends
+                        .iter()
+                        .find(|n| &n.name == *k)
+                        .is_some_and(|n| n.same(&f.conf))
+                })
                 .count();
             changes += conf
                 .frontends
@@ -416,22 +423,6 @@ struct Services {
     limits: Option<HeadLimits>,
 }
 
-/// A web section without its line numbers, to tell a real change from lines moved.
-fn web_unplaced(w: &crate::conf::web::WebConf) -> crate::conf::web::WebConf {
-    let mut w = w.clone();
-    (w.line, w.line_bind, w.line_root) = (0, 0, 0);
-    for a in &mut w.apps {
-        a.line = 0;
-    }
-    w
-}
-
-fn app_unplaced(a: &crate::conf::app::AppConf) -> crate::conf::app::AppConf {
-    let mut a = a.clone();
-    (a.line, a.line_bind, a.line_kv_primary) = (0, 0, 0);
-    a
-}
-
 /// Logs why a web or app section of the new file waits for the next start:
 /// `moved` (it names a running section but a new address) or new.
 fn warn_restart(kind: &str, name: &str, moved: bool) {
@@ -478,7 +469,7 @@ impl Services {
         for w in &conf.webs {
             match self.webs.get(&w.name) {
                 Some(old) if old.conf.bind == w.bind => {
-                    if limits_changed || web_unplaced(&old.conf) != web_unplaced(w) {
+                    if limits_changed || !old.conf.same(w) {
                         let web = crate::web::Web::new(w, limits)
                             .map_err(|e| format!("{}:{}: {e}", conf.file, w.line_root))?;
                         out.webs.push((old.current.clone(), web, w.clone()));
@@ -490,7 +481,7 @@ impl Services {
         for a in &conf.apps {
             match self.apps.get(&a.name) {
                 Some(old) if old.conf.bind == a.bind => {
-                    if limits_changed || app_unplaced(&old.conf) != app_unplaced(a) {
+                    if limits_changed || !old.conf.same(a) {
                         let real = crate::conf::app::AppConf {
                             bind: old.addr,
                             ..a.clone()
@@ -806,7 +797,7 @@ impl Runtime {
         if conf.global.io_uring != old.conf.global.io_uring {
             tracing::warn!("tune.io-uring changes take effect at the next start, not on reload");
         }
-        if conf.kvs != old.conf.kvs {
+        if !conf.kvs.same(&old.conf.kvs) {
             tracing::warn!("kv sections change only at the next start, not on reload");
         }
         let g = (&conf.global, &old.conf.global);

@@ -444,3 +444,18 @@ fn sigterm_closes_idle_keepalive_and_finishes_requests_in_flight() {
     assert_eq!(r.header("connection"), Some("close"));
     assert_eq!(lb.wait_exit(), Some(0));
 }
+
+#[test]
+fn a_reload_that_only_moves_lines_changes_nothing() {
+    let a = http_server("a");
+    let c = conf(
+        "    acl api path_beg /api/\n    use_backend b if api\n",
+        "",
+        &[&a],
+    );
+    let lb = Lb::start(&c, 1);
+    lb.reload(&format!("# a comment on top\n\n{c}"));
+    assert!(lb.wait_log("reloaded:").contains("0 changes"));
+    lb.reload(&c.replace(&a.addr.to_string(), &format!("{} weight 2", a.addr)));
+    assert!(lb.wait_log("reloaded:").contains("1 changes"));
+}

@@ -8,6 +8,7 @@ pub mod kv;
 pub mod model;
 pub mod parse;
 pub mod tls;
+pub mod unplaced;
 pub mod web;
 
 pub use model::*;
