@@ -257,10 +257,7 @@ impl Snapshot {
                     bound: real,
                     backend,
                     routes,
-                    limits: HeadLimits {
-                        max_bytes: conf.global.max_head_bytes,
-                        max_headers: conf.global.max_headers,
-                    },
+                    limits: head_limits(&conf.global),
                     stats: crate::stats::frontend(&f.name),
                 };
                 (f.name.clone(), Arc::new(rt))
@@ -420,7 +417,14 @@ struct Service<T, C> {
 struct Services {
     webs: HashMap<String, Service<crate::web::Web, crate::conf::web::WebConf>>,
     apps: HashMap<String, Service<crate::app::App, crate::conf::app::AppConf>>,
-    limits: Option<HeadLimits>,
+}
+
+/// The HTTP head limits of the `global` section.
+fn head_limits(g: &conf::Global) -> HeadLimits {
+    HeadLimits {
+        max_bytes: g.max_head_bytes,
+        max_headers: g.max_headers,
+    }
 }
 
 /// Logs why a web or app section of the new file waits for the next start:
@@ -448,23 +452,18 @@ struct ServiceSwaps {
         crate::app::App,
         crate::conf::app::AppConf,
     )>,
-    limits: HeadLimits,
 }
 
 impl Services {
     /// New state for each web and app section that changed and still has its
     /// name and address; warns about sections added, removed or moved, which
     /// need a restart.
-    fn prepare(&self, conf: &Conf) -> Result<ServiceSwaps, String> {
-        let limits = HeadLimits {
-            max_bytes: conf.global.max_head_bytes,
-            max_headers: conf.global.max_headers,
-        };
-        let limits_changed = self.limits.is_some_and(|l| l != limits);
+    fn prepare(&self, conf: &Conf, old: &Conf) -> Result<ServiceSwaps, String> {
+        let limits = head_limits(&conf.global);
+        let limits_changed = limits != head_limits(&old.global);
         let mut out = ServiceSwaps {
             webs: Vec::new(),
             apps: Vec::new(),
-            limits,
         };
         for w in &conf.webs {
             match self.webs.get(&w.name) {
@@ -525,7 +524,6 @@ impl Services {
                 s.conf = conf;
             }
         }
-        self.limits = Some(swaps.limits);
         n
     }
 }
@@ -819,7 +817,7 @@ impl Runtime {
         // Held for the whole reload, so that two at once (SIGHUP and the runtime
         // API) take turns.
         let mut services = self.services.lock().unwrap_or_else(|p| p.into_inner());
-        let swaps = match services.prepare(&conf) {
+        let swaps = match services.prepare(&conf, &old.conf) {
             Ok(s) => s,
             Err(e) => {
                 self.reload_failures.fetch_add(1, Ordering::Relaxed);
@@ -966,10 +964,7 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
         });
         kvs.push((k.name.clone(), addr, socks, kv));
     }
-    let head_limits = HeadLimits {
-        max_bytes: conf.global.max_head_bytes,
-        max_headers: conf.global.max_headers,
-    };
+    let head_limits = head_limits(&conf.global);
     let mut webs = Vec::new();
     for w in &conf.webs {
         let (addr, socks) = listener::bind_group(w.bind, n).map_err(io_err(format!(
@@ -1011,10 +1006,7 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
             move |s, peer| kv.clone().serve(s, peer),
         );
     }
-    let mut services = Services {
-        limits: Some(head_limits),
-        ..Services::default()
-    };
+    let mut services = Services::default();
     for (conf, addr, socks, web) in webs {
         let current = web.clone();
         spawn_service(
@@ -1042,11 +1034,7 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
             ("app", &conf.name, addr),
             socks,
             true,
-            move |s, peer| {
-                let app = app.load_full();
-                let limits = app.limits;
-                crate::app::server::serve(s, peer, app, limits)
-            },
+            move |s, peer| crate::app::server::serve(s, peer, app.load_full()),
         );
         services.apps.insert(
             conf.name.clone(),

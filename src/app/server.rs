@@ -10,13 +10,14 @@ use bytes::{BufMut, BytesMut};
 use tokio::net::TcpStream;
 
 use super::{App, Response};
-use crate::http::head::{self, BodyKind, HeadLimits};
+use crate::http::head::{self, BodyKind};
 use crate::http::reply::reason;
 
 const READ_CHUNK: usize = 16 << 10;
 
 /// Serves one client connection until it closes, times out or breaks the protocol.
-pub async fn serve(mut sock: TcpStream, peer: SocketAddr, app: Arc<App>, limits: HeadLimits) {
+pub async fn serve(mut sock: TcpStream, peer: SocketAddr, app: Arc<App>) {
+    let limits = app.limits;
     let c = &app.conf;
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
