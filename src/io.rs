@@ -33,6 +33,21 @@ pub fn take_buffer() -> BytesMut {
         .unwrap_or_else(|| BytesMut::with_capacity(READ_CHUNK))
 }
 
+/// Room for the next read. A buffer that was read from is left with only the tail
+/// of its allocation: once empty it is rewound to the whole of it, which is free
+/// when nothing else refers to it. Otherwise a 1.3 KB response landing on the
+/// last 1-1.3 KB of the buffer took two reads and went out as two writes (two TCP
+/// segments, two TLS records), 7% of responses in `benches/tls.sh`. A buffer with
+/// less than 1 KiB of room grows.
+pub fn make_room(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.try_reclaim(READ_CHUNK) {
+        return;
+    }
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(READ_CHUNK);
+    }
+}
+
 /// Gives `buf` back for reuse (its contents are discarded), leaving an empty,
 /// unallocated buffer in its place.
 pub fn give_buffer(buf: &mut BytesMut) {
@@ -146,9 +161,7 @@ impl Io {
     /// Reads what is available into `buf` (growing it), waiting until `deadline`.
     /// `Ok(0)` is EOF; a missed deadline is `TimedOut`.
     pub async fn read_until(&mut self, buf: &mut BytesMut, deadline: Instant) -> io::Result<usize> {
-        if buf.capacity() - buf.len() < 1024 {
-            buf.reserve(READ_CHUNK);
-        }
+        make_room(buf);
         let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "read timeout");
         match self {
             Io::Plain(s) => read_until(s, buf, deadline).await,
@@ -208,9 +221,7 @@ pub async fn read_until(
     buf: &mut BytesMut,
     deadline: Instant,
 ) -> io::Result<usize> {
-    if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(READ_CHUNK);
-    }
+    make_room(buf);
     match tokio::time::timeout_at(deadline.into(), s.read_buf(buf)).await {
         Ok(r) => r,
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "read timeout")),
@@ -367,5 +378,43 @@ where
         if let Ok(mut t) = last.lock() {
             *t = Instant::now();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{Buf, BufMut};
+
+    /// An emptied buffer gets its whole allocation back, in place: the next
+    /// response is read whole, not cut at the end of the allocation.
+    #[test]
+    fn an_emptied_buffer_is_rewound_in_place() {
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let start = buf.as_ptr();
+        buf.put_bytes(b'x', READ_CHUNK - 1100);
+        buf.advance(READ_CHUNK - 1100);
+        assert_eq!(buf.capacity(), 1100);
+        make_room(&mut buf);
+        assert_eq!(buf.capacity(), READ_CHUNK);
+        assert_eq!(buf.as_ptr(), start, "rewound, not reallocated");
+    }
+
+    /// While a head split off the buffer is still alive, rewinding would
+    /// overwrite it: the buffer keeps its tail, and grows only when less than
+    /// 1 KiB is left.
+    #[test]
+    fn a_buffer_still_shared_is_not_rewound() {
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        buf.put_bytes(b'x', READ_CHUNK - 1100);
+        let head = buf.split().freeze();
+        make_room(&mut buf);
+        assert_eq!(buf.capacity(), 1100);
+        assert!(head.iter().all(|&b| b == b'x'));
+        buf.put_bytes(b'y', 200);
+        buf.advance(200);
+        make_room(&mut buf);
+        assert!(buf.capacity() >= READ_CHUNK);
+        assert!(head.iter().all(|&b| b == b'x'));
     }
 }
