@@ -49,13 +49,18 @@ pub fn make_room(buf: &mut BytesMut) {
 }
 
 /// Gives `buf` back for reuse (its contents are discarded), leaving an empty,
-/// unallocated buffer in its place.
+/// unallocated buffer in its place. Only buffers of the standard size are kept, so
+/// the spare stack stays within `SPARE_MAX` × `READ_CHUNK`: one that grew (a chunked
+/// relay's 64 KiB batch, a large write copied for the ring) goes back to the
+/// allocator.
 pub fn give_buffer(buf: &mut BytesMut) {
     let mut b = std::mem::take(buf);
     b.clear();
     // Unique (no request or response bytes still refer to it): this reclaims the
     // whole allocation without copying or allocating.
-    b.reserve(READ_CHUNK);
+    if !b.try_reclaim(READ_CHUNK) || b.capacity() > READ_CHUNK {
+        return;
+    }
     SPARE.with(|s| {
         let mut s = s.borrow_mut();
         if s.len() < SPARE_MAX {
@@ -398,6 +403,22 @@ mod tests {
         make_room(&mut buf);
         assert_eq!(buf.capacity(), READ_CHUNK);
         assert_eq!(buf.as_ptr(), start, "rewound, not reallocated");
+    }
+
+    /// A buffer that grew is freed, not kept: the spare stack holds standard
+    /// buffers only.
+    #[test]
+    fn grown_buffers_are_not_kept_as_spares() {
+        SPARE.with(|s| s.borrow_mut().clear());
+        let mut big = BytesMut::with_capacity(READ_CHUNK);
+        big.put_bytes(b'x', 100 << 10);
+        give_buffer(&mut big);
+        assert_eq!(SPARE.with(|s| s.borrow().len()), 0);
+        let mut std = take_buffer();
+        std.put_bytes(b'x', 1000);
+        give_buffer(&mut std);
+        assert_eq!(SPARE.with(|s| s.borrow().len()), 1);
+        assert_eq!(take_buffer().capacity(), READ_CHUNK);
     }
 
     /// While a head split off the buffer is still alive, rewinding would
