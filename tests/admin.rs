@@ -566,6 +566,49 @@ fn access_log_lines_have_the_fields() {
     assert!(lines[1].contains(" 404 ") && lines[1].ends_with("\"GET /status/404 HTTP/1.1\""));
 }
 
+/// A request refused before it reaches a backend (400 for a missing Host, 431
+/// for an oversized head) is still a response: counted in the frontend's
+/// metrics and logged, with `<BADREQ>` for its request line.
+#[test]
+fn refused_requests_are_counted_and_logged() {
+    let a = http_server("a");
+    let dir = common::TempDir::new("accesslog-badreq");
+    let log = dir.path().join("access.log");
+    let lb = Lb::start(
+        &conf(
+            &format!("    access-log {}\n", log.display()),
+            &[("a", &a, "")],
+        ),
+        2,
+    );
+    let refused = |raw: &[u8]| {
+        let mut c = Client::connect(lb.addr("frontend", "f"));
+        c.send(raw);
+        c.read(false).expect("a response").status
+    };
+    assert_eq!(refused(b"GET / HTTP/1.1\r\n\r\n"), 400);
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+        "y".repeat(20 << 10)
+    );
+    assert_eq!(refused(huge.as_bytes()), 431);
+    let lines = read_lines(&log, 2);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for (line, code) in lines.iter().zip(["400", "431"]) {
+        assert!(line.contains(" f -/- -1/-1/"), "{line}");
+        assert!(line.contains(&format!(" {code} ")), "{line}");
+        assert!(line.ends_with("\"<BADREQ>\""), "{line}");
+    }
+    let x = metrics(&lb);
+    assert_eq!(
+        m(
+            &x,
+            r#"lb_frontend_http_responses_total{code="4xx",frontend="f"}"#
+        ),
+        2.0
+    );
+}
+
 #[test]
 fn access_log_json_covers_http_and_tcp() {
     let a = http_server("a");

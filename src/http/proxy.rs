@@ -110,6 +110,9 @@ pub async fn serve(mut client: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: F
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(status) => {
+                // A request refused before it was parsed (400, 408, 413, 431) is
+                // still a response: counted, and logged as `<BADREQ>`.
+                Tally::unparsed(rbuf.len()).finish(&conn, &Err(Fail::Status(status)));
                 let _ = write_all(&mut client, &reply::error(status), fe.conf.timeout_client).await;
                 return;
             }
@@ -345,6 +348,22 @@ impl Tally {
             bytes_in: req.buf.len() as u64,
             bytes_out: 0,
             request,
+        }
+    }
+
+    /// A request whose head was refused (`bytes_in` of it read), as HAProxy logs
+    /// one: no backend, the request line `<BADREQ>`.
+    fn unparsed(bytes_in: usize) -> Tally {
+        Tally {
+            start: crate::clock::now(),
+            backend: None,
+            server: None,
+            connect: None,
+            response: None,
+            status: None,
+            bytes_in: bytes_in as u64,
+            bytes_out: 0,
+            request: crate::accesslog::get().map(|_| "<BADREQ>".to_string()),
         }
     }
 
