@@ -118,6 +118,9 @@ pub fn server_config(
 pub struct Connector {
     pub config: Arc<ClientConfig>,
     pub name: ServerName<'static>,
+    /// What a pooled connection was made with (verification, CA, SNI): two
+    /// servers at one address share idle connections only when it is equal.
+    pub identity: u64,
 }
 
 pub fn connector(t: &ServerTls, host: &str) -> Result<Connector, String> {
@@ -142,9 +145,19 @@ pub fn connector(t: &ServerTls, host: &str) -> Result<Connector, String> {
     let sni = t.sni.clone().unwrap_or_else(|| host.to_string());
     let name = ServerName::try_from(sni.clone())
         .map_err(|_| format!("invalid TLS server name '{sni}'"))?;
+    let identity = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (t.verify, &sni).hash(&mut h);
+        for c in &t.ca {
+            c.as_ref().hash(&mut h);
+        }
+        h.finish()
+    };
     Ok(Connector {
         config: Arc::new(config),
         name,
+        identity,
     })
 }
 

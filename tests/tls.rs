@@ -456,6 +456,45 @@ fn tls_to_servers_with_and_without_verification() {
     chk.wait_log("server b/s is UP");
 }
 
+/// Idle server connections are shared only by servers that would have made
+/// the same handshake: a connection opened with one SNI is not reused for a
+/// server at the same address configured with another.
+#[test]
+fn pooled_tls_connections_keep_to_their_sni() {
+    let s = setup();
+    let origin = http_server("origin");
+    // The HTTPS server knows only a.test and refuses other names (strict-sni).
+    let (acert, _) = leaf(&s.ca, &["a.test"]);
+    let bdir = TempDir::new("tlspool");
+    let apem = bdir.path().join("a.pem");
+    std::fs::write(&apem, acert).unwrap();
+    let backend = Lb::start(
+        &format!(
+            "defaults\n    mode http\nfrontend tls\n    bind 127.0.0.1:0 ssl crt {} strict-sni\n    default_backend o\nbackend o\n    server o {}\n",
+            apem.display(),
+            origin.addr
+        ),
+        1,
+    );
+    let baddr = backend.addr("frontend", "tls");
+    let ca_file = s.certs.parent().unwrap().join("ca.pem");
+    let front = Lb::start(
+        &format!(
+            "global\n    nbthread 1\ndefaults\n    mode http\n    retries 0\nfrontend f\n    bind 127.0.0.1:0\n    acl to_b path_beg /b\n    use_backend b if to_b\n    default_backend a\nbackend a\n    server s {baddr} ssl verify required ca-file {ca} sni a.test\nbackend b\n    server s {baddr} ssl verify required ca-file {ca} sni b.test\n",
+            ca = ca_file.display()
+        ),
+        1,
+    );
+    let mut c = Client::connect(front.addr("frontend", "f"));
+    assert_eq!(c.get("/a").status, 200);
+    // The a.test connection is idle in the pool; b's handshake must still happen,
+    // and the server refuses b.test.
+    assert_eq!(c.get("/b").status, 503);
+    // The 503 closed that client connection; a's pooled connection still serves.
+    let mut c = Client::connect(front.addr("frontend", "f"));
+    assert_eq!(c.get("/a").status, 200);
+}
+
 #[test]
 fn curl_with_cacert() {
     let Ok(out) = std::process::Command::new("curl").arg("--version").output() else {

@@ -661,7 +661,7 @@ async fn exchange_inner(
     if done && !body_cut && resp.keep_alive && ubuf.is_empty() && bc.reuse != Reuse::Never {
         let s = &up.server.0;
         let max = s.pool_max_conn.load(Ordering::Relaxed);
-        upstream::put(s.addr, up.sock, max, s.pool_purge_delay());
+        upstream::put(up.key, up.sock, max, s.pool_purge_delay());
     }
     Ok(if client_keep {
         Next::KeepAlive
@@ -674,6 +674,8 @@ async fn exchange_inner(
 struct Upstream {
     sock: Io,
     server: InFlight,
+    /// The idle pool it came from and goes back to.
+    key: upstream::Key,
 }
 
 /// A connection to the next server: an idle pooled one when allowed, else a
@@ -693,12 +695,15 @@ async fn connect(
             ..*ctx
         };
         let server = be.pool.pick_with(&c)?.clone();
+        let connector = be.connector(&server);
+        let key = (server.addr, connector.map(|c| c.identity));
         if reuse {
-            if let Some(sock) = upstream::take(server.addr, !retryable) {
+            if let Some(sock) = upstream::take(key, !retryable) {
                 be.stats.reuse_hit.inc();
                 let up = Upstream {
                     sock,
                     server: server.enter(),
+                    key,
                 };
                 return Some((up, true));
             }
@@ -714,7 +719,7 @@ async fn connect(
             }
         }
         let connected = match crate::l4::connect_one(&server, be.conf.timeout_connect).await {
-            Ok(sock) => match be.connector(&server) {
+            Ok(sock) => match connector {
                 None => Io::plain(sock).map_err(|e| e.to_string()),
                 Some(c) => crate::l4::tls_handshake(c, sock, be.conf.timeout_connect).await,
             },
@@ -726,6 +731,7 @@ async fn connect(
                 let up = Upstream {
                     sock,
                     server: server.enter(),
+                    key,
                 };
                 return Some((up, false));
             }

@@ -1,4 +1,5 @@
-//! Idle keep-alive server connections, pooled per worker thread and server address.
+//! Idle keep-alive server connections, pooled per worker thread, server address
+//! and TLS identity.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -18,9 +19,15 @@ struct Idle {
 /// fresh connection if it happens. Saves one syscall per request under load.
 const TRUST_IDLE: Duration = Duration::from_millis(500);
 
+/// Which idle connections a request may take: the server's address and, for a
+/// TLS server, its connector's identity (verification, CA, SNI), so a
+/// connection made for one SNI or with verification off never serves a server
+/// configured otherwise at the same address.
+pub type Key = (SocketAddr, Option<u64>);
+
 #[derive(Default)]
 struct Pools {
-    idle: HashMap<SocketAddr, VecDeque<Idle>>,
+    idle: HashMap<Key, VecDeque<Idle>>,
     sweeper: bool,
 }
 
@@ -33,14 +40,14 @@ thread_local! {
 /// How often idle connections past their delay are closed.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// An idle connection to `addr` that is still open, newest first. Connections
+/// An idle connection for `key` that is still open, newest first. Connections
 /// past their idle delay, closed by the server, or with unexpected bytes
 /// waiting are dropped on the way. `careful` (a request that cannot be
 /// retried) probes every connection; otherwise only those idle a while.
-pub fn take(addr: SocketAddr, careful: bool) -> Option<Io> {
+pub fn take(key: Key, careful: bool) -> Option<Io> {
     POOLS.with(|p| {
         let mut p = p.borrow_mut();
-        let q = p.idle.get_mut(&addr)?;
+        let q = p.idle.get_mut(&key)?;
         while let Some(c) = q.pop_back() {
             let now = crate::clock::now();
             if c.until <= now {
@@ -58,14 +65,14 @@ pub fn take(addr: SocketAddr, careful: bool) -> Option<Io> {
     })
 }
 
-/// Returns a connection to the pool (dropped if the pool for `addr` is full).
-pub fn put(addr: SocketAddr, sock: Io, max: usize, max_idle: Duration) {
+/// Returns a connection to the pool (dropped if the pool for `key` is full).
+pub fn put(key: Key, sock: Io, max: usize, max_idle: Duration) {
     if max == 0 {
         return;
     }
     let spawn_sweeper = POOLS.with(|p| {
         let mut p = p.borrow_mut();
-        let q = p.idle.entry(addr).or_default();
+        let q = p.idle.entry(key).or_default();
         if q.len() >= max {
             q.pop_front();
         }
@@ -98,7 +105,7 @@ async fn sweep() {
     }
 }
 
-/// Idle connections held by this thread for `addr` (tests and metrics).
-pub fn idle_count(addr: SocketAddr) -> usize {
-    POOLS.with(|p| p.borrow().idle.get(&addr).map_or(0, VecDeque::len))
+/// Idle connections held by this thread for `key` (tests and metrics).
+pub fn idle_count(key: Key) -> usize {
+    POOLS.with(|p| p.borrow().idle.get(&key).map_or(0, VecDeque::len))
 }
