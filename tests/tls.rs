@@ -495,6 +495,27 @@ fn pooled_tls_connections_keep_to_their_sni() {
     assert_eq!(c.get("/a").status, 200);
 }
 
+/// A response that ends at close (no length) ends with TLS close_notify, so
+/// the client can tell it complete: rustls reports a close without it as an
+/// unexpected EOF.
+#[test]
+fn a_response_ending_at_close_ends_with_close_notify() {
+    let s = setup();
+    let be = http_server("be");
+    let lb = Lb::start(&https_conf(&s, be.addr, ""), 1);
+    let mut t = tls_connect(lb.addr("frontend", "f"), Some("a.test"), Some(&s.ca)).unwrap();
+    t.write_all(b"GET /close HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    let mut all = Vec::new();
+    let r = t.read_to_end(&mut all);
+    let text = String::from_utf8_lossy(&all);
+    assert!(r.is_ok(), "{r:?} after {text:?}");
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("until the end"),
+        "{text}"
+    );
+}
+
 #[test]
 fn curl_with_cacert() {
     let Ok(out) = std::process::Command::new("curl").arg("--version").output() else {

@@ -82,6 +82,28 @@ pub struct FrontendSource {
 /// Each request uses the configuration current when it starts: after a reload
 /// the frontend is looked up again (the connection closes if it was removed).
 pub async fn serve(mut client: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: FrontendSource) {
+    let timeout = fe.conf.timeout_client;
+    serve_requests(&mut client, peer, fe, src).await;
+    if client.is_tls() {
+        // TLS close_notify: without it a client cannot tell a response that
+        // ends at close from a cut one. Bounded: the client may not read it.
+        let _ = tokio::time::timeout(
+            timeout.min(CLOSE_NOTIFY_WAIT),
+            tokio::io::AsyncWriteExt::shutdown(&mut client),
+        )
+        .await;
+    }
+}
+
+/// How long a TLS client connection's close_notify may wait for the socket.
+const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
+
+async fn serve_requests(
+    client: &mut Io,
+    peer: SocketAddr,
+    fe: Arc<FrontendRt>,
+    src: FrontendSource,
+) {
     let _session = fe.stats.open();
     let mut fe = fe;
     let mut generation = src.rt.generation.load(Ordering::Acquire);
@@ -106,22 +128,22 @@ pub async fn serve(mut client: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: F
             proto: if client.is_tls() { "https" } else { "http" },
             stop: Some(stop),
         };
-        let req = match read_request(&mut client, &mut rbuf, &mut ubuf, &conn, first).await {
+        let req = match read_request(client, &mut rbuf, &mut ubuf, &conn, first).await {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(status) => {
                 // A request refused before it was parsed (400, 408, 413, 431) is
                 // still a response: counted, and logged as `<BADREQ>`.
                 Tally::unparsed(rbuf.len()).finish(&conn, &Err(Fail::Status(status)));
-                let _ = write_all(&mut client, &reply::error(status), fe.conf.timeout_client).await;
+                let _ = write_all(client, &reply::error(status), fe.conf.timeout_client).await;
                 return;
             }
         };
-        match exchange(&mut client, &mut rbuf, &mut ubuf, req, &conn, first).await {
+        match exchange(client, &mut rbuf, &mut ubuf, req, &conn, first).await {
             Ok(Next::KeepAlive) => first = false,
             Ok(Next::Close) => return,
             Err(Fail::Status(s)) => {
-                let _ = write_all(&mut client, &reply::error(s), fe.conf.timeout_client).await;
+                let _ = write_all(client, &reply::error(s), fe.conf.timeout_client).await;
                 return;
             }
             Err(Fail::Close) => return,
