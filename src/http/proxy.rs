@@ -352,30 +352,24 @@ struct Tally {
 
 impl Tally {
     fn start(req: &RequestHead) -> Tally {
-        let request = crate::accesslog::get().map(|_| {
+        Tally::new(req.buf.len(), || {
             format!(
                 "{} {} HTTP/1.{}",
                 String::from_utf8_lossy(req.method()),
                 String::from_utf8_lossy(req.target()),
                 req.minor_version
             )
-        });
-        Tally {
-            start: crate::clock::now(),
-            backend: None,
-            server: None,
-            connect: None,
-            response: None,
-            status: None,
-            bytes_in: req.buf.len() as u64,
-            bytes_out: 0,
-            request,
-        }
+        })
     }
 
     /// A request whose head was refused (`bytes_in` of it read), as HAProxy logs
     /// one: no backend, the request line `<BADREQ>`.
     fn unparsed(bytes_in: usize) -> Tally {
+        Tally::new(bytes_in, || "<BADREQ>".to_string())
+    }
+
+    /// The request line is formatted only when an access log is on.
+    fn new(bytes_in: usize, request: impl FnOnce() -> String) -> Tally {
         Tally {
             start: crate::clock::now(),
             backend: None,
@@ -385,7 +379,7 @@ impl Tally {
             status: None,
             bytes_in: bytes_in as u64,
             bytes_out: 0,
-            request: crate::accesslog::get().map(|_| "<BADREQ>".to_string()),
+            request: crate::accesslog::get().map(|_| request()),
         }
     }
 
