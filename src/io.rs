@@ -373,12 +373,20 @@ where
             }
             Err(_) => continue,
         };
+        // Writes are bounded too: a peer that stops reading must not hold the
+        // task once the other direction has ended (nothing then times it out).
         if n == 0 {
-            let _ = w.shutdown().await;
+            let _ = tokio::time::timeout(limit, w.shutdown()).await;
             return Ok(total);
         }
-        w.write_all(&buf[..n]).await?;
-        w.flush().await?;
+        let write = async {
+            w.write_all(&buf[..n]).await?;
+            w.flush().await
+        };
+        match tokio::time::timeout(limit, write).await {
+            Ok(r) => r?,
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")),
+        }
         total += n as u64;
         if let Ok(mut t) = last.lock() {
             *t = Instant::now();

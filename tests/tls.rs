@@ -575,6 +575,49 @@ fn websocket_upgrade_and_large_response_over_tls() {
     }
 }
 
+/// A WebSocket over HTTPS whose client half-closes (close_notify) and then
+/// stops reading while the server keeps sending: the write that cannot go on
+/// times out and the tunnel ends, closing the server connection. (Once one
+/// direction had ended, nothing timed the other's writes: the session held
+/// both connections for good.)
+#[test]
+fn a_tls_tunnel_whose_client_stops_reading_ends_at_the_timeout() {
+    let s = setup();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = l.local_addr().unwrap();
+    let (closed, gone) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut c, _) = l.accept().unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && c.read(&mut b).unwrap_or(0) == 1 {
+            head.push(b[0]);
+        }
+        let _ = c.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+        );
+        let chunk = vec![b'w'; 64 << 10];
+        while c.write_all(&chunk).is_ok() {}
+        let _ = closed.send(());
+    });
+    let conf = https_conf(&s, server, "").replace(
+        "mode http\n",
+        "mode http\n    timeout client 1s\n    timeout server 1s\n",
+    );
+    let lb = Lb::start(&conf, 1);
+    let mut t = tls_connect(lb.addr("frontend", "f"), Some("a.test"), Some(&s.ca)).unwrap();
+    let head = common::websocket_upgrade(&mut t, "a.test");
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    t.conn.send_close_notify();
+    while t.conn.wants_write() {
+        t.conn.write_tls(&mut t.sock).unwrap();
+    }
+    // The client keeps its connection open and reads nothing more.
+    gone.recv_timeout(common::WAIT)
+        .expect("the server connection was closed");
+    drop(t);
+}
+
 fn idle_sessions(lb: &Lb) -> f64 {
     let text = Client::connect(lb.addr("admin", "admin"))
         .get("/metrics")
