@@ -575,23 +575,26 @@ async fn exchange_inner(
                 // early 413 or 401, or a server that answers at the head).
                 // Then the rest of the body is dropped and neither connection
                 // is kept alive, since the client's framing is unfinished.
-                match send_body(
+                let mut upload = Upload {
                     client,
-                    rbuf,
-                    &mut up.sock,
-                    req.body,
-                    bc.timeout_server,
-                    fe,
-                    &mut t.bytes_in,
-                )
-                .await
-                {
+                    server: &mut up.sock,
+                    ubuf,
+                    req: &req,
+                    conn,
+                    server_timeout: bc.timeout_server,
+                };
+                match send_body(&mut upload, rbuf, req.body, &mut t.bytes_in).await {
                     Ok(()) => {}
                     Err(BodyError::EarlyResponse) => body_cut = true,
                     Err(BodyError::Client) => return Err(Fail::Close),
                     Err(BodyError::TooLarge) => return Err(Fail::Status(413)),
                     Err(BodyError::Bad) => return Err(Fail::Status(400)),
-                    Err(BodyError::Server) => return Err(Fail::Status(502)),
+                    Err(BodyError::ServerTimeout) => {
+                        up.server
+                            .0
+                            .observe_response(Err("request body timeout".into()));
+                        return Err(Fail::Status(504));
+                    }
                 }
             }
         }
@@ -992,12 +995,9 @@ async fn read_response(
             got_any = true;
             match head::parse_response_for(ubuf, &conn.limits, req.method()) {
                 Ok(Some(r)) if (100..200).contains(&r.status) && r.status != 101 => {
-                    let h = response_head(&r, true, false, true);
-                    if req.minor_version == 1 {
-                        write_all(client, &h, conn.fe.conf.timeout_client)
-                            .await
-                            .map_err(|_| RespError::Client)?;
-                    }
+                    pass_interim(client, &r, req, conn)
+                        .await
+                        .map_err(|_| RespError::Client)?;
                     continue;
                 }
                 Ok(Some(r)) => return Ok(r),
@@ -1017,39 +1017,81 @@ async fn read_response(
     }
 }
 
+/// Passes an interim (1xx) response to an HTTP/1.1 client (an HTTP/1.0 one
+/// cannot take it, so it is dropped).
+async fn pass_interim(
+    client: &mut Io,
+    r: &ResponseHead,
+    req: &RequestHead,
+    conn: &Conn<'_>,
+) -> io::Result<()> {
+    if req.minor_version == 1 {
+        let h = response_head(r, true, false, true);
+        write_all(client, &h, conn.fe.conf.timeout_client).await?;
+    }
+    Ok(())
+}
+
 enum BodyError {
-    /// The server answered before the body ended.
+    /// The server spoke before the body ended with something other than an
+    /// interim 1xx (an early 413 or 401, or a server that answers at the head),
+    /// or stopped taking the body (closed or reset). What it sent, if anything,
+    /// is read next as the response.
     EarlyResponse,
     Client,
-    Server,
+    /// The server accepted no body byte for `timeout server`.
+    ServerTimeout,
     TooLarge,
     Bad,
 }
 
+/// A failed write of the body to the server: the server may have answered
+/// before it closed (an early 401 then a reset), so the response is read
+/// rather than assumed lost.
+fn server_write_failed(e: io::Error) -> BodyError {
+    if e.kind() == io::ErrorKind::TimedOut {
+        BodyError::ServerTimeout
+    } else {
+        BodyError::EarlyResponse
+    }
+}
+
+/// The two ends of a request-body upload, and what is needed to pass the
+/// server's interim responses to the client while it lasts.
+struct Upload<'a, 'c> {
+    client: &'a mut Io,
+    server: &'a mut Io,
+    /// The server-side read buffer: interim heads are taken off it, the rest
+    /// stays for `read_response`.
+    ubuf: &'a mut BytesMut,
+    req: &'a RequestHead,
+    conn: &'a Conn<'c>,
+    server_timeout: Duration,
+}
+
 /// Streams the request body from the client to the server.
 async fn send_body(
-    client: &mut Io,
+    up: &mut Upload<'_, '_>,
     rbuf: &mut BytesMut,
-    server: &mut Io,
     kind: BodyKind,
-    server_timeout: Duration,
-    fe: &FrontendRt,
     sent: &mut u64,
 ) -> Result<(), BodyError> {
+    let fe = up.conn.fe;
     let client_timeout = fe.conf.timeout_client;
+    let server_timeout = up.server_timeout;
     let max = fe.conf.http.max_body.unwrap_or(u64::MAX);
     match kind {
         BodyKind::None | BodyKind::UntilClose => Ok(()),
         BodyKind::Length(mut n) => {
             while n > 0 {
                 if rbuf.is_empty() {
-                    more_body(client, rbuf, server, crate::clock::now() + client_timeout).await?;
+                    more_body(up, rbuf, crate::clock::now() + client_timeout).await?;
                 }
                 let k = (rbuf.len() as u64).min(n) as usize;
                 let part = rbuf.split_to(k);
-                write_all(server, &part, server_timeout)
+                write_all(up.server, &part, server_timeout)
                     .await
-                    .map_err(|_| BodyError::Server)?;
+                    .map_err(server_write_failed)?;
                 *sent += k as u64;
                 n -= k as u64;
             }
@@ -1071,28 +1113,27 @@ async fn send_body(
                         out.put_slice(&d);
                         out.put_slice(b"\r\n");
                         if out.len() >= FLUSH_AT {
-                            write_all(server, &out, server_timeout)
+                            write_all(up.server, &out, server_timeout)
                                 .await
-                                .map_err(|_| BodyError::Server)?;
+                                .map_err(server_write_failed)?;
                             out.clear();
                         }
                     }
                     Ok(Some(Chunk::Trailers(t))) => {
                         out.put_slice(LAST_CHUNK);
                         out.put_slice(&t);
-                        return write_all(server, &out, server_timeout)
+                        return write_all(up.server, &out, server_timeout)
                             .await
-                            .map_err(|_| BodyError::Server);
+                            .map_err(server_write_failed);
                     }
                     Ok(None) => {
                         if !out.is_empty() {
-                            write_all(server, &out, server_timeout)
+                            write_all(up.server, &out, server_timeout)
                                 .await
-                                .map_err(|_| BodyError::Server)?;
+                                .map_err(server_write_failed)?;
                             out.clear();
                         }
-                        more_body(client, rbuf, server, crate::clock::now() + client_timeout)
-                            .await?;
+                        more_body(up, rbuf, crate::clock::now() + client_timeout).await?;
                     }
                     Err(_) => return Err(BodyError::Bad),
                 }
@@ -1101,38 +1142,84 @@ async fn send_body(
     }
 }
 
-/// Reads more request body from the client. Full duplex: a plain server that
-/// speaks first (an early 413 or 401, or a server that answers at the head)
-/// ends the upload with `EarlyResponse`. (Behind TLS a server may send
-/// session tickets at any time, so there only the response itself tells.)
+/// Reads more request body from the client. Full duplex: when a plain server
+/// speaks first, its interim 1xx responses are passed on and the upload goes
+/// on; anything else ends it with `EarlyResponse`. (Behind TLS a server may
+/// send session tickets at any time, so there only the response itself tells.)
 async fn more_body(
-    client: &mut Io,
+    up: &mut Upload<'_, '_>,
     rbuf: &mut BytesMut,
-    server: &Io,
     deadline: Instant,
 ) -> Result<(), BodyError> {
-    let read = client.read_until(rbuf, deadline);
-    let r = match server {
-        Io::Plain(s) => {
-            let mut probe = [0u8; 1];
-            tokio::select! {
-                r = read => r,
-                _ = s.peek(&mut probe) => return Err(BodyError::EarlyResponse),
+    loop {
+        let read = up.client.read_until(rbuf, deadline);
+        let r = match &*up.server {
+            Io::Plain(s) => {
+                let mut probe = [0u8; 1];
+                tokio::select! {
+                    r = read => Some(r),
+                    _ = s.peek(&mut probe) => None,
+                }
             }
-        }
-        // A ring poll reports the socket's real state (no cached readiness).
-        Io::Ring(s) => {
-            tokio::select! {
-                r = read => r,
-                _ = s.readable() => return Err(BodyError::EarlyResponse),
+            // A ring poll reports the socket's real state (no cached readiness).
+            Io::Ring(s) => {
+                tokio::select! {
+                    r = read => Some(r),
+                    _ = s.readable() => None,
+                }
             }
+            _ => Some(read.await),
+        };
+        match r {
+            Some(Ok(0) | Err(_)) => return Err(BodyError::Client),
+            Some(Ok(_)) => return Ok(()),
+            None => server_spoke(up).await?,
         }
-        _ => read.await,
-    };
-    match r {
-        Ok(0) | Err(_) => Err(BodyError::Client),
-        Ok(_) => Ok(()),
     }
+}
+
+/// The server sent bytes during the upload. Interim responses (1xx but 101)
+/// go to the client and the upload goes on (`Ok`); a final response, EOF or
+/// anything unparsable ends it, left in `ubuf` for `read_response`.
+async fn server_spoke(up: &mut Upload<'_, '_>) -> Result<(), BodyError> {
+    loop {
+        let deadline = crate::clock::now() + up.server_timeout;
+        match read_until(up.server, up.ubuf, deadline).await {
+            Ok(0) | Err(_) => return Err(BodyError::EarlyResponse),
+            Ok(_) => {}
+        }
+        loop {
+            match interim_status(up.ubuf) {
+                // Too short to tell: read more.
+                None => break,
+                Some(false) => return Err(BodyError::EarlyResponse),
+                Some(true) => {}
+            }
+            match head::parse_response_for(up.ubuf, &up.conn.limits, up.req.method()) {
+                Ok(Some(r)) => {
+                    pass_interim(up.client, &r, up.req, up.conn)
+                        .await
+                        .map_err(|_| BodyError::Client)?;
+                    if up.ubuf.is_empty() {
+                        return Ok(());
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return Err(BodyError::EarlyResponse),
+            }
+        }
+    }
+}
+
+/// Whether `buf` starts with an interim response head (`HTTP/1.x 1xx`, but
+/// 101, which ends the exchange as HTTP); `None` while too short to tell.
+fn interim_status(buf: &[u8]) -> Option<bool> {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let line = buf.get(start..start + 12)?;
+    Some(line.starts_with(b"HTTP/1.") && line[9] == b'1' && &line[9..12] != b"101")
 }
 
 /// Sends the response head and streams its body to the client. Returns true
