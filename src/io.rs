@@ -14,6 +14,11 @@ use tokio::net::TcpStream;
 /// Read buffers grow by this much when nearly full.
 pub const READ_CHUNK: usize = 16 << 10;
 
+/// Bounds of `Io::linger`: the whole of it, the longest silence, the most bytes dropped.
+pub const LINGER_TIME: Duration = Duration::from_secs(5);
+pub const LINGER_IDLE: Duration = Duration::from_secs(1);
+pub const LINGER_BYTES: usize = 8 << 20;
+
 /// Most released read buffers a worker thread keeps for reuse (64 MiB of 16 KiB buffers:
 /// memory those connections held a second before, kept for the next ones).
 const SPARE_MAX: usize = 4096;
@@ -195,6 +200,39 @@ impl Io {
                 }
             }
         }
+    }
+
+    /// Closes a client connection that may still be sending (a request body
+    /// lb did not read: a 413, a deny, an early answer), as nginx's
+    /// `lingering_close` does. Closing a socket with unread bytes makes the
+    /// kernel send a reset, and a client still writing then gets "connection
+    /// reset" and may never read the response. Instead: half-close (after TLS
+    /// close_notify), then read and drop what arrives until the client closes,
+    /// is silent for `LINGER_IDLE`, has sent `LINGER_BYTES`, or `LINGER_TIME`
+    /// has passed.
+    pub async fn linger(&mut self) {
+        let shut = match self {
+            Io::Ring(s) => s.shutdown_write(),
+            _ => match tokio::time::timeout(LINGER_IDLE, AsyncWriteExt::shutdown(self)).await {
+                Ok(r) => r,
+                Err(_) => return,
+            },
+        };
+        if shut.is_err() {
+            return;
+        }
+        let end = crate::clock::now() + LINGER_TIME;
+        let mut buf = take_buffer();
+        let mut dropped = 0usize;
+        while dropped < LINGER_BYTES {
+            let deadline = end.min(crate::clock::now() + LINGER_IDLE);
+            match self.read_until(&mut buf, deadline).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => dropped += n,
+            }
+            buf.clear();
+        }
+        give_buffer(&mut buf);
     }
 
     /// An idle pooled connection is reusable: nothing to read and not closed.

@@ -739,6 +739,12 @@ impl Stream {
         self.sock.as_raw_fd()
     }
 
+    /// Half-closes: a FIN after what was sent (every send here has completed
+    /// before its `write_all` returned).
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        self.sock.shutdown(std::net::Shutdown::Write)
+    }
+
     /// Reads what is available into the spare capacity of `buf` (at least one
     /// byte of room), waiting until `deadline`. `Ok(0)` is EOF.
     pub async fn read_until(&self, buf: &mut BytesMut, deadline: Instant) -> io::Result<usize> {

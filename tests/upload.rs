@@ -77,6 +77,31 @@ fn upload(c: &Client, len: usize) -> thread::JoinHandle<bool> {
     })
 }
 
+/// A 413 for a body over `max-body-size`, sent while the client is still
+/// writing the body: lb reads and drops the rest instead of resetting the
+/// connection, so every byte is taken and the answer ends with a clean FIN.
+/// (Closing with unread bytes made the kernel send a reset: the client's
+/// writes failed and its read after the answer got "connection reset".)
+#[test]
+fn a_413_reaches_a_client_still_sending_its_body() {
+    let server = backend(|mut s| {
+        read_head(&mut s);
+    });
+    for uring in PATHS {
+        let lb = start(uring, "    max-body-size 1k\n", "10s", server);
+        let mut c = Client::connect(lb.addr("frontend", "f"));
+        let len = 2 << 20;
+        c.send(format!("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n").as_bytes());
+        let writer = upload(&c, len);
+        let r = c.read(false).expect("an answer");
+        assert_eq!(r.status, 413, "{uring}");
+        let mut rest = Vec::new();
+        let end = c.r.read_to_end(&mut rest);
+        assert!(matches!(end, Ok(0)), "{uring}: after the answer {end:?}");
+        assert!(writer.join().unwrap(), "{uring}: the upload was cut");
+    }
+}
+
 /// A server that sends an interim response (103 Early Hints) before reading
 /// the body: the 103 goes to the client, the upload goes on, and the final
 /// response follows on a connection that stays open. (It used to be taken for

@@ -163,6 +163,27 @@ fn methods_other_than_get_and_head_get_405() {
     assert_eq!(c.read(false).unwrap().status, 200);
 }
 
+/// A 405 sent while the client is still writing a large body: the server
+/// reads and drops the rest before closing (a lingering close), so the client
+/// writes it all and sees a clean end, not a reset.
+#[test]
+fn a_405_reaches_a_client_still_sending_its_body() {
+    use std::io::Read;
+    let s = site();
+    let mut c = s.client();
+    let len = 2usize << 20;
+    c.send(
+        format!("POST /hello.txt HTTP/1.1\r\nHost: t\r\nContent-Length: {len}\r\n\r\n").as_bytes(),
+    );
+    let mut w = c.r.get_ref().try_clone().unwrap();
+    let writer = std::thread::spawn(move || w.write_all(&vec![b'u'; len]).is_ok());
+    assert_eq!(c.read(false).unwrap().status, 405);
+    let mut rest = Vec::new();
+    let end = c.r.read_to_end(&mut rest);
+    assert!(matches!(end, Ok(0)), "after the answer: {end:?}");
+    assert!(writer.join().unwrap(), "the upload was cut");
+}
+
 #[test]
 fn directories_serve_their_index_or_404() {
     let s = site();

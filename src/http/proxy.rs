@@ -49,6 +49,9 @@ impl From<io::Error> for Fail {
 enum Next {
     KeepAlive,
     Close,
+    /// Close, though the client may still be sending the request's body:
+    /// linger (`Io::linger`).
+    CloseUnread,
 }
 
 /// Per-connection settings, fixed for the connection's life.
@@ -83,8 +86,9 @@ pub struct FrontendSource {
 /// the frontend is looked up again (the connection closes if it was removed).
 pub async fn serve(mut client: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: FrontendSource) {
     let timeout = fe.conf.timeout_client;
-    serve_requests(&mut client, peer, fe, src).await;
-    if client.is_tls() {
+    if serve_requests(&mut client, peer, fe, src).await {
+        client.linger().await;
+    } else if client.is_tls() {
         // TLS close_notify: without it a client cannot tell a response that
         // ends at close from a cut one. Bounded: the client may not read it.
         let _ = tokio::time::timeout(
@@ -98,12 +102,14 @@ pub async fn serve(mut client: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: F
 /// How long a TLS client connection's close_notify may wait for the socket.
 const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
 
+/// Returns true when lb closes the connection after an answer while the
+/// client may still be sending (see `Io::linger`).
 async fn serve_requests(
     client: &mut Io,
     peer: SocketAddr,
     fe: Arc<FrontendRt>,
     src: FrontendSource,
-) {
+) -> bool {
     let _session = fe.stats.open();
     let mut fe = fe;
     let mut generation = src.rt.generation.load(Ordering::Acquire);
@@ -118,7 +124,7 @@ async fn serve_requests(
             generation = now;
             match src.rt.snapshot.load().frontends.get(&*src.name) {
                 Some(f) if f.conf.mode == crate::conf::Mode::Http => fe = f.clone(),
-                _ => return,
+                _ => return false,
             }
         }
         let conn = Conn {
@@ -130,23 +136,27 @@ async fn serve_requests(
         };
         let req = match read_request(client, &mut rbuf, &mut ubuf, &conn, first).await {
             Ok(Some(r)) => r,
-            Ok(None) => return,
+            Ok(None) => return false,
             Err(status) => {
                 // A request refused before it was parsed (400, 408, 413, 431) is
                 // still a response: counted, and logged as `<BADREQ>`.
                 Tally::unparsed(rbuf.len()).finish(&conn, &Err(Fail::Status(status)));
-                let _ = write_all(client, &reply::error(status), fe.conf.timeout_client).await;
-                return;
+                return write_all(client, &reply::error(status), fe.conf.timeout_client)
+                    .await
+                    .is_ok();
             }
         };
         match exchange(client, &mut rbuf, &mut ubuf, req, &conn, first).await {
             Ok(Next::KeepAlive) => first = false,
-            Ok(Next::Close) => return,
+            Ok(Next::Close) => return false,
+            Ok(Next::CloseUnread) => return true,
+            // An error answer may come before the request's body was read.
             Err(Fail::Status(s)) => {
-                let _ = write_all(client, &reply::error(s), fe.conf.timeout_client).await;
-                return;
+                return write_all(client, &reply::error(s), fe.conf.timeout_client)
+                    .await
+                    .is_ok();
             }
-            Err(Fail::Close) => return,
+            Err(Fail::Close) => return false,
         }
     }
 }
@@ -175,7 +185,7 @@ pub async fn forward(
     };
     match exchange(client, rbuf, ubuf, req, &conn, first).await {
         Ok(Next::KeepAlive) => true,
-        Ok(Next::Close) | Err(Fail::Close) => false,
+        Ok(Next::Close | Next::CloseUnread) | Err(Fail::Close) => false,
         Err(Fail::Status(s)) => {
             let _ = write_all(client, &reply::error(s), fe.conf.timeout_client).await;
             false
@@ -446,7 +456,7 @@ async fn exchange_inner(
         t.status = Some(429);
         t.bytes_out += reply.len() as u64;
         write_all(client, &reply, fe.conf.timeout_client).await?;
-        return Ok(Next::Close);
+        return Ok(unread_close(&req));
     }
     if req.is_connect() {
         return Err(Fail::Status(405));
@@ -478,7 +488,7 @@ async fn exchange_inner(
                     return Ok(if req.body == BodyKind::None && req.keep_alive {
                         Next::KeepAlive
                     } else {
-                        Next::Close
+                        unread_close(&req)
                     });
                 }
             }
@@ -684,9 +694,20 @@ async fn exchange_inner(
     }
     Ok(if client_keep {
         Next::KeepAlive
+    } else if body_cut {
+        Next::CloseUnread
     } else {
         Next::Close
     })
+}
+
+/// Closing before `req`'s body was read: linger if it has one.
+fn unread_close(req: &RequestHead) -> Next {
+    if req.body == BodyKind::None {
+        Next::Close
+    } else {
+        Next::CloseUnread
+    }
 }
 
 /// A server connection in use for one exchange.

@@ -66,7 +66,10 @@ pub async fn serve(mut sock: TcpStream, peer: SocketAddr, web: Arc<Web>) {
                 Ok(None) => break,
                 Err(e) => {
                     error_page(&web, &mut s.wbuf, &Cx::CLOSE, e.status(), &[]);
-                    let _ = write_all(&sock, &s.wbuf, idle).await;
+                    if write_all(&sock, &s.wbuf, idle).await.is_ok() {
+                        // The client may still be sending: see `Io::linger`.
+                        crate::io::Io::Plain(sock).linger().await;
+                    }
                     return;
                 }
             };
@@ -103,10 +106,11 @@ pub async fn serve(mut sock: TcpStream, peer: SocketAddr, web: Arc<Web>) {
             first = false;
             // A body on a static request: skip it when it is already here, else close after answering.
             let mut keep = req.keep_alive;
+            let mut unread = false;
             match req.body {
                 BodyKind::None => {}
                 BodyKind::Length(n) if (s.rbuf.len() as u64) >= n => s.rbuf.advance(n as usize),
-                _ => keep = false,
+                _ => (keep, unread) = (false, true),
             }
             let after = respond(&web, &req, keep, &mut s);
             if let After::SendFile { file, offset, len } = after {
@@ -117,7 +121,9 @@ pub async fn serve(mut sock: TcpStream, peer: SocketAddr, web: Arc<Web>) {
                 }
             }
             if !keep {
-                let _ = flush(&sock, &mut s.wbuf, idle).await;
+                if flush(&sock, &mut s.wbuf, idle).await.is_ok() && unread {
+                    crate::io::Io::Plain(sock).linger().await;
+                }
                 return;
             }
             if s.wbuf.len() >= FLUSH_AT && flush(&sock, &mut s.wbuf, idle).await.is_err() {
