@@ -4,7 +4,9 @@
 # interleaved rounds. Prints a table with the ratio to HAProxy. Loopback only.
 #
 # Usage: benches/compare.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds, 5 s)
-# Env: CONNS (50), WRK_THREADS (1), FILE_BYTES (1024), LB_OLD, EXTRA and DETAIL (below)
+# Env: CONNS (50), WRK_THREADS (1), FILE_BYTES (1024), LB_OLD, EXTRA and DETAIL (below),
+# THREADS (1): worker threads of lb and HAProxy (`nbthread`); the nginx proxy stays
+# at one worker (`master_process off` runs one).
 # CONNS may be a list ("50 200"): one whole run, with its own table, per value.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +18,7 @@ if [ "$CONNS" != "${CONNS%% *}" ]; then
     exit
 fi
 WRK_THREADS=${WRK_THREADS:-1}
+THREADS=${THREADS:-1}
 FILE_BYTES=${FILE_BYTES:-1024}
 for t in wrk nginx haproxy; do
     command -v $t >/dev/null || [ -x /usr/sbin/$t ] || { echo "missing $t (apt-get install -y wrk nginx haproxy)"; exit 1; }
@@ -62,7 +65,7 @@ nginx_conf proxy "$PN" "upstream b { server 127.0.0.1:$B1; server 127.0.0.1:$B2;
 PH=$(free_port)
 cat > "$dir/haproxy.cfg" <<CONF
 global
-    nbthread 1
+    nbthread $THREADS
     maxconn 4000
 defaults
     mode http
@@ -87,7 +90,7 @@ wait_port "$PH"
 PL=$(free_port)
 cat > "$dir/lb.conf" <<CONF
 global
-    nbthread 1
+    nbthread $THREADS
 defaults
     mode http
 frontend f
@@ -105,7 +108,7 @@ wait_port "$PL"
 
 # The same lb with io_uring off: its epoll data path, for comparison.
 PE=$(free_port)
-sed -e "s/127.0.0.1:$PL/127.0.0.1:$PE/" -e "s/nbthread 1/nbthread 1\n    tune.io-uring off/" "$dir/lb.conf" > "$dir/lb-epoll.conf"
+sed -e "s/127.0.0.1:$PL/127.0.0.1:$PE/" -e "s/nbthread $THREADS/nbthread $THREADS\n    tune.io-uring off/" "$dir/lb.conf" > "$dir/lb-epoll.conf"
 ./target/release/lb --conf "$dir/lb-epoll.conf" >/dev/null 2>&1 &
 pids+=($!)
 EPID=$!
@@ -186,7 +189,7 @@ done
 h=$(echo "${total[haproxy]}" | median)
 hc=$(echo "${cpu[haproxy]}" | median)
 echo
-echo "HTTP keep-alive, 1 worker each, 2 nginx backends, ${FILE_BYTES} B file, wrk -t$WRK_THREADS -c$CONNS -d${SECS}s, median of $ROUNDS interleaved rounds"
+echo "HTTP keep-alive, $THREADS worker thread(s) each, 2 nginx backends, ${FILE_BYTES} B file, wrk -t$WRK_THREADS -c$CONNS -d${SECS}s, median of $ROUNDS interleaved rounds"
 echo "| proxy | requests/s | vs HAProxy | proxy CPU µs/request | HAProxy's CPU per request / this one's |"
 echo "|---|---:|---:|---:|---:|"
 for n in "${names[@]}"; do

@@ -9,11 +9,13 @@
 # DETAIL=1 (needs perf) also prints, per keep-alive round, the cores' idle share and
 # wrk's and nginx's CPU µs per request (see README).
 # CONNS (50) may be a list ("50 200"): one whole run, with its own table, per value.
+# THREADS (1): worker threads of each proxy (`nbthread` in both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 SECS=${2:-4}
 CONNS=${CONNS:-50}
+THREADS=${THREADS:-1}
 if [ "$CONNS" != "${CONNS%% *}" ]; then
     for c in $CONNS; do CONNS=$c "$0" "$@"; done
     exit
@@ -49,7 +51,7 @@ wait_port "$B"
 PH=$(free_port)
 cat > "$dir/haproxy.cfg" <<CONF
 global
-    nbthread 1
+    nbthread $THREADS
     maxconn 4000
 defaults
     mode http
@@ -68,14 +70,14 @@ wait_port "$PH"
 # Resumption off: every handshake a full one.
 PHF=$(free_port)
 sed -e "s/127.0.0.1:$PH /127.0.0.1:$PHF /" -e "s/alpn http.1.1/alpn http\/1.1 no-tls-tickets/" \
-    -e "s/nbthread 1/nbthread 1\n    tune.ssl.cachesize 0/" "$dir/haproxy.cfg" > "$dir/haproxy-full.cfg"
+    -e "s/nbthread $THREADS/nbthread $THREADS\n    tune.ssl.cachesize 0/" "$dir/haproxy.cfg" > "$dir/haproxy-full.cfg"
 "$HAPROXY" -db -f "$dir/haproxy-full.cfg" >/dev/null 2>&1 & pids+=($!)
 wait_port "$PHF"
 
 PL=$(free_port)
 cat > "$dir/lb.conf" <<CONF
 global
-    nbthread 1
+    nbthread $THREADS
 defaults
     mode http
 frontend f
@@ -89,13 +91,13 @@ LPID=$!
 wait_port "$PL"
 # The same lb with io_uring off (its epoll data path), for comparison.
 PE=$(free_port)
-sed -e "s/127.0.0.1:$PL/127.0.0.1:$PE/" -e "s/nbthread 1/nbthread 1\n    tune.io-uring off/" "$dir/lb.conf" > "$dir/lb-epoll.conf"
+sed -e "s/127.0.0.1:$PL/127.0.0.1:$PE/" -e "s/nbthread $THREADS/nbthread $THREADS\n    tune.io-uring off/" "$dir/lb.conf" > "$dir/lb-epoll.conf"
 ./target/release/lb --conf "$dir/lb-epoll.conf" >/dev/null 2>&1 & pids+=($!)
 EPID=$!
 wait_port "$PE"
 PLF=$(free_port)
 sed -e "s/127.0.0.1:$PL /127.0.0.1:$PLF /" -e "s/bench.pem$/bench.pem no-tls-tickets/" \
-    -e "s/nbthread 1/nbthread 1\n    tune.ssl.cachesize 0/" "$dir/lb.conf" > "$dir/lb-full.conf"
+    -e "s/nbthread $THREADS/nbthread $THREADS\n    tune.ssl.cachesize 0/" "$dir/lb.conf" > "$dir/lb-full.conf"
 ./target/release/lb --conf "$dir/lb-full.conf" >/dev/null 2>&1 & pids+=($!)
 wait_port "$PLF"
 
@@ -142,7 +144,7 @@ for r in $(seq "$ROUNDS"); do
 done
 hk=$(echo "${ka[haproxy]}" | median); hh=$(echo "${hs[haproxy]}" | median); hf=$(echo "${fh[haproxy]}" | median)
 echo
-echo "HTTPS, 1 worker each, ECDSA P-256, wrk -t1 -c$CONNS -d${SECS}s, median of $ROUNDS interleaved rounds"
+echo "HTTPS, $THREADS worker thread(s) each, ECDSA P-256, wrk -t1 -c$CONNS -d${SECS}s, median of $ROUNDS interleaved rounds"
 echo "| proxy | keep-alive req/s | vs HAProxy | CPU µs/request (keep-alive) | new connections/s | vs HAProxy | full handshakes/s | vs HAProxy |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for n in "${names[@]}"; do
