@@ -1060,7 +1060,8 @@ enum BodyError {
     /// is read next as the response.
     EarlyResponse,
     Client,
-    /// The server accepted no body byte for `timeout server`.
+    /// The server accepted no body byte, or did not finish an interim head,
+    /// within `timeout server`.
     ServerTimeout,
     TooLarge,
     Bad,
@@ -1206,6 +1207,9 @@ async fn server_spoke(up: &mut Upload<'_, '_>) -> Result<(), BodyError> {
     loop {
         let deadline = crate::clock::now() + up.server_timeout;
         match read_until(up.server, up.ubuf, deadline).await {
+            // A head begun and not finished within timeout server: 504 now,
+            // not after a second wait in `read_response`.
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(BodyError::ServerTimeout),
             Ok(0) | Err(_) => return Err(BodyError::EarlyResponse),
             Ok(_) => {}
         }
