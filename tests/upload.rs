@@ -60,6 +60,15 @@ fn content_length(head: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Opens a connection to `lb`, sends a `METHOD /up` head announcing `len`
+/// body bytes, and starts writing them (`upload`).
+fn begin_upload(lb: &Lb, method: &str, len: usize) -> (Client, thread::JoinHandle<bool>) {
+    let mut c = Client::connect(lb.addr("frontend", "f"));
+    c.send(format!("{method} /up HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n").as_bytes());
+    let writer = upload(&c, len);
+    (c, writer)
+}
+
 /// Writes `len` body bytes from another thread; returns whether all were taken.
 fn upload(c: &Client, len: usize) -> thread::JoinHandle<bool> {
     let mut w = c.r.get_ref().try_clone().unwrap();
@@ -89,10 +98,7 @@ fn a_413_reaches_a_client_still_sending_its_body() {
     });
     for uring in PATHS {
         let lb = start(uring, "    max-body-size 1k\n", "10s", server);
-        let mut c = Client::connect(lb.addr("frontend", "f"));
-        let len = 2 << 20;
-        c.send(format!("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n").as_bytes());
-        let writer = upload(&c, len);
+        let (mut c, writer) = begin_upload(&lb, "POST", 2 << 20);
         let r = c.read(false).expect("an answer");
         assert_eq!(r.status, 413, "{uring}");
         let mut rest = Vec::new();
@@ -160,12 +166,7 @@ fn an_early_answer_then_a_reset_reaches_the_client() {
     for uring in PATHS {
         let lb = start(uring, "", "10s", server);
         for _ in 0..5 {
-            let mut c = Client::connect(lb.addr("frontend", "f"));
-            let len = 4 << 20;
-            c.send(
-                format!("PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n").as_bytes(),
-            );
-            let writer = upload(&c, len);
+            let (mut c, writer) = begin_upload(&lb, "PUT", 4 << 20);
             let r = c.read(false).expect("an answer");
             assert_eq!((r.status, r.text()), (401, "nope".to_string()), "{uring}");
             assert_eq!(r.header("connection"), Some("close"));
@@ -187,10 +188,7 @@ fn a_server_that_stops_reading_the_body_gets_504() {
     });
     for uring in PATHS {
         let lb = start(uring, "", "500ms", server);
-        let mut c = Client::connect(lb.addr("frontend", "f"));
-        let len = 256 << 20;
-        c.send(format!("PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n").as_bytes());
-        let _writer = upload(&c, len);
+        let (mut c, _writer) = begin_upload(&lb, "PUT", 256 << 20);
         let r = c.read(false).expect("an answer");
         assert_eq!(r.status, 504, "{uring}");
     }
