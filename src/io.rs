@@ -144,10 +144,10 @@ impl Io {
     }
 
     /// Moves a ring socket onto tokio's reactor, for code that polls it
-    /// (the TLS and splice tunnels).
-    pub fn to_reactor(&mut self) -> io::Result<()> {
+    /// (the TLS and splice tunnels), once its send in flight is over.
+    pub async fn to_reactor(&mut self) -> io::Result<()> {
         if let Io::Ring(s) = self {
-            *self = Io::Plain(s.to_tokio()?);
+            *self = Io::Plain(s.to_tokio().await?);
         }
         Ok(())
     }
@@ -212,7 +212,7 @@ impl Io {
     /// has passed.
     pub async fn linger(&mut self) {
         let shut = match self {
-            Io::Ring(s) => s.shutdown_write(),
+            Io::Ring(s) => s.shutdown_write().await,
             _ => match tokio::time::timeout(LINGER_IDLE, AsyncWriteExt::shutdown(self)).await {
                 Ok(r) => r,
                 Err(_) => return,
@@ -369,8 +369,8 @@ impl AsyncWrite for Io {
 /// same idle rule (the session ends when neither side moved a byte for `idle`).
 /// `a` is the client side, `b` the server side; returns the bytes moved each way.
 pub async fn tunnel(a: &mut Io, b: &mut Io, idle: crate::l4::Idle) -> io::Result<crate::l4::Moved> {
-    a.to_reactor()?;
-    b.to_reactor()?;
+    a.to_reactor().await?;
+    b.to_reactor().await?;
     if let (Io::Plain(x), Io::Plain(y)) = (&*a, &*b) {
         return crate::l4::tunnel(x, y, idle).await;
     }

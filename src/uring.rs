@@ -39,8 +39,22 @@
 //! completion; a send copies its bytes into a buffer from the worker's spare
 //! stack. A read dropped early (a `select!`) or timed out cancels its operation
 //! and waits for the completion before its buffer goes back, keeping the bytes
-//! it did get; a dropped send or poll is cancelled without waiting, its slot
-//! freed when the completion comes. Operation futures are crate-internal and
+//! it did get; a dropped poll is cancelled without waiting, its slot freed when
+//! the completion comes.
+//!
+//! Sends are not waited for ([`Stream::write_all`] returns once the send is
+//! queued): the completion of a send that took everything frees its slot and
+//! buffer in [`Ring::reap`] with no task wake-up, a short send is resubmitted
+//! there for the rest, and a failure waits in the slot for the stream's next
+//! write, [`Stream::settle`] or half-close. A stream has one send in flight at
+//! most, so bytes stay in order. This halves a proxied request's task polls
+//! (client read, server read; no longer a poll after each send), and the read
+//! that follows a send goes in the same `io_uring_enter`: 7% less CPU per
+//! request in a same-run A/B. A stream dropped while its last send is in the
+//! kernel hands its socket to that send, which closes it once the send is over
+//! (or has timed out).
+//!
+//! Operation futures are crate-internal and
 //! never leaked (`mem::forget`): a leaked queued entry would still be submitted
 //! later with its socket's descriptor number. At thread exit the ring leaks the
 //! buffers of operations still in the kernel rather than free them.
@@ -64,6 +78,8 @@ const ENTRIES: u32 = 1024;
 const FLUSH_AT: usize = 256;
 /// `user_data` of cancel requests, whose own completions are ignored.
 const CANCEL: u64 = u64::MAX;
+/// [`Stream::pending`] with no send in flight (no slot has this `user_data`).
+const NO_SEND: u64 = u64::MAX;
 /// `IORING_ENTER_GETEVENTS` from <linux/io_uring.h>.
 const GETEVENTS: u32 = 1;
 /// Enters in a row that submit nothing before a turn gives up (the entries
@@ -94,6 +110,21 @@ struct Slot {
     expired: bool,
     /// Its future is gone (a cancelled send or poll): freed at completion.
     orphan: bool,
+    /// A send nobody waits for ([`Stream::write_all`]), on this socket: a short
+    /// send is resubmitted for the rest from [`Ring::reap`], and one that sent
+    /// everything frees its slot there; a failure stays for [`Settle`].
+    fire: Option<Target>,
+    /// The send's idle time, again for the rest of a short send.
+    idle_limit: Option<Duration>,
+    /// The socket of a fire send whose stream was dropped: closed once the send
+    /// is over (its descriptor and table index must stay its own until then).
+    owner: Option<Closing>,
+}
+
+/// A dropped stream's socket, kept until its last send is over.
+struct Closing {
+    sock: std::net::TcpStream,
+    fixed: Option<(u32, u64)>,
 }
 
 struct Ring {
@@ -449,6 +480,7 @@ impl Ring {
     }
 
     fn reap(&mut self, wake: &mut Vec<Waker>) {
+        let mut closing = Vec::new();
         for cqe in self.ring.completion() {
             let ud = cqe.user_data();
             if ud == CANCEL {
@@ -458,20 +490,62 @@ impl Ring {
             let Some(s) = slot_mut(&mut self.slots, ud) else {
                 continue;
             };
+            let res = cqe.result();
+            if let Some(target) = s.fire {
+                if res > 0 && !s.expired && (res as usize) < s.buf.len() {
+                    // A short send: the rest goes next, with a fresh idle time
+                    // (a dropped stream's socket stays open for it, in `owner`).
+                    s.buf.advance(res as usize);
+                    s.submitted = false;
+                    s.deadline = None;
+                    s.idle = s.idle_limit;
+                    self.queue.push(send_entry(target, &s.buf).user_data(ud));
+                    if self.queue.len() == 1 {
+                        wake.extend(self.flusher.take());
+                    }
+                    continue;
+                }
+                if (res > 0 && !s.expired) || s.orphan {
+                    // All sent, or its stream is gone: nobody needs to hear of it.
+                    let mut s = self.slots[i].take().expect("slot checked above");
+                    self.free.push(i);
+                    crate::io::give_buffer(&mut s.buf);
+                    closing.extend(s.owner.take());
+                    wake.extend(s.waker.take());
+                    continue;
+                }
+            }
             if s.orphan {
                 self.slots[i] = None;
                 self.free.push(i);
                 continue;
             }
-            let res = cqe.result();
             s.res = Some(match res {
-                e if s.expired && (e == -libc::ECANCELED || e == -libc::EINTR) => -libc::ETIMEDOUT,
+                e if s.expired && (e >= 0 || e == -libc::ECANCELED || e == -libc::EINTR) => {
+                    -libc::ETIMEDOUT
+                }
+                // A send that took nothing: the peer is gone.
+                0 if s.fire.is_some() => -libc::EPIPE,
                 e => e,
             });
             if let Some(w) = s.waker.take() {
                 wake.push(w);
             }
         }
+        for c in closing {
+            self.close(c);
+        }
+    }
+
+    /// Closes a socket whose stream was dropped while its last send was in
+    /// the kernel, now that the send is over.
+    fn close(&mut self, c: Closing) {
+        if let Some((i, ring)) = c.fixed {
+            if ring == self.id {
+                self.unregister_file(i);
+            }
+        }
+        drop(c.sock);
     }
 
     fn take(&mut self, ud: u64) -> Option<(i32, BytesMut)> {
@@ -511,7 +585,7 @@ impl Ring {
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let Some(s) = slot else { continue };
             let Some(d) = s.deadline else { continue };
-            if s.res.is_some() || s.orphan {
+            if s.res.is_some() {
                 continue;
             }
             if d <= now && s.submitted {
@@ -588,8 +662,6 @@ enum Limit {
     None,
     /// Until this instant.
     Deadline(Instant),
-    /// For this long from its submission (if it did not complete at once).
-    Idle(Duration),
 }
 
 /// One operation in the ring, holding its buffer until its completion is taken.
@@ -627,6 +699,9 @@ impl Op {
                 idle: None,
                 expired: false,
                 orphan: false,
+                fire: None,
+                idle_limit: None,
+                owner: None,
             });
             let ud = user_data(i, r.gen);
             if let Some(s) = r.slots[i].as_mut() {
@@ -636,7 +711,6 @@ impl Op {
                         s.deadline = Some(d);
                         r.arm(d, &mut wake);
                     }
-                    Limit::Idle(t) => s.idle = Some(t),
                 }
             }
             r.enqueue(entry.user_data(ud), &mut wake);
@@ -647,6 +721,45 @@ impl Op {
             w.wake();
         }
         Op { ud, unstarted: buf }
+    }
+
+    /// Queues a send nobody waits for (see [`Slot::fire`]); its `user_data`,
+    /// or `None` without a ring on this thread.
+    fn start_fire(
+        entry: squeue::Entry,
+        buf: BytesMut,
+        idle: Duration,
+        target: Target,
+    ) -> Option<u64> {
+        let mut wake = Vec::new();
+        let ud = with_ring(|r| {
+            let i = r.free.pop().unwrap_or_else(|| {
+                r.slots.push(None);
+                r.slots.len() - 1
+            });
+            r.gen = r.gen.wrapping_add(1);
+            r.slots[i] = Some(Slot {
+                gen: r.gen,
+                buf,
+                waker: None,
+                res: None,
+                submitted: false,
+                deadline: None,
+                idle: Some(idle),
+                expired: false,
+                orphan: false,
+                fire: Some(target),
+                idle_limit: Some(idle),
+                owner: None,
+            });
+            let ud = user_data(i, r.gen);
+            r.enqueue(entry.user_data(ud), &mut wake);
+            ud
+        });
+        for w in wake {
+            w.wake();
+        }
+        ud
     }
 
     /// Ends the operation now and returns its completion: a queued entry is
@@ -698,6 +811,9 @@ impl Op {
             if let Some(s) = slot_mut(&mut r.slots, ud) {
                 s.orphan = true;
                 s.waker = None;
+                // Cancelled now: the sweeper has nothing left to do for it.
+                s.deadline = None;
+                s.idle = None;
                 r.enqueue(
                     opcode::AsyncCancel::new(ud).build().user_data(CANCEL),
                     &mut wake,
@@ -797,7 +913,14 @@ impl Drop for Read<'_> {
 
 /// A TCP socket whose reads and writes go through this worker's ring.
 pub struct Stream {
-    sock: std::net::TcpStream,
+    /// Dropped by hand: a socket whose last send is still in the kernel goes
+    /// to that send's slot, to be closed when it is over.
+    sock: std::mem::ManuallyDrop<std::net::TcpStream>,
+    /// The send in flight ([`Stream::write_all`] does not wait for it), as
+    /// its `user_data`; `NO_SEND` if none. Atomic only so that `&Stream` may be
+    /// held across awaits by `Send` futures: plain loads and stores, as one
+    /// thread uses it.
+    pending: std::sync::atomic::AtomicU64,
     /// Its index in the ring's registered-file table, and that ring's id.
     /// Operations name the socket by index, which spares the kernel a
     /// descriptor lookup (with its reference count) per operation.
@@ -816,11 +939,17 @@ impl Stream {
     pub fn from_tokio(s: tokio::net::TcpStream) -> io::Result<Stream> {
         let sock = s.into_std()?;
         let fixed = with_ring(|r| r.register_file(sock.as_raw_fd()).map(|i| (i, r.id))).flatten();
-        Ok(Stream { sock, fixed })
+        Ok(Stream {
+            sock: std::mem::ManuallyDrop::new(sock),
+            pending: std::sync::atomic::AtomicU64::new(NO_SEND),
+            fixed,
+        })
     }
 
-    /// The same socket on tokio's reactor (for the poll-based tunnel).
-    pub fn to_tokio(&self) -> io::Result<tokio::net::TcpStream> {
+    /// The same socket on tokio's reactor (for the poll-based tunnel), once
+    /// the send in flight is over.
+    pub async fn to_tokio(&self) -> io::Result<tokio::net::TcpStream> {
+        self.settle().await?;
         tokio::net::TcpStream::from_std(self.sock.try_clone()?)
     }
 
@@ -838,10 +967,32 @@ impl Stream {
         }
     }
 
-    /// Half-closes: a FIN after what was sent (every send here has completed
-    /// before its `write_all` returned).
-    pub fn shutdown_write(&self) -> io::Result<()> {
+    /// Half-closes: a FIN after what was sent, once the send in flight is over.
+    pub async fn shutdown_write(&self) -> io::Result<()> {
+        self.settle().await?;
         self.sock.shutdown(std::net::Shutdown::Write)
+    }
+
+    /// Waits for the send in flight, if any: its error, if it failed.
+    pub async fn settle(&self) -> io::Result<()> {
+        match self.take_pending() {
+            None => Ok(()),
+            ud => Settle { stream: self, ud }.await,
+        }
+    }
+
+    fn take_pending(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let ud = self.pending.load(Relaxed);
+        if ud == NO_SEND {
+            return None;
+        }
+        self.pending.store(NO_SEND, Relaxed);
+        Some(ud)
+    }
+
+    fn set_pending(&self, ud: u64) {
+        self.pending.store(ud, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Reads what is available into the spare capacity of `buf` (at least one
@@ -869,33 +1020,31 @@ impl Stream {
         })
     }
 
-    /// Writes all of `data`, failing if the peer accepts nothing for `idle`.
+    /// Sends all of `data`, failing if the peer accepts nothing for `idle`.
+    /// Returns once the send is queued, not done: the task goes on (to its
+    /// next read, submitted in the same enter) without a wake-up for the
+    /// send's completion, which [`Ring::reap`] handles alone when it sent
+    /// everything, as nearly every send does. A failure surfaces at the
+    /// stream's next `write_all`, [`Stream::settle`] or half-close; a read
+    /// meanwhile sees the broken connection itself. One send at a time: this
+    /// waits for the previous one first, so bytes stay in order.
     pub async fn write_all(&self, data: &[u8], idle: Duration) -> io::Result<()> {
+        self.settle().await?;
+        if data.is_empty() {
+            return Ok(());
+        }
         let mut buf = crate::io::take_buffer();
         buf.clear();
         buf.extend_from_slice(data);
-        while !buf.is_empty() {
-            let len = buf.len().min(u32::MAX as usize) as u32;
-            let entry = match self.target() {
-                Target::Fixed(i) => opcode::Send::new(types::Fixed(i), buf.as_ptr(), len),
-                Target::Fd(fd) => opcode::Send::new(types::Fd(fd), buf.as_ptr(), len),
+        let target = self.target();
+        let entry = send_entry(target, &buf);
+        match Op::start_fire(entry, buf, idle, target) {
+            Some(ud) => {
+                self.set_pending(ud);
+                Ok(())
             }
-            .flags(libc::MSG_NOSIGNAL)
-            .build();
-            let (res, back) = Op::start_with(entry, buf, Limit::Idle(idle)).await;
-            buf = back;
-            if res == -libc::ETIMEDOUT {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout"));
-            }
-            match result(res) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => buf.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+            None => Err(io::Error::from_raw_os_error(libc::EBADF)),
         }
-        crate::io::give_buffer(&mut buf);
-        Ok(())
     }
 
     /// Waits until the socket has bytes to read, EOF or an error.
@@ -912,22 +1061,121 @@ impl Stream {
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        let Some((i, ring)) = self.fixed else { return };
-        // Sockets stay on the worker that registered them. One dropped
-        // elsewhere would keep its entry, and the socket open, until that
-        // worker's ring closes.
-        debug_assert_eq!(
-            RING_ID.with(|c| c.get()),
-            ring,
-            "ring socket left its worker"
-        );
+        // SAFETY: taken once, here; `sock` is not used after.
+        let sock = unsafe { std::mem::ManuallyDrop::take(&mut self.sock) };
+        let mut sock = Some(sock);
+        if let Some((_, ring)) = self.fixed {
+            // Sockets stay on the worker that registered them. One dropped
+            // elsewhere would keep its entry, and the socket open, until that
+            // worker's ring closes.
+            debug_assert_eq!(
+                RING_ID.with(|c| c.get()),
+                ring,
+                "ring socket left its worker"
+            );
+        }
+        let pending = self.take_pending();
+        let fixed = self.fixed;
         // No ring any more (thread exit): closing it released its table.
         with_ring(|r| {
-            if r.id == ring {
-                r.unregister_file(i);
+            if let Some(ud) = pending {
+                match slot_mut(&mut r.slots, ud) {
+                    Some(s) if s.res.is_none() => {
+                        // The last send is still going: it keeps the socket, and
+                        // closes it when it is over (the sweeper bounds that).
+                        s.orphan = true;
+                        s.waker = None;
+                        s.owner = sock.take().map(|sock| Closing { sock, fixed });
+                        return;
+                    }
+                    Some(_) => {
+                        // It failed; nobody is left to hear of it.
+                        let i = (ud & 0xffff_ffff) as usize;
+                        r.slots[i] = None;
+                        r.free.push(i);
+                    }
+                    None => {}
+                }
+            }
+            if let Some((i, ring)) = fixed {
+                if r.id == ring {
+                    r.unregister_file(i);
+                }
             }
         });
+        drop(sock);
     }
+}
+
+/// Waits for a stream's send in flight ([`Stream::settle`]); if dropped first,
+/// the stream keeps track of the send.
+struct Settle<'a> {
+    stream: &'a Stream,
+    ud: Option<u64>,
+}
+
+impl Future for Settle<'_> {
+    type Output = io::Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(ud) = self.ud else {
+            return Poll::Ready(Ok(()));
+        };
+        let done = with_ring(|r| {
+            let i = (ud & 0xffff_ffff) as usize;
+            match slot_mut(&mut r.slots, ud) {
+                // Sent everything: the slot went at completion.
+                None => Some(0),
+                Some(s) => match s.res {
+                    Some(res) => {
+                        let mut s = r.slots[i].take().expect("slot checked above");
+                        r.free.push(i);
+                        crate::io::give_buffer(&mut s.buf);
+                        Some(res)
+                    }
+                    None => {
+                        if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                            s.waker = Some(cx.waker().clone());
+                        }
+                        None
+                    }
+                },
+            }
+        });
+        let res = match done {
+            Some(Some(res)) => res,
+            Some(None) => return Poll::Pending,
+            // The ring is gone (thread exit): nothing will complete this.
+            None => -libc::ECANCELED,
+        };
+        self.ud = None;
+        Poll::Ready(match res {
+            0.. => Ok(()),
+            e if e == -libc::ETIMEDOUT => {
+                Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout"))
+            }
+            e => Err(io::Error::from_raw_os_error(-e)),
+        })
+    }
+}
+
+impl Drop for Settle<'_> {
+    fn drop(&mut self) {
+        if let Some(ud) = self.ud {
+            self.stream.set_pending(ud);
+        }
+    }
+}
+
+/// A send of all of `buf` (which the slot holding it keeps alive).
+fn send_entry(target: Target, buf: &[u8]) -> squeue::Entry {
+    let len = buf.len().min(u32::MAX as usize) as u32;
+    match target {
+        Target::Fixed(i) => opcode::Send::new(types::Fixed(i), buf.as_ptr(), len),
+        Target::Fd(fd) => opcode::Send::new(types::Fd(fd), buf.as_ptr(), len),
+    }
+    .flags(libc::MSG_NOSIGNAL)
+    .build()
 }
 
 #[cfg(test)]
@@ -992,13 +1240,15 @@ mod tests {
                 .expect("read held back")
                 .unwrap();
             assert_eq!(&buf[..n], b"hello");
-            tokio::time::timeout(
-                Duration::from_secs(5),
-                s.write_all(b"world", Duration::from_secs(5)),
-            )
-            .await
-            .expect("send held back")
-            .unwrap();
+            // write_all returns once the send is queued; settle waits for it.
+            let send = async {
+                s.write_all(b"world", Duration::from_secs(5)).await?;
+                s.settle().await
+            };
+            tokio::time::timeout(Duration::from_secs(5), send)
+                .await
+                .expect("send held back")
+                .unwrap();
             let mut got = [0u8; 5];
             c.read_exact(&mut got).unwrap();
             assert_eq!(&got, b"world");
@@ -1015,11 +1265,39 @@ mod tests {
             let (mut c, s) = pair();
             assert!(s.fixed.is_some(), "the socket was not registered");
             s.write_all(b"bye", Duration::from_secs(5)).await.unwrap();
+            s.settle().await.unwrap();
             drop(s);
             c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
             let mut got = Vec::new();
             c.read_to_end(&mut got).expect("no EOF after the drop");
             assert_eq!(&got, b"bye");
+        });
+    }
+
+    /// A stream dropped while its last send is still going (here one far
+    /// larger than the socket buffers, so the kernel takes it in several short
+    /// sends) delivers all of it, in order, and then closes the socket.
+    #[test]
+    fn a_send_in_flight_outlives_its_dropped_stream() {
+        on_ring(async {
+            let (c, s) = pair();
+            let data: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+            s.write_all(&data, Duration::from_secs(10)).await.unwrap();
+            drop(s);
+            // The reader blocks, so not on this worker, whose ring sends.
+            let reader = tokio::task::spawn_blocking(move || {
+                let mut c = c;
+                c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let mut got = Vec::new();
+                c.read_to_end(&mut got).map(|_| got)
+            });
+            let got = reader.await.unwrap().expect("no EOF after the send");
+            assert!(
+                got == data,
+                "got {} of {} bytes, or out of order",
+                got.len(),
+                data.len()
+            );
         });
     }
 
