@@ -44,7 +44,7 @@
 //!
 //! Sends are not waited for ([`Stream::write_all`] returns once the send is
 //! queued): the completion of a send that took everything frees its slot and
-//! buffer in [`Ring::reap`] with no task wake-up, a short send is resubmitted
+//! buffer in `Ring::reap` with no task wake-up, a short send is resubmitted
 //! there for the rest, and a failure waits in the slot for the stream's next
 //! write, [`Stream::settle`] or half-close. A stream has one send in flight at
 //! most, so bytes stay in order. This halves a proxied request's task polls
@@ -111,8 +111,8 @@ struct Slot {
     /// Its future is gone (a cancelled send or poll): freed at completion.
     orphan: bool,
     /// A send nobody waits for ([`Stream::write_all`]), on this socket: a short
-    /// send is resubmitted for the rest from [`Ring::reap`], and one that sent
-    /// everything frees its slot there; a failure stays for [`Settle`].
+    /// send is resubmitted for the rest from `Ring::reap`, and one that sent
+    /// everything frees its slot there; a failure stays for `Settle`.
     fire: Option<Target>,
     /// The send's idle time, again for the rest of a short send.
     idle_limit: Option<Duration>,
@@ -723,7 +723,7 @@ impl Op {
         Op { ud, unstarted: buf }
     }
 
-    /// Queues a send nobody waits for (see [`Slot::fire`]); its `user_data`,
+    /// Queues a send nobody waits for (see `Slot::fire`); its `user_data`,
     /// or `None` without a ring on this thread.
     fn start_fire(
         entry: squeue::Entry,
@@ -1023,7 +1023,7 @@ impl Stream {
     /// Sends all of `data`, failing if the peer accepts nothing for `idle`.
     /// Returns once the send is queued, not done: the task goes on (to its
     /// next read, submitted in the same enter) without a wake-up for the
-    /// send's completion, which [`Ring::reap`] handles alone when it sent
+    /// send's completion, which `Ring::reap` handles alone when it sent
     /// everything, as nearly every send does. A failure surfaces at the
     /// stream's next `write_all`, [`Stream::settle`] or half-close; a read
     /// meanwhile sees the broken connection itself. One send at a time: this
