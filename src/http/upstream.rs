@@ -27,8 +27,58 @@ pub type Key = (SocketAddr, Option<u64>);
 
 #[derive(Default)]
 struct Pools {
-    idle: HashMap<Key, VecDeque<Idle>>,
+    idle: HashMap<Key, VecDeque<Idle>, KeyHasher>,
     sweeper: bool,
+}
+
+/// A multiply-and-rotate hash for pool keys: they come from the conf (server
+/// addresses), not from clients, so SipHash's resistance to chosen keys buys
+/// nothing here, and it was ~0.4% of a proxied request's CPU (a lookup in
+/// `take` and one in `put`).
+#[derive(Default, Clone, Copy)]
+struct KeyHasher;
+
+impl std::hash::BuildHasher for KeyHasher {
+    type Hasher = FastHash;
+    fn build_hasher(&self) -> FastHash {
+        FastHash(0)
+    }
+}
+
+struct FastHash(u64);
+
+impl std::hash::Hasher for FastHash {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n.into());
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(n.into());
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(n.into());
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 thread_local! {
