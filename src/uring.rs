@@ -131,6 +131,11 @@ struct Ring {
     ring: IoUring,
     /// Entries built since the last submission, not yet in the submission queue.
     queue: Vec<squeue::Entry>,
+    /// Reads built since the last submission: submitted after `queue`, so that
+    /// a turn's sends all go before its reads. A read right behind its own
+    /// send nearly always finds nothing yet and must arm a poll; behind the
+    /// whole turn's sends, the peer (on the other core) has often answered.
+    reads: Vec<squeue::Entry>,
     /// `user_data` of the entries in the submission queue, oldest first: the
     /// kernel takes them in this order, and says how many it took.
     in_sq: std::collections::VecDeque<u64>,
@@ -264,6 +269,7 @@ pub fn start() -> io::Result<()> {
         *r.borrow_mut() = Some(Ring {
             ring,
             queue: Vec::new(),
+            reads: Vec::new(),
             in_sq: std::collections::VecDeque::new(),
             slots: Vec::new(),
             free: Vec::new(),
@@ -289,7 +295,7 @@ pub fn start() -> io::Result<()> {
         loop {
             std::future::poll_fn(|cx| {
                 let queued = with_ring(|r| {
-                    if !r.queue.is_empty() {
+                    if r.queued() {
                         return true;
                     }
                     if !r.flusher.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -314,7 +320,7 @@ pub fn start() -> io::Result<()> {
             })
             .await;
             enter(0);
-            if with_ring(|r| !r.queue.is_empty()) == Some(true) {
+            if with_ring(|r| r.queued()) == Some(true) {
                 // The kernel took nothing (an error was logged): retry soon,
                 // without spinning.
                 tokio::time::sleep(Duration::from_millis(1)).await;
@@ -370,7 +376,7 @@ async fn sweeper() {
 /// Submits what this turn queued and runs completions. Called by the worker
 /// before it parks.
 pub fn flush() {
-    if with_ring(|r| !r.queue.is_empty() || !r.in_sq.is_empty()) == Some(true) {
+    if with_ring(|r| r.queued() || !r.in_sq.is_empty()) == Some(true) {
         enter(0);
     }
 }
@@ -391,6 +397,7 @@ impl Ring {
     /// the kernel does not take (an error) stay for the next call.
     fn submit(&mut self, mut want: usize, wake: &mut Vec<Waker>) {
         let mut queued = std::mem::take(&mut self.queue);
+        queued.append(&mut self.reads);
         let mut next = 0;
         let mut stalled = 0;
         // Extra rounds for completions the kernel kept aside (bounded, so that
@@ -500,7 +507,7 @@ impl Ring {
                     s.deadline = None;
                     s.idle = s.idle_limit;
                     self.queue.push(send_entry(target, &s.buf).user_data(ud));
-                    if self.queue.len() == 1 {
+                    if self.queue.len() + self.reads.len() == 1 {
                         wake.extend(self.flusher.take());
                     }
                     continue;
@@ -556,15 +563,29 @@ impl Ring {
         Some((res, s.buf))
     }
 
-    /// Queues an entry; the first of a turn wakes the flusher, and a long queue
-    /// is submitted at once.
-    fn enqueue(&mut self, entry: squeue::Entry, wake: &mut Vec<Waker>) {
-        self.queue.push(entry);
-        if self.queue.len() == 1 {
+    /// Entries wait for submission.
+    fn queued(&self) -> bool {
+        !self.queue.is_empty() || !self.reads.is_empty()
+    }
+
+    /// Queues an entry (a read behind the turn's other entries); the first
+    /// of a turn wakes the flusher, and a long queue is submitted at once.
+    fn enqueue_as(&mut self, entry: squeue::Entry, read: bool, wake: &mut Vec<Waker>) {
+        if read {
+            self.reads.push(entry);
+        } else {
+            self.queue.push(entry);
+        }
+        let n = self.queue.len() + self.reads.len();
+        if n == 1 {
             wake.extend(self.flusher.take());
-        } else if self.queue.len() >= FLUSH_AT {
+        } else if n >= FLUSH_AT {
             self.submit(0, wake);
         }
+    }
+
+    fn enqueue(&mut self, entry: squeue::Entry, wake: &mut Vec<Waker>) {
+        self.enqueue_as(entry, false, wake);
     }
 
     /// Makes sure the sweeper looks at deadline `d` in time.
@@ -642,8 +663,13 @@ impl Ring {
 
     /// Takes an unsubmitted entry out of the queue: its operation is over.
     fn unqueue(&mut self, ud: u64) -> Option<(i32, BytesMut)> {
-        let at = self.queue.iter().position(|e| e.get_user_data() == ud)?;
-        self.queue.remove(at);
+        let find = |q: &[squeue::Entry]| q.iter().position(|e| e.get_user_data() == ud);
+        if let Some(at) = find(&self.queue) {
+            self.queue.remove(at);
+        } else {
+            let at = find(&self.reads)?;
+            self.reads.remove(at);
+        }
         slot_mut(&mut self.slots, ud)?.res = Some(-libc::ECANCELED);
         self.take(ud)
     }
@@ -676,10 +702,11 @@ impl Op {
     /// Queues `entry`, whose memory lies in `buf`. Without a ring (a thread that
     /// never ran [`start`]) the operation fails with EBADF.
     fn start(entry: squeue::Entry, buf: BytesMut) -> Op {
-        Op::start_with(entry, buf, Limit::None)
+        Op::start_with(entry, buf, Limit::None, false)
     }
 
-    fn start_with(entry: squeue::Entry, buf: BytesMut, limit: Limit) -> Op {
+    /// `read`: a socket read, submitted after the turn's other entries.
+    fn start_with(entry: squeue::Entry, buf: BytesMut, limit: Limit, read: bool) -> Op {
         let mut wake = Vec::new();
         let mut buf = Some(buf);
         let ud = with_ring(|r| {
@@ -713,7 +740,7 @@ impl Op {
                     }
                 }
             }
-            r.enqueue(entry.user_data(ud), &mut wake);
+            r.enqueue_as(entry.user_data(ud), read, &mut wake);
             Some(ud)
         })
         .flatten();
@@ -1010,7 +1037,7 @@ impl Stream {
             Target::Fd(fd) => opcode::Recv::new(types::Fd(fd), at, room).build(),
         };
         Read {
-            op: Op::start_with(entry, owned, Limit::Deadline(deadline)),
+            op: Op::start_with(entry, owned, Limit::Deadline(deadline), true),
             dst: buf,
         }
         .await
