@@ -499,7 +499,8 @@ impl Ring {
             };
             let res = cqe.result();
             if let Some(target) = s.fire {
-                if res > 0 && !s.expired && (res as usize) < s.buf.len() {
+                let all = res > 0 && res as usize == s.buf.len();
+                if res > 0 && !all && !s.expired {
                     // A short send: the rest goes next, with a fresh idle time
                     // (a dropped stream's socket stays open for it, in `owner`).
                     s.buf.advance(res as usize);
@@ -512,7 +513,7 @@ impl Ring {
                     }
                     continue;
                 }
-                if (res > 0 && !s.expired) || s.orphan {
+                if all || s.orphan {
                     // All sent, or its stream is gone: nobody needs to hear of it.
                     let mut s = self.slots[i].take().expect("slot checked above");
                     self.free.push(i);
@@ -528,9 +529,9 @@ impl Ring {
                 continue;
             }
             s.res = Some(match res {
-                e if s.expired && (e >= 0 || e == -libc::ECANCELED || e == -libc::EINTR) => {
-                    -libc::ETIMEDOUT
-                }
+                e if s.expired && (e == -libc::ECANCELED || e == -libc::EINTR) => -libc::ETIMEDOUT,
+                // A send cut short by its deadline.
+                _ if s.expired && s.fire.is_some() => -libc::ETIMEDOUT,
                 // A send that took nothing: the peer is gone.
                 0 if s.fire.is_some() => -libc::EPIPE,
                 e => e,
