@@ -564,6 +564,30 @@ impl Ring {
         Some((res, s.buf))
     }
 
+    /// A fresh slot for an operation on `buf`: its index and `user_data`.
+    fn new_slot(&mut self, buf: BytesMut) -> (usize, u64) {
+        let i = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
+        self.gen = self.gen.wrapping_add(1);
+        self.slots[i] = Some(Slot {
+            gen: self.gen,
+            buf,
+            waker: None,
+            res: None,
+            submitted: false,
+            deadline: None,
+            idle: None,
+            expired: false,
+            orphan: false,
+            fire: None,
+            idle_limit: None,
+            owner: None,
+        });
+        (i, user_data(i, self.gen))
+    }
+
     /// Entries wait for submission.
     fn queued(&self) -> bool {
         !self.queue.is_empty() || !self.reads.is_empty()
@@ -712,34 +736,12 @@ impl Op {
         let mut buf = Some(buf);
         let ud = with_ring(|r| {
             let buf = buf.take()?;
-            let i = r.free.pop().unwrap_or_else(|| {
-                r.slots.push(None);
-                r.slots.len() - 1
-            });
-            r.gen = r.gen.wrapping_add(1);
-            r.slots[i] = Some(Slot {
-                gen: r.gen,
-                buf,
-                waker: None,
-                res: None,
-                submitted: false,
-                deadline: None,
-                idle: None,
-                expired: false,
-                orphan: false,
-                fire: None,
-                idle_limit: None,
-                owner: None,
-            });
-            let ud = user_data(i, r.gen);
-            if let Some(s) = r.slots[i].as_mut() {
-                match limit {
-                    Limit::None => {}
-                    Limit::Deadline(d) => {
-                        s.deadline = Some(d);
-                        r.arm(d, &mut wake);
-                    }
+            let (_, ud) = r.new_slot(buf);
+            if let Limit::Deadline(d) = limit {
+                if let Some(s) = slot_mut(&mut r.slots, ud) {
+                    s.deadline = Some(d);
                 }
+                r.arm(d, &mut wake);
             }
             r.enqueue_as(entry.user_data(ud), read, &mut wake);
             Some(ud)
@@ -761,26 +763,12 @@ impl Op {
     ) -> Option<u64> {
         let mut wake = Vec::new();
         let ud = with_ring(|r| {
-            let i = r.free.pop().unwrap_or_else(|| {
-                r.slots.push(None);
-                r.slots.len() - 1
-            });
-            r.gen = r.gen.wrapping_add(1);
-            r.slots[i] = Some(Slot {
-                gen: r.gen,
-                buf,
-                waker: None,
-                res: None,
-                submitted: false,
-                deadline: None,
-                idle: Some(idle),
-                expired: false,
-                orphan: false,
-                fire: Some(target),
-                idle_limit: Some(idle),
-                owner: None,
-            });
-            let ud = user_data(i, r.gen);
+            let (i, ud) = r.new_slot(buf);
+            if let Some(s) = r.slots[i].as_mut() {
+                s.idle = Some(idle);
+                s.idle_limit = Some(idle);
+                s.fire = Some(target);
+            }
             r.enqueue(entry.user_data(ud), &mut wake);
             ud
         });
