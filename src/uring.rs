@@ -545,8 +545,8 @@ impl Ring {
         }
     }
 
-    /// Closes a socket whose stream was dropped while its last send was in
-    /// the kernel, now that the send is over.
+    /// Closes a dropped stream's socket (at once, or once its last send is
+    /// over): out of the table first, whose reference would keep it open.
     fn close(&mut self, c: Closing) {
         if let Some((i, ring)) = c.fixed {
             if ring == self.id {
@@ -1079,7 +1079,6 @@ impl Drop for Stream {
     fn drop(&mut self) {
         // SAFETY: taken once, here; `sock` is not used after.
         let sock = unsafe { std::mem::ManuallyDrop::take(&mut self.sock) };
-        let mut sock = Some(sock);
         if let Some((_, ring)) = self.fixed {
             // Sockets stay on the worker that registered them. One dropped
             // elsewhere would keep its entry, and the socket open, until that
@@ -1090,36 +1089,32 @@ impl Drop for Stream {
                 "ring socket left its worker"
             );
         }
+        let mut closing = Some(Closing {
+            sock,
+            fixed: self.fixed,
+        });
         let pending = self.take_pending();
-        let fixed = self.fixed;
-        // No ring any more (thread exit): closing it released its table.
+        // No ring any more (thread exit): closing it released its table, and
+        // `closing` drops the socket below.
         with_ring(|r| {
             if let Some(ud) = pending {
-                match slot_mut(&mut r.slots, ud) {
-                    Some(s) if s.res.is_none() => {
-                        // The last send is still going: it keeps the socket, and
-                        // closes it when it is over (the sweeper bounds that).
-                        s.orphan = true;
-                        s.waker = None;
-                        s.owner = sock.take().map(|sock| Closing { sock, fixed });
-                        return;
-                    }
-                    Some(_) => {
-                        // It failed; nobody is left to hear of it.
-                        let i = (ud & 0xffff_ffff) as usize;
-                        r.slots[i] = None;
-                        r.free.push(i);
-                    }
-                    None => {}
+                if let Some(s) = slot_mut(&mut r.slots, ud).filter(|s| s.res.is_none()) {
+                    // The last send is still going: it keeps the socket, and
+                    // closes it when it is over (the sweeper bounds that).
+                    s.orphan = true;
+                    s.waker = None;
+                    s.owner = closing.take();
+                    return;
+                }
+                // It failed; nobody is left to hear of it.
+                if let Some((_, mut buf)) = r.take(ud) {
+                    crate::io::give_buffer(&mut buf);
                 }
             }
-            if let Some((i, ring)) = fixed {
-                if r.id == ring {
-                    r.unregister_file(i);
-                }
+            if let Some(c) = closing.take() {
+                r.close(c);
             }
         });
-        drop(sock);
     }
 }
 
@@ -1138,25 +1133,18 @@ impl Future for Settle<'_> {
             return Poll::Ready(Ok(()));
         };
         let done = with_ring(|r| {
-            let i = (ud & 0xffff_ffff) as usize;
-            match slot_mut(&mut r.slots, ud) {
-                // Sent everything: the slot went at completion.
-                None => Some(0),
-                Some(s) => match s.res {
-                    Some(res) => {
-                        let mut s = r.slots[i].take().expect("slot checked above");
-                        r.free.push(i);
-                        crate::io::give_buffer(&mut s.buf);
-                        Some(res)
-                    }
-                    None => {
-                        if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                            s.waker = Some(cx.waker().clone());
-                        }
-                        None
-                    }
-                },
+            if let Some((res, mut buf)) = r.take(ud) {
+                crate::io::give_buffer(&mut buf);
+                return Some(res);
             }
+            // No slot: the send took everything and its slot went at completion.
+            let Some(s) = slot_mut(&mut r.slots, ud) else {
+                return Some(0);
+            };
+            if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                s.waker = Some(cx.waker().clone());
+            }
+            None
         });
         let res = match done {
             Some(Some(res)) => res,
