@@ -143,6 +143,16 @@ impl Io {
         }
     }
 
+    /// Waits until what was written is in the kernel's hands (a ring write
+    /// returns once its send is queued): the error of a send that failed.
+    /// Other sockets write synchronously: at once.
+    pub async fn settle(&self) -> io::Result<()> {
+        match self {
+            Io::Ring(s) => s.settle().await,
+            _ => Ok(()),
+        }
+    }
+
     /// Moves a ring socket onto tokio's reactor, for code that polls it
     /// (the TLS and splice tunnels), once its send in flight is over.
     pub async fn to_reactor(&mut self) -> io::Result<()> {

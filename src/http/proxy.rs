@@ -1091,8 +1091,24 @@ struct Upload<'a, 'c> {
     server_timeout: Duration,
 }
 
-/// Streams the request body from the client to the server.
+/// Streams the request body from the client to the server, and waits until
+/// the last of it has gone (a ring write returns once queued): a server that
+/// reset the connection under the body's last part then counts as having
+/// answered early, as under any other part.
 async fn send_body(
+    up: &mut Upload<'_, '_>,
+    rbuf: &mut BytesMut,
+    kind: BodyKind,
+    sent: &mut u64,
+) -> Result<(), BodyError> {
+    if matches!(kind, BodyKind::None | BodyKind::UntilClose) {
+        return Ok(());
+    }
+    send_body_parts(up, rbuf, kind, sent).await?;
+    up.server.settle().await.map_err(server_write_failed)
+}
+
+async fn send_body_parts(
     up: &mut Upload<'_, '_>,
     rbuf: &mut BytesMut,
     kind: BodyKind,
