@@ -281,6 +281,24 @@ pub async fn read_until(
     }
 }
 
+/// `read_until` for a connection with no request under way: when the drain
+/// starts (SIGTERM), it ends as at EOF, so an idle keep-alive connection closes
+/// then rather than at its timeout. Bytes that arrive first are read as usual.
+pub async fn read_unless_draining(
+    s: &mut TcpStream,
+    buf: &mut BytesMut,
+    deadline: Instant,
+) -> io::Result<usize> {
+    if crate::shutdown::draining() {
+        return Ok(0);
+    }
+    tokio::select! {
+        biased;
+        r = read_until(s, buf, deadline) => r,
+        _ = crate::shutdown::drain_started() => Ok(0),
+    }
+}
+
 /// `try_read_buf` on a shared socket that, like tokio's own `poll_read`, clears read
 /// readiness after a short read: the read drained the socket, so the next one waits
 /// for epoll's edge instead of spending a `recv` on EAGAIN. (Readiness can only be

@@ -394,8 +394,6 @@ pub struct Runtime {
     pub tracker: Arc<Tracker>,
     pub global_limit: Arc<Semaphore>,
     pub stop: watch::Sender<bool>,
-    /// Set on SIGTERM/SIGINT, for connections that poll rather than wait.
-    pub draining: std::sync::atomic::AtomicBool,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
     handles: Vec<Handle>,
@@ -939,7 +937,6 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
         snapshot: ArcSwap::from_pointee(Snapshot::build(conf.clone())),
         generation: AtomicU64::new(0),
         stop,
-        draining: std::sync::atomic::AtomicBool::new(false),
         reloads: AtomicU64::new(0),
         reload_failures: AtomicU64::new(0),
         handles: workers.handles.clone(),
@@ -1072,7 +1069,7 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
             }
         }
     }
-    rt.draining.store(true, Ordering::Relaxed);
+    crate::shutdown::start_drain();
     let _ = rt.stop.send(true);
     if rt.tracker.drained(drain).await {
         tracing::info!("all connections finished; exiting");

@@ -1,10 +1,44 @@
 //! The drain signal: stop accepting, count open connections, wait for them to end.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
+
+/// Set once, when SIGTERM or SIGINT starts the drain: the process is stopping.
+static DRAINING: AtomicBool = AtomicBool::new(false);
+/// Wakes whoever waits in [`drain_started`] when the drain starts.
+static DRAIN: Notify = Notify::const_new();
+
+/// Starts the drain, process-wide: idle keep-alive connections (clients of
+/// frontends, web and app services, pooled server connections) close now
+/// instead of at their timeouts, so the process can exit as soon as the work in
+/// progress is done.
+pub fn start_drain() {
+    DRAINING.store(true, Ordering::SeqCst);
+    DRAIN.notify_waiters();
+}
+
+/// The drain flag itself (checked on paths that must not wait on a lock).
+pub fn drain_flag() -> &'static AtomicBool {
+    &DRAINING
+}
+
+pub fn draining() -> bool {
+    DRAINING.load(Ordering::Relaxed)
+}
+
+/// Resolves once the drain has started (at once if it already has).
+pub async fn drain_started() {
+    loop {
+        let notified = DRAIN.notified();
+        if DRAINING.load(Ordering::SeqCst) {
+            return;
+        }
+        notified.await;
+    }
+}
 
 /// Counts open connections so shutdown can wait for them.
 #[derive(Debug, Default)]

@@ -318,6 +318,26 @@ fn read_your_writes_and_replica_fallback() {
 }
 
 #[test]
+fn sigterm_closes_idle_connections_at_once() {
+    // An app with the default 60 s keep-alive, and a drain limit beyond the test's waits.
+    let mut t = tier("global\n    timeout drain 60s\n");
+    let a = t.addr();
+    let mut idle = Client::connect(a);
+    idle.send(b"GET /api/items HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(idle.read(false).expect("response").status, 200);
+    t.app.signal(libc::SIGTERM);
+    t.app.wait_log("draining");
+    let mut b = [0u8; 1];
+    match std::io::Read::read(idle.r.get_mut(), &mut b) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("idle connection not closed by the drain: {other:?}"),
+    }
+    assert_eq!(t.app.wait_exit(), Some(0));
+    t.app.wait_log("all connections finished");
+}
+
+#[test]
 fn primary_down_gives_503_not_a_hang() {
     let mut t = tier("");
     let a = t.addr();

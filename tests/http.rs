@@ -446,6 +446,57 @@ fn sigterm_closes_idle_keepalive_and_finishes_requests_in_flight() {
 }
 
 #[test]
+fn sigterm_closes_pooled_server_connections_at_once() {
+    let a = http_server("a");
+    // A purge delay far beyond the test's waits: only the drain closes them.
+    let mut lb = Lb::start(
+        &format!(
+            "global\n    timeout drain 60s\n{}",
+            conf("", "    default-server pool-purge-delay 60s", &[&a])
+        ),
+        1,
+    );
+    let fe = lb.addr("frontend", "f");
+    // Two requests at once: two server connections, both pooled afterwards.
+    let mut c1 = Client::connect(fe);
+    let mut c2 = Client::connect(fe);
+    for c in [&mut c1, &mut c2] {
+        c.send(b"GET /slow/200 HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+    for c in [&mut c1, &mut c2] {
+        assert_eq!(c.read(false).expect("response").status, 200);
+    }
+    drop((c1, c2));
+    assert_eq!(a.conns.load(Ordering::SeqCst), 2);
+    // A long request holds the drain open and uses at most one of them.
+    let mut busy = Client::connect(fe);
+    busy.send(b"GET /slow/5000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    common::eventually("the slow request at the server", || {
+        (a.requests.load(Ordering::SeqCst) >= 3).then_some(())
+    });
+    assert_eq!(a.closed.load(Ordering::SeqCst), 0);
+    lb.signal(libc::SIGTERM);
+    lb.wait_log("draining");
+    // The idle pooled connection is closed while the slow answer is still due.
+    common::eventually("an idle server connection closed", || {
+        (a.closed.load(Ordering::SeqCst) >= 1).then_some(())
+    });
+    let sock = busy.r.get_ref();
+    sock.set_nonblocking(true).unwrap();
+    let mut b = [0u8; 1];
+    assert_eq!(
+        sock.peek(&mut b).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::WouldBlock),
+        "the slow response came before the pooled connection was closed"
+    );
+    sock.set_nonblocking(false).unwrap();
+    let r = busy.read(false).expect("response");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(lb.wait_exit(), Some(0));
+}
+
+#[test]
 fn a_reload_that_only_moves_lines_changes_nothing() {
     let a = http_server("a");
     let c = conf(

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
@@ -436,6 +436,34 @@ fn app_prefix_is_proxied() {
     assert_eq!(c.get("/api/again").status, 200);
     // A path outside the prefix is static, even if it looks similar.
     assert_eq!(c.get("/apiary").status, 404);
+}
+
+#[test]
+fn sigterm_closes_idle_connections_at_once() {
+    let app = common::servers::http_server("upstream-app");
+    // Keep-alive and drain limits far beyond the test's waits.
+    let mut s = site_with(&format!(
+        "    app /api/ {}\nglobal\n    timeout drain 60s\n",
+        app.addr
+    ));
+    let mut idle = s.client();
+    assert_eq!(idle.get("/api/x").status, 200);
+    assert_eq!(idle.get("/hello.txt").status, 200);
+    s.lb.signal(libc::SIGTERM);
+    s.lb.wait_log("draining");
+    // The client's idle keep-alive connection ends (EOF, not a timeout)...
+    let mut b = [0u8; 1];
+    match idle.r.get_mut().read(&mut b) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("idle connection not closed by the drain: {other:?}"),
+    }
+    // ...and so does the pooled connection to the app.
+    common::eventually("the app connection closed", || {
+        (app.closed.load(std::sync::atomic::Ordering::SeqCst) == 1).then_some(())
+    });
+    assert_eq!(s.lb.wait_exit(), Some(0));
+    s.lb.wait_log("all connections finished");
 }
 
 #[test]

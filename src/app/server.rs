@@ -1,6 +1,6 @@
 //! One client connection of an `app` server: read a request and its body, answer it through `App::handle`, repeat while keep-alive holds.
 
-use crate::io::{read_until, write_all};
+use crate::io::{read_unless_draining, read_until, write_all};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,7 +40,12 @@ pub async fn serve(mut sock: TcpStream, peer: SocketAddr, app: Arc<App>) {
                 Some(t) => t + c.timeout_request,
                 None => Instant::now() + c.timeout_keep_alive,
             };
-            match read_until(&mut sock, &mut rbuf, deadline).await {
+            let read = if rbuf.is_empty() {
+                read_unless_draining(&mut sock, &mut rbuf, deadline).await
+            } else {
+                read_until(&mut sock, &mut rbuf, deadline).await
+            };
+            match read {
                 Ok(0) => return,
                 Ok(_) => {
                     since.get_or_insert_with(Instant::now);

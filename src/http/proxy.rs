@@ -117,7 +117,7 @@ async fn serve_requests(
     // Server-side read buffer, reused by every exchange of this connection.
     let mut ubuf = crate::io::take_buffer();
     let mut first = true;
-    let stop = &src.rt.draining;
+    let stop = crate::shutdown::drain_flag();
     loop {
         let now = src.rt.generation.load(Ordering::Acquire);
         if now != generation {

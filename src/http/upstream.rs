@@ -115,9 +115,10 @@ pub fn take(key: Key, careful: bool) -> Option<Io> {
     })
 }
 
-/// Returns a connection to the pool (dropped if the pool for `key` is full).
+/// Returns a connection to the pool (dropped if the pool for `key` is full, or
+/// if the process is draining).
 pub fn put(key: Key, sock: Io, max: usize, max_idle: Duration) {
-    if max == 0 {
+    if max == 0 || crate::shutdown::draining() {
         return;
     }
     let spawn_sweeper = POOLS.with(|p| {
@@ -139,16 +140,23 @@ pub fn put(key: Key, sock: Io, max: usize, max_idle: Duration) {
     }
 }
 
-/// Closes idle connections past their delay; one task per worker thread.
+/// Closes idle connections past their delay, and all of them as soon as the
+/// drain starts (a server that counts them open, such as lb's own web and app
+/// services, would otherwise hold the drain for `pool-purge-delay`); one task
+/// per worker thread.
 async fn sweep() {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = crate::shutdown::drain_started(), if !crate::shutdown::draining() => {}
+        }
         let now = Instant::now();
+        let all = crate::shutdown::draining();
         POOLS.with(|p| {
             let mut p = p.borrow_mut();
             for q in p.idle.values_mut() {
-                q.retain(|c| c.until > now);
+                q.retain(|c| !all && c.until > now);
             }
             p.idle.retain(|_, q| !q.is_empty());
         });

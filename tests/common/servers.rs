@@ -71,6 +71,8 @@ pub struct HttpServer {
     pub conns: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Requests answered so far.
     pub requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Connections that have ended (EOF or error from the client side).
+    pub closed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
     streams: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
     acceptor: Option<thread::JoinHandle<()>>,
@@ -88,13 +90,15 @@ pub fn http_server_at(addr: SocketAddr, name: &str) -> HttpServer {
     let addr = l.local_addr().unwrap();
     let conns = Arc::new(AtomicUsize::new(0));
     let requests = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(AtomicUsize::new(0));
     let stopped = Arc::new(AtomicBool::new(false));
     let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
-    let (c2, r2, st2, ss2) = (
+    let (c2, r2, st2, ss2, cl2) = (
         conns.clone(),
         requests.clone(),
         stopped.clone(),
         streams.clone(),
+        closed.clone(),
     );
     let name = name.to_string();
     let acceptor = thread::spawn(move || {
@@ -107,10 +111,11 @@ pub fn http_server_at(addr: SocketAddr, name: &str) -> HttpServer {
             if let Ok(c) = s.try_clone() {
                 ss2.lock().unwrap().push(c);
             }
-            let (name, r2) = (name.clone(), r2.clone());
+            let (name, r2, cl2) = (name.clone(), r2.clone(), cl2.clone());
             thread::spawn(move || {
                 let closer = s.try_clone();
                 let _ = serve_http(s, &name, &r2);
+                cl2.fetch_add(1, Ordering::SeqCst);
                 // The clone kept for kill() would keep the socket open: close for real.
                 if let Ok(c) = closer {
                     let _ = c.shutdown(std::net::Shutdown::Both);
@@ -122,6 +127,7 @@ pub fn http_server_at(addr: SocketAddr, name: &str) -> HttpServer {
         addr,
         conns,
         requests,
+        closed,
         stopped,
         streams,
         acceptor: Some(acceptor),
