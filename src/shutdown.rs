@@ -20,11 +20,7 @@ pub fn start_drain() {
     DRAIN.notify_waiters();
 }
 
-/// The drain flag itself (checked on paths that must not wait on a lock).
-pub fn drain_flag() -> &'static AtomicBool {
-    &DRAINING
-}
-
+/// True once the drain has started: answers in progress are their connection's last.
 pub fn draining() -> bool {
     DRAINING.load(Ordering::Relaxed)
 }

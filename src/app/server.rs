@@ -108,7 +108,8 @@ pub async fn serve(mut sock: TcpStream, peer: SocketAddr, app: Arc<App>) {
         }
         let body = rbuf.split_to(body_len);
         let resp = app.handle(&req, &body, peer).await;
-        let keep = req.keep_alive;
+        // While draining, this answer is the connection's last.
+        let keep = req.keep_alive && !crate::shutdown::draining();
         frame(&mut wbuf, &app, &resp, keep, head_only, req.minor_version);
         if write_all(&sock, &wbuf, c.timeout_client).await.is_err() || !keep {
             return;

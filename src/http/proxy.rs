@@ -61,8 +61,6 @@ struct Conn<'a> {
     limits: HeadLimits,
     /// "http" or "https", for X-Forwarded-Proto.
     proto: &'static str,
-    /// Set when SIGTERM arrived (`None` for embedded callers of `forward`).
-    stop: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// While idle between requests, how often a connection looks at the drain flag.
@@ -71,7 +69,7 @@ const DRAIN_POLL: Duration = Duration::from_secs(1);
 impl Conn<'_> {
     /// SIGTERM arrived: finish what is in progress, take nothing new.
     fn draining(&self) -> bool {
-        self.stop.is_some_and(|s| s.load(Ordering::Relaxed))
+        crate::shutdown::draining()
     }
 }
 
@@ -117,7 +115,6 @@ async fn serve_requests(
     // Server-side read buffer, reused by every exchange of this connection.
     let mut ubuf = crate::io::take_buffer();
     let mut first = true;
-    let stop = crate::shutdown::drain_flag();
     loop {
         let now = src.rt.generation.load(Ordering::Acquire);
         if now != generation {
@@ -132,7 +129,6 @@ async fn serve_requests(
             peer,
             limits: fe.limits,
             proto: if client.is_tls() { "https" } else { "http" },
-            stop: Some(stop),
         };
         let req = match read_request(client, &mut rbuf, &mut ubuf, &conn, first).await {
             Ok(Some(r)) => r,
@@ -181,7 +177,6 @@ pub async fn forward(
         peer,
         limits: fe.limits,
         proto: if client.is_tls() { "https" } else { "http" },
-        stop: None,
     };
     match exchange(client, rbuf, ubuf, req, &conn, first).await {
         Ok(Next::KeepAlive) => true,

@@ -105,7 +105,8 @@ pub async fn serve(mut sock: TcpStream, peer: SocketAddr, web: Arc<Web>) {
             }
             first = false;
             // A body on a static request: skip it when it is already here, else close after answering.
-            let mut keep = req.keep_alive;
+            // While draining, this answer is the connection's last.
+            let mut keep = req.keep_alive && !crate::shutdown::draining();
             let mut unread = false;
             match req.body {
                 BodyKind::None => {}
