@@ -8,6 +8,8 @@
 # THREADS (1): worker threads of lb and HAProxy (`nbthread`); the nginx proxy stays
 # at one worker (`master_process off` runs one).
 # CONNS may be a list ("50 200"): one whole run, with its own table, per value.
+# PIN=CPU pins every proxy to that CPU (`taskset`, all threads, each proxy alike), as
+# HAProxy's `cpu-map` would; wrk and the backends stay free. Unset: nothing pinned.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -143,6 +145,9 @@ NPID=$(cat "$dir/proxy.pid")
 declare -A pid=([lb]=$LPID [lb-epoll]=$EPID [haproxy]=$HPID [nginx]=$NPID)
 [ -n "${LB_OLD:-}" ] && pid[lb-old]=$OPID
 [ -n "${EXTRA:-}" ] && pid[extra]=$XPID
+if [ -n "${PIN:-}" ]; then
+    for n in "${names[@]}"; do taskset -a -p -c "$PIN" "${pid[$n]}" >/dev/null; done
+fi
 # CPU time (user+system, clock ticks) of a process: efficiency next to throughput,
 # since on a small shared machine the proxy is not the only thing that limits req/s.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -169,12 +174,31 @@ run() { # port -> requests/s
     if grep -q "Non-2xx" "$dir/wrk.out"; then echo "errors:" >&2; cat "$dir/wrk.out" >&2; fi
     awk '/Requests\/sec/ {print $2}' "$dir/wrk.out"
 }
+# The proxy's CPU time comes from `perf stat -e task-clock` when perf is installed,
+# else from /proc's utime+stime. The two agree for HAProxy, nginx and lb-epoll; for
+# lb on io_uring, task-clock reads 8-15% more than the scheduler charges (not steal
+# time; cause unknown). The higher figure is the one that cannot flatter lb.
+PERF=$(command -v perf || true)
 run_cpu() { # name -> "req/s cpu-µs-per-request"
-    local t0 t1 rps
+    local t0 t1 rps pp="" ms=""
+    rm -f "$dir/proxy.perf"
+    if [ -n "$PERF" ]; then
+        "$PERF" stat -x, -e task-clock -p "${pid[$1]}" -o "$dir/proxy.perf" 2>/dev/null &
+        pp=$!
+    fi
     t0=$(ticks "${pid[$1]}")
     rps=$(run "${port[$1]}")
     t1=$(ticks "${pid[$1]}")
-    echo "$rps $(echo "($t1 - $t0) / $HZ * 1000000 / ($rps * $SECS)" | bc -l)"
+    if [ -n "$pp" ]; then
+        kill -INT "$pp" 2>/dev/null || true
+        wait "$pp" || true
+        ms=$(grep task-clock "$dir/proxy.perf" 2>/dev/null | cut -d, -f1 | grep -E '^[0-9.]+$' || true)
+    fi
+    if [ -n "$ms" ]; then
+        echo "$rps $(echo "$ms * 1000 / ($rps * $SECS)" | bc -l)"
+    else
+        echo "$rps $(echo "($t1 - $t0) / $HZ * 1000000 / ($rps * $SECS)" | bc -l)"
+    fi
 }
 for n in "${names[@]}"; do total[$n]=""; cpu[$n]=""; run "${port[$n]}" >/dev/null; done  # warm up
 for r in $(seq "$ROUNDS"); do
@@ -189,7 +213,7 @@ done
 h=$(echo "${total[haproxy]}" | median)
 hc=$(echo "${cpu[haproxy]}" | median)
 echo
-echo "HTTP keep-alive, $THREADS worker thread(s) each, 2 nginx backends, ${FILE_BYTES} B file, wrk -t$WRK_THREADS -c$CONNS -d${SECS}s, median of $ROUNDS interleaved rounds"
+echo "HTTP keep-alive, $THREADS worker thread(s) each${PIN:+, pinned to CPU $PIN}, 2 nginx backends, ${FILE_BYTES} B file, wrk -t$WRK_THREADS -c$CONNS -d${SECS}s, median of $ROUNDS interleaved rounds"
 echo "| proxy | requests/s | vs HAProxy | proxy CPU µs/request | HAProxy's CPU per request / this one's |"
 echo "|---|---:|---:|---:|---:|"
 for n in "${names[@]}"; do
