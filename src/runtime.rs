@@ -305,8 +305,19 @@ pub struct Workers {
 impl Workers {
     /// `uring`: give each per-thread worker an io_uring for its plain HTTP
     /// sockets (`tune.io-uring`); a worker where the kernel refuses stays on epoll.
-    pub fn start(n: usize, model: ThreadModel, uring: bool) -> Result<Workers, RunError> {
+    /// `affinity[i]`: the CPUs worker `i` is pinned to (`cpu-map`; empty: none).
+    pub fn start(
+        n: usize,
+        model: ThreadModel,
+        uring: bool,
+        affinity: &[Vec<usize>],
+    ) -> Result<Workers, RunError> {
         if model == ThreadModel::Shared {
+            if affinity.iter().any(|a| !a.is_empty()) {
+                tracing::warn!(
+                    "cpu-map pins per-thread workers only; ignored with LB_THREADS=shared"
+                );
+            }
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(n)
                 .thread_name("lb-worker")
@@ -329,9 +340,20 @@ impl Workers {
         for i in 0..n {
             let (htx, hrx) = std::sync::mpsc::channel();
             let (stx, srx) = tokio::sync::oneshot::channel::<()>();
+            let cpus = affinity.get(i).cloned().unwrap_or_default();
             let t = std::thread::Builder::new()
                 .name(format!("lb-worker-{i}"))
                 .spawn(move || {
+                    if let Err(e) = crate::conf::cpumap::pin_current_thread(&cpus) {
+                        let _ = htx.send(Err(std::io::Error::new(
+                            e.kind(),
+                            format!(
+                                "cpu-map: cannot pin worker thread {} to CPUs {cpus:?}: {e}",
+                                i + 1
+                            ),
+                        )));
+                        return;
+                    }
                     let rt = match tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .on_thread_park(crate::uring::flush)
@@ -790,6 +812,15 @@ impl Runtime {
         if conf.global.nbthread != old.conf.global.nbthread {
             tracing::warn!("nbthread changes take effect at the next start, not on reload");
         }
+        let pins = |c: &Conf| {
+            let m = &c.global.cpu_map;
+            m.iter()
+                .map(|m| (m.auto, m.threads.clone(), m.cpus.clone()))
+                .collect::<Vec<_>>()
+        };
+        if pins(&conf) != pins(&old.conf) {
+            tracing::warn!("cpu-map changes take effect at the next start, not on reload");
+        }
         if conf.global.io_uring != old.conf.global.io_uring {
             tracing::warn!("tune.io-uring changes take effect at the next start, not on reload");
         }
@@ -895,6 +926,33 @@ fn announce(kind: &str, name: &str, addr: SocketAddr) {
     let _ = out.flush();
 }
 
+/// Each worker's CPUs from `cpu-map` (empty: not pinned), checked against the
+/// thread count and the CPUs this process may use; errors name the conf line.
+fn worker_cpus(path: &str, conf: &Conf, threads: usize) -> Result<Vec<Vec<usize>>, RunError> {
+    let maps = &conf.global.cpu_map;
+    let at = |line: usize, msg: String| {
+        RunError::Conf(ConfError {
+            file: path.to_string(),
+            line,
+            msg: format!("'cpu-map': {msg}"),
+        })
+    };
+    let cpus = crate::conf::cpumap::resolve(maps, threads).map_err(|(l, m)| at(l, m))?;
+    if maps.is_empty() {
+        return Ok(cpus);
+    }
+    let allowed = crate::conf::cpumap::allowed_cpus().map_err(io_err("sched_getaffinity"))?;
+    for m in maps {
+        if let Some(c) = m.cpus.iter().find(|c| !allowed.contains(c)) {
+            return Err(at(
+                m.line,
+                format!("CPU {c} is not available to this process (it may use {allowed:?})"),
+            ));
+        }
+    }
+    Ok(cpus)
+}
+
 /// Reads the conf at `path` and runs it until SIGTERM/SIGINT.
 pub fn run(path: &str) -> Result<(), RunError> {
     let conf = conf::load(path)?;
@@ -907,7 +965,8 @@ pub fn run(path: &str) -> Result<(), RunError> {
             .unwrap_or(1)
     });
     let model = ThreadModel::from_env();
-    let workers = Workers::start(threads, model, conf.global.io_uring)?;
+    let affinity = worker_cpus(path, &conf, threads)?;
+    let workers = Workers::start(threads, model, conf.global.io_uring, &affinity)?;
     tracing::info!(
         "{threads} worker thread(s), {model:?} model, {} on io_uring",
         crate::uring::workers()

@@ -119,3 +119,127 @@ fn tune_io_uring_takes_on_or_off() {
         assert_eq!(code, 0, "{v}: {err}");
     }
 }
+
+#[test]
+fn cpu_map_errors_name_the_line() {
+    for (conf, line, want) in [
+        ("global\n    cpu-map 2/1 0\n", 2, "must be 1 or all"),
+        ("global\n    cpu-map 1/1\n", 2, "no CPUs"),
+        ("global\n    cpu-map 1/1 0-x\n", 2, "not a CPU number"),
+        (
+            "global\n    nbthread 2\n    cpu-map 1/3 0\n",
+            3,
+            "thread 3 does not exist: there are 2 worker thread(s)",
+        ),
+        (
+            "global\n    cpu-map auto:1/1-2 0\n    nbthread 2\n",
+            2,
+            "names only 1 CPU(s)",
+        ),
+    ] {
+        let (code, _, err, path, _dir) = common::check(conf);
+        assert_eq!(code, 1, "{conf}");
+        assert!(
+            err.contains(&format!("{}:{line}: 'cpu-map': ", path.display())) && err.contains(want),
+            "{conf}: {err}"
+        );
+    }
+}
+
+/// The CPUs a thread may run on, from its `/proc` status line.
+fn cpus_allowed(pid: u32, tid: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// Worker thread name -> allowed CPUs, for every `lb-worker-N` thread of `pid`.
+fn worker_cpus(pid: u32) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| {
+            let tid = t.unwrap().file_name().into_string().unwrap();
+            let name = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).ok()?;
+            let name = name.trim().to_string();
+            name.starts_with("lb-worker-")
+                .then(|| (name, cpus_allowed(pid, &tid)))
+        })
+        .collect()
+}
+
+#[test]
+fn cpu_map_pins_worker_threads() {
+    // The CPUs this test may use: lb can only be given those.
+    let here = cpus_allowed(std::process::id(), &std::process::id().to_string());
+    let first: usize = here.split([',', '-']).next().unwrap().parse().unwrap();
+    let lb = common::Lb::start(
+        &format!(
+            "global\n    nbthread 2\n    cpu-map 1/all {first}\nfrontend f\n    bind 127.0.0.1:0\n    default_backend b\nbackend b\n    server s 127.0.0.1:9\n"
+        ),
+        1,
+    );
+    let pinned = worker_cpus(lb.child.id());
+    assert_eq!(pinned.len(), 2, "{pinned:?}");
+    assert!(
+        pinned.values().all(|c| *c == first.to_string()),
+        "{pinned:?}"
+    );
+    // The main thread is not a worker and stays as it was.
+    assert_eq!(
+        cpus_allowed(lb.child.id(), &lb.child.id().to_string()),
+        here
+    );
+    // A reload cannot move running threads: it says so and changes nothing.
+    lb.reload("global\n    nbthread 2\nfrontend f\n    bind 127.0.0.1:0\n    default_backend b\nbackend b\n    server s 127.0.0.1:9\n");
+    lb.wait_log("cpu-map changes take effect at the next start");
+    assert_eq!(worker_cpus(lb.child.id()), pinned);
+
+    // auto: one CPU each, when there are two to give.
+    let cpus: Vec<usize> = (0..1024)
+        .filter(|c| {
+            here.split(',').any(|r| match r.split_once('-') {
+                Some((a, b)) => (a.parse().unwrap()..=b.parse().unwrap()).contains(c),
+                None => r.parse::<usize>().unwrap() == *c,
+            })
+        })
+        .collect();
+    if let [a, b, ..] = cpus[..] {
+        let lb = common::Lb::start(
+            &format!(
+                "global\n    nbthread 2\n    cpu-map auto:1/1-2 {a},{b}\nfrontend f\n    bind 127.0.0.1:0\n    default_backend b\nbackend b\n    server s 127.0.0.1:9\n"
+            ),
+            1,
+        );
+        let pinned = worker_cpus(lb.child.id());
+        assert_eq!(
+            pinned.values().cloned().collect::<Vec<_>>(),
+            [a.to_string(), b.to_string()],
+            "{pinned:?}"
+        );
+    }
+}
+
+#[test]
+fn cpu_map_refuses_a_cpu_the_process_cannot_use() {
+    let (_dir, path) = common::write_conf(
+        "global\n    nbthread 1\n    cpu-map 1/1 1023\nfrontend f\n    bind 127.0.0.1:0\n    default_backend b\nbackend b\n    server s 127.0.0.1:9\n",
+    );
+    let out = Command::new(common::lb_bin())
+        .arg("--conf")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:3: 'cpu-map': CPU 1023 is not available to this process",
+            path.display()
+        )),
+        "{err}"
+    );
+}

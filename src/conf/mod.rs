@@ -3,6 +3,7 @@
 pub mod acl;
 pub mod app;
 pub mod cidr;
+pub mod cpumap;
 pub mod fuzz_check;
 pub mod kv;
 pub mod model;

@@ -51,6 +51,8 @@ pub struct Global {
     /// `tune.ssl.cachesize N`: TLS sessions each `bind ... ssl` remembers for
     /// resumption (0: none).
     pub ssl_cache_size: usize,
+    /// `cpu-map` lines, in order (see `conf::cpumap`).
+    pub cpu_map: Vec<super::cpumap::CpuMap>,
 }
 
 /// Where access log lines go.
@@ -407,6 +409,7 @@ const GLOBAL_KEYWORDS: &[&str] = &[
     "admin-insecure",
     "access-log",
     "log-format",
+    "cpu-map",
 ];
 
 /// Parses and validates a conf file's text. `file` is used in messages only.
@@ -434,6 +437,7 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfError> {
                 log_format: LogFormat::Default,
                 io_uring: true,
                 ssl_cache_size: DEFAULT_SSL_CACHE_SIZE,
+                cpu_map: Vec::new(),
             },
             frontends: Vec::new(),
             backends: Vec::new(),
@@ -776,6 +780,10 @@ impl Builder {
                             LogFormat::Custom(f.to_string())
                         }
                     };
+                }
+                "cpu-map" => {
+                    let m = super::cpumap::parse(&a[1..], d.line).map_err(e)?;
+                    self.conf.global.cpu_map.push(m);
                 }
                 kw => {
                     return Err(self.err(
@@ -1233,6 +1241,13 @@ impl Builder {
 
     fn validate(&mut self) -> Result<(), ConfError> {
         let g = &self.conf.global;
+        // With nbthread set, every cpu-map line can be checked now (without it,
+        // the thread count is the core count, checked at start).
+        if let Some(n) = g.nbthread {
+            if let Err((line, m)) = super::cpumap::resolve(&g.cpu_map, n) {
+                return Err(self.err(line, format!("'cpu-map': {m}")));
+            }
+        }
         if let Some(addr) = g.admin {
             if !addr.ip().is_loopback() && g.admin_auth.is_none() && !g.admin_insecure {
                 return Err(self.err(
