@@ -4,6 +4,19 @@ mod common;
 
 use std::process::Command;
 
+/// Runs lb on `conf`, which must fail to start with exit code 1; its stderr,
+/// the conf's path, and the directory holding it.
+fn start_fails(conf: &str) -> (String, std::path::PathBuf, common::TempDir) {
+    let (dir, path) = common::write_conf(conf);
+    let out = Command::new(common::lb_bin())
+        .arg("--conf")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    (String::from_utf8_lossy(&out.stderr).into_owned(), path, dir)
+}
+
 #[test]
 fn good_file_passes() {
     let (code, out, err, _, _dir) = common::check(
@@ -90,16 +103,9 @@ fn bind_failure_is_reported_with_line() {
     // Occupy a port, then ask lb to bind it.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let (_dir, path) = common::write_conf(&format!(
+    let (err, path, _dir) = start_fails(&format!(
         "frontend f\n    bind {addr}\n    default_backend b\nbackend b\n    server s 127.0.0.1:9\n"
     ));
-    let out = Command::new(common::lb_bin())
-        .arg("--conf")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&format!("{}:2: cannot bind {addr}", path.display())),
         "{err}"
@@ -225,16 +231,9 @@ fn cpu_map_pins_worker_threads() {
 
 #[test]
 fn cpu_map_refuses_a_cpu_the_process_cannot_use() {
-    let (_dir, path) = common::write_conf(
+    let (err, path, _dir) = start_fails(
         "global\n    nbthread 1\n    cpu-map 1/1 1023\nfrontend f\n    bind 127.0.0.1:0\n    default_backend b\nbackend b\n    server s 127.0.0.1:9\n",
     );
-    let out = Command::new(common::lb_bin())
-        .arg("--conf")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&format!(
             "{}:3: 'cpu-map': CPU 1023 is not available to this process",

@@ -29,6 +29,17 @@ pub struct Client {
 }
 
 impl Client {
+    /// Asserts that the peer has closed the connection (EOF or reset), not
+    /// merely gone quiet: a read timeout fails the test.
+    pub fn expect_closed(&mut self, why: &str) {
+        let mut b = [0u8; 1];
+        match self.r.get_mut().read(&mut b) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("connection not closed ({why}): {other:?}"),
+        }
+    }
+
     pub fn connect(addr: SocketAddr) -> Client {
         let s = super::connect(addr);
         Client {
