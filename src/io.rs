@@ -281,14 +281,18 @@ pub async fn read_until(
     }
 }
 
-/// `read_until` for a connection with no request under way: when the drain
-/// starts (SIGTERM), it ends as at EOF, so an idle keep-alive connection closes
-/// then rather than at its timeout. Bytes that arrive first are read as usual.
+/// `read_until` for a server's next request: while `buf` holds none of it yet,
+/// the start of the drain (SIGTERM) ends the read as at EOF, so an idle
+/// keep-alive connection closes then rather than at its timeout. Bytes that
+/// arrive first are read as usual, and a request begun is read to its end.
 pub async fn read_unless_draining(
     s: &mut TcpStream,
     buf: &mut BytesMut,
     deadline: Instant,
 ) -> io::Result<usize> {
+    if !buf.is_empty() {
+        return read_until(s, buf, deadline).await;
+    }
     if crate::shutdown::draining() {
         return Ok(0);
     }

@@ -40,12 +40,7 @@ pub async fn serve(mut sock: TcpStream, peer: SocketAddr, app: Arc<App>) {
                 Some(t) => t + c.timeout_request,
                 None => Instant::now() + c.timeout_keep_alive,
             };
-            let read = if rbuf.is_empty() {
-                read_unless_draining(&mut sock, &mut rbuf, deadline).await
-            } else {
-                read_until(&mut sock, &mut rbuf, deadline).await
-            };
-            match read {
+            match read_unless_draining(&mut sock, &mut rbuf, deadline).await {
                 Ok(0) => return,
                 Ok(_) => {
                     since.get_or_insert_with(Instant::now);

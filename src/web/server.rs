@@ -1,6 +1,6 @@
 //! One client connection of a `web` server: requests in order (pipelined ones answered in one write), static files, `/healthz`, app prefixes proxied.
 
-use crate::io::{read_unless_draining, read_until, write_all};
+use crate::io::{read_unless_draining, write_all};
 use std::cell::Cell;
 use std::ffi::CStr;
 use std::fs::File;
@@ -141,12 +141,7 @@ pub async fn serve(mut sock: TcpStream, peer: SocketAddr, web: Arc<Web>) {
             Some(t) => t + web.conf.timeout_request,
             None => Instant::now() + web.conf.timeout_keep_alive,
         };
-        let read = if s.rbuf.is_empty() {
-            read_unless_draining(&mut sock, &mut s.rbuf, deadline).await
-        } else {
-            read_until(&mut sock, &mut s.rbuf, deadline).await
-        };
-        match read {
+        match read_unless_draining(&mut sock, &mut s.rbuf, deadline).await {
             Ok(0) => return,
             Ok(_) => {
                 if head_since.is_none() {
