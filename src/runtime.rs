@@ -304,12 +304,13 @@ pub struct Workers {
 
 impl Workers {
     /// `uring`: give each per-thread worker an io_uring for its plain HTTP
-    /// sockets (`tune.io-uring`); a worker where the kernel refuses stays on epoll.
+    /// sockets (`tune.io-uring`); a worker whose ring the kernel refuses, or
+    /// whose ring fails its proof, stays on epoll.
     /// `affinity[i]`: the CPUs worker `i` is pinned to (`cpu-map`; empty: none).
     pub fn start(
         n: usize,
         model: ThreadModel,
-        uring: bool,
+        uring: crate::conf::model::IoUringTune,
         affinity: &[Vec<usize>],
     ) -> Result<Workers, RunError> {
         if model == ThreadModel::Shared {
@@ -365,10 +366,18 @@ impl Workers {
                             return;
                         }
                     };
-                    if uring {
-                        if let Err(e) = rt.block_on(async { crate::uring::start() }) {
-                            tracing::warn!("worker {i}: io_uring unavailable ({e}), using epoll");
-                        }
+                    use crate::conf::model::IoUringTune;
+                    use crate::uring::{Fallback, Mode, Outcome};
+                    let modes: &[Mode] = match uring {
+                        IoUringTune::Off => &[],
+                        IoUringTune::On => &[Mode::DeferTaskrun, Mode::Signal],
+                        IoUringTune::DeferTaskrun => &[Mode::DeferTaskrun],
+                        IoUringTune::Signal => &[Mode::Signal],
+                    };
+                    if modes.is_empty() {
+                        crate::uring::record(Outcome::Epoll(Fallback::Off));
+                    } else {
+                        rt.block_on(crate::uring::establish(i + 1, modes));
                     }
                     let _ = htx.send(Ok(rt.handle().clone()));
                     let _ = rt.block_on(srx);
@@ -968,8 +977,8 @@ pub fn run(path: &str) -> Result<(), RunError> {
     let affinity = worker_cpus(path, &conf, threads)?;
     let workers = Workers::start(threads, model, conf.global.io_uring, &affinity)?;
     tracing::info!(
-        "{threads} worker thread(s), {model:?} model, {} on io_uring",
-        crate::uring::workers()
+        "{threads} worker thread(s), {model:?} model, data path: {}",
+        crate::uring::summary()
     );
 
     let control = tokio::runtime::Builder::new_current_thread()

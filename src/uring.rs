@@ -158,6 +158,10 @@ struct Ring {
     files_free: Vec<u32>,
     /// Tells this ring's table indexes from another worker's.
     id: u64,
+    /// The last submit left completions in the kernel (it runs a bounded
+    /// number per enter and signals no new wake-up for those): the flusher
+    /// enters again at its next turn.
+    rerun: bool,
 }
 
 impl Drop for Ring {
@@ -194,11 +198,89 @@ fn with_ring<R>(f: impl FnOnce(&mut Ring) -> R) -> Option<R> {
 /// The next ring's [`Ring::id`].
 static RING_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-/// Worker threads that set up a ring (`lb_io_uring_workers`).
-static WORKERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Why a worker runs on epoll rather than a ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fallback {
+    /// `tune.io-uring off`.
+    Off,
+    /// The kernel (or a seccomp profile) refused to set up a ring.
+    Unsupported,
+    /// A ring was set up but failed [`prove`]: its wake-ups do not come.
+    ProofFailed,
+}
 
+impl Fallback {
+    pub fn name(self) -> &'static str {
+        match self {
+            Fallback::Off => "off",
+            Fallback::Unsupported => "unsupported",
+            Fallback::ProofFailed => "proof-failed",
+        }
+    }
+}
+
+/// A worker's data path (`lb_io_uring_workers`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    /// A ring in this mode, which passed [`prove`].
+    Ring(Mode),
+    Epoll(Fallback),
+}
+
+/// Every worker's outcome, in start order.
+static OUTCOMES: std::sync::Mutex<Vec<Outcome>> = std::sync::Mutex::new(Vec::new());
+
+pub fn record(o: Outcome) {
+    OUTCOMES.lock().unwrap_or_else(|e| e.into_inner()).push(o);
+}
+
+/// Workers per outcome, for the metric and the start line.
+pub fn outcomes() -> Vec<(Outcome, usize)> {
+    let mut all = OUTCOMES.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    all.sort();
+    let mut out: Vec<(Outcome, usize)> = Vec::new();
+    for o in all {
+        match out.last_mut() {
+            Some((last, n)) if *last == o => *n += 1,
+            _ => out.push((o, 1)),
+        }
+    }
+    out
+}
+
+impl Outcome {
+    /// `(path, mode, reason)`, the labels of `lb_io_uring_workers`.
+    pub fn labels(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Outcome::Ring(m) => ("io_uring", m.name(), "proven"),
+            Outcome::Epoll(f) => ("epoll", "none", f.name()),
+        }
+    }
+}
+
+/// The workers' data paths in a few words, for the start line:
+/// "2 io_uring (defer-taskrun)", "1 epoll (proof-failed)".
+pub fn summary() -> String {
+    let all = outcomes();
+    if all.is_empty() {
+        return "epoll".into();
+    }
+    all.iter()
+        .map(|(o, n)| match o {
+            Outcome::Ring(m) => format!("{n} io_uring ({})", m.name()),
+            Outcome::Epoll(f) => format!("{n} epoll ({})", f.name()),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Worker threads whose plain HTTP sockets go through a ring.
 pub fn workers() -> usize {
-    WORKERS.load(std::sync::atomic::Ordering::Relaxed)
+    outcomes()
+        .iter()
+        .filter(|(o, _)| matches!(o, Outcome::Ring(_)))
+        .map(|(_, n)| n)
+        .sum()
 }
 
 /// Whether this thread has a ring (sockets accepted or connected here then use it).
@@ -206,14 +288,40 @@ pub fn active() -> bool {
     with_ring(|_| ()).is_some()
 }
 
-fn new_ring() -> io::Result<IoUring> {
-    IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
+/// How a ring tells the worker, asleep in tokio's `epoll_wait`, that an
+/// operation which had to wait (a `recv` before the peer sent) can finish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Mode {
+    /// DEFER_TASKRUN: the kernel only queues such work and signals the
+    /// ring's eventfd; the worker runs it at its next enter, in a batch.
+    /// Cheapest, but it rests on the kernel signalling that eventfd for
+    /// deferred work, which [`prove`] checks.
+    DeferTaskrun,
+    /// The classic mode: the kernel interrupts the sleeping worker with task
+    /// work that posts the completion, and a posted completion signals the
+    /// eventfd. Every io_uring kernel does this.
+    Signal,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::DeferTaskrun => "defer-taskrun",
+            Mode::Signal => "signal",
+        }
+    }
+}
+
+fn new_ring(mode: Mode) -> io::Result<IoUring> {
+    let mut b = IoUring::builder();
+    b.setup_single_issuer()
         .setup_coop_taskrun()
         .setup_taskrun_flag()
-        .setup_cqsize(ENTRIES * 4)
-        .build(ENTRIES)
+        .setup_cqsize(ENTRIES * 4);
+    if mode == Mode::DeferTaskrun {
+        b.setup_defer_taskrun();
+    }
+    b.build(ENTRIES)
 }
 
 /// Entries of a worker's registered-file table: one per socket it may hold,
@@ -233,15 +341,20 @@ fn file_table_size() -> u32 {
 /// Whether this kernel (and seccomp profile) lets lb set up its rings: lb
 /// falls back to epoll otherwise.
 pub fn probe() -> io::Result<()> {
-    new_ring().map(drop)
+    new_ring(Mode::Signal).map(drop)
 }
 
 /// Sets up this worker's ring and its flusher task. Must run inside the
 /// worker's current-thread runtime, whose `on_thread_park` calls [`flush`].
 /// An error (an old kernel, a seccomp profile that forbids io_uring) leaves
 /// the worker on epoll.
-pub fn start() -> io::Result<()> {
-    let ring = new_ring()?;
+pub fn start(mode: Mode) -> io::Result<()> {
+    start_with(mode, !eventfd_left_out(mode))
+}
+
+/// [`start`], where `eventfd: false` leaves the ring's wake-ups out (tests).
+fn start_with(mode: Mode, eventfd: bool) -> io::Result<()> {
+    let ring = new_ring(mode)?;
     // SAFETY: eventfd returns a new descriptor or -1.
     let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
     if fd < 0 {
@@ -249,7 +362,9 @@ pub fn start() -> io::Result<()> {
     }
     // SAFETY: fd is a fresh descriptor we own from here on.
     let efd = unsafe { OwnedFd::from_raw_fd(fd) };
-    ring.submitter().register_eventfd(efd.as_raw_fd())?;
+    if eventfd {
+        ring.submitter().register_eventfd(efd.as_raw_fd())?;
+    }
     let files = file_table_size();
     let files = match ring.submitter().register_files_sparse(files) {
         Ok(()) => files,
@@ -281,54 +396,225 @@ pub fn start() -> io::Result<()> {
             files_next: 0,
             files_free: Vec::new(),
             id,
+            rerun: false,
         })
     });
     RING_ID.with(|c| c.set(id));
-    WORKERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // The flusher: submits when a turn queued entries (tokio calls
     // `on_thread_park` only once the run queue is empty, which a busy task can
     // put off indefinitely; this task runs after the tasks queued before it, so a
     // turn's entries still go in one enter), and runs completions when the
-    // eventfd says the kernel has some. The eventfd is edge-triggered in epoll
-    // and each signal is a new edge, so it is never read: its counter saturates.
+    // eventfd says the kernel has some, or when a submit left some behind. The
+    // eventfd is edge-triggered in epoll and each signal is a new edge, so it is
+    // never read: its counter saturates. It ends with its ring ([`stop`]).
     tokio::spawn(async move {
         loop {
-            std::future::poll_fn(|cx| {
-                let queued = with_ring(|r| {
-                    if r.queued() {
-                        return true;
+            let go = std::future::poll_fn(|cx| {
+                let ready = with_ring(|r| {
+                    if r.id != id {
+                        return None;
+                    }
+                    if r.queued() || r.rerun {
+                        return Some(true);
                     }
                     if !r.flusher.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                         r.flusher = Some(cx.waker().clone());
                     }
-                    false
-                });
-                if queued != Some(false) {
-                    return Poll::Ready(());
+                    Some(false)
+                })
+                .flatten();
+                match ready {
+                    None => return Poll::Ready(false),
+                    Some(true) => return Poll::Ready(true),
+                    Some(false) => {}
                 }
                 match efd.poll_read_ready(cx) {
                     Poll::Ready(Ok(mut g)) => {
                         g.clear_ready();
-                        Poll::Ready(())
+                        Poll::Ready(true)
                     }
                     Poll::Ready(Err(e)) => {
                         tracing::error!("io_uring eventfd: {e}");
-                        Poll::Ready(())
+                        Poll::Ready(true)
                     }
                     Poll::Pending => Poll::Pending,
                 }
             })
             .await;
+            if !go {
+                return;
+            }
             enter(0);
-            if with_ring(|r| r.queued()) == Some(true) {
+            if with_ring(|r| r.rerun) == Some(true) {
+                // Let the tasks just woken run before the next enter.
+                tokio::task::yield_now().await;
+            } else if with_ring(|r| r.queued()) == Some(true) {
                 // The kernel took nothing (an error was logged): retry soon,
                 // without spinning.
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
     });
-    tokio::spawn(sweeper());
+    tokio::spawn(sweeper(id));
     Ok(())
+}
+
+/// Tests stand in for a kernel whose ring wake-ups never come by leaving the
+/// eventfd out: `LB_TEST_URING_NO_EVENTFD` lists the modes (or says `all`).
+fn eventfd_left_out(mode: Mode) -> bool {
+    std::env::var("LB_TEST_URING_NO_EVENTFD")
+        .is_ok_and(|v| v.split(',').any(|m| m == "all" || m == mode.name()))
+}
+
+/// Drops this thread's ring (it failed [`prove`]); its flusher and sweeper
+/// end. Its streams must be gone already.
+fn stop() {
+    let ring = RING.with(|r| r.borrow_mut().take());
+    RING_ID.with(|c| c.set(0));
+    if let Some(mut r) = ring {
+        let wake: Vec<Waker> = r
+            .flusher
+            .take()
+            .into_iter()
+            .chain(r.sweeper.take())
+            .collect();
+        drop(r);
+        for w in wake {
+            w.wake();
+        }
+    }
+}
+
+/// Sets up this worker's ring in the first of `modes` that starts and passes
+/// [`prove`], logging why each other one was passed over; epoll if none does.
+/// Runs inside the worker's runtime.
+pub async fn establish(worker: usize, modes: &[Mode]) -> Outcome {
+    let mut outcome = Outcome::Epoll(Fallback::Unsupported);
+    for &mode in modes {
+        if let Err(e) = start(mode) {
+            tracing::warn!(
+                "worker {worker}: io_uring ({}) unavailable: {e}",
+                mode.name()
+            );
+            continue;
+        }
+        match prove().await {
+            Ok(()) => {
+                outcome = Outcome::Ring(mode);
+                break;
+            }
+            Err(why) => {
+                tracing::warn!(
+                    "worker {worker}: io_uring ({}) failed its proof, not used: {why}",
+                    mode.name()
+                );
+                stop();
+                outcome = Outcome::Epoll(Fallback::ProofFailed);
+            }
+        }
+    }
+    if let Outcome::Epoll(_) = outcome {
+        tracing::warn!("worker {worker}: using epoll");
+    }
+    record(outcome);
+    outcome
+}
+
+/// How long [`prove`] waits for its reads. A working ring finishes them in
+/// microseconds; a ring whose wake-up never comes does not finish them at all.
+const PROOF_WAIT: Duration = Duration::from_millis(500);
+
+/// Reads in the proof's burst: more than the kernel runs in one go of
+/// deferred work, so work it leaves for later must be picked up too.
+const PROOF_BURST: usize = 128;
+
+/// Shows with real sockets that this worker's ring completes a read that was
+/// waiting in the kernel when its peer wrote, which is what every keep-alive
+/// request does: three single round trips, then a burst. The peer writes from
+/// another thread, at whatever moment it runs, as a client would.
+pub async fn prove() -> Result<(), String> {
+    let burst = PROOF_BURST.min(file_table_size() as usize / 8).max(1);
+    for n in [1, 1, 1, burst] {
+        proof_round(n).await?;
+    }
+    Ok(())
+}
+
+async fn proof_round(n: usize) -> Result<(), String> {
+    let pairs = (0..n)
+        .map(|_| loopback_pair())
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(|e| format!("cannot open loopback sockets: {e}"))?;
+    let (mut peers, streams): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
+    let mut bufs: Vec<BytesMut> = (0..n).map(|_| BytesMut::with_capacity(16)).collect();
+    let far = Instant::now() + Duration::from_secs(60);
+    let mut reads: Vec<_> = streams
+        .iter()
+        .zip(bufs.iter_mut())
+        .map(|(s, b)| Some(Box::pin(s.read_until(b, far))))
+        .collect();
+    let mut poll_all = |cx: &mut Context<'_>| -> Result<usize, String> {
+        let mut left = 0;
+        for r in reads.iter_mut() {
+            let Some(f) = r else { continue };
+            match f.as_mut().poll(cx) {
+                Poll::Ready(Ok(1)) => *r = None,
+                Poll::Ready(Ok(got)) => return Err(format!("a read returned {got} bytes, not 1")),
+                Poll::Ready(Err(e)) => return Err(format!("a read failed: {e}")),
+                Poll::Pending => left += 1,
+            }
+        }
+        Ok(left)
+    };
+    // Queued, then in the kernel, each waiting: nothing has been sent yet.
+    let left = std::future::poll_fn(|cx| Poll::Ready(poll_all(cx))).await?;
+    if left != n {
+        return Err("a read completed before its peer wrote".into());
+    }
+    flush();
+    let writer = std::thread::spawn(move || {
+        for p in peers.iter_mut() {
+            std::io::Write::write_all(p, b"x")?;
+        }
+        Ok::<_, io::Error>(peers)
+    });
+    let mut left = n;
+    let waited = tokio::time::timeout(
+        PROOF_WAIT,
+        std::future::poll_fn(|cx| match poll_all(cx) {
+            Ok(0) => Poll::Ready(Ok(())),
+            Ok(l) => {
+                left = l;
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(e)),
+        }),
+    )
+    .await;
+    match writer.join() {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(format!("the peer could not write: {e}")),
+        Err(_) => return Err("the peer's thread panicked".into()),
+    }
+    match waited {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "{left} of {n} reads waiting in the kernel did not complete within {PROOF_WAIT:?} of their peer's write"
+        )),
+    }
+}
+
+/// A connected loopback pair: a plain socket for the peer, and its other end
+/// on this worker's ring.
+fn loopback_pair() -> io::Result<(std::net::TcpStream, Stream)> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let peer = std::net::TcpStream::connect(l.local_addr()?)?;
+    let (s, _) = l.accept()?;
+    s.set_nonblocking(true)?;
+    Ok((
+        peer,
+        Stream::from_tokio(tokio::net::TcpStream::from_std(s)?)?,
+    ))
 }
 
 /// Operations past their deadline are looked for at most this often (and
@@ -340,18 +626,23 @@ const SWEEP_GRAIN: Duration = Duration::from_millis(5);
 /// wheel, then removed, nearly always before it fired); here an operation's
 /// deadline is a field, and this task sleeps until the earliest one that
 /// matters, then cancels what is overdue ([`Ring::sweep`]).
-async fn sweeper() {
+async fn sweeper(id: u64) {
     let mut sleep = Box::pin(tokio::time::sleep(Duration::ZERO));
     let mut armed = None;
     loop {
-        std::future::poll_fn(|cx| {
-            let at = with_ring(|r| {
+        let mine = std::future::poll_fn(|cx| {
+            let Some(at) = with_ring(|r| {
+                if r.id != id {
+                    return None;
+                }
                 if !r.sweeper.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                     r.sweeper = Some(cx.waker().clone());
                 }
-                r.sweep_at
+                Some(r.sweep_at)
             })
-            .flatten();
+            .flatten() else {
+                return Poll::Ready(false);
+            };
             if at != armed {
                 armed = at;
                 if let Some(t) = at {
@@ -359,11 +650,14 @@ async fn sweeper() {
                 }
             }
             match armed {
-                Some(_) => sleep.as_mut().poll(cx),
+                Some(_) => sleep.as_mut().poll(cx).map(|()| true),
                 None => Poll::Pending,
             }
         })
         .await;
+        if !mine {
+            return;
+        }
         armed = None;
         let mut wake = Vec::new();
         with_ring(|r| r.sweep(Instant::now(), &mut wake));
@@ -403,6 +697,7 @@ impl Ring {
         // Extra rounds for completions the kernel kept aside (bounded, so that
         // a steady stream of them cannot keep the woken tasks waiting).
         let mut extra = 4;
+        let mut reaped = 0;
         loop {
             {
                 let mut sq = self.ring.submission();
@@ -426,7 +721,7 @@ impl Ring {
                     .submitter()
                     .enter::<libc::sigset_t>(to_submit, min, GETEVENTS, None)
             };
-            self.reap(wake);
+            reaped += self.reap(wake);
             if r.is_ok() && last {
                 // The wait (if any) is done; later rounds only collect.
                 want = 0;
@@ -476,6 +771,16 @@ impl Ring {
                 break;
             }
         }
+        // Work the kernel still holds after the bounded rounds: it signals no
+        // new wake-up for it, so the flusher comes back for it next turn, as
+        // long as these rounds made progress (a flag that stays set with
+        // nothing behind it must not keep the worker from sleeping).
+        let sq = self.ring.submission();
+        self.rerun = (sq.taskrun() || sq.cq_overflow()) && reaped > 0;
+        drop(sq);
+        if self.rerun {
+            wake.extend(self.flusher.take());
+        }
         queued.drain(..next);
         if self.queue.is_empty() {
             // Keep the allocation for the next turn.
@@ -486,9 +791,12 @@ impl Ring {
         }
     }
 
-    fn reap(&mut self, wake: &mut Vec<Waker>) {
+    /// Takes the completions the kernel posted; how many.
+    fn reap(&mut self, wake: &mut Vec<Waker>) -> usize {
         let mut closing = Vec::new();
+        let mut n = 0;
         for cqe in self.ring.completion() {
+            n += 1;
             let ud = cqe.user_data();
             if ud == CANCEL {
                 continue;
@@ -543,6 +851,7 @@ impl Ring {
         for c in closing {
             self.close(c);
         }
+        n
     }
 
     /// Closes a dropped stream's socket (at once, or once its last send is
@@ -1197,17 +1506,51 @@ mod tests {
             .unwrap()
     }
 
-    /// Runs `f` on a worker-like runtime with a ring; where io_uring is not
-    /// permitted there is nothing to test, and it says so.
-    fn on_ring(f: impl Future<Output = ()>) {
+    /// Runs `f` on a worker-like runtime with a ring in each mode; where
+    /// io_uring is not permitted there is nothing to test, and it says so.
+    fn on_ring<F: Future<Output = ()>>(f: impl Fn() -> F) {
         if let Err(e) = probe() {
             eprintln!("io_uring not permitted here ({e}); nothing to test");
             return;
         }
-        worker().block_on(async {
-            start().unwrap();
-            f.await
+        for mode in [Mode::DeferTaskrun, Mode::Signal] {
+            worker().block_on(async {
+                start(mode).unwrap();
+                f().await;
+                stop();
+            });
+        }
+    }
+
+    /// A working ring passes its proof in either mode, burst included (more
+    /// waiting reads than the kernel completes in one enter).
+    #[test]
+    fn a_working_ring_passes_its_proof() {
+        on_ring(|| async {
+            prove().await.unwrap();
+            prove().await.unwrap();
         });
+    }
+
+    /// A ring whose wake-ups never come (no eventfd: the worker sleeps through
+    /// its completions) fails the proof, in either mode, and the worker can
+    /// then drop it and go on.
+    #[test]
+    fn a_ring_without_wake_ups_fails_its_proof() {
+        if probe().is_err() {
+            return;
+        }
+        for mode in [Mode::DeferTaskrun, Mode::Signal] {
+            worker().block_on(async {
+                start_with(mode, false).unwrap();
+                let e = prove().await.unwrap_err();
+                assert!(e.contains("did not complete"), "{e}");
+                stop();
+                assert!(!active());
+                // The ring's tasks have ended: nothing holds the runtime.
+                tokio::task::yield_now().await;
+            });
+        }
     }
 
     fn pair() -> (std::net::TcpStream, Stream) {
@@ -1223,7 +1566,7 @@ mod tests {
     /// hold back ring operations: the flusher task submits them.
     #[test]
     fn a_busy_task_does_not_hold_back_ring_operations() {
-        on_ring(async {
+        on_ring(|| async {
             let stop = Arc::new(AtomicBool::new(false));
             let busy = stop.clone();
             tokio::spawn(async move {
@@ -1265,7 +1608,7 @@ mod tests {
     /// would otherwise hold it open).
     #[test]
     fn a_dropped_stream_closes_its_registered_socket() {
-        on_ring(async {
+        on_ring(|| async {
             let (mut c, s) = pair();
             assert!(s.fixed.is_some(), "the socket was not registered");
             s.write_all(b"bye", Duration::from_secs(5)).await.unwrap();
@@ -1283,7 +1626,7 @@ mod tests {
     /// sends) delivers all of it, in order, and then closes the socket.
     #[test]
     fn a_send_in_flight_outlives_its_dropped_stream() {
-        on_ring(async {
+        on_ring(|| async {
             let (c, s) = pair();
             let data: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
             s.write_all(&data, Duration::from_secs(10)).await.unwrap();
@@ -1309,7 +1652,7 @@ mod tests {
     /// comes back intact and the socket's next bytes go to the next read.
     #[test]
     fn a_cancelled_read_keeps_its_buffer() {
-        on_ring(async {
+        on_ring(|| async {
             let (mut c, s) = pair();
             let mut buf = BytesMut::with_capacity(64);
             buf.extend_from_slice(b"kept:");
@@ -1328,7 +1671,7 @@ mod tests {
     /// deadline earlier than the one it sleeps toward wakes it in time.
     #[test]
     fn the_sweeper_times_out_only_overdue_operations() {
-        on_ring(async {
+        on_ring(|| async {
             let (mut c1, s1) = pair();
             let (_c2, s2) = pair();
             let started = Instant::now();

@@ -113,14 +113,15 @@ fn bind_failure_is_reported_with_line() {
 }
 
 #[test]
-fn tune_io_uring_takes_on_or_off() {
+fn tune_io_uring_takes_on_off_or_a_mode() {
     let (code, _, err, path, _dir) = common::check("global\n    tune.io-uring maybe\n");
     assert_ne!(code, 0);
     assert!(
-        err.contains(&format!("{}:2", path.display())) && err.contains("expected on or off"),
+        err.contains(&format!("{}:2", path.display()))
+            && err.contains("expected on, off, defer-taskrun or signal"),
         "{err}"
     );
-    for v in ["on", "off"] {
+    for v in ["on", "off", "defer-taskrun", "signal"] {
         let (code, _, err, _, _dir) = common::check(&format!("global\n    tune.io-uring {v}\n"));
         assert_eq!(code, 0, "{v}: {err}");
     }

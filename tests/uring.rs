@@ -12,17 +12,6 @@ use common::client::Client;
 use common::servers::http_server;
 use common::{Lb, WAIT};
 
-fn unlabelled_metric(lb: &Lb, name: &str) -> f64 {
-    let text = Client::connect(lb.addr("admin", "admin"))
-        .get("/metrics")
-        .text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
-        .parse()
-        .unwrap()
-}
-
 fn labelled_metric(lb: &Lb, name: &str, label: &str) -> f64 {
     let text = Client::connect(lb.addr("admin", "admin"))
         .get("/metrics")
@@ -45,31 +34,115 @@ fn conf(tune: &str, backend: std::net::SocketAddr, fe_extra: &str) -> String {
     )
 }
 
-/// `lb_io_uring_workers` says which data path runs: every worker on the ring
-/// where the kernel allows io_uring, none with `tune.io-uring off`.
+/// `lb_io_uring_workers{path,mode,reason}`: its rows for this process.
+fn data_paths(lb: &Lb) -> Vec<String> {
+    let text = Client::connect(lb.addr("admin", "admin"))
+        .get("/metrics")
+        .text();
+    text.lines()
+        .filter(|l| l.starts_with("lb_io_uring_workers{"))
+        .map(String::from)
+        .collect()
+}
+
+/// `lb_io_uring_workers` says which data path runs, and why: every worker on
+/// a proven ring where the kernel allows io_uring, none with `tune.io-uring off`.
 #[test]
 fn workers_use_the_ring_unless_turned_off() {
     let a = http_server("a");
     let on = Lb::start(&conf("", a.addr, ""), 2);
     let expected = match lb::uring::probe() {
-        Ok(()) => 2.0,
+        Ok(()) => r#"lb_io_uring_workers{mode="defer-taskrun",path="io_uring",reason="proven"} 2"#,
         Err(e) => {
             eprintln!("io_uring not permitted here ({e}): lb must fall back to epoll");
-            0.0
+            r#"lb_io_uring_workers{mode="none",path="epoll",reason="unsupported"} 2"#
         }
     };
-    assert_eq!(unlabelled_metric(&on, "lb_io_uring_workers"), expected);
+    assert_eq!(data_paths(&on), [expected]);
     assert_eq!(
         Client::connect(on.addr("frontend", "f")).get("/").status,
         200
     );
 
+    if lb::uring::probe().is_ok() {
+        let signal = Lb::start(&conf("    tune.io-uring signal\n", a.addr, ""), 2);
+        assert_eq!(
+            data_paths(&signal),
+            [r#"lb_io_uring_workers{mode="signal",path="io_uring",reason="proven"} 2"#]
+        );
+        sequential_keep_alive(signal.addr("frontend", "f"), 50);
+    }
+
     let off = Lb::start(&conf("    tune.io-uring off\n", a.addr, ""), 2);
-    assert_eq!(unlabelled_metric(&off, "lb_io_uring_workers"), 0.0);
+    assert_eq!(
+        data_paths(&off),
+        [r#"lb_io_uring_workers{mode="none",path="epoll",reason="off"} 2"#]
+    );
     assert_eq!(
         Client::connect(off.addr("frontend", "f")).get("/").status,
         200
     );
+}
+
+/// Sends `n` requests one after the other on one kept-alive connection, each
+/// once the previous answer is in, as a browser or `wrk -c1` does: every
+/// request's read is already waiting in lb when it arrives. The bound is far
+/// above what a healthy machine needs (milliseconds) and far below what a
+/// ring whose wake-ups stall costs (tens of ms per request: 6 s for 200).
+pub fn sequential_keep_alive(f: std::net::SocketAddr, n: usize) {
+    let mut c = Client::connect(f);
+    let t = Instant::now();
+    for i in 0..n {
+        let r = c.get("/");
+        assert_eq!(r.status, 200, "request {i}");
+    }
+    let took = t.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "{n} sequential keep-alive requests took {took:?}"
+    );
+}
+
+/// The default conf's data path answers sequential keep-alive requests
+/// without waiting.
+#[test]
+fn sequential_keep_alive_requests_do_not_wait() {
+    let a = http_server("a");
+    let lb = Lb::start(&conf("", a.addr, ""), 2);
+    sequential_keep_alive(lb.addr("frontend", "f"), 200);
+}
+
+/// A ring whose wake-ups never come (the test hook leaves its eventfd out)
+/// fails its proof at start: the worker tries the next mode, then epoll, says
+/// why in the log and the metric, and serves without stalling.
+#[test]
+fn a_ring_that_fails_its_proof_is_not_used() {
+    if lb::uring::probe().is_err() {
+        eprintln!("io_uring not permitted here: nothing to prove");
+        return;
+    }
+    let a = http_server("a");
+    let start = |broken: &str| {
+        let (dir, path) = common::write_conf(&conf("", a.addr, ""));
+        Lb::start_path(dir, path, 2, &[("LB_TEST_URING_NO_EVENTFD", broken)])
+    };
+
+    let lb = start("defer-taskrun");
+    lb.wait_log("io_uring (defer-taskrun) failed its proof");
+    assert_eq!(
+        data_paths(&lb),
+        [r#"lb_io_uring_workers{mode="signal",path="io_uring",reason="proven"} 2"#]
+    );
+    sequential_keep_alive(lb.addr("frontend", "f"), 200);
+
+    let lb = start("all");
+    lb.wait_log("io_uring (signal) failed its proof");
+    lb.wait_log("data path: 2 epoll (proof-failed)");
+    assert_eq!(
+        data_paths(&lb),
+        [r#"lb_io_uring_workers{mode="none",path="epoll",reason="proof-failed"} 2"#]
+    );
+    sequential_keep_alive(lb.addr("frontend", "f"), 200);
 }
 
 /// The same exchanges give the same bytes on both paths: keep-alive, pipelining,

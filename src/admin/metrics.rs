@@ -156,10 +156,16 @@ fn live(admin: &Admin) -> Vec<MetricFamily> {
     dropped.add(&[], crate::accesslog::dropped() as f64);
     let mut uring = Fam::new(
         "lb_io_uring_workers",
-        "Worker threads whose plain HTTP sockets go through io_uring",
+        "Worker threads by data path (io_uring or epoll), ring mode, and why",
         GAUGE,
     );
-    uring.add(&[], crate::uring::workers() as f64);
+    for (o, n) in crate::uring::outcomes() {
+        let (path, mode, reason) = o.labels();
+        uring.add(
+            &[("path", path), ("mode", mode), ("reason", reason)],
+            n as f64,
+        );
+    }
     let mut uptime = Fam::new("lb_uptime_seconds", "Seconds since start", GAUGE);
     uptime.add(&[], admin.started.elapsed().as_secs_f64());
 

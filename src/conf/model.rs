@@ -46,13 +46,24 @@ pub struct Global {
     pub access_log: Option<LogSink>,
     /// `log-format default|json|"FORMAT"`.
     pub log_format: LogFormat,
-    /// `tune.io-uring on|off`: plain HTTP sockets through a per-worker io_uring.
-    pub io_uring: bool,
+    /// `tune.io-uring`: plain HTTP sockets through a per-worker io_uring.
+    pub io_uring: IoUringTune,
     /// `tune.ssl.cachesize N`: TLS sessions each `bind ... ssl` remembers for
     /// resumption (0: none).
     pub ssl_cache_size: usize,
     /// `cpu-map` lines, in order (see `conf::cpumap`).
     pub cpu_map: Vec<super::cpumap::CpuMap>,
+}
+
+/// `tune.io-uring`: `on` tries a ring that defers completions to the worker
+/// (`defer-taskrun`), then one the kernel signals (`signal`), each proven at
+/// start; naming a mode tries only that one; `off` is epoll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoUringTune {
+    Off,
+    On,
+    DeferTaskrun,
+    Signal,
 }
 
 /// Where access log lines go.
@@ -435,7 +446,7 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfError> {
                 admin_insecure: false,
                 access_log: None,
                 log_format: LogFormat::Default,
-                io_uring: true,
+                io_uring: IoUringTune::On,
                 ssl_cache_size: DEFAULT_SSL_CACHE_SIZE,
                 cpu_map: Vec::new(),
             },
@@ -728,9 +739,15 @@ impl Builder {
                 }
                 "tune.io-uring" => {
                     self.conf.global.io_uring = match one_arg(a).map_err(e)? {
-                        "on" => true,
-                        "off" => false,
-                        v => return Err(e(format!("expected on or off, got '{v}'"))),
+                        "on" => IoUringTune::On,
+                        "off" => IoUringTune::Off,
+                        "defer-taskrun" => IoUringTune::DeferTaskrun,
+                        "signal" => IoUringTune::Signal,
+                        v => {
+                            return Err(e(format!(
+                                "expected on, off, defer-taskrun or signal, got '{v}'"
+                            )))
+                        }
                     };
                 }
                 "tune.ssl.cachesize" => {

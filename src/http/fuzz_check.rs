@@ -471,7 +471,11 @@ fn harness() -> ProxyHarness {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let _ = crate::uring::start();
+        let _ = crate::uring::establish(
+            0,
+            &[crate::uring::Mode::DeferTaskrun, crate::uring::Mode::Signal],
+        )
+        .await;
     });
     let (front, back) = rt.block_on(async {
         (
