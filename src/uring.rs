@@ -16,10 +16,13 @@
 //!   complete inside that call and wake their tasks. (Relying on the park hook
 //!   alone would hold entries back for as long as some task keeps the run queue
 //!   busy: tokio only calls it when the queue is empty.)
-//! - The ring is set up with DEFER_TASKRUN, so operations that had to wait (a
-//!   `recv` before the peer sent) finish in our thread at the next enter. An
-//!   eventfd registered with the ring, watched by tokio's epoll, wakes the
-//!   flusher when such work is pending.
+//! - The ring is set up with DEFER_TASKRUN where that works ([`Mode`]), so
+//!   operations that had to wait (a `recv` before the peer sent) finish in our
+//!   thread at the next enter. An eventfd registered with the ring, watched by
+//!   tokio's epoll, wakes the flusher when such work is pending. Each worker
+//!   proves this with real sockets before it takes traffic ([`prove`]): a ring
+//!   whose wake-up does not come would leave every keep-alive request waiting
+//!   for an unrelated timer, so it is dropped for the next mode, then epoll.
 //! - Sockets handled here are not registered with epoll at all. Each is put in
 //!   the ring's registered-file table when it arrives (one `io_uring_register`)
 //!   and taken out before it closes, so its operations name a table index: the
