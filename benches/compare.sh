@@ -3,6 +3,9 @@
 # thread each, in front of the same two nginx backends, driven by wrk in several
 # interleaved rounds. Prints a table with the ratio to HAProxy. Loopback only.
 #
+# Rows: lb as shipped (default conf: io_uring, proven at start), lb-signal (the
+# ring mode it falls back to), lb-epoll (`tune.io-uring off`), HAProxy, nginx as a
+# proxy, and direct (wrk to one nginx backend, no proxy).
 # Usage: benches/compare.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds, 5 s)
 # Env: CONNS (50), WRK_THREADS (1), FILE_BYTES (1024), LB_OLD, EXTRA and DETAIL (below),
 # THREADS (1): worker threads of lb and HAProxy (`nbthread`); the nginx proxy stays
@@ -116,9 +119,20 @@ pids+=($!)
 EPID=$!
 wait_port "$PE"
 
+# The same lb on the ring mode it falls back to when DEFER_TASKRUN fails its
+# start-up proof (docs/operations.md).
+PS=$(free_port)
+sed -e "s/127.0.0.1:$PL/127.0.0.1:$PS/" -e "s/nbthread $THREADS/nbthread $THREADS\n    tune.io-uring signal/" "$dir/lb.conf" > "$dir/lb-signal.conf"
+./target/release/lb --conf "$dir/lb-signal.conf" >/dev/null 2>&1 &
+pids+=($!)
+SPID=$!
+wait_port "$PS"
+
 declare -A total cpu
-names=(lb lb-epoll haproxy nginx)
-declare -A port=([lb]=$PL [lb-epoll]=$PE [haproxy]=$PH [nginx]=$PN)
+# direct: wrk straight to one nginx backend, no proxy: the ceiling a proxy is
+# measured against at one connection.
+names=(lb lb-signal lb-epoll haproxy nginx direct)
+declare -A port=([lb]=$PL [lb-signal]=$PS [lb-epoll]=$PE [haproxy]=$PH [nginx]=$PN [direct]=$B1)
 # LB_OLD=path/to/lb adds another lb build to the same run (regression checks).
 if [ -n "${LB_OLD:-}" ]; then
     PO=$(free_port)
@@ -127,7 +141,7 @@ if [ -n "${LB_OLD:-}" ]; then
     pids+=($!)
     OPID=$!
     wait_port "$PO"
-    names=(lb lb-old lb-epoll haproxy nginx)
+    names=(lb lb-old lb-signal lb-epoll haproxy nginx direct)
     port[lb-old]=$PO
 fi
 # EXTRA=path/to/binary adds an experimental proxy started as
@@ -142,11 +156,11 @@ if [ -n "${EXTRA:-}" ]; then
     port[extra]=$PX
 fi
 NPID=$(cat "$dir/proxy.pid")
-declare -A pid=([lb]=$LPID [lb-epoll]=$EPID [haproxy]=$HPID [nginx]=$NPID)
+declare -A pid=([lb]=$LPID [lb-signal]=$SPID [lb-epoll]=$EPID [haproxy]=$HPID [nginx]=$NPID [direct]=$(cat "$dir/backend1.pid"))
 [ -n "${LB_OLD:-}" ] && pid[lb-old]=$OPID
 [ -n "${EXTRA:-}" ] && pid[extra]=$XPID
 if [ -n "${PIN:-}" ]; then
-    for n in "${names[@]}"; do taskset -a -p -c "$PIN" "${pid[$n]}" >/dev/null; done
+    for n in "${names[@]}"; do [ "$n" = direct ] || taskset -a -p -c "$PIN" "${pid[$n]}" >/dev/null; done
 fi
 # CPU time (user+system, clock ticks) of a process: efficiency next to throughput,
 # since on a small shared machine the proxy is not the only thing that limits req/s.
@@ -212,12 +226,13 @@ for r in $(seq "$ROUNDS"); do
 done
 h=$(echo "${total[haproxy]}" | median)
 hc=$(echo "${cpu[haproxy]}" | median)
+d=$(echo "${total[direct]}" | median)
 echo
 echo "HTTP keep-alive, $THREADS worker thread(s) each${PIN:+, pinned to CPU $PIN}, 2 nginx backends, ${FILE_BYTES} B file, wrk -t$WRK_THREADS -c$CONNS -d${SECS}s, median of $ROUNDS interleaved rounds"
-echo "| proxy | requests/s | vs HAProxy | proxy CPU µs/request | HAProxy's CPU per request / this one's |"
-echo "|---|---:|---:|---:|---:|"
+echo "| proxy | requests/s | vs HAProxy | vs direct | proxy CPU µs/request | HAProxy's CPU per request / this one's |"
+echo "|---|---:|---:|---:|---:|---:|"
 for n in "${names[@]}"; do
     m=$(echo "${total[$n]}" | median)
     c=$(echo "${cpu[$n]}" | median)
-    printf "| %s | %.0f | %.2fx | %.1f | %.2fx |\n" "$n" "$m" "$(echo "$m / $h" | bc -l)" "$c" "$(echo "$hc / $c" | bc -l)"
+    printf "| %s | %.0f | %.2fx | %.2fx | %.1f | %.2fx |\n" "$n" "$m" "$(echo "$m / $h" | bc -l)" "$(echo "$m / $d" | bc -l)" "$c" "$(echo "$hc / $c" | bc -l)"
 done

