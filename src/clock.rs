@@ -1,8 +1,8 @@
 //! A clock read once per task poll on the request path.
 //!
-//! A proxied request read `Instant::now()` about seven times (its deadlines,
-//! its timings, the upstream pool's idle times): 2% of its CPU on this VM's
-//! clock. Inside a connection task's poll ([`Fresh`]) [`now`] reads the clock
+//! A proxied request needs the time about seven times (its deadlines, its
+//! timings, the upstream pool's idle times), and on a VM's clock each
+//! `Instant::now()` is costly (together about 2% of the request's CPU). Inside a connection task's poll ([`Fresh`]) [`now`] reads the clock
 //! once and returns that instant until the poll ends, as HAProxy's `now_ms` is
 //! read once per loop turn. A poll is short (it returns at the next wait for
 //! I/O), so a deadline computed from it is early by microseconds at most.
