@@ -14,7 +14,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use crate::balance::health::{self, CheckParams};
 use crate::balance::{Pool, Server};
 use crate::conf::unplaced::Unplaced;
-use crate::conf::{self, Backend, Conf, ConfError, Frontend, Mode};
+use crate::conf::{self, Backend, Conf, ConfError, ConfErrors, Frontend, Mode};
 use crate::http::head::HeadLimits;
 use crate::l4;
 use crate::listener::{self, Limits};
@@ -24,7 +24,7 @@ use crate::shutdown::Tracker;
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("{0}")]
-    Conf(#[from] ConfError),
+    Conf(#[from] ConfErrors),
     #[error("{what}: {err}")]
     Io { what: String, err: std::io::Error },
     #[error("{0}")]
@@ -799,10 +799,12 @@ impl Runtime {
     pub fn reload(self: &Arc<Self>) -> Result<usize, String> {
         let conf = match conf::load(&self.conf_path) {
             Ok(c) => c,
-            Err(e) => {
+            Err(errs) => {
                 self.reload_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!("reload failed: {e}");
-                return Err(e.to_string());
+                for e in &errs.0 {
+                    tracing::error!("reload failed: {e}");
+                }
+                return Err(errs.to_string());
             }
         };
         for w in &conf.warnings {
@@ -931,11 +933,14 @@ fn announce(kind: &str, name: &str, addr: SocketAddr) {
 fn worker_cpus(path: &str, conf: &Conf, threads: usize) -> Result<Vec<Vec<usize>>, RunError> {
     let maps = &conf.global.cpu_map;
     let at = |line: usize, msg: String| {
-        RunError::Conf(ConfError {
-            file: path.to_string(),
-            line,
-            msg: format!("'cpu-map': {msg}"),
-        })
+        RunError::Conf(
+            ConfError {
+                file: path.to_string(),
+                line,
+                msg: format!("'cpu-map': {msg}"),
+            }
+            .into(),
+        )
     };
     let cpus = crate::conf::cpumap::resolve(maps, threads).map_err(|(l, m)| at(l, m))?;
     if maps.is_empty() {

@@ -495,6 +495,52 @@ fn pooled_tls_connections_keep_to_their_sni() {
     assert_eq!(c.get("/a").status, 200);
 }
 
+/// `sni` takes HAProxy's expression forms: `str(NAME)` sends NAME, and
+/// `req.hdr(host)` sends each request's Host without its port. The HTTPS
+/// server refuses names it has no certificate for (strict-sni), so a 200 shows
+/// which name reached it.
+#[test]
+fn server_sni_expressions_reach_the_server() {
+    let s = setup();
+    let origin = http_server("origin");
+    let bdir = TempDir::new("tlssni");
+    let mut crts = String::new();
+    for n in ["a.test", "b.test"] {
+        let (cert, _) = leaf(&s.ca, &[n]);
+        let p = bdir.path().join(format!("{n}.pem"));
+        std::fs::write(&p, cert).unwrap();
+        crts.push_str(&format!(" crt {}", p.display()));
+    }
+    let backend = Lb::start(
+        &format!(
+            "defaults\n    mode http\nfrontend tls\n    bind 127.0.0.1:0 ssl{crts} strict-sni\n    default_backend o\nbackend o\n    server o {}\n",
+            origin.addr
+        ),
+        1,
+    );
+    let baddr = backend.addr("frontend", "tls");
+    let ca_file = s.certs.parent().unwrap().join("ca.pem");
+    let front = Lb::start(
+        &format!(
+            "global\n    nbthread 1\ndefaults\n    mode http\n    retries 0\nfrontend f\n    bind 127.0.0.1:0\n    acl by_host path_beg /h\n    use_backend h if by_host\n    default_backend c\nbackend c\n    server s {baddr} ssl verify required ca-file {ca} sni str(b.test)\nbackend h\n    server s {baddr} ssl verify required ca-file {ca} sni req.hdr(host)\n",
+            ca = ca_file.display()
+        ),
+        1,
+    );
+    let fe = front.addr("frontend", "f");
+    assert_eq!(Client::connect(fe).get("/").status, 200);
+    let get = |host: &str| {
+        let mut c = Client::connect(fe);
+        c.send(format!("GET /h HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+        c.read(false).expect("response").status
+    };
+    assert_eq!(get("a.test:8443"), 200);
+    assert_eq!(get("B.test"), 200);
+    // A pooled a.test connection is not reused for another name.
+    assert_eq!(get("c.test"), 503);
+    assert_eq!(get("a.test"), 200);
+}
+
 /// A response that ends at close (no length) ends with TLS close_notify, so
 /// the client can tell it complete: rustls reports a close without it as an
 /// unexpected EOF.

@@ -271,7 +271,8 @@ impl Acl {
     }
 }
 
-fn strip_port(host: &[u8]) -> &[u8] {
+/// A Host header value without its port (`[v6]` keeps its brackets).
+pub fn strip_port(host: &[u8]) -> &[u8] {
     if host.starts_with(b"[") {
         // [v6]:port
         return match host.iter().position(|&b| b == b']') {

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::conf::web::WebConf;
-use crate::conf::ConfError;
+use crate::conf::ConfErrors;
 use crate::http::head::HeadLimits;
 use crate::runtime::{FrontendRt, Snapshot};
 
@@ -33,7 +33,7 @@ pub enum WebError {
     #[error("web '{name}': root {path} is not a directory")]
     NotDir { name: String, path: String },
     #[error("web '{name}': app route: {err}")]
-    Route { name: String, err: ConfError },
+    Route { name: String, err: ConfErrors },
 }
 
 /// One `web` section, ready to serve.
