@@ -40,4 +40,7 @@ pub mod tls;
 pub mod uring;
 pub mod web;
 
+#[cfg(test)]
+mod testutil;
+
 pub use runtime::run;

@@ -261,32 +261,8 @@ mod tests {
         p.display().to_string()
     }
 
-    /// A temp directory removed on drop, so a failing test leaves nothing behind.
-    struct Tmp(std::path::PathBuf);
-
-    impl std::ops::Deref for Tmp {
-        type Target = Path;
-        fn deref(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Tmp {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn tmp() -> Tmp {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let d = std::env::temp_dir().join(format!(
-            "lb-tls-unit-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        Tmp(d)
+    fn tmp() -> crate::testutil::TempDir {
+        crate::testutil::TempDir::new("tls")
     }
 
     fn pem_pair(names: &[&str]) -> (String, String) {
