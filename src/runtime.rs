@@ -928,34 +928,18 @@ fn announce(kind: &str, name: &str, addr: SocketAddr) {
     let _ = out.flush();
 }
 
-/// Each worker's CPUs from `cpu-map` (empty: not pinned), checked against the
-/// thread count and the CPUs this process may use; errors name the conf line.
+/// Each worker's CPUs from `cpu-map` (empty: not pinned); errors name the conf line.
 fn worker_cpus(path: &str, conf: &Conf, threads: usize) -> Result<Vec<Vec<usize>>, RunError> {
-    let maps = &conf.global.cpu_map;
-    let at = |line: usize, msg: String| {
+    crate::conf::cpumap::for_workers(&conf.global.cpu_map, threads).map_err(|(line, m)| {
         RunError::Conf(
             ConfError {
                 file: path.to_string(),
                 line,
-                msg: format!("'cpu-map': {msg}"),
+                msg: format!("'cpu-map': {m}"),
             }
             .into(),
         )
-    };
-    let cpus = crate::conf::cpumap::resolve(maps, threads).map_err(|(l, m)| at(l, m))?;
-    if maps.is_empty() {
-        return Ok(cpus);
-    }
-    let allowed = crate::conf::cpumap::allowed_cpus().map_err(io_err("sched_getaffinity"))?;
-    for m in maps {
-        if let Some(c) = m.cpus.iter().find(|c| !allowed.contains(c)) {
-            return Err(at(
-                m.line,
-                format!("CPU {c} is not available to this process (it may use {allowed:?})"),
-            ));
-        }
-    }
-    Ok(cpus)
+    })
 }
 
 /// Reads the conf at `path` and runs it until SIGTERM/SIGINT.
@@ -964,11 +948,7 @@ pub fn run(path: &str) -> Result<(), RunError> {
     for w in &conf.warnings {
         tracing::warn!("{w}");
     }
-    let threads = conf.global.nbthread.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+    let threads = conf.global.threads();
     let model = ThreadModel::from_env();
     let affinity = worker_cpus(path, &conf, threads)?;
     let workers = Workers::start(threads, model, conf.global.io_uring, &affinity)?;

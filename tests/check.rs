@@ -286,3 +286,17 @@ fn reload_of_a_bad_file_logs_every_error_and_keeps_running() {
     // The old conf still serves: the frontend accepts.
     common::connect(fe);
 }
+
+#[test]
+fn check_refuses_a_cpu_the_process_cannot_use() {
+    // No nbthread: checked against this machine's cores, as a start would.
+    let (code, _, err, path, _dir) = common::check("global\n    cpu-map 1/1 1023\n");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!(
+            "{}:2: 'cpu-map': CPU 1023 is not available to this process",
+            path.display()
+        )),
+        "{err}"
+    );
+}

@@ -55,6 +55,17 @@ pub struct Global {
     pub cpu_map: Vec<super::cpumap::CpuMap>,
 }
 
+impl Global {
+    /// Worker threads: `nbthread`, else one per core this process may use.
+    pub fn threads(&self) -> usize {
+        self.nbthread.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+    }
+}
+
 /// Where access log lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogSink {
@@ -689,6 +700,7 @@ impl Builder {
                     return Ok(());
                 }
                 web::finish(&w).map_err(|m| self.err(s.line, m))?;
+                web::check_root(&w).map_err(|m| self.err(w.line_root, m))?;
                 self.check_dup(
                     s.line,
                     "web",
@@ -826,7 +838,22 @@ impl Builder {
                     self.conf.global.access_log = Some(match v {
                         "stdout" => LogSink::Stdout,
                         "" => return Err(e("empty path".into())),
-                        path => LogSink::File(path.to_string()),
+                        path => {
+                            // Opened (created) at start: its directory must be there.
+                            let p = std::path::Path::new(path);
+                            if p.is_dir() {
+                                return Err(e(format!("'{path}' is a directory")));
+                            }
+                            match p.parent() {
+                                Some(d) if !d.as_os_str().is_empty() && !d.is_dir() => {
+                                    return Err(e(format!(
+                                        "directory '{}' does not exist",
+                                        d.display()
+                                    )))
+                                }
+                                _ => LogSink::File(path.to_string()),
+                            }
+                        }
                     });
                 }
                 "log-format" => {
@@ -1248,6 +1275,11 @@ impl Builder {
                         "'timeout {which}' is not allowed in a {kind} section"
                     )));
                 }
+                if t.is_zero() {
+                    return Err(e(format!(
+                        "'timeout {which}' must be more than 0 (lb has no unlimited timeouts)"
+                    )));
+                }
                 *slot = t;
             }
             "maxconn" => {
@@ -1356,12 +1388,9 @@ impl Builder {
     fn validate(&mut self) {
         let mut errors = Vec::new();
         let g = &self.conf.global;
-        // With nbthread set, every cpu-map line can be checked now (without it,
-        // the thread count is the core count, checked at start).
-        if let Some(n) = g.nbthread {
-            if let Err((line, m)) = super::cpumap::resolve(&g.cpu_map, n) {
-                errors.push(self.err(line, format!("'cpu-map': {m}")));
-            }
+        // Without nbthread, against this machine's cores, as a start here would.
+        if let Err((line, m)) = super::cpumap::for_workers(&g.cpu_map, g.threads()) {
+            errors.push(self.err(line, format!("'cpu-map': {m}")));
         }
         if let Some(addr) = g.admin {
             if !addr.ip().is_loopback() && g.admin_auth.is_none() && !g.admin_insecure {
@@ -1442,8 +1471,25 @@ impl Builder {
                     format!("address {addr} is already bound by another listener"),
                 ));
             }
+            if let Err(m) = local_ip(addr.ip()) {
+                errors.push(self.err(line, m));
+            }
         }
         self.errors.extend(errors);
+    }
+}
+
+/// An IP address to listen on must be one of this host's: a trial bind on
+/// port 0 (any free port, so no clash with a running lb) tells.
+fn local_ip(ip: std::net::IpAddr) -> Result<(), String> {
+    if ip.is_unspecified() || ip.is_loopback() {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind(SocketAddr::new(ip, 0)) {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+            Err(format!("address {ip} is not an address of this host ({e})"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -2303,10 +2349,15 @@ mod tests {
 
     #[test]
     fn web_and_app_sections() {
-        let c = ok("web w\n    bind 127.0.0.1:0\n    root www\n    app /api/ 127.0.0.1:9001\napp a\n    bind 127.0.0.1:0\n    kv-primary 127.0.0.1:6379\n");
+        // Roots are relative to the conf file's directory, and must exist.
+        let dir = crate::testutil::TempDir::new("model-web");
+        std::fs::create_dir(dir.join("www")).unwrap();
+        let file = dir.join("t.conf").display().to_string();
+        let parse = |t: &str| parse_conf(&file, t);
+        let bad = |t: &str| parse(t).unwrap_err().to_string().replace(&file, "t.conf");
+        let c = parse("web w\n    bind 127.0.0.1:0\n    root www\n    app /api/ 127.0.0.1:9001\napp a\n    bind 127.0.0.1:0\n    kv-primary 127.0.0.1:6379\n").unwrap();
         assert_eq!(c.webs[0].name, "w");
-        // Relative to the conf file's directory ("t.conf" has none).
-        assert_eq!(c.webs[0].root, std::path::Path::new("www"));
+        assert_eq!(c.webs[0].root, dir.join("www"));
         assert_eq!(
             c.apps[0].kv_primary,
             "127.0.0.1:6379".parse::<SocketAddr>().unwrap()
@@ -2324,11 +2375,28 @@ mod tests {
             "t.conf:5: address 127.0.0.1:8000 is already bound by another listener"
         );
         assert!(bad("webb w\n").contains("did you mean 'web'"));
-        let c = parse_conf(
-            "/etc/lb/lb.conf",
-            "web w\n    bind 127.0.0.1:0\n    root www\n",
-        )
-        .unwrap();
-        assert_eq!(c.webs[0].root, std::path::Path::new("/etc/lb/www"));
+        let e = bad("web w\n    bind 127.0.0.1:0\n    root nowww\n");
+        assert!(
+            e.starts_with("t.conf:3: 'root': cannot open '")
+                && e.ends_with("No such file or directory (os error 2)"),
+            "{e}"
+        );
+        std::fs::write(dir.join("file"), "x").unwrap();
+        assert!(bad("web w\n    bind 127.0.0.1:0\n    root file\n")
+            .ends_with("/file' is not a directory"));
+    }
+
+    #[test]
+    fn what_would_fail_at_start_fails_check() {
+        assert_eq!(
+            bad("frontend f\n    bind 127.0.0.1:0\n    timeout client 0\n"),
+            "t.conf:3: 'timeout': 'timeout client' must be more than 0 (lb has no unlimited timeouts)"
+        );
+        assert!(bad("global\n    access-log /nonexistent/dir/x.log\n")
+            .contains("t.conf:2: 'access-log': directory '/nonexistent/dir' does not exist"));
+        assert!(bad("global\n    access-log /tmp\n").contains("'/tmp' is a directory"));
+        // 192.0.2.0/24 is for documentation: never an address of this host.
+        assert!(bad("frontend f\n    bind 192.0.2.1:80\n")
+            .starts_with("t.conf:2: address 192.0.2.1 is not an address of this host"));
     }
 }
