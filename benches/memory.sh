@@ -16,7 +16,6 @@ N=${1:-2000}
 for t in nginx haproxy python3; do
     command -v $t >/dev/null || [ -x /usr/sbin/$t ] || { echo "missing $t"; exit 1; }
 done
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 if [ -z "${LB_BIN:-}" ]; then
     cargo build --release -q
@@ -27,26 +26,10 @@ ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -gt $((4 * N + 200)) ] || { echo "open-file limit $(ulimit -n) too low for N=$N"; exit 1; }
 . benches/lib.sh
 
-mkdir -p "$dir/www" "$dir/tmp"
+mkdir -p "$dir/www"
 echo hello > "$dir/www/index.html"
 B=$(free_port)
-cat > "$dir/nginx.conf" <<CONF
-daemon off;
-master_process off;
-worker_processes 1;
-error_log $dir/nginx.err;
-pid $dir/nginx.pid;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $dir/tmp; proxy_temp_path $dir/tmp; fastcgi_temp_path $dir/tmp;
-  uwsgi_temp_path $dir/tmp; scgi_temp_path $dir/tmp;
-  server { listen 127.0.0.1:$B; root $dir/www; }
-}
-CONF
-"$NGINX" -c "$dir/nginx.conf" -p "$dir" &
-pids+=($!)
-wait_port "$B"
+nginx_static "$B" "$dir/www"
 
 # The client: opens the three sets in order and prints the proxy's VmRSS (KiB)
 # before and after each.
@@ -91,32 +74,9 @@ run() { # name, port, pid
     echo "$1 $(( (active - base) * 1024 / N )) $(( (idle - active) * 1024 / N )) $(( (more - idle) * 1024 / N ))"
 }
 
-P=$(free_port)
-cat > "$dir/lb.conf" <<CONF
-global
-    nbthread 1
-    maxconn $((4 * N))
-defaults
-    mode http
-    timeout client 30s
-    timeout server 30s
-frontend f
-    bind 127.0.0.1:$P
-    timeout http-request 30s
-    timeout http-keep-alive 30s
-    default_backend b
-backend b
-    server s 127.0.0.1:$B
-CONF
-"$LB_BIN" --conf "$dir/lb.conf" > "$dir/lb.out" 2> "$dir/lb.err" &
-lb_pid=$!
-pids+=($lb_pid)
-wait_port "$P"
-LB=$(run lb "$P" "$lb_pid")
-kill "$lb_pid"
-
-H=$(free_port)
-cat > "$dir/haproxy.cfg" <<CONF
+# One conf for both: lb reads HAProxy's syntax.
+proxy_conf() { # port
+    cat <<CONF
 global
     nbthread 1
     maxconn $((4 * N))
@@ -128,16 +88,32 @@ defaults
     timeout http-request 30s
     timeout http-keep-alive 30s
 frontend f
-    bind 127.0.0.1:$H
+    bind 127.0.0.1:$1
     default_backend b
 backend b
     server s 127.0.0.1:$B
 CONF
-"$HAPROXY" -f "$dir/haproxy.cfg" -db > "$dir/haproxy.out" 2>&1 &
-hap_pid=$!
-pids+=($hap_pid)
-wait_port "$H"
-HAP=$(run haproxy "$H" "$hap_pid")
+}
+
+# Starts a proxy (in this shell, so the exit trap stops it on failure), measures
+# it into the variable VAR, stops it.
+measure() { # VAR, name, port, command...
+    local var=$1 name=$2 port=$3
+    shift 3
+    "$@" > "$dir/$name.out" 2>&1 &
+    local pid=$!
+    pids+=($pid)
+    wait_port "$port"
+    printf -v "$var" '%s' "$(run "$name" "$port" "$pid")"
+    kill "$pid"
+}
+
+P=$(free_port)
+proxy_conf "$P" > "$dir/lb.conf"
+measure LB lb "$P" "$LB_BIN" --conf "$dir/lb.conf"
+H=$(free_port)
+proxy_conf "$H" > "$dir/haproxy.cfg"
+measure HAP haproxy "$H" "$HAPROXY" -f "$dir/haproxy.cfg" -db
 
 echo "RSS per connection, N=$N ($("$LB_BIN" --version), $("$HAPROXY" -v | head -1 | cut -d' ' -f1-3))"
 printf '%-10s %12s %12s %12s\n' "" "active B" "idle B" "idle+ B"

@@ -40,7 +40,7 @@ pub mod tls;
 pub mod uring;
 pub mod web;
 
-#[cfg(test)]
-mod testutil;
+#[doc(hidden)]
+pub mod testutil;
 
 pub use runtime::run;

@@ -1,4 +1,4 @@
-//! Helpers for unit tests.
+//! Helpers for tests (unit and integration) and benches; not part of lb itself.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,13 +11,17 @@ impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static N: AtomicUsize = AtomicUsize::new(0);
         let p = std::env::temp_dir().join(format!(
-            "lb-unit-{tag}-{}-{}",
+            "lb-test-{tag}-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)
         ));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).expect("create temp dir");
         TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
     }
 }
 

@@ -333,29 +333,25 @@ mod tests {
 
     #[test]
     fn sni_forms() {
-        assert_eq!(
-            parse_sni("str(api.example.com)").unwrap(),
-            (Some("api.example.com".into()), false)
-        );
-        assert_eq!(
-            parse_sni("api.example.com").unwrap(),
-            (Some("api.example.com".into()), false)
-        );
-        assert_eq!(parse_sni("req.hdr(host)").unwrap(), (None, true));
-        assert_eq!(parse_sni("hdr(Host)").unwrap(), (None, true));
-        assert!(parse_sni("req.hdr(x-name)")
-            .unwrap_err()
-            .contains("unsupported expression"));
-        // A fetch lb does not have, not a host name.
-        assert!(parse_sni("ssl_fc_sni")
-            .unwrap_err()
-            .contains("not a valid DNS name"));
-        assert!(parse_sni("str(bad name)")
-            .unwrap_err()
-            .contains("not a valid DNS name"));
-        assert!(parse_sni("str(10.0.0.1)")
-            .unwrap_err()
-            .contains("not a valid DNS name"));
+        let name = |n: &str| Ok((Some(n.to_string()), false));
+        for (expr, want) in [
+            ("str(api.example.com)", name("api.example.com")),
+            ("api.example.com", name("api.example.com")),
+            ("req.hdr(host)", Ok((None, true))),
+            ("hdr(Host)", Ok((None, true))),
+        ] {
+            assert_eq!(parse_sni(expr), want, "{expr}");
+        }
+        for (expr, why) in [
+            ("req.hdr(x-name)", "unsupported expression"),
+            // A fetch lb does not have, not a host name.
+            ("ssl_fc_sni", "not a valid DNS name"),
+            ("str(bad name)", "not a valid DNS name"),
+            ("str(10.0.0.1)", "not a valid DNS name"),
+        ] {
+            let e = parse_sni(expr).unwrap_err();
+            assert!(e.contains(why), "{expr}: {e}");
+        }
     }
 
     #[test]
