@@ -19,3 +19,26 @@ core_idle() {
             idle += b[i] - a[i]; all += b[i + 1] - a[i + 1] }
         printf "%.1f%% (per core %s)\n", 100 * idle / all, s }'
 }
+# A one-worker nginx serving the static files under ROOT on PORT (stopped on
+# exit): nginx_static PORT ROOT [MORE http-block lines].
+nginx_static() {
+    mkdir -p "$dir/tmp"
+    cat > "$dir/nginx-$1.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+error_log $dir/nginx-$1.err;
+pid $dir/nginx-$1.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/tmp; proxy_temp_path $dir/tmp; fastcgi_temp_path $dir/tmp;
+  uwsgi_temp_path $dir/tmp; scgi_temp_path $dir/tmp;
+  ${3:-}
+  server { listen 127.0.0.1:$1; root $2; }
+}
+CONF
+    "$(command -v nginx || echo /usr/sbin/nginx)" -c "$dir/nginx-$1.conf" -p "$dir" &
+    pids+=($!)
+    wait_port "$1"
+}

@@ -200,8 +200,8 @@ fn main() {
         });
     });
     let be = rx.recv().unwrap();
-    let dir = std::env::temp_dir().join(format!("lb-bench-rps-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // Removed on drop, also when a run fails.
+    let dir = lb::testutil::TempDir::new("bench-rps");
     let (_p1, lb1) = start_lb(be, 1, &dir);
     let (_pn, lbn) = start_lb(be, cores, &dir);
     let targets = [
@@ -231,5 +231,4 @@ fn main() {
         let m = &v[v.len() / 2];
         println!("| {name} | {:.0} | {} | {} |", m.rps, m.p50, m.p99);
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

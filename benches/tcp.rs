@@ -190,8 +190,8 @@ fn main() {
     let rounds = env_num("BENCH_ROUNDS", 3.0) as usize;
     let bytes = (env_num("BENCH_GIB", 1.0) * (1u64 << 30) as f64) as u64;
     let secs = env_num("BENCH_CONN_SECS", 2.0);
-    let dir = std::env::temp_dir().join(format!("lb-bench-tcp-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // Removed on drop, also when a run fails.
+    let dir = lb::testutil::TempDir::new("bench-tcp");
     let sink = sink_server();
     let ping = ping_server();
     let (_lb1, lb1_sink, lb1_ping) = start_lb(sink, ping, "per-thread", &dir);
@@ -235,5 +235,4 @@ fn main() {
             c[i] / c[0]
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -17,7 +17,6 @@ FILE_BYTES=${FILE_BYTES:-1024}
 for t in wrk nginx curl; do
     command -v $t >/dev/null || [ -x /usr/sbin/$t ] || { echo "missing $t (apt-get install -y wrk nginx curl)"; exit 1; }
 done
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 cargo build --release -q
 . benches/lib.sh
 
@@ -25,25 +24,7 @@ mkdir -p "$dir/www" "$dir/tmp"
 head -c "$FILE_BYTES" /dev/zero | tr '\0' 'x' > "$dir/www/file.txt"
 
 PN=$(free_port)
-cat > "$dir/nginx.conf" <<CONF
-daemon off;
-master_process off;
-worker_processes 1;
-error_log $dir/nginx.err;
-pid $dir/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  include /etc/nginx/mime.types;
-  client_body_temp_path $dir/tmp; proxy_temp_path $dir/tmp; fastcgi_temp_path $dir/tmp;
-  uwsgi_temp_path $dir/tmp; scgi_temp_path $dir/tmp;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$PN; root $dir/www; }
-}
-CONF
-"$NGINX" -c "$dir/nginx.conf" -p "$dir" &
-pids+=($!)
-wait_port "$PN"
+nginx_static "$PN" "$dir/www" "include /etc/nginx/mime.types; keepalive_requests 1000000;"
 
 PW=$(free_port)
 cat > "$dir/web.conf" <<CONF

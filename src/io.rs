@@ -4,6 +4,8 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -31,11 +33,54 @@ thread_local! {
     static SPARE: std::cell::RefCell<Vec<BytesMut>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// One thread's buffer counts. Each thread writes only its own (no cache line
+/// shared between workers on the request path); a scrape sums them all.
+#[derive(Default)]
+struct BufferCounts {
+    /// Buffers on this thread's spare stack.
+    spare: AtomicUsize,
+    /// Buffers `take_buffer` had to allocate (the spare stack was empty).
+    allocated: AtomicU64,
+}
+
+static ALL_COUNTS: Mutex<Vec<Arc<BufferCounts>>> = Mutex::new(Vec::new());
+
+thread_local! {
+    static COUNTS: Arc<BufferCounts> = {
+        let c = Arc::new(BufferCounts::default());
+        ALL_COUNTS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(c.clone());
+        c
+    };
+}
+
+/// Over all threads: (buffers on spare stacks now, buffers allocated by
+/// `take_buffer` so far). For `/metrics`.
+pub fn buffer_counts() -> (usize, u64) {
+    let all = ALL_COUNTS.lock().unwrap_or_else(|e| e.into_inner());
+    all.iter().fold((0, 0), |(s, a), c| {
+        (
+            s + c.spare.load(Ordering::Relaxed),
+            a + c.allocated.load(Ordering::Relaxed),
+        )
+    })
+}
+
 /// An empty read buffer of at least `READ_CHUNK` bytes: a spare one if the worker has one.
 pub fn take_buffer() -> BytesMut {
-    SPARE
-        .with(|s| s.borrow_mut().pop())
-        .unwrap_or_else(|| BytesMut::with_capacity(READ_CHUNK))
+    let spare = SPARE.with(|s| s.borrow_mut().pop());
+    COUNTS.with(|c| match spare {
+        Some(b) => {
+            c.spare.fetch_sub(1, Ordering::Relaxed);
+            b
+        }
+        None => {
+            c.allocated.fetch_add(1, Ordering::Relaxed);
+            BytesMut::with_capacity(READ_CHUNK)
+        }
+    })
 }
 
 /// Room for the next read. A buffer that was read from is left with only the tail
@@ -70,6 +115,7 @@ pub fn give_buffer(buf: &mut BytesMut) {
         let mut s = s.borrow_mut();
         if s.len() < SPARE_MAX {
             s.push(b);
+            COUNTS.with(|c| c.spare.fetch_add(1, Ordering::Relaxed));
         }
     });
 }

@@ -40,4 +40,7 @@ pub mod tls;
 pub mod uring;
 pub mod web;
 
+#[doc(hidden)]
+pub mod testutil;
+
 pub use runtime::run;

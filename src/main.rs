@@ -61,6 +61,11 @@ fn main() -> ExitCode {
         },
         None => match lb::run(&path) {
             Ok(()) => ExitCode::SUCCESS,
+            // Already `FILE:LINE: message`, one per line.
+            Err(lb::runtime::RunError::Conf(errs)) => {
+                eprintln!("{errs}");
+                ExitCode::from(1)
+            }
             Err(e) => {
                 eprintln!("lb: {e}");
                 ExitCode::from(1)

@@ -14,7 +14,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use crate::balance::health::{self, CheckParams};
 use crate::balance::{Pool, Server};
 use crate::conf::unplaced::Unplaced;
-use crate::conf::{self, Backend, Conf, ConfError, Frontend, Mode};
+use crate::conf::{self, Backend, Conf, ConfError, ConfErrors, Frontend, Mode};
 use crate::http::head::HeadLimits;
 use crate::l4;
 use crate::listener::{self, Limits};
@@ -24,7 +24,7 @@ use crate::shutdown::Tracker;
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("{0}")]
-    Conf(#[from] ConfError),
+    Conf(#[from] ConfErrors),
     #[error("{what}: {err}")]
     Io { what: String, err: std::io::Error },
     #[error("{0}")]
@@ -808,10 +808,12 @@ impl Runtime {
     pub fn reload(self: &Arc<Self>) -> Result<usize, String> {
         let conf = match conf::load(&self.conf_path) {
             Ok(c) => c,
-            Err(e) => {
+            Err(errs) => {
                 self.reload_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!("reload failed: {e}");
-                return Err(e.to_string());
+                for e in &errs.0 {
+                    tracing::error!("reload failed: {e}");
+                }
+                return Err(errs.to_string());
             }
         };
         for w in &conf.warnings {
@@ -935,31 +937,18 @@ fn announce(kind: &str, name: &str, addr: SocketAddr) {
     let _ = out.flush();
 }
 
-/// Each worker's CPUs from `cpu-map` (empty: not pinned), checked against the
-/// thread count and the CPUs this process may use; errors name the conf line.
+/// Each worker's CPUs from `cpu-map` (empty: not pinned); errors name the conf line.
 fn worker_cpus(path: &str, conf: &Conf, threads: usize) -> Result<Vec<Vec<usize>>, RunError> {
-    let maps = &conf.global.cpu_map;
-    let at = |line: usize, msg: String| {
-        RunError::Conf(ConfError {
-            file: path.to_string(),
-            line,
-            msg: format!("'cpu-map': {msg}"),
-        })
-    };
-    let cpus = crate::conf::cpumap::resolve(maps, threads).map_err(|(l, m)| at(l, m))?;
-    if maps.is_empty() {
-        return Ok(cpus);
-    }
-    let allowed = crate::conf::cpumap::allowed_cpus().map_err(io_err("sched_getaffinity"))?;
-    for m in maps {
-        if let Some(c) = m.cpus.iter().find(|c| !allowed.contains(c)) {
-            return Err(at(
-                m.line,
-                format!("CPU {c} is not available to this process (it may use {allowed:?})"),
-            ));
-        }
-    }
-    Ok(cpus)
+    crate::conf::cpumap::for_workers(&conf.global.cpu_map, threads).map_err(|(line, m)| {
+        RunError::Conf(
+            ConfError {
+                file: path.to_string(),
+                line,
+                msg: format!("'cpu-map': {m}"),
+            }
+            .into(),
+        )
+    })
 }
 
 /// Reads the conf at `path` and runs it until SIGTERM/SIGINT.
@@ -968,11 +957,7 @@ pub fn run(path: &str) -> Result<(), RunError> {
     for w in &conf.warnings {
         tracing::warn!("{w}");
     }
-    let threads = conf.global.nbthread.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+    let threads = conf.global.threads();
     let model = ThreadModel::from_env();
     let affinity = worker_cpus(path, &conf, threads)?;
     let workers = Workers::start(threads, model, conf.global.io_uring, &affinity)?;

@@ -121,6 +121,34 @@ pub struct Connector {
     /// What a pooled connection was made with (verification, CA, SNI): two
     /// servers at one address share idle connections only when it is equal.
     pub identity: u64,
+    /// `sni req.hdr(host)`: see `for_host`.
+    pub sni_from_request: bool,
+}
+
+impl Connector {
+    /// The connector for one request under `sni req.hdr(host)`: its Host
+    /// (port stripped) as SNI and verified name, pooled apart from other
+    /// names. `None` keeps the configured name: no such option, or a Host
+    /// that is not a server name.
+    pub fn for_host(&self, host: Option<&[u8]>) -> Option<Connector> {
+        if !self.sni_from_request {
+            return None;
+        }
+        let host = std::str::from_utf8(crate::conf::acl::strip_port(host?)).ok()?;
+        let name = ServerName::try_from(host.to_ascii_lowercase()).ok()?;
+        let identity = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (self.identity, host).hash(&mut h);
+            h.finish()
+        };
+        Some(Connector {
+            config: self.config.clone(),
+            name,
+            identity,
+            sni_from_request: true,
+        })
+    }
 }
 
 pub fn connector(t: &ServerTls, host: &str) -> Result<Connector, String> {
@@ -158,6 +186,7 @@ pub fn connector(t: &ServerTls, host: &str) -> Result<Connector, String> {
         config: Arc::new(config),
         name,
         identity,
+        sni_from_request: t.sni_from_request,
     })
 }
 

@@ -243,3 +243,61 @@ fn cpu_map_refuses_a_cpu_the_process_cannot_use() {
         "{err}"
     );
 }
+
+/// Errors of one file, each on its own line, in line order; a section that
+/// failed is not reported again where it is used.
+const MANY_ERRORS: &str = "global\n    nbthread 0\nfrontend f\n    mode http\n    bind 127.0.0.1:0 ssl self-signed a.test alpn h2,http/1.1\n    bnd 127.0.0.1:0\n    acl api pth_beg /api\n    use_backend api if api\n    default_backend b\nbackend api\n    mode http\n    server s nohost\nbackend b\n    mode http\n    server s 127.0.0.1:9 ssl verify none sni str(x.test\n    timeout connect 5x\n";
+
+fn many_errors_lines(path: &std::path::Path) -> Vec<String> {
+    let p = path.display();
+    vec![
+        format!("{p}:2: 'nbthread': invalid number '0' (expected 1..=1024)"),
+        format!("{p}:5: 'bind': alpn 'h2': lb does not speak HTTP/2 yet (mode http speaks http/1.1, http/1.0)"),
+        format!("{p}:6: unknown keyword 'bnd' in frontend section (did you mean 'bind'?)"),
+        format!("{p}:7: 'acl': unknown acl criterion 'pth_beg' (did you mean 'path_beg'?)"),
+        format!("{p}:12: 'server': invalid address 'nohost' (expected HOST:PORT)"),
+        format!("{p}:15: 'server': 'sni str(x.test': unsupported expression (lb takes str(NAME), req.hdr(host), hdr(host) or a DNS name)"),
+        format!("{p}:16: 'timeout': invalid duration '5x' (expected a number with ms, s, m, h or d)"),
+    ]
+}
+
+#[test]
+fn check_reports_every_error_in_one_run() {
+    let (code, out, err, path, _dir) = common::check(MANY_ERRORS);
+    assert_eq!(code, 1, "{out}");
+    let got: Vec<&str> = err.lines().collect();
+    assert_eq!(got, many_errors_lines(&path), "{err}");
+}
+
+#[test]
+fn start_reports_every_error() {
+    let (err, path, _dir) = start_fails(MANY_ERRORS);
+    let got: Vec<&str> = err.lines().filter(|l| l.contains("lb.conf:")).collect();
+    assert_eq!(got, many_errors_lines(&path), "{err}");
+}
+
+#[test]
+fn reload_of_a_bad_file_logs_every_error_and_keeps_running() {
+    let good = "frontend f\n    bind 127.0.0.1:0\n    default_backend b\nbackend b\n    server s 127.0.0.1:9\n";
+    let lb = common::Lb::start(good, 1);
+    let fe = lb.addr("frontend", "f");
+    lb.reload("frontend f\n    bind 127.0.0.1:0\n    retries x\n    default_backend b\nbackend b\n    server s nohost\n");
+    lb.wait_log("lb.conf:6: 'server': invalid address 'nohost'");
+    assert_eq!(lb.log_count("lb.conf:3: 'retries'"), 1);
+    // The old conf still serves: the frontend accepts.
+    common::connect(fe);
+}
+
+#[test]
+fn check_refuses_a_cpu_the_process_cannot_use() {
+    // No nbthread: checked against this machine's cores, as a start would.
+    let (code, _, err, path, _dir) = common::check("global\n    cpu-map 1/1 1023\n");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!(
+            "{}:2: 'cpu-map': CPU 1023 is not available to this process",
+            path.display()
+        )),
+        "{err}"
+    );
+}

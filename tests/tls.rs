@@ -456,34 +456,68 @@ fn tls_to_servers_with_and_without_verification() {
     chk.wait_log("server b/s is UP");
 }
 
+/// An HTTPS server (an lb) with a certificate for each of `names` that refuses
+/// any other SNI (strict-sni): which requests it answers shows which name
+/// reached it.
+struct StrictSniServer {
+    _origin: common::servers::HttpServer,
+    /// Holds the CA file the front lb reads.
+    setup: Setup,
+    lb: Lb,
+}
+
+impl StrictSniServer {
+    fn start(names: &[&str]) -> StrictSniServer {
+        let s = setup();
+        let origin = http_server("origin");
+        let mut crts = String::new();
+        for n in names {
+            let (cert, _) = leaf(&s.ca, &[n]);
+            let p = s.certs.with_file_name(format!("sni-{n}.pem"));
+            std::fs::write(&p, cert).unwrap();
+            crts.push_str(&format!(" crt {}", p.display()));
+        }
+        let lb = Lb::start(
+            &format!(
+                "defaults\n    mode http\nfrontend tls\n    bind 127.0.0.1:0 ssl{crts} strict-sni\n    default_backend o\nbackend o\n    server o {}\n",
+                origin.addr
+            ),
+            1,
+        );
+        StrictSniServer {
+            _origin: origin,
+            setup: s,
+            lb,
+        }
+    }
+
+    /// An lb in front, with `routing` in its frontend and one backend per
+    /// (name, sni option) reaching this server over verified TLS.
+    fn front(&self, routing: &str, backends: &[(&str, &str)]) -> Lb {
+        let addr = self.lb.addr("frontend", "tls");
+        let mut conf = format!(
+            "global\n    nbthread 1\ndefaults\n    mode http\n    retries 0\nfrontend f\n    bind 127.0.0.1:0\n    {routing}\n"
+        );
+        for (name, sni) in backends {
+            conf.push_str(&format!(
+                "backend {name}\n    server s {addr} ssl verify required ca-file {} {sni}\n",
+                self.setup.certs.with_file_name("ca.pem").display()
+            ));
+        }
+        Lb::start(&conf, 1)
+    }
+}
+
 /// Idle server connections are shared only by servers that would have made
 /// the same handshake: a connection opened with one SNI is not reused for a
 /// server at the same address configured with another.
 #[test]
 fn pooled_tls_connections_keep_to_their_sni() {
-    let s = setup();
-    let origin = http_server("origin");
     // The HTTPS server knows only a.test and refuses other names (strict-sni).
-    let (acert, _) = leaf(&s.ca, &["a.test"]);
-    let bdir = TempDir::new("tlspool");
-    let apem = bdir.path().join("a.pem");
-    std::fs::write(&apem, acert).unwrap();
-    let backend = Lb::start(
-        &format!(
-            "defaults\n    mode http\nfrontend tls\n    bind 127.0.0.1:0 ssl crt {} strict-sni\n    default_backend o\nbackend o\n    server o {}\n",
-            apem.display(),
-            origin.addr
-        ),
-        1,
-    );
-    let baddr = backend.addr("frontend", "tls");
-    let ca_file = s.certs.parent().unwrap().join("ca.pem");
-    let front = Lb::start(
-        &format!(
-            "global\n    nbthread 1\ndefaults\n    mode http\n    retries 0\nfrontend f\n    bind 127.0.0.1:0\n    acl to_b path_beg /b\n    use_backend b if to_b\n    default_backend a\nbackend a\n    server s {baddr} ssl verify required ca-file {ca} sni a.test\nbackend b\n    server s {baddr} ssl verify required ca-file {ca} sni b.test\n",
-            ca = ca_file.display()
-        ),
-        1,
+    let b = StrictSniServer::start(&["a.test"]);
+    let front = b.front(
+        "acl to_b path_beg /b\n    use_backend b if to_b\n    default_backend a",
+        &[("a", "sni a.test"), ("b", "sni b.test")],
     );
     let mut c = Client::connect(front.addr("frontend", "f"));
     assert_eq!(c.get("/a").status, 200);
@@ -493,6 +527,31 @@ fn pooled_tls_connections_keep_to_their_sni() {
     // The 503 closed that client connection; a's pooled connection still serves.
     let mut c = Client::connect(front.addr("frontend", "f"));
     assert_eq!(c.get("/a").status, 200);
+}
+
+/// `sni` takes HAProxy's expression forms: `str(NAME)` sends NAME, and
+/// `req.hdr(host)` sends each request's Host without its port. The HTTPS
+/// server refuses names it has no certificate for (strict-sni), so a 200 shows
+/// which name reached it.
+#[test]
+fn server_sni_expressions_reach_the_server() {
+    let b = StrictSniServer::start(&["a.test", "b.test"]);
+    let front = b.front(
+        "acl by_host path_beg /h\n    use_backend h if by_host\n    default_backend c",
+        &[("c", "sni str(b.test)"), ("h", "sni req.hdr(host)")],
+    );
+    let fe = front.addr("frontend", "f");
+    assert_eq!(Client::connect(fe).get("/").status, 200);
+    let get = |host: &str| {
+        let mut c = Client::connect(fe);
+        c.send(format!("GET /h HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+        c.read(false).expect("response").status
+    };
+    assert_eq!(get("a.test:8443"), 200);
+    assert_eq!(get("B.test"), 200);
+    // A pooled a.test connection is not reused for another name.
+    assert_eq!(get("c.test"), 503);
+    assert_eq!(get("a.test"), 200);
 }
 
 /// A response that ends at close (no length) ends with TLS close_notify, so

@@ -166,6 +166,19 @@ fn live(admin: &Admin) -> Vec<MetricFamily> {
             n as f64,
         );
     }
+    let (spare, allocated) = crate::io::buffer_counts();
+    let mut spare_buffers = Fam::new(
+        "lb_spare_buffers",
+        "16 KiB read buffers given back by idle connections, kept by the workers for reuse",
+        GAUGE,
+    );
+    spare_buffers.add(&[], spare as f64);
+    let mut buffers_allocated = Fam::new(
+        "lb_buffers_allocated_total",
+        "Read buffers allocated because no spare one was left",
+        COUNTER,
+    );
+    buffers_allocated.add(&[], allocated as f64);
     let mut uptime = Fam::new("lb_uptime_seconds", "Seconds since start", GAUGE);
     uptime.add(&[], admin.started.elapsed().as_secs_f64());
 
@@ -184,6 +197,8 @@ fn live(admin: &Admin) -> Vec<MetricFamily> {
         failed.0,
         dropped.0,
         uring.0,
+        spare_buffers.0,
+        buffers_allocated.0,
         uptime.0,
     ];
     if !admin.kvs.is_empty() {

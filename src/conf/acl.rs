@@ -271,7 +271,8 @@ impl Acl {
     }
 }
 
-fn strip_port(host: &[u8]) -> &[u8] {
+/// A Host header value without its port (`[v6]` keeps its brackets).
+pub fn strip_port(host: &[u8]) -> &[u8] {
     if host.starts_with(b"[") {
         // [v6]:port
         return match host.iter().position(|&b| b == b']') {
@@ -461,8 +462,7 @@ mod tests {
 
     #[test]
     fn src_lists_from_files_relative_to_base() {
-        let dir = std::env::temp_dir().join(format!("lb-acl-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testutil::TempDir::new("acl");
         std::fs::write(dir.join("deny.lst"), "127.0.0.3 # one host\n::1\n").unwrap();
         let a = parse_acl_in(&words("acl bad src -f deny.lst 10.0.0.1"), 1, &dir).unwrap();
         assert!(a.matches(&S("127.0.0.3")) && a.matches(&S("::1")) && a.matches(&S("10.0.0.1")));
@@ -470,6 +470,5 @@ mod tests {
         let c = parse_cond_in(&words("if { src -f deny.lst }"), &dir).unwrap();
         assert!(c.eval(&[], &S("127.0.0.3")));
         assert!(parse_acl_in(&words("acl bad src -f missing.lst"), 1, &dir).is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -170,8 +170,7 @@ mod tests {
 
     #[test]
     fn list_files() {
-        let dir = std::env::temp_dir().join(format!("lb-cidr-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testutil::TempDir::new("cidr");
         let p = dir.join("list");
         std::fs::write(&p, "# blocked\n127.0.0.2\n\n  ::1/128  # loopback v6\n").unwrap();
         let mut s = CidrSet::default();
@@ -190,6 +189,5 @@ mod tests {
             .unwrap_err()
             .contains("not a regular file"));
         assert!(CidrSet::default().add_file(&dir.join("none")).is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

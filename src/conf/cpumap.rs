@@ -155,6 +155,30 @@ pub fn resolve(maps: &[CpuMap], n: usize) -> Result<Vec<Vec<usize>>, (usize, Str
     Ok(out)
 }
 
+/// `resolve`, and every CPU named must be one this process may use: what
+/// starting the workers needs, so that `lb check` finds it too.
+pub fn for_workers(maps: &[CpuMap], n: usize) -> Result<Vec<Vec<usize>>, (usize, String)> {
+    let cpus = resolve(maps, n)?;
+    let Some(first) = maps.first() else {
+        return Ok(cpus);
+    };
+    let allowed = allowed_cpus().map_err(|e| {
+        (
+            first.line,
+            format!("cannot read the CPUs this process may use: {e}"),
+        )
+    })?;
+    for m in maps {
+        if let Some(c) = m.cpus.iter().find(|c| !allowed.contains(c)) {
+            return Err((
+                m.line,
+                format!("CPU {c} is not available to this process (it may use {allowed:?})"),
+            ));
+        }
+    }
+    Ok(cpus)
+}
+
 /// Pins the calling thread to `cpus` (nothing to do when empty).
 pub fn pin_current_thread(cpus: &[usize]) -> std::io::Result<()> {
     if cpus.is_empty() {

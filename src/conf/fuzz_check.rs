@@ -4,21 +4,26 @@ use super::model::parse_conf;
 
 const FILE: &str = "fuzz.conf";
 
-/// Conf parser: never panics; an error names the file and a line of the text; an accepted
+/// Conf parser: never panics; errors come in line order, each naming the file and a
+/// line of the text; an accepted
 /// conf is deterministic (parsing again gives the same result), every proxy has a unique
 /// name, every frontend a bind, and every backend a frontend names exists.
 pub fn conf(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let lines = text.lines().count();
     let c = match parse_conf(FILE, &text) {
-        Err(e) => {
-            assert_eq!(e.file, FILE);
-            assert!(
-                (1..=lines.max(1)).contains(&e.line),
-                "error line {} outside 1..={lines}: {e}",
-                e.line
-            );
-            assert!(!e.msg.is_empty());
+        Err(errs) => {
+            assert!(!errs.0.is_empty());
+            assert!(errs.0.is_sorted_by_key(|e| e.line), "{errs}");
+            for e in &errs.0 {
+                assert_eq!(e.file, FILE);
+                assert!(
+                    (1..=lines.max(1)).contains(&e.line),
+                    "error line {} outside 1..={lines}: {e}",
+                    e.line
+                );
+                assert!(!e.msg.is_empty());
+            }
             return;
         }
         Ok(c) => c,

@@ -13,4 +13,4 @@ pub mod unplaced;
 pub mod web;
 
 pub use model::*;
-pub use parse::ConfError;
+pub use parse::{ConfError, ConfErrors};

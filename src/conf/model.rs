@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::acl::{self, Acl, Cond};
 use super::app::{self, AppConf};
 use super::kv::{self, KvConf};
-use super::parse::{self, did_you_mean, ConfError, Directive, Section};
+use super::parse::{self, did_you_mean, ConfError, ConfErrors, Directive, Section};
 use super::tls::{self, BindTls, ServerTls};
 use super::web::{self, WebConf};
 
@@ -64,6 +64,17 @@ pub enum IoUringTune {
     On,
     DeferTaskrun,
     Signal,
+}
+
+impl Global {
+    /// Worker threads: `nbthread`, else one per core this process may use.
+    pub fn threads(&self) -> usize {
+        self.nbthread.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+    }
 }
 
 /// Where access log lines go.
@@ -424,13 +435,10 @@ const GLOBAL_KEYWORDS: &[&str] = &[
 ];
 
 /// Parses and validates a conf file's text. `file` is used in messages only.
-pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfError> {
-    let err = |line: usize, msg: String| ConfError {
-        file: file.to_string(),
-        line,
-        msg,
-    };
-    let sections = parse::sections(text).map_err(|(l, m)| err(l, m))?;
+/// All errors are reported, in line order: a bad line or section is skipped
+/// and parsing goes on.
+pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfErrors> {
+    let (sections, lex_errors) = parse::sections(text);
     let mut b = Builder {
         file: file.to_string(),
         conf: Conf {
@@ -460,16 +468,37 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfError> {
         defaults: Draft::builtin(),
         default_backend_refs: Vec::new(),
         admin_line: 0,
+        errors: Vec::new(),
+        broken: HashSet::new(),
     };
-    for s in &sections {
-        b.section(s)?;
+    for (i, s) in sections.iter().enumerate() {
+        let end = sections.get(i + 1).map_or(usize::MAX, |n| n.line);
+        // A line the lexer dropped may be the one a completeness check looks for.
+        let lexed_badly = lex_errors.iter().any(|(l, _)| (s.line..end).contains(l));
+        let before = b.errors.len();
+        if let Err(e) = b.section(s, lexed_badly) {
+            b.errors.push(e);
+        }
+        if lexed_badly || b.errors.len() > before {
+            if let Some(name) = s.args.first() {
+                b.broken.insert(name.clone());
+            }
+        }
     }
-    b.validate()?;
-    Ok(b.conf)
+    for (line, msg) in lex_errors {
+        let e = b.err(line, msg);
+        b.errors.push(e);
+    }
+    b.validate();
+    if b.errors.is_empty() {
+        return Ok(b.conf);
+    }
+    b.errors.sort_by_key(|e| e.line);
+    Err(ConfErrors(b.errors))
 }
 
 /// Reads and parses a conf file.
-pub fn load(path: &str) -> Result<Conf, ConfError> {
+pub fn load(path: &str) -> Result<Conf, ConfErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfError {
         file: path.to_string(),
         line: 0,
@@ -557,6 +586,10 @@ struct Builder {
     default_backend_refs: Vec<(String, usize, String)>,
     /// Line of the `admin` directive, for the loopback check.
     admin_line: usize,
+    errors: Vec<ConfError>,
+    /// Names of sections that had errors: references to them are not reported
+    /// again as unknown or mismatched.
+    broken: HashSet<String>,
 }
 
 impl Builder {
@@ -581,7 +614,21 @@ impl Builder {
         self.conf.warnings.push(w);
     }
 
-    fn section(&mut self, s: &Section) -> Result<(), ConfError> {
+    /// Records a directive's error and says whether there was one.
+    fn keep(&mut self, r: Result<(), ConfError>) -> bool {
+        match r {
+            Ok(()) => false,
+            Err(e) => {
+                self.errors.push(e);
+                true
+            }
+        }
+    }
+
+    /// Header errors are returned; directive errors are recorded and the
+    /// section goes on. Checks that a section is complete (a `bind` line, ...)
+    /// are skipped when a line of it failed: the failed line may be the missing one.
+    fn section(&mut self, s: &Section, lexed_badly: bool) -> Result<(), ConfError> {
         let kind = s.kind.as_str();
         let name_required = matches!(
             kind,
@@ -614,23 +661,32 @@ impl Builder {
             }
         }
         match kind {
-            "global" => self.global(s),
+            "global" => {
+                for d in &s.directives {
+                    let r = self.global(d);
+                    self.keep(r);
+                }
+                Ok(())
+            }
             "defaults" => {
                 let mut d = Draft::builtin();
                 for dir in &s.directives {
-                    self.proxy_directive(D, "defaults", dir, &mut d)?;
+                    let r = self.proxy_directive(D, "defaults", dir, &mut d);
+                    self.keep(r);
                 }
                 self.defaults = d;
                 Ok(())
             }
-            "frontend" | "backend" | "listen" => self.proxy(s),
+            "frontend" | "backend" | "listen" => self.proxy(s, lexed_badly),
             "kv" => {
                 let mut k = KvConf::new(s.args[0].clone(), s.line);
+                let mut failed = lexed_badly;
                 for d in &s.directives {
-                    if self.ignored_or_unsupported(d)? {
-                        continue;
-                    }
-                    kv::directive(&mut k, d).map_err(|m| self.err(d.line, m))?;
+                    let r = self.other_directive(d, |d| kv::directive(&mut k, d));
+                    failed |= self.keep(r);
+                }
+                if failed {
+                    return Ok(());
                 }
                 kv::finish(&k).map_err(|m| self.err(s.line, m))?;
                 self.check_dup(
@@ -645,17 +701,17 @@ impl Builder {
             "web" => {
                 let mut w = WebConf::new(s.args[0].clone(), s.line);
                 // Relative roots are resolved against the conf file's directory.
-                let base = std::path::Path::new(&self.file)
-                    .parent()
-                    .unwrap_or(std::path::Path::new(""))
-                    .to_path_buf();
+                let base = self.base();
+                let mut failed = lexed_badly;
                 for d in &s.directives {
-                    if self.ignored_or_unsupported(d)? {
-                        continue;
-                    }
-                    web::directive(&mut w, d, &base).map_err(|m| self.err(d.line, m))?;
+                    let r = self.other_directive(d, |d| web::directive(&mut w, d, &base));
+                    failed |= self.keep(r);
+                }
+                if failed {
+                    return Ok(());
                 }
                 web::finish(&w).map_err(|m| self.err(s.line, m))?;
+                web::check_root(&w).map_err(|m| self.err(w.line_root, m))?;
                 self.check_dup(
                     s.line,
                     "web",
@@ -667,11 +723,13 @@ impl Builder {
             }
             "app" => {
                 let mut a = AppConf::new(s.args[0].clone(), s.line);
+                let mut failed = lexed_badly;
                 for d in &s.directives {
-                    if self.ignored_or_unsupported(d)? {
-                        continue;
-                    }
-                    app::directive(&mut a, d).map_err(|m| self.err(d.line, m))?;
+                    let r = self.other_directive(d, |d| app::directive(&mut a, d));
+                    failed |= self.keep(r);
+                }
+                if failed {
+                    return Ok(());
                 }
                 app::finish(&a).map_err(|m| self.err(s.line, m))?;
                 self.check_dup(
@@ -685,6 +743,19 @@ impl Builder {
             }
             _ => unreachable!("section kinds are checked above"),
         }
+    }
+
+    /// One directive of a kv, web or app section, parsed by `parse` unless an
+    /// HAProxy-only keyword.
+    fn other_directive(
+        &mut self,
+        d: &Directive,
+        parse: impl FnOnce(&Directive) -> Result<(), String>,
+    ) -> Result<(), ConfError> {
+        if self.ignored_or_unsupported(d)? {
+            return Ok(());
+        }
+        parse(d).map_err(|m| self.err(d.line, m))
     }
 
     /// True when the keyword is a warning-only HAProxy keyword; an error if unsupported.
@@ -703,10 +774,10 @@ impl Builder {
         Ok(false)
     }
 
-    fn global(&mut self, s: &Section) -> Result<(), ConfError> {
-        for d in &s.directives {
+    fn global(&mut self, d: &Directive) -> Result<(), ConfError> {
+        {
             if self.ignored_or_unsupported(d)? {
-                continue;
+                return Ok(());
             }
             let a = &d.args;
             let e = |m: String| self.err(d.line, format!("'{}': {m}", a[0]));
@@ -784,7 +855,22 @@ impl Builder {
                     self.conf.global.access_log = Some(match v {
                         "stdout" => LogSink::Stdout,
                         "" => return Err(e("empty path".into())),
-                        path => LogSink::File(path.to_string()),
+                        path => {
+                            // Opened (created) at start: its directory must be there.
+                            let p = std::path::Path::new(path);
+                            if p.is_dir() {
+                                return Err(e(format!("'{path}' is a directory")));
+                            }
+                            match p.parent() {
+                                Some(d) if !d.as_os_str().is_empty() && !d.is_dir() => {
+                                    return Err(e(format!(
+                                        "directory '{}' does not exist",
+                                        d.display()
+                                    )))
+                                }
+                                _ => LogSink::File(path.to_string()),
+                            }
+                        }
                     });
                 }
                 "log-format" => {
@@ -816,7 +902,7 @@ impl Builder {
         Ok(())
     }
 
-    fn proxy(&mut self, s: &Section) -> Result<(), ConfError> {
+    fn proxy(&mut self, s: &Section, lexed_badly: bool) -> Result<(), ConfError> {
         let (mask, kind) = match s.kind.as_str() {
             "frontend" => (F, "frontend"),
             "backend" => (B, "backend"),
@@ -831,11 +917,23 @@ impl Builder {
             // defaults' default_backend is for frontends; a listen is its own backend.
             d.default_backend = None;
         }
+        let mut failed = lexed_badly;
+        // `acl NAME ...` (or a misspelt keyword before NAME) that failed: conditions
+        // naming it are not reported again.
+        let mut failed_names: Vec<String> = Vec::new();
         for dir in &s.directives {
-            self.proxy_directive(mask, kind, dir, &mut d)?;
+            let r = self.proxy_directive(mask, kind, dir, &mut d);
+            if self.keep(r) {
+                failed = true;
+                failed_names.extend(dir.args.get(1).cloned());
+            }
         }
+        self.check_mode_needs(&d);
         if mask & (F | L) != 0 {
             if d.binds.is_empty() {
+                if failed {
+                    return Ok(());
+                }
                 return Err(self.err(s.line, format!("{kind} '{name}' has no 'bind' line")));
             }
             self.check_dup(
@@ -889,8 +987,8 @@ impl Builder {
                 tcp_rules: d.tcp_rules.clone(),
                 client_limits: d.client_limits,
             });
-            self.check_acls(&name, &d)?;
-            self.check_edge(&name, s.line, &d)?;
+            self.check_acls(&name, &d, &failed_names);
+            self.check_edge(&name, s.line, &d);
             for u in &d.use_backends {
                 self.default_backend_refs
                     .push((name.clone(), u.line, u.backend.clone()));
@@ -926,9 +1024,48 @@ impl Builder {
         Ok(())
     }
 
+    /// Options whose meaning depends on the section's mode, known once the
+    /// whole section is read: refused here rather than failing every request.
+    fn check_mode_needs(&mut self, d: &Draft) {
+        if d.mode == Mode::Http {
+            for b in &d.binds {
+                let Some(t) = &b.tls else { continue };
+                for p in &t.alpn {
+                    let p = String::from_utf8_lossy(p);
+                    if tls::HTTP_ALPN.contains(&p.as_ref()) {
+                        continue;
+                    }
+                    let why = if p == "h2" {
+                        "lb does not speak HTTP/2 yet".to_string()
+                    } else {
+                        format!("lb does not speak '{p}'")
+                    };
+                    let e = self.err(
+                        b.line,
+                        format!(
+                            "'bind': alpn '{p}': {why} (mode http speaks {})",
+                            tls::HTTP_ALPN.join(", ")
+                        ),
+                    );
+                    self.errors.push(e);
+                }
+            }
+        } else {
+            for s in &d.servers {
+                if s.opts.tls.as_ref().is_some_and(|t| t.sni_from_request) {
+                    let e = self.err(
+                        s.line,
+                        "'server': 'sni req.hdr(host)' needs mode http (in mode tcp there is no request)",
+                    );
+                    self.errors.push(e);
+                }
+            }
+        }
+    }
+
     /// Every acl a condition names must be defined in the same section (or be
     /// a built-in fetch such as `ssl_fc`).
-    fn check_acls(&self, section: &str, d: &Draft) -> Result<(), ConfError> {
+    fn check_acls(&mut self, section: &str, d: &Draft, failed_names: &[String]) {
         let conds = d
             .use_backends
             .iter()
@@ -947,56 +1084,60 @@ impl Builder {
         for (line, kw, cond) in conds {
             let Some(cond) = cond else { continue };
             for n in cond.names() {
-                if !d.acls.iter().any(|a| a.name == n) && !acl::BUILTIN.contains(&n) {
+                if !d.acls.iter().any(|a| a.name == n)
+                    && !acl::BUILTIN.contains(&n)
+                    && !failed_names.iter().any(|f| f == n)
+                {
                     let mut names: Vec<&str> = d.acls.iter().map(|a| a.name.as_str()).collect();
                     names.extend(acl::BUILTIN);
-                    return Err(self.err(
+                    let e = self.err(
                         line,
                         format!(
                             "'{kw}': acl '{n}' is not defined in '{section}'{}",
                             did_you_mean(n, &names)
                         ),
-                    ));
+                    );
+                    self.errors.push(e);
                 }
             }
         }
-        Ok(())
     }
 
     /// `tcp-request` rules run before any byte is read: only `src` acls can decide them.
     /// `limit http-req-rate` counts HTTP requests: only in mode http.
-    fn check_edge(&self, section: &str, line: usize, d: &Draft) -> Result<(), ConfError> {
+    fn check_edge(&mut self, section: &str, line: usize, d: &Draft) {
         for r in &d.tcp_rules {
             let Some(cond) = &r.cond else { continue };
             if cond
                 .names()
                 .any(|n| n == "ssl_fc" && !d.acls.iter().any(|a| a.name == n))
             {
-                return Err(self.err(
+                let e = self.err(
                     r.line,
                     "'tcp-request connection': 'ssl_fc' is not known before the handshake",
-                ));
-            }
-            if let Some(a) = cond
+                );
+                self.errors.push(e);
+            } else if let Some(a) = cond
                 .acls(&d.acls)
                 .find(|a| !matches!(a.criterion, acl::Criterion::Src(_)))
             {
-                return Err(self.err(
+                let e = self.err(
                     r.line,
                     format!(
                         "'tcp-request connection': acl '{}' looks at the request; only 'src' acls can be used before any byte is read",
                         a.name
                     ),
-                ));
+                );
+                self.errors.push(e);
             }
         }
         if d.client_limits.http_req_rate.is_some() && d.mode != Mode::Http {
-            return Err(self.err(
+            let e = self.err(
                 line,
                 format!("'limit http-req-rate' in '{section}' needs 'mode http'"),
-            ));
+            );
+            self.errors.push(e);
         }
-        Ok(())
     }
 
     fn check_dup<'a>(
@@ -1151,6 +1292,11 @@ impl Builder {
                         "'timeout {which}' is not allowed in a {kind} section"
                     )));
                 }
+                if t.is_zero() {
+                    return Err(e(format!(
+                        "'timeout {which}' must be more than 0 (lb has no unlimited timeouts)"
+                    )));
+                }
                 *slot = t;
             }
             "maxconn" => {
@@ -1256,18 +1402,16 @@ impl Builder {
         Ok(())
     }
 
-    fn validate(&mut self) -> Result<(), ConfError> {
+    fn validate(&mut self) {
+        let mut errors = Vec::new();
         let g = &self.conf.global;
-        // With nbthread set, every cpu-map line can be checked now (without it,
-        // the thread count is the core count, checked at start).
-        if let Some(n) = g.nbthread {
-            if let Err((line, m)) = super::cpumap::resolve(&g.cpu_map, n) {
-                return Err(self.err(line, format!("'cpu-map': {m}")));
-            }
+        // Without nbthread, against this machine's cores, as a start here would.
+        if let Err((line, m)) = super::cpumap::for_workers(&g.cpu_map, g.threads()) {
+            errors.push(self.err(line, format!("'cpu-map': {m}")));
         }
         if let Some(addr) = g.admin {
             if !addr.ip().is_loopback() && g.admin_auth.is_none() && !g.admin_insecure {
-                return Err(self.err(
+                errors.push(self.err(
                     self.admin_line,
                     format!("'admin': refusing {addr} (not loopback) without 'admin-auth USER:PASSWORD' (or 'admin-insecure')"),
                 ));
@@ -1281,27 +1425,37 @@ impl Builder {
             .collect();
         for (fe, line, be) in &self.default_backend_refs {
             let Some(b) = backends.get(be.as_str()) else {
+                if self.broken.contains(be) {
+                    continue;
+                }
                 let mut names: Vec<&str> = backends.keys().copied().collect();
                 names.sort_unstable();
-                return Err(self.err(
+                errors.push(self.err(
                     *line,
                     format!(
                         "frontend '{fe}': backend '{be}' does not exist{}",
                         did_you_mean(be, &names)
                     ),
                 ));
+                continue;
             };
+            // A failed `mode` line leaves the default mode: no mismatch to report.
+            if self.broken.contains(fe) || self.broken.contains(be) {
+                continue;
+            }
             let f = self.conf.frontends.iter().find(|f| &f.name == fe);
             if let Some(f) = f {
                 if f.mode != b.mode {
-                    return Err(self.err(
-                        *line,
-                        format!(
-                            "frontend '{fe}' is mode {:?} but backend '{be}' is mode {:?}",
-                            f.mode, b.mode
-                        )
-                        .to_lowercase(),
-                    ));
+                    errors.push(
+                        self.err(
+                            *line,
+                            format!(
+                                "frontend '{fe}' is mode {:?} but backend '{be}' is mode {:?}",
+                                f.mode, b.mode
+                            )
+                            .to_lowercase(),
+                        ),
+                    );
                 }
             }
         }
@@ -1329,13 +1483,30 @@ impl Builder {
             .chain(self.conf.apps.iter().map(|a| (a.line_bind, a.bind)));
         for (line, addr) in binds {
             if addr.port() != 0 && !seen.insert(addr) {
-                return Err(self.err(
+                errors.push(self.err(
                     line,
                     format!("address {addr} is already bound by another listener"),
                 ));
             }
+            if let Err(m) = local_ip(addr.ip()) {
+                errors.push(self.err(line, m));
+            }
         }
-        Ok(())
+        self.errors.extend(errors);
+    }
+}
+
+/// An IP address to listen on must be one of this host's: a trial bind on
+/// port 0 (any free port, so no clash with a running lb) tells.
+fn local_ip(ip: std::net::IpAddr) -> Result<(), String> {
+    if ip.is_unspecified() || ip.is_loopback() {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind(SocketAddr::new(ip, 0)) {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+            Err(format!("address {ip} is not an address of this host ({e})"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -1371,6 +1542,9 @@ fn bind_options(args: &[String]) -> Result<Option<BindTls>, String> {
             "alpn" => {
                 let v = args.get(i).ok_or("'alpn' needs a list such as http/1.1")?;
                 i += 1;
+                if v.split(',').any(str::is_empty) {
+                    return Err(format!("'alpn {v}': empty protocol name"));
+                }
                 alpn = Some(v.split(',').map(|p| p.as_bytes().to_vec()).collect());
             }
             "self-signed" => {
@@ -1564,19 +1738,11 @@ fn server_options(args: &[String], o: &mut ServerOpts) -> Result<(), String> {
             "no-check" => o.check = false,
             "check-ssl" => o.check_ssl = true,
             "ssl" => {
-                o.tls.get_or_insert(ServerTls {
-                    verify: true,
-                    ca: Vec::new(),
-                    sni: None,
-                });
+                o.tls.get_or_insert_with(ServerTls::default);
             }
             "verify" | "ca-file" | "sni" => {
                 let v = it.next().ok_or(format!("'{opt}' needs a value"))?;
-                let t = o.tls.get_or_insert(ServerTls {
-                    verify: true,
-                    ca: Vec::new(),
-                    sni: None,
-                });
+                let t = o.tls.get_or_insert_with(ServerTls::default);
                 match opt.as_str() {
                     "verify" => {
                         t.verify = match v.as_str() {
@@ -1588,7 +1754,7 @@ fn server_options(args: &[String], o: &mut ServerOpts) -> Result<(), String> {
                         }
                     }
                     "ca-file" => t.ca = tls::load_ca(v)?,
-                    _ => t.sni = Some(v.clone()),
+                    _ => (t.sni, t.sni_from_request) = tls::parse_sni(v)?,
                 }
             }
             "inter" | "fastinter" | "downinter" => {
@@ -1987,11 +2153,11 @@ mod tests {
 
     #[test]
     fn tls_settings() {
-        let c = ok("frontend f\n    mode http\n    bind 127.0.0.1:0 ssl self-signed www.foobar.com localhost strict-sni alpn h2,http/1.1\n    bind 127.0.0.1:0\n    timeout handshake 3s\n    http-request redirect scheme https code 308 unless ssl_fc\n    default_backend b\nbackend b\n    mode http\n    server s localhost:443 ssl verify none sni api.example.com check check-ssl\n");
+        let c = ok("frontend f\n    mode http\n    bind 127.0.0.1:0 ssl self-signed www.foobar.com localhost strict-sni alpn http/1.1,http/1.0\n    bind 127.0.0.1:0\n    timeout handshake 3s\n    http-request redirect scheme https code 308 unless ssl_fc\n    default_backend b\nbackend b\n    mode http\n    server s localhost:443 ssl verify none sni api.example.com check check-ssl\n");
         let t = c.frontends[0].binds[0].tls.as_ref().unwrap();
         assert_eq!(t.certs[0].names, ["www.foobar.com", "localhost"]);
         assert!(t.strict_sni);
-        assert_eq!(t.alpn, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert_eq!(t.alpn, [b"http/1.1".to_vec(), b"http/1.0".to_vec()]);
         assert!(t.tickets);
         assert_eq!(c.global.ssl_cache_size, DEFAULT_SSL_CACHE_SIZE);
         assert!(c.frontends[0].binds[1].tls.is_none());
@@ -2113,6 +2279,71 @@ mod tests {
     }
 
     #[test]
+    fn every_error_once_without_follow_on_errors() {
+        let lines = |t: &str| -> Vec<usize> {
+            parse_conf("t.conf", t)
+                .unwrap_err()
+                .0
+                .iter()
+                .map(|e| e.line)
+                .collect()
+        };
+        // A backend whose section failed is not also unknown where it is used.
+        assert_eq!(
+            lines("frontend f\n    bind :0\n    default_backend b\n    use_backend c if { path / }\nbackend b\n    server s nohost\nbackend c x\n"),
+            [6, 7]
+        );
+        // A failed bind (or a bad quote) is not also a missing bind.
+        assert_eq!(lines("frontend f\n    bind nowhere\n"), [2]);
+        assert_eq!(lines("frontend f\n    bind \"127.0.0.1:0\n"), [2]);
+        assert_eq!(lines("kv k\n    bnd 127.0.0.1:0\n"), [2]);
+        // A failed acl is not also undefined; a failed mode not also a mismatch.
+        assert_eq!(
+            lines("frontend f\n    mode htp\n    bind :0\n    acl a pth /\n    use_backend b if a\n    default_backend b\nbackend b\n    mode http\n"),
+            [2, 4]
+        );
+        // Errors of several sections, in line order.
+        assert_eq!(
+            lines("global\n    nbthread x\nfrontend f\n    bind :0\n    default_backend nope\ndefaults\n    retries y\n"),
+            [2, 5, 7]
+        );
+    }
+
+    #[test]
+    fn alpn_names_only_what_mode_http_speaks() {
+        let e = bad("frontend f\n    mode http\n    bind :0 ssl self-signed a alpn h2,http/1.1\n");
+        assert_eq!(e, "t.conf:3: 'bind': alpn 'h2': lb does not speak HTTP/2 yet (mode http speaks http/1.1, http/1.0)");
+        assert!(bad(
+            "defaults\n    mode http\nfrontend f\n    bind :0 ssl self-signed a alpn spdy/3\n"
+        )
+        .contains("t.conf:4: 'bind': alpn 'spdy/3': lb does not speak 'spdy/3'"));
+        assert!(bad("frontend f\n    bind :0 ssl self-signed a alpn h2,\n")
+            .contains("empty protocol name"));
+        // In mode tcp the protocol is the server's business.
+        ok("frontend f\n    mode tcp\n    bind :0 ssl self-signed a alpn h2,http/1.1\n");
+    }
+
+    #[test]
+    fn server_sni_forms() {
+        // The forms themselves: conf::tls::tests::sni_forms.
+        let c = ok("backend b\n    mode http\n    server s 127.0.0.1:1 ssl verify none sni str(a.test)\n    server h 127.0.0.1:1 ssl verify none sni req.hdr(host)\n");
+        let t = |i: usize| c.backends[0].servers[i].opts.tls.clone().unwrap();
+        assert_eq!(
+            (t(0).sni.as_deref(), t(0).sni_from_request),
+            (Some("a.test"), false)
+        );
+        assert_eq!((t(1).sni, t(1).sni_from_request), (None, true));
+        assert!(
+            bad("backend b\n    server s 127.0.0.1:1 ssl verify none sni req.hdr(x-host)\n")
+                .starts_with("t.conf:2: 'server': 'sni req.hdr(x-host)': unsupported expression")
+        );
+        assert_eq!(
+            bad("backend b\n    mode tcp\n    server s 127.0.0.1:1 ssl verify none sni req.hdr(host)\n"),
+            "t.conf:3: 'server': 'sni req.hdr(host)' needs mode http (in mode tcp there is no request)"
+        );
+    }
+
+    #[test]
     fn lexer_errors_carry_line() {
         assert_eq!(
             bad("global\n    nbthread \"2\n"),
@@ -2122,10 +2353,15 @@ mod tests {
 
     #[test]
     fn web_and_app_sections() {
-        let c = ok("web w\n    bind 127.0.0.1:0\n    root www\n    app /api/ 127.0.0.1:9001\napp a\n    bind 127.0.0.1:0\n    kv-primary 127.0.0.1:6379\n");
+        // Roots are relative to the conf file's directory, and must exist.
+        let dir = crate::testutil::TempDir::new("model-web");
+        std::fs::create_dir(dir.join("www")).unwrap();
+        let file = dir.join("t.conf").display().to_string();
+        let parse = |t: &str| parse_conf(&file, t);
+        let bad = |t: &str| parse(t).unwrap_err().to_string().replace(&file, "t.conf");
+        let c = parse("web w\n    bind 127.0.0.1:0\n    root www\n    app /api/ 127.0.0.1:9001\napp a\n    bind 127.0.0.1:0\n    kv-primary 127.0.0.1:6379\n").unwrap();
         assert_eq!(c.webs[0].name, "w");
-        // Relative to the conf file's directory ("t.conf" has none).
-        assert_eq!(c.webs[0].root, std::path::Path::new("www"));
+        assert_eq!(c.webs[0].root, dir.join("www"));
         assert_eq!(
             c.apps[0].kv_primary,
             "127.0.0.1:6379".parse::<SocketAddr>().unwrap()
@@ -2143,11 +2379,28 @@ mod tests {
             "t.conf:5: address 127.0.0.1:8000 is already bound by another listener"
         );
         assert!(bad("webb w\n").contains("did you mean 'web'"));
-        let c = parse_conf(
-            "/etc/lb/lb.conf",
-            "web w\n    bind 127.0.0.1:0\n    root www\n",
-        )
-        .unwrap();
-        assert_eq!(c.webs[0].root, std::path::Path::new("/etc/lb/www"));
+        let e = bad("web w\n    bind 127.0.0.1:0\n    root nowww\n");
+        assert!(
+            e.starts_with("t.conf:3: 'root': cannot open '")
+                && e.ends_with("No such file or directory (os error 2)"),
+            "{e}"
+        );
+        std::fs::write(dir.join("file"), "x").unwrap();
+        assert!(bad("web w\n    bind 127.0.0.1:0\n    root file\n")
+            .ends_with("/file' is not a directory"));
+    }
+
+    #[test]
+    fn what_would_fail_at_start_fails_check() {
+        assert_eq!(
+            bad("frontend f\n    bind 127.0.0.1:0\n    timeout client 0\n"),
+            "t.conf:3: 'timeout': 'timeout client' must be more than 0 (lb has no unlimited timeouts)"
+        );
+        assert!(bad("global\n    access-log /nonexistent/dir/x.log\n")
+            .contains("t.conf:2: 'access-log': directory '/nonexistent/dir' does not exist"));
+        assert!(bad("global\n    access-log /tmp\n").contains("'/tmp' is a directory"));
+        // 192.0.2.0/24 is for documentation: never an address of this host.
+        assert!(bad("frontend f\n    bind 192.0.2.1:80\n")
+            .starts_with("t.conf:2: address 192.0.2.1 is not an address of this host"));
     }
 }

@@ -18,6 +18,29 @@ impl fmt::Display for ConfError {
     }
 }
 
+/// Every error found in one conf file, in line order; prints one `FILE:LINE: message`
+/// per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfErrors(pub Vec<ConfError>);
+
+impl fmt::Display for ConfErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<ConfError> for ConfErrors {
+    fn from(e: ConfError) -> Self {
+        ConfErrors(vec![e])
+    }
+}
+
 /// One directive line: `args[0]` is the keyword.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Directive {
@@ -53,13 +76,21 @@ pub struct Section {
     pub directives: Vec<Directive>,
 }
 
-/// Splits text into sections. Errors carry a line number and a message; the
-/// caller adds the file name.
-pub fn sections(text: &str) -> Result<Vec<Section>, (usize, String)> {
+/// Splits text into sections. A line that cannot be split is left out and
+/// reported (line number and message; the caller adds the file name), so that
+/// every such line is found in one pass.
+pub fn sections(text: &str) -> (Vec<Section>, Vec<(usize, String)>) {
     let mut out: Vec<Section> = Vec::new();
+    let mut errors = Vec::new();
     for (idx, raw) in text.lines().enumerate() {
         let line = idx + 1;
-        let args = tokenize(raw).map_err(|m| (line, m))?;
+        let args = match tokenize(raw) {
+            Ok(a) => a,
+            Err(m) => {
+                errors.push((line, m));
+                continue;
+            }
+        };
         if args.is_empty() {
             continue;
         }
@@ -74,19 +105,17 @@ pub fn sections(text: &str) -> Result<Vec<Section>, (usize, String)> {
         } else {
             match out.last_mut() {
                 Some(s) => s.directives.push(Directive { line, args }),
-                None => {
-                    return Err((
-                        line,
-                        format!(
-                            "directive '{}' outside of any section (sections start at column 0)",
-                            args[0]
-                        ),
-                    ))
-                }
+                None => errors.push((
+                    line,
+                    format!(
+                        "directive '{}' outside of any section (sections start at column 0)",
+                        args[0]
+                    ),
+                )),
             }
         }
     }
-    Ok(out)
+    (out, errors)
 }
 
 /// Splits one line into words: whitespace separates, `#` at a word start begins a
@@ -269,7 +298,8 @@ mod tests {
 
     #[test]
     fn splits_sections() {
-        let s = sections("global\n  nbthread 2\n\nfrontend f\n  bind :80\n").unwrap();
+        let (s, e) = sections("global\n  nbthread 2\n\nfrontend f\n  bind :80\n");
+        assert!(e.is_empty());
         assert_eq!(s.len(), 2);
         assert_eq!(s[1].kind, "frontend");
         assert_eq!(s[1].args, ["f"]);
@@ -278,9 +308,11 @@ mod tests {
 
     #[test]
     fn directive_before_section_is_an_error() {
-        let e = sections("  bind :80\n").unwrap_err();
-        assert_eq!(e.0, 1);
-        assert!(e.1.contains("outside of any section"));
+        let (_, e) = sections("  bind :80\n  mode http\nglobal\n  nbthread \"2\n");
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[0].0, 1);
+        assert!(e[0].1.contains("outside of any section"));
+        assert_eq!(e[2].0, 4);
     }
 
     #[test]

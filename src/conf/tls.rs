@@ -47,6 +47,53 @@ pub struct ServerTls {
     pub ca: Vec<CertificateDer<'static>>,
     /// Name sent as SNI and verified; default: the host as written.
     pub sni: Option<String>,
+    /// `sni req.hdr(host)`: the request's Host (port stripped) is sent and
+    /// verified instead; `sni` (or the host as written) serves requests
+    /// without a usable Host and health checks.
+    pub sni_from_request: bool,
+}
+
+impl Default for ServerTls {
+    /// `ssl` alone: verification on, as HAProxy's `verify required`.
+    fn default() -> Self {
+        ServerTls {
+            verify: true,
+            ca: Vec::new(),
+            sni: None,
+            sni_from_request: false,
+        }
+    }
+}
+
+/// ALPN protocols lb can serve in mode http; another one would be negotiated
+/// and then answered in HTTP/1.1.
+pub const HTTP_ALPN: &[&str] = &["http/1.1", "http/1.0"];
+
+/// `sni EXPR` of a server: HAProxy's sample expression forms `str(NAME)`,
+/// `req.hdr(host)` and `hdr(host)`, or a plain DNS name. Returns
+/// (constant name, from the request).
+pub fn parse_sni(expr: &str) -> Result<(Option<String>, bool), String> {
+    let lower = expr.to_ascii_lowercase();
+    if lower == "req.hdr(host)" || lower == "hdr(host)" {
+        return Ok((None, true));
+    }
+    let name = match expr.strip_prefix("str(").and_then(|r| r.strip_suffix(')')) {
+        Some(n) => n,
+        None if expr.contains(['(', ')', ',']) => {
+            return Err(format!(
+                "'sni {expr}': unsupported expression (lb takes str(NAME), req.hdr(host), hdr(host) or a DNS name)"
+            ))
+        }
+        None => expr,
+    };
+    // Host names have no '_' (HAProxy fetches such as `ssl_fc_sni` do).
+    if rustls::pki_types::DnsName::try_from(name).is_err()
+        || name.parse::<std::net::IpAddr>().is_ok()
+        || name.contains('_')
+    {
+        return Err(format!("'sni': '{name}' is not a valid DNS name"));
+    }
+    Ok((Some(name.to_string()), false))
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -214,16 +261,8 @@ mod tests {
         p.display().to_string()
     }
 
-    fn tmp() -> std::path::PathBuf {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let d = std::env::temp_dir().join(format!(
-            "lb-tls-unit-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    fn tmp() -> crate::testutil::TempDir {
+        crate::testutil::TempDir::new("tls")
     }
 
     fn pem_pair(names: &[&str]) -> (String, String) {
@@ -290,6 +329,29 @@ mod tests {
             format!("{}{}", cert.pem(), key.serialize_pem()).as_bytes(),
         );
         assert!(load_crt(&f).unwrap_err().contains("expired on"));
+    }
+
+    #[test]
+    fn sni_forms() {
+        let name = |n: &str| Ok((Some(n.to_string()), false));
+        for (expr, want) in [
+            ("str(api.example.com)", name("api.example.com")),
+            ("api.example.com", name("api.example.com")),
+            ("req.hdr(host)", Ok((None, true))),
+            ("hdr(Host)", Ok((None, true))),
+        ] {
+            assert_eq!(parse_sni(expr), want, "{expr}");
+        }
+        for (expr, why) in [
+            ("req.hdr(x-name)", "unsupported expression"),
+            // A fetch lb does not have, not a host name.
+            ("ssl_fc_sni", "not a valid DNS name"),
+            ("str(bad name)", "not a valid DNS name"),
+            ("str(10.0.0.1)", "not a valid DNS name"),
+        ] {
+            let e = parse_sni(expr).unwrap_err();
+            assert!(e.contains(why), "{expr}: {e}");
+        }
     }
 
     #[test]

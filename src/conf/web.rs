@@ -165,6 +165,18 @@ pub fn directive(w: &mut WebConf, d: &Directive, base: &Path) -> Result<(), Stri
 }
 
 /// Checks a finished `web` section.
+/// The root must be a directory lb can open (it is opened at start).
+pub fn check_root(w: &WebConf) -> Result<(), String> {
+    let shown = w.root.display();
+    match std::fs::read_dir(&w.root) {
+        Ok(_) => Ok(()),
+        Err(_) if w.root.exists() && !w.root.is_dir() => {
+            Err(format!("'root': '{shown}' is not a directory"))
+        }
+        Err(e) => Err(format!("'root': cannot open '{shown}': {e}")),
+    }
+}
+
 pub fn finish(w: &WebConf) -> Result<(), String> {
     if w.line_bind == 0 {
         return Err(format!("web '{}' has no 'bind' line", w.name));

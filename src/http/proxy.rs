@@ -538,6 +538,7 @@ async fn exchange_inner(
     let retry_dead_reuse = req.is_idempotent() && replayable_body.is_some();
     let mut tried: Vec<Arc<Server>> = Vec::new();
 
+    let host = req.host.map(|h| req.slice(h));
     let mut attempts = 0u32;
     let mut reuse_ok = may_reuse;
     let mut body_cut = false;
@@ -549,7 +550,7 @@ async fn exchange_inner(
             redispatch: bc.redispatch,
         };
         let (mut up, reused) =
-            match connect(be, &ctx, reuse_ok, retry_dead_reuse, &mut attempts).await {
+            match connect(be, &ctx, host, reuse_ok, retry_dead_reuse, &mut attempts).await {
                 Some(x) => x,
                 None => return Err(Fail::Status(503)),
             };
@@ -719,6 +720,7 @@ struct Upstream {
 async fn connect(
     be: &BackendRt,
     ctx: &PickCtx<'_>,
+    host: Option<&[u8]>,
     reuse: bool,
     retryable: bool,
     attempts: &mut u32,
@@ -731,6 +733,8 @@ async fn connect(
         };
         let server = be.pool.pick_with(&c)?.clone();
         let connector = be.connector(&server);
+        let per_request = connector.and_then(|c| c.for_host(host));
+        let connector = per_request.as_ref().or(connector);
         let key = (server.addr, connector.map(|c| c.identity));
         if reuse {
             if let Some(sock) = upstream::take(key, !retryable) {

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::conf::web::WebConf;
-use crate::conf::ConfError;
+use crate::conf::ConfErrors;
 use crate::http::head::HeadLimits;
 use crate::runtime::{FrontendRt, Snapshot};
 
@@ -33,7 +33,7 @@ pub enum WebError {
     #[error("web '{name}': root {path} is not a directory")]
     NotDir { name: String, path: String },
     #[error("web '{name}': app route: {err}")]
-    Route { name: String, err: ConfError },
+    Route { name: String, err: ConfErrors },
 }
 
 /// One `web` section, ready to serve.
@@ -187,9 +187,8 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     /// A root with a file, an inner symlink, and symlinks out to a sentinel.
-    fn tree(tag: &str) -> (PathBuf, PathBuf) {
-        let base = std::env::temp_dir().join(format!("lb-web-unit-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
+    fn tree(tag: &str) -> (crate::testutil::TempDir, PathBuf) {
+        let base = crate::testutil::TempDir::new(tag);
         let root = base.join("www");
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(base.join("secret"), "s").unwrap();
@@ -197,7 +196,8 @@ mod tests {
         symlink("f.txt", root.join("in")).unwrap();
         symlink(base.join("secret"), root.join("out")).unwrap();
         symlink("..", root.join("up")).unwrap();
-        (base, std::fs::canonicalize(root).unwrap())
+        let root = std::fs::canonicalize(root).unwrap();
+        (base, root)
     }
 
     fn both(root: &std::path::Path, web: &Web, rel: &CStr) -> [Option<i32>; 2] {
@@ -207,7 +207,7 @@ mod tests {
 
     #[test]
     fn openers_stay_beneath_the_root() {
-        let (base, root) = tree("open");
+        let (_base, root) = tree("open");
         let mut conf = WebConf::new("w".into(), 1);
         conf.root = root.clone();
         let web = Web::new(&conf, HeadLimits::default()).unwrap();
@@ -225,6 +225,5 @@ mod tests {
             both(&root, &web, c"missing"),
             [Some(libc::ENOENT), Some(libc::ENOENT)]
         );
-        let _ = std::fs::remove_dir_all(base);
     }
 }
