@@ -38,6 +38,8 @@ pub struct Global {
     pub max_headers: usize,
     /// The admin listener (`admin ADDR`): /metrics, /stats, runtime API.
     pub admin: Option<SocketAddr>,
+    /// Line of the `admin` directive (0 without one).
+    pub admin_line: usize,
     /// `admin-auth USER:PASSWORD`: HTTP basic auth on the admin listener.
     pub admin_auth: Option<String>,
     /// `admin-insecure`: allow a non-loopback admin address without auth.
@@ -431,6 +433,7 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfError> {
                 max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
                 max_headers: DEFAULT_MAX_HEADERS,
                 admin: None,
+                admin_line: 0,
                 admin_auth: None,
                 admin_insecure: false,
                 access_log: None,
@@ -448,7 +451,6 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfError> {
         },
         defaults: Draft::builtin(),
         default_backend_refs: Vec::new(),
-        admin_line: 0,
     };
     for s in &sections {
         b.section(s)?;
@@ -544,8 +546,6 @@ struct Builder {
     defaults: Draft,
     /// (frontend name, line, backend name) to check once every backend is known.
     default_backend_refs: Vec<(String, usize, String)>,
-    /// Line of the `admin` directive, for the loopback check.
-    admin_line: usize,
 }
 
 impl Builder {
@@ -745,7 +745,7 @@ impl Builder {
                 "admin" => {
                     let v = one_arg(a).map_err(e)?;
                     self.conf.global.admin = Some(parse::bind_addr(v).map_err(e)?);
-                    self.admin_line = d.line;
+                    self.conf.global.admin_line = d.line;
                 }
                 "admin-auth" => {
                     let v = one_arg(a).map_err(e)?;
@@ -1251,7 +1251,7 @@ impl Builder {
         if let Some(addr) = g.admin {
             if !addr.ip().is_loopback() && g.admin_auth.is_none() && !g.admin_insecure {
                 return Err(self.err(
-                    self.admin_line,
+                    g.admin_line,
                     format!("'admin': refusing {addr} (not loopback) without 'admin-auth USER:PASSWORD' (or 'admin-insecure')"),
                 ));
             }
