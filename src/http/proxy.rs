@@ -626,8 +626,12 @@ async fn exchange_inner(
                 }
                 continue;
             }
-            Err(RespError::DeadReused) | Err(RespError::Invalid) => {
-                up.server.0.observe_response(Err("invalid response".into()));
+            Err(RespError::DeadReused) => {
+                bad_response(&up.server.0, "empty response".into());
+                return Err(Fail::Status(502));
+            }
+            Err(RespError::Invalid(why)) => {
+                invalid_response(&up.server.0, why);
                 return Err(Fail::Status(502));
             }
             Err(RespError::Timeout) => {
@@ -638,8 +642,14 @@ async fn exchange_inner(
         }
     };
 
-    // 101 Switching Protocols: the connection becomes a byte tunnel.
+    // 101 Switching Protocols: the connection becomes a byte tunnel, if the
+    // client asked for it. Otherwise 502, and the server connection closes
+    // (dropped here): what follows on it is no longer HTTP.
     if resp.status == 101 {
+        if let Err(why) = switch_allowed(&req, &resp) {
+            invalid_response(&up.server.0, why);
+            return Err(Fail::Status(502));
+        }
         let head = response_head(&resp, true, false, true);
         write_all(client, &head, fe.conf.timeout_client).await?;
         if !ubuf.is_empty() {
@@ -670,7 +680,7 @@ async fn exchange_inner(
         && !body_cut
         && !conn.draining();
     let head = response_head(&resp, client_keep, dechunk, req.minor_version == 1);
-    let done = relay_response(
+    let relayed = relay_response(
         client,
         &mut up.sock,
         ubuf,
@@ -681,7 +691,21 @@ async fn exchange_inner(
         bc.timeout_server,
         &mut t.bytes_out,
     )
-    .await?;
+    .await;
+    let done = match relayed {
+        Ok(done) => done,
+        Err(Cut::Client) => return Err(Fail::Close),
+        // Nothing reached the client yet: it gets a 502. Once the response
+        // has begun, closing is the only way to tell it the rest is missing.
+        Err(Cut::Server(what)) => {
+            bad_response(&up.server.0, what);
+            return Err(if t.bytes_out == 0 {
+                Fail::Status(502)
+            } else {
+                Fail::Close
+            });
+        }
+    };
     if done && !body_cut && resp.keep_alive && ubuf.is_empty() && bc.reuse != Reuse::Never {
         let s = &up.server.0;
         let max = s.pool_max_conn.load(Ordering::Relaxed);
@@ -694,6 +718,43 @@ async fn exchange_inner(
     } else {
         Next::Close
     })
+}
+
+/// A response that broke HTTP/1.1, or whose body the server cut: logged
+/// with what went wrong, and a failed response for `observe layer7`.
+fn bad_response(server: &Server, what: String) {
+    tracing::warn!("server {}: {what}", server.id);
+    server.observe_response(Err(what));
+}
+
+/// `bad_response` for a response that is not valid HTTP/1.1.
+fn invalid_response(server: &Server, why: &str) {
+    bad_response(server, format!("invalid response: {why}"));
+}
+
+/// Whether a 101 may go to the client: only as the answer to a request with
+/// `Upgrade` and `Connection: upgrade`, naming in its own `Upgrade` only
+/// protocols the client offered (RFC 9110 section 7.8).
+fn switch_allowed(req: &RequestHead, resp: &ResponseHead) -> Result<(), &'static str> {
+    if !req.upgrade {
+        return Err("unsolicited 101");
+    }
+    let offered = req.header("upgrade").unwrap_or_default();
+    let mut to = tokens(resp.header("upgrade").unwrap_or_default()).peekable();
+    if to.peek().is_none() {
+        return Err("101 without Upgrade");
+    }
+    if !to.all(|p| tokens(offered).any(|o| o.eq_ignore_ascii_case(p))) {
+        return Err("101 to a protocol the client did not offer");
+    }
+    Ok(())
+}
+
+/// The non-empty items of a comma-separated header value, trimmed.
+fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
 }
 
 /// Closing before `req`'s body was read: linger if it has one.
@@ -991,9 +1052,19 @@ fn response_head(
 enum RespError {
     /// The server closed or reset before sending a byte of response.
     DeadReused,
-    Invalid,
+    /// Why the head is not valid HTTP/1.1.
+    Invalid(&'static str),
     Timeout,
     Client,
+}
+
+/// Why a response head was refused, for the log.
+fn head_fault(e: head::HeadError) -> &'static str {
+    match e {
+        head::HeadError::Invalid(why) => why,
+        head::HeadError::TooLarge => "response head too large",
+        head::HeadError::TooManyHeaders => "too many response header fields",
+    }
 }
 
 /// Reads the final response head, passing 1xx interim responses (but 101) to the client.
@@ -1018,7 +1089,7 @@ async fn read_response(
                 }
                 Ok(Some(r)) => return Ok(r),
                 Ok(None) => {}
-                Err(_) => return Err(RespError::Invalid),
+                Err(e) => return Err(RespError::Invalid(head_fault(e))),
             }
         }
         match read_until(sock, ubuf, crate::clock::now() + timeout).await {
@@ -1026,9 +1097,9 @@ async fn read_response(
             Ok(0) | Err(_) if !got_any && ubuf.is_empty() => {
                 return Err(RespError::DeadReused);
             }
-            Ok(0) => return Err(RespError::Invalid),
+            Ok(0) => return Err(RespError::Invalid("response head cut short")),
             Ok(_) => {}
-            Err(_) => return Err(RespError::Invalid),
+            Err(_) => return Err(RespError::Invalid("response head cut short")),
         }
     }
 }
@@ -1271,7 +1342,7 @@ async fn relay_response(
     conn: &Conn<'_>,
     server_timeout: Duration,
     sent: &mut u64,
-) -> Result<bool, Fail> {
+) -> Result<bool, Cut> {
     let client_timeout = conn.fe.conf.timeout_client;
     match resp.body {
         BodyKind::None => {
@@ -1288,10 +1359,7 @@ async fn relay_response(
             write_all(client, &head, client_timeout).await?;
             *sent += head.len() as u64;
             while n > 0 {
-                match read_until(sock, ubuf, crate::clock::now() + server_timeout).await {
-                    Ok(0) | Err(_) => return Err(Fail::Close),
-                    Ok(_) => {}
-                }
+                body_read(read_until(sock, ubuf, crate::clock::now() + server_timeout).await)?;
                 let k = (ubuf.len() as u64).min(n) as usize;
                 let part = ubuf.split_to(k);
                 write_all(client, &part, client_timeout).await?;
@@ -1311,8 +1379,7 @@ async fn relay_response(
             loop {
                 match read_until(sock, ubuf, crate::clock::now() + server_timeout).await {
                     Ok(0) => return Ok(false),
-                    Err(_) => return Err(Fail::Close),
-                    Ok(_) => {}
+                    r => body_read(r)?,
                 }
                 write_all(client, ubuf, client_timeout).await?;
                 *sent += ubuf.len() as u64;
@@ -1353,15 +1420,42 @@ async fn relay_response(
                             *sent += out.len() as u64;
                             out.clear();
                         }
-                        match read_until(sock, ubuf, crate::clock::now() + server_timeout).await {
-                            Ok(0) | Err(_) => return Err(Fail::Close),
-                            Ok(_) => {}
-                        }
+                        body_read(
+                            read_until(sock, ubuf, crate::clock::now() + server_timeout).await,
+                        )?;
                     }
-                    Err(_) => return Err(Fail::Close),
+                    Err(e) => {
+                        return Err(Cut::Server(format!("invalid response: chunked body: {e}")))
+                    }
                 }
             }
         }
+    }
+}
+
+/// Why relaying a response body stopped.
+enum Cut {
+    /// Writing to the client failed.
+    Client,
+    /// The server broke the body's framing, closed early or went quiet.
+    Server(String),
+}
+
+impl From<io::Error> for Cut {
+    fn from(_: io::Error) -> Cut {
+        Cut::Client
+    }
+}
+
+/// A read of response body bytes that must bring some.
+fn body_read(r: io::Result<usize>) -> Result<(), Cut> {
+    match r {
+        Ok(0) => Err(Cut::Server("response body cut short".into())),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            Err(Cut::Server("response body timeout".into()))
+        }
+        Err(e) => Err(Cut::Server(format!("response body: {e}"))),
     }
 }
 
