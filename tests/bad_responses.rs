@@ -273,3 +273,37 @@ fn broken_framing_is_a_502_logged_with_why() {
         lb.wait_log_count("invalid response: ", i + 1);
     }
 }
+
+#[test]
+fn a_204_that_announces_a_body_does_not_leave_it_for_the_next_request() {
+    // The first connection answers a 204 saying Content-Length: 45, and sends
+    // those 45 bytes (a whole response) only once the client has the 204.
+    let (sent_tx, sent) = mpsc::channel::<()>();
+    let (got_tx, got) = mpsc::channel::<()>();
+    let (sent_tx, got) = (std::sync::Mutex::new(sent_tx), std::sync::Mutex::new(got));
+    let (srv, conns) = raw_server(move |head, s| {
+        if head.starts_with("GET /first ") {
+            s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 45\r\n\r\n")
+                .unwrap();
+            let _ = got.lock().unwrap().recv_timeout(WAIT);
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nsmuggle")
+                .unwrap();
+            let _ = sent_tx.lock().unwrap().send(());
+        } else if !head.starts_with("GET /second ") {
+            return;
+        } else {
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood")
+                .unwrap();
+        }
+    });
+    let lb = start_lb(srv);
+    let mut c = Client::connect(lb.addr("frontend", "f"));
+    let r = c.get("/first");
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("content-length"), None);
+    got_tx.send(()).unwrap();
+    sent.recv_timeout(WAIT).unwrap();
+    let r = c.get("/second");
+    assert_eq!((r.status, r.text().as_str()), (200, "good"));
+    assert_eq!(conns.load(Ordering::SeqCst), 2);
+}

@@ -706,7 +706,13 @@ async fn exchange_inner(
             });
         }
     };
-    if done && !body_cut && resp.keep_alive && ubuf.is_empty() && bc.reuse != Reuse::Never {
+    if done
+        && !body_cut
+        && resp.keep_alive
+        && ubuf.is_empty()
+        && !stray_body(&resp)
+        && bc.reuse != Reuse::Never
+    {
         let s = &up.server.0;
         let max = s.pool_max_conn.load(Ordering::Relaxed);
         upstream::put(up.key, up.sock, max, s.pool_purge_delay());
@@ -755,6 +761,15 @@ fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
     v.split(|&b| b == b',')
         .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty())
+}
+
+/// A 204 announcing a body (RFC 9110 forbids it): the body is not part of
+/// the message, yet its bytes may still come, and on a reused connection they
+/// would be read as the next request's response.
+fn stray_body(resp: &ResponseHead) -> bool {
+    resp.status == 204
+        && (resp.header("transfer-encoding").is_some()
+            || resp.header("content-length").is_some_and(|v| v != b"0"))
 }
 
 /// Closing before `req`'s body was read: linger if it has one.
@@ -1031,6 +1046,13 @@ fn response_head(
             continue;
         }
         if dechunk && name.eq_ignore_ascii_case(b"transfer-encoding") {
+            continue;
+        }
+        // A 1xx or 204 never has a body, nor may it say it has (RFC 9110 8.6, RFC 9112 6.1).
+        if (st < 200 || st == 204)
+            && (name.eq_ignore_ascii_case(b"content-length")
+                || name.eq_ignore_ascii_case(b"transfer-encoding"))
+        {
             continue;
         }
         out.put_slice(name);
