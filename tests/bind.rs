@@ -165,3 +165,48 @@ fn workers_and_reloads_share_their_own_addresses() {
     lb.wait_log("reloaded:");
     assert_eq!(Client::connect(addr).get("/").status, 200);
 }
+
+#[test]
+fn a_reload_onto_an_address_another_process_holds_fails_and_keeps_serving() {
+    let srv = common::servers::http_server("a");
+    let lb = Lb::start(&frontend_conf("127.0.0.1:0", srv.addr), 1);
+    let addr = lb.addr("frontend", "f");
+    let other = reuseport_listener();
+    let taken = other.local_addr().unwrap();
+    let conf = frontend_conf(&addr.to_string(), srv.addr);
+    lb.reload(&format!(
+        "{conf}frontend g\n    bind {taken}\n    default_backend b\n"
+    ));
+    let line = lb.wait_log("reload failed");
+    assert!(
+        line.contains(&format!(
+            ":9: cannot bind {taken}: already in use by another process"
+        )),
+        "{line}"
+    );
+    assert_eq!(Client::connect(addr).get("/").status, 200);
+}
+
+#[test]
+fn a_new_lb_can_take_the_address_while_the_old_one_drains() {
+    let srv = common::servers::http_server("a");
+    let conf = format!(
+        "global\n    timeout drain 30s\n{}",
+        frontend_conf("127.0.0.1:0", srv.addr)
+    );
+    let old = Lb::start(&conf, 1);
+    let addr = old.addr("frontend", "f");
+    // A TCP-mode connection the old lb keeps through its drain.
+    let mut held = Client::connect(addr);
+    assert_eq!(held.get("/").status, 200);
+    old.signal(libc::SIGTERM);
+    old.wait_log("SIGTERM: draining");
+    common::eventually("the old listeners to close", || {
+        (listening_sockets(addr.port()) == 0).then_some(())
+    });
+    let new = Lb::start(&conf.replace("127.0.0.1:0", &addr.to_string()), 1);
+    assert_eq!(new.addr("frontend", "f"), addr);
+    assert_eq!(Client::connect(addr).get("/").status, 200);
+    // The old connection still works: the drain goes on beside the new lb.
+    assert_eq!(held.get("/").status, 200);
+}
