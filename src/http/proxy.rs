@@ -35,8 +35,11 @@ impl acl::Request for RequestHead {
 enum Fail {
     /// Nothing was sent to the client yet: answer with this status and close.
     Status(u16),
-    /// The response already started, or the client is gone: just close.
+    /// The client is gone, or it got a whole answer: just close.
     Close,
+    /// The response began but the server cut it: close, without the TLS
+    /// close_notify that would mark a body ending at close as complete.
+    Cut,
 }
 
 impl From<io::Error> for Fail {
@@ -84,30 +87,39 @@ pub struct FrontendSource {
 /// the frontend is looked up again (the connection closes if it was removed).
 pub async fn serve(mut client: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: FrontendSource) {
     let timeout = fe.conf.timeout_client;
-    if serve_requests(&mut client, peer, fe, src).await {
-        client.linger().await;
-    } else if client.is_tls() {
-        // TLS close_notify: without it a client cannot tell a response that
-        // ends at close from a cut one. Bounded: the client may not read it.
-        let _ = tokio::time::timeout(
-            timeout.min(CLOSE_NOTIFY_WAIT),
-            tokio::io::AsyncWriteExt::shutdown(&mut client),
-        )
-        .await;
+    match serve_requests(&mut client, peer, fe, src).await {
+        End::Linger => client.linger().await,
+        End::Close if client.is_tls() => {
+            // TLS close_notify: without it a client cannot tell a response that
+            // ends at close from a cut one. Bounded: the client may not read it.
+            let _ = tokio::time::timeout(
+                timeout.min(CLOSE_NOTIFY_WAIT),
+                tokio::io::AsyncWriteExt::shutdown(&mut client),
+            )
+            .await;
+        }
+        End::Close | End::Cut => {}
     }
+}
+
+/// How a client connection ends.
+enum End {
+    Close,
+    /// Closed after an answer while the client may still be sending (see `Io::linger`).
+    Linger,
+    /// A response was cut short (see `Fail::Cut`).
+    Cut,
 }
 
 /// How long a TLS client connection's close_notify may wait for the socket.
 const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
 
-/// Returns true when lb closes the connection after an answer while the
-/// client may still be sending (see `Io::linger`).
 async fn serve_requests(
     client: &mut Io,
     peer: SocketAddr,
     fe: Arc<FrontendRt>,
     src: FrontendSource,
-) -> bool {
+) -> End {
     let _session = fe.stats.open();
     let mut fe = fe;
     let mut generation = src.rt.generation.load(Ordering::Acquire);
@@ -121,7 +133,7 @@ async fn serve_requests(
             generation = now;
             match src.rt.snapshot.load().frontends.get(&*src.name) {
                 Some(f) if f.conf.mode == crate::conf::Mode::Http => fe = f.clone(),
-                _ => return false,
+                _ => return End::Close,
             }
         }
         let conn = Conn {
@@ -132,28 +144,30 @@ async fn serve_requests(
         };
         let req = match read_request(client, &mut rbuf, &mut ubuf, &conn, first).await {
             Ok(Some(r)) => r,
-            Ok(None) => return false,
+            Ok(None) => return End::Close,
             Err(status) => {
                 // A request refused before it was parsed (400, 408, 413, 431) is
                 // still a response: counted, and logged as `<BADREQ>`.
                 Tally::unparsed(rbuf.len()).finish(&conn, &Err(Fail::Status(status)));
-                return write_all(client, &reply::error(status), fe.conf.timeout_client)
-                    .await
-                    .is_ok();
+                return answer_error(client, status, &fe).await;
             }
         };
         match exchange(client, &mut rbuf, &mut ubuf, req, &conn, first).await {
             Ok(Next::KeepAlive) => first = false,
-            Ok(Next::Close) => return false,
-            Ok(Next::CloseUnread) => return true,
-            // An error answer may come before the request's body was read.
-            Err(Fail::Status(s)) => {
-                return write_all(client, &reply::error(s), fe.conf.timeout_client)
-                    .await
-                    .is_ok();
-            }
-            Err(Fail::Close) => return false,
+            Ok(Next::Close) | Err(Fail::Close) => return End::Close,
+            Ok(Next::CloseUnread) => return End::Linger,
+            Err(Fail::Status(s)) => return answer_error(client, s, &fe).await,
+            Err(Fail::Cut) => return End::Cut,
         }
+    }
+}
+
+/// Writes an error answer, the connection's last. It may come before the
+/// request's body was read: the connection then lingers.
+async fn answer_error(client: &mut Io, status: u16, fe: &FrontendRt) -> End {
+    match write_all(client, &reply::error(status), fe.conf.timeout_client).await {
+        Ok(()) => End::Linger,
+        Err(_) => End::Close,
     }
 }
 
@@ -180,7 +194,7 @@ pub async fn forward(
     };
     match exchange(client, rbuf, ubuf, req, &conn, first).await {
         Ok(Next::KeepAlive) => true,
-        Ok(Next::Close | Next::CloseUnread) | Err(Fail::Close) => false,
+        Ok(Next::Close | Next::CloseUnread) | Err(Fail::Close | Fail::Cut) => false,
         Err(Fail::Status(s)) => {
             let _ = write_all(client, &reply::error(s), fe.conf.timeout_client).await;
             false
@@ -702,7 +716,7 @@ async fn exchange_inner(
             return Err(if t.bytes_out == 0 {
                 Fail::Status(502)
             } else {
-                Fail::Close
+                Fail::Cut
             });
         }
     };
