@@ -30,26 +30,13 @@ fn raw_server(
             let answer = answer.clone();
             std::thread::spawn(move || {
                 s.set_read_timeout(Some(WAIT)).unwrap();
-                while let Some(head) = read_head(&mut s) {
+                while let Some(head) = common::read_head(&mut s) {
                     answer(&head, &mut s);
                 }
             });
         }
     });
     (addr, conns)
-}
-
-/// One request head, or `None` at EOF.
-fn read_head(s: &mut TcpStream) -> Option<String> {
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut b) {
-            Ok(1) => head.push(b[0]),
-            _ => return None,
-        }
-    }
-    Some(String::from_utf8_lossy(&head).into_owned())
 }
 
 /// Whether the peer closes `s` (EOF or reset) within `WAIT`.

@@ -526,11 +526,7 @@ fn a_response_cut_by_the_server_ends_without_close_notify() {
     let (got_tx, got) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
         let (mut c, _) = l.accept().unwrap();
-        let mut head = Vec::new();
-        let mut b = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") && c.read(&mut b).unwrap_or(0) == 1 {
-            head.push(b[0]);
-        }
+        let _ = common::read_head(&mut c);
         c.write_all(b"HTTP/1.1 200 OK\r\n\r\npartial").unwrap();
         let _ = got.recv_timeout(common::WAIT);
         socket2::SockRef::from(&c)
@@ -629,11 +625,7 @@ fn a_tls_tunnel_whose_client_stops_reading_ends_at_the_timeout() {
     let (closed, gone) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let (mut c, _) = l.accept().unwrap();
-        let mut head = Vec::new();
-        let mut b = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") && c.read(&mut b).unwrap_or(0) == 1 {
-            head.push(b[0]);
-        }
+        let _ = common::read_head(&mut c);
         let _ = c.write_all(
             b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
         );
