@@ -1302,11 +1302,17 @@ impl Builder {
         }
         // Two listeners on one address (port 0 means "any free port": never a clash).
         let mut seen: HashSet<SocketAddr> = HashSet::new();
-        let binds = self
-            .conf
-            .frontends
-            .iter()
-            .flat_map(|f| f.binds.iter().map(|b| (b.line, b.addr)))
+        let g = &self.conf.global;
+        let binds = g
+            .admin
+            .map(|a| (g.admin_line, a))
+            .into_iter()
+            .chain(
+                self.conf
+                    .frontends
+                    .iter()
+                    .flat_map(|f| f.binds.iter().map(|b| (b.line, b.addr))),
+            )
             .chain(self.conf.kvs.iter().map(|k| (k.line_bind, k.bind)))
             .chain(self.conf.webs.iter().map(|w| (w.line_bind, w.bind)))
             .chain(self.conf.apps.iter().map(|a| (a.line_bind, a.bind)));
@@ -1856,6 +1862,10 @@ mod tests {
         );
         // Port 0 asks for any free port: never a clash.
         ok("frontend a\n    bind 127.0.0.1:0\nfrontend b\n    bind 127.0.0.1:0\n");
+        assert_eq!(
+            bad("global\n    admin 127.0.0.1:8000\nkv k\n    bind 127.0.0.1:8000\n"),
+            "t.conf:4: address 127.0.0.1:8000 is already bound by another listener"
+        );
     }
 
     #[test]
