@@ -210,3 +210,22 @@ fn a_new_lb_can_take_the_address_while_the_old_one_drains() {
     // The old connection still works: the drain goes on beside the new lb.
     assert_eq!(held.get("/").status, 200);
 }
+
+#[test]
+fn a_wildcard_bind_beside_a_specific_one_of_the_same_lb_is_allowed() {
+    let srv = common::servers::http_server("a");
+    let lb = Lb::start(&frontend_conf("127.0.0.1:0", srv.addr), 1);
+    let addr = lb.addr("frontend", "f");
+    let conf = frontend_conf(&addr.to_string(), srv.addr);
+    let wildcard = format!("0.0.0.0:{}", addr.port());
+    lb.reload(&format!(
+        "{conf}frontend g\n    bind {wildcard}\n    default_backend b\n"
+    ));
+    // f is announced again too: its bind line now names the port.
+    let lines = [lb.wait_listening(), lb.wait_listening()];
+    assert!(
+        lines.contains(&format!("listening frontend g {wildcard}")),
+        "{lines:?}"
+    );
+    assert_eq!(Client::connect(addr).get("/").status, 200);
+}
