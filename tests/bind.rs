@@ -144,6 +144,13 @@ fn listening_sockets(port: u16) -> usize {
         .count()
 }
 
+/// Waits until exactly `n` sockets listen on `port`.
+fn wait_listening_sockets(port: u16, n: usize) {
+    common::eventually(&format!("{n} listening sockets on port {port}"), || {
+        (listening_sockets(port) == n).then_some(())
+    });
+}
+
 #[test]
 fn workers_and_reloads_share_their_own_addresses() {
     let srv = common::servers::http_server("a");
@@ -157,6 +164,8 @@ fn workers_and_reloads_share_their_own_addresses() {
     let line = lb.wait_listening();
     assert_eq!(line, format!("listening frontend g {addr}"));
     assert!(lb.wait_log("reloaded:").contains("changes"));
+    // A connection queued on f's sockets as they close would be reset.
+    wait_listening_sockets(addr.port(), 2);
     for _ in 0..8 {
         assert_eq!(Client::connect(addr).get("/").status, 200);
     }
@@ -201,9 +210,7 @@ fn a_new_lb_can_take_the_address_while_the_old_one_drains() {
     assert_eq!(held.get("/").status, 200);
     old.signal(libc::SIGTERM);
     old.wait_log("SIGTERM: draining");
-    common::eventually("the old listeners to close", || {
-        (listening_sockets(addr.port()) == 0).then_some(())
-    });
+    wait_listening_sockets(addr.port(), 0);
     let new = Lb::start(&conf.replace("127.0.0.1:0", &addr.to_string()), 1);
     assert_eq!(new.addr("frontend", "f"), addr);
     assert_eq!(Client::connect(addr).get("/").status, 200);
@@ -227,5 +234,6 @@ fn a_wildcard_bind_beside_a_specific_one_of_the_same_lb_is_allowed() {
         lines.contains(&format!("listening frontend g {wildcard}")),
         "{lines:?}"
     );
+    wait_listening_sockets(addr.port(), 4);
     assert_eq!(Client::connect(addr).get("/").status, 200);
 }
