@@ -1,5 +1,6 @@
-//! Listening sockets (socket2, SO_REUSEPORT, backlog), accept loops and maxconn permits.
+//! Listening sockets (socket2, SO_REUSEPORT shared by this process alone, backlog), accept loops and maxconn permits.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,20 +31,98 @@ pub fn bind(addr: SocketAddr, reuseport: bool) -> io::Result<std::net::TcpListen
     Ok(s.into())
 }
 
-/// `n` sockets on one address (port 0 resolved by the first bind), one per worker.
-pub fn bind_group(
-    addr: SocketAddr,
-    n: usize,
-) -> io::Result<(SocketAddr, Vec<std::net::TcpListener>)> {
-    // SO_REUSEPORT even with one worker: a reload may open the same address
-    // for a renamed frontend before the old socket closes.
+/// `n` sockets on one address (port 0 resolved by the first bind), one per
+/// worker, each holding the address in this process's record until dropped.
+///
+/// SO_REUSEPORT even with one worker: a reload may open the same address for a
+/// renamed frontend before the old socket closes. But any process of the same
+/// user may join a SO_REUSEPORT group, and the kernel would then split the
+/// connections (and a kv's data) between the two silently. So unless this
+/// process already holds the address, a probe socket without SO_REUSEPORT
+/// binds it first: it fails while anyone else listens there, reuseport or
+/// not. (Two processes starting within the same instant could both pass the
+/// probe; a start after a running lb cannot.) Port 0 needs no probe: the
+/// kernel picks a port that no socket uses, SO_REUSEPORT or not.
+pub fn bind_group(addr: SocketAddr, n: usize) -> io::Result<(SocketAddr, Vec<Bound>)> {
+    let mut held = HELD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if addr.port() != 0 && !held.keys().any(|h| overlaps(*h, addr)) {
+        probe(addr)?;
+    }
     let first = bind(addr, true)?;
     let real = first.local_addr()?;
-    let mut out = vec![first];
+    let mut socks = vec![first];
     for _ in 1..n {
-        out.push(bind(real, true)?);
+        socks.push(bind(real, true)?);
     }
+    *held.entry(real).or_default() += socks.len();
+    let out = socks
+        .into_iter()
+        .map(|sock| Bound {
+            sock,
+            held: Held(real),
+        })
+        .collect();
     Ok((real, out))
+}
+
+/// Addresses this process listens on, with their number of sockets.
+static HELD: std::sync::Mutex<BTreeMap<SocketAddr, usize>> = std::sync::Mutex::new(BTreeMap::new());
+
+/// Whether a listener on `a` keeps a socket without SO_REUSEPORT off `b`:
+/// the same port and family, and the same IP or a wildcard on either side
+/// (IPv6 sockets are v6-only here).
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// Binds `addr` without SO_REUSEPORT and lets it go: EADDRINUSE means another
+/// process listens there. SO_REUSEADDR so that connections of a previous run
+/// in TIME_WAIT do not count.
+fn probe(addr: SocketAddr) -> io::Result<()> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    match s.bind(&addr.into()) {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(in_use()),
+        r => r,
+    }
+}
+
+/// The error of an address some other process listens on.
+pub fn in_use() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "already in use by another process",
+    )
+}
+
+/// A listening socket of this process; the address stays in the process's
+/// record while any of its sockets lives.
+pub struct Bound {
+    pub sock: std::net::TcpListener,
+    held: Held,
+}
+
+struct Held(SocketAddr);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut held = HELD
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = held.get_mut(&self.0) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.0);
+            }
+        }
+    }
 }
 
 /// Permits that bound concurrent connections (global and per listener owner).
@@ -74,7 +153,7 @@ impl Limits {
 /// the permit first could park it on an empty socket while the connection
 /// waits in another worker's queue.
 pub async fn accept_loop<F, Fut>(
-    listener: std::net::TcpListener,
+    listener: Bound,
     limits: Limits,
     stops: [watch::Receiver<bool>; 2],
     serve: F,
@@ -82,6 +161,10 @@ pub async fn accept_loop<F, Fut>(
     F: Fn(TcpStream, SocketAddr, Vec<OwnedSemaphorePermit>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let Bound {
+        sock: listener,
+        held: _held,
+    } = listener;
     // SAFETY: the TcpListener owns its descriptor and the AsyncFd owns the
     // listener, so the fd stays open and unchanged for the AsyncFd's lifetime.
     let listener = match unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) } {

@@ -903,7 +903,7 @@ fn spawn_service<F, Fut>(
     rt: &Arc<Runtime>,
     workers: &Workers,
     (kind, name, addr): (&str, &str, SocketAddr),
-    socks: Vec<std::net::TcpListener>,
+    socks: Vec<listener::Bound>,
     track: bool,
     serve: F,
 ) where
@@ -1103,7 +1103,15 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
             crate::admin::Admin::new(rt.clone(), kv_handles, conf.global.admin_auth.as_deref());
         let bound = crate::admin::start(addr, Arc::new(admin))
             .await
-            .map_err(io_err(format!("cannot bind admin {addr}")))?;
+            .map_err(|e| match e.kind() {
+                // The admin listener has no SO_REUSEPORT: any other listener there clashes.
+                std::io::ErrorKind::AddrInUse => listener::in_use(),
+                _ => e,
+            })
+            .map_err(io_err(format!(
+                "{}:{}: cannot bind {addr}",
+                conf.file, conf.global.admin_line
+            )))?;
         announce("admin", "admin", bound);
     }
 

@@ -251,10 +251,7 @@ fn websocket_upgrade_becomes_a_tunnel() {
     let r = c.read(true).unwrap();
     assert_eq!(r.status, 101);
     assert_eq!(r.header("upgrade"), Some("websocket"));
-    c.send(b"raw bytes both ways");
-    let mut b = [0u8; 19];
-    c.r.read_exact(&mut b).unwrap();
-    assert_eq!(&b, b"raw bytes both ways");
+    c.assert_echo(b"raw bytes both ways");
 }
 
 #[test]

@@ -575,6 +575,43 @@ fn a_response_ending_at_close_ends_with_close_notify() {
     );
 }
 
+/// A body ending at close that the server cut (here by a reset): lb closes
+/// without close_notify, so the client can tell the body is incomplete.
+#[test]
+fn a_response_cut_by_the_server_ends_without_close_notify() {
+    let s = setup();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let be = l.local_addr().unwrap();
+    let (got_tx, got) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let (mut c, _) = l.accept().unwrap();
+        let _ = common::read_head(&mut c);
+        c.write_all(b"HTTP/1.1 200 OK\r\n\r\npartial").unwrap();
+        let _ = got.recv_timeout(common::WAIT);
+        socket2::SockRef::from(&c)
+            .set_linger(Some(std::time::Duration::ZERO))
+            .unwrap();
+    });
+    let lb = Lb::start(&https_conf(&s, be, ""), 1);
+    let mut t = tls_connect(lb.addr("frontend", "f"), Some("a.test"), Some(&s.ca)).unwrap();
+    t.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    let mut all = Vec::new();
+    let mut b = [0u8; 256];
+    while !all.ends_with(b"partial") {
+        let n = t.read(&mut b).unwrap();
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&all));
+        all.extend_from_slice(&b[..n]);
+    }
+    got_tx.send(()).unwrap();
+    let r = t.read_to_end(&mut all);
+    assert!(
+        r.as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::UnexpectedEof),
+        "{r:?}"
+    );
+}
+
 #[test]
 fn curl_with_cacert() {
     let Ok(out) = std::process::Command::new("curl").arg("--version").output() else {
@@ -647,11 +684,7 @@ fn a_tls_tunnel_whose_client_stops_reading_ends_at_the_timeout() {
     let (closed, gone) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let (mut c, _) = l.accept().unwrap();
-        let mut head = Vec::new();
-        let mut b = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") && c.read(&mut b).unwrap_or(0) == 1 {
-            head.push(b[0]);
-        }
+        let _ = common::read_head(&mut c);
         let _ = c.write_all(
             b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
         );

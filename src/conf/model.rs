@@ -38,6 +38,8 @@ pub struct Global {
     pub max_headers: usize,
     /// The admin listener (`admin ADDR`): /metrics, /stats, runtime API.
     pub admin: Option<SocketAddr>,
+    /// Line of the `admin` directive (0 without one).
+    pub admin_line: usize,
     /// `admin-auth USER:PASSWORD`: HTTP basic auth on the admin listener.
     pub admin_auth: Option<String>,
     /// `admin-insecure`: allow a non-loopback admin address without auth.
@@ -450,6 +452,7 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfErrors> {
                 max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
                 max_headers: DEFAULT_MAX_HEADERS,
                 admin: None,
+                admin_line: 0,
                 admin_auth: None,
                 admin_insecure: false,
                 access_log: None,
@@ -467,7 +470,6 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfErrors> {
         },
         defaults: Draft::builtin(),
         default_backend_refs: Vec::new(),
-        admin_line: 0,
         errors: Vec::new(),
         broken: HashSet::new(),
     };
@@ -584,8 +586,6 @@ struct Builder {
     defaults: Draft,
     /// (frontend name, line, backend name) to check once every backend is known.
     default_backend_refs: Vec<(String, usize, String)>,
-    /// Line of the `admin` directive, for the loopback check.
-    admin_line: usize,
     errors: Vec<ConfError>,
     /// Names of sections that had errors: references to them are not reported
     /// again as unknown or mismatched.
@@ -833,7 +833,7 @@ impl Builder {
                 "admin" => {
                     let v = one_arg(a).map_err(e)?;
                     self.conf.global.admin = Some(parse::bind_addr(v).map_err(e)?);
-                    self.admin_line = d.line;
+                    self.conf.global.admin_line = d.line;
                 }
                 "admin-auth" => {
                     let v = one_arg(a).map_err(e)?;
@@ -1412,7 +1412,7 @@ impl Builder {
         if let Some(addr) = g.admin {
             if !addr.ip().is_loopback() && g.admin_auth.is_none() && !g.admin_insecure {
                 errors.push(self.err(
-                    self.admin_line,
+                    g.admin_line,
                     format!("'admin': refusing {addr} (not loopback) without 'admin-auth USER:PASSWORD' (or 'admin-insecure')"),
                 ));
             }
@@ -1473,11 +1473,17 @@ impl Builder {
         }
         // Two listeners on one address (port 0 means "any free port": never a clash).
         let mut seen: HashSet<SocketAddr> = HashSet::new();
-        let binds = self
-            .conf
-            .frontends
-            .iter()
-            .flat_map(|f| f.binds.iter().map(|b| (b.line, b.addr)))
+        let g = &self.conf.global;
+        let binds = g
+            .admin
+            .map(|a| (g.admin_line, a))
+            .into_iter()
+            .chain(
+                self.conf
+                    .frontends
+                    .iter()
+                    .flat_map(|f| f.binds.iter().map(|b| (b.line, b.addr))),
+            )
             .chain(self.conf.kvs.iter().map(|k| (k.line_bind, k.bind)))
             .chain(self.conf.webs.iter().map(|w| (w.line_bind, w.bind)))
             .chain(self.conf.apps.iter().map(|a| (a.line_bind, a.bind)));
@@ -2039,6 +2045,10 @@ mod tests {
         );
         // Port 0 asks for any free port: never a clash.
         ok("frontend a\n    bind 127.0.0.1:0\nfrontend b\n    bind 127.0.0.1:0\n");
+        assert_eq!(
+            bad("global\n    admin 127.0.0.1:8000\nkv k\n    bind 127.0.0.1:8000\n"),
+            "t.conf:4: address 127.0.0.1:8000 is already bound by another listener"
+        );
     }
 
     #[test]

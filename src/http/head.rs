@@ -436,6 +436,9 @@ pub fn parse_response_for(
     if facts.te_present && version == 0 {
         return Err(HeadError::Invalid("Transfer-Encoding in HTTP/1.0"));
     }
+    if facts.te_present && !facts.te_codings {
+        return Err(HeadError::Invalid("empty Transfer-Encoding"));
+    }
     let no_body = request_method == b"HEAD"
         || (100..200).contains(&status)
         || status == 204
@@ -443,8 +446,11 @@ pub fn parse_response_for(
         || (request_method == b"CONNECT" && (200..300).contains(&status));
     let body = if no_body {
         BodyKind::None
-    } else if facts.te_present {
+    } else if facts.te_present && facts.te_chunked {
         BodyKind::Chunked
+    } else if facts.te_present {
+        // Not ending in chunked: the body ends when the server closes (RFC 9112 6.3).
+        BodyKind::UntilClose
     } else if let Some(n) = facts.content_length {
         BodyKind::Length(n)
     } else {
@@ -730,6 +736,10 @@ struct Facts {
     te_present: bool,
     /// Requests: TE is exactly `chunked`. Responses: TE's final coding is `chunked`.
     te_chunked: bool,
+    /// Responses: `chunked` is among the codings.
+    te_saw_chunked: bool,
+    /// Responses: TE names at least one coding.
+    te_codings: bool,
     host: Option<Span>,
     host_count: u32,
     conn_close: bool,
@@ -808,11 +818,11 @@ fn scan_headers(
                     if f.te_present || !ows_trim(v).eq_ignore_ascii_case(b"chunked") {
                         return Err(HeadError::Invalid("Transfer-Encoding other than chunked"));
                     }
+                    f.te_chunked = true;
                 } else {
-                    transfer_codings(v, f.te_chunked)?;
+                    transfer_codings(v, &mut f)?;
                 }
                 f.te_present = true;
-                f.te_chunked = true;
             }
             13.. if lookalike_framing_name(name_b) => {
                 return Err(HeadError::Invalid("header name resembles a framing header"));
@@ -847,35 +857,29 @@ fn lookalike_framing_name(name: &[u8]) -> bool {
         && (letters_eq(name, b"transferencoding") || letters_eq(name, b"contentlength"))
 }
 
-/// Response Transfer-Encoding: a list of token codings whose last is `chunked`, which appears
-/// once. `already` is whether an earlier header ended in chunked (then nothing may follow).
-fn transfer_codings(v: &[u8], already: bool) -> Result<(), HeadError> {
-    let bad = HeadError::Invalid("Transfer-Encoding must end in chunked");
-    if already {
-        return Err(bad);
-    }
-    let mut last_chunked = false;
-    let mut any = false;
+/// Response Transfer-Encoding: a list of token codings in which `chunked`
+/// appears at most once (over all TE headers). Sets whether the last coding so
+/// far is `chunked`; when it is not, the body runs until the server closes
+/// (RFC 9112 section 6.3).
+fn transfer_codings(v: &[u8], f: &mut Facts) -> Result<(), HeadError> {
     for item in v.split(|&b| b == b',') {
         let item = ows_trim(item);
         if item.is_empty() {
             continue;
         }
-        if last_chunked {
-            return Err(bad);
-        }
         // parameters (`;q=..`) are not expected on transfer codings from a backend
         if !item.iter().all(|&b| is_tchar(b)) {
             return Err(HeadError::Invalid("invalid transfer coding"));
         }
-        any = true;
-        last_chunked = item.eq_ignore_ascii_case(b"chunked");
+        let chunked = item.eq_ignore_ascii_case(b"chunked");
+        if chunked && f.te_saw_chunked {
+            return Err(HeadError::Invalid("chunked applied twice"));
+        }
+        f.te_saw_chunked |= chunked;
+        f.te_chunked = chunked;
+        f.te_codings = true;
     }
-    if any && last_chunked {
-        Ok(())
-    } else {
-        Err(bad)
-    }
+    Ok(())
 }
 
 /// Content-Length: exactly `1*DIGIT` (OWS trimmed by httparse). A comma list, even of
@@ -1379,6 +1383,24 @@ mod tests {
         .unwrap();
         assert_eq!(r.body, BodyKind::Chunked);
         assert!(r.reason.is_empty());
+        // A final coding other than chunked: read until close (RFC 9112 6.3).
+        for te in [
+            "chunked, gzip",
+            "gzip",
+            "chunked\r\nTransfer-Encoding: gzip",
+        ] {
+            let r = res(
+                format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {te}\r\n\r\n").as_bytes(),
+                false,
+            )
+            .unwrap()
+            .unwrap();
+            assert_eq!(
+                (r.body, r.keep_alive),
+                (BodyKind::UntilClose, false),
+                "{te}"
+            );
+        }
         let r = res(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false)
             .unwrap()
             .unwrap();
@@ -1409,7 +1431,8 @@ mod tests {
         for s in [
             &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"[..],
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: \r\n\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",

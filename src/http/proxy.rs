@@ -35,8 +35,11 @@ impl acl::Request for RequestHead {
 enum Fail {
     /// Nothing was sent to the client yet: answer with this status and close.
     Status(u16),
-    /// The response already started, or the client is gone: just close.
+    /// The client is gone, or it got a whole answer: just close.
     Close,
+    /// The response began but the server cut it: close, without the TLS
+    /// close_notify that would mark a body ending at close as complete.
+    Cut,
 }
 
 impl From<io::Error> for Fail {
@@ -84,30 +87,39 @@ pub struct FrontendSource {
 /// the frontend is looked up again (the connection closes if it was removed).
 pub async fn serve(mut client: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: FrontendSource) {
     let timeout = fe.conf.timeout_client;
-    if serve_requests(&mut client, peer, fe, src).await {
-        client.linger().await;
-    } else if client.is_tls() {
-        // TLS close_notify: without it a client cannot tell a response that
-        // ends at close from a cut one. Bounded: the client may not read it.
-        let _ = tokio::time::timeout(
-            timeout.min(CLOSE_NOTIFY_WAIT),
-            tokio::io::AsyncWriteExt::shutdown(&mut client),
-        )
-        .await;
+    match serve_requests(&mut client, peer, fe, src).await {
+        End::Linger => client.linger().await,
+        End::Close if client.is_tls() => {
+            // TLS close_notify: without it a client cannot tell a response that
+            // ends at close from a cut one. Bounded: the client may not read it.
+            let _ = tokio::time::timeout(
+                timeout.min(CLOSE_NOTIFY_WAIT),
+                tokio::io::AsyncWriteExt::shutdown(&mut client),
+            )
+            .await;
+        }
+        End::Close | End::Cut => {}
     }
+}
+
+/// How a client connection ends.
+enum End {
+    Close,
+    /// Closed after an answer while the client may still be sending (see `Io::linger`).
+    Linger,
+    /// A response was cut short (see `Fail::Cut`).
+    Cut,
 }
 
 /// How long a TLS client connection's close_notify may wait for the socket.
 const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
 
-/// Returns true when lb closes the connection after an answer while the
-/// client may still be sending (see `Io::linger`).
 async fn serve_requests(
     client: &mut Io,
     peer: SocketAddr,
     fe: Arc<FrontendRt>,
     src: FrontendSource,
-) -> bool {
+) -> End {
     let _session = fe.stats.open();
     let mut fe = fe;
     let mut generation = src.rt.generation.load(Ordering::Acquire);
@@ -121,7 +133,7 @@ async fn serve_requests(
             generation = now;
             match src.rt.snapshot.load().frontends.get(&*src.name) {
                 Some(f) if f.conf.mode == crate::conf::Mode::Http => fe = f.clone(),
-                _ => return false,
+                _ => return End::Close,
             }
         }
         let conn = Conn {
@@ -132,28 +144,30 @@ async fn serve_requests(
         };
         let req = match read_request(client, &mut rbuf, &mut ubuf, &conn, first).await {
             Ok(Some(r)) => r,
-            Ok(None) => return false,
+            Ok(None) => return End::Close,
             Err(status) => {
                 // A request refused before it was parsed (400, 408, 413, 431) is
                 // still a response: counted, and logged as `<BADREQ>`.
                 Tally::unparsed(rbuf.len()).finish(&conn, &Err(Fail::Status(status)));
-                return write_all(client, &reply::error(status), fe.conf.timeout_client)
-                    .await
-                    .is_ok();
+                return answer_error(client, status, &fe).await;
             }
         };
         match exchange(client, &mut rbuf, &mut ubuf, req, &conn, first).await {
             Ok(Next::KeepAlive) => first = false,
-            Ok(Next::Close) => return false,
-            Ok(Next::CloseUnread) => return true,
-            // An error answer may come before the request's body was read.
-            Err(Fail::Status(s)) => {
-                return write_all(client, &reply::error(s), fe.conf.timeout_client)
-                    .await
-                    .is_ok();
-            }
-            Err(Fail::Close) => return false,
+            Ok(Next::Close) | Err(Fail::Close) => return End::Close,
+            Ok(Next::CloseUnread) => return End::Linger,
+            Err(Fail::Status(s)) => return answer_error(client, s, &fe).await,
+            Err(Fail::Cut) => return End::Cut,
         }
+    }
+}
+
+/// Writes an error answer, the connection's last. It may come before the
+/// request's body was read: the connection then lingers.
+async fn answer_error(client: &mut Io, status: u16, fe: &FrontendRt) -> End {
+    match write_all(client, &reply::error(status), fe.conf.timeout_client).await {
+        Ok(()) => End::Linger,
+        Err(_) => End::Close,
     }
 }
 
@@ -180,7 +194,7 @@ pub async fn forward(
     };
     match exchange(client, rbuf, ubuf, req, &conn, first).await {
         Ok(Next::KeepAlive) => true,
-        Ok(Next::Close | Next::CloseUnread) | Err(Fail::Close) => false,
+        Ok(Next::Close | Next::CloseUnread) | Err(Fail::Close | Fail::Cut) => false,
         Err(Fail::Status(s)) => {
             let _ = write_all(client, &reply::error(s), fe.conf.timeout_client).await;
             false
@@ -627,8 +641,12 @@ async fn exchange_inner(
                 }
                 continue;
             }
-            Err(RespError::DeadReused) | Err(RespError::Invalid) => {
-                up.server.0.observe_response(Err("invalid response".into()));
+            Err(RespError::DeadReused) => {
+                bad_response(&up.server.0, "empty response".into());
+                return Err(Fail::Status(502));
+            }
+            Err(RespError::Invalid(why)) => {
+                invalid_response(&up.server.0, why);
                 return Err(Fail::Status(502));
             }
             Err(RespError::Timeout) => {
@@ -639,8 +657,14 @@ async fn exchange_inner(
         }
     };
 
-    // 101 Switching Protocols: the connection becomes a byte tunnel.
+    // 101 Switching Protocols: the connection becomes a byte tunnel, if the
+    // client asked for it. Otherwise 502, and the server connection closes
+    // (dropped here): what follows on it is no longer HTTP.
     if resp.status == 101 {
+        if let Err(why) = switch_allowed(&req, &resp) {
+            invalid_response(&up.server.0, why);
+            return Err(Fail::Status(502));
+        }
         let head = response_head(&resp, true, false, true);
         write_all(client, &head, fe.conf.timeout_client).await?;
         if !ubuf.is_empty() {
@@ -671,7 +695,7 @@ async fn exchange_inner(
         && !body_cut
         && !conn.draining();
     let head = response_head(&resp, client_keep, dechunk, req.minor_version == 1);
-    let done = relay_response(
+    let relayed = relay_response(
         client,
         &mut up.sock,
         ubuf,
@@ -682,8 +706,28 @@ async fn exchange_inner(
         bc.timeout_server,
         &mut t.bytes_out,
     )
-    .await?;
-    if done && !body_cut && resp.keep_alive && ubuf.is_empty() && bc.reuse != Reuse::Never {
+    .await;
+    let done = match relayed {
+        Ok(done) => done,
+        Err(Cut::Client) => return Err(Fail::Close),
+        // Nothing reached the client yet: it gets a 502. Once the response
+        // has begun, closing is the only way to tell it the rest is missing.
+        Err(Cut::Server(what)) => {
+            bad_response(&up.server.0, what);
+            return Err(if t.bytes_out == 0 {
+                Fail::Status(502)
+            } else {
+                Fail::Cut
+            });
+        }
+    };
+    if done
+        && !body_cut
+        && resp.keep_alive
+        && ubuf.is_empty()
+        && !stray_body(&resp)
+        && bc.reuse != Reuse::Never
+    {
         let s = &up.server.0;
         let max = s.pool_max_conn.load(Ordering::Relaxed);
         upstream::put(up.key, up.sock, max, s.pool_purge_delay());
@@ -695,6 +739,52 @@ async fn exchange_inner(
     } else {
         Next::Close
     })
+}
+
+/// A response that broke HTTP/1.1, or whose body the server cut: logged
+/// with what went wrong, and a failed response for `observe layer7`.
+fn bad_response(server: &Server, what: String) {
+    tracing::warn!("server {}: {what}", server.id);
+    server.observe_response(Err(what));
+}
+
+/// `bad_response` for a response that is not valid HTTP/1.1.
+fn invalid_response(server: &Server, why: &str) {
+    bad_response(server, format!("invalid response: {why}"));
+}
+
+/// Whether a 101 may go to the client: only as the answer to a request with
+/// `Upgrade` and `Connection: upgrade`, naming in its own `Upgrade` only
+/// protocols the client offered (RFC 9110 section 7.8).
+fn switch_allowed(req: &RequestHead, resp: &ResponseHead) -> Result<(), &'static str> {
+    if !req.upgrade {
+        return Err("unsolicited 101");
+    }
+    let offered = req.header("upgrade").unwrap_or_default();
+    let mut to = tokens(resp.header("upgrade").unwrap_or_default()).peekable();
+    if to.peek().is_none() {
+        return Err("101 without Upgrade");
+    }
+    if !to.all(|p| tokens(offered).any(|o| o.eq_ignore_ascii_case(p))) {
+        return Err("101 to a protocol the client did not offer");
+    }
+    Ok(())
+}
+
+/// The non-empty items of a comma-separated header value, trimmed.
+fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// A 204 announcing a body (RFC 9110 forbids it): the body is not part of
+/// the message, yet its bytes may still come, and on a reused connection they
+/// would be read as the next request's response.
+fn stray_body(resp: &ResponseHead) -> bool {
+    resp.status == 204
+        && (resp.header("transfer-encoding").is_some()
+            || resp.header("content-length").is_some_and(|v| v != b"0"))
 }
 
 /// Closing before `req`'s body was read: linger if it has one.
@@ -976,6 +1066,13 @@ fn response_head(
         if dechunk && name.eq_ignore_ascii_case(b"transfer-encoding") {
             continue;
         }
+        // A 1xx or 204 never has a body, nor may it say it has (RFC 9110 8.6, RFC 9112 6.1).
+        if (st < 200 || st == 204)
+            && (name.eq_ignore_ascii_case(b"content-length")
+                || name.eq_ignore_ascii_case(b"transfer-encoding"))
+        {
+            continue;
+        }
         out.put_slice(name);
         out.put_slice(b": ");
         out.put_slice(resp.slice(h.value));
@@ -995,9 +1092,19 @@ fn response_head(
 enum RespError {
     /// The server closed or reset before sending a byte of response.
     DeadReused,
-    Invalid,
+    /// Why the head is not valid HTTP/1.1.
+    Invalid(&'static str),
     Timeout,
     Client,
+}
+
+/// Why a response head was refused, for the log.
+fn head_fault(e: head::HeadError) -> &'static str {
+    match e {
+        head::HeadError::Invalid(why) => why,
+        head::HeadError::TooLarge => "response head too large",
+        head::HeadError::TooManyHeaders => "too many response header fields",
+    }
 }
 
 /// Reads the final response head, passing 1xx interim responses (but 101) to the client.
@@ -1022,7 +1129,7 @@ async fn read_response(
                 }
                 Ok(Some(r)) => return Ok(r),
                 Ok(None) => {}
-                Err(_) => return Err(RespError::Invalid),
+                Err(e) => return Err(RespError::Invalid(head_fault(e))),
             }
         }
         match read_until(sock, ubuf, crate::clock::now() + timeout).await {
@@ -1030,9 +1137,9 @@ async fn read_response(
             Ok(0) | Err(_) if !got_any && ubuf.is_empty() => {
                 return Err(RespError::DeadReused);
             }
-            Ok(0) => return Err(RespError::Invalid),
+            Ok(0) => return Err(RespError::Invalid("response head cut short")),
             Ok(_) => {}
-            Err(_) => return Err(RespError::Invalid),
+            Err(_) => return Err(RespError::Invalid("response head cut short")),
         }
     }
 }
@@ -1275,7 +1382,7 @@ async fn relay_response(
     conn: &Conn<'_>,
     server_timeout: Duration,
     sent: &mut u64,
-) -> Result<bool, Fail> {
+) -> Result<bool, Cut> {
     let client_timeout = conn.fe.conf.timeout_client;
     match resp.body {
         BodyKind::None => {
@@ -1292,10 +1399,7 @@ async fn relay_response(
             write_all(client, &head, client_timeout).await?;
             *sent += head.len() as u64;
             while n > 0 {
-                match read_until(sock, ubuf, crate::clock::now() + server_timeout).await {
-                    Ok(0) | Err(_) => return Err(Fail::Close),
-                    Ok(_) => {}
-                }
+                body_read(read_until(sock, ubuf, crate::clock::now() + server_timeout).await)?;
                 let k = (ubuf.len() as u64).min(n) as usize;
                 let part = ubuf.split_to(k);
                 write_all(client, &part, client_timeout).await?;
@@ -1315,8 +1419,7 @@ async fn relay_response(
             loop {
                 match read_until(sock, ubuf, crate::clock::now() + server_timeout).await {
                     Ok(0) => return Ok(false),
-                    Err(_) => return Err(Fail::Close),
-                    Ok(_) => {}
+                    r => body_read(r)?,
                 }
                 write_all(client, ubuf, client_timeout).await?;
                 *sent += ubuf.len() as u64;
@@ -1357,15 +1460,42 @@ async fn relay_response(
                             *sent += out.len() as u64;
                             out.clear();
                         }
-                        match read_until(sock, ubuf, crate::clock::now() + server_timeout).await {
-                            Ok(0) | Err(_) => return Err(Fail::Close),
-                            Ok(_) => {}
-                        }
+                        body_read(
+                            read_until(sock, ubuf, crate::clock::now() + server_timeout).await,
+                        )?;
                     }
-                    Err(_) => return Err(Fail::Close),
+                    Err(e) => {
+                        return Err(Cut::Server(format!("invalid response: chunked body: {e}")))
+                    }
                 }
             }
         }
+    }
+}
+
+/// Why relaying a response body stopped.
+enum Cut {
+    /// Writing to the client failed.
+    Client,
+    /// The server broke the body's framing, closed early or went quiet.
+    Server(String),
+}
+
+impl From<io::Error> for Cut {
+    fn from(_: io::Error) -> Cut {
+        Cut::Client
+    }
+}
+
+/// A read of response body bytes that must bring some.
+fn body_read(r: io::Result<usize>) -> Result<(), Cut> {
+    match r {
+        Ok(0) => Err(Cut::Server("response body cut short".into())),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            Err(Cut::Server("response body timeout".into()))
+        }
+        Err(e) => Err(Cut::Server(format!("response body: {e}"))),
     }
 }
 

@@ -51,6 +51,14 @@ impl Client {
         self.r.get_mut().write_all(raw).unwrap();
     }
 
+    /// Sends `bytes` and asserts that the same bytes come back (an echo tunnel).
+    pub fn assert_echo(&mut self, bytes: &[u8]) {
+        self.send(bytes);
+        let mut back = vec![0u8; bytes.len()];
+        self.r.read_exact(&mut back).unwrap();
+        assert_eq!(back, bytes);
+    }
+
     /// Sends a GET and reads its response.
     pub fn get(&mut self, path: &str) -> Resp {
         self.send(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());

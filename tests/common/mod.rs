@@ -263,6 +263,20 @@ pub fn roundtrip(addr: SocketAddr, req: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Reads a request or response head byte by byte (nothing after it is
+/// consumed); `None` if the peer closes (or the read fails) before its end.
+pub fn read_head<S: Read>(s: &mut S) -> Option<String> {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => head.push(b[0]),
+            _ => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
 /// Sends a WebSocket upgrade for `/ws` on `s` and returns the response head.
 pub fn websocket_upgrade<S: std::io::Read + std::io::Write>(s: &mut S, host: &str) -> Vec<u8> {
     s.write_all(
@@ -272,13 +286,7 @@ pub fn websocket_upgrade<S: std::io::Read + std::io::Write>(s: &mut S, host: &st
         .as_bytes(),
     )
     .unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut b).unwrap();
-        head.push(b[0]);
-    }
-    head
+    read_head(s).expect("a response head").into_bytes()
 }
 
 /// A process's resident memory, from `/proc/PID/status`.
