@@ -1870,7 +1870,7 @@ mod tests {
         );
         assert_eq!(c.global.log_format, LogFormat::Custom("%ci %ST".into()));
         let c = ok(&format!(
-            "global\n    admin-insecure\n    admin 10.0.0.1:9000\n{BASE}"
+            "global\n    admin-insecure\n    admin 0.0.0.0:9001\n{BASE}"
         ));
         assert!(c.global.admin_insecure);
         assert_eq!(ok(BASE).global.admin, None);
