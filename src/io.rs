@@ -28,8 +28,8 @@ const SPARE_MAX: usize = 4096;
 thread_local! {
     /// Read buffers given back by idle connections, handed to the next connection that
     /// needs one: released buffers go back to the allocator in 16 KiB holes among other
-    /// allocations, which it reuses poorly (measured: 37 of 45 KB per connection came
-    /// back); a per-worker stack reuses them whole, as HAProxy's buffer pools do.
+    /// allocations, which it reuses poorly (most of a connection's memory does not
+    /// come back); a per-worker stack reuses them whole, as HAProxy's buffer pools do.
     static SPARE: std::cell::RefCell<Vec<BytesMut>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -85,10 +85,9 @@ pub fn take_buffer() -> BytesMut {
 
 /// Room for the next read. A buffer that was read from is left with only the tail
 /// of its allocation: once empty it is rewound to the whole of it, which is free
-/// when nothing else refers to it. Otherwise a 1.3 KB response landing on the
-/// last 1-1.3 KB of the buffer took two reads and went out as two writes (two TCP
-/// segments, two TLS records), 7% of responses in `benches/tls.sh`. A buffer with
-/// less than 1 KiB of room grows.
+/// when nothing else refers to it. Otherwise a response landing on the last
+/// kilobyte or so of the buffer takes two reads and goes out as two writes (two
+/// TCP segments, two TLS records). A buffer with less than 1 KiB of room grows.
 pub fn make_room(buf: &mut BytesMut) {
     if buf.is_empty() && buf.try_reclaim(READ_CHUNK) {
         return;
@@ -313,7 +312,7 @@ impl Io {
 /// until `deadline`. Goes through `AsyncRead::poll_read` rather than `try_read`:
 /// a read that does not fill the buffer drained the socket, and poll_read then
 /// clears the reactor's readiness, so the next read waits for epoll's edge instead
-/// of spending a `recv` on EAGAIN (this was ~1.7 wasted syscalls per proxied request).
+/// of spending a `recv` on EAGAIN (nearly two per proxied request otherwise).
 /// `Ok(0)` is EOF; a missed deadline is `TimedOut`.
 pub async fn read_until(
     s: &mut TcpStream,

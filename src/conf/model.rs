@@ -325,8 +325,8 @@ pub const DEFAULT_MAX_HEADERS: usize = 100;
 pub const DEFAULT_TIMEOUT_HTTP_REQUEST: Duration = Duration::from_secs(10);
 /// As many idle server connections as the worker had busy: HAProxy keeps every
 /// one by default too. A bound below the concurrency closes connections after
-/// each burst and reopens them on the next (at 200 concurrent HTTPS clients a
-/// bound of 64 doubled lb's CPU per request). `pool-purge-delay` trims them.
+/// each burst and reopens them on the next, which for TLS servers means a
+/// handshake each. `pool-purge-delay` trims them.
 pub const DEFAULT_POOL_MAX_CONN: usize = DEFAULT_MAXCONN;
 /// HAProxy's `tune.ssl.cachesize` default.
 pub const DEFAULT_SSL_CACHE_SIZE: usize = 20_000;

@@ -33,8 +33,8 @@ struct Pools {
 
 /// A multiply-and-rotate hash for pool keys: they come from the conf (server
 /// addresses), not from clients, so SipHash's resistance to chosen keys buys
-/// nothing here, and it was ~0.4% of a proxied request's CPU (a lookup in
-/// `take` and one in `put`).
+/// nothing here, and it costs on every proxied request (a lookup in `take`
+/// and one in `put`).
 #[derive(Default, Clone, Copy)]
 struct KeyHasher;
 
