@@ -338,6 +338,9 @@ impl Workers {
             threads: Vec::new(),
             shared: None,
         };
+        // All workers start (and prove their rings) at once; their handles are
+        // collected after.
+        let mut ready = Vec::with_capacity(n);
         for i in 0..n {
             let (htx, hrx) = std::sync::mpsc::channel();
             let (stx, srx) = tokio::sync::oneshot::channel::<()>();
@@ -383,6 +386,11 @@ impl Workers {
                     let _ = rt.block_on(srx);
                 })
                 .map_err(io_err("cannot start worker thread"))?;
+            ready.push(hrx);
+            w.stops.push(stx);
+            w.threads.push(t);
+        }
+        for hrx in ready {
             let h = hrx
                 .recv()
                 .map_err(|_| RunError::Io {
@@ -391,8 +399,6 @@ impl Workers {
                 })?
                 .map_err(io_err("cannot start worker runtime"))?;
             w.handles.push(h);
-            w.stops.push(stx);
-            w.threads.push(t);
         }
         Ok(w)
     }

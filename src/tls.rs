@@ -134,14 +134,19 @@ impl Connector {
         if !self.sni_from_request {
             return None;
         }
-        let host = std::str::from_utf8(crate::conf::acl::strip_port(host?)).ok()?;
-        let name = ServerName::try_from(host.to_ascii_lowercase()).ok()?;
+        let host = std::str::from_utf8(crate::conf::acl::strip_port(host?))
+            .ok()?
+            .to_ascii_lowercase();
         let identity = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            (self.identity, host).hash(&mut h);
-            h.finish()
+            use std::hash::BuildHasher;
+            // Keyed per process: clients choose these names, so they must not
+            // be able to work out colliding ones offline.
+            static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+                std::sync::OnceLock::new();
+            KEY.get_or_init(std::collections::hash_map::RandomState::new)
+                .hash_one((self.identity, &host))
         };
+        let name = ServerName::try_from(host).ok()?;
         Some(Connector {
             config: self.config.clone(),
             name,

@@ -529,11 +529,30 @@ const PROOF_WAIT: Duration = Duration::from_millis(500);
 /// deferred work, so work it leaves for later must be picked up too.
 const PROOF_BURST: usize = 128;
 
+/// Why a ring failed [`prove`].
+#[derive(Debug, thiserror::Error)]
+pub enum ProofError {
+    #[error("cannot open loopback sockets: {0}")]
+    Sockets(io::Error),
+    #[error("cannot start the peer's thread: {0}")]
+    Thread(io::Error),
+    #[error("the peer could not write: {0}")]
+    Write(io::Error),
+    #[error("a read completed before its peer wrote")]
+    Early,
+    #[error("a read returned {0} bytes, not 1")]
+    Short(usize),
+    #[error("a read failed: {0}")]
+    Read(io::Error),
+    #[error("{left} of {n} reads waiting in the kernel did not complete within {PROOF_WAIT:?} of their peer's write")]
+    Stalled { left: usize, n: usize },
+}
+
 /// Shows with real sockets that this worker's ring completes a read that was
 /// waiting in the kernel when its peer wrote, which is what every keep-alive
 /// request does: three single round trips, then a burst. The peer writes from
 /// another thread, at whatever moment it runs, as a client would.
-pub async fn prove() -> Result<(), String> {
+pub async fn prove() -> Result<(), ProofError> {
     let burst = PROOF_BURST.min(file_table_size() as usize / 8).max(1);
     for n in [1, 1, 1, burst] {
         proof_round(n).await?;
@@ -541,11 +560,11 @@ pub async fn prove() -> Result<(), String> {
     Ok(())
 }
 
-async fn proof_round(n: usize) -> Result<(), String> {
+async fn proof_round(n: usize) -> Result<(), ProofError> {
     let pairs = (0..n)
         .map(|_| loopback_pair())
         .collect::<io::Result<Vec<_>>>()
-        .map_err(|e| format!("cannot open loopback sockets: {e}"))?;
+        .map_err(ProofError::Sockets)?;
     let (mut peers, streams): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
     let mut bufs: Vec<BytesMut> = (0..n).map(|_| BytesMut::with_capacity(16)).collect();
     let far = Instant::now() + Duration::from_secs(60);
@@ -554,14 +573,14 @@ async fn proof_round(n: usize) -> Result<(), String> {
         .zip(bufs.iter_mut())
         .map(|(s, b)| Some(Box::pin(s.read_until(b, far))))
         .collect();
-    let mut poll_all = |cx: &mut Context<'_>| -> Result<usize, String> {
+    let mut poll_all = |cx: &mut Context<'_>| -> Result<usize, ProofError> {
         let mut left = 0;
         for r in reads.iter_mut() {
             let Some(f) = r else { continue };
             match f.as_mut().poll(cx) {
                 Poll::Ready(Ok(1)) => *r = None,
-                Poll::Ready(Ok(got)) => return Err(format!("a read returned {got} bytes, not 1")),
-                Poll::Ready(Err(e)) => return Err(format!("a read failed: {e}")),
+                Poll::Ready(Ok(got)) => return Err(ProofError::Short(got)),
+                Poll::Ready(Err(e)) => return Err(ProofError::Read(e)),
                 Poll::Pending => left += 1,
             }
         }
@@ -570,15 +589,18 @@ async fn proof_round(n: usize) -> Result<(), String> {
     // Queued, then in the kernel, each waiting: nothing has been sent yet.
     let left = std::future::poll_fn(|cx| Poll::Ready(poll_all(cx))).await?;
     if left != n {
-        return Err("a read completed before its peer wrote".into());
+        return Err(ProofError::Early);
     }
     flush();
-    let writer = std::thread::spawn(move || {
-        for p in peers.iter_mut() {
-            std::io::Write::write_all(p, b"x")?;
-        }
-        Ok::<_, io::Error>(peers)
-    });
+    let writer = std::thread::Builder::new()
+        .name("lb-ring-proof".into())
+        .spawn(move || {
+            for p in peers.iter_mut() {
+                std::io::Write::write_all(p, b"x")?;
+            }
+            Ok::<_, io::Error>(peers)
+        })
+        .map_err(ProofError::Thread)?;
     let mut left = n;
     let waited = tokio::time::timeout(
         PROOF_WAIT,
@@ -594,14 +616,12 @@ async fn proof_round(n: usize) -> Result<(), String> {
     .await;
     match writer.join() {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(format!("the peer could not write: {e}")),
-        Err(_) => return Err("the peer's thread panicked".into()),
+        Ok(Err(e)) => return Err(ProofError::Write(e)),
+        Err(_) => return Err(ProofError::Write(io::Error::other("its thread panicked"))),
     }
     match waited {
         Ok(r) => r,
-        Err(_) => Err(format!(
-            "{left} of {n} reads waiting in the kernel did not complete within {PROOF_WAIT:?} of their peer's write"
-        )),
+        Err(_) => Err(ProofError::Stalled { left, n }),
     }
 }
 
@@ -609,7 +629,8 @@ async fn proof_round(n: usize) -> Result<(), String> {
 /// on this worker's ring.
 fn loopback_pair() -> io::Result<(std::net::TcpStream, Stream)> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let peer = std::net::TcpStream::connect(l.local_addr()?)?;
+    // Bounded: a firewall that drops SYNs on loopback must not hold the start.
+    let peer = std::net::TcpStream::connect_timeout(&l.local_addr()?, PROOF_WAIT)?;
     let (s, _) = l.accept()?;
     s.set_nonblocking(true)?;
     Ok((
@@ -1545,7 +1566,7 @@ mod tests {
             worker().block_on(async {
                 start_with(mode, false).unwrap();
                 let e = prove().await.unwrap_err();
-                assert!(e.contains("did not complete"), "{e}");
+                assert!(matches!(e, ProofError::Stalled { .. }), "{e}");
                 stop();
                 assert!(!active());
                 // The ring's tasks have ended: nothing holds the runtime.

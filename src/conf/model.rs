@@ -1487,11 +1487,24 @@ impl Builder {
             .chain(self.conf.kvs.iter().map(|k| (k.line_bind, k.bind)))
             .chain(self.conf.webs.iter().map(|w| (w.line_bind, w.bind)))
             .chain(self.conf.apps.iter().map(|a| (a.line_bind, a.bind)));
+        let admin = g.admin.filter(|a| a.port() != 0);
         for (line, addr) in binds {
             if addr.port() != 0 && !seen.insert(addr) {
                 errors.push(self.err(
                     line,
                     format!("address {addr} is already bound by another listener"),
+                ));
+            } else if let Some(a) = admin.filter(|a| {
+                // The admin listener does not share its socket (no SO_REUSEPORT), so
+                // a wildcard on its port, or it a wildcard under another's, clashes too.
+                *a != addr
+                    && a.port() == addr.port()
+                    && a.is_ipv4() == addr.is_ipv4()
+                    && (a.ip().is_unspecified() || addr.ip().is_unspecified())
+            }) {
+                errors.push(self.err(
+                    line,
+                    format!("address {addr} overlaps the admin address {a}"),
                 ));
             }
             if let Err(m) = local_ip(addr.ip()) {
@@ -2048,6 +2061,11 @@ mod tests {
         assert_eq!(
             bad("global\n    admin 127.0.0.1:8000\nkv k\n    bind 127.0.0.1:8000\n"),
             "t.conf:4: address 127.0.0.1:8000 is already bound by another listener"
+        );
+        // The admin listener shares no socket: a wildcard on its port clashes too.
+        assert_eq!(
+            bad("global\n    admin 127.0.0.1:8000\nkv k\n    bind 0.0.0.0:8000\n"),
+            "t.conf:4: address 0.0.0.0:8000 overlaps the admin address 127.0.0.1:8000"
         );
     }
 

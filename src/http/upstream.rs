@@ -31,10 +31,11 @@ struct Pools {
     sweeper: bool,
 }
 
-/// A multiply-and-rotate hash for pool keys: they come from the conf (server
-/// addresses), not from clients, so SipHash's resistance to chosen keys buys
-/// nothing here, and it costs on every proxied request (a lookup in `take`
-/// and one in `put`).
+/// A multiply-and-rotate hash for pool keys: they are server addresses from
+/// the conf and TLS identities (keyed hashes, even for the names clients
+/// choose under `sni req.hdr(host)`), which clients cannot aim at one bucket,
+/// so SipHash's resistance to chosen keys buys nothing here, and it costs on
+/// every proxied request (a lookup in `take` and one in `put`).
 #[derive(Default, Clone, Copy)]
 struct KeyHasher;
 
