@@ -474,6 +474,10 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfErrors> {
         broken: HashSet::new(),
     };
     for (i, s) in sections.iter().enumerate() {
+        if s.lexed_badly {
+            b.placeholder(s);
+            continue;
+        }
         let end = sections.get(i + 1).map_or(usize::MAX, |n| n.line);
         // A line the lexer dropped may be the one a completeness check looks for.
         let lexed_badly = lex_errors.iter().any(|(l, _)| (s.line..end).contains(l));
@@ -622,6 +626,19 @@ impl Builder {
                 self.errors.push(e);
                 true
             }
+        }
+    }
+
+    /// A section whose header line failed to lex: only that error is reported
+    /// (the lexer's). Its lines are not read, since what they belong to is unknown,
+    /// and references to its likely name are not reported again.
+    fn placeholder(&mut self, s: &Section) {
+        if let Some(name) = s.args.first() {
+            self.broken.insert(name.clone());
+        }
+        if s.kind == "defaults" {
+            // Sections after it would not have had the previous defaults.
+            self.defaults = Draft::builtin();
         }
     }
 
@@ -1838,6 +1855,16 @@ mod tests {
         parse_conf("t.conf", text).unwrap_err().to_string()
     }
 
+    /// The lines of the errors of a conf that has some.
+    fn lines(text: &str) -> Vec<usize> {
+        parse_conf("t.conf", text)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| e.line)
+            .collect()
+    }
+
     const BASE: &str = "frontend f\n    bind 127.0.0.1:0\n    default_backend b\nbackend b\n    server s1 127.0.0.1:1\n";
 
     #[test]
@@ -2308,14 +2335,6 @@ mod tests {
 
     #[test]
     fn every_error_once_without_follow_on_errors() {
-        let lines = |t: &str| -> Vec<usize> {
-            parse_conf("t.conf", t)
-                .unwrap_err()
-                .0
-                .iter()
-                .map(|e| e.line)
-                .collect()
-        };
         // A backend whose section failed is not also unknown where it is used.
         assert_eq!(
             lines("frontend f\n    bind :0\n    default_backend b\n    use_backend c if { path / }\nbackend b\n    server s nohost\nbackend c x\n"),
@@ -2334,6 +2353,16 @@ mod tests {
         assert_eq!(
             lines("global\n    nbthread x\nfrontend f\n    bind :0\n    default_backend nope\ndefaults\n    retries y\n"),
             [2, 5, 7]
+        );
+    }
+
+    #[test]
+    fn a_bad_header_keeps_its_lines() {
+        // Its server lines are not the frontend's; 'b' is not also unknown; the
+        // frontend, lexed well, still reports its own missing bind.
+        assert_eq!(
+            bad("frontend f\n    default_backend b\nbackend \"b\n    server s 127.0.0.1:1\n"),
+            "t.conf:1: frontend 'f' has no 'bind' line\nt.conf:3: unterminated double quote"
         );
     }
 
