@@ -728,21 +728,9 @@ impl Builder {
             "frontend" | "backend" | "listen" => self.proxy(s, lexed_badly),
             "kv" => {
                 let mut k = KvConf::new(s.args[0].clone(), s.line);
-                let mut failed = lexed_badly;
-                for d in &s.directives {
-                    let r = self.other_directive(d, |d| kv::directive(&mut k, d));
-                    failed |= self.keep(r);
-                }
-                if failed {
-                    return Ok(());
-                }
-                kv::finish(&k).map_err(|m| self.err(s.line, m))?;
-                self.check_dup(
-                    s.line,
-                    "kv",
-                    &k.name,
-                    self.conf.kvs.iter().map(|x| x.name.as_str()),
-                )?;
+                self.other_section(s, lexed_badly, &mut k, kv::directive, kv::finish);
+                let names = self.conf.kvs.iter().map(|x| x.name.as_str());
+                self.check_dup(s.line, "kv", &k.name, names)?;
                 self.conf.kvs.push(k);
                 Ok(())
             }
@@ -750,46 +738,51 @@ impl Builder {
                 let mut w = WebConf::new(s.args[0].clone(), s.line);
                 // Relative roots are resolved against the conf file's directory.
                 let base = self.base();
-                let mut failed = lexed_badly;
-                for d in &s.directives {
-                    let r = self.other_directive(d, |d| web::directive(&mut w, d, &base));
-                    failed |= self.keep(r);
+                let parse = |w: &mut WebConf, d: &Directive| web::directive(w, d, &base);
+                self.other_section(s, lexed_badly, &mut w, parse, web::finish);
+                // Without a root line (or with one that failed) there is no root to check.
+                if w.line_root != 0 {
+                    let r = web::check_root(&w).map_err(|m| self.err(w.line_root, m));
+                    self.keep(r);
                 }
-                if failed {
-                    return Ok(());
-                }
-                web::finish(&w).map_err(|m| self.err(s.line, m))?;
-                web::check_root(&w).map_err(|m| self.err(w.line_root, m))?;
-                self.check_dup(
-                    s.line,
-                    "web",
-                    &w.name,
-                    self.conf.webs.iter().map(|x| x.name.as_str()),
-                )?;
+                let names = self.conf.webs.iter().map(|x| x.name.as_str());
+                self.check_dup(s.line, "web", &w.name, names)?;
                 self.conf.webs.push(w);
                 Ok(())
             }
             "app" => {
                 let mut a = AppConf::new(s.args[0].clone(), s.line);
-                let mut failed = lexed_badly;
-                for d in &s.directives {
-                    let r = self.other_directive(d, |d| app::directive(&mut a, d));
-                    failed |= self.keep(r);
-                }
-                if failed {
-                    return Ok(());
-                }
-                app::finish(&a).map_err(|m| self.err(s.line, m))?;
-                self.check_dup(
-                    s.line,
-                    "app",
-                    &a.name,
-                    self.conf.apps.iter().map(|x| x.name.as_str()),
-                )?;
+                self.other_section(s, lexed_badly, &mut a, app::directive, app::finish);
+                let names = self.conf.apps.iter().map(|x| x.name.as_str());
+                self.check_dup(s.line, "app", &a.name, names)?;
                 self.conf.apps.push(a);
                 Ok(())
             }
             _ => unreachable!("section kinds are checked above"),
+        }
+    }
+
+    /// Reads the lines of a kv, web or app section into `item`, recording their
+    /// errors. `finish` (is the section complete?) runs only when none failed:
+    /// a failed line may be the one it finds missing. The section is kept even
+    /// when incomplete, so that checks across sections (a duplicate name, an
+    /// address bound twice) still see it; the conf is refused anyway.
+    fn other_section<T>(
+        &mut self,
+        s: &Section,
+        lexed_badly: bool,
+        item: &mut T,
+        mut parse: impl FnMut(&mut T, &Directive) -> Result<(), String>,
+        finish: impl FnOnce(&T) -> Result<(), String>,
+    ) {
+        let mut failed = lexed_badly;
+        for d in &s.directives {
+            let r = self.other_directive(d, |d| parse(item, d));
+            failed |= self.keep(r);
+        }
+        if !failed {
+            let r = finish(item).map_err(|m| self.err(s.line, m));
+            self.keep(r);
         }
     }
 
@@ -2477,6 +2470,24 @@ mod tests {
         assert_eq!(
             lines("global\n    admin-auth user\n    admin 0.0.0.0:9000\n"),
             [2]
+        );
+    }
+
+    #[test]
+    fn checks_that_need_no_complete_section_still_run() {
+        // A duplicate name, whichever of the two sections failed.
+        assert_eq!(
+            lines("kv k\n    bind 127.0.0.1:0\nkv k\n    bind 127.0.0.1:0\n    hz x\n"),
+            [3, 5]
+        );
+        assert_eq!(
+            lines("app a\n    bind 127.0.0.1:0\n    kv-pool x\napp a\n    bind 127.0.0.1:0\n    kv-primary 127.0.0.1:1\n"),
+            [3, 4]
+        );
+        // A root that is not there, next to another error.
+        assert_eq!(
+            lines("web w\n    bind 127.0.0.1:0\n    root /nonexistent/www\n    index a/b\n"),
+            [3, 4]
         );
     }
 
