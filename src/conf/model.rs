@@ -472,8 +472,15 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfErrors> {
         default_backend_refs: Vec::new(),
         errors: Vec::new(),
         broken: HashSet::new(),
+        mode_unknown_frontends: HashSet::new(),
+        mode_unknown_backends: HashSet::new(),
+        failed_global: HashSet::new(),
     };
     for (i, s) in sections.iter().enumerate() {
+        if s.lexed_badly {
+            b.placeholder(s);
+            continue;
+        }
         let end = sections.get(i + 1).map_or(usize::MAX, |n| n.line);
         // A line the lexer dropped may be the one a completeness check looks for.
         let lexed_badly = lex_errors.iter().any(|(l, _)| (s.line..end).contains(l));
@@ -513,6 +520,10 @@ pub fn load(path: &str) -> Result<Conf, ConfErrors> {
 #[derive(Debug, Clone)]
 struct Draft {
     mode: Mode,
+    /// A `mode` line failed (here or in the defaults this came from), or a line
+    /// that failed to lex may have been one: checks that depend on the mode are
+    /// skipped rather than made against the default.
+    mode_unknown: bool,
     balance: Balance,
     binds: Vec<Bind>,
     default_backend: Option<(usize, String)>,
@@ -545,6 +556,7 @@ impl Draft {
     fn builtin() -> Draft {
         Draft {
             mode: Mode::Tcp,
+            mode_unknown: false,
             balance: Balance::RoundRobin,
             binds: Vec::new(),
             default_backend: None,
@@ -590,6 +602,13 @@ struct Builder {
     /// Names of sections that had errors: references to them are not reported
     /// again as unknown or mismatched.
     broken: HashSet<String>,
+    /// Frontends and backends (listens are both) whose mode is unknown (see
+    /// `Draft::mode_unknown`): no mode mismatch is reported for them.
+    mode_unknown_frontends: HashSet<String>,
+    mode_unknown_backends: HashSet<String>,
+    /// Global keywords of lines that failed: checks that depend on their values
+    /// (cpu-map on nbthread, admin on admin-auth) are skipped.
+    failed_global: HashSet<&'static str>,
 }
 
 impl Builder {
@@ -622,6 +641,23 @@ impl Builder {
                 self.errors.push(e);
                 true
             }
+        }
+    }
+
+    /// A section whose header line failed to lex: only that error is reported
+    /// (the lexer's). Its lines are not read, since what they belong to is unknown,
+    /// and references to its likely name are not reported again.
+    fn placeholder(&mut self, s: &Section) {
+        if let Some(name) = s.args.first() {
+            self.broken.insert(name.clone());
+        }
+        if s.kind == "defaults" {
+            // Sections after it would not have had the previous defaults, nor
+            // perhaps the built-in mode.
+            self.defaults = Draft {
+                mode_unknown: true,
+                ..Draft::builtin()
+            };
         }
     }
 
@@ -664,7 +700,16 @@ impl Builder {
             "global" => {
                 for d in &s.directives {
                     let r = self.global(d);
-                    self.keep(r);
+                    if self.keep(r) {
+                        if let Some(kw) = meant(d.keyword(), GLOBAL_KEYWORDS) {
+                            self.failed_global.insert(kw);
+                        }
+                    }
+                }
+                if lexed_badly {
+                    // The line that failed to lex may have been any of them.
+                    self.failed_global
+                        .extend(["nbthread", "admin-auth", "admin-insecure"]);
                 }
                 Ok(())
             }
@@ -672,29 +717,20 @@ impl Builder {
                 let mut d = Draft::builtin();
                 for dir in &s.directives {
                     let r = self.proxy_directive(D, "defaults", dir, &mut d);
-                    self.keep(r);
+                    if self.keep(r) && meant_proxy(dir.keyword()) == Some("mode") {
+                        d.mode_unknown = true;
+                    }
                 }
+                d.mode_unknown |= lexed_badly;
                 self.defaults = d;
                 Ok(())
             }
             "frontend" | "backend" | "listen" => self.proxy(s, lexed_badly),
             "kv" => {
                 let mut k = KvConf::new(s.args[0].clone(), s.line);
-                let mut failed = lexed_badly;
-                for d in &s.directives {
-                    let r = self.other_directive(d, |d| kv::directive(&mut k, d));
-                    failed |= self.keep(r);
-                }
-                if failed {
-                    return Ok(());
-                }
-                kv::finish(&k).map_err(|m| self.err(s.line, m))?;
-                self.check_dup(
-                    s.line,
-                    "kv",
-                    &k.name,
-                    self.conf.kvs.iter().map(|x| x.name.as_str()),
-                )?;
+                self.other_section(s, lexed_badly, &mut k, kv::directive, kv::finish);
+                let names = self.conf.kvs.iter().map(|x| x.name.as_str());
+                self.check_dup(s.line, "kv", &k.name, names)?;
                 self.conf.kvs.push(k);
                 Ok(())
             }
@@ -702,46 +738,51 @@ impl Builder {
                 let mut w = WebConf::new(s.args[0].clone(), s.line);
                 // Relative roots are resolved against the conf file's directory.
                 let base = self.base();
-                let mut failed = lexed_badly;
-                for d in &s.directives {
-                    let r = self.other_directive(d, |d| web::directive(&mut w, d, &base));
-                    failed |= self.keep(r);
+                let parse = |w: &mut WebConf, d: &Directive| web::directive(w, d, &base);
+                self.other_section(s, lexed_badly, &mut w, parse, web::finish);
+                // Without a root line (or with one that failed) there is no root to check.
+                if w.line_root != 0 {
+                    let r = web::check_root(&w).map_err(|m| self.err(w.line_root, m));
+                    self.keep(r);
                 }
-                if failed {
-                    return Ok(());
-                }
-                web::finish(&w).map_err(|m| self.err(s.line, m))?;
-                web::check_root(&w).map_err(|m| self.err(w.line_root, m))?;
-                self.check_dup(
-                    s.line,
-                    "web",
-                    &w.name,
-                    self.conf.webs.iter().map(|x| x.name.as_str()),
-                )?;
+                let names = self.conf.webs.iter().map(|x| x.name.as_str());
+                self.check_dup(s.line, "web", &w.name, names)?;
                 self.conf.webs.push(w);
                 Ok(())
             }
             "app" => {
                 let mut a = AppConf::new(s.args[0].clone(), s.line);
-                let mut failed = lexed_badly;
-                for d in &s.directives {
-                    let r = self.other_directive(d, |d| app::directive(&mut a, d));
-                    failed |= self.keep(r);
-                }
-                if failed {
-                    return Ok(());
-                }
-                app::finish(&a).map_err(|m| self.err(s.line, m))?;
-                self.check_dup(
-                    s.line,
-                    "app",
-                    &a.name,
-                    self.conf.apps.iter().map(|x| x.name.as_str()),
-                )?;
+                self.other_section(s, lexed_badly, &mut a, app::directive, app::finish);
+                let names = self.conf.apps.iter().map(|x| x.name.as_str());
+                self.check_dup(s.line, "app", &a.name, names)?;
                 self.conf.apps.push(a);
                 Ok(())
             }
             _ => unreachable!("section kinds are checked above"),
+        }
+    }
+
+    /// Reads the lines of a kv, web or app section into `item`, recording their
+    /// errors. `finish` (is the section complete?) runs only when none failed:
+    /// a failed line may be the one it finds missing. The section is kept even
+    /// when incomplete, so that checks across sections (a duplicate name, an
+    /// address bound twice) still see it; the conf is refused anyway.
+    fn other_section<T>(
+        &mut self,
+        s: &Section,
+        lexed_badly: bool,
+        item: &mut T,
+        mut parse: impl FnMut(&mut T, &Directive) -> Result<(), String>,
+        finish: impl FnOnce(&T) -> Result<(), String>,
+    ) {
+        let mut failed = lexed_badly;
+        for d in &s.directives {
+            let r = self.other_directive(d, |d| parse(item, d));
+            failed |= self.keep(r);
+        }
+        if !failed {
+            let r = finish(item).map_err(|m| self.err(s.line, m));
+            self.keep(r);
         }
     }
 
@@ -918,17 +959,31 @@ impl Builder {
             d.default_backend = None;
         }
         let mut failed = lexed_badly;
-        // `acl NAME ...` (or a misspelt keyword before NAME) that failed: conditions
-        // naming it are not reported again.
+        // `acl NAME ...` (or a misspelt `acl`) that failed: conditions naming it
+        // are not reported again.
         let mut failed_names: Vec<String> = Vec::new();
         for dir in &s.directives {
             let r = self.proxy_directive(mask, kind, dir, &mut d);
             if self.keep(r) {
                 failed = true;
-                failed_names.extend(dir.args.get(1).cloned());
+                match meant_proxy(dir.keyword()) {
+                    Some("mode") => d.mode_unknown = true,
+                    Some("acl") => failed_names.extend(dir.args.get(1).cloned()),
+                    _ => {}
+                }
             }
         }
-        self.check_mode_needs(&d);
+        d.mode_unknown |= lexed_badly;
+        if d.mode_unknown {
+            if mask & (F | L) != 0 {
+                self.mode_unknown_frontends.insert(name.clone());
+            }
+            if mask & (B | L) != 0 {
+                self.mode_unknown_backends.insert(name.clone());
+            }
+        } else {
+            self.check_mode_needs(&d);
+        }
         if mask & (F | L) != 0 {
             if d.binds.is_empty() {
                 if failed {
@@ -1131,7 +1186,7 @@ impl Builder {
                 self.errors.push(e);
             }
         }
-        if d.client_limits.http_req_rate.is_some() && d.mode != Mode::Http {
+        if d.client_limits.http_req_rate.is_some() && d.mode != Mode::Http && !d.mode_unknown {
             let e = self.err(
                 line,
                 format!("'limit http-req-rate' in '{section}' needs 'mode http'"),
@@ -1197,7 +1252,8 @@ impl Builder {
                     "tcp" => Mode::Tcp,
                     "http" => Mode::Http,
                     m => return Err(e(format!("unknown mode '{m}' (expected tcp or http)"))),
-                }
+                };
+                p.mode_unknown = false;
             }
             "default_backend" => {
                 p.default_backend = Some((d.line, one_arg(a).map_err(e)?.to_string()));
@@ -1405,12 +1461,21 @@ impl Builder {
     fn validate(&mut self) {
         let mut errors = Vec::new();
         let g = &self.conf.global;
-        // Without nbthread, against this machine's cores, as a start here would.
-        if let Err((line, m)) = super::cpumap::for_workers(&g.cpu_map, g.threads()) {
-            errors.push(self.err(line, format!("'cpu-map': {m}")));
+        let failed = |kw| self.failed_global.contains(kw);
+        // Without nbthread, against this machine's cores, as a start here would;
+        // with one that failed, the count is unknown.
+        if !failed("nbthread") {
+            if let Err((line, m)) = super::cpumap::for_workers(&g.cpu_map, g.threads()) {
+                errors.push(self.err(line, format!("'cpu-map': {m}")));
+            }
         }
         if let Some(addr) = g.admin {
-            if !addr.ip().is_loopback() && g.admin_auth.is_none() && !g.admin_insecure {
+            if !addr.ip().is_loopback()
+                && g.admin_auth.is_none()
+                && !g.admin_insecure
+                && !failed("admin-auth")
+                && !failed("admin-insecure")
+            {
                 errors.push(self.err(
                     g.admin_line,
                     format!("'admin': refusing {addr} (not loopback) without 'admin-auth USER:PASSWORD' (or 'admin-insecure')"),
@@ -1439,8 +1504,12 @@ impl Builder {
                 ));
                 continue;
             };
-            // A failed `mode` line leaves the default mode: no mismatch to report.
-            if self.broken.contains(fe) || self.broken.contains(be) {
+            // A section with errors, or whose mode is unknown: no mismatch to report.
+            if self.broken.contains(fe)
+                || self.broken.contains(be)
+                || self.mode_unknown_frontends.contains(fe)
+                || self.mode_unknown_backends.contains(be)
+            {
                 continue;
             }
             let f = self.conf.frontends.iter().find(|f| &f.name == fe);
@@ -1705,6 +1774,22 @@ fn limit(a: &[String], l: &mut ClientLimits) -> Result<(), String> {
     Ok(())
 }
 
+/// The keyword a failed line was meant to have: its own if known, else the one
+/// its misspelling suggests (as the error message does).
+fn meant(kw: &str, known: &[&'static str]) -> Option<&'static str> {
+    known
+        .iter()
+        .find(|k| **k == kw)
+        .copied()
+        .or_else(|| parse::suggest(kw, known))
+}
+
+/// `meant` among frontend/backend/listen/defaults keywords.
+fn meant_proxy(kw: &str) -> Option<&'static str> {
+    let known: Vec<&'static str> = PROXY_KEYWORDS.iter().map(|(k, _)| *k).collect();
+    meant(kw, &known)
+}
+
 fn one_arg(a: &[String]) -> Result<&str, String> {
     match a.len() {
         1 => Err("missing argument".into()),
@@ -1836,6 +1921,16 @@ mod tests {
 
     fn bad(text: &str) -> String {
         parse_conf("t.conf", text).unwrap_err().to_string()
+    }
+
+    /// The lines of the errors of a conf that has some.
+    fn lines(text: &str) -> Vec<usize> {
+        parse_conf("t.conf", text)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| e.line)
+            .collect()
     }
 
     const BASE: &str = "frontend f\n    bind 127.0.0.1:0\n    default_backend b\nbackend b\n    server s1 127.0.0.1:1\n";
@@ -2308,14 +2403,6 @@ mod tests {
 
     #[test]
     fn every_error_once_without_follow_on_errors() {
-        let lines = |t: &str| -> Vec<usize> {
-            parse_conf("t.conf", t)
-                .unwrap_err()
-                .0
-                .iter()
-                .map(|e| e.line)
-                .collect()
-        };
         // A backend whose section failed is not also unknown where it is used.
         assert_eq!(
             lines("frontend f\n    bind :0\n    default_backend b\n    use_backend c if { path / }\nbackend b\n    server s nohost\nbackend c x\n"),
@@ -2334,6 +2421,85 @@ mod tests {
         assert_eq!(
             lines("global\n    nbthread x\nfrontend f\n    bind :0\n    default_backend nope\ndefaults\n    retries y\n"),
             [2, 5, 7]
+        );
+    }
+
+    #[test]
+    fn a_bad_header_keeps_its_lines() {
+        // Its server lines are not the frontend's; 'b' is not also unknown; the
+        // frontend, lexed well, still reports its own missing bind.
+        assert_eq!(
+            bad("frontend f\n    default_backend b\nbackend \"b\n    server s 127.0.0.1:1\n"),
+            "t.conf:1: frontend 'f' has no 'bind' line\nt.conf:3: unterminated double quote"
+        );
+    }
+
+    #[test]
+    fn a_failed_setting_is_unknown_not_its_default() {
+        // A failed mode in defaults: the frontend's mode is unknown, not tcp.
+        assert_eq!(
+            lines("defaults\n    mode htp\nfrontend f\n    bind 127.0.0.1:0\n    default_backend b\nbackend b\n    mode http\n    server s 127.0.0.1:1\n"),
+            [2]
+        );
+        // ... until a section says its mode.
+        assert_eq!(
+            lines("defaults\n    mode htp\nfrontend f\n    mode tcp\n    bind 127.0.0.1:0\n    default_backend b\nbackend b\n    mode http\n"),
+            [2, 6]
+        );
+        // Nor after a defaults whose header failed to lex (its mode line is lost).
+        assert_eq!(
+            lines("defaults \"d\n    mode http\nfrontend f\n    bind 127.0.0.1:0\n    default_backend b\nbackend b\n    mode http\n"),
+            [1]
+        );
+        // Mode-dependent options of a section whose mode failed (or was misspelt).
+        assert_eq!(
+            lines("backend b\n    mode htp\n    server s 127.0.0.1:1 ssl verify none sni req.hdr(host)\n"),
+            [2]
+        );
+        assert_eq!(
+            lines(
+                "frontend f\n    mdoe http\n    bind 127.0.0.1:0\n    limit http-req-rate 10/s\n"
+            ),
+            [2]
+        );
+        // A failed nbthread is not the core count; a failed admin-auth is not none.
+        assert_eq!(
+            lines("global\n    nbthread 1000x\n    cpu-map 1/1000 0\n"),
+            [2]
+        );
+        assert_eq!(
+            lines("global\n    admin-auth user\n    admin 0.0.0.0:9000\n"),
+            [2]
+        );
+    }
+
+    #[test]
+    fn checks_that_need_no_complete_section_still_run() {
+        // A duplicate name, whichever of the two sections failed.
+        assert_eq!(
+            lines("kv k\n    bind 127.0.0.1:0\nkv k\n    bind 127.0.0.1:0\n    hz x\n"),
+            [3, 5]
+        );
+        assert_eq!(
+            lines("app a\n    bind 127.0.0.1:0\n    kv-pool x\napp a\n    bind 127.0.0.1:0\n    kv-primary 127.0.0.1:1\n"),
+            [3, 4]
+        );
+        // A root that is not there, next to another error.
+        assert_eq!(
+            lines("web w\n    bind 127.0.0.1:0\n    root /nonexistent/www\n    index a/b\n"),
+            [3, 4]
+        );
+    }
+
+    #[test]
+    fn only_a_failed_acl_line_hides_the_acl_it_names() {
+        assert_eq!(
+            lines("frontend f\n    mode http\n    bind 127.0.0.1:0\n    use_backend a if { pth / }\n    http-request deny if a\n"),
+            [4, 5]
+        );
+        assert_eq!(
+            lines("frontend f\n    mode http\n    bind 127.0.0.1:0\n    acll a path /\n    http-request deny if a\n"),
+            [4]
         );
     }
 

@@ -74,35 +74,41 @@ pub struct Section {
     pub kind: String,
     pub args: Vec<String>,
     pub directives: Vec<Directive>,
+    /// The header line failed to lex: `kind` and `args` are a best guess, and the
+    /// section only holds its lines so they are not taken for the previous section's.
+    pub lexed_badly: bool,
 }
 
-/// Splits text into sections. A line that cannot be split is left out and
-/// reported (line number and message; the caller adds the file name), so that
-/// every such line is found in one pass.
+/// Splits text into sections. A line that cannot be split is reported (line
+/// number and message; the caller adds the file name), so that every such line
+/// is found in one pass, and left out; a header line still starts a section
+/// (`lexed_badly`) that takes the lines under it.
 pub fn sections(text: &str) -> (Vec<Section>, Vec<(usize, String)>) {
     let mut out: Vec<Section> = Vec::new();
     let mut errors = Vec::new();
     for (idx, raw) in text.lines().enumerate() {
         let line = idx + 1;
-        let args = match tokenize(raw) {
-            Ok(a) => a,
-            Err(m) => {
-                errors.push((line, m));
+        let indented = raw.starts_with([' ', '\t']);
+        let (args, err) = split(raw);
+        let lexed_badly = err.is_some();
+        if let Some(m) = err {
+            errors.push((line, m.to_string()));
+            if indented {
                 continue;
             }
-        };
-        if args.is_empty() {
-            continue;
         }
-        let indented = raw.starts_with([' ', '\t']);
-        if !indented {
+        if !indented && (lexed_badly || !args.is_empty()) {
+            // A bad header still starts a section, so that its lines are not
+            // taken for the previous section's.
+            let mut words = args.into_iter();
             out.push(Section {
                 line,
-                kind: args[0].clone(),
-                args: args[1..].to_vec(),
+                kind: words.next().unwrap_or_default(),
+                args: words.collect(),
                 directives: Vec::new(),
+                lexed_badly,
             });
-        } else {
+        } else if !args.is_empty() {
             match out.last_mut() {
                 Some(s) => s.directives.push(Directive { line, args }),
                 None => errors.push((
@@ -121,10 +127,20 @@ pub fn sections(text: &str) -> (Vec<Section>, Vec<(usize, String)>) {
 /// Splits one line into words: whitespace separates, `#` at a word start begins a
 /// comment, double quotes group, backslash escapes the next character.
 pub fn tokenize(line: &str) -> Result<Vec<String>, String> {
+    match split(line) {
+        (words, None) => Ok(words),
+        (_, Some(m)) => Err(m.into()),
+    }
+}
+
+/// The words of a line as far as they can be told, and what is wrong with it:
+/// an unterminated quote ends the line, a lone final backslash is dropped.
+fn split(line: &str) -> (Vec<String>, Option<&'static str>) {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;
     let mut in_quote = false;
+    let mut lone_backslash = false;
     let mut chars = line.chars();
     while let Some(c) = chars.next() {
         match c {
@@ -133,7 +149,10 @@ pub fn tokenize(line: &str) -> Result<Vec<String>, String> {
                     cur.push(n);
                     in_word = true;
                 }
-                None => return Err("line ends with a lone backslash".into()),
+                None => {
+                    lone_backslash = true;
+                    break;
+                }
             },
             '"' => {
                 in_quote = !in_quote;
@@ -153,13 +172,15 @@ pub fn tokenize(line: &str) -> Result<Vec<String>, String> {
             }
         }
     }
-    if in_quote {
-        return Err("unterminated double quote".into());
-    }
     if in_word {
         out.push(cur);
     }
-    Ok(out)
+    let err = if lone_backslash {
+        Some("line ends with a lone backslash")
+    } else {
+        in_quote.then_some("unterminated double quote")
+    };
+    (out, err)
 }
 
 /// `10s`, `500ms`, `2m`, `1h`, `1d`; a bare number is milliseconds, as in HAProxy.
@@ -313,6 +334,33 @@ mod tests {
         assert_eq!(e[0].0, 1);
         assert!(e[0].1.contains("outside of any section"));
         assert_eq!(e[2].0, 4);
+    }
+
+    #[test]
+    fn bad_header_starts_a_section_of_its_own() {
+        let (s, e) = sections("frontend f\n  bind :80\nbackend \"b\n  server s :1\n\"\n  x\n");
+        assert_eq!(
+            e,
+            [
+                (3, "unterminated double quote".to_string()),
+                (5, "unterminated double quote".to_string())
+            ]
+        );
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0].directives.len(), 1);
+        assert!(!s[0].lexed_badly);
+        assert_eq!(
+            (s[1].kind.as_str(), s[1].args.as_slice()),
+            ("backend", ["b".to_string()].as_slice())
+        );
+        assert!(s[1].lexed_badly);
+        assert_eq!(s[1].directives[0].args, ["server", "s", ":1"]);
+        // No words at all: still a section, with no kind.
+        assert!(s[2].lexed_badly && s[2].kind.is_empty());
+        assert_eq!(s[2].directives[0].line, 6);
+        let (s, e) = sections("backend b\\\n  server s :1\n");
+        assert_eq!(e[0].1, "line ends with a lone backslash");
+        assert_eq!(s[0].args, ["b"]);
     }
 
     #[test]
