@@ -149,6 +149,49 @@ fn a_101_must_switch_to_a_protocol_the_client_offered() {
 }
 
 #[test]
+fn a_101_reads_upgrade_and_connection_over_every_field_line() {
+    let (srv, _) = raw_server(|head, s| {
+        let answer: &[u8] = if head.starts_with("GET /split ") {
+            // The server sees the client's whole offer, both lines of it.
+            assert!(head.contains("\r\nUpgrade: h2c\r\n"), "{head}");
+            assert!(head.contains("\r\nUpgrade: websocket\r\n"), "{head}");
+            SWITCH
+        } else {
+            // The first line names what the client offered, the second not.
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\nUpgrade: h2c\r\n\r\n"
+        };
+        s.write_all(answer).unwrap();
+        let mut b = [0u8; 64];
+        while let Ok(n @ 1..) = s.read(&mut b) {
+            if s.write_all(&b[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    let lb = start_lb(srv);
+    let addr = lb.addr("frontend", "f");
+
+    // RFC 9110 5.3: two Upgrade lines are one list, "h2c, websocket"; so are
+    // the two Connection lines. The server's websocket was offered.
+    let mut c = Client::connect(addr);
+    c.send(
+        b"GET /split HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nUpgrade: h2c\r\n\
+          Connection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+    );
+    let r = c.read(false).expect("a response");
+    assert_eq!(r.status, 101);
+    assert_eq!(r.header("upgrade"), Some("websocket"));
+    c.assert_echo(b"ping");
+
+    // The server's second Upgrade line switches to h2c, which was not offered.
+    let mut c = Client::connect(addr);
+    c.send(b"GET /second HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n");
+    assert_eq!(c.read(false).expect("a response").status, 502);
+    c.expect_closed("after the 502");
+    lb.wait_log("invalid response: 101 to a protocol the client did not offer");
+}
+
+#[test]
 fn a_bad_chunk_before_anything_was_relayed_is_a_502() {
     let (srv, _) = raw_server(|_, s| {
         s.write_all(

@@ -755,25 +755,26 @@ fn invalid_response(server: &Server, why: &str) {
 
 /// Whether a 101 may go to the client: only as the answer to a request with
 /// `Upgrade` and `Connection: upgrade`, naming in its own `Upgrade` only
-/// protocols the client offered (RFC 9110 section 7.8).
+/// protocols the client offered (RFC 9110 section 7.8). Either side may
+/// split its `Upgrade` list over several field lines (RFC 9110 5.3).
 fn switch_allowed(req: &RequestHead, resp: &ResponseHead) -> Result<(), &'static str> {
     if !req.upgrade {
         return Err("unsolicited 101");
     }
-    let offered = req.header("upgrade").unwrap_or_default();
-    let mut to = tokens(resp.header("upgrade").unwrap_or_default()).peekable();
+    let mut to = list(resp.header_values("upgrade")).peekable();
     if to.peek().is_none() {
         return Err("101 without Upgrade");
     }
-    if !to.all(|p| tokens(offered).any(|o| o.eq_ignore_ascii_case(p))) {
+    if !to.all(|p| list(req.header_values("upgrade")).any(|o| o.eq_ignore_ascii_case(p))) {
         return Err("101 to a protocol the client did not offer");
     }
     Ok(())
 }
 
-/// The non-empty items of a comma-separated header value, trimmed.
-fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
-    v.split(|&b| b == b',')
+/// The non-empty items, trimmed, of a list field over all its field lines.
+fn list<'a>(lines: impl Iterator<Item = &'a [u8]>) -> impl Iterator<Item = &'a [u8]> {
+    lines
+        .flat_map(|v| v.split(|&b| b == b','))
         .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty())
 }
