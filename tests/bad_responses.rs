@@ -254,6 +254,63 @@ fn a_transfer_encoding_not_ending_in_chunked_is_read_until_close() {
 }
 
 #[test]
+fn an_http10_client_gets_no_transfer_coding() {
+    let (srv, _) = raw_server(|head, s| {
+        let answer: &[u8] = if head.starts_with("GET /gzip ") {
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nnot really gzip"
+        } else if head.starts_with("GET /gzip-chunked ") {
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        } else if head.starts_with("GET /gzip-lines ") {
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\nhello"
+        } else if head.starts_with("HEAD ") {
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        } else {
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        };
+        s.write_all(answer).unwrap();
+        // Until-close bodies end here; the others wait for lb to close.
+        if head.starts_with("GET /gzip") {
+            let _ = s.shutdown(std::net::Shutdown::Write);
+        }
+    });
+    let lb = start_lb(srv);
+    let addr = lb.addr("frontend", "f");
+
+    // A coding other than chunked cannot be told to an HTTP/1.0 client
+    // (RFC 9112 6.1), and stripped it would pass coded bytes as the content.
+    for (i, path) in ["/gzip", "/gzip-chunked", "/gzip-lines"].iter().enumerate() {
+        let mut c = Client::connect(addr);
+        c.send(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes());
+        assert_eq!(c.read(false).expect("a response").status, 502, "{path}");
+        c.expect_closed(path);
+        lb.wait_log_count(
+            "invalid response: transfer coding an HTTP/1.0 client cannot receive",
+            i + 1,
+        );
+    }
+
+    // Only chunked: undone, with no Transfer-Encoding left, body or not.
+    let mut c = Client::connect(addr);
+    c.send(b"GET /chunked HTTP/1.0\r\n\r\n");
+    let r = c.read(false).expect("a response");
+    assert_eq!((r.status, r.header("transfer-encoding")), (200, None));
+    assert_eq!(r.text(), "hello");
+    let mut c = Client::connect(addr);
+    c.send(b"HEAD /chunked HTTP/1.0\r\n\r\n");
+    let r = c.read(true).expect("a response");
+    assert_eq!((r.status, r.header("transfer-encoding")), (200, None));
+    c.expect_closed("HTTP/1.0 without keep-alive");
+
+    // An HTTP/1.1 client still gets the coding (and, to read the re-framed
+    // body to its end, asks for the close).
+    let mut c = Client::connect(addr);
+    c.send(b"GET /gzip-chunked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let r = c.read(false).expect("a response");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("transfer-encoding"), Some("gzip, chunked"));
+}
+
+#[test]
 fn broken_framing_is_a_502_logged_with_why() {
     let cases: &[(&str, &str, &str)] = &[
         (
