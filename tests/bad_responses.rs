@@ -39,6 +39,17 @@ fn raw_server(
     (addr, conns)
 }
 
+/// A raw server that answers each request head with the answer of the first
+/// prefix the head starts with, and nothing when none fits.
+fn canned_server(answers: &'static [(&'static str, &'static str)]) -> SocketAddr {
+    raw_server(move |head, s| {
+        if let Some((_, a)) = answers.iter().find(|(p, _)| head.starts_with(p)) {
+            let _ = s.write_all(a.as_bytes());
+        }
+    })
+    .0
+}
+
 /// Whether the peer closes `s` (EOF or reset) within `WAIT`.
 fn closes(s: &mut TcpStream) -> bool {
     s.set_read_timeout(Some(WAIT)).unwrap();
@@ -59,6 +70,18 @@ fn start_lb(server: SocketAddr) -> Lb {
         ),
         1,
     )
+}
+
+/// Writes `answer` (a 101), then echoes what comes: the tunnel of an upgrade
+/// that goes ahead.
+fn answer_then_echo(s: &mut TcpStream, answer: &[u8]) {
+    s.write_all(answer).unwrap();
+    let mut b = [0u8; 64];
+    while let Ok(n @ 1..) = s.read(&mut b) {
+        if s.write_all(&b[..n]).is_err() {
+            break;
+        }
+    }
 }
 
 const SWITCH: &[u8] =
@@ -112,14 +135,7 @@ fn a_101_must_switch_to_a_protocol_the_client_offered() {
         } else {
             b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: WebSocket\r\n\r\n"
         };
-        s.write_all(answer).unwrap();
-        // An echo tunnel for the upgrade that goes ahead.
-        let mut b = [0u8; 64];
-        while let Ok(n @ 1..) = s.read(&mut b) {
-            if s.write_all(&b[..n]).is_err() {
-                break;
-            }
-        }
+        answer_then_echo(s, answer);
     });
     let lb = start_lb(srv);
     let addr = lb.addr("frontend", "f");
@@ -160,13 +176,7 @@ fn a_101_reads_upgrade_and_connection_over_every_field_line() {
             // The first line names what the client offered, the second not.
             b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\nUpgrade: h2c\r\n\r\n"
         };
-        s.write_all(answer).unwrap();
-        let mut b = [0u8; 64];
-        while let Ok(n @ 1..) = s.read(&mut b) {
-            if s.write_all(&b[..n]).is_err() {
-                break;
-            }
-        }
+        answer_then_echo(s, answer);
     });
     let lb = start_lb(srv);
     let addr = lb.addr("frontend", "f");
@@ -255,24 +265,29 @@ fn a_transfer_encoding_not_ending_in_chunked_is_read_until_close() {
 
 #[test]
 fn an_http10_client_gets_no_transfer_coding() {
-    let (srv, _) = raw_server(|head, s| {
-        let answer: &[u8] = if head.starts_with("GET /gzip ") {
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nnot really gzip"
-        } else if head.starts_with("GET /gzip-chunked ") {
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
-        } else if head.starts_with("GET /gzip-lines ") {
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\nhello"
-        } else if head.starts_with("HEAD ") {
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-        } else {
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
-        };
-        s.write_all(answer).unwrap();
-        // Until-close bodies end here; the others wait for lb to close.
-        if head.starts_with("GET /gzip") {
-            let _ = s.shutdown(std::net::Shutdown::Write);
-        }
-    });
+    // By request line; lb reads none of the bodies that run until close.
+    let srv = canned_server(&[
+        (
+            "GET /gzip ",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nnot really gzip",
+        ),
+        (
+            "GET /gzip-chunked ",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        ),
+        (
+            "GET /gzip-lines ",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\nhello",
+        ),
+        (
+            "HEAD ",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ),
+        (
+            "GET /chunked ",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        ),
+    ]);
     let lb = start_lb(srv);
     let addr = lb.addr("frontend", "f");
 
