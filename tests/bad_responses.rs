@@ -39,6 +39,17 @@ fn raw_server(
     (addr, conns)
 }
 
+/// A raw server that answers each request head with the answer of the first
+/// prefix the head starts with, and nothing when none fits.
+fn canned_server(answers: &'static [(&'static str, &'static str)]) -> SocketAddr {
+    raw_server(move |head, s| {
+        if let Some((_, a)) = answers.iter().find(|(p, _)| head.starts_with(p)) {
+            let _ = s.write_all(a.as_bytes());
+        }
+    })
+    .0
+}
+
 /// Whether the peer closes `s` (EOF or reset) within `WAIT`.
 fn closes(s: &mut TcpStream) -> bool {
     s.set_read_timeout(Some(WAIT)).unwrap();
@@ -59,6 +70,18 @@ fn start_lb(server: SocketAddr) -> Lb {
         ),
         1,
     )
+}
+
+/// Writes `answer` (a 101), then echoes what comes: the tunnel of an upgrade
+/// that goes ahead.
+fn answer_then_echo(s: &mut TcpStream, answer: &[u8]) {
+    s.write_all(answer).unwrap();
+    let mut b = [0u8; 64];
+    while let Ok(n @ 1..) = s.read(&mut b) {
+        if s.write_all(&b[..n]).is_err() {
+            break;
+        }
+    }
 }
 
 const SWITCH: &[u8] =
@@ -112,14 +135,7 @@ fn a_101_must_switch_to_a_protocol_the_client_offered() {
         } else {
             b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: WebSocket\r\n\r\n"
         };
-        s.write_all(answer).unwrap();
-        // An echo tunnel for the upgrade that goes ahead.
-        let mut b = [0u8; 64];
-        while let Ok(n @ 1..) = s.read(&mut b) {
-            if s.write_all(&b[..n]).is_err() {
-                break;
-            }
-        }
+        answer_then_echo(s, answer);
     });
     let lb = start_lb(srv);
     let addr = lb.addr("frontend", "f");
@@ -146,6 +162,43 @@ fn a_101_must_switch_to_a_protocol_the_client_offered() {
         assert_eq!(status, 101);
         c.assert_echo(b"ping");
     }
+}
+
+#[test]
+fn a_101_reads_upgrade_and_connection_over_every_field_line() {
+    let (srv, _) = raw_server(|head, s| {
+        let answer: &[u8] = if head.starts_with("GET /split ") {
+            // The server sees the client's whole offer, both lines of it.
+            assert!(head.contains("\r\nUpgrade: h2c\r\n"), "{head}");
+            assert!(head.contains("\r\nUpgrade: websocket\r\n"), "{head}");
+            SWITCH
+        } else {
+            // The first line names what the client offered, the second not.
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\nUpgrade: h2c\r\n\r\n"
+        };
+        answer_then_echo(s, answer);
+    });
+    let lb = start_lb(srv);
+    let addr = lb.addr("frontend", "f");
+
+    // RFC 9110 5.3: two Upgrade lines are one list, "h2c, websocket"; so are
+    // the two Connection lines. The server's websocket was offered.
+    let mut c = Client::connect(addr);
+    c.send(
+        b"GET /split HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nUpgrade: h2c\r\n\
+          Connection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+    );
+    let r = c.read(false).expect("a response");
+    assert_eq!(r.status, 101);
+    assert_eq!(r.header("upgrade"), Some("websocket"));
+    c.assert_echo(b"ping");
+
+    // The server's second Upgrade line switches to h2c, which was not offered.
+    let mut c = Client::connect(addr);
+    c.send(b"GET /second HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n");
+    assert_eq!(c.read(false).expect("a response").status, 502);
+    c.expect_closed("after the 502");
+    lb.wait_log("invalid response: 101 to a protocol the client did not offer");
 }
 
 #[test]
@@ -208,6 +261,68 @@ fn a_transfer_encoding_not_ending_in_chunked_is_read_until_close() {
     assert_eq!(r.header("transfer-encoding"), Some("gzip"));
     assert_eq!(r.header("connection"), Some("close"));
     assert_eq!(r.text(), "not really gzip");
+}
+
+#[test]
+fn an_http10_client_gets_no_transfer_coding() {
+    // By request line; lb reads none of the bodies that run until close.
+    let srv = canned_server(&[
+        (
+            "GET /gzip ",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nnot really gzip",
+        ),
+        (
+            "GET /gzip-chunked ",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        ),
+        (
+            "GET /gzip-lines ",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\nhello",
+        ),
+        (
+            "HEAD ",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ),
+        (
+            "GET /chunked ",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        ),
+    ]);
+    let lb = start_lb(srv);
+    let addr = lb.addr("frontend", "f");
+
+    // A coding other than chunked cannot be told to an HTTP/1.0 client
+    // (RFC 9112 6.1), and stripped it would pass coded bytes as the content.
+    for (i, path) in ["/gzip", "/gzip-chunked", "/gzip-lines"].iter().enumerate() {
+        let mut c = Client::connect(addr);
+        c.send(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes());
+        assert_eq!(c.read(false).expect("a response").status, 502, "{path}");
+        c.expect_closed(path);
+        lb.wait_log_count(
+            "invalid response: transfer coding an HTTP/1.0 client cannot receive",
+            i + 1,
+        );
+    }
+
+    // Only chunked: undone, with no Transfer-Encoding left, body or not.
+    let mut c = Client::connect(addr);
+    c.send(b"GET /chunked HTTP/1.0\r\n\r\n");
+    let r = c.read(false).expect("a response");
+    assert_eq!((r.status, r.header("transfer-encoding")), (200, None));
+    assert_eq!(r.text(), "hello");
+    let mut c = Client::connect(addr);
+    c.send(b"HEAD /chunked HTTP/1.0\r\n\r\n");
+    let r = c.read(true).expect("a response");
+    assert_eq!((r.status, r.header("transfer-encoding")), (200, None));
+    c.expect_closed("HTTP/1.0 without keep-alive");
+
+    // An HTTP/1.1 client still gets the coding (and, to read the re-framed
+    // body to its end, asks for the close).
+    let mut c = Client::connect(addr);
+    c.send(b"GET /gzip-chunked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let r = c.read(false).expect("a response");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("transfer-encoding"), Some("gzip, chunked"));
 }
 
 #[test]

@@ -133,6 +133,11 @@ impl RequestHead {
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         find_header(&self.buf, &self.headers, name)
     }
+    /// The value of every field line with this name, in order: a list field
+    /// may be split over several lines (RFC 9110 5.3).
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
+        find_headers(&self.buf, &self.headers, name)
+    }
     /// Safe to retry on another server: GET HEAD PUT DELETE OPTIONS TRACE.
     pub fn is_idempotent(&self) -> bool {
         matches!(
@@ -194,13 +199,25 @@ impl ResponseHead {
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         find_header(&self.buf, &self.headers, name)
     }
+    /// See [`RequestHead::header_values`].
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
+        find_headers(&self.buf, &self.headers, name)
+    }
 }
 
 fn find_header<'a>(buf: &'a [u8], headers: &[Header], name: &str) -> Option<&'a [u8]> {
+    find_headers(buf, headers, name).next()
+}
+
+fn find_headers<'a, 'h, 'n>(
+    buf: &'a [u8],
+    headers: &'h [Header],
+    name: &'n str,
+) -> impl Iterator<Item = &'a [u8]> + use<'a, 'h, 'n> {
     headers
         .iter()
-        .find(|h| buf[h.name.range()].eq_ignore_ascii_case(name.as_bytes()))
-        .map(|h| &buf[h.value.range()])
+        .filter(move |h| buf[h.name.range()].eq_ignore_ascii_case(name.as_bytes()))
+        .map(move |h| &buf[h.value.range()])
 }
 
 thread_local! {
@@ -1302,6 +1319,16 @@ mod tests {
         assert!(!up.hop_by_hop);
         let h = ok("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n\r\n");
         assert!(!h.upgrade);
+        // Upgrade and Connection each split over two lines are still an upgrade,
+        // and every line of the list is there to read.
+        let h = ok(
+            "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nUpgrade: h2c\r\n\
+             Connection: upgrade\r\nUPGRADE: websocket\r\n\r\n",
+        );
+        assert!(h.upgrade);
+        let all: Vec<&[u8]> = h.header_values("upgrade").collect();
+        assert_eq!(all, [&b"h2c"[..], b"websocket"]);
+        assert_eq!(h.header("upgrade"), Some(&b"h2c"[..]));
         bad(
             b"GET / HTTP/1.1\r\nHost: a\r\nConnection: content-length\r\nContent-Length: 1\r\n\r\n",
         );

@@ -665,7 +665,7 @@ async fn exchange_inner(
             invalid_response(&up.server.0, why);
             return Err(Fail::Status(502));
         }
-        let head = response_head(&resp, true, false, true);
+        let head = response_head(&resp, true, true);
         write_all(client, &head, fe.conf.timeout_client).await?;
         if !ubuf.is_empty() {
             write_all(client, ubuf, fe.conf.timeout_client).await?;
@@ -686,6 +686,18 @@ async fn exchange_inner(
         return Ok(Next::Close);
     }
 
+    // RFC 9112 6.1: no Transfer-Encoding goes to an HTTP/1.0 client. Chunked
+    // is undone below; another coding (gzip) cannot be told to it, and its
+    // bytes passed on bare would read as the content itself: 502, as nginx.
+    // The server is not blamed (no `observe layer7` failure): it answered
+    // the HTTP/1.1 request it got.
+    if req.minor_version == 0 && carries_codings(&resp) {
+        tracing::warn!(
+            "server {}: invalid response: transfer coding an HTTP/1.0 client cannot receive",
+            up.server.0.id
+        );
+        return Err(Fail::Status(502));
+    }
     // HTTP/1.0 clients cannot take chunked: send the raw body, end at close.
     let dechunk = req.minor_version == 0 && resp.body == BodyKind::Chunked;
     // While draining, the response in progress is the connection's last.
@@ -694,7 +706,7 @@ async fn exchange_inner(
         && !dechunk
         && !body_cut
         && !conn.draining();
-    let head = response_head(&resp, client_keep, dechunk, req.minor_version == 1);
+    let head = response_head(&resp, client_keep, req.minor_version == 1);
     let relayed = relay_response(
         client,
         &mut up.sock,
@@ -755,27 +767,37 @@ fn invalid_response(server: &Server, why: &str) {
 
 /// Whether a 101 may go to the client: only as the answer to a request with
 /// `Upgrade` and `Connection: upgrade`, naming in its own `Upgrade` only
-/// protocols the client offered (RFC 9110 section 7.8).
+/// protocols the client offered (RFC 9110 section 7.8). Either side may
+/// split its `Upgrade` list over several field lines (RFC 9110 5.3).
 fn switch_allowed(req: &RequestHead, resp: &ResponseHead) -> Result<(), &'static str> {
     if !req.upgrade {
         return Err("unsolicited 101");
     }
-    let offered = req.header("upgrade").unwrap_or_default();
-    let mut to = tokens(resp.header("upgrade").unwrap_or_default()).peekable();
+    let mut to = list(resp.header_values("upgrade")).peekable();
     if to.peek().is_none() {
         return Err("101 without Upgrade");
     }
-    if !to.all(|p| tokens(offered).any(|o| o.eq_ignore_ascii_case(p))) {
+    if !to.all(|p| list(req.header_values("upgrade")).any(|o| o.eq_ignore_ascii_case(p))) {
         return Err("101 to a protocol the client did not offer");
     }
     Ok(())
 }
 
-/// The non-empty items of a comma-separated header value, trimmed.
-fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
-    v.split(|&b| b == b',')
+/// The non-empty items, trimmed, of a list field over all its field lines.
+fn list<'a>(lines: impl Iterator<Item = &'a [u8]>) -> impl Iterator<Item = &'a [u8]> {
+    lines
+        .flat_map(|v| v.split(|&b| b == b','))
         .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty())
+}
+
+/// A response that would reach the client with a transfer coding other than
+/// `chunked` (1xx and 204 lose their Transfer-Encoding in `response_head`).
+fn carries_codings(resp: &ResponseHead) -> bool {
+    resp.status >= 200
+        && resp.status != 204
+        && list(resp.header_values("transfer-encoding"))
+            .any(|c| !c.eq_ignore_ascii_case(b"chunked"))
 }
 
 /// A 204 announcing a body (RFC 9110 forbids it): the body is not part of
@@ -1036,12 +1058,7 @@ fn request_head(
 }
 
 /// Builds the head sent to the client.
-fn response_head(
-    resp: &ResponseHead,
-    keep_alive: bool,
-    dechunk: bool,
-    client_is_11: bool,
-) -> SpareBuffer {
+fn response_head(resp: &ResponseHead, keep_alive: bool, client_is_11: bool) -> SpareBuffer {
     // A worker's spare buffer, with room for the start of the body too.
     let mut out = SpareBuffer::take();
     out.put_slice(b"HTTP/1.1 ");
@@ -1063,7 +1080,9 @@ fn response_head(
         } else if h.hop_by_hop {
             continue;
         }
-        if dechunk && name.eq_ignore_ascii_case(b"transfer-encoding") {
+        // Never to an HTTP/1.0 client (RFC 9112 6.1): only `chunked` gets
+        // here (carries_codings), undone when there is a body.
+        if !client_is_11 && name.eq_ignore_ascii_case(b"transfer-encoding") {
             continue;
         }
         // A 1xx or 204 never has a body, nor may it say it has (RFC 9110 8.6, RFC 9112 6.1).
@@ -1153,7 +1172,7 @@ async fn pass_interim(
     conn: &Conn<'_>,
 ) -> io::Result<()> {
     if req.minor_version == 1 {
-        let h = response_head(r, true, false, true);
+        let h = response_head(r, true, true);
         write_all(client, &h, conn.fe.conf.timeout_client).await?;
     }
     Ok(())
