@@ -111,22 +111,21 @@ pids+=($!)
 LPID=$!
 wait_port "$PL"
 
-# The same lb with io_uring off: its epoll data path, for comparison.
-PE=$(free_port)
-sed -e "s/127.0.0.1:$PL/127.0.0.1:$PE/" -e "s/nbthread $THREADS/nbthread $THREADS\n    tune.io-uring off/" "$dir/lb.conf" > "$dir/lb-epoll.conf"
-./target/release/lb --conf "$dir/lb-epoll.conf" >/dev/null 2>&1 &
-pids+=($!)
-EPID=$!
-wait_port "$PE"
-
-# The same lb on the ring mode it falls back to when DEFER_TASKRUN fails its
-# start-up proof (docs/operations.md).
-PS=$(free_port)
-sed -e "s/127.0.0.1:$PL/127.0.0.1:$PS/" -e "s/nbthread $THREADS/nbthread $THREADS\n    tune.io-uring signal/" "$dir/lb.conf" > "$dir/lb-signal.conf"
-./target/release/lb --conf "$dir/lb-signal.conf" >/dev/null 2>&1 &
-pids+=($!)
-SPID=$!
-wait_port "$PS"
+# The same lb with `tune.io-uring $1`; sets VPORT and VPID.
+lb_variant() {
+    VPORT=$(free_port)
+    sed -e "s/127.0.0.1:$PL/127.0.0.1:$VPORT/" -e "s/nbthread $THREADS/nbthread $THREADS\n    tune.io-uring $1/" "$dir/lb.conf" > "$dir/lb-$1.conf"
+    ./target/release/lb --conf "$dir/lb-$1.conf" >/dev/null 2>&1 &
+    pids+=($!)
+    VPID=$!
+    wait_port "$VPORT"
+}
+# Its epoll data path, and the ring mode it falls back to when DEFER_TASKRUN
+# fails its start-up proof (docs/operations.md).
+lb_variant off
+PE=$VPORT EPID=$VPID
+lb_variant signal
+PS=$VPORT SPID=$VPID
 
 declare -A total cpu
 # direct: wrk straight to one nginx backend, no proxy: the ceiling a proxy is
