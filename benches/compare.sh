@@ -3,8 +3,8 @@
 # thread each, in front of the same two nginx backends, driven by wrk in several
 # interleaved rounds. Prints a table with the ratio to HAProxy. Loopback only.
 #
-# Rows: lb as shipped (default conf: io_uring, proven at start), lb-signal (the
-# ring mode it falls back to), lb-epoll (`tune.io-uring off`), HAProxy, nginx as a
+# Rows: lb as shipped (default conf: io_uring, proven at start), lb-defer (the
+# ring mode it falls back to, `tune.io-uring defer-taskrun`), lb-epoll (`tune.io-uring off`), HAProxy, nginx as a
 # proxy, and direct (wrk to one nginx backend, no proxy).
 # Usage: benches/compare.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds, 5 s)
 # Env: CONNS (50), WRK_THREADS (1), FILE_BYTES (1024), LB_OLD, EXTRA and DETAIL (below),
@@ -120,18 +120,18 @@ lb_variant() {
     VPID=$!
     wait_port "$VPORT"
 }
-# Its epoll data path, and the ring mode it falls back to when DEFER_TASKRUN
-# fails its start-up proof (docs/operations.md).
+# Its epoll data path, and the ring mode it falls back to when `signal` fails
+# its start-up proof (docs/operations.md).
 lb_variant off
 PE=$VPORT EPID=$VPID
-lb_variant signal
+lb_variant defer-taskrun
 PS=$VPORT SPID=$VPID
 
 declare -A total cpu
 # direct: wrk straight to one nginx backend, no proxy: the ceiling a proxy is
 # measured against at one connection.
-names=(lb lb-signal lb-epoll haproxy nginx direct)
-declare -A port=([lb]=$PL [lb-signal]=$PS [lb-epoll]=$PE [haproxy]=$PH [nginx]=$PN [direct]=$B1)
+names=(lb lb-defer lb-epoll haproxy nginx direct)
+declare -A port=([lb]=$PL [lb-defer]=$PS [lb-epoll]=$PE [haproxy]=$PH [nginx]=$PN [direct]=$B1)
 # LB_OLD=path/to/lb adds another lb build to the same run (regression checks).
 if [ -n "${LB_OLD:-}" ]; then
     PO=$(free_port)
@@ -140,7 +140,7 @@ if [ -n "${LB_OLD:-}" ]; then
     pids+=($!)
     OPID=$!
     wait_port "$PO"
-    names=(lb lb-old lb-signal lb-epoll haproxy nginx direct)
+    names=(lb lb-old lb-defer lb-epoll haproxy nginx direct)
     port[lb-old]=$PO
 fi
 # EXTRA=path/to/binary adds an experimental proxy started as
@@ -155,7 +155,7 @@ if [ -n "${EXTRA:-}" ]; then
     port[extra]=$PX
 fi
 NPID=$(cat "$dir/proxy.pid")
-declare -A pid=([lb]=$LPID [lb-signal]=$SPID [lb-epoll]=$EPID [haproxy]=$HPID [nginx]=$NPID [direct]=$(cat "$dir/backend1.pid"))
+declare -A pid=([lb]=$LPID [lb-defer]=$SPID [lb-epoll]=$EPID [haproxy]=$HPID [nginx]=$NPID [direct]=$(cat "$dir/backend1.pid"))
 [ -n "${LB_OLD:-}" ] && pid[lb-old]=$OPID
 [ -n "${EXTRA:-}" ] && pid[extra]=$XPID
 if [ -n "${PIN:-}" ]; then

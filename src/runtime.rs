@@ -373,7 +373,7 @@ impl Workers {
                     use crate::uring::{Fallback, Mode, Outcome};
                     let modes: &[Mode] = match uring {
                         IoUringTune::Off => &[],
-                        IoUringTune::On => &[Mode::DeferTaskrun, Mode::Signal],
+                        IoUringTune::On => &[Mode::Signal, Mode::DeferTaskrun],
                         IoUringTune::DeferTaskrun => &[Mode::DeferTaskrun],
                         IoUringTune::Signal => &[Mode::Signal],
                     };

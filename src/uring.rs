@@ -260,7 +260,7 @@ impl Outcome {
 }
 
 /// The workers' data paths in a few words, for the start line:
-/// "2 io_uring (defer-taskrun)", "1 epoll (proof-failed)".
+/// "2 io_uring (signal)", "1 epoll (proof-failed)".
 pub fn summary() -> String {
     let all = outcomes();
     if all.is_empty() {
@@ -294,13 +294,16 @@ pub fn active() -> bool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Mode {
     /// DEFER_TASKRUN: the kernel only queues such work and signals the
-    /// ring's eventfd; the worker runs it at its next enter, in a batch.
-    /// Cheapest, but it rests on the kernel signalling that eventfd for
-    /// deferred work, which [`prove`] checks.
+    /// ring's eventfd; the worker runs it at its next enter, in a batch. It
+    /// rests on the kernel signalling that eventfd for deferred work, which
+    /// [`prove`] checks.
     DeferTaskrun,
-    /// The classic mode: the kernel interrupts the sleeping worker with task
-    /// work that posts the completion, and a posted completion signals the
-    /// eventfd. Every io_uring kernel does this.
+    /// The classic mode, tried first: the kernel interrupts the sleeping
+    /// worker with task work that posts the completion, and a posted
+    /// completion signals the eventfd, so the flusher takes it without a
+    /// syscall. Every io_uring kernel does this, and side by side with
+    /// `DeferTaskrun` it served as many or more requests/s
+    /// (benches/RESULTS.md).
     Signal,
 }
 
@@ -445,7 +448,7 @@ fn start_with(mode: Mode, eventfd: bool) -> io::Result<()> {
             if !go {
                 return;
             }
-            enter(0);
+            turn();
             if with_ring(|r| r.rerun) == Some(true) {
                 // Let the tasks just woken run before the next enter.
                 tokio::task::yield_now().await;
@@ -694,6 +697,27 @@ async fn sweeper(id: u64) {
 pub fn flush() {
     if with_ring(|r| r.queued() || !r.in_sq.is_empty()) == Some(true) {
         enter(0);
+    }
+}
+
+/// The flusher's turn: submits what is queued and runs deferred work; with
+/// nothing to submit and no work deferred (a `signal` ring, where the kernel
+/// has already posted the completions that woke us), it only takes the
+/// completions, without a syscall.
+fn turn() {
+    let mut wake = Vec::new();
+    with_ring(|r| {
+        let sq = r.ring.submission();
+        let deferred = sq.taskrun() || sq.cq_overflow();
+        drop(sq);
+        if r.queued() || !r.in_sq.is_empty() || deferred || r.rerun {
+            r.submit(0, &mut wake);
+        } else {
+            r.reap(&mut wake);
+        }
+    });
+    for w in wake {
+        w.wake();
     }
 }
 

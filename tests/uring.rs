@@ -52,7 +52,7 @@ fn workers_use_the_ring_unless_turned_off() {
     let a = http_server("a");
     let on = Lb::start(&conf("", a.addr, ""), 2);
     let expected = match lb::uring::probe() {
-        Ok(()) => r#"lb_io_uring_workers{mode="defer-taskrun",path="io_uring",reason="proven"} 2"#,
+        Ok(()) => r#"lb_io_uring_workers{mode="signal",path="io_uring",reason="proven"} 2"#,
         Err(e) => {
             eprintln!("io_uring not permitted here ({e}): lb must fall back to epoll");
             r#"lb_io_uring_workers{mode="none",path="epoll",reason="unsupported"} 2"#
@@ -65,12 +65,12 @@ fn workers_use_the_ring_unless_turned_off() {
     );
 
     if lb::uring::probe().is_ok() {
-        let signal = Lb::start(&conf("    tune.io-uring signal\n", a.addr, ""), 2);
+        let defer = Lb::start(&conf("    tune.io-uring defer-taskrun\n", a.addr, ""), 2);
         assert_eq!(
-            data_paths(&signal),
-            [r#"lb_io_uring_workers{mode="signal",path="io_uring",reason="proven"} 2"#]
+            data_paths(&defer),
+            [r#"lb_io_uring_workers{mode="defer-taskrun",path="io_uring",reason="proven"} 2"#]
         );
-        sequential_keep_alive(signal.addr("frontend", "f"), 50);
+        sequential_keep_alive(defer.addr("frontend", "f"), 50);
     }
 
     let off = Lb::start(&conf("    tune.io-uring off\n", a.addr, ""), 2);
@@ -127,16 +127,16 @@ fn a_ring_that_fails_its_proof_is_not_used() {
         Lb::start_path(dir, path, 2, &[("LB_TEST_URING_NO_EVENTFD", broken)])
     };
 
-    let lb = start("defer-taskrun");
-    lb.wait_log("io_uring (defer-taskrun) failed its proof");
+    let lb = start("signal");
+    lb.wait_log("io_uring (signal) failed its proof");
     assert_eq!(
         data_paths(&lb),
-        [r#"lb_io_uring_workers{mode="signal",path="io_uring",reason="proven"} 2"#]
+        [r#"lb_io_uring_workers{mode="defer-taskrun",path="io_uring",reason="proven"} 2"#]
     );
     sequential_keep_alive(lb.addr("frontend", "f"), 200);
 
     let lb = start("all");
-    lb.wait_log("io_uring (signal) failed its proof");
+    lb.wait_log("io_uring (defer-taskrun) failed its proof");
     lb.wait_log("data path: 2 epoll (proof-failed)");
     assert_eq!(
         data_paths(&lb),

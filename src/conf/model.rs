@@ -57,8 +57,8 @@ pub struct Global {
     pub cpu_map: Vec<super::cpumap::CpuMap>,
 }
 
-/// `tune.io-uring`: `on` tries a ring that defers completions to the worker
-/// (`defer-taskrun`), then one the kernel signals (`signal`), each proven at
+/// `tune.io-uring`: `on` tries a ring the kernel signals (`signal`), then one
+/// that defers completions to the worker (`defer-taskrun`), each proven at
 /// start; naming a mode tries only that one; `off` is epoll.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IoUringTune {

@@ -473,7 +473,7 @@ fn harness() -> ProxyHarness {
     rt.block_on(async {
         let _ = crate::uring::establish(
             0,
-            &[crate::uring::Mode::DeferTaskrun, crate::uring::Mode::Signal],
+            &[crate::uring::Mode::Signal, crate::uring::Mode::DeferTaskrun],
         )
         .await;
     });
