@@ -4,47 +4,14 @@
 
 mod common;
 
-use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Command, Stdio};
 
 use common::client::Client;
-use common::{Lb, WAIT};
-
-/// Runs lb on `conf`, which must exit (not start serving) within `WAIT`;
-/// returns its exit code, stderr and the conf's path.
-fn run_to_exit(conf: &str) -> (Option<i32>, String, std::path::PathBuf, common::TempDir) {
-    let (dir, path) = common::write_conf(conf);
-    let mut child = Command::new(common::lb_bin())
-        .arg("--conf")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn lb");
-    let deadline = std::time::Instant::now() + WAIT;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            break st;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the second lb started instead of failing");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    };
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    (status.code(), err, path, dir)
-}
+use common::Lb;
 
 /// Asserts that lb on `conf` exits 1 naming line `line` and `addr` as taken.
 fn fails_in_use(conf: &str, line: usize, addr: SocketAddr) {
-    let (code, err, path, _dir) = run_to_exit(conf);
+    let (code, err, path, _dir) = common::run_to_exit(conf);
     assert_eq!(code, Some(1), "stderr: {err}");
     let want = format!(
         "{}:{line}: cannot bind {addr}: already in use by another process",

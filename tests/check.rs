@@ -7,14 +7,9 @@ use std::process::Command;
 /// Runs lb on `conf`, which must fail to start with exit code 1; its stderr,
 /// the conf's path, and the directory holding it.
 fn start_fails(conf: &str) -> (String, std::path::PathBuf, common::TempDir) {
-    let (dir, path) = common::write_conf(conf);
-    let out = Command::new(common::lb_bin())
-        .arg("--conf")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    (String::from_utf8_lossy(&out.stderr).into_owned(), path, dir)
+    let (code, err, path, dir) = common::run_to_exit(conf);
+    assert_eq!(code, Some(1), "{err}");
+    (err, path, dir)
 }
 
 #[test]

@@ -229,6 +229,38 @@ pub fn check(conf: &str) -> (i32, String, String, PathBuf, TempDir) {
     )
 }
 
+/// Runs lb on `conf`, which must exit (not start serving) within `WAIT`;
+/// returns its exit code, stderr and the conf's path. An lb that does not
+/// exit is killed, so a failing test leaves no process behind.
+pub fn run_to_exit(conf: &str) -> (Option<i32>, String, PathBuf, TempDir) {
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let (dir, path) = write_conf(conf);
+    let mut child = KillOnDrop(
+        Command::new(lb_bin())
+            .arg("--conf")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn lb"),
+    );
+    let status = eventually("lb to exit instead of starting", || {
+        child.0.try_wait().expect("try_wait")
+    });
+    let mut err = String::new();
+    if let Some(mut e) = child.0.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    (status.code(), err, path, dir)
+}
+
 /// Polls `f` until it yields a value, failing after `WAIT` (a condition wait,
 /// not a fixed sleep: it returns as soon as the condition holds).
 pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
