@@ -34,7 +34,9 @@ thread_local! {
 }
 
 /// One thread's buffer counts. Each thread writes only its own (no cache line
-/// shared between workers on the request path); a scrape sums them all.
+/// shared between workers on the request path), with plain loads and stores
+/// rather than locked read-modify-writes, since no other thread writes them; a
+/// scrape sums them all.
 #[derive(Default)]
 struct BufferCounts {
     /// Buffers on this thread's spare stack.
@@ -73,11 +75,13 @@ pub fn take_buffer() -> BytesMut {
     let spare = SPARE.with(|s| s.borrow_mut().pop());
     COUNTS.with(|c| match spare {
         Some(b) => {
-            c.spare.fetch_sub(1, Ordering::Relaxed);
+            let n = c.spare.load(Ordering::Relaxed);
+            c.spare.store(n.saturating_sub(1), Ordering::Relaxed);
             b
         }
         None => {
-            c.allocated.fetch_add(1, Ordering::Relaxed);
+            let n = c.allocated.load(Ordering::Relaxed);
+            c.allocated.store(n + 1, Ordering::Relaxed);
             BytesMut::with_capacity(READ_CHUNK)
         }
     })
@@ -114,7 +118,10 @@ pub fn give_buffer(buf: &mut BytesMut) {
         let mut s = s.borrow_mut();
         if s.len() < SPARE_MAX {
             s.push(b);
-            COUNTS.with(|c| c.spare.fetch_add(1, Ordering::Relaxed));
+            COUNTS.with(|c| {
+                let n = c.spare.load(Ordering::Relaxed);
+                c.spare.store(n + 1, Ordering::Relaxed);
+            });
         }
     });
 }
