@@ -768,6 +768,13 @@ struct Facts {
     expect_continue: bool,
 }
 
+/// The non-empty items of one list field value, OWS trimmed (RFC 9110 5.6.1).
+pub fn list_items(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b',')
+        .map(ows_trim)
+        .filter(|t| !t.is_empty())
+}
+
 fn ows_trim(mut v: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = v {
         v = rest;
@@ -879,11 +886,7 @@ fn lookalike_framing_name(name: &[u8]) -> bool {
 /// far is `chunked`; when it is not, the body runs until the server closes
 /// (RFC 9112 section 6.3).
 fn transfer_codings(v: &[u8], f: &mut Facts) -> Result<(), HeadError> {
-    for item in v.split(|&b| b == b',') {
-        let item = ows_trim(item);
-        if item.is_empty() {
-            continue;
-        }
+    for item in list_items(v) {
         // parameters (`;q=..`) are not expected on transfer codings from a backend
         if !item.iter().all(|&b| is_tchar(b)) {
             return Err(HeadError::Invalid("invalid transfer coding"));
@@ -917,11 +920,7 @@ fn parse_content_length(v: &[u8]) -> Result<u64, HeadError> {
 }
 
 fn connection_tokens(v: &[u8], f: &mut Facts) -> Result<(), HeadError> {
-    for item in v.split(|&b| b == b',') {
-        let t = ows_trim(item);
-        if t.is_empty() {
-            continue;
-        }
+    for t in list_items(v) {
         if !t.iter().all(|&b| is_tchar(b)) {
             return Err(HeadError::Invalid("invalid Connection token"));
         }
@@ -951,11 +950,7 @@ fn mark_connection_listed(head: &[u8], out: &mut [Header]) {
         if !head[c.name.range()].eq_ignore_ascii_case(b"connection") {
             continue;
         }
-        for item in head[c.value.range()].split(|&b| b == b',') {
-            let t = ows_trim(item);
-            if t.is_empty() {
-                continue;
-            }
+        for t in list_items(&head[c.value.range()]) {
             for h in out.iter_mut() {
                 if head[h.name.range()].eq_ignore_ascii_case(t) {
                     h.hop_by_hop = true;

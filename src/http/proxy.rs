@@ -783,12 +783,9 @@ fn switch_allowed(req: &RequestHead, resp: &ResponseHead) -> Result<(), &'static
     Ok(())
 }
 
-/// The non-empty items, trimmed, of a list field over all its field lines.
+/// The items of a list field over all its field lines.
 fn list<'a>(lines: impl Iterator<Item = &'a [u8]>) -> impl Iterator<Item = &'a [u8]> {
-    lines
-        .flat_map(|v| v.split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
+    lines.flat_map(head::list_items)
 }
 
 /// A response that would reach the client with a transfer coding other than
