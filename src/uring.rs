@@ -275,15 +275,6 @@ pub fn summary() -> String {
         .join(", ")
 }
 
-/// Worker threads whose plain HTTP sockets go through a ring.
-pub fn workers() -> usize {
-    outcomes()
-        .iter()
-        .filter(|(o, _)| matches!(o, Outcome::Ring(_)))
-        .map(|(_, n)| n)
-        .sum()
-}
-
 /// Whether this thread has a ring (sockets accepted or connected here then use it).
 pub fn active() -> bool {
     with_ring(|_| ()).is_some()
