@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 
 use super::{Admin, Health, Server};
 use crate::conf::tls::ServerTls;
-use crate::conf::{Backend, HttpCheck, ServerConf};
+use crate::conf::{Backend, GrpcCheck, HttpCheck, ServerConf};
 use crate::io::Io;
 
 /// Everything one server's check loop needs; a reload that changes it restarts the loop.
@@ -20,6 +20,8 @@ pub struct CheckParams {
     pub downinter: Duration,
     pub timeout: Duration,
     pub http: Option<HttpCheck>,
+    /// `option grpc-check`: see `grpc_check`.
+    pub grpc: Option<GrpcCheck>,
     /// `check-ssl`: checks speak TLS (settings of `ssl`, and the host for SNI).
     pub tls: Option<(ServerTls, String)>,
 }
@@ -33,8 +35,15 @@ impl CheckParams {
             downinter: o.downinter.unwrap_or(o.inter),
             timeout: b.timeout_check.unwrap_or(o.inter),
             http: b.httpchk.clone(),
+            grpc: b.grpc_check.clone(),
             tls: if o.check_ssl {
-                o.tls.clone().map(|t| (t, s.host.clone()))
+                // An HTTP/1.1 check offers http/1.1, whatever the server's ALPN.
+                o.tls.clone().map(|mut t| {
+                    if b.httpchk.is_some() {
+                        t.alpn = vec![b"http/1.1".to_vec()];
+                    }
+                    (t, s.host.clone())
+                })
             } else {
                 None
             },
@@ -62,6 +71,9 @@ pub async fn run(server: Arc<Server>, p: CheckParams) {
 
 /// One check. `Err` carries the reason shown in the transition log.
 pub async fn check_once(server: &Server, p: &CheckParams) -> Result<(), String> {
+    if let Some(g) = &p.grpc {
+        return super::grpc_check::check(server, p, g).await;
+    }
     let fut = async {
         let tcp = match TcpStream::connect(server.addr).await {
             Ok(s) => s,

@@ -1,0 +1,397 @@
+//! HTTP/2 to servers and gRPC through lb: the real binary in front of
+//! servers written with the `h2` crate and with tonic.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use common::Lb;
+use tonic::codegen::{BoxFuture, BoxStream, Context, Poll};
+
+/// One runtime for the servers and clients of every test in this file.
+fn rt() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    })
+}
+
+fn listener() -> (tokio::net::TcpListener, SocketAddr) {
+    rt().block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let a = l.local_addr().expect("addr");
+        (l, a)
+    })
+}
+
+/// The test's gRPC message: one string.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Msg {
+    #[prost(string, tag = "1")]
+    text: String,
+}
+
+/// `test.Echo`: `Unary` answers its message; `Stream` answers each message
+/// as it comes (bidirectional), then ends with grpc-status 0.
+#[derive(Clone, Default)]
+struct Echo;
+
+impl tonic::server::NamedService for Echo {
+    const NAME: &'static str = "test.Echo";
+}
+
+struct Unary;
+
+impl tonic::server::UnaryService<Msg> for Unary {
+    type Response = Msg;
+    type Future = BoxFuture<tonic::Response<Msg>, tonic::Status>;
+    fn call(&mut self, r: tonic::Request<Msg>) -> Self::Future {
+        Box::pin(async move {
+            let m = r.into_inner();
+            if m.text == "fail" {
+                return Err(tonic::Status::failed_precondition("asked to fail"));
+            }
+            Ok(tonic::Response::new(m))
+        })
+    }
+}
+
+struct Bidi;
+
+impl tonic::server::StreamingService<Msg> for Bidi {
+    type Response = Msg;
+    type ResponseStream = BoxStream<Msg>;
+    type Future = BoxFuture<tonic::Response<Self::ResponseStream>, tonic::Status>;
+    fn call(&mut self, r: tonic::Request<tonic::Streaming<Msg>>) -> Self::Future {
+        Box::pin(async move {
+            let mut inbound = r.into_inner();
+            let out = async_stream_like(move |tx| async move {
+                while let Ok(Some(m)) = inbound.message().await {
+                    let reply = Msg {
+                        text: format!("echo {}", m.text),
+                    };
+                    if tx.send(Ok(reply)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            Ok(tonic::Response::new(out))
+        })
+    }
+}
+
+/// A stream fed by a task through a channel.
+fn async_stream_like<F, Fut>(f: F) -> BoxStream<Msg>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<Msg, tonic::Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(f(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+impl<B> tonic::codegen::Service<http::Request<B>> for Echo
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::BoxBody>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let codec = tonic::codec::ProstCodec::<Msg, Msg>::default;
+        match req.uri().path() {
+            "/test.Echo/Unary" => {
+                Box::pin(
+                    async move { Ok(tonic::server::Grpc::new(codec()).unary(Unary, req).await) },
+                )
+            }
+            "/test.Echo/Stream" => {
+                Box::pin(
+                    async move { Ok(tonic::server::Grpc::new(codec()).streaming(Bidi, req).await) },
+                )
+            }
+            _ => Box::pin(
+                async move { Ok(tonic::Status::unimplemented("no such method").into_http()) },
+            ),
+        }
+    }
+}
+
+/// A tonic server on `l` with the echo service and the standard health
+/// service (`test.Echo` SERVING); returns the health reporter.
+fn grpc_server(l: tokio::net::TcpListener) -> tonic_health::server::HealthReporter {
+    rt().block_on(async {
+        let (mut reporter, health) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("test.Echo", tonic_health::ServingStatus::Serving)
+            .await;
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(health)
+                .add_service(Echo)
+                .serve_with_incoming(incoming),
+        );
+        reporter
+    })
+}
+
+fn set_status(r: &mut tonic_health::server::HealthReporter, s: tonic_health::ServingStatus) {
+    rt().block_on(r.set_service_status("test.Echo", s));
+}
+
+#[test]
+fn grpc_check_marks_not_serving_down_and_serving_up() {
+    let (l1, a1) = listener();
+    let (l2, a2) = listener();
+    let _up = grpc_server(l1);
+    let mut down = grpc_server(l2);
+    set_status(&mut down, tonic_health::ServingStatus::NotServing);
+    let lb = Lb::start(
+        &format!(
+            "frontend f\n    mode http\n    bind 127.0.0.1:0\n    default_backend b\n\
+             backend b\n    mode http\n    option grpc-check test.Echo\n    timeout check 2s\n\
+             \x20   default-server proto h2 check inter 50ms rise 1 fall 1\n\
+             \x20   server up {a1}\n    server down {a2}\n"
+        ),
+        1,
+    );
+    lb.wait_log("server b/down is DOWN (reason: gRPC health status NOT_SERVING");
+    // It comes back once it serves again.
+    set_status(&mut down, tonic_health::ServingStatus::Serving);
+    lb.wait_log("server b/down is UP");
+    assert_eq!(lb.log_count("server b/up is DOWN"), 0);
+    // An unknown service is a failure too (grpc-status NOT_FOUND).
+    drop(lb);
+    let lb = Lb::start(
+        &format!(
+            "frontend f\n    mode http\n    bind 127.0.0.1:0\n    default_backend b\n\
+             backend b\n    mode http\n    option grpc-check no.Such\n    timeout check 2s\n\
+             \x20   server up {a1} proto h2 check inter 50ms rise 1 fall 1\n"
+        ),
+        1,
+    );
+    lb.wait_log("server b/up is DOWN (reason: grpc-status 5");
+}
+
+/// An h2c server made with the `h2` crate: answers each request with its
+/// method, path and body length, counting the connections it accepted and
+/// the streams in progress at once.
+struct H2Backend {
+    addr: SocketAddr,
+    conns: Arc<AtomicUsize>,
+}
+
+fn h2_backend() -> H2Backend {
+    let (l, addr) = listener();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let c = conns.clone();
+    rt().spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            c.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(s).await else {
+                    return;
+                };
+                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    tokio::spawn(async move {
+                        let (parts, mut body) = req.into_parts();
+                        let mut n = 0;
+                        while let Some(Ok(d)) = body.data().await {
+                            n += d.len();
+                            let _ = body.flow_control().release_capacity(d.len());
+                        }
+                        let trailers = body.trailers().await.ok().flatten();
+                        // Slow enough that concurrent requests overlap.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        let text = format!(
+                            "{} {} {} host={} te={} trailer={}",
+                            parts.method,
+                            parts.uri.path(),
+                            n,
+                            parts.uri.authority().map_or("", |a| a.as_str()),
+                            parts
+                                .headers
+                                .get("te")
+                                .map_or("", |v| v.to_str().unwrap_or("")),
+                            trailers
+                                .as_ref()
+                                .and_then(|t| t.get("x-sum"))
+                                .map_or("", |v| v.to_str().unwrap_or("")),
+                        );
+                        let resp = http::Response::builder()
+                            .header("content-type", "text/plain")
+                            .body(())
+                            .expect("response");
+                        let Ok(mut send) = respond.send_response(resp, false) else {
+                            return;
+                        };
+                        let _ = send.send_data(bytes::Bytes::from(text), false);
+                        let mut t = http::HeaderMap::new();
+                        t.insert("x-done", http::HeaderValue::from_static("yes"));
+                        let _ = send.send_trailers(t);
+                    });
+                }
+            });
+        }
+    });
+    H2Backend { addr, conns }
+}
+
+fn h2_lb(backend: SocketAddr) -> Lb {
+    Lb::start(
+        &format!(
+            "global\n    nbthread 1\nfrontend f\n    mode http\n    bind 127.0.0.1:0\n    default_backend b\n\
+             backend b\n    mode http\n    server s {backend} proto h2\n"
+        ),
+        1,
+    )
+}
+
+#[test]
+fn http1_clients_share_one_h2_server_connection() {
+    let be = h2_backend();
+    let lb = h2_lb(be.addr);
+    let addr = lb.addr("frontend", "f");
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut c = common::client::Client::connect(addr);
+                let r = c.get(&format!("/item/{i}"));
+                (r.status, r.text())
+            })
+        })
+        .collect();
+    for (i, t) in threads.into_iter().enumerate() {
+        let (status, text) = t.join().expect("client thread");
+        assert_eq!(status, 200, "{text}");
+        assert!(
+            text.starts_with(&format!("GET /item/{i} 0 host=")),
+            "{text}"
+        );
+    }
+    assert_eq!(be.conns.load(Ordering::SeqCst), 1, "one server connection");
+}
+
+#[test]
+fn http1_request_body_and_trailers_go_to_an_h2_server() {
+    let be = h2_backend();
+    let lb = h2_lb(be.addr);
+    let addr = lb.addr("frontend", "f");
+    let mut c = common::client::Client::connect(addr);
+    c.send(
+        b"POST /up HTTP/1.1\r\nHost: example.test\r\nTE: trailers\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 11\r\n\r\n",
+    );
+    let r = c.read(false).expect("response");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.text(),
+        "POST /up 11 host=example.test te=trailers trailer=11"
+    );
+    // Content-Length bodies too, on the same client connection.
+    c.send(b"PUT /put HTTP/1.1\r\nHost: example.test\r\nContent-Length: 3\r\n\r\nabc");
+    let r = c.read(false).expect("response");
+    assert_eq!(r.text(), "PUT /put 3 host=example.test te= trailer=");
+}
+
+/// A tonic client over h2c to `addr`.
+fn channel(addr: SocketAddr) -> tonic::client::Grpc<tonic::transport::Channel> {
+    rt().block_on(async {
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect_timeout(common::WAIT)
+            .connect()
+            .await
+            .expect("connect");
+        tonic::client::Grpc::new(ch)
+    })
+}
+
+type Codec = tonic::codec::ProstCodec<Msg, Msg>;
+
+fn unary(
+    g: &mut tonic::client::Grpc<tonic::transport::Channel>,
+    text: &str,
+) -> Result<String, Box<tonic::Status>> {
+    rt().block_on(async {
+        g.ready().await.expect("ready");
+        let r = g
+            .unary(
+                tonic::Request::new(Msg { text: text.into() }),
+                http::uri::PathAndQuery::from_static("/test.Echo/Unary"),
+                Codec::default(),
+            )
+            .await
+            .map_err(Box::new)?;
+        Ok(r.into_inner().text)
+    })
+}
+
+#[test]
+fn grpc_unary_and_bidirectional_streaming_through_lb() {
+    let (l, a) = listener();
+    let _health = grpc_server(l);
+    let lb = Lb::start(
+        &format!(
+            "frontend f\n    mode http\n    bind 127.0.0.1:0 proto h2\n    default_backend b\n\
+             backend b\n    mode http\n    option grpc-check\n    server s {a} proto h2 check inter 200ms\n"
+        ),
+        1,
+    );
+    let mut g = channel(lb.addr("frontend", "f"));
+    assert_eq!(unary(&mut g, "hi").expect("unary"), "hi");
+    // An error status travels in the trailers.
+    let e = unary(&mut g, "fail").unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(e.message(), "asked to fail");
+    // Bidirectional: each reply arrives before the next message is sent.
+    rt().block_on(async {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(1);
+        g.ready().await.expect("ready");
+        let resp = g
+            .streaming(
+                tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx)),
+                http::uri::PathAndQuery::from_static("/test.Echo/Stream"),
+                Codec::default(),
+            )
+            .await
+            .expect("stream");
+        let mut inbound = resp.into_inner();
+        for i in 0..3 {
+            tx.send(Msg {
+                text: format!("m{i}"),
+            })
+            .await
+            .expect("send");
+            let m = tokio::time::timeout(common::WAIT, inbound.message())
+                .await
+                .expect("reply in time")
+                .expect("reply")
+                .expect("a message");
+            assert_eq!(m.text, format!("echo m{i}"));
+        }
+        drop(tx);
+        let end = tokio::time::timeout(common::WAIT, inbound.message())
+            .await
+            .expect("end in time");
+        assert!(matches!(end, Ok(None)), "{end:?}");
+    });
+}
