@@ -1,3 +1,4 @@
 //! HTTP/2.
 
 pub mod client;
+pub mod forward;
