@@ -300,16 +300,40 @@ fn http1_request_body_and_trailers_go_to_an_h2_server() {
         b"POST /up HTTP/1.1\r\nHost: example.test\r\nTE: trailers\r\nTransfer-Encoding: chunked\r\n\r\n\
           5\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 11\r\n\r\n",
     );
-    let r = c.read(false).expect("response");
-    assert_eq!(r.status, 200);
-    assert_eq!(
-        r.text(),
-        "POST /up 11 host=example.test te=trailers trailer=11"
+    // Chunked, with the server's trailers after the last chunk.
+    let raw = read_until_end(&mut c, b"\r\n0\r\n");
+    assert!(raw.starts_with("HTTP/1.1 200 "), "{raw}");
+    assert!(
+        raw.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked\r\n"),
+        "{raw}"
     );
+    assert!(
+        raw.contains("POST /up 11 host=example.test te=trailers trailer=11"),
+        "{raw}"
+    );
+    assert!(raw.ends_with("\r\n0\r\nx-done: yes\r\n\r\n"), "{raw}");
     // Content-Length bodies too, on the same client connection.
     c.send(b"PUT /put HTTP/1.1\r\nHost: example.test\r\nContent-Length: 3\r\n\r\nabc");
     let r = c.read(false).expect("response");
     assert_eq!(r.text(), "PUT /put 3 host=example.test te= trailer=");
+}
+
+/// Reads a response up to `last` and the blank line after it.
+fn read_until_end(c: &mut common::client::Client, last: &[u8]) -> String {
+    use std::io::BufRead;
+    let mut raw = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        let n = c.r.read_until(b'\n', &mut line).expect("read");
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&line);
+        if let Some(i) = raw.windows(last.len()).position(|w| w == last) {
+            if raw[i..].ends_with(b"\r\n\r\n") {
+                return String::from_utf8_lossy(&raw).into_owned();
+            }
+        }
+    }
 }
 
 /// A tonic client over h2c to `addr`.

@@ -1134,6 +1134,20 @@ impl Builder {
                         )
                     })
             };
+            // One pipeline path per backend: its servers agree.
+            let why = why.or_else(|| {
+                let first = d.servers.first()?;
+                (d.mode == Mode::Http && s.opts.h2() != first.opts.h2()).then(|| {
+                    let v = |h2: bool| if h2 { "HTTP/2" } else { "HTTP/1.1" };
+                    format!(
+                        "a backend's servers speak one HTTP version: '{}' speaks {}, '{}' {}",
+                        first.name,
+                        v(first.opts.h2()),
+                        s.name,
+                        v(s.opts.h2())
+                    )
+                })
+            });
             if let Some(why) = why {
                 let e = self.err(s.line, format!("'server': {why}"));
                 self.errors.push(e);
@@ -2658,8 +2672,8 @@ mod tests {
 
     #[test]
     fn server_proto_h2_and_alpn() {
-        let c = ok("defaults\n    mode http\nbackend b\n    server c 127.0.0.1:1 proto h2\n    server t 127.0.0.1:2 ssl verify none alpn h2\n    server p 127.0.0.1:3 ssl verify none proto h2\n    server h 127.0.0.1:4 ssl verify none\n    server o 127.0.0.1:5 proto h1\n");
-        let s = &c.backends[0].servers;
+        let c = ok("defaults\n    mode http\nbackend b\n    server c 127.0.0.1:1 proto h2\n    server t 127.0.0.1:2 ssl verify none alpn h2\n    server p 127.0.0.1:3 ssl verify none proto h2\nbackend h\n    server h 127.0.0.1:4 ssl verify none\n    server o 127.0.0.1:5 proto h1\n");
+        let s: Vec<_> = c.backends.iter().flat_map(|b| b.servers.clone()).collect();
         assert_eq!(s[0].opts.proto, ServerProto::H2);
         assert!(s[0].opts.tls.is_none() && s[0].opts.h2());
         assert_eq!(s[1].opts.tls.as_ref().unwrap().alpn, [b"h2".to_vec()]);
@@ -2703,6 +2717,10 @@ mod tests {
         );
         assert!(
             bad("backend b\n    server s 127.0.0.1:1 protoo h2\n").contains("did you mean 'proto'")
+        );
+        assert_eq!(
+            bad("backend b\n    mode http\n    server a 127.0.0.1:1 proto h2\n    server b 127.0.0.1:2\n"),
+            "t.conf:4: 'server': a backend's servers speak one HTTP version: 'a' speaks HTTP/2, 'b' HTTP/1.1"
         );
         // In mode tcp the server's ALPN is its own business.
         ok("backend b\n    mode tcp\n    server s 127.0.0.1:1 ssl verify none alpn h2\n");

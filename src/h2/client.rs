@@ -160,18 +160,27 @@ fn dial_lock(key: Key) -> (Arc<tokio::sync::Mutex<()>>, Arc<AtomicU64>) {
     POOL.with(|p| p.borrow_mut().dialing.entry(key).or_default().clone())
 }
 
+/// A request on its way: what `send` returns.
+pub struct Sent {
+    pub response: ResponseFuture,
+    /// The request body's sender; `None` when the head ended the stream.
+    pub body: Option<SendStream<Bytes>>,
+    /// Keeps the stream counted on its connection: hold it to the end.
+    pub lease: Lease,
+    /// The stream went on a connection opened for it (not a pooled one).
+    pub fresh: bool,
+}
+
 /// Sends a request head (already HTTP/2-shaped: method, URI with scheme,
 /// authority and path, headers without connection-specific ones) on a pooled
 /// connection to `key`, opening one with `connect` if none has room.
-/// Returns the response future, the body sender (`None` when
-/// `end_of_stream`) and the lease that keeps the stream counted.
 pub async fn send<F>(
     key: Key,
     limits: Limits,
     connect: F,
     req: http::Request<()>,
     end_of_stream: bool,
-) -> Result<(ResponseFuture, Option<SendStream<Bytes>>, Lease), Error>
+) -> Result<Sent, Error>
 where
     F: Future<Output = Result<Io, String>>,
 {
@@ -179,19 +188,27 @@ where
     // A pooled connection may turn out to be going away: the request was not
     // sent (h2 refuses it before writing), so it goes on another one.
     loop {
-        let (send, lease) = match take_stream(key) {
-            Some(x) => x,
+        let (send, lease, fresh) = match take_stream(key) {
+            Some((s, l)) => (s, l, false),
             None => {
                 let Some(c) = connect.take() else {
                     // Our own connect went into the pool and is already full
                     // or gone: open no second one for this request.
                     return Err(Error::Connect("no HTTP/2 connection with room".into()));
                 };
-                open(key, limits, c).await?
+                let (s, l) = open(key, limits, c).await?;
+                (s, l, true)
             }
         };
         match start(send, req.clone(), end_of_stream).await {
-            Ok((resp, body)) => return Ok((resp, body, lease)),
+            Ok((response, body)) => {
+                return Ok(Sent {
+                    response,
+                    body,
+                    lease,
+                    fresh,
+                })
+            }
             Err(e) => {
                 lease.state.closed.store(true, Ordering::Release);
                 if connect.is_none() {
@@ -396,11 +413,11 @@ mod tests {
 
     async fn get(addr: SocketAddr) -> u16 {
         let key = (addr, None);
-        let (resp, body, _lease) = send(key, LIMITS, dial(addr), req(addr), true)
+        let sent = send(key, LIMITS, dial(addr), req(addr), true)
             .await
             .unwrap();
-        assert!(body.is_none());
-        resp.await.unwrap().status().as_u16()
+        assert!(sent.body.is_none());
+        sent.response.await.unwrap().status().as_u16()
     }
 
     async fn burst(addr: SocketAddr, n: usize) -> Vec<u16> {
@@ -431,9 +448,9 @@ mod tests {
         let addr = l.local_addr().unwrap();
         drop(l);
         let key = (addr, None);
-        let e = send(key, LIMITS, dial(addr), req(addr), true)
-            .await
-            .unwrap_err();
+        let Err(e) = send(key, LIMITS, dial(addr), req(addr), true).await else {
+            panic!("sent to a closed port");
+        };
         assert!(e.is_connect(), "{e}");
         assert_eq!(conn_count(key), 0);
     }

@@ -14,3 +14,4 @@ pub mod rewrite;
 pub mod tally;
 pub mod upload;
 pub mod upstream;
+pub mod upstream_h2;

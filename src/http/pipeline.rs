@@ -126,6 +126,9 @@ async fn run(
     }
     let be = route(conn.fe, &view)?;
     t.backend = Some(be.stats.clone());
+    if super::upstream_h2::speaks_h2(be) {
+        return super::upstream_h2::run(ds, &req, conn, be, t).await;
+    }
     let plan = Plan::new(ds, &req, conn, be, first, t);
     let (up, resp, body_cut) = forward(ds, ubuf, &req, conn, be, plan, t).await?;
     if resp.status == 101 {
