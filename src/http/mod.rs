@@ -1,8 +1,17 @@
-//! HTTP/1.1: parsing (head, body: pure, fuzzed), the server connection driver (driver), the reverse proxy (proxy, upstream, reply).
+//! HTTP: parsing (head, body: pure, fuzzed), the request pipeline and its parts,
+//! the HTTP/1 server connection driver (driver) and the proxy on it (proxy),
+//! the server-side keep-alive pool (upstream), replies.
 pub mod body;
+pub mod conn;
+pub mod downstream;
 pub mod driver;
 pub mod fuzz_check;
 pub mod head;
+pub mod pipeline;
 pub mod proxy;
+pub mod relay;
 pub mod reply;
+pub mod rewrite;
+pub mod tally;
+pub mod upload;
 pub mod upstream;
