@@ -531,3 +531,29 @@ fn reload_swaps_the_web_section_and_keeps_open_connections() {
     lb.wait_log("web site: a new bind address takes effect at the next start");
     assert_eq!(Client::connect(addr).get("/f.txt").text(), "second root");
 }
+
+/// Pipelined requests, some static and some for an app, sent in one write:
+/// the answers queued for static files leave before the proxied one, in order.
+#[test]
+fn pipelined_static_and_app_answers_keep_their_order() {
+    let app = common::servers::http_server("upstream-app");
+    let s = site_with(&format!("    app /api/ {}\n", app.addr));
+    let mut c = s.client();
+    c.send(
+        b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /api/one HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /digits.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /api/two HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    assert_eq!(c.read(false).unwrap().text(), "hello, world\n");
+    assert!(c
+        .read(false)
+        .unwrap()
+        .text()
+        .starts_with("upstream-app GET /api/one"));
+    assert_eq!(c.read(false).unwrap().text(), "0123456789");
+    assert!(c
+        .read(false)
+        .unwrap()
+        .text()
+        .starts_with("upstream-app GET /api/two"));
+    assert_eq!(c.get("/hello.txt").status, 200);
+}
