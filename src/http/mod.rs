@@ -6,6 +6,7 @@ pub mod conn;
 pub mod downstream;
 pub mod driver;
 pub mod fuzz_check;
+pub mod h2side;
 pub mod head;
 pub mod pipeline;
 pub mod proxy;
