@@ -107,6 +107,7 @@ async fn serve(s: TcpStream, admin: Arc<Admin>) {
         Ok(p) => p,
         Err(_) => return,
     };
+    // On the control thread, which has no ring: tokio's reactor.
     driver::serve(Io::Plain(s), peer, &mut AdminConn { admin }).await;
 }
 

@@ -1,4 +1,4 @@
-//! One client connection of an `app` server: read a request and its body, answer it through `App::handle`, repeat while keep-alive holds.
+//! The `app` section as an HTTP/1 service (`http::driver` runs the connection): read a request's body, answer it through `App::handle`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

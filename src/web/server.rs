@@ -1,4 +1,4 @@
-//! One client connection of a `web` server: requests in order (pipelined ones answered in one write), static files, `/healthz`, app prefixes proxied.
+//! The `web` section as an HTTP/1 service (`http::driver` runs the connection: deadlines, keep-alive, drain, pipelined answers in one write): static files, `/healthz`, app prefixes proxied.
 
 use crate::http::driver::{self, Outcome, Service, Settings};
 use crate::io::Io;
