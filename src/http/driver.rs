@@ -110,13 +110,9 @@ impl Cx<'_> {
         provide(self.out)
     }
 
-    /// A scratch buffer kept for the connection's life (the proxy reads its
-    /// server's response into it).
-    pub fn ubuf(&mut self) -> &mut BytesMut {
-        provide(self.ubuf)
-    }
-
-    /// The client connection with its two buffers, for the proxy's exchange.
+    /// The client connection, the bytes read after the head, and a scratch
+    /// buffer kept for the connection's life (the proxy reads its server's
+    /// response into it): for the pipeline's exchange.
     pub fn parts(&mut self) -> (&mut Io, &mut BytesMut, &mut BytesMut) {
         provide(self.ubuf);
         (self.io, self.rbuf, self.ubuf)

@@ -12,6 +12,7 @@ use super::conn::{Conn, Fail, Next, Version};
 use super::driver::{self, Cx, Outcome, Settings};
 use super::head::RequestHead;
 use super::pipeline::{exchange, Tally};
+use super::reply;
 use crate::runtime::{FrontendRt, Runtime};
 
 /// Where a connection finds its frontend again after a reload.
@@ -139,7 +140,8 @@ fn outcome(r: Result<Next, Fail>) -> Outcome {
 /// Forwards one already-parsed request through `fe`'s routing to a server and
 /// relays the response, for embedded servers that handle some paths
 /// themselves (the `web` section sends its app paths here). Answers queued in
-/// `cx` go first.
+/// `cx` go first. An error is the proxy's page (`reply::error`, as counted and
+/// logged for `fe`), not the embedding service's.
 pub async fn forward(cx: &mut Cx<'_>, req: RequestHead, fe: &FrontendRt) -> Outcome {
     if cx.flush().await.is_err() {
         return Outcome::Close;
@@ -153,5 +155,11 @@ pub async fn forward(cx: &mut Cx<'_>, req: RequestHead, fe: &FrontendRt) -> Outc
         proto: if client.is_tls() { "https" } else { "http" },
         version: Version::Http1,
     };
-    outcome(exchange(client, rbuf, ubuf, req, &conn, first).await)
+    match exchange(client, rbuf, ubuf, req, &conn, first).await {
+        Err(Fail::Status(s)) => {
+            cx.out().extend_from_slice(&reply::error(s));
+            Outcome::CloseUnread
+        }
+        r => outcome(r),
+    }
 }
