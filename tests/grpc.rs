@@ -380,6 +380,8 @@ fn grpc_unary_and_bidirectional_streaming_through_lb() {
         ),
         1,
     );
+    // Checked servers take traffic once a check passed.
+    lb.wait_log("server b/s is UP");
     let mut g = channel(lb.addr("frontend", "f"));
     assert_eq!(unary(&mut g, "hi").expect("unary"), "hi");
     // An error status travels in the trailers.
