@@ -196,22 +196,68 @@ fn grpc_check_marks_not_serving_down_and_serving_up() {
 struct H2Backend {
     addr: SocketAddr,
     conns: Arc<AtomicUsize>,
+    /// Streams of `/hold` the client side reset (each answers a head, then
+    /// waits for the reset).
+    resets: Arc<AtomicUsize>,
 }
 
 fn h2_backend() -> H2Backend {
+    h2_backend_on(None)
+}
+
+/// An h2 server over TLS (a self-signed certificate) offering `alpn`.
+fn h2_tls_backend(alpn: &[&[u8]]) -> H2Backend {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let key = rustls::pki_types::PrivateKeyDer::try_from(ck.key_pair.serialize_der()).expect("key");
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![ck.cert.der().clone()], key)
+    .expect("server config");
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    h2_backend_on(Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg))))
+}
+
+fn h2_backend_on(tls: Option<tokio_rustls::TlsAcceptor>) -> H2Backend {
     let (l, addr) = listener();
     let conns = Arc::new(AtomicUsize::new(0));
+    let resets = Arc::new(AtomicUsize::new(0));
     let c = conns.clone();
+    let r = resets.clone();
     rt().spawn(async move {
         loop {
             let Ok((s, _)) = l.accept().await else { return };
             c.fetch_add(1, Ordering::SeqCst);
+            let tls = tls.clone();
+            let r = r.clone();
             tokio::spawn(async move {
-                let Ok(mut conn) = h2::server::handshake(s).await else {
+                let conn = match tls {
+                    None => h2::server::handshake(Box::new(s) as Box<dyn Stream>).await,
+                    Some(a) => {
+                        let Ok(t) = a.accept(s).await else { return };
+                        h2::server::handshake(Box::new(t) as Box<dyn Stream>).await
+                    }
+                };
+                let Ok(mut conn) = conn else {
                     return;
                 };
                 while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    let r = r.clone();
                     tokio::spawn(async move {
+                        if req.uri().path() == "/hold" {
+                            let Ok(mut send) =
+                                respond.send_response(http::Response::new(()), false)
+                            else {
+                                return;
+                            };
+                            if std::future::poll_fn(|cx| send.poll_reset(cx)).await.is_ok() {
+                                r.fetch_add(1, Ordering::SeqCst);
+                            }
+                            return;
+                        }
                         let (parts, mut body) = req.into_parts();
                         let mut n = 0;
                         while let Some(Ok(d)) = body.data().await {
@@ -252,8 +298,16 @@ fn h2_backend() -> H2Backend {
             });
         }
     });
-    H2Backend { addr, conns }
+    H2Backend {
+        addr,
+        conns,
+        resets,
+    }
 }
+
+/// A socket the test servers speak h2 over: plain or TLS.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
 fn h2_lb(backend: SocketAddr) -> Lb {
     Lb::start(
@@ -317,6 +371,82 @@ fn http1_request_body_and_trailers_go_to_an_h2_server() {
     c.send(b"PUT /put HTTP/1.1\r\nHost: example.test\r\nContent-Length: 3\r\n\r\nabc");
     let r = c.read(false).expect("response");
     assert_eq!(r.text(), "PUT /put 3 host=example.test te= trailer=");
+}
+
+#[test]
+fn h2_over_tls_to_servers_by_alpn() {
+    let be = h2_tls_backend(&[b"h2"]);
+    let lb = Lb::start(
+        &format!(
+            "global\n    nbthread 1\nfrontend f\n    mode http\n    bind 127.0.0.1:0\n    default_backend b\n\
+             backend b\n    mode http\n    server s {} ssl verify none alpn h2\n",
+            be.addr
+        ),
+        1,
+    );
+    let mut c = common::client::Client::connect(lb.addr("frontend", "f"));
+    for path in ["/one", "/two"] {
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: tls.test\r\n\r\n").as_bytes());
+        let raw = read_until_end(&mut c, b"\r\n0\r\n");
+        assert!(raw.starts_with("HTTP/1.1 200 "), "{raw}");
+        assert!(
+            raw.contains(&format!("GET {path} 0 host=tls.test")),
+            "{raw}"
+        );
+    }
+    assert_eq!(be.conns.load(Ordering::SeqCst), 1, "one TLS connection");
+
+    // A TLS server that does not agree to h2: a failed connect, 503.
+    let h1 = h2_tls_backend(&[b"http/1.1"]);
+    let lb = Lb::start(
+        &format!(
+            "frontend f\n    mode http\n    bind 127.0.0.1:0\n    default_backend b\n\
+             backend b\n    mode http\n    retries 0\n    server s {} ssl verify none alpn h2\n",
+            h1.addr
+        ),
+        1,
+    );
+    let mut c = common::client::Client::connect(lb.addr("frontend", "f"));
+    assert_eq!(c.get("/").status, 503);
+}
+
+#[test]
+fn a_client_reset_cancels_the_server_stream() {
+    let be = h2_backend();
+    let lb = Lb::start(
+        &format!(
+            "frontend f\n    mode http\n    bind 127.0.0.1:0 proto h2\n    default_backend b\n\
+             backend b\n    mode http\n    server s {} proto h2\n",
+            be.addr
+        ),
+        1,
+    );
+    let addr = lb.addr("frontend", "f");
+    rt().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (client, conn) = h2::client::handshake(tcp).await.expect("handshake");
+        tokio::spawn(conn);
+        let mut client = client.ready().await.expect("ready");
+        let req = http::Request::builder()
+            .uri(format!("http://{addr}/hold"))
+            .body(())
+            .expect("request");
+        let (resp, mut body) = client.send_request(req, false).expect("send");
+        let resp = tokio::time::timeout(common::WAIT, resp)
+            .await
+            .expect("head in time")
+            .expect("head");
+        assert_eq!(resp.status(), 200);
+        body.send_reset(h2::Reason::CANCEL);
+        let seen = async {
+            while be.resets.load(Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(common::WAIT, seen)
+            .await
+            .expect("the server stream is reset too");
+    });
 }
 
 /// Reads a response up to `last` and the blank line after it.
