@@ -27,6 +27,7 @@ pub mod balance;
 pub mod clock;
 pub mod conf;
 pub mod edge;
+pub mod h2;
 pub mod http;
 pub mod io;
 pub mod kv;
