@@ -90,13 +90,13 @@ fn curl_gets_http2_200_over_tls_and_h2c() {
     let (h2c, tls) = binds(&lb);
     let out = curl(&["--http2-prior-knowledge"], &format!("http://{h2c}/hello"));
     assert!(out.ends_with("\n2 200"), "{out}");
-    // TEMP until pipeline lands: assert!(out.starts_with("s1 GET /hello"), "{out}");
+    assert!(out.starts_with("s1 GET /hello"), "{out}");
     let out = curl(
         &["-k", "--http2"],
         &format!("https://localhost:{}/tls", tls.port()),
     );
     assert!(out.ends_with("\n2 200"), "{out}");
-    // TEMP until pipeline lands: assert!(out.starts_with("s1 GET /tls"), "{out}");
+    assert!(out.starts_with("s1 GET /tls"), "{out}");
     // The same TLS bind still speaks HTTP/1.1 to clients that ask for it.
     let out = curl(
         &["-k", "--http1.1"],
@@ -337,4 +337,150 @@ fn idle_connection_gets_goaway() {
         end.expect("a graceful close");
     });
     drop(lb);
+}
+
+/// Sends `req` with `body` (None: no body) and returns (status, response body),
+/// driving the connection meanwhile.
+async fn exchange(
+    client: &h2::client::SendRequest<Bytes>,
+    req: http::Request<()>,
+    body: Option<Bytes>,
+) -> Result<(u16, Vec<u8>), h2::Error> {
+    let mut client = client.clone().ready().await?;
+    let (resp, mut send) = client.send_request(req, body.is_none())?;
+    if let Some(mut b) = body {
+        // Flow control: send as the window opens.
+        while !b.is_empty() {
+            send.reserve_capacity(b.len());
+            let n = match std::future::poll_fn(|cx| send.poll_capacity(cx)).await {
+                Some(n) => n?,
+                None => break,
+            };
+            let chunk = b.split_to(n.min(b.len()));
+            send.send_data(chunk, b.is_empty())?;
+        }
+    }
+    let resp = resp.await?;
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut out = Vec::new();
+    while let Some(b) = body.data().await {
+        let b = b?;
+        out.extend_from_slice(&b);
+        let _ = body.flow_control().release_capacity(b.len());
+    }
+    Ok((status, out))
+}
+
+#[test]
+fn bodies_stream_both_ways_with_flow_control() {
+    let be = http_server("s1");
+    let lb = Lb::start(&conf(be.addr, "", ""), 3);
+    let (h2c, _) = binds(&lb);
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(h2c).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        // Larger than the 64 KiB windows on both sides.
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let post = |len: Option<usize>| {
+            let mut r = http::Request::builder()
+                .method("POST")
+                .uri("http://localhost/echo");
+            if let Some(n) = len {
+                r = r.header("content-length", n);
+            }
+            r.body(()).unwrap()
+        };
+        // With a length, and without one (chunked to the server).
+        for len in [Some(data.len()), None] {
+            let (status, body) = tokio::time::timeout(
+                WAIT,
+                exchange(&client, post(len), Some(Bytes::from(data.clone()))),
+            )
+            .await
+            .expect("echo in time")
+            .unwrap();
+            assert_eq!(status, 200);
+            assert!(
+                body == data,
+                "echoed {} bytes of {}",
+                body.len(),
+                data.len()
+            );
+        }
+        // Many streams at once on one connection.
+        let all = (0..20).map(|i| {
+            let c = client.clone();
+            async move { exchange(&c, get(&format!("/s{i}")), None).await }
+        });
+        let rs = tokio::time::timeout(WAIT, futures_join_all(all))
+            .await
+            .expect("in time");
+        for (i, r) in rs.into_iter().enumerate() {
+            let (status, body) = r.unwrap();
+            assert_eq!(status, 200);
+            assert!(String::from_utf8_lossy(&body).starts_with(&format!("s1 GET /s{i}")));
+        }
+    });
+}
+
+/// Awaits every future (no `futures` crate: a JoinSet on the current thread).
+async fn futures_join_all<F, T>(fs: impl Iterator<Item = F>) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + 'static,
+    T: 'static,
+{
+    let local = tokio::task::LocalSet::new();
+    let hs: Vec<_> = fs.map(|f| local.spawn_local(f)).collect();
+    local
+        .run_until(async move {
+            let mut out = Vec::new();
+            for h in hs {
+                out.push(h.await.unwrap());
+            }
+            out
+        })
+        .await
+}
+
+#[test]
+fn sigterm_sends_goaway_and_in_flight_streams_finish() {
+    let be = http_server("s1");
+    let lb = Lb::start(&conf(be.addr, "", ""), 3);
+    let (h2c, _) = binds(&lb);
+    let mut lb = lb;
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(h2c).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        let conn = tokio::spawn(conn);
+        let slow = tokio::spawn({
+            let client = client.clone();
+            async move { exchange(&client, get("/slow/700"), None).await }
+        });
+        // The request reached the server: now stop lb.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while be.conns.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "request never reached the server"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        lb.signal(libc::SIGTERM);
+        let (status, body) = tokio::time::timeout(WAIT, slow)
+            .await
+            .expect("in time")
+            .unwrap()
+            .unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(body, b"slow");
+        // GOAWAY, then a clean close.
+        tokio::time::timeout(WAIT, conn)
+            .await
+            .expect("closed in time")
+            .unwrap()
+            .expect("graceful");
+    });
+    assert_eq!(lb.wait_exit(), Some(0));
 }

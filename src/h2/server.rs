@@ -15,13 +15,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::stream::{request_head, Glitches, H2Stream};
+use crate::http::pipeline::{exchange_h2, Conn, Fail, Tally, Version};
 use crate::http::proxy::FrontendSource;
 use crate::io::Io;
 use crate::runtime::FrontendRt;
-
-/// Connection window: room for a few streams' windows at once, so one
-/// stream's unread body does not stall the others.
-const CONNECTION_WINDOW: u32 = 1 << 20;
 
 /// Serves one HTTP/2 client connection until it closes, idles out, drains or
 /// is cut for abuse.
@@ -38,12 +35,14 @@ pub async fn serve(mut io: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: Front
         let g = &snap.conf.global;
         (g.h2, g.h2_max_header_list_size())
     };
+    // The connection window stays RFC 9113's 65535: the h2 crate would widen
+    // it with a WINDOW_UPDATE that may follow the SETTINGS ACK, which strict
+    // clients (h2spec) take for the answer to their first request.
     let mut builder = h2::server::Builder::new();
     builder
         .max_concurrent_streams(tune.max_concurrent_streams)
         .max_header_list_size(list_size)
         .initial_window_size(tune.initial_window_size)
-        .initial_connection_window_size(CONNECTION_WINDOW.max(tune.initial_window_size))
         .max_pending_accept_reset_streams(tune.max_pending_resets)
         .max_local_error_reset_streams(Some(tune.max_error_resets));
     // The preface and SETTINGS are the first request's head: same deadline.
@@ -102,15 +101,13 @@ pub async fn serve(mut io: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: Front
                     }
                     let (parts, body) = req.into_parts();
                     let end = body.is_end_stream();
-                    let mut stream = H2Stream::new(body, respond).count_glitches(glitches.clone());
+                    let stream = H2Stream::new(body, respond).count_glitches(glitches.clone());
                     match request_head(&parts, end, &fe.limits) {
-                        Err(status) => {
-                            let _ = stream.send_reply(status, &[("content-type", "text/plain")], crate::http::reply::reason(status).as_bytes());
-                        }
+                        Err(status) => refuse(stream, status, &fe, peer, proto),
                         Ok(head) => {
                             let fe = fe.clone();
                             streams.spawn(async move {
-                                temp_exchange(stream, head, &fe, peer, proto).await;
+                                exchange_h2(stream, head, &conn_of(&fe, peer, proto)).await;
                             });
                         }
                     }
@@ -147,6 +144,31 @@ pub async fn serve(mut io: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: Front
     streams.abort_all();
 }
 
+fn conn_of<'a>(fe: &'a FrontendRt, peer: SocketAddr, proto: &'static str) -> Conn<'a> {
+    Conn {
+        fe,
+        peer,
+        limits: fe.limits,
+        proto,
+        version: Version::Http2,
+    }
+}
+
+/// A request whose head could not be made (431, 400): answered on its stream,
+/// counted and logged as `<BADREQ>` as an HTTP/1 one would be.
+fn refuse(
+    mut stream: H2Stream,
+    status: u16,
+    fe: &FrontendRt,
+    peer: SocketAddr,
+    proto: &'static str,
+) {
+    let body = crate::http::reply::error_body(status);
+    let headers = [("content-type", "text/html"), ("cache-control", "no-cache")];
+    let _ = stream.send_reply(status, &headers, body.as_bytes());
+    Tally::unparsed(0).finish(&conn_of(fe, peer, proto), &Err(Fail::Status(status)));
+}
+
 /// How long a GOAWAY may take to go out before the socket is dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
@@ -155,18 +177,4 @@ async fn sleep_until(t: Option<Instant>) {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
     }
-}
-
-// TEMP until pipeline lands
-async fn temp_exchange(
-    mut stream: H2Stream,
-    _req: crate::http::head::RequestHead,
-    _fe: &FrontendRt,
-    _peer: SocketAddr,
-    _proto: &'static str,
-) {
-    while let Some(Ok(b)) = stream.body_chunk().await {
-        stream.release(b.len());
-    }
-    let _ = stream.send_reply(200, &[("content-type", "text/plain")], b"h2 ok\n");
 }
