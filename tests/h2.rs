@@ -484,3 +484,52 @@ fn sigterm_sends_goaway_and_in_flight_streams_finish() {
     });
     assert_eq!(lb.wait_exit(), Some(0));
 }
+
+/// One HTTP/2 frame: length, type, flags, stream, payload.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let n = payload.len() as u32;
+    let mut f = vec![(n >> 16) as u8, (n >> 8) as u8, n as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Reads frames until a GOAWAY: its error code (`None`: the connection ended first).
+fn goaway_code(s: &mut std::net::TcpStream) -> Option<u32> {
+    use std::io::Read;
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    loop {
+        let mut h = [0u8; 9];
+        s.read_exact(&mut h).ok()?;
+        let len = (h[0] as usize) << 16 | (h[1] as usize) << 8 | h[2] as usize;
+        let mut p = vec![0u8; len];
+        s.read_exact(&mut p).ok()?;
+        if h[3] == 0x7 && len >= 8 {
+            return Some(u32::from_be_bytes([p[4], p[5], p[6], p[7]]));
+        }
+    }
+}
+
+#[test]
+fn continuation_flood_cuts_the_connection_and_counts_it() {
+    use std::io::Write;
+    let be = http_server("s1");
+    let lb = Lb::start(&conf(be.addr, "", ""), 3);
+    let (h2c, _) = binds(&lb);
+    let mut s = common::connect(h2c);
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[]));
+    // HEADERS without END_HEADERS (`:method GET`), then CONTINUATION frames
+    // (a literal `x: y` each) that never end the block.
+    out.extend(frame(0x1, 0x1, 1, &[0x82]));
+    for _ in 0..200 {
+        out.extend(frame(0x9, 0, 1, &[0x00, 1, b'x', 1, b'y']));
+    }
+    // lb may cut while this is still being written.
+    let _ = s.write_all(&out);
+    // ENHANCE_YOUR_CALM.
+    assert_eq!(goaway_code(&mut s), Some(0xb));
+    common::eventually("the abuse counter", || {
+        (abuse_count(&lb) >= 1).then_some(())
+    });
+}

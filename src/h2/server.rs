@@ -65,6 +65,8 @@ pub async fn serve(mut io: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: Front
     let mut idle_since = Some(Instant::now());
     // Once GOAWAY went: the connection must be gone by then.
     let mut closing: Option<Instant> = None;
+    // Cut for abuse: counted once.
+    let mut cut = false;
     loop {
         while streams.try_join_next().is_some() {}
         if streams.is_empty() && idle_since.is_none() {
@@ -128,7 +130,8 @@ pub async fn serve(mut io: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: Front
                 conn.graceful_shutdown();
                 closing = Some(Instant::now() + Duration::from_secs(3600));
             }
-            _ = glitches.over.notified() => {
+            _ = glitches.over.notified(), if !cut => {
+                cut = true;
                 crate::stats::h2_abuse(&fe.conf.name, "glitches");
                 tracing::info!(
                     "frontend {}: h2 connection from {peer} cut: {} streams reset by the client before their answer",
