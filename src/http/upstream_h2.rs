@@ -203,8 +203,9 @@ fn response(
 /// What an HTTP/1 client's body upload ended with.
 enum Upload {
     Done,
-    /// The server answered before the body ended.
-    Early(Result<http::Response<RecvStream>, ::h2::Error>),
+    /// The server answered before the body ended (`None`: it stopped taking
+    /// the body; its answer is still to come).
+    Early(Option<Result<http::Response<RecvStream>, ::h2::Error>>),
 }
 
 /// An HTTP/1 client: the body up (the server may answer early), then the
@@ -234,7 +235,7 @@ async fn h1_client(
             Ok(Upload::Done) => {}
             Ok(Upload::Early(r)) => {
                 body_cut = true;
-                early = Some(r);
+                early = r;
             }
             Err(f) => return Err(f),
         }
@@ -256,6 +257,13 @@ async fn h1_client(
     let mut out = BytesMut::from(&head[..]);
     let chunked = resp.body == BodyKind::Chunked && !dechunk;
     if resp.body != BodyKind::None {
+        // The head goes with the first body bytes when they are already
+        // here; otherwise at once (a stream of events may be slow to start).
+        if !data_ready(&mut recv) {
+            io.write_all_idle(&out, client_idle).await?;
+            t.bytes_out += out.len() as u64;
+            out.clear();
+        }
         loop {
             let d = match forward::next_data(&mut recv, server_idle).await {
                 Ok(d) => d,
@@ -297,6 +305,12 @@ async fn h1_client(
     } else {
         Next::Close
     })
+}
+
+/// Whether body data (or its end) is already here: before anything is read
+/// from it, a stream's used capacity is exactly its buffered DATA.
+fn data_ready(recv: &mut RecvStream) -> bool {
+    recv.is_end_stream() || recv.flow_control().used_capacity() > 0
 }
 
 /// The server cut the response: a 502 while nothing reached the client,
@@ -362,7 +376,7 @@ async fn upload_h1(
                     Ok(0) | Err(_) => return Err(Fail::Close),
                     Ok(_) => {}
                 },
-                r = &mut *respfut => return Ok(Upload::Early(r)),
+                r = &mut *respfut => return Ok(Upload::Early(Some(r))),
             }
         };
         match piece {
@@ -377,16 +391,16 @@ async fn upload_h1(
                         if let Err(e) = r {
                             tracing::debug!("request body to the server: {e}");
                             // The server stopped taking it: its answer tells why.
-                            return Ok(Upload::Early(respfut.await));
+                            return Ok(Upload::Early(None));
                         }
                     }
-                    r = &mut *respfut => return Ok(Upload::Early(r)),
+                    r = &mut *respfut => return Ok(Upload::Early(Some(r))),
                 }
             }
             Ok(None) => {}
             Err(trailers) => {
                 if forward::finish(send, trailers).is_err() {
-                    return Ok(Upload::Early(respfut.await));
+                    return Ok(Upload::Early(None));
                 }
                 return Ok(Upload::Done);
             }
