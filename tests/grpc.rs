@@ -190,6 +190,25 @@ fn grpc_check_marks_not_serving_down_and_serving_up() {
     lb.wait_log("server b/up is DOWN (reason: grpc-status 5");
 }
 
+#[test]
+fn httpchk_to_an_h2_server_speaks_http2() {
+    let be = h2_backend();
+    let lb = Lb::start(
+        &format!(
+            "frontend f\n    mode http\n    bind 127.0.0.1:0\n    default_backend b\n\
+             backend b\n    mode http\n    option httpchk GET /health\n    timeout check 2s\n\
+             \x20   server s {} proto h2 check inter 50ms rise 1 fall 1\n\
+             backend c\n    mode http\n    option httpchk GET /health\n    http-check expect status 204\n    timeout check 2s\n\
+             \x20   server s {} proto h2 check inter 50ms rise 1 fall 1\n",
+            be.addr, be.addr
+        ),
+        1,
+    );
+    // Either may come first.
+    lb.wait_log_count("server b/s is UP", 1);
+    lb.wait_log_count("server c/s is DOWN (reason: HTTP status 200", 1);
+}
+
 /// An h2c server made with the `h2` crate: answers each request with its
 /// method, path and body length, counting the connections it accepted and
 /// the streams in progress at once.

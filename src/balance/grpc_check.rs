@@ -1,8 +1,10 @@
+//! Health checks over HTTP/2 (h2c, or h2 with `check-ssl`).
 //! `option grpc-check [SERVICE]`: the gRPC health checking protocol
-//! (`grpc.health.v1.Health/Check`) over HTTP/2, h2c or h2 with `check-ssl`.
-//! Healthy: HTTP 200, `grpc-status: 0`, and a HealthCheckResponse whose
-//! status is SERVING. The two protobuf messages are a few bytes each and
-//! encoded here by hand.
+//! (`grpc.health.v1.Health/Check`). Healthy: HTTP 200, `grpc-status: 0`, and
+//! a HealthCheckResponse whose status is SERVING. The two protobuf messages
+//! are a few bytes each and encoded here by hand.
+//! `option httpchk` to a `proto h2` server goes over HTTP/2 as well (as
+//! HAProxy's checks take the server's protocol).
 
 use std::future::poll_fn;
 
@@ -11,7 +13,7 @@ use tokio::net::TcpStream;
 
 use super::health::CheckParams;
 use super::Server;
-use crate::conf::GrpcCheck;
+use crate::conf::{GrpcCheck, HttpCheck};
 use crate::io::Io;
 
 /// Path of the standard health method.
@@ -31,7 +33,70 @@ pub async fn check(server: &Server, p: &CheckParams, g: &GrpcCheck) -> Result<()
     }
 }
 
+/// `option httpchk` over HTTP/2: the status must be the expected one (any
+/// 2xx or 3xx).
+pub async fn http_check(server: &Server, p: &CheckParams, h: &HttpCheck) -> Result<(), String> {
+    let fut = async {
+        let (send, scheme, authority, driver) = connect(server, p).await?;
+        let r = http_status(send, scheme, &authority, h).await;
+        driver.abort();
+        let status = r?;
+        let ok = match h.expect_status {
+            Some(want) => status == want,
+            None => (200..400).contains(&status),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("HTTP status {status}"))
+        }
+    };
+    match tokio::time::timeout(p.timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("timeout after {}ms", p.timeout.as_millis())),
+    }
+}
+
+async fn http_status(
+    send: ::h2::client::SendRequest<Bytes>,
+    scheme: &str,
+    authority: &str,
+    h: &HttpCheck,
+) -> Result<u16, String> {
+    let h2err = |e: ::h2::Error| format!("HTTP/2: {e}");
+    let req = http::Request::builder()
+        .method(h.method.as_str())
+        .uri(format!("{scheme}://{authority}{}", h.uri))
+        .header("user-agent", "lb-check")
+        .body(())
+        .map_err(|e| format!("cannot build the check request: {e}"))?;
+    let mut send = send.ready().await.map_err(h2err)?;
+    let (resp, _) = send.send_request(req, true).map_err(h2err)?;
+    let resp = resp.await.map_err(h2err)?;
+    Ok(resp.status().as_u16())
+}
+
 async fn check_inner(server: &Server, p: &CheckParams, g: &GrpcCheck) -> Result<(), String> {
+    let (send, scheme, authority, driver) = connect(server, p).await?;
+    let r = rpc(send, scheme, &authority, &g.service).await;
+    driver.abort();
+    r
+}
+
+/// An HTTP/2 connection to the server for one check: the request sender,
+/// the scheme and authority to address it, and the task driving it.
+async fn connect(
+    server: &Server,
+    p: &CheckParams,
+) -> Result<
+    (
+        ::h2::client::SendRequest<Bytes>,
+        &'static str,
+        String,
+        tokio::task::JoinHandle<()>,
+    ),
+    String,
+> {
     let tcp = match TcpStream::connect(server.addr).await {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -67,9 +132,7 @@ async fn check_inner(server: &Server, p: &CheckParams, g: &GrpcCheck) -> Result<
     let driver = tokio::spawn(async move {
         let _ = conn.await;
     });
-    let r = rpc(send, scheme, &authority, &g.service).await;
-    driver.abort();
-    r
+    Ok((send, scheme, authority, driver))
 }
 
 async fn rpc(

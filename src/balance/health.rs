@@ -22,6 +22,8 @@ pub struct CheckParams {
     pub http: Option<HttpCheck>,
     /// `option grpc-check`: see `grpc_check`.
     pub grpc: Option<GrpcCheck>,
+    /// The server speaks HTTP/2 (`proto h2`): `http` checks go over it too.
+    pub h2: bool,
     /// `check-ssl`: checks speak TLS (settings of `ssl`, and the host for SNI).
     pub tls: Option<(ServerTls, String)>,
 }
@@ -36,10 +38,11 @@ impl CheckParams {
             timeout: b.timeout_check.unwrap_or(o.inter),
             http: b.httpchk.clone(),
             grpc: b.grpc_check.clone(),
+            h2: o.h2(),
             tls: if o.check_ssl {
                 // An HTTP/1.1 check offers http/1.1, whatever the server's ALPN.
                 o.tls.clone().map(|mut t| {
-                    if b.httpchk.is_some() {
+                    if b.httpchk.is_some() && !o.h2() {
                         t.alpn = vec![b"http/1.1".to_vec()];
                     }
                     (t, s.host.clone())
@@ -73,6 +76,9 @@ pub async fn run(server: Arc<Server>, p: CheckParams) {
 pub async fn check_once(server: &Server, p: &CheckParams) -> Result<(), String> {
     if let Some(g) = &p.grpc {
         return super::grpc_check::check(server, p, g).await;
+    }
+    if let (true, Some(h)) = (p.h2, &p.http) {
+        return super::grpc_check::http_check(server, p, h).await;
     }
     let fut = async {
         let tcp = match TcpStream::connect(server.addr).await {
