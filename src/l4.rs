@@ -412,7 +412,7 @@ fn log_session(
 pub async fn serve_io(
     mut client: crate::io::Io,
     peer: std::net::SocketAddr,
-    be: &crate::runtime::BackendRt,
+    be: &crate::snapshot::BackendRt,
     timeout_client: Duration,
     frontend: &Arc<FrontendStats>,
 ) {

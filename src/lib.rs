@@ -35,6 +35,7 @@ pub mod limit;
 pub mod listener;
 pub mod runtime;
 pub mod shutdown;
+pub mod snapshot;
 pub mod stats;
 pub mod tls;
 pub mod uring;

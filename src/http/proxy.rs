@@ -15,7 +15,7 @@ use crate::balance::InFlight;
 use crate::balance::{PickCtx, Server};
 use crate::conf::acl;
 use crate::conf::{HttpRule, Reuse};
-use crate::runtime::{BackendRt, FrontendRt, Runtime};
+use crate::snapshot::{BackendRt, FrontendRt, Live};
 use std::sync::atomic::Ordering;
 
 /// Flush re-framed chunked output once it holds this much.
@@ -78,7 +78,7 @@ impl Conn<'_> {
 
 /// Where a connection finds its frontend again after a reload.
 pub struct FrontendSource {
-    pub rt: Arc<Runtime>,
+    pub rt: Arc<Live>,
     pub name: Arc<str>,
 }
 

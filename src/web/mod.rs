@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::conf::web::WebConf;
 use crate::conf::ConfErrors;
 use crate::http::head::HeadLimits;
-use crate::runtime::{FrontendRt, Snapshot};
+use crate::snapshot::{FrontendRt, Snapshot};
 
 /// Why a `web` section cannot start.
 #[derive(Debug, thiserror::Error)]
