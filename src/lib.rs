@@ -26,6 +26,7 @@ pub mod app;
 pub mod balance;
 pub mod clock;
 pub mod conf;
+pub mod dial;
 pub mod edge;
 pub mod http;
 pub mod io;
@@ -38,6 +39,7 @@ pub mod shutdown;
 pub mod snapshot;
 pub mod stats;
 pub mod tls;
+pub mod tunnel;
 pub mod uring;
 pub mod web;
 

@@ -403,27 +403,7 @@ impl Runtime {
                 let Some(be) = fe.backend.clone() else {
                     return;
                 };
-                if client.is_tls() || be.connectors.iter().any(Option::is_some) {
-                    l4::serve_io(client, peer, &be, fe.conf.timeout_client, &fe.stats).await;
-                    return;
-                }
-                let crate::io::Io::Plain(sock) = client else {
-                    return;
-                };
-                let policy = l4::ConnectPolicy {
-                    retries: be.conf.retries,
-                    timeout_connect: be.conf.timeout_connect,
-                    redispatch: be.conf.redispatch,
-                };
-                let idle = l4::Idle {
-                    client: fe.conf.timeout_client,
-                    server: be.conf.timeout_server,
-                };
-                let obs = l4::Observe {
-                    frontend: fe.stats.clone(),
-                    backend: be.stats.clone(),
-                };
-                l4::serve(sock, peer, be.pool.clone(), policy, idle, obs).await;
+                l4::serve(client, peer, &be, fe.conf.timeout_client, &fe.stats).await;
             }
         }
     }

@@ -673,13 +673,13 @@ async fn exchange_inner(
         if !rbuf.is_empty() {
             write_all(&mut up.sock, rbuf, bc.timeout_server).await?;
         }
-        let idle = crate::l4::Idle {
+        let idle = crate::tunnel::Idle {
             client: fe.conf.timeout_client,
             server: bc.timeout_server,
         };
         t.bytes_out += (head.len() + ubuf.len()) as u64;
         t.bytes_in += rbuf.len() as u64;
-        if let Ok(m) = crate::io::tunnel(client, &mut up.sock, idle).await {
+        if let Ok(m) = crate::tunnel::tunnel(client, &mut up.sock, idle).await {
             t.bytes_in += m.to_server;
             t.bytes_out += m.to_client;
         }
@@ -866,13 +866,8 @@ async fn connect(
                 be.stats.redispatches.inc();
             }
         }
-        let connected = match crate::l4::connect_one(&server, be.conf.timeout_connect).await {
-            Ok(sock) => match connector {
-                None => Io::plain(sock).map_err(|e| e.to_string()),
-                Some(c) => crate::l4::tls_handshake(c, sock, be.conf.timeout_connect).await,
-            },
-            Err(e) => Err(e),
-        };
+        let limit = Some(be.conf.timeout_connect);
+        let connected = crate::dial::open(server.addr, connector, limit, true).await;
         match connected {
             Ok(sock) => {
                 be.stats.reuse_miss.inc();
