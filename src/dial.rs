@@ -34,12 +34,12 @@ pub struct Dial<'a> {
     pub host: Option<&'a [u8]>,
     /// HTTP: the keep-alive pool's part; `None` (TCP mode) leaves it out,
     /// reuse counters included.
-    pub reuse: Option<Reuse>,
+    pub reuse: Option<Pooled>,
 }
 
 /// Whether an idle pooled connection may serve the request.
 #[derive(Debug, Clone, Copy)]
-pub struct Reuse {
+pub struct Pooled {
     pub take: bool,
     /// The request can be replayed if the pooled connection turns out dead:
     /// then a connection idle a short while is trusted without a probe.
@@ -47,7 +47,7 @@ pub struct Reuse {
 }
 
 /// A server connection, ready for bytes.
-pub struct Conn {
+pub struct Upstream {
     pub sock: Io,
     /// The server, counted in flight while this lives.
     pub server: InFlight,
@@ -61,7 +61,7 @@ pub struct Conn {
 /// the request so far (a caller that dials again after a dead response keeps
 /// it): once it passes `retries`, only an idle pooled connection can still
 /// be had. `None` when no server is up or none accepted.
-pub async fn dial(d: &Dial<'_>, attempts: &mut u32) -> Option<Conn> {
+pub async fn dial(d: &Dial<'_>, attempts: &mut u32) -> Option<Upstream> {
     let be = d.be;
     let take = d.reuse.is_some_and(|r| r.take);
     let mut tried: Vec<Arc<Server>> = d.tried.to_vec();
@@ -83,7 +83,7 @@ pub async fn dial(d: &Dial<'_>, attempts: &mut u32) -> Option<Conn> {
         if let Some(r) = d.reuse.filter(|r| r.take) {
             if let Some(sock) = upstream::take(key, !r.retryable) {
                 be.stats.reuse_hit.inc();
-                return Some(Conn {
+                return Some(Upstream {
                     sock,
                     server: server.enter(),
                     key,
@@ -107,7 +107,7 @@ pub async fn dial(d: &Dial<'_>, attempts: &mut u32) -> Option<Conn> {
                 if d.reuse.is_some() {
                     be.stats.reuse_miss.inc();
                 }
-                return Some(Conn {
+                return Some(Upstream {
                     sock,
                     server: server.enter(),
                     key,

@@ -314,6 +314,9 @@ pub fn write_chunk_header(out: &mut BytesMut, len: usize) {
     let _ = write!(out, "{len:x}\r\n");
 }
 
+/// Flush re-framed chunked output once it holds this much.
+pub const FLUSH_AT: usize = 64 << 10;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,15 @@
-//! HTTP/1.1: parsing (head, body: pure, fuzzed) and the reverse proxy (proxy, upstream, reply).
+//! HTTP: parsing (head, body: pure, fuzzed), the request pipeline and its parts,
+//! the HTTP/1 client side (proxy), the server-side keep-alive pool (upstream), replies.
 pub mod body;
+pub mod conn;
+pub mod downstream;
 pub mod fuzz_check;
 pub mod head;
+pub mod pipeline;
 pub mod proxy;
+pub mod relay;
 pub mod reply;
+pub mod rewrite;
+pub mod tally;
+pub mod upload;
 pub mod upstream;

@@ -44,6 +44,15 @@ fn explanation(status: u16) -> &'static str {
     }
 }
 
+/// The HTML page of an error response.
+pub fn error_body(status: u16) -> String {
+    format!(
+        "<html><body><h1>{status} {}</h1>\n{}\n</body></html>\n",
+        reason(status),
+        explanation(status)
+    )
+}
+
 /// A complete error response that closes the connection.
 pub fn error(status: u16) -> Bytes {
     error_with(status, &[])
@@ -51,11 +60,7 @@ pub fn error(status: u16) -> Bytes {
 
 /// An error response with extra header lines (each `Name: value`, no CRLF).
 pub fn error_with(status: u16, extra: &[&str]) -> Bytes {
-    let body = format!(
-        "<html><body><h1>{status} {}</h1>\n{}\n</body></html>\n",
-        reason(status),
-        explanation(status)
-    );
+    let body = error_body(status);
     let mut out = BytesMut::with_capacity(256 + body.len());
     out.put_slice(
         format!(

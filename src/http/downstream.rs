@@ -1,0 +1,89 @@
+//! The client side of one exchange, whichever protocol brought the request:
+//! where the pipeline reads the request body from and writes answers to.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use super::conn::Conn;
+use super::head::{RequestHead, ResponseHead};
+use super::reply;
+use super::rewrite::redirect_head;
+use super::upload::pass_interim;
+use crate::io::Io;
+
+/// The client end of an exchange.
+pub enum Downstream<'a> {
+    /// An HTTP/1 connection; bytes read past the request head wait in `rbuf`.
+    H1 {
+        io: &'a mut Io,
+        rbuf: &'a mut BytesMut,
+    },
+}
+
+/// A response lb makes itself, before any server is involved.
+pub enum Answer {
+    /// An error page (`reply::error`) with extra header lines (`Name: value`).
+    Error { status: u16, extra: Vec<String> },
+    /// A redirect to `location`, with no body.
+    Redirect { code: u16, location: Vec<u8> },
+}
+
+impl Answer {
+    pub fn status(&self) -> u16 {
+        match self {
+            Answer::Error { status, .. } => *status,
+            Answer::Redirect { code, .. } => *code,
+        }
+    }
+}
+
+impl Downstream<'_> {
+    /// Bytes of the request body already read with the head.
+    pub fn buffered(&self) -> usize {
+        match self {
+            Downstream::H1 { rbuf, .. } => rbuf.len(),
+        }
+    }
+
+    /// Sends an answer lb made; returns the bytes written.
+    pub async fn answer(&mut self, a: &Answer, idle: Duration) -> io::Result<u64> {
+        match self {
+            Downstream::H1 { io, .. } => {
+                let bytes = match a {
+                    Answer::Error { status, extra } => {
+                        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+                        reply::error_with(*status, &extra).to_vec()
+                    }
+                    Answer::Redirect { code, location } => redirect_head(*code, location).to_vec(),
+                };
+                io.write_all_idle(&bytes, idle).await?;
+                Ok(bytes.len() as u64)
+            }
+        }
+    }
+
+    /// `100 Continue` to a client that waits for it before sending its body.
+    pub async fn send_continue(&mut self, req: &RequestHead, idle: Duration) -> io::Result<()> {
+        match self {
+            Downstream::H1 { io, .. } if req.minor_version == 1 => {
+                io.write_all_idle(b"HTTP/1.1 100 Continue\r\n\r\n", idle)
+                    .await
+            }
+            Downstream::H1 { .. } => Ok(()),
+        }
+    }
+
+    /// Passes a server's interim (1xx) response on, where the client can take one.
+    pub async fn interim(
+        &mut self,
+        r: &ResponseHead,
+        req: &RequestHead,
+        conn: &Conn<'_>,
+    ) -> io::Result<()> {
+        match self {
+            Downstream::H1 { io, .. } => pass_interim(io, r, req, conn).await,
+        }
+    }
+}
