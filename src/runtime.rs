@@ -192,8 +192,8 @@ pub struct Runtime {
     pub tracker: Arc<Tracker>,
     pub global_limit: Arc<Semaphore>,
     pub stop: watch::Sender<bool>,
-    pub reloads: AtomicU64,
-    pub reload_failures: AtomicU64,
+    pub reloads: Arc<AtomicU64>,
+    pub reload_failures: Arc<AtomicU64>,
     handles: Vec<Handle>,
     control: std::sync::Mutex<Control>,
     /// The embedded web and app servers, for reload.
@@ -710,8 +710,8 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
         tracker: Arc::new(Tracker::default()),
         snapshot: Arc::new(Live::new(Snapshot::build(conf.clone()))),
         stop,
-        reloads: AtomicU64::new(0),
-        reload_failures: AtomicU64::new(0),
+        reloads: Arc::new(AtomicU64::new(0)),
+        reload_failures: Arc::new(AtomicU64::new(0)),
         handles: workers.handles.clone(),
         control: std::sync::Mutex::new(Control::default()),
         services: std::sync::Mutex::new(Services::default()),
@@ -819,8 +819,20 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
         *s = services;
     }
     if let Some(addr) = conf.global.admin {
-        let admin =
-            crate::admin::Admin::new(rt.clone(), kv_handles, conf.global.admin_auth.as_deref());
+        let control = {
+            let rt2 = rt.clone();
+            crate::control::Control::new(
+                rt.snapshot.clone(),
+                rt.stop.clone(),
+                (rt.reloads.clone(), rt.reload_failures.clone()),
+                move || rt2.reload(),
+            )
+        };
+        let admin = crate::admin::Admin::new(
+            Arc::new(control),
+            kv_handles,
+            conf.global.admin_auth.as_deref(),
+        );
         let bound = crate::admin::start(addr, Arc::new(admin))
             .await
             .map_err(|e| match e.kind() {

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
-use crate::io::{try_read_drain, Io, SpareBuffer, READ_CHUNK};
+use crate::buffer::{SpareBuffer, READ_CHUNK};
+use crate::io::{try_read_drain, Io};
 
 /// Moves bytes both ways until both directions end. Two plain sockets use the
 /// splice tunnel; with TLS on either side, bytes go through userspace with the

@@ -16,16 +16,16 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::control::Control;
 use crate::http::head::{self, HeadLimits, RequestHead};
 use crate::kv::Kv;
-use crate::runtime::Runtime;
 
 /// A request head must arrive within this long; admin clients are people and scrapers.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every admin request can see.
 pub struct Admin {
-    pub rt: Arc<Runtime>,
+    pub rt: Arc<Control>,
     pub kvs: Vec<Arc<Kv>>,
     /// `Basic <base64(user:password)>`, when `admin-auth` is set.
     auth: Option<String>,
@@ -33,7 +33,7 @@ pub struct Admin {
 }
 
 impl Admin {
-    pub fn new(rt: Arc<Runtime>, kvs: Vec<Arc<Kv>>, auth: Option<&str>) -> Admin {
+    pub fn new(rt: Arc<Control>, kvs: Vec<Arc<Kv>>, auth: Option<&str>) -> Admin {
         Admin {
             rt,
             kvs,
