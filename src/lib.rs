@@ -27,6 +27,7 @@ pub mod balance;
 pub mod buffer;
 pub mod clock;
 pub mod conf;
+pub mod connect;
 pub mod control;
 pub mod dial;
 pub mod edge;

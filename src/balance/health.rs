@@ -66,7 +66,7 @@ pub async fn check_once(server: &Server, p: &CheckParams) -> Result<(), String> 
             None => None,
             Some((t, host)) => Some(crate::tls::connector(t, host)?),
         };
-        let mut s = crate::dial::open(server.addr, connector.as_ref(), None, false).await?;
+        let mut s = crate::connect::open(server.addr, connector.as_ref(), None, false).await?;
         let Some(h) = &p.http else {
             return Ok(());
         };

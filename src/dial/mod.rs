@@ -1,23 +1,23 @@
-//! The dialer: a connection to a server of a backend, for every caller (TCP
-//! mode, the HTTP proxy, health checks). Picks a server (`Pool::pick_with`),
+//! The dialer: a connection to a server of a backend, for TCP mode and the
+//! HTTP pipeline (health checks share its last step, `crate::connect`). Picks a server (`Pool::pick_with`),
 //! takes an idle keep-alive connection when the caller allows it, else
 //! connects within `timeout connect` and does TLS through the server's
 //! connector; a failed attempt counts in `connect_errors` and passive health
 //! (`observe layer4`), and the next goes to a server not tried yet, at most
 //! `retries` more times (retries and redispatches counted in backend stats).
+//!
+//! - `idle`  the keep-alive pool of idle server connections, per worker thread
 
-use std::net::{IpAddr, SocketAddr};
+pub mod idle;
+
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::net::TcpStream;
 
 use crate::balance::{InFlight, PickCtx, Server};
-use crate::http::upstream;
+use crate::connect::open;
 use crate::io::Io;
 use crate::snapshot::BackendRt;
-use crate::tls::Connector;
 
 /// What a connection is wanted for.
 pub struct Dial<'a> {
@@ -52,7 +52,7 @@ pub struct Upstream {
     /// The server, counted in flight while this lives.
     pub server: InFlight,
     /// The idle pool it came from and may go back to.
-    pub key: upstream::Key,
+    pub key: idle::Key,
     /// Taken from the idle pool rather than made.
     pub reused: bool,
 }
@@ -81,7 +81,7 @@ pub async fn dial(d: &Dial<'_>, attempts: &mut u32) -> Option<Upstream> {
         let connector = per_request.as_ref().or(connector);
         let key = (server.addr, connector.map(|c| c.identity));
         if let Some(r) = d.reuse.filter(|r| r.take) {
-            if let Some(sock) = upstream::take(key, !r.retryable) {
+            if let Some(sock) = idle::take(key, !r.retryable) {
                 be.stats.reuse_hit.inc();
                 return Some(Upstream {
                     sock,
@@ -125,58 +125,5 @@ pub async fn dial(d: &Dial<'_>, attempts: &mut u32) -> Option<Upstream> {
                 tried.push(server);
             }
         }
-    }
-}
-
-/// Connects to `addr` and, with a connector, does the TLS handshake; each
-/// step within `limit` (`None`: the caller bounds the whole). `ring`: see
-/// `Dial::ring`. `Err` is a reason for logs and health checks.
-pub async fn open(
-    addr: SocketAddr,
-    tls: Option<&Connector>,
-    limit: Option<Duration>,
-    ring: bool,
-) -> Result<Io, String> {
-    let sock = within(limit, connect(addr))
-        .await
-        .unwrap_or_else(|| Err("connect timeout".into()))?;
-    match tls {
-        None if ring => Io::plain(sock).map_err(|e| e.to_string()),
-        None => Ok(Io::Plain(sock)),
-        Some(c) => within(limit, handshake(c, sock))
-            .await
-            .unwrap_or_else(|| Err("TLS handshake timeout".into())),
-    }
-}
-
-/// `fut` within `limit`; `None` once it ran out.
-async fn within<T>(
-    limit: Option<Duration>,
-    fut: impl std::future::Future<Output = T>,
-) -> Option<T> {
-    match limit {
-        Some(l) => tokio::time::timeout(l, fut).await.ok(),
-        None => Some(fut.await),
-    }
-}
-
-async fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
-    match TcpStream::connect(addr).await {
-        Ok(s) => {
-            let _ = s.set_nodelay(true);
-            Ok(s)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            Err("connect refused".into())
-        }
-        Err(e) => Err(format!("connect failed: {e}")),
-    }
-}
-
-async fn handshake(c: &Connector, sock: TcpStream) -> Result<Io, String> {
-    let connector = tokio_rustls::TlsConnector::from(c.config.clone());
-    match connector.connect(c.name.clone(), sock).await {
-        Ok(t) => Ok(Io::TlsOut(Box::new(t))),
-        Err(e) => Err(format!("TLS handshake failed: {e}")),
     }
 }
