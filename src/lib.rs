@@ -1,24 +1,50 @@
 //! lb: an L4/L7 load balancer with the www.foobar.com topology built in.
 //!
-//! Module map:
-//! - `conf`     the conf language: `parse` (text -> sections, `FILE:LINE` errors), `model` (typed `Conf`), `acl`, `tls`, `kv`, `web`, `app`
-//! - `runtime`  Conf -> `Snapshot` behind an `ArcSwap`; worker threads; listeners; signals and drain
-//! - `limit`    per-client-address limits: bounded, sharded counters of connections and rates
-//! - `listener` socket2 binds with SO_REUSEPORT, accept loops, maxconn permits
-//! - `shutdown` open-connection tracking for the SIGTERM drain
-//! - `balance`  `Server` state and counters, `Pool` (roundrobin, leastconn, source, random), `health` checks
-//! - `edge`     tcp-request reject rules and per-address connection limits at accept (closed before any read)
-//! - `http`     HTTP/1.1: `head`/`body` parsing (pure, fuzzed), `proxy` (per-connection loop), `upstream` (keep-alive pool), `reply`
-//! - `clock`    `Instant::now()` read once per connection-task poll on the request path
-//! - `io`       a connection as the proxy sees it: plain TCP or TLS, and the tunnel between two
-//! - `tls`      rustls configurations: SNI certificate store per bind, connectors to TLS servers
-//! - `l4`       TCP mode: connect with retries, splice(2) both ways with half-close
-//! - `kv`       the embedded RESP2 key-value store
-//! - `stats`    traffic metrics: prometheus handles per frontend/backend/server, kept across reloads
+//! Module map, by layer from the bottom; a module imports only its own layer or
+//! those below it (`grep -rn "use crate::" src/` shows it).
+//!
+//! Base, under everything:
+//! - `conf`      the conf language: `parse` (text -> sections, `FILE:LINE` errors), `model` (typed `Conf`), `acl`, `tls`, `kv`, `web`, `app`
+//! - `clock`     `Instant::now()` read once per connection-task poll on the request path
+//! - `shutdown`  the drain flag and open-connection tracking for SIGTERM
+//! - `stats`     traffic metrics: prometheus handles per frontend/backend/server, kept across reloads
 //! - `accesslog` one line per request or TCP connection, written off the request path
-//! - `admin`    the admin listener: /metrics, /stats page and JSON, runtime API
-//! - `web`      the embedded web server (nginx role): static files, `/healthz`, app prefixes via `http::proxy::forward`
-//! - `app`      the embedded foobar application (gunicorn role): JSON API over the kv tier, read-your-writes
+//! - `limit`     per-client-address limits: bounded, sharded counters of connections and rates
+//! - `buffer`    read buffers: a per-worker stack of spares, counted for /metrics
+//!
+//! Transport:
+//! - `uring`     io_uring for plain HTTP sockets, one ring per worker thread
+//! - `io`        a connection as the proxy sees it: plain TCP (epoll or the ring) or TLS
+//! - `tls`       rustls configurations: SNI certificate store per bind, connectors to TLS servers
+//! - `listener`  socket2 binds with SO_REUSEPORT, accept loops, maxconn permits
+//! - `tunnel`    bytes both ways between two connections: splice(2) or a copy, half-close, idle timeout
+//! - `connect`   one connection to an address: TCP connect, then TLS through a connector
+//!
+//! HTTP codec: `http::head`, `http::body` (parsing, pure, fuzzed), `http::reply` (canned answers).
+//!
+//! Proxy state:
+//! - `balance`   `Server` state and counters, `Pool` (roundrobin, leastconn, source, random), `health` checks
+//! - `snapshot`  `Snapshot` (conf -> per-proxy `FrontendRt`/`BackendRt`, with constructors) and `Live`, the current one
+//! - `edge`      tcp-request reject rules and per-address limits at accept (closed before any read)
+//!
+//! Dialer:
+//! - `dial`      pick a server, retries and redispatch, connect, TLS, passive health; `dial::idle` keep-alive pool (`http::upstream`)
+//!
+//! Request pipeline: `http::pipeline` (one exchange in named phases) with `http::{conn, downstream, upload, relay, rewrite, tally}`.
+//!
+//! Protocol drivers:
+//! - `http::proxy` the HTTP/1 client connection loop
+//! - `l4`        TCP mode: a dialed connection, then the tunnel, counted and logged
+//!
+//! Services:
+//! - `control`   what the runtime lends a service: live snapshot, reload, counters, stop signal
+//! - `kv`        the embedded RESP2 key-value store
+//! - `admin`     the admin listener: /metrics, /stats page and JSON, runtime API
+//! - `web`       the embedded web server (nginx role): static files, `/healthz`, app prefixes via `http::proxy::forward`
+//! - `app`       the embedded foobar application (gunicorn role): JSON API over the kv tier, read-your-writes
+//!
+//! Top:
+//! - `runtime`   Conf -> `Snapshot` swapped on reload; worker threads; listeners; signals and drain
 
 pub mod accesslog;
 pub mod admin;
