@@ -57,6 +57,7 @@ pub mod connect;
 pub mod control;
 pub mod dial;
 pub mod edge;
+pub mod h2;
 pub mod http;
 pub mod io;
 pub mod kv;

@@ -38,6 +38,7 @@ struct Families {
     fe_duration: HistogramVec,
     fe_denied_conn: IntCounterVec,
     fe_denied_req: IntCounterVec,
+    fe_requests: IntCounterVec,
     srv_responses: IntCounterVec,
     srv_bytes_in: IntCounterVec,
     srv_bytes_out: IntCounterVec,
@@ -143,6 +144,12 @@ fn families() -> &'static Families {
                 "lb_frontend_denied_requests_total",
                 "HTTP requests refused by http-request deny (rule) or limit http-req-rate (429)",
                 &["frontend", "reason"],
+            ),
+            fe_requests: counter_vec(
+                &r,
+                "lb_frontend_http_requests_total",
+                "HTTP requests from clients, by the protocol the client spoke (1.1 or 2)",
+                &["frontend", "version"],
             ),
             srv_responses: counter_vec(
                 &r,
@@ -264,6 +271,9 @@ pub struct FrontendStats {
     pub sessions: IntCounter,
     pub traffic: Traffic,
     pub denied: Denied,
+    /// HTTP requests by protocol: HTTP/1.x, HTTP/2.
+    pub requests_h1: IntCounter,
+    pub requests_h2: IntCounter,
 }
 
 /// Refusals of one frontend, by the rule or limit that refused.
@@ -342,6 +352,8 @@ pub fn frontend(name: &str) -> Arc<FrontendStats> {
                         .fe_denied_req
                         .with_label_values(&[name, "limit_http_req_rate"]),
                 },
+                requests_h1: f.fe_requests.with_label_values(&[name, "1.1"]),
+                requests_h2: f.fe_requests.with_label_values(&[name, "2"]),
             })
         })
         .clone()

@@ -11,6 +11,7 @@ use super::head::{RequestHead, ResponseHead};
 use super::reply;
 use super::rewrite::redirect_head;
 use super::upload::pass_interim;
+use crate::h2::stream::H2Stream;
 use crate::io::Io;
 
 /// The client end of an exchange.
@@ -20,6 +21,8 @@ pub enum Downstream<'a> {
         io: &'a mut Io,
         rbuf: &'a mut BytesMut,
     },
+    /// An HTTP/2 stream.
+    H2(&'a mut H2Stream),
 }
 
 /// A response lb makes itself, before any server is involved.
@@ -44,6 +47,7 @@ impl Downstream<'_> {
     pub fn buffered(&self) -> usize {
         match self {
             Downstream::H1 { rbuf, .. } => rbuf.len(),
+            Downstream::H2(_) => 0,
         }
     }
 
@@ -61,6 +65,29 @@ impl Downstream<'_> {
                 io.write_all_idle(&bytes, idle).await?;
                 Ok(bytes.len() as u64)
             }
+            Downstream::H2(s) => {
+                let sent = match a {
+                    Answer::Error { status, extra } => {
+                        let body = reply::error_body(*status);
+                        let mut headers =
+                            vec![("content-type", "text/html"), ("cache-control", "no-cache")];
+                        let extra: Vec<(&str, &str)> = extra
+                            .iter()
+                            .filter_map(|h| h.split_once(':'))
+                            .map(|(n, v)| (n, v.trim()))
+                            .collect();
+                        headers.extend(extra);
+                        s.send_reply(*status, &headers, body.as_bytes())
+                            .map(|_| body.len())
+                    }
+                    Answer::Redirect { code, location } => {
+                        let loc = String::from_utf8_lossy(location);
+                        let headers = [("location", &*loc), ("cache-control", "no-cache")];
+                        s.send_reply(*code, &headers, b"").map(|_| loc.len())
+                    }
+                };
+                sent.map(|n| n as u64).map_err(io::Error::other)
+            }
         }
     }
 
@@ -71,7 +98,9 @@ impl Downstream<'_> {
                 io.write_all_idle(b"HTTP/1.1 100 Continue\r\n\r\n", idle)
                     .await
             }
-            Downstream::H1 { .. } => Ok(()),
+            // An HTTP/2 client that waits sends its body after a timeout
+            // anyway (RFC 9110 10.1.1); lb does not hold the body back.
+            Downstream::H1 { .. } | Downstream::H2(_) => Ok(()),
         }
     }
 
@@ -84,6 +113,7 @@ impl Downstream<'_> {
     ) -> io::Result<()> {
         match self {
             Downstream::H1 { io, .. } => pass_interim(io, r, req, conn).await,
+            Downstream::H2(s) => s.send_head(r, false).map_err(io::Error::other),
         }
     }
 }

@@ -4,6 +4,7 @@ pub mod body;
 pub mod conn;
 pub mod downstream;
 pub mod fuzz_check;
+pub mod h2side;
 pub mod head;
 pub mod pipeline;
 pub mod proxy;

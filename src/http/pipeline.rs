@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::{BufMut, BytesMut};
 
 use super::downstream::{Answer, Downstream};
+use super::h2side;
 use super::head::{self, BodyKind, RequestHead, ResponseHead};
 use super::relay::{relay_response, Cut};
 use super::rewrite::{redirect_location, request_head, response_head};
@@ -18,6 +19,7 @@ use crate::balance::Server;
 use crate::conf::acl;
 use crate::conf::{HttpRule, Reuse};
 use crate::dial::{dial, Dial, Pooled, Upstream};
+use crate::h2::stream::H2Stream;
 use crate::io::{Io, SpareBuffer};
 use crate::snapshot::{BackendRt, FrontendRt};
 use std::sync::atomic::Ordering;
@@ -71,6 +73,35 @@ pub async fn exchange(
     let r = run(&mut ds, ubuf, req, conn, first, &mut t).await;
     t.finish(conn, &r);
     r
+}
+
+/// One request on an HTTP/2 stream, answered on it (errors included),
+/// counted in metrics and the access log.
+pub async fn exchange_h2(mut stream: H2Stream, req: RequestHead, conn: &Conn<'_>) {
+    let mut ubuf = crate::io::take_buffer();
+    let mut t = Tally::start(&req, Version::Http2);
+    // Each stream is treated as a connection's first request: with `http-reuse
+    // safe` only an idempotent one rides on a server connection that may be dead.
+    let mut ds = Downstream::H2(&mut stream);
+    let r = run(&mut ds, &mut ubuf, req, conn, true, &mut t).await;
+    t.finish(conn, &r);
+    match r {
+        Ok(_) => {}
+        Err(Fail::Status(status)) => {
+            let a = Answer::Error {
+                status,
+                extra: Vec::new(),
+            };
+            let _ = Downstream::H2(&mut stream)
+                .answer(&a, conn.fe.conf.timeout_client)
+                .await;
+        }
+        // The response began and the server cut it: the client must not
+        // take the stream for complete.
+        Err(Fail::Cut) => stream.cancel(h2::Reason::INTERNAL_ERROR),
+        Err(Fail::Close) => stream.cancel(h2::Reason::CANCEL),
+    }
+    crate::io::give_buffer(&mut ubuf);
 }
 
 /// The phases of one exchange, in order.
@@ -382,6 +413,11 @@ async fn send(
             };
             send_body(&mut upload, rbuf, req.body, &mut t.bytes_in).await
         }
+        Downstream::H2(stream) => {
+            let max = conn.fe.conf.http.max_body.unwrap_or(u64::MAX);
+            let sent = &mut t.bytes_in;
+            h2side::send_body(stream, &mut up.sock, req.body, max, server_timeout, sent).await
+        }
     }
 }
 
@@ -405,7 +441,10 @@ async fn switch(
         invalid_response(&up.server.0, why);
         return Err(Fail::Status(502));
     }
-    let Downstream::H1 { io: client, rbuf } = ds;
+    let Downstream::H1 { io: client, rbuf } = ds else {
+        // An HTTP/2 request never asks for an upgrade (switch_allowed).
+        return Err(Fail::Status(502));
+    };
     let head = response_head(resp, true, true);
     client.write_all_idle(&head, fe.conf.timeout_client).await?;
     if !ubuf.is_empty() {
@@ -442,7 +481,10 @@ async fn relay(
     t: &mut Tally,
 ) -> Result<Next, Fail> {
     let bc = &be.conf;
-    let Downstream::H1 { io: client, .. } = ds;
+    let client = match ds {
+        Downstream::H1 { io, .. } => io,
+        Downstream::H2(stream) => return relay_h2(stream, ubuf, up, resp, conn, be, t).await,
+    };
     // RFC 9112 6.1: no Transfer-Encoding goes to an HTTP/1.0 client. Chunked
     // is undone below; another coding (gzip) cannot be told to it, and its
     // bytes passed on bare would read as the content itself: 502, as nginx.
@@ -500,6 +542,51 @@ async fn relay(
     } else {
         Next::Close
     })
+}
+
+/// Phase relay for a client on an HTTP/2 stream: no connection-level
+/// keep-alive to decide, and transfer codings other than chunked cannot be
+/// told to it (502, as to an HTTP/1.0 client).
+async fn relay_h2(
+    stream: &mut H2Stream,
+    ubuf: &mut BytesMut,
+    mut up: Upstream,
+    resp: &ResponseHead,
+    conn: &Conn<'_>,
+    be: &BackendRt,
+    t: &mut Tally,
+) -> Result<Next, Fail> {
+    if carries_codings(resp) {
+        tracing::warn!(
+            "server {}: invalid response: transfer coding an HTTP/2 client cannot receive",
+            up.server.0.id
+        );
+        return Err(Fail::Status(502));
+    }
+    let relayed = h2side::relay_response(
+        stream,
+        &mut up.sock,
+        ubuf,
+        resp,
+        conn.fe.conf.timeout_client,
+        be.conf.timeout_server,
+        &mut t.bytes_out,
+    )
+    .await;
+    match relayed {
+        Ok(true) if ubuf.is_empty() => give_back(up, resp, be),
+        Ok(_) => {}
+        Err(Cut::Client) => return Err(Fail::Close),
+        Err(Cut::Server(what)) => {
+            bad_response(&up.server.0, what);
+            return Err(if t.bytes_out == 0 {
+                Fail::Status(502)
+            } else {
+                Fail::Cut
+            });
+        }
+    }
+    Ok(Next::KeepAlive)
 }
 
 /// A server connection whose exchange ended cleanly goes back to its idle
@@ -617,7 +704,17 @@ async fn read_response(
                 Err(e) => return Err(RespError::Invalid(head_fault(e))),
             }
         }
-        match sock.read_until(ubuf, crate::clock::now() + timeout).await {
+        let deadline = crate::clock::now() + timeout;
+        let read = match ds {
+            Downstream::H1 { .. } => sock.read_until(ubuf, deadline).await,
+            Downstream::H2(stream) => match h2side::server_read(stream, sock, ubuf, deadline).await
+            {
+                Some(r) => r,
+                // The client reset its stream: the request is cancelled.
+                None => return Err(RespError::Client),
+            },
+        };
+        match read {
             Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(RespError::Timeout),
             Ok(0) | Err(_) if !got_any && ubuf.is_empty() => {
                 return Err(RespError::DeadReused);

@@ -137,7 +137,7 @@ impl From<io::Error> for Cut {
 }
 
 /// A read of response body bytes that must bring some.
-fn body_read(r: io::Result<usize>) -> Result<(), Cut> {
+pub(crate) fn body_read(r: io::Result<usize>) -> Result<(), Cut> {
     match r {
         Ok(0) => Err(Cut::Server("response body cut short".into())),
         Ok(_) => Ok(()),

@@ -83,6 +83,10 @@ impl Tally {
         }
         let took = crate::clock::now() - self.start;
         let fe = &conn.fe.stats;
+        match conn.version {
+            Version::Http1 => fe.requests_h1.inc(),
+            Version::Http2 => fe.requests_h2.inc(),
+        }
         fe.traffic
             .record(self.status, self.bytes_in, self.bytes_out, took);
         if let Some(s) = &self.server {
