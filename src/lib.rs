@@ -20,7 +20,8 @@
 //! - `tunnel`    bytes both ways between two connections: splice(2) or a copy, half-close, idle timeout
 //! - `connect`   one connection to an address: TCP connect, then TLS through a connector
 //!
-//! HTTP codec: `http::head`, `http::body` (parsing, pure, fuzzed), `http::reply` (canned answers).
+//! HTTP codec: `http::head`, `http::body` (parsing, pure, fuzzed), `http::reply` (canned answers),
+//! `h2::stream` (an HTTP/2 stream as the pipeline sees it).
 //!
 //! Proxy state:
 //! - `balance`   `Server` state and counters, `Pool` (roundrobin, leastconn, source, random), `health` checks
