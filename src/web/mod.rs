@@ -249,6 +249,50 @@ mod tests {
         [code(open_canonical(root, rel)), code(web.open(rel))]
     }
 
+    /// The route proxy is what the conf text `web` used to generate and
+    /// parse would give (line numbers aside): the same defaults, timeouts
+    /// and limits.
+    #[test]
+    fn route_proxy_matches_its_conf_text() {
+        let mut w = WebConf::new("w".into(), 1);
+        w.timeout_client = Duration::from_micros(2500);
+        w.timeout_server = Duration::from_secs(7);
+        w.timeout_request = Duration::from_millis(0);
+        let addr: SocketAddr = "127.0.0.1:8081".parse().unwrap();
+        let limits = HeadLimits {
+            max_bytes: 9000,
+            max_headers: 20,
+        };
+        let ms = |d: Duration| d.as_millis().max(1);
+        let text = format!(
+            "global\n    tune.bufsize {}\n    tune.http.maxhdr {}\n\
+             defaults\n    mode http\n    timeout connect {}ms\n    timeout client {}ms\n    timeout server {}ms\n    retries 1\n\
+             backend w-app\n    server app {addr}\n\
+             frontend web-w\n    bind 127.0.0.1:0\n    default_backend w-app\n    option forwardfor\n\
+             \x20   timeout http-keep-alive {}ms\n    timeout http-request {}ms\n",
+            limits.max_bytes,
+            limits.max_headers,
+            ms(w.timeout_connect),
+            ms(w.timeout_client),
+            ms(w.timeout_server),
+            ms(w.timeout_keep_alive),
+            ms(w.timeout_request),
+        );
+        let parsed = crate::snapshot::Snapshot::build(crate::conf::parse_conf("t", &text).unwrap());
+        let want = &parsed.frontends["web-w"];
+        let got = route_proxy(&w, addr, limits);
+        let unlined = |fe: &FrontendRt| {
+            let mut f = fe.conf.clone();
+            f.line = 0;
+            f.binds.iter_mut().for_each(|b| b.line = 0);
+            let mut b = fe.backend.as_ref().unwrap().conf.clone();
+            b.line = 0;
+            b.servers.iter_mut().for_each(|s| s.line = 0);
+            (f, b, fe.limits, fe.bound.clone())
+        };
+        assert_eq!(unlined(&got), unlined(want));
+    }
+
     #[test]
     fn openers_stay_beneath_the_root() {
         let (_base, root) = tree("open");
