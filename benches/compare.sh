@@ -13,6 +13,10 @@
 # CONNS may be a list ("50 200"): one whole run, with its own table, per value.
 # PIN=CPU pins every proxy to that CPU (`taskset`, all threads, each proxy alike), as
 # HAProxy's `cpu-map` would; wrk and the backends stay free. Unset: nothing pinned.
+# HTTP/2 (when h2load is installed, Debian's nghttp2-client; H2=0 skips it): lb and
+# HAProxy with `bind ... proto h2` (h2c) in front of the same two backends,
+# `h2load -c $H2_CONNS -m $H2_STREAMS -t 1 -n $H2_REQUESTS` (50, 10, 200000), ROUNDS
+# interleaved rounds, req/s and CPU per request. H2_ONLY=1 runs only this part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -213,6 +217,7 @@ run_cpu() { # name -> "req/s cpu-µs-per-request"
         echo "$rps $(echo "($t1 - $t0) / $HZ * 1000000 / ($rps * $SECS)" | bc -l)"
     fi
 }
+if [ -z "${H2_ONLY:-}" ]; then
 for n in "${names[@]}"; do total[$n]=""; cpu[$n]=""; run "${port[$n]}" >/dev/null; done  # warm up
 for r in $(seq "$ROUNDS"); do
     for n in "${names[@]}"; do
@@ -235,3 +240,77 @@ for n in "${names[@]}"; do
     c=$(echo "${cpu[$n]}" | median)
     printf "| %s | %.0f | %.2fx | %.2fx | %.1f | %.2fx |\n" "$n" "$m" "$(echo "$m / $h" | bc -l)" "$(echo "$m / $d" | bc -l)" "$c" "$(echo "$hc / $c" | bc -l)"
 done
+fi
+
+# HTTP/2 to the proxy (h2c, prior knowledge), HTTP/1.1 to the backends.
+if [ "${H2:-1}" != 0 ] && command -v h2load >/dev/null; then
+    H2_CONNS=${H2_CONNS:-50}
+    H2_STREAMS=${H2_STREAMS:-10}
+    H2_REQUESTS=${H2_REQUESTS:-200000}
+    P2L=$(free_port)
+    sed "s/bind 127.0.0.1:$PL\$/bind 127.0.0.1:$P2L proto h2/" "$dir/lb.conf" > "$dir/lb-h2.conf"
+    ./target/release/lb --conf "$dir/lb-h2.conf" >/dev/null 2>&1 &
+    pids+=($!)
+    P2LPID=$!
+    P2H=$(free_port)
+    sed "s/bind 127.0.0.1:$PH\$/bind 127.0.0.1:$P2H proto h2/" "$dir/haproxy.cfg" > "$dir/haproxy-h2.cfg"
+    "$HAPROXY" -db -f "$dir/haproxy-h2.cfg" >/dev/null 2>&1 &
+    pids+=($!)
+    P2HPID=$!
+    wait_port "$P2L"
+    wait_port "$P2H"
+    if [ -n "${PIN:-}" ]; then
+        for p in "$P2LPID" "$P2HPID"; do taskset -a -p -c "$PIN" "$p" >/dev/null; done
+    fi
+    H2LOAD="h2load -c $H2_CONNS -m $H2_STREAMS -t 1 -n $H2_REQUESTS"
+    h2_run() { # pid port -> "req/s cpu-µs-per-request"
+        local t0 t1 rps ok pp="" ms=""
+        rm -f "$dir/proxy.perf"
+        if [ -n "$PERF" ]; then
+            "$PERF" stat -x, -e task-clock -p "$1" -o "$dir/proxy.perf" 2>/dev/null &
+            pp=$!
+        fi
+        t0=$(ticks "$1")
+        $H2LOAD "http://127.0.0.1:$2/file.txt" > "$dir/h2load.out"
+        t1=$(ticks "$1")
+        if [ -n "$pp" ]; then
+            kill -INT "$pp" 2>/dev/null || true
+            wait "$pp" || true
+            ms=$(grep task-clock "$dir/proxy.perf" 2>/dev/null | cut -d, -f1 | grep -E '^[0-9.]+$' || true)
+        fi
+        rps=$(awk '/^finished in/ {print $4}' "$dir/h2load.out")
+        ok=$(awk '/^requests:/ {print $8}' "$dir/h2load.out")
+        if [ "$ok" != "$H2_REQUESTS" ]; then echo "h2load: $ok of $H2_REQUESTS succeeded:" >&2; cat "$dir/h2load.out" >&2; fi
+        if grep -q "status codes: 0 2xx" "$dir/h2load.out"; then echo "h2load: no 2xx" >&2; fi
+        if [ -n "$ms" ]; then
+            echo "$rps $(echo "$ms * 1000 / $H2_REQUESTS" | bc -l)"
+        else
+            echo "$rps $(echo "($t1 - $t0) / $HZ * 1000000 / $H2_REQUESTS" | bc -l)"
+        fi
+    }
+    h2names=(lb haproxy)
+    declare -A h2pid=([lb]=$P2LPID [haproxy]=$P2HPID) h2port=([lb]=$P2L [haproxy]=$P2H) h2total h2cpu
+    for n in "${h2names[@]}"; do h2total[$n]=""; h2cpu[$n]=""; h2_run "${h2pid[$n]}" "${h2port[$n]}" >/dev/null; done  # warm up
+    for r in $(seq "$ROUNDS"); do
+        for n in "${h2names[@]}"; do
+            read -r rps us <<<"$(h2_run "${h2pid[$n]}" "${h2port[$n]}")"
+            h2total[$n]="${h2total[$n]} $rps"
+            h2cpu[$n]="${h2cpu[$n]} $us"
+            echo "h2 round $r $n $rps req/s, $us CPU µs/request" >&2
+        done
+    done
+    h=$(echo "${h2total[haproxy]}" | median)
+    hc=$(echo "${h2cpu[haproxy]}" | median)
+    echo
+    echo "HTTP/2 (h2c, \`bind ... proto h2\`) to the proxy, HTTP/1.1 to 2 nginx backends, $THREADS worker thread(s) each${PIN:+, pinned to CPU $PIN}, ${FILE_BYTES} B file, $H2LOAD, median of $ROUNDS interleaved rounds"
+    echo "| proxy | requests/s | vs HAProxy | proxy CPU µs/request | HAProxy's CPU per request / this one's |"
+    echo "|---|---:|---:|---:|---:|"
+    for n in "${h2names[@]}"; do
+        m=$(echo "${h2total[$n]}" | median)
+        c=$(echo "${h2cpu[$n]}" | median)
+        printf "| %s | %.0f | %.2fx | %.1f | %.2fx |\n" "$n" "$m" "$(echo "$m / $h" | bc -l)" "$c" "$(echo "$hc / $c" | bc -l)"
+    done
+elif [ "${H2:-1}" != 0 ]; then
+    echo
+    echo "HTTP/2: skipped (no h2load: apt-get install -y nghttp2-client)"
+fi

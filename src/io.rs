@@ -200,28 +200,6 @@ pub async fn read_until(
     }
 }
 
-/// `read_until` for a server's next request: while `buf` holds none of it yet,
-/// the start of the drain (SIGTERM) ends the read as at EOF, so an idle
-/// keep-alive connection closes then rather than at its timeout. Bytes that
-/// arrive first are read as usual, and a request begun is read to its end.
-pub async fn read_unless_draining(
-    s: &mut TcpStream,
-    buf: &mut BytesMut,
-    deadline: Instant,
-) -> io::Result<usize> {
-    if !buf.is_empty() {
-        return read_until(s, buf, deadline).await;
-    }
-    if crate::shutdown::draining() {
-        return Ok(0);
-    }
-    tokio::select! {
-        biased;
-        r = read_until(s, buf, deadline) => r,
-        _ = crate::shutdown::drain_started() => Ok(0),
-    }
-}
-
 /// `try_read_buf` on a shared socket that, like tokio's own `poll_read`, clears read
 /// readiness after a short read: the read drained the socket, so the next one waits
 /// for epoll's edge instead of spending a `recv` on EAGAIN. (Readiness can only be

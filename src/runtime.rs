@@ -357,15 +357,16 @@ impl Runtime {
             }
         };
         // TLS with the certificates of the snapshot current at accept time.
-        let tls = fe
+        let index = fe
             .conf
             .binds
             .iter()
             .enumerate()
             .filter(|(_, b)| b.addr == bind.0)
             .nth(bind.1)
-            .map(|(i, _)| i)
-            .and_then(|i| fe.tls.get(i).cloned().flatten());
+            .map(|(i, _)| i);
+        let tls = index.and_then(|i| fe.tls.get(i).cloned().flatten());
+        let proto_h2 = index.is_some_and(|i| fe.conf.binds[i].h2);
         let client = match tls {
             None if fe.conf.mode == Mode::Http => match crate::io::Io::plain(sock) {
                 Ok(io) => io,
@@ -397,6 +398,13 @@ impl Runtime {
                     rt: self.snapshot.clone(),
                     name,
                 };
+                // `proto h2`, or TLS that chose h2 by ALPN: the HTTP/2 driver.
+                let alpn_h2 = matches!(&client, crate::io::Io::TlsIn(t)
+                    if t.get_ref().1.alpn_protocol() == Some(b"h2"));
+                if proto_h2 || alpn_h2 {
+                    crate::h2::server::serve(client, peer, fe, src).await;
+                    return;
+                }
                 crate::http::proxy::serve(client, peer, fe, src).await;
             }
             Mode::Tcp => {

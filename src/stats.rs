@@ -47,6 +47,7 @@ struct Families {
     be_retries: IntCounterVec,
     be_redispatches: IntCounterVec,
     be_reuse: IntCounterVec,
+    h2_abuse: IntCounterVec,
     frontends: Mutex<HashMap<String, Arc<FrontendStats>>>,
     backends: Mutex<HashMap<String, Arc<BackendStats>>>,
     servers: Mutex<HashMap<(String, String), Arc<ServerStats>>>,
@@ -199,12 +200,26 @@ fn families() -> &'static Families {
                 "Server connections taken from the idle pool (hit) or opened (miss)",
                 &["backend", "result"],
             ),
+            h2_abuse: counter_vec(
+                &r,
+                "lb_h2_abuse_total",
+                "HTTP/2 client connections cut for abuse, by kind (glitches: streams reset before their answer; calm: the h2 layer's limits on pending resets, error resets and CONTINUATION floods)",
+                &["frontend", "kind"],
+            ),
             registry: r,
             frontends: Mutex::new(HashMap::new()),
             backends: Mutex::new(HashMap::new()),
             servers: Mutex::new(HashMap::new()),
         }
     })
+}
+
+/// Counts an HTTP/2 client connection cut for abuse. Rare: resolved on use.
+pub fn h2_abuse(frontend: &str, kind: &str) {
+    families()
+        .h2_abuse
+        .with_label_values(&[frontend, kind])
+        .inc();
 }
 
 /// Every metric registered here, for `/metrics`.

@@ -1411,7 +1411,16 @@ impl Stream {
 
     /// Waits until the socket has bytes to read, EOF or an error.
     pub async fn readable(&self) -> io::Result<()> {
-        let mask = libc::POLLIN as u32;
+        self.poll(libc::POLLIN as u32).await
+    }
+
+    /// Waits until the socket has room to send, or an error (for sendfile(2)
+    /// straight to the descriptor, once the send in flight is settled).
+    pub async fn writable(&self) -> io::Result<()> {
+        self.poll(libc::POLLOUT as u32).await
+    }
+
+    async fn poll(&self, mask: u32) -> io::Result<()> {
         let entry = match self.target() {
             Target::Fixed(i) => opcode::PollAdd::new(types::Fixed(i), mask).build(),
             Target::Fd(fd) => opcode::PollAdd::new(types::Fd(fd), mask).build(),

@@ -241,13 +241,13 @@ fn cpu_map_refuses_a_cpu_the_process_cannot_use() {
 
 /// Errors of one file, each on its own line, in line order; a section that
 /// failed is not reported again where it is used.
-const MANY_ERRORS: &str = "global\n    nbthread 0\nfrontend f\n    mode http\n    bind 127.0.0.1:0 ssl self-signed a.test alpn h2,http/1.1\n    bnd 127.0.0.1:0\n    acl api pth_beg /api\n    use_backend api if api\n    default_backend b\nbackend api\n    mode http\n    server s nohost\nbackend b\n    mode http\n    server s 127.0.0.1:9 ssl verify none sni str(x.test\n    timeout connect 5x\n";
+const MANY_ERRORS: &str = "global\n    nbthread 0\nfrontend f\n    mode http\n    bind 127.0.0.1:0 ssl self-signed a.test alpn spdy/3,http/1.1\n    bnd 127.0.0.1:0\n    acl api pth_beg /api\n    use_backend api if api\n    default_backend b\nbackend api\n    mode http\n    server s nohost\nbackend b\n    mode http\n    server s 127.0.0.1:9 ssl verify none sni str(x.test\n    timeout connect 5x\n";
 
 fn many_errors_lines(path: &std::path::Path) -> Vec<String> {
     let p = path.display();
     vec![
         format!("{p}:2: 'nbthread': invalid number '0' (expected 1..=1024)"),
-        format!("{p}:5: 'bind': alpn 'h2': lb does not speak HTTP/2 yet (mode http speaks http/1.1, http/1.0)"),
+        format!("{p}:5: 'bind': alpn 'spdy/3': lb does not speak 'spdy/3' (mode http speaks h2, http/1.1, http/1.0)"),
         format!("{p}:6: unknown keyword 'bnd' in frontend section (did you mean 'bind'?)"),
         format!("{p}:7: 'acl': unknown acl criterion 'pth_beg' (did you mean 'path_beg'?)"),
         format!("{p}:12: 'server': invalid address 'nohost' (expected HOST:PORT)"),

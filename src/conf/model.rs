@@ -55,6 +55,66 @@ pub struct Global {
     pub ssl_cache_size: usize,
     /// `cpu-map` lines, in order (see `conf::cpumap`).
     pub cpu_map: Vec<super::cpumap::CpuMap>,
+    /// `tune.h2.*`: HTTP/2 limits toward clients.
+    pub h2: H2Tune,
+}
+
+/// HTTP/2 limits toward clients (`tune.h2.*`), each a defence against a
+/// client that costs lb more than it costs the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct H2Tune {
+    /// `tune.h2.max-concurrent-streams` (HAProxy's name): streams a client may
+    /// have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub max_concurrent_streams: u32,
+    /// `tune.h2.max-header-list-size`: largest decoded header list
+    /// (SETTINGS_MAX_HEADER_LIST_SIZE); `None`: `tune.bufsize`, the HTTP/1
+    /// head limit. Also bounds CONTINUATION frames per header block (the h2
+    /// crate cuts a flood of them once the list is over this size).
+    pub max_header_list_size: Option<u32>,
+    /// `tune.h2.initial-window-size` (HAProxy's name): per-stream receive
+    /// window, the request body bytes a client may send before lb reads them.
+    pub initial_window_size: u32,
+    /// `tune.h2.fe.glitches-threshold` (HAProxy's name): streams a client may
+    /// reset before their answer (CVE-2023-44487, rapid reset) over one
+    /// connection's life before the connection is cut; 0: no limit.
+    pub glitches_threshold: u32,
+    /// `tune.h2.fe.max-pending-resets`: streams reset by the client while
+    /// waiting to be accepted (the h2 crate's rapid reset guard).
+    pub max_pending_resets: usize,
+    /// `tune.h2.fe.max-error-resets`: streams lb had to reset for the
+    /// client's protocol errors before the connection is cut.
+    pub max_error_resets: usize,
+}
+
+pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// RFC 9113's initial window.
+pub const DEFAULT_H2_INITIAL_WINDOW_SIZE: u32 = 65_535;
+pub const DEFAULT_H2_GLITCHES_THRESHOLD: u32 = 1000;
+/// The h2 crate's default.
+pub const DEFAULT_H2_MAX_PENDING_RESETS: usize = 20;
+/// The h2 crate's default.
+pub const DEFAULT_H2_MAX_ERROR_RESETS: usize = 1024;
+
+impl Default for H2Tune {
+    fn default() -> Self {
+        H2Tune {
+            max_concurrent_streams: DEFAULT_H2_MAX_CONCURRENT_STREAMS,
+            max_header_list_size: None,
+            initial_window_size: DEFAULT_H2_INITIAL_WINDOW_SIZE,
+            glitches_threshold: DEFAULT_H2_GLITCHES_THRESHOLD,
+            max_pending_resets: DEFAULT_H2_MAX_PENDING_RESETS,
+            max_error_resets: DEFAULT_H2_MAX_ERROR_RESETS,
+        }
+    }
+}
+
+impl Global {
+    /// The decoded header list size an HTTP/2 client may send.
+    pub fn h2_max_header_list_size(&self) -> u32 {
+        self.h2
+            .max_header_list_size
+            .unwrap_or(u32::try_from(self.max_head_bytes).unwrap_or(u32::MAX))
+    }
 }
 
 /// `tune.io-uring`: `on` tries a ring the kernel signals (`signal`), then one
@@ -126,6 +186,9 @@ pub struct Bind {
     pub addr: SocketAddr,
     /// `ssl crt ...` / `ssl self-signed ...`: TLS is terminated here.
     pub tls: Option<BindTls>,
+    /// `proto h2`: clients speak HTTP/2 from their first byte (cleartext h2c
+    /// with prior knowledge, or h2 alone over TLS whatever ALPN says).
+    pub h2: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -428,6 +491,12 @@ const GLOBAL_KEYWORDS: &[&str] = &[
     "tune.http.maxhdr",
     "tune.io-uring",
     "tune.ssl.cachesize",
+    "tune.h2.max-concurrent-streams",
+    "tune.h2.max-header-list-size",
+    "tune.h2.initial-window-size",
+    "tune.h2.fe.glitches-threshold",
+    "tune.h2.fe.max-pending-resets",
+    "tune.h2.fe.max-error-resets",
     "admin",
     "admin-auth",
     "admin-insecure",
@@ -460,6 +529,7 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfErrors> {
                 io_uring: IoUringTune::On,
                 ssl_cache_size: DEFAULT_SSL_CACHE_SIZE,
                 cpu_map: Vec::new(),
+                h2: H2Tune::default(),
             },
             frontends: Vec::new(),
             backends: Vec::new(),
@@ -871,6 +941,43 @@ impl Builder {
                     let v = one_arg(a).map_err(e)?;
                     self.conf.global.max_headers = parse::number(v, 1, 1000).map_err(e)? as usize;
                 }
+                "tune.h2.max-concurrent-streams" => {
+                    let v = one_arg(a).map_err(e)?;
+                    self.conf.global.h2.max_concurrent_streams =
+                        parse::number(v, 1, 10_000).map_err(e)? as u32;
+                }
+                "tune.h2.max-header-list-size" => {
+                    let v = one_arg(a).map_err(e)?;
+                    let n = parse::size(v).map_err(e)?;
+                    if !(1024..=(1 << 20)).contains(&n) {
+                        return Err(e(format!("{n} is out of range (1k..1m)")));
+                    }
+                    self.conf.global.h2.max_header_list_size = Some(n as u32);
+                }
+                "tune.h2.initial-window-size" => {
+                    let v = one_arg(a).map_err(e)?;
+                    let n = parse::size(v).map_err(e)?;
+                    // RFC 9113 6.5.2: at most 2^31-1; below 1k a body crawls.
+                    if !(1024..=(1 << 31) - 1).contains(&n) {
+                        return Err(e(format!("{n} is out of range (1k..2147483647)")));
+                    }
+                    self.conf.global.h2.initial_window_size = n as u32;
+                }
+                "tune.h2.fe.glitches-threshold" => {
+                    let v = one_arg(a).map_err(e)?;
+                    self.conf.global.h2.glitches_threshold =
+                        parse::number(v, 0, 10_000_000).map_err(e)? as u32;
+                }
+                "tune.h2.fe.max-pending-resets" => {
+                    let v = one_arg(a).map_err(e)?;
+                    self.conf.global.h2.max_pending_resets =
+                        parse::number(v, 1, 100_000).map_err(e)? as usize;
+                }
+                "tune.h2.fe.max-error-resets" => {
+                    let v = one_arg(a).map_err(e)?;
+                    self.conf.global.h2.max_error_resets =
+                        parse::number(v, 1, 100_000).map_err(e)? as usize;
+                }
                 "admin" => {
                     let v = one_arg(a).map_err(e)?;
                     self.conf.global.admin = Some(parse::bind_addr(v).map_err(e)?);
@@ -1090,15 +1197,10 @@ impl Builder {
                     if tls::HTTP_ALPN.contains(&p.as_ref()) {
                         continue;
                     }
-                    let why = if p == "h2" {
-                        "lb does not speak HTTP/2 yet".to_string()
-                    } else {
-                        format!("lb does not speak '{p}'")
-                    };
                     let e = self.err(
                         b.line,
                         format!(
-                            "'bind': alpn '{p}': {why} (mode http speaks {})",
+                            "'bind': alpn '{p}': lb does not speak '{p}' (mode http speaks {})",
                             tls::HTTP_ALPN.join(", ")
                         ),
                     );
@@ -1106,6 +1208,13 @@ impl Builder {
                 }
             }
         } else {
+            for b in d.binds.iter().filter(|b| b.h2) {
+                let e = self.err(
+                    b.line,
+                    "'bind': 'proto h2' needs mode http (in mode tcp bytes pass as they are)",
+                );
+                self.errors.push(e);
+            }
             for s in &d.servers {
                 if s.opts.tls.as_ref().is_some_and(|t| t.sni_from_request) {
                     let e = self.err(
@@ -1240,11 +1349,12 @@ impl Builder {
                     return Err(e("missing address".into()));
                 }
                 let addr = parse::bind_addr(&a[1]).map_err(e)?;
-                let tls = bind_options(&a[2..]).map_err(e)?;
+                let (tls, h2) = bind_options(&a[2..]).map_err(e)?;
                 p.binds.push(Bind {
                     line: d.line,
                     addr,
                     tls,
+                    h2,
                 });
             }
             "mode" => {
@@ -1599,8 +1709,9 @@ fn local_ip(ip: std::net::IpAddr) -> Result<(), String> {
 }
 
 /// `bind ADDR` options: `ssl`, `crt PATH` (repeatable), `self-signed NAME...`,
-/// `strict-sni`, `alpn LIST`, `no-tls-tickets`.
-fn bind_options(args: &[String]) -> Result<Option<BindTls>, String> {
+/// `strict-sni`, `alpn LIST`, `no-tls-tickets`, `proto h2`. Returns the TLS
+/// settings and whether `proto h2` was given.
+fn bind_options(args: &[String]) -> Result<(Option<BindTls>, bool), String> {
     const OPTS: &[&str] = &[
         "ssl",
         "crt",
@@ -1608,7 +1719,9 @@ fn bind_options(args: &[String]) -> Result<Option<BindTls>, String> {
         "strict-sni",
         "alpn",
         "no-tls-tickets",
+        "proto",
     ];
+    let mut h2 = false;
     let mut ssl = false;
     let mut certs = Vec::new();
     let mut strict_sni = false;
@@ -1622,6 +1735,16 @@ fn bind_options(args: &[String]) -> Result<Option<BindTls>, String> {
             "ssl" => ssl = true,
             "strict-sni" => strict_sni = true,
             "no-tls-tickets" => tickets = false,
+            "proto" => {
+                let v = args.get(i).ok_or("'proto' needs a protocol (h2)")?;
+                i += 1;
+                if v != "h2" {
+                    return Err(format!(
+                        "'proto {v}': lb speaks 'proto h2' only (HTTP/1 is the default)"
+                    ));
+                }
+                h2 = true;
+            }
             "crt" => {
                 let p = args.get(i).ok_or("'crt' needs a path")?;
                 i += 1;
@@ -1659,17 +1782,20 @@ fn bind_options(args: &[String]) -> Result<Option<BindTls>, String> {
                 "'crt', 'self-signed', 'strict-sni', 'alpn' and 'no-tls-tickets' need 'ssl'".into(),
             );
         }
-        return Ok(None);
+        return Ok((None, h2));
     }
     if certs.is_empty() {
         return Err("'ssl' needs 'crt PATH' or 'self-signed NAME...'".into());
     }
-    Ok(Some(BindTls {
+    // `proto h2` speaks h2 alone: offer it unless the line says otherwise.
+    let default_alpn: &[u8] = if h2 { b"h2" } else { b"http/1.1" };
+    let tls = BindTls {
         certs,
         strict_sni,
-        alpn: alpn.unwrap_or_else(|| vec![b"http/1.1".to_vec()]),
+        alpn: alpn.unwrap_or_else(|| vec![default_alpn.to_vec()]),
         tickets,
-    }))
+    };
+    Ok((Some(tls), h2))
 }
 
 /// `http-request redirect scheme SCHEME [code N] [if|unless COND]`.
@@ -2505,16 +2631,67 @@ mod tests {
 
     #[test]
     fn alpn_names_only_what_mode_http_speaks() {
-        let e = bad("frontend f\n    mode http\n    bind :0 ssl self-signed a alpn h2,http/1.1\n");
-        assert_eq!(e, "t.conf:3: 'bind': alpn 'h2': lb does not speak HTTP/2 yet (mode http speaks http/1.1, http/1.0)");
-        assert!(bad(
-            "defaults\n    mode http\nfrontend f\n    bind :0 ssl self-signed a alpn spdy/3\n"
-        )
-        .contains("t.conf:4: 'bind': alpn 'spdy/3': lb does not speak 'spdy/3'"));
+        let c = ok("frontend f\n    mode http\n    bind :0 ssl self-signed a alpn h2,http/1.1\n");
+        let b = &c.frontends[0].binds[0];
+        let t = b.tls.as_ref().unwrap();
+        assert_eq!(t.alpn, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert!(
+            !b.h2,
+            "ALPN chooses per connection; proto h2 is not implied"
+        );
+        let e =
+            bad("defaults\n    mode http\nfrontend f\n    bind :0 ssl self-signed a alpn spdy/3\n");
+        assert_eq!(e, "t.conf:4: 'bind': alpn 'spdy/3': lb does not speak 'spdy/3' (mode http speaks h2, http/1.1, http/1.0)");
         assert!(bad("frontend f\n    bind :0 ssl self-signed a alpn h2,\n")
             .contains("empty protocol name"));
         // In mode tcp the protocol is the server's business.
         ok("frontend f\n    mode tcp\n    bind :0 ssl self-signed a alpn h2,http/1.1\n");
+    }
+
+    #[test]
+    fn bind_proto_h2() {
+        let c = ok("frontend f\n    mode http\n    bind 127.0.0.1:0 proto h2\n    bind 127.0.0.1:0 ssl self-signed a proto h2\n    bind 127.0.0.1:0\n");
+        let b = &c.frontends[0].binds;
+        assert!(b[0].h2 && b[0].tls.is_none());
+        // h2 only over TLS: ALPN offers h2 alone unless told otherwise.
+        assert!(b[1].h2);
+        assert_eq!(b[1].tls.as_ref().unwrap().alpn, [b"h2".to_vec()]);
+        assert!(!b[2].h2);
+        assert_eq!(
+            bad("frontend f\n    mode http\n    bind :0 proto h3\n"),
+            "t.conf:3: 'bind': 'proto h3': lb speaks 'proto h2' only (HTTP/1 is the default)"
+        );
+        assert!(bad("frontend f\n    mode http\n    bind :0 proto\n")
+            .contains("'proto' needs a protocol"));
+        assert_eq!(
+            bad("frontend f\n    mode tcp\n    bind :0 proto h2\n"),
+            "t.conf:3: 'bind': 'proto h2' needs mode http (in mode tcp bytes pass as they are)"
+        );
+    }
+
+    #[test]
+    fn tune_h2_limits() {
+        let c = ok("global\n    tune.bufsize 8k\n");
+        assert_eq!(c.global.h2, H2Tune::default());
+        assert_eq!(c.global.h2.max_concurrent_streams, 100);
+        assert_eq!(c.global.h2.initial_window_size, 65_535);
+        // Small by default: the HTTP/1 head limit, not the h2 crate's 16 MiB.
+        assert_eq!(c.global.h2_max_header_list_size(), 8192);
+        let c = ok("global\n    tune.h2.max-concurrent-streams 10\n    tune.h2.max-header-list-size 32k\n    tune.h2.initial-window-size 1m\n    tune.h2.fe.glitches-threshold 50\n    tune.h2.fe.max-pending-resets 5\n    tune.h2.fe.max-error-resets 7\n");
+        let h = c.global.h2;
+        assert_eq!(h.max_concurrent_streams, 10);
+        assert_eq!(c.global.h2_max_header_list_size(), 32 << 10);
+        assert_eq!(h.initial_window_size, 1 << 20);
+        assert_eq!(h.glitches_threshold, 50);
+        assert_eq!(h.max_pending_resets, 5);
+        assert_eq!(h.max_error_resets, 7);
+        assert!(bad("global\n    tune.h2.max-concurrent-streams 0\n")
+            .starts_with("t.conf:2: 'tune.h2.max-concurrent-streams': "));
+        assert!(bad("global\n    tune.h2.initial-window-size 4g\n").contains("out of range"));
+        assert!(
+            bad("global\n    tune.h2.max-header-list-size 100\n").contains("out of range (1k..1m)")
+        );
+        assert!(bad("global\n    tune.h2.fe.glitches-threshold lots\n").contains("lots"));
     }
 
     #[test]

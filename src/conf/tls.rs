@@ -65,9 +65,9 @@ impl Default for ServerTls {
     }
 }
 
-/// ALPN protocols lb can serve in mode http; another one would be negotiated
-/// and then answered in HTTP/1.1.
-pub const HTTP_ALPN: &[&str] = &["http/1.1", "http/1.0"];
+/// ALPN protocols lb can serve in mode http (`h2`: the HTTP/2 driver, the
+/// others HTTP/1); another one would be negotiated and then not spoken.
+pub const HTTP_ALPN: &[&str] = &["h2", "http/1.1", "http/1.0"];
 
 /// `sni EXPR` of a server: HAProxy's sample expression forms `str(NAME)`,
 /// `req.hdr(host)` and `hdr(host)`, or a plain DNS name. Returns

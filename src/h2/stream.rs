@@ -361,7 +361,10 @@ impl H2Stream {
 
     /// RST_STREAM from our side.
     pub fn cancel(&mut self, reason: Reason) {
-        self.done = true;
+        // After a client reset this only ends our side: still the client's doing.
+        if !self.reset_by_client() {
+            self.done = true;
+        }
         match &mut self.send {
             Some(s) => s.send_reset(reason),
             None => self.respond.send_reset(reason),
@@ -369,21 +372,26 @@ impl H2Stream {
     }
 }
 
-impl Drop for H2Stream {
-    fn drop(&mut self) {
-        let Some(g) = &self.glitches else { return };
-        if self.done {
-            return;
-        }
-        // Reset by the client before its answer ended? (A broken connection
-        // is an Err here: not a glitch.)
+impl H2Stream {
+    /// The client reset the stream (checked without waiting; a broken
+    /// connection is not a reset).
+    fn reset_by_client(&mut self) -> bool {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let r = match &mut self.send {
             Some(s) => s.poll_reset(&mut cx),
             None => self.respond.poll_reset(&mut cx),
         };
-        if let Poll::Ready(Ok(_)) = r {
-            g.hit();
+        matches!(r, Poll::Ready(Ok(_)))
+    }
+}
+
+impl Drop for H2Stream {
+    fn drop(&mut self) {
+        // Reset by the client before its answer ended: a glitch.
+        if self.glitches.is_some() && !self.done && self.reset_by_client() {
+            if let Some(g) = &self.glitches {
+                g.hit();
+            }
         }
     }
 }

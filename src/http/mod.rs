@@ -1,8 +1,10 @@
 //! HTTP: parsing (head, body: pure, fuzzed), the request pipeline and its parts,
-//! the HTTP/1 client side (proxy), the server-side keep-alive pool (upstream), replies.
+//! the HTTP/1 server connection driver (driver) and the proxy on it (proxy),
+//! the server-side keep-alive pool (upstream), replies.
 pub mod body;
 pub mod conn;
 pub mod downstream;
+pub mod driver;
 pub mod fuzz_check;
 pub mod h2side;
 pub mod head;

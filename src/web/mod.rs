@@ -97,6 +97,7 @@ fn route_proxy(w: &WebConf, addr: SocketAddr, limits: HeadLimits) -> Arc<Fronten
             line: 0,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             tls: None,
+            h2: false,
         }],
         default_backend: Some(backend.name.clone()),
         maxconn: DEFAULT_MAXCONN,

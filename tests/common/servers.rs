@@ -242,8 +242,22 @@ fn serve_http(
                     buf.extend_from_slice(&tmp[..k]);
                 }
                 if size == 0 {
-                    // No trailers in tests: the final CRLF.
-                    buf.drain(..2);
+                    // Trailer lines (dropped), then the final CRLF.
+                    loop {
+                        let Some(i) = buf.windows(2).position(|w| w == b"\r\n") else {
+                            let mut tmp = [0u8; 65536];
+                            let k = s.read(&mut tmp)?;
+                            if k == 0 {
+                                return Ok(());
+                            }
+                            buf.extend_from_slice(&tmp[..k]);
+                            continue;
+                        };
+                        buf.drain(..i + 2);
+                        if i == 0 {
+                            break;
+                        }
+                    }
                     break;
                 }
                 body.extend_from_slice(&buf[..size]);

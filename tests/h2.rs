@@ -1,0 +1,535 @@
+//! HTTP/2 to clients: curl over TLS (ALPN h2) and h2c (prior knowledge),
+//! h2spec conformance, the abuse limits (rapid reset, header list size,
+//! concurrent streams), idle GOAWAY.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+
+use bytes::Bytes;
+use common::client::Client;
+use common::servers::http_server;
+use common::{Lb, WAIT};
+
+/// A frontend with an h2c bind (`proto h2`) and a TLS bind offering h2 and
+/// HTTP/1.1, in front of `backend`; `global` lines go first.
+fn conf(backend: SocketAddr, global: &str, frontend: &str) -> String {
+    format!(
+        "global\n    admin 127.0.0.1:0\n{global}defaults\n    mode http\n    timeout client 5s\nfrontend f\n    bind 127.0.0.1:0 proto h2\n    bind 127.0.0.1:0 ssl self-signed localhost alpn h2,http/1.1\n{frontend}    default_backend b\nbackend b\n    server s {backend}\n"
+    )
+}
+
+/// (h2c address, TLS address).
+fn binds(lb: &Lb) -> (SocketAddr, SocketAddr) {
+    let v = &lb.listeners[&("frontend".to_string(), "f".to_string())];
+    (v[0], v[1])
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs a command to its end, under `WAIT`: (exit code, stdout).
+fn run(cmd: &mut Command) -> (Option<i32>, String) {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let id = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(WAIT * 3) {
+        Ok(Ok(o)) => (
+            o.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        ),
+        _ => {
+            // SAFETY: killing the child we spawned.
+            unsafe { libc::kill(id as i32, libc::SIGKILL) };
+            panic!("{cmd:?} did not finish in time");
+        }
+    }
+}
+
+/// `curl` with `args`, printing `HTTP_VERSION STATUS` then the body.
+fn curl(args: &[&str], url: &str) -> String {
+    let (code, out) = run(Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_version} %{http_code}",
+        ])
+        .args(args)
+        .arg(url));
+    assert_eq!(code, Some(0), "curl {args:?} {url}: {out}");
+    out
+}
+
+#[test]
+fn curl_gets_http2_200_over_tls_and_h2c() {
+    if !have("curl") {
+        eprintln!("skipped: curl is not installed");
+        return;
+    }
+    let be = http_server("s1");
+    let lb = Lb::start(&conf(be.addr, "", ""), 3);
+    let (h2c, tls) = binds(&lb);
+    let out = curl(&["--http2-prior-knowledge"], &format!("http://{h2c}/hello"));
+    assert!(out.ends_with("\n2 200"), "{out}");
+    assert!(out.starts_with("s1 GET /hello"), "{out}");
+    let out = curl(
+        &["-k", "--http2"],
+        &format!("https://localhost:{}/tls", tls.port()),
+    );
+    assert!(out.ends_with("\n2 200"), "{out}");
+    assert!(out.starts_with("s1 GET /tls"), "{out}");
+    // The same TLS bind still speaks HTTP/1.1 to clients that ask for it.
+    let out = curl(
+        &["-k", "--http1.1"],
+        &format!("https://localhost:{}/one", tls.port()),
+    );
+    assert!(out.ends_with("\n1.1 200"), "{out}");
+}
+
+/// `../shared/tools/h2spec` (or /work/shared/tools/h2spec), when present.
+fn h2spec() -> Option<PathBuf> {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    [
+        repo.join("../shared/tools/h2spec"),
+        PathBuf::from("/work/shared/tools/h2spec"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+}
+
+/// `N tests, N passed, N skipped, N failed` -> (tests, failed).
+fn h2spec_counts(out: &str) -> (u32, u32) {
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.contains(" tests, "))
+        .unwrap_or_else(|| panic!("no h2spec summary:\n{out}"));
+    let n = |word: &str| -> u32 {
+        line.split(", ")
+            .find_map(|p| {
+                p.trim()
+                    .strip_suffix(word)
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .unwrap_or_else(|| panic!("no '{word}' in {line}"))
+    };
+    (n("tests"), n("failed"))
+}
+
+#[test]
+fn h2spec_reports_no_failure_over_h2c_and_tls() {
+    let Some(tool) = h2spec() else {
+        eprintln!("skipped: h2spec not found in ../shared/tools (it is not in CI)");
+        return;
+    };
+    let be = http_server("s1");
+    let lb = Lb::start(&conf(be.addr, "", ""), 3);
+    let (h2c, tls) = binds(&lb);
+    for (addr, extra) in [(h2c, &[][..]), (tls, &["-t", "-k"][..])] {
+        let (_, out) = run(Command::new(&tool)
+            .args(["-h", "127.0.0.1", "-p", &addr.port().to_string(), "-o", "5"])
+            .args(extra));
+        let (tests, failed) = h2spec_counts(&out);
+        eprintln!("h2spec {extra:?}: {tests} tests, {failed} failed");
+        assert!(tests >= 146, "{out}");
+        assert_eq!(failed, 0, "h2spec {extra:?}:\n{out}");
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn get(path: &str) -> http::Request<()> {
+    http::Request::builder()
+        .uri(format!("http://localhost{path}"))
+        .body(())
+        .unwrap()
+}
+
+/// The frontend's `lb_h2_abuse_total` series, summed over kinds.
+fn abuse_count(lb: &Lb) -> u64 {
+    let mut c = Client::connect(lb.addr("admin", "admin"));
+    c.send(b"GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n");
+    let text = c.read(false).expect("metrics").text();
+    text.lines()
+        .filter(|l| l.starts_with("lb_h2_abuse_total{frontend=\"f\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn rapid_reset_cuts_the_connection_and_counts_it() {
+    let be = http_server("s1");
+    let lb = Lb::start(
+        &conf(be.addr, "    tune.h2.fe.glitches-threshold 20\n", ""),
+        3,
+    );
+    let (h2c, _) = binds(&lb);
+    assert_eq!(abuse_count(&lb), 0);
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(h2c).await.unwrap();
+        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+        let conn = tokio::spawn(conn);
+        let attack = async {
+            // CVE-2023-44487: open a stream, cancel it at once, again and again
+            // (yielding so the frames go out as they would from an attacker).
+            for i in 0..5000 {
+                client = client.ready().await?;
+                let (_resp, mut body) = client.send_request(get("/"), false)?;
+                body.send_reset(h2::Reason::CANCEL);
+                if i % 10 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            Ok::<(), h2::Error>(())
+        };
+        // Ends with an error once lb cut the connection, or having sent them all.
+        let _ = tokio::time::timeout(WAIT, attack)
+            .await
+            .expect("attack bounded");
+        let end = tokio::time::timeout(WAIT, conn)
+            .await
+            .expect("connection ends");
+        let e = end.unwrap().expect_err("cut, not a clean close");
+        assert_eq!(e.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{e}");
+    });
+    common::eventually("the abuse counter", || {
+        (abuse_count(&lb) >= 1).then_some(())
+    });
+    // Other clients are served as before.
+    let out = curl(&["--http2-prior-knowledge"], &format!("http://{h2c}/after"));
+    assert!(out.ends_with("\n2 200"), "{out}");
+}
+
+#[test]
+fn header_list_over_the_limit_is_refused() {
+    let be = http_server("s1");
+    let lb = Lb::start(&conf(be.addr, "    tune.bufsize 4k\n", ""), 3);
+    let (h2c, _) = binds(&lb);
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(h2c).await.unwrap();
+        let (client, mut conn) = h2::client::handshake(tcp).await.unwrap();
+        let ask = |big: usize| {
+            let mut client = client.clone();
+            async move {
+                let mut req = get("/big");
+                req.headers_mut()
+                    .insert("x-big", "v".repeat(big).parse().unwrap());
+                client = client.ready().await?;
+                let (resp, _) = client.send_request(req, true)?;
+                let resp = resp.await?;
+                Ok::<u16, h2::Error>(resp.status().as_u16())
+            }
+        };
+        let small = tokio::select! {
+            r = ask(100) => r,
+            _ = &mut conn => panic!("connection ended"),
+        };
+        assert_eq!(small.unwrap(), 200);
+        // Over SETTINGS_MAX_HEADER_LIST_SIZE (4k, from tune.bufsize): 431 or a reset.
+        let big = tokio::select! {
+            r = ask(8000) => r,
+            r = &mut conn => panic!("connection ended: {r:?}"),
+        };
+        match big {
+            Ok(s) => assert_eq!(s, 431),
+            Err(e) => assert!(e.is_reset() || e.is_go_away(), "{e}"),
+        }
+        // Under the h2 limit, but the HTTP/1 head it makes is over tune.bufsize.
+        let mut req = get("/many");
+        for i in 0..40 {
+            req.headers_mut().insert(
+                format!("x-h{i}").parse::<http::HeaderName>().unwrap(),
+                "v".repeat(80).parse().unwrap(),
+            );
+        }
+        let mut c = client.clone();
+        let over = tokio::select! {
+            r = async {
+                c = c.ready().await?;
+                let (resp, _) = c.send_request(req, true)?;
+                Ok::<_, h2::Error>(resp.await?.status().as_u16())
+            } => r,
+            r = &mut conn => panic!("connection ended: {r:?}"),
+        };
+        match over {
+            Ok(s) => assert_eq!(s, 431),
+            Err(e) => assert!(e.is_reset(), "{e}"),
+        }
+    });
+}
+
+#[test]
+fn max_concurrent_streams_is_advertised() {
+    let be = http_server("s1");
+    let lb = Lb::start(
+        &conf(be.addr, "    tune.h2.max-concurrent-streams 7\n", ""),
+        3,
+    );
+    let (h2c, _) = binds(&lb);
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(h2c).await.unwrap();
+        let (client, mut conn) = h2::client::handshake(tcp).await.unwrap();
+        let req = async {
+            let mut client = client.ready().await?;
+            let (resp, _) = client.send_request(get("/"), true)?;
+            resp.await
+        };
+        let r = tokio::select! {
+            r = req => r,
+            r = &mut conn => panic!("connection ended: {r:?}"),
+        };
+        assert_eq!(r.unwrap().status(), 200);
+        assert_eq!(conn.max_concurrent_send_streams(), 7);
+    });
+}
+
+#[test]
+fn idle_connection_gets_goaway() {
+    let be = http_server("s1");
+    let lb = Lb::start(&conf(be.addr, "", "    timeout http-keep-alive 300ms\n"), 3);
+    let (h2c, _) = binds(&lb);
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(h2c).await.unwrap();
+        let (client, mut conn) = h2::client::handshake(tcp).await.unwrap();
+        let req = async {
+            let mut client = client.ready().await?;
+            let (resp, _) = client.send_request(get("/"), true)?;
+            let mut body = resp.await?.into_body();
+            let mut n = 0;
+            while let Some(b) = body.data().await {
+                let b: Bytes = b?;
+                n += b.len();
+                let _ = body.flow_control().release_capacity(b.len());
+            }
+            Ok::<usize, h2::Error>(n)
+        };
+        let r = tokio::select! {
+            r = req => r,
+            r = &mut conn => panic!("connection ended: {r:?}"),
+        };
+        assert!(r.unwrap() > 0);
+        // Idle now: lb says GOAWAY and the connection ends cleanly.
+        let end = tokio::time::timeout(WAIT, conn).await.expect("idle close");
+        end.expect("a graceful close");
+    });
+    drop(lb);
+}
+
+/// Sends `req` with `body` (None: no body) and returns (status, response body),
+/// driving the connection meanwhile.
+async fn exchange(
+    client: &h2::client::SendRequest<Bytes>,
+    req: http::Request<()>,
+    body: Option<Bytes>,
+) -> Result<(u16, Vec<u8>), h2::Error> {
+    let mut client = client.clone().ready().await?;
+    let (resp, mut send) = client.send_request(req, body.is_none())?;
+    if let Some(mut b) = body {
+        // Flow control: send as the window opens.
+        while !b.is_empty() {
+            send.reserve_capacity(b.len());
+            let n = match std::future::poll_fn(|cx| send.poll_capacity(cx)).await {
+                Some(n) => n?,
+                None => break,
+            };
+            let chunk = b.split_to(n.min(b.len()));
+            send.send_data(chunk, b.is_empty())?;
+        }
+    }
+    let resp = resp.await?;
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut out = Vec::new();
+    while let Some(b) = body.data().await {
+        let b = b?;
+        out.extend_from_slice(&b);
+        let _ = body.flow_control().release_capacity(b.len());
+    }
+    Ok((status, out))
+}
+
+#[test]
+fn bodies_stream_both_ways_with_flow_control() {
+    let be = http_server("s1");
+    let lb = Lb::start(&conf(be.addr, "", ""), 3);
+    let (h2c, _) = binds(&lb);
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(h2c).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        // Larger than the 64 KiB windows on both sides.
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let post = |len: Option<usize>| {
+            let mut r = http::Request::builder()
+                .method("POST")
+                .uri("http://localhost/echo");
+            if let Some(n) = len {
+                r = r.header("content-length", n);
+            }
+            r.body(()).unwrap()
+        };
+        // With a length, and without one (chunked to the server).
+        for len in [Some(data.len()), None] {
+            let (status, body) = tokio::time::timeout(
+                WAIT,
+                exchange(&client, post(len), Some(Bytes::from(data.clone()))),
+            )
+            .await
+            .expect("echo in time")
+            .unwrap();
+            assert_eq!(status, 200);
+            assert!(
+                body == data,
+                "echoed {} bytes of {}",
+                body.len(),
+                data.len()
+            );
+        }
+        // Many streams at once on one connection.
+        let all = (0..20).map(|i| {
+            let c = client.clone();
+            async move { exchange(&c, get(&format!("/s{i}")), None).await }
+        });
+        let rs = tokio::time::timeout(WAIT, futures_join_all(all))
+            .await
+            .expect("in time");
+        for (i, r) in rs.into_iter().enumerate() {
+            let (status, body) = r.unwrap();
+            assert_eq!(status, 200);
+            assert!(String::from_utf8_lossy(&body).starts_with(&format!("s1 GET /s{i}")));
+        }
+    });
+}
+
+/// Awaits every future (no `futures` crate: a JoinSet on the current thread).
+async fn futures_join_all<F, T>(fs: impl Iterator<Item = F>) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + 'static,
+    T: 'static,
+{
+    let local = tokio::task::LocalSet::new();
+    let hs: Vec<_> = fs.map(|f| local.spawn_local(f)).collect();
+    local
+        .run_until(async move {
+            let mut out = Vec::new();
+            for h in hs {
+                out.push(h.await.unwrap());
+            }
+            out
+        })
+        .await
+}
+
+#[test]
+fn sigterm_sends_goaway_and_in_flight_streams_finish() {
+    let be = http_server("s1");
+    let lb = Lb::start(&conf(be.addr, "", ""), 3);
+    let (h2c, _) = binds(&lb);
+    let mut lb = lb;
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(h2c).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        let conn = tokio::spawn(conn);
+        let slow = tokio::spawn({
+            let client = client.clone();
+            async move { exchange(&client, get("/slow/700"), None).await }
+        });
+        // The request reached the server: now stop lb.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while be.conns.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "request never reached the server"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        lb.signal(libc::SIGTERM);
+        let (status, body) = tokio::time::timeout(WAIT, slow)
+            .await
+            .expect("in time")
+            .unwrap()
+            .unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(body, b"slow");
+        // GOAWAY, then a clean close.
+        tokio::time::timeout(WAIT, conn)
+            .await
+            .expect("closed in time")
+            .unwrap()
+            .expect("graceful");
+    });
+    assert_eq!(lb.wait_exit(), Some(0));
+}
+
+/// One HTTP/2 frame: length, type, flags, stream, payload.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let n = payload.len() as u32;
+    let mut f = vec![(n >> 16) as u8, (n >> 8) as u8, n as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Reads frames until a GOAWAY: its error code (`None`: the connection ended first).
+fn goaway_code(s: &mut std::net::TcpStream) -> Option<u32> {
+    use std::io::Read;
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    loop {
+        let mut h = [0u8; 9];
+        s.read_exact(&mut h).ok()?;
+        let len = (h[0] as usize) << 16 | (h[1] as usize) << 8 | h[2] as usize;
+        let mut p = vec![0u8; len];
+        s.read_exact(&mut p).ok()?;
+        if h[3] == 0x7 && len >= 8 {
+            return Some(u32::from_be_bytes([p[4], p[5], p[6], p[7]]));
+        }
+    }
+}
+
+#[test]
+fn continuation_flood_cuts_the_connection_and_counts_it() {
+    use std::io::Write;
+    let be = http_server("s1");
+    let lb = Lb::start(&conf(be.addr, "", ""), 3);
+    let (h2c, _) = binds(&lb);
+    let mut s = common::connect(h2c);
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[]));
+    // HEADERS without END_HEADERS (`:method GET`), then CONTINUATION frames
+    // (a literal `x: y` each) that never end the block.
+    out.extend(frame(0x1, 0x1, 1, &[0x82]));
+    for _ in 0..200 {
+        out.extend(frame(0x9, 0, 1, &[0x00, 1, b'x', 1, b'y']));
+    }
+    // lb may cut while this is still being written.
+    let _ = s.write_all(&out);
+    // ENHANCE_YOUR_CALM.
+    assert_eq!(goaway_code(&mut s), Some(0xb));
+    common::eventually("the abuse counter", || {
+        (abuse_count(&lb) >= 1).then_some(())
+    });
+}
