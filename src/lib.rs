@@ -34,7 +34,9 @@
 //! Request pipeline: `http::pipeline` (one exchange in named phases) with `http::{conn, downstream, upload, relay, rewrite, tally}`.
 //!
 //! Protocol drivers:
-//! - `http::proxy` the HTTP/1 client connection loop
+//! - `http::driver` one HTTP/1 connection (keep-alive, deadlines, drain, 100-continue, errors) for the proxy, web, app, admin
+//! - `http::proxy` the proxy as an HTTP/1 service: each request through the pipeline
+//! - `h2::server` HTTP/2 toward clients: each stream through the pipeline
 //! - `l4`        TCP mode: a dialed connection, then the tunnel, counted and logged
 //!
 //! Services:
