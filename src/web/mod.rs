@@ -4,6 +4,7 @@
 //! - `server` the connection loop: static GET/HEAD, `/healthz`, app prefixes through `http::proxy::forward`
 
 pub mod files;
+pub mod h2;
 pub mod server;
 
 use std::collections::HashMap;

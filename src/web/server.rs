@@ -26,13 +26,22 @@ use crate::http::reply::reason;
 const SMALL_FILE: u64 = 64 << 10;
 
 /// Buffers kept for the connection's life, so a request allocates nothing.
-struct Scratch {
+pub(super) struct Scratch {
     rel: Vec<u8>,
     tag: Vec<u8>,
 }
 
+impl Scratch {
+    pub(super) fn new() -> Scratch {
+        Scratch {
+            rel: Vec::with_capacity(256),
+            tag: Vec::with_capacity(48),
+        }
+    }
+}
+
 /// What is left to do after the head of a response is in the output.
-enum After {
+pub(super) enum After {
     /// Nothing: the response is complete in the output.
     Done,
     /// Send `len` bytes of the file from `offset` once the output is flushed.
@@ -51,10 +60,7 @@ pub async fn serve(sock: TcpStream, peer: SocketAddr, web: Arc<Web>) {
 pub async fn serve_io(io: Io, peer: SocketAddr, web: Arc<Web>) {
     let mut conn = WebConn {
         web,
-        s: Scratch {
-            rel: Vec::with_capacity(256),
-            tag: Vec::with_capacity(48),
-        },
+        s: Scratch::new(),
     };
     driver::serve(io, peer, &mut conn).await;
 }
@@ -220,7 +226,13 @@ fn error_page(web: &Web, w: &mut BytesMut, cx: &Cx, status: u16, extra: &[&str])
 }
 
 /// Writes the response to one static request into `w`.
-fn respond(web: &Web, req: &RequestHead, keep: bool, w: &mut BytesMut, s: &mut Scratch) -> After {
+pub(super) fn respond(
+    web: &Web,
+    req: &RequestHead,
+    keep: bool,
+    w: &mut BytesMut,
+    s: &mut Scratch,
+) -> After {
     let minor = req.minor_version;
     let head_only = req.method() == b"HEAD";
     let cx = Cx {
