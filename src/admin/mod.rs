@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::control::Control;
 use crate::http::driver::{self, Cx, Outcome, Service, Settings};
 use crate::http::head::{BodyKind, HeadLimits, RequestHead};
 use crate::io::Io;
 use crate::kv::Kv;
-use crate::runtime::Runtime;
 
 /// A request head must arrive within this long, and a write must make progress
 /// within it; admin clients are people and scrapers.
@@ -27,7 +27,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every admin request can see.
 pub struct Admin {
-    pub rt: Arc<Runtime>,
+    pub rt: Arc<Control>,
     pub kvs: Vec<Arc<Kv>>,
     /// `Basic <base64(user:password)>`, when `admin-auth` is set.
     auth: Option<String>,
@@ -35,7 +35,7 @@ pub struct Admin {
 }
 
 impl Admin {
-    pub fn new(rt: Arc<Runtime>, kvs: Vec<Arc<Kv>>, auth: Option<&str>) -> Admin {
+    pub fn new(rt: Arc<Control>, kvs: Vec<Arc<Kv>>, auth: Option<&str>) -> Admin {
         Admin {
             rt,
             kvs,

@@ -9,7 +9,6 @@
 use std::future::poll_fn;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::net::TcpStream;
 
 use super::health::CheckParams;
 use super::Server;
@@ -97,29 +96,25 @@ async fn connect(
     ),
     String,
 > {
-    let tcp = match TcpStream::connect(server.addr).await {
-        Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            return Err("connect refused".to_string())
-        }
-        Err(e) => return Err(format!("connect failed: {e}")),
-    };
-    let _ = tcp.set_nodelay(true);
-    let (io, authority) = match &p.tls {
-        None => (Io::Plain(tcp), server.addr.to_string()),
+    // The same connect and TLS steps as traffic (`crate::connect`); gRPC is
+    // HTTP/2, so TLS offers h2 whatever the server line's ALPN.
+    let connector = match &p.tls {
+        None => None,
         Some((t, host)) => {
-            // gRPC is HTTP/2: offer h2 whatever the server line's ALPN.
             let mut t = t.clone();
             t.alpn = vec![b"h2".to_vec()];
-            let c = crate::tls::connector(&t, host)?;
-            let io = crate::l4::tls_handshake(&c, tcp, p.timeout).await?;
-            if let Io::TlsOut(s) = &io {
-                if s.get_ref().1.alpn_protocol() != Some(b"h2") {
-                    return Err("the server did not negotiate h2 by ALPN".into());
-                }
-            }
-            (io, host.clone())
+            Some(crate::tls::connector(&t, host)?)
         }
+    };
+    let io = crate::connect::open(server.addr, connector.as_ref(), None, false).await?;
+    if let Io::TlsOut(s) = &io {
+        if s.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return Err("the server did not negotiate h2 by ALPN".into());
+        }
+    }
+    let authority = match &p.tls {
+        Some((_, host)) => host.clone(),
+        None => server.addr.to_string(),
     };
     let scheme = if p.tls.is_some() { "https" } else { "http" };
     let (send, conn) = ::h2::client::Builder::new()

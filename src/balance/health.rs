@@ -5,12 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::{Admin, Health, Server};
 use crate::conf::tls::ServerTls;
 use crate::conf::{Backend, GrpcCheck, HttpCheck, ServerConf};
-use crate::io::Io;
 
 /// Everything one server's check loop needs; a reload that changes it restarts the loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,20 +79,12 @@ pub async fn check_once(server: &Server, p: &CheckParams) -> Result<(), String> 
         return super::grpc_check::http_check(server, p, h).await;
     }
     let fut = async {
-        let tcp = match TcpStream::connect(server.addr).await {
-            Ok(s) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                return Err("connect refused".to_string())
-            }
-            Err(e) => return Err(format!("connect failed: {e}")),
+        // The same connect and TLS steps as traffic, bounded by the check's timeout.
+        let connector = match &p.tls {
+            None => None,
+            Some((t, host)) => Some(crate::tls::connector(t, host)?),
         };
-        let mut s = match &p.tls {
-            None => Io::Plain(tcp),
-            Some((t, host)) => {
-                let c = crate::tls::connector(t, host)?;
-                crate::l4::tls_handshake(&c, tcp, p.timeout).await?
-            }
-        };
+        let mut s = crate::connect::open(server.addr, connector.as_ref(), None, false).await?;
         let Some(h) = &p.http else {
             return Ok(());
         };

@@ -1059,7 +1059,7 @@ impl Builder {
                         "default" => LogFormat::Default,
                         "json" => LogFormat::Json,
                         f => {
-                            crate::accesslog::Format::parse(f).map_err(e)?;
+                            super::logformat::Format::parse(f).map_err(e)?;
                             LogFormat::Custom(f.to_string())
                         }
                     };

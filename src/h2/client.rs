@@ -23,8 +23,8 @@ use bytes::Bytes;
 use crate::io::Io;
 
 /// Which connections a request may share: the server's address and, for
-/// TLS, its connector's identity (as the HTTP/1 idle pool).
-pub use crate::http::upstream::Key;
+/// TLS, its connector's identity (the HTTP/1 idle pool's key, `dial::idle::Key`).
+pub type Key = (std::net::SocketAddr, Option<u64>);
 
 /// Streams lb opens on a new connection before the server's SETTINGS tell
 /// its limit (RFC 9113 6.5.2 recommends servers allow at least 100).

@@ -18,7 +18,7 @@ use super::stream::{request_head, Glitches, H2Stream};
 use crate::http::pipeline::{exchange_h2, Conn, Fail, Tally, Version};
 use crate::http::proxy::FrontendSource;
 use crate::io::Io;
-use crate::runtime::FrontendRt;
+use crate::snapshot::FrontendRt;
 
 /// Serves one HTTP/2 client connection until it closes, idles out, drains or
 /// is cut for abuse.

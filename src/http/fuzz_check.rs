@@ -525,7 +525,7 @@ fn proxy_run(sel: u8, input: &[u8]) -> usize {
             if sel & 16 == 0 { "" } else { "    limit http-req-rate 2/s\n" },
         );
         let conf = crate::conf::parse_conf("fuzz", &text).expect("fuzz conf");
-        let snap = crate::runtime::Snapshot::build(conf);
+        let snap = crate::snapshot::Snapshot::build(conf);
         let Some(fe) = snap.frontends.get("f").cloned() else {
             panic!("no frontend");
         };

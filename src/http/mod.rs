@@ -15,5 +15,6 @@ pub mod reply;
 pub mod rewrite;
 pub mod tally;
 pub mod upload;
-pub mod upstream;
+/// The server-side keep-alive pool lives with the dialer, which takes from it.
+pub use crate::dial::idle as upstream;
 pub mod upstream_h2;

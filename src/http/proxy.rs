@@ -13,11 +13,11 @@ use super::driver::{self, Cx, Outcome, Settings};
 use super::head::RequestHead;
 use super::pipeline::{exchange, Tally};
 use super::reply;
-use crate::runtime::{FrontendRt, Runtime};
+use crate::snapshot::{FrontendRt, Live};
 
 /// Where a connection finds its frontend again after a reload.
 pub struct FrontendSource {
-    pub rt: Arc<Runtime>,
+    pub rt: Arc<Live>,
     pub name: Arc<str>,
 }
 

@@ -29,7 +29,7 @@ use crate::h2::client::{self, Sent};
 use crate::h2::forward::{self, Origin};
 use crate::h2::stream::H2Stream;
 use crate::io::Io;
-use crate::runtime::BackendRt;
+use crate::snapshot::BackendRt;
 
 /// True when requests to `be` go over HTTP/2 (the conf makes a backend's
 /// servers agree).
@@ -124,13 +124,8 @@ async fn connect(
             max_header_list: conn.limits.max_bytes as u32,
         };
         let timeout = bc.timeout_connect;
-        let dial = async {
-            let sock = crate::l4::connect_one(&server, timeout).await?;
-            match connector {
-                None => Ok(Io::Plain(sock)),
-                Some(c) => crate::l4::tls_handshake(c, sock, timeout).await,
-            }
-        };
+        // Off the ring: h2 polls its socket.
+        let dial = crate::connect::open(server.addr, connector, Some(timeout), false);
         let r = tokio::time::timeout(
             bc.timeout_server.max(timeout),
             client::send(key, limits, dial, h2req.clone(), end_of_stream),
