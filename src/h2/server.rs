@@ -127,8 +127,10 @@ async fn drive<T>(
                         Err(status) => refuse(stream, status, &fe, peer, proto),
                         Ok(head) => {
                             let fe = fe.clone();
+                            // The exchange's future is large: boxed once inside a
+                            // small task rather than moved whole into it.
                             streams.spawn(async move {
-                                exchange_h2(stream, head, &conn_of(&fe, peer, proto)).await;
+                                Box::pin(exchange_h2(stream, head, &conn_of(&fe, peer, proto))).await;
                             });
                         }
                     }
