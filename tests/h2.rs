@@ -214,7 +214,12 @@ fn rapid_reset_cuts_the_connection_and_counts_it() {
             .await
             .expect("connection ends");
         let e = end.unwrap().expect_err("cut, not a clean close");
-        assert_eq!(e.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{e}");
+        // GOAWAY ENHANCE_YOUR_CALM, or the socket closed under a client
+        // still writing (the GOAWAY unread).
+        match e.reason() {
+            Some(r) => assert_eq!(r, h2::Reason::ENHANCE_YOUR_CALM, "{e}"),
+            None => assert!(e.is_io(), "{e}"),
+        }
     });
     common::eventually("the abuse counter", || {
         (abuse_count(&lb) >= 1).then_some(())

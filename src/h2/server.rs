@@ -30,6 +30,25 @@ pub async fn serve(mut io: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: Front
     }
     let _session = fe.stats.open();
     let proto = if io.is_tls() { "https" } else { "http" };
+    // The socket itself rather than `Io`: h2 writes a frame buffer and a DATA
+    // payload together only through vectored writes, which `Io` does not
+    // forward (one write per response instead of two).
+    match io {
+        Io::Plain(s) => drive(s, proto, peer, fe, src).await,
+        Io::TlsIn(s) => drive(s, proto, peer, fe, src).await,
+        io => drive(io, proto, peer, fe, src).await,
+    }
+}
+
+async fn drive<T>(
+    io: T,
+    proto: &'static str,
+    peer: SocketAddr,
+    fe: Arc<FrontendRt>,
+    src: FrontendSource,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let (tune, list_size) = {
         let snap = src.rt.snapshot.load();
         let g = &snap.conf.global;
@@ -108,8 +127,10 @@ pub async fn serve(mut io: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: Front
                         Err(status) => refuse(stream, status, &fe, peer, proto),
                         Ok(head) => {
                             let fe = fe.clone();
+                            // The exchange's future is large: boxed once inside a
+                            // small task rather than moved whole into it.
                             streams.spawn(async move {
-                                exchange_h2(stream, head, &conn_of(&fe, peer, proto)).await;
+                                Box::pin(exchange_h2(stream, head, &conn_of(&fe, peer, proto))).await;
                             });
                         }
                     }

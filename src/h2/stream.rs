@@ -28,6 +28,10 @@ pub enum SendError {
     NoHead,
 }
 
+/// The most DATA `send_data` queues without flow-control capacity, once per
+/// response, right after its head.
+const EAGER_DATA: usize = 16 << 10;
+
 /// Connection-specific fields (RFC 9113 8.2.2): never on an HTTP/2 stream.
 const CONNECTION_SPECIFIC: &[&str] = &[
     "connection",
@@ -156,6 +160,8 @@ pub struct H2Stream {
     /// The response ended (or lb reset the stream): whatever happens next is
     /// not the client's doing.
     done: bool,
+    /// No DATA sent yet since the head (see `send_data`).
+    first_data: bool,
     glitches: Option<Arc<Glitches>>,
 }
 
@@ -166,6 +172,7 @@ impl H2Stream {
             respond,
             send: None,
             done: false,
+            first_data: false,
             glitches: None,
         }
     }
@@ -237,6 +244,7 @@ impl H2Stream {
             self.done = true;
         } else {
             self.send = Some(s);
+            self.first_data = true;
         }
         Ok(())
     }
@@ -283,6 +291,17 @@ impl H2Stream {
         idle: Duration,
     ) -> Result<(), SendError> {
         let s = self.send.as_mut().ok_or(SendError::NoHead)?;
+        // The first small DATA after the head goes without waiting for
+        // capacity: h2 queues it (bounded: one chunk) and sends it within the
+        // client's window, with the head in one write. Waiting would let the
+        // connection flush the head alone first: two writes per response.
+        if std::mem::take(&mut self.first_data) && data.len() <= EAGER_DATA {
+            s.send_data(data, end)?;
+            if end {
+                self.done = true;
+            }
+            return Ok(());
+        }
         let mut sent_end = false;
         while !data.is_empty() {
             s.reserve_capacity(data.len());
