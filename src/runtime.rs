@@ -402,7 +402,7 @@ impl Runtime {
                 let alpn_h2 = matches!(&client, crate::io::Io::TlsIn(t)
                     if t.get_ref().1.alpn_protocol() == Some(b"h2"));
                 if proto_h2 || alpn_h2 {
-                    crate::h2::server::serve(client, peer, fe, src).await;
+                    crate::http::proxy::serve_h2(client, peer, fe, src).await;
                     return;
                 }
                 crate::http::proxy::serve(client, peer, fe, src).await;

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod forward;
+pub mod rewind;
 pub mod server;
 pub mod stream;
 

@@ -85,6 +85,13 @@ pub trait Service: Send {
         out.extend_from_slice(&super::reply::error(status));
     }
 
+    /// Whether the service also speaks HTTP/2: a connection that opens with
+    /// its preface (h2c with prior knowledge, as HAProxy detects it on any
+    /// HTTP bind) is then handed back by [`serve`] for the HTTP/2 driver.
+    fn h2c(&self) -> bool {
+        false
+    }
+
     /// Answers one request. Bytes read after its head are in `cx.rbuf`.
     fn handle(&mut self, cx: &mut Cx<'_>, req: RequestHead)
         -> impl Future<Output = Outcome> + Send;
@@ -201,16 +208,32 @@ enum End {
     Linger,
     /// A response was cut short (see `Outcome::Cut`).
     Cut,
+    /// The connection opened with the HTTP/2 preface.
+    H2,
 }
 
-/// Serves one client connection with `svc` until it closes, times out or breaks the protocol.
-pub async fn serve<S: Service>(mut io: Io, peer: SocketAddr, svc: &mut S) {
+/// The start of HTTP/2's connection preface (RFC 9113 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
+
+/// Serves one client connection with `svc` until it closes, times out or
+/// breaks the protocol. A connection that opened with the HTTP/2 preface
+/// (when the service speaks it) comes back with the bytes read so far.
+pub async fn serve<S: Service>(
+    mut io: Io,
+    peer: SocketAddr,
+    svc: &mut S,
+) -> Option<(Io, BytesMut)> {
     let mut bufs = Buffers {
         rbuf: crate::io::take_buffer(),
         ubuf: BytesMut::new(),
         out: BytesMut::new(),
     };
     let end = run(&mut io, peer, svc, &mut bufs).await;
+    if let End::H2 = end {
+        let read = std::mem::take(&mut bufs.rbuf);
+        bufs.release();
+        return Some((io, read));
+    }
     bufs.release();
     match end {
         End::Linger => io.linger().await,
@@ -220,8 +243,9 @@ pub async fn serve<S: Service>(mut io: Io, peer: SocketAddr, svc: &mut S) {
             let wait = svc.settings().timeout_client.min(CLOSE_NOTIFY_WAIT);
             let _ = tokio::time::timeout(wait, tokio::io::AsyncWriteExt::shutdown(&mut io)).await;
         }
-        End::Close | End::Cut => {}
+        End::Close | End::Cut | End::H2 => {}
     }
+    None
 }
 
 /// A connection's buffers: requests read, the service's scratch, answers queued.
@@ -253,6 +277,7 @@ async fn run<S: Service>(io: &mut Io, peer: SocketAddr, svc: &mut S, b: &mut Buf
         let req = match read_head(io, b, &settings, svc.idle_gauge(), first).await {
             Ok(Some(r)) => r,
             Ok(None) => return End::Close,
+            Err(_) if first && svc.h2c() && b.rbuf.starts_with(H2_PREFACE) => return End::H2,
             Err(Refused { status, why }) => {
                 svc.refused(status, b.rbuf.len());
                 svc.error(status, &why, provide(&mut b.out));

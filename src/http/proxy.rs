@@ -7,12 +7,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::io::Io;
+use bytes::BytesMut;
 
 use super::conn::{Conn, Fail, Next, Version};
 use super::driver::{self, Cx, Outcome, Settings};
 use super::head::RequestHead;
-use super::pipeline::{exchange, Tally};
+use super::pipeline::{exchange, exchange_h2, Tally};
 use super::reply;
+use crate::h2::stream::H2Stream;
 use crate::snapshot::{FrontendRt, Live};
 
 /// Where a connection finds its frontend again after a reload.
@@ -40,7 +42,21 @@ async fn serve_with(
     fe: Arc<FrontendRt>,
     src: Option<FrontendSource>,
 ) {
-    let mut svc = Proxy {
+    let mut svc = proxy(&client, peer, fe, src);
+    if let Some((client, read)) = driver::serve(client, peer, &mut svc).await {
+        crate::h2::server::serve(client, read, peer, &mut svc).await;
+    }
+}
+
+/// Serves one HTTP/2 client connection (ALPN h2, `proto h2`, or the h2c
+/// preface on a cleartext bind) through the HTTP/2 driver.
+pub async fn serve_h2(client: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: FrontendSource) {
+    let mut svc = proxy(&client, peer, fe, Some(src));
+    crate::h2::server::serve(client, BytesMut::new(), peer, &mut svc).await;
+}
+
+fn proxy(client: &Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: Option<FrontendSource>) -> Proxy {
+    Proxy {
         _session: fe.stats.open(),
         generation: src
             .as_ref()
@@ -49,8 +65,7 @@ async fn serve_with(
         fe,
         src,
         peer,
-    };
-    driver::serve(client, peer, &mut svc).await;
+    }
 }
 
 /// The proxy as an HTTP/1 service: each request goes through the pipeline.
@@ -102,6 +117,10 @@ impl driver::Service for Proxy {
         Some(&self.fe.stats.idle)
     }
 
+    fn h2c(&self) -> bool {
+        true
+    }
+
     fn refused(&self, status: u16, bytes_in: usize) {
         // A request refused before it was parsed (400, 408, 413, 431) is
         // still a response: counted, and logged as `<BADREQ>`.
@@ -113,6 +132,73 @@ impl driver::Service for Proxy {
         let conn = self.conn();
         let (client, rbuf, ubuf) = cx.parts();
         outcome(exchange(client, rbuf, ubuf, req, &conn, first).await)
+    }
+}
+
+/// The proxy as an HTTP/2 service: each stream goes through the pipeline,
+/// with the frontend current when it starts.
+impl crate::h2::server::Service for Proxy {
+    fn settings(&self) -> crate::h2::server::Settings {
+        let (tune, max_header_list_size) = match &self.src {
+            Some(src) => {
+                let g = &src.rt.snapshot.load().conf.global;
+                (g.h2, g.h2_max_header_list_size())
+            }
+            None => (
+                crate::conf::H2Tune::default(),
+                self.fe.limits.max_bytes as u32,
+            ),
+        };
+        let fe = &self.fe;
+        crate::h2::server::Settings {
+            tune,
+            max_header_list_size,
+            limits: fe.limits,
+            timeout_request: fe.conf.http.timeout_request,
+            timeout_keep_alive: fe.conf.http.timeout_keep_alive,
+            timeout_client: fe.conf.timeout_client,
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.fe.conf.name
+    }
+
+    fn next_stream(&mut self) -> bool {
+        driver::Service::next_request(self)
+    }
+
+    fn refuse(&self, mut stream: H2Stream, status: u16, _peer: SocketAddr, _proto: &'static str) {
+        let body = reply::error_body(status);
+        let headers = [("content-type", "text/html"), ("cache-control", "no-cache")];
+        let _ = stream.send_reply(status, &headers, body.as_bytes());
+        let conn = Conn {
+            version: Version::Http2,
+            ..self.conn()
+        };
+        Tally::unparsed(0).finish(&conn, &Err(Fail::Status(status)));
+    }
+
+    fn stream(
+        &self,
+        stream: H2Stream,
+        head: RequestHead,
+        peer: SocketAddr,
+        proto: &'static str,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let fe = self.fe.clone();
+        async move {
+            let conn = Conn {
+                fe: &fe,
+                peer,
+                limits: fe.limits,
+                proto,
+                version: Version::Http2,
+            };
+            // The exchange's future is large: boxed once inside a small task
+            // rather than moved whole into it.
+            Box::pin(exchange_h2(stream, head, &conn)).await;
+        }
     }
 }
 

@@ -11,6 +11,8 @@ use bytes::BytesMut;
 
 use super::server::{respond, After, Scratch};
 use super::Web;
+use crate::conf::H2Tune;
+use crate::h2::server::Settings;
 use crate::h2::stream::H2Stream;
 use crate::http::head::{self, RequestHead};
 use crate::http::pipeline::{exchange_h2, Conn, Version};
@@ -18,8 +20,48 @@ use crate::http::pipeline::{exchange_h2, Conn, Version};
 /// File bytes sent per DATA write.
 const CHUNK: usize = 64 << 10;
 
+/// `web` as an HTTP/2 service (h2c with prior knowledge: its binds are
+/// cleartext): the connection is the HTTP/2 driver's, each stream answered by
+/// [`answer`].
+pub struct WebH2(pub Arc<Web>);
+
+impl crate::h2::server::Service for WebH2 {
+    fn settings(&self) -> Settings {
+        let c = &self.0.conf;
+        Settings {
+            tune: H2Tune::default(),
+            max_header_list_size: self.0.limits.max_bytes as u32,
+            limits: self.0.limits,
+            timeout_request: c.timeout_request,
+            timeout_keep_alive: c.timeout_keep_alive,
+            timeout_client: c.timeout_client,
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.0.conf.name
+    }
+
+    fn refuse(&self, mut stream: H2Stream, status: u16, _peer: SocketAddr, _proto: &'static str) {
+        let body = crate::http::reply::error_body(status);
+        let headers = [("content-type", "text/html")];
+        let _ = stream.send_reply(status, &headers, body.as_bytes());
+    }
+
+    fn stream(
+        &self,
+        stream: H2Stream,
+        head: RequestHead,
+        peer: SocketAddr,
+        _proto: &'static str,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let web = self.0.clone();
+        async move { Box::pin(answer(web, stream, head, peer)).await }
+    }
+}
+
 /// Answers one stream of a client connection to `web`.
-pub async fn stream(web: Arc<Web>, mut stream: H2Stream, req: RequestHead, peer: SocketAddr) {
+pub async fn answer(web: Arc<Web>, mut stream: H2Stream, req: RequestHead, peer: SocketAddr) {
     if let Some(fe) = web.route(req.path()) {
         let conn = Conn {
             fe,

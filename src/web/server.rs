@@ -62,7 +62,10 @@ pub async fn serve_io(io: Io, peer: SocketAddr, web: Arc<Web>) {
         web,
         s: Scratch::new(),
     };
-    driver::serve(io, peer, &mut conn).await;
+    if let Some((io, read)) = driver::serve(io, peer, &mut conn).await {
+        let mut h2 = super::h2::WebH2(conn.web);
+        crate::h2::server::serve(io, read, peer, &mut h2).await;
+    }
 }
 
 /// The `web` section as an HTTP/1 service.
@@ -84,6 +87,10 @@ impl Service for WebConn {
 
     fn error(&self, status: u16, _why: &dyn std::fmt::Display, out: &mut BytesMut) {
         error_page(&self.web, out, &Cx::CLOSE, status, &[]);
+    }
+
+    fn h2c(&self) -> bool {
+        true
     }
 
     async fn handle(&mut self, cx: &mut driver::Cx<'_>, req: RequestHead) -> Outcome {
