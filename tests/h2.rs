@@ -617,3 +617,72 @@ fn the_web_tier_answers_http2_end_to_end() {
 fn lb_port(lb: &Lb) -> u16 {
     lb.addr("frontend", "f").port()
 }
+
+/// What HTTP/1 has applies to HTTP/2 streams: ACL routing, deny and redirect
+/// rules, X-Forwarded-For, the access log (with the protocol) and the request
+/// counter by protocol.
+#[test]
+fn http1_rules_logs_and_metrics_apply_to_http2() {
+    if !have("curl") {
+        eprintln!("skipped: curl is not installed");
+        return;
+    }
+    let (web, api) = (http_server("web"), http_server("api"));
+    let dir = common::TempDir::new("h2rules");
+    let log = dir.path().join("access.log");
+    let conf = format!(
+        "global\n    admin 127.0.0.1:0\n    access-log {}\ndefaults\n    mode http\nfrontend f\n    bind 127.0.0.1:0\n    option forwardfor\n    acl api path_beg /api/\n    acl old path_beg /old/\n    acl blocked path_beg /blocked\n    http-request deny if blocked\n    http-request redirect scheme https code 301 if old\n    use_backend api if api\n    default_backend b\nbackend b\n    server web {}\nbackend api\n    server api {}\n",
+        log.display(),
+        web.addr,
+        api.addr
+    );
+    let lb = Lb::start(&conf, 2);
+    let addr = lb.addr("frontend", "f");
+    let h2 = |path: &str| {
+        curl(
+            &["--http2-prior-knowledge"],
+            &format!("http://{addr}{path}"),
+        )
+    };
+    let out = h2("/api/items");
+    assert!(out.starts_with("api GET /api/items"), "{out}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("x-forwarded-for: 127.0.0.1"),
+        "{out}"
+    );
+    assert!(out.ends_with("\n2 200"), "{out}");
+    assert!(h2("/index").starts_with("web GET /index"));
+    assert!(h2("/blocked").ends_with("\n2 403"));
+    let out = curl(
+        &[
+            "--http2-prior-knowledge",
+            "-D",
+            "-",
+            "-H",
+            "Host: www.example.com",
+        ],
+        &format!("http://{addr}/old/page"),
+    );
+    assert!(
+        out.contains("location: https://www.example.com/old/page"),
+        "{out}"
+    );
+    assert!(out.ends_with("\n2 301"), "{out}");
+    let lines = common::eventually("4 access log lines", || {
+        let t = std::fs::read_to_string(&log).unwrap_or_default();
+        let l: Vec<String> = t.lines().map(str::to_string).collect();
+        (l.len() >= 4).then_some(l)
+    });
+    assert!(
+        lines[0].ends_with("\"GET /api/items HTTP/2.0\"") && lines[0].contains(" f api/api "),
+        "{lines:?}"
+    );
+    let mut c = Client::connect(lb.addr("admin", "admin"));
+    c.send(b"GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n");
+    let text = c.read(false).expect("metrics").text();
+    assert!(
+        text.contains("lb_frontend_http_requests_total{frontend=\"f\",version=\"2\"} 4"),
+        "{text}"
+    );
+}
