@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::conf::acl;
 use crate::limit::{ConnGuard, Refused};
-use crate::runtime::FrontendRt;
+use crate::snapshot::FrontendRt;
 
 /// Why an accepted connection is closed before any byte is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -79,7 +79,7 @@ pub fn request_allowed(fe: &FrontendRt, peer: SocketAddr) -> bool {
 mod tests {
     use super::*;
     use crate::conf::parse_conf;
-    use crate::runtime::Snapshot;
+    use crate::snapshot::Snapshot;
     use std::sync::Arc;
 
     fn frontend(text: &str) -> Arc<FrontendRt> {

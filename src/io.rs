@@ -4,8 +4,6 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -13,146 +11,15 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
-/// Read buffers grow by this much when nearly full.
-pub const READ_CHUNK: usize = 16 << 10;
+// The buffers every connection reads into, where callers have always found them.
+pub use crate::buffer::{
+    buffer_counts, give_buffer, make_room, take_buffer, SpareBuffer, READ_CHUNK,
+};
 
 /// Bounds of `Io::linger`: the whole of it, the longest silence, the most bytes dropped.
 pub const LINGER_TIME: Duration = Duration::from_secs(5);
 pub const LINGER_IDLE: Duration = Duration::from_secs(1);
 pub const LINGER_BYTES: usize = 8 << 20;
-
-/// Most released read buffers a worker thread keeps for reuse (64 MiB of 16 KiB buffers:
-/// memory those connections held a second before, kept for the next ones).
-const SPARE_MAX: usize = 4096;
-
-thread_local! {
-    /// Read buffers given back by idle connections, handed to the next connection that
-    /// needs one: released buffers go back to the allocator in 16 KiB holes among other
-    /// allocations, which it reuses poorly (most of a connection's memory does not
-    /// come back); a per-worker stack reuses them whole, as HAProxy's buffer pools do.
-    static SPARE: std::cell::RefCell<Vec<BytesMut>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// One thread's buffer counts. Each thread writes only its own (no cache line
-/// shared between workers on the request path), with plain loads and stores
-/// rather than locked read-modify-writes, since no other thread writes them; a
-/// scrape sums them all.
-#[derive(Default)]
-struct BufferCounts {
-    /// Buffers on this thread's spare stack.
-    spare: AtomicUsize,
-    /// Buffers `take_buffer` had to allocate (the spare stack was empty).
-    allocated: AtomicU64,
-}
-
-static ALL_COUNTS: Mutex<Vec<Arc<BufferCounts>>> = Mutex::new(Vec::new());
-
-thread_local! {
-    static COUNTS: Arc<BufferCounts> = {
-        let c = Arc::new(BufferCounts::default());
-        ALL_COUNTS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(c.clone());
-        c
-    };
-}
-
-/// Over all threads: (buffers on spare stacks now, buffers allocated by
-/// `take_buffer` so far). For `/metrics`.
-pub fn buffer_counts() -> (usize, u64) {
-    let all = ALL_COUNTS.lock().unwrap_or_else(|e| e.into_inner());
-    all.iter().fold((0, 0), |(s, a), c| {
-        (
-            s + c.spare.load(Ordering::Relaxed),
-            a + c.allocated.load(Ordering::Relaxed),
-        )
-    })
-}
-
-/// An empty read buffer of at least `READ_CHUNK` bytes: a spare one if the worker has one.
-pub fn take_buffer() -> BytesMut {
-    let spare = SPARE.with(|s| s.borrow_mut().pop());
-    COUNTS.with(|c| match spare {
-        Some(b) => {
-            let n = c.spare.load(Ordering::Relaxed);
-            c.spare.store(n.saturating_sub(1), Ordering::Relaxed);
-            b
-        }
-        None => {
-            let n = c.allocated.load(Ordering::Relaxed);
-            c.allocated.store(n + 1, Ordering::Relaxed);
-            BytesMut::with_capacity(READ_CHUNK)
-        }
-    })
-}
-
-/// Room for the next read. A buffer that was read from is left with only the tail
-/// of its allocation: once empty it is rewound to the whole of it, which is free
-/// when nothing else refers to it. Otherwise a response landing on the last
-/// kilobyte or so of the buffer takes two reads and goes out as two writes (two
-/// TCP segments, two TLS records). A buffer with less than 1 KiB of room grows.
-pub fn make_room(buf: &mut BytesMut) {
-    if buf.is_empty() && buf.try_reclaim(READ_CHUNK) {
-        return;
-    }
-    if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(READ_CHUNK);
-    }
-}
-
-/// Gives `buf` back for reuse (its contents are discarded), leaving an empty,
-/// unallocated buffer in its place. Only buffers of the standard size are kept, so
-/// the spare stack stays within `SPARE_MAX` × `READ_CHUNK`: one that grew (a chunked
-/// relay's 64 KiB batch, a large write copied for the ring) goes back to the
-/// allocator.
-pub fn give_buffer(buf: &mut BytesMut) {
-    let mut b = std::mem::take(buf);
-    b.clear();
-    // Unique (no request or response bytes still refer to it): this reclaims the
-    // whole allocation without copying or allocating.
-    if !b.try_reclaim(READ_CHUNK) || b.capacity() > READ_CHUNK {
-        return;
-    }
-    SPARE.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < SPARE_MAX {
-            s.push(b);
-            COUNTS.with(|c| {
-                let n = c.spare.load(Ordering::Relaxed);
-                c.spare.store(n + 1, Ordering::Relaxed);
-            });
-        }
-    });
-}
-
-/// A spare buffer that goes back to the worker's stack when dropped.
-pub struct SpareBuffer(pub BytesMut);
-
-impl SpareBuffer {
-    pub fn take() -> SpareBuffer {
-        SpareBuffer(take_buffer())
-    }
-}
-
-impl std::ops::Deref for SpareBuffer {
-    type Target = BytesMut;
-    fn deref(&self) -> &BytesMut {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for SpareBuffer {
-    fn deref_mut(&mut self) -> &mut BytesMut {
-        &mut self.0
-    }
-}
-
-impl Drop for SpareBuffer {
-    fn drop(&mut self) {
-        give_buffer(&mut self.0);
-    }
-}
 
 pub enum Io {
     Plain(TcpStream),
@@ -333,28 +200,6 @@ pub async fn read_until(
     }
 }
 
-/// `read_until` for a server's next request: while `buf` holds none of it yet,
-/// the start of the drain (SIGTERM) ends the read as at EOF, so an idle
-/// keep-alive connection closes then rather than at its timeout. Bytes that
-/// arrive first are read as usual, and a request begun is read to its end.
-pub async fn read_unless_draining(
-    s: &mut TcpStream,
-    buf: &mut BytesMut,
-    deadline: Instant,
-) -> io::Result<usize> {
-    if !buf.is_empty() {
-        return read_until(s, buf, deadline).await;
-    }
-    if crate::shutdown::draining() {
-        return Ok(0);
-    }
-    tokio::select! {
-        biased;
-        r = read_until(s, buf, deadline) => r,
-        _ = crate::shutdown::drain_started() => Ok(0),
-    }
-}
-
 /// `try_read_buf` on a shared socket that, like tokio's own `poll_read`, clears read
 /// readiness after a short read: the read drained the socket, so the next one waits
 /// for epoll's edge instead of spending a `recv` on EAGAIN. (Readiness can only be
@@ -445,127 +290,5 @@ impl AsyncWrite for Io {
             Io::TlsIn(s) => Pin::new(s).poll_shutdown(cx),
             Io::TlsOut(s) => Pin::new(s).poll_shutdown(cx),
         }
-    }
-}
-
-/// Moves bytes both ways until both directions end. Two plain sockets use the
-/// splice tunnel; with TLS on either side, bytes go through userspace with the
-/// same idle rule (the session ends when neither side moved a byte for `idle`).
-/// `a` is the client side, `b` the server side; returns the bytes moved each way.
-pub async fn tunnel(a: &mut Io, b: &mut Io, idle: crate::l4::Idle) -> io::Result<crate::l4::Moved> {
-    a.to_reactor().await?;
-    b.to_reactor().await?;
-    if let (Io::Plain(x), Io::Plain(y)) = (&*a, &*b) {
-        return crate::l4::tunnel(x, y, idle).await;
-    }
-    let limit = idle.client.max(idle.server);
-    let (mut ar, mut aw) = tokio::io::split(a);
-    let (mut br, mut bw) = tokio::io::split(b);
-    let last = std::sync::Mutex::new(Instant::now());
-    let (to_server, to_client) = tokio::try_join!(
-        copy_idle(&mut ar, &mut bw, limit, &last),
-        copy_idle(&mut br, &mut aw, limit, &last)
-    )?;
-    Ok(crate::l4::Moved {
-        to_server,
-        to_client,
-    })
-}
-
-/// One direction of `tunnel` for TLS: copy until EOF, then half-close.
-async fn copy_idle<R, W>(
-    r: &mut R,
-    w: &mut W,
-    limit: Duration,
-    last: &std::sync::Mutex<Instant>,
-) -> io::Result<u64>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let since = || last.lock().map(|t| t.elapsed()).unwrap_or_default();
-    let mut total = 0u64;
-    let mut buf = vec![0u8; READ_CHUNK];
-    loop {
-        let left = limit.checked_sub(since()).unwrap_or_default();
-        let n = match tokio::time::timeout(left, r.read(&mut buf)).await {
-            Ok(r) => r?,
-            Err(_) if since() >= limit => {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout"))
-            }
-            Err(_) => continue,
-        };
-        // Writes are bounded too: a peer that stops reading must not hold the
-        // task once the other direction has ended (nothing then times it out).
-        if n == 0 {
-            let _ = tokio::time::timeout(limit, w.shutdown()).await;
-            return Ok(total);
-        }
-        let write = async {
-            w.write_all(&buf[..n]).await?;
-            w.flush().await
-        };
-        match tokio::time::timeout(limit, write).await {
-            Ok(r) => r?,
-            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")),
-        }
-        total += n as u64;
-        if let Ok(mut t) = last.lock() {
-            *t = Instant::now();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::{Buf, BufMut};
-
-    /// An emptied buffer gets its whole allocation back, in place: the next
-    /// response is read whole, not cut at the end of the allocation.
-    #[test]
-    fn an_emptied_buffer_is_rewound_in_place() {
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
-        let start = buf.as_ptr();
-        buf.put_bytes(b'x', READ_CHUNK - 1100);
-        buf.advance(READ_CHUNK - 1100);
-        assert_eq!(buf.capacity(), 1100);
-        make_room(&mut buf);
-        assert_eq!(buf.capacity(), READ_CHUNK);
-        assert_eq!(buf.as_ptr(), start, "rewound, not reallocated");
-    }
-
-    /// A buffer that grew is freed, not kept: the spare stack holds standard
-    /// buffers only.
-    #[test]
-    fn grown_buffers_are_not_kept_as_spares() {
-        SPARE.with(|s| s.borrow_mut().clear());
-        let mut big = BytesMut::with_capacity(READ_CHUNK);
-        big.put_bytes(b'x', 100 << 10);
-        give_buffer(&mut big);
-        assert_eq!(SPARE.with(|s| s.borrow().len()), 0);
-        let mut std = take_buffer();
-        std.put_bytes(b'x', 1000);
-        give_buffer(&mut std);
-        assert_eq!(SPARE.with(|s| s.borrow().len()), 1);
-        assert_eq!(take_buffer().capacity(), READ_CHUNK);
-    }
-
-    /// While a head split off the buffer is still alive, rewinding would
-    /// overwrite it: the buffer keeps its tail, and grows only when less than
-    /// 1 KiB is left.
-    #[test]
-    fn a_buffer_still_shared_is_not_rewound() {
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
-        buf.put_bytes(b'x', READ_CHUNK - 1100);
-        let head = buf.split().freeze();
-        make_room(&mut buf);
-        assert_eq!(buf.capacity(), 1100);
-        assert!(head.iter().all(|&b| b == b'x'));
-        buf.put_bytes(b'y', 200);
-        buf.advance(200);
-        make_room(&mut buf);
-        assert!(buf.capacity() >= READ_CHUNK);
-        assert!(head.iter().all(|&b| b == b'x'));
     }
 }

@@ -1,31 +1,67 @@
 //! lb: an L4/L7 load balancer with the www.foobar.com topology built in.
 //!
-//! Module map:
-//! - `conf`     the conf language: `parse` (text -> sections, `FILE:LINE` errors), `model` (typed `Conf`), `acl`, `tls`, `kv`, `web`, `app`
-//! - `runtime`  Conf -> `Snapshot` behind an `ArcSwap`; worker threads; listeners; signals and drain
-//! - `limit`    per-client-address limits: bounded, sharded counters of connections and rates
-//! - `listener` socket2 binds with SO_REUSEPORT, accept loops, maxconn permits
-//! - `shutdown` open-connection tracking for the SIGTERM drain
-//! - `balance`  `Server` state and counters, `Pool` (roundrobin, leastconn, source, random), `health` checks
-//! - `edge`     tcp-request reject rules and per-address connection limits at accept (closed before any read)
-//! - `http`     HTTP/1.1: `head`/`body` parsing (pure, fuzzed), `proxy` (per-connection loop), `upstream` (keep-alive pool), `reply`
-//! - `clock`    `Instant::now()` read once per connection-task poll on the request path
-//! - `io`       a connection as the proxy sees it: plain TCP or TLS, and the tunnel between two
-//! - `tls`      rustls configurations: SNI certificate store per bind, connectors to TLS servers
-//! - `l4`       TCP mode: connect with retries, splice(2) both ways with half-close
-//! - `kv`       the embedded RESP2 key-value store
-//! - `stats`    traffic metrics: prometheus handles per frontend/backend/server, kept across reloads
+//! Module map, by layer from the bottom; a module imports only its own layer or
+//! those below it (`grep -rn "use crate::" src/` shows it).
+//!
+//! Base, under everything:
+//! - `conf`      the conf language: `parse` (text -> sections, `FILE:LINE` errors), `model` (typed `Conf`), `acl`, `tls`, `kv`, `web`, `app`
+//! - `clock`     `Instant::now()` read once per connection-task poll on the request path
+//! - `shutdown`  the drain flag and open-connection tracking for SIGTERM
+//! - `stats`     traffic metrics: prometheus handles per frontend/backend/server, kept across reloads
 //! - `accesslog` one line per request or TCP connection, written off the request path
-//! - `admin`    the admin listener: /metrics, /stats page and JSON, runtime API
-//! - `web`      the embedded web server (nginx role): static files, `/healthz`, app prefixes via `http::proxy::forward`
-//! - `app`      the embedded foobar application (gunicorn role): JSON API over the kv tier, read-your-writes
+//! - `limit`     per-client-address limits: bounded, sharded counters of connections and rates
+//! - `buffer`    read buffers: a per-worker stack of spares, counted for /metrics
+//!
+//! Transport:
+//! - `uring`     io_uring for plain HTTP sockets, one ring per worker thread
+//! - `io`        a connection as the proxy sees it: plain TCP (epoll or the ring) or TLS
+//! - `tls`       rustls configurations: SNI certificate store per bind, connectors to TLS servers
+//! - `listener`  socket2 binds with SO_REUSEPORT, accept loops, maxconn permits
+//! - `tunnel`    bytes both ways between two connections: splice(2) or a copy, half-close, idle timeout
+//! - `connect`   one connection to an address: TCP connect, then TLS through a connector
+//!
+//! HTTP codec: `http::head`, `http::body` (parsing, pure, fuzzed), `http::reply` (canned answers),
+//! `h2::stream` (an HTTP/2 stream as the pipeline sees it), `h2::forward` (requests and
+//! responses to HTTP/2 servers: lb's HTTP/1-shaped heads converted, bodies under flow control).
+//!
+//! Proxy state:
+//! - `balance`   `Server` state and counters, `Pool` (roundrobin, leastconn, source, random), `health` checks, `grpc_check` (checks over HTTP/2)
+//! - `snapshot`  `Snapshot` (conf -> per-proxy `FrontendRt`/`BackendRt`, with constructors) and `Live`, the current one
+//! - `edge`      tcp-request reject rules and per-address limits at accept (closed before any read)
+//!
+//! Dialer:
+//! - `dial`      pick a server, retries and redispatch, connect, TLS, passive health; `dial::idle` keep-alive pool (`http::upstream`)
+//! - `h2::client` HTTP/2 server connections per worker and server, streams multiplexed up to the server's limit
+//!
+//! Request pipeline: `http::pipeline` (one exchange in named phases) with `http::{conn, downstream, upload, relay, rewrite, tally}`;
+//! `http::upstream_h2` its connect-to-relay phases for HTTP/2 servers.
+//!
+//! Protocol drivers:
+//! - `http::driver` one HTTP/1 connection (keep-alive, deadlines, drain, 100-continue, errors) for the proxy, web, app, admin
+//! - `http::proxy` the proxy as an HTTP/1 service: each request through the pipeline
+//! - `h2::server` HTTP/2 toward clients: each stream through the pipeline
+//! - `l4`        TCP mode: a dialed connection, then the tunnel, counted and logged
+//!
+//! Services:
+//! - `control`   what the runtime lends a service: live snapshot, reload, counters, stop signal
+//! - `kv`        the embedded RESP2 key-value store
+//! - `admin`     the admin listener: /metrics, /stats page and JSON, runtime API
+//! - `web`       the embedded web server (nginx role): static files, `/healthz`, app prefixes via `http::proxy::forward`
+//! - `app`       the embedded foobar application (gunicorn role): JSON API over the kv tier, read-your-writes
+//!
+//! Top:
+//! - `runtime`   Conf -> `Snapshot` swapped on reload; worker threads; listeners; signals and drain
 
 pub mod accesslog;
 pub mod admin;
 pub mod app;
 pub mod balance;
+pub mod buffer;
 pub mod clock;
 pub mod conf;
+pub mod connect;
+pub mod control;
+pub mod dial;
 pub mod edge;
 pub mod h2;
 pub mod http;
@@ -36,8 +72,10 @@ pub mod limit;
 pub mod listener;
 pub mod runtime;
 pub mod shutdown;
+pub mod snapshot;
 pub mod stats;
 pub mod tls;
+pub mod tunnel;
 pub mod uring;
 pub mod web;
 

@@ -12,13 +12,13 @@ use tokio::runtime::Handle;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::balance::health::{self, CheckParams};
-use crate::balance::{Pool, Server};
+use crate::balance::Server;
 use crate::conf::unplaced::Unplaced;
-use crate::conf::{self, Backend, Conf, ConfError, ConfErrors, Frontend, Mode};
-use crate::http::head::HeadLimits;
+use crate::conf::{self, Conf, ConfError, ConfErrors, Mode};
 use crate::l4;
 use crate::listener::{self, Limits};
 use crate::shutdown::Tracker;
+use crate::snapshot::{bind_keys, head_limits, BindKey, Live, Snapshot};
 
 /// Why `run` could not start or keep running.
 #[derive(Debug, thiserror::Error)]
@@ -34,244 +34,6 @@ pub enum RunError {
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
     let what = what.into();
     move |err| RunError::Io { what, err }
-}
-
-/// Everything a request needs from the conf, swapped whole on reload.
-#[derive(Debug)]
-pub struct Snapshot {
-    pub conf: Conf,
-    pub frontends: HashMap<String, Arc<FrontendRt>>,
-    pub backends: HashMap<String, Arc<BackendRt>>,
-}
-
-#[derive(Debug)]
-pub struct FrontendRt {
-    pub conf: Frontend,
-    /// The TLS acceptor configuration of each bind (in `conf.binds` order).
-    pub tls: Vec<Option<Arc<rustls::ServerConfig>>>,
-    /// The address each bind really listens on (port 0 resolved), same order.
-    pub bound: Vec<SocketAddr>,
-    pub backend: Option<Arc<BackendRt>>,
-    /// The backend of each `use_backend` rule, in order.
-    pub routes: Vec<Option<Arc<BackendRt>>>,
-    pub limits: HeadLimits,
-    pub stats: Arc<crate::stats::FrontendStats>,
-    /// Per-client-address counters (`limit ...`), kept across reloads by frontend name.
-    pub clients: Option<Arc<crate::limit::Table>>,
-}
-
-#[derive(Debug)]
-pub struct BackendRt {
-    pub conf: Backend,
-    pub pool: Arc<Pool>,
-    pub stats: Arc<crate::stats::BackendStats>,
-    /// How to reach each server over TLS (in `pool.servers` order); `None` = plain.
-    pub connectors: Vec<Option<crate::tls::Connector>>,
-}
-
-impl BackendRt {
-    /// The TLS connector of `server`, if it speaks TLS.
-    pub fn connector(&self, server: &Arc<Server>) -> Option<&crate::tls::Connector> {
-        if self.connectors.iter().all(Option::is_none) {
-            return None;
-        }
-        let i = self
-            .pool
-            .servers
-            .iter()
-            .position(|s| Arc::ptr_eq(s, server))?;
-        self.connectors.get(i)?.as_ref()
-    }
-}
-
-impl Snapshot {
-    pub fn build(conf: Conf) -> Snapshot {
-        Snapshot::rebuild(conf, None, &HashMap::new()).0
-    }
-
-    /// Builds a snapshot; servers of `old` that keep their backend, name and
-    /// address are reused (health, counters, in-flight) and reconfigured in
-    /// place, and each backend keeps its round-robin position. Also returns
-    /// how many frontends, backends and servers were added, removed or changed.
-    pub fn rebuild(
-        conf: Conf,
-        old: Option<&Snapshot>,
-        bound: &HashMap<BindKey, SocketAddr>,
-    ) -> (Snapshot, usize) {
-        let mut changes = 0;
-        let mut backends: HashMap<String, Arc<BackendRt>> = HashMap::new();
-        for b in &conf.backends {
-            let old_be = old.and_then(|o| o.backends.get(&b.name));
-            let mut servers = Vec::with_capacity(b.servers.len());
-            for sc in &b.servers {
-                let kept = old_be.and_then(|ob| {
-                    ob.conf
-                        .servers
-                        .iter()
-                        .zip(&ob.pool.servers)
-                        .find(|(c, _)| c.name == sc.name && c.addr == sc.addr)
-                });
-                match kept {
-                    Some((old_conf, server)) => {
-                        if !old_conf.same(sc) {
-                            changes += 1;
-                            server.configure(sc, false);
-                        }
-                        servers.push(server.clone());
-                    }
-                    None => {
-                        changes += 1;
-                        let server = Server::new(&b.name, sc);
-                        // Run-time changes follow the name, even to a new address.
-                        if let Some(old) =
-                            old_be.and_then(|ob| ob.pool.servers.iter().find(|s| s.name == sc.name))
-                        {
-                            server.inherit(old);
-                        }
-                        servers.push(Arc::new(server));
-                    }
-                }
-            }
-            if let Some(ob) = old_be {
-                let removed = ob
-                    .conf
-                    .servers
-                    .iter()
-                    .filter(|c| {
-                        !b.servers
-                            .iter()
-                            .any(|n| n.name == c.name && n.addr == c.addr)
-                    })
-                    .count();
-                changes += removed;
-                let (mut a, mut c) = (ob.conf.clone(), b.clone());
-                a.servers.clear();
-                c.servers.clear();
-                if !a.same(&c) {
-                    changes += 1;
-                }
-            } else if old.is_some() {
-                changes += 1;
-            }
-            let cursor = old_be.map(|ob| ob.pool.cursor());
-            let connectors = b
-                .servers
-                .iter()
-                .map(|sc| {
-                    let t = sc.opts.tls.as_ref()?;
-                    crate::tls::connector(t, &sc.host)
-                        .map_err(|e| tracing::error!("server {}/{}: {e}", b.name, sc.name))
-                        .ok()
-                })
-                .collect();
-            let rt = BackendRt {
-                conf: b.clone(),
-                pool: Arc::new(Pool::new(servers, b, cursor)),
-                stats: crate::stats::backend(&b.name),
-                connectors,
-            };
-            backends.insert(b.name.clone(), Arc::new(rt));
-        }
-        if let Some(o) = old {
-            changes += o
-                .backends
-                .keys()
-                .filter(|k| !backends.contains_key(*k))
-                .count();
-            changes += o
-                .frontends
-                .iter()
-                .filter(|(k, f)| {
-                    !conf
-                        .frontends
-                        .iter()
-                        .find(|n| &n.name == *k)
-                        .is_some_and(|n| n.same(&f.conf))
-                })
-                .count();
-            changes += conf
-                .frontends
-                .iter()
-                .filter(|f| !o.frontends.contains_key(&f.name))
-                .count();
-        }
-        let frontends = conf
-            .frontends
-            .iter()
-            .map(|f| {
-                let backend = f
-                    .default_backend
-                    .as_ref()
-                    .and_then(|b| backends.get(b).cloned());
-                let routes = f
-                    .http
-                    .use_backends
-                    .iter()
-                    .map(|u| backends.get(&u.backend).cloned())
-                    .collect();
-                // Resumption state carries over from an old bind with the same TLS
-                // settings (certificates included) and the same cache size.
-                let keep = |t: &crate::conf::tls::BindTls| {
-                    let o = old?.frontends.get(&f.name)?;
-                    if old?.conf.global.ssl_cache_size != conf.global.ssl_cache_size {
-                        return None;
-                    }
-                    let j = o
-                        .conf
-                        .binds
-                        .iter()
-                        .position(|b| b.tls.as_ref() == Some(t))?;
-                    o.tls.get(j)?.clone()
-                };
-                let tls = f
-                    .binds
-                    .iter()
-                    .map(|b| {
-                        let t = b.tls.as_ref()?;
-                        let kept = keep(t);
-                        crate::tls::server_config(t, conf.global.ssl_cache_size, kept.as_deref())
-                            .map_err(|e| tracing::error!("frontend {}: TLS: {e}", f.name))
-                            .ok()
-                    })
-                    .collect();
-                let real = bind_keys(f)
-                    .iter()
-                    .map(|k| *bound.get(k).unwrap_or(&k.1))
-                    .collect();
-                // The table survives a reload unless its size changes.
-                let clients = f.client_limits.any().then(|| {
-                    old.and_then(|o| o.frontends.get(&f.name))
-                        .and_then(|o| o.clients.clone())
-                        .filter(|t| {
-                            t.capacity()
-                                == crate::limit::Table::new_capacity(f.client_limits.table_size)
-                        })
-                        .unwrap_or_else(|| {
-                            Arc::new(crate::limit::Table::new(f.client_limits.table_size))
-                        })
-                });
-                let rt = FrontendRt {
-                    clients,
-                    conf: f.clone(),
-                    tls,
-                    bound: real,
-                    backend,
-                    routes,
-                    limits: head_limits(&conf.global),
-                    stats: crate::stats::frontend(&f.name),
-                };
-                (f.name.clone(), Arc::new(rt))
-            })
-            .collect();
-        (
-            Snapshot {
-                conf,
-                frontends,
-                backends,
-            },
-            changes,
-        )
-    }
 }
 
 /// How connections are spread over threads.
@@ -424,15 +186,14 @@ impl Workers {
 /// The running process: current snapshot, workers, limits, drain tracking.
 pub struct Runtime {
     pub conf_path: String,
-    pub snapshot: ArcSwap<Snapshot>,
-    /// Bumped after each snapshot swap; long-lived connections compare it to
-    /// know when to look their frontend up again.
-    pub generation: AtomicU64,
+    /// The current snapshot, shared with connections (`Live::generation`
+    /// tells them when to look their frontend up again).
+    pub snapshot: Arc<Live>,
     pub tracker: Arc<Tracker>,
     pub global_limit: Arc<Semaphore>,
     pub stop: watch::Sender<bool>,
-    pub reloads: AtomicU64,
-    pub reload_failures: AtomicU64,
+    pub reloads: Arc<AtomicU64>,
+    pub reload_failures: Arc<AtomicU64>,
     handles: Vec<Handle>,
     control: std::sync::Mutex<Control>,
     /// The embedded web and app servers, for reload.
@@ -452,14 +213,6 @@ struct Service<T, C> {
 struct Services {
     webs: HashMap<String, Service<crate::web::Web, crate::conf::web::WebConf>>,
     apps: HashMap<String, Service<crate::app::App, crate::conf::app::AppConf>>,
-}
-
-/// The HTTP head limits of the `global` section.
-fn head_limits(g: &conf::Global) -> HeadLimits {
-    HeadLimits {
-        max_bytes: g.max_head_bytes,
-        max_headers: g.max_headers,
-    }
 }
 
 /// Logs why a web or app section of the new file waits for the next start:
@@ -563,23 +316,6 @@ impl Services {
     }
 }
 
-/// A listener's identity across reloads: frontend, address as written, and its
-/// rank among binds of that frontend with the same written address (two
-/// `bind 127.0.0.1:0` lines are two listeners).
-type BindKey = (String, SocketAddr, usize);
-
-/// The key of each bind of `f`, in order.
-fn bind_keys(f: &Frontend) -> Vec<BindKey> {
-    f.binds
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let rank = f.binds[..i].iter().filter(|o| o.addr == b.addr).count();
-            (f.name.clone(), b.addr, rank)
-        })
-        .collect()
-}
-
 /// What only the control thread touches: listeners, limits, check tasks.
 #[derive(Default)]
 struct Control {
@@ -659,14 +395,14 @@ impl Runtime {
         match fe.conf.mode {
             Mode::Http => {
                 let src = crate::http::proxy::FrontendSource {
-                    rt: self.clone(),
+                    rt: self.snapshot.clone(),
                     name,
                 };
                 // `proto h2`, or TLS that chose h2 by ALPN: the HTTP/2 driver.
                 let alpn_h2 = matches!(&client, crate::io::Io::TlsIn(t)
                     if t.get_ref().1.alpn_protocol() == Some(b"h2"));
                 if proto_h2 || alpn_h2 {
-                    crate::h2::server::serve(client, peer, fe, src).await;
+                    crate::http::proxy::serve_h2(client, peer, fe, src).await;
                     return;
                 }
                 crate::http::proxy::serve(client, peer, fe, src).await;
@@ -675,27 +411,7 @@ impl Runtime {
                 let Some(be) = fe.backend.clone() else {
                     return;
                 };
-                if client.is_tls() || be.connectors.iter().any(Option::is_some) {
-                    l4::serve_io(client, peer, &be, fe.conf.timeout_client, &fe.stats).await;
-                    return;
-                }
-                let crate::io::Io::Plain(sock) = client else {
-                    return;
-                };
-                let policy = l4::ConnectPolicy {
-                    retries: be.conf.retries,
-                    timeout_connect: be.conf.timeout_connect,
-                    redispatch: be.conf.redispatch,
-                };
-                let idle = l4::Idle {
-                    client: fe.conf.timeout_client,
-                    server: be.conf.timeout_server,
-                };
-                let obs = l4::Observe {
-                    frontend: fe.stats.clone(),
-                    backend: be.stats.clone(),
-                };
-                l4::serve(sock, peer, be.pool.clone(), policy, idle, obs).await;
+                l4::serve(client, peer, &be, fe.conf.timeout_client, &fe.stats).await;
             }
         }
     }
@@ -738,7 +454,6 @@ impl Runtime {
         let (snap, changes) = Snapshot::rebuild(conf, (!first).then_some(&*old), &bound);
         let snap = Arc::new(snap);
         self.snapshot.store(snap.clone());
-        self.generation.fetch_add(1, Ordering::Release);
         // 3. Limits.
         resize(&self.global_limit, ctl.global_max, snap.conf.global.maxconn);
         ctl.global_max = snap.conf.global.maxconn;
@@ -1001,11 +716,10 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
         conf_path: path.to_string(),
         global_limit: Arc::new(Semaphore::new(0)),
         tracker: Arc::new(Tracker::default()),
-        snapshot: ArcSwap::from_pointee(Snapshot::build(conf.clone())),
-        generation: AtomicU64::new(0),
+        snapshot: Arc::new(Live::new(Snapshot::build(conf.clone()))),
         stop,
-        reloads: AtomicU64::new(0),
-        reload_failures: AtomicU64::new(0),
+        reloads: Arc::new(AtomicU64::new(0)),
+        reload_failures: Arc::new(AtomicU64::new(0)),
         handles: workers.handles.clone(),
         control: std::sync::Mutex::new(Control::default()),
         services: std::sync::Mutex::new(Services::default()),
@@ -1113,8 +827,20 @@ async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError
         *s = services;
     }
     if let Some(addr) = conf.global.admin {
-        let admin =
-            crate::admin::Admin::new(rt.clone(), kv_handles, conf.global.admin_auth.as_deref());
+        let control = {
+            let rt2 = rt.clone();
+            crate::control::Control::new(
+                rt.snapshot.clone(),
+                rt.stop.clone(),
+                (rt.reloads.clone(), rt.reload_failures.clone()),
+                move || rt2.reload(),
+            )
+        };
+        let admin = crate::admin::Admin::new(
+            Arc::new(control),
+            kv_handles,
+            conf.global.admin_auth.as_deref(),
+        );
         let bound = crate::admin::start(addr, Arc::new(admin))
             .await
             .map_err(|e| match e.kind() {

@@ -174,14 +174,14 @@ pub fn connector(t: &ServerTls, host: &str) -> Result<Connector, String> {
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider())))
             .with_no_client_auth()
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = t.alpn.clone();
     let sni = t.sni.clone().unwrap_or_else(|| host.to_string());
     let name = ServerName::try_from(sni.clone())
         .map_err(|_| format!("invalid TLS server name '{sni}'"))?;
     let identity = {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        (t.verify, &sni).hash(&mut h);
+        (t.verify, &sni, &t.alpn).hash(&mut h);
         for c in &t.ca {
             c.as_ref().hash(&mut h);
         }

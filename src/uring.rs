@@ -862,7 +862,7 @@ impl Ring {
                     // All sent, or its stream is gone: nobody needs to hear of it.
                     let mut s = self.slots[i].take().expect("slot checked above");
                     self.free.push(i);
-                    crate::io::give_buffer(&mut s.buf);
+                    crate::buffer::give_buffer(&mut s.buf);
                     closing.extend(s.owner.take());
                     wake.extend(s.waker.take());
                     continue;
@@ -1361,7 +1361,7 @@ impl Stream {
     /// byte of room), waiting until `deadline`. `Ok(0)` is EOF.
     pub async fn read_until(&self, buf: &mut BytesMut, deadline: Instant) -> io::Result<usize> {
         if buf.capacity() == buf.len() {
-            buf.reserve(crate::io::READ_CHUNK);
+            buf.reserve(crate::buffer::READ_CHUNK);
         }
         let mut owned = std::mem::take(buf);
         let room = owned.capacity() - owned.len();
@@ -1395,7 +1395,7 @@ impl Stream {
         if data.is_empty() {
             return Ok(());
         }
-        let mut buf = crate::io::take_buffer();
+        let mut buf = crate::buffer::take_buffer();
         buf.clear();
         buf.extend_from_slice(data);
         let target = self.target();
@@ -1411,7 +1411,16 @@ impl Stream {
 
     /// Waits until the socket has bytes to read, EOF or an error.
     pub async fn readable(&self) -> io::Result<()> {
-        let mask = libc::POLLIN as u32;
+        self.poll(libc::POLLIN as u32).await
+    }
+
+    /// Waits until the socket has room to send, or an error (for sendfile(2)
+    /// straight to the descriptor, once the send in flight is settled).
+    pub async fn writable(&self) -> io::Result<()> {
+        self.poll(libc::POLLOUT as u32).await
+    }
+
+    async fn poll(&self, mask: u32) -> io::Result<()> {
         let entry = match self.target() {
             Target::Fixed(i) => opcode::PollAdd::new(types::Fixed(i), mask).build(),
             Target::Fd(fd) => opcode::PollAdd::new(types::Fd(fd), mask).build(),
@@ -1454,7 +1463,7 @@ impl Drop for Stream {
                 }
                 // It failed; nobody is left to hear of it.
                 if let Some((_, mut buf)) = r.take(ud) {
-                    crate::io::give_buffer(&mut buf);
+                    crate::buffer::give_buffer(&mut buf);
                 }
             }
             if let Some(c) = closing.take() {
@@ -1480,7 +1489,7 @@ impl Future for Settle<'_> {
         };
         let done = with_ring(|r| {
             if let Some((res, mut buf)) = r.take(ud) {
-                crate::io::give_buffer(&mut buf);
+                crate::buffer::give_buffer(&mut buf);
                 return Some(res);
             }
             // No slot: the send took everything and its slot went at completion.

@@ -686,3 +686,29 @@ fn bytes_through_an_upgrade_tunnel_are_counted() {
         (m(&now, fe) - out0 >= 100_000.0 && m(&now, fe_in) - in0 >= 100_000.0).then_some(())
     });
 }
+
+/// The admin listener reads no request body. An answer sent while the client
+/// is still writing one is followed by a lingering close (the HTTP/1 driver's,
+/// as for the proxy): the client writes it all and reads the answer, not a reset.
+#[test]
+fn an_admin_answer_reaches_a_client_still_sending_a_body() {
+    let a = http_server("a");
+    let lb = Lb::start(&conf("", &[("a", &a, "")]), 2);
+    let mut c = Client::connect(lb.addr("admin", "admin"));
+    let len = 2usize << 20;
+    c.send(
+        format!(
+            "POST /api/servers/b/zz/drain HTTP/1.1\r\nHost: admin\r\nContent-Length: {len}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    let mut w = c.r.get_ref().try_clone().unwrap();
+    let writer = std::thread::spawn(move || w.write_all(&vec![b'u'; len]).is_ok());
+    let r = c.read(false).unwrap();
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.header("connection"), Some("close"));
+    let mut rest = Vec::new();
+    let end = c.r.read_to_end(&mut rest);
+    assert!(matches!(end, Ok(0)), "after the answer: {end:?}");
+    assert!(writer.join().unwrap(), "the upload was cut");
+}

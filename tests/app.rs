@@ -399,3 +399,44 @@ fn reload_applies_a_changed_app_section() {
     assert!(put.status == 200 || put.status == 201, "{}", put.status);
     assert_eq!(send(a, "GET", "/api/items/k", &[], b"").status, 200);
 }
+
+/// A 413 sent while the client is still writing a body over the limit: the
+/// connection driver reads and drops the rest before closing (a lingering
+/// close, as the proxy and `web` do), so the client writes it all and reads
+/// the answer, not a reset.
+#[test]
+fn a_413_reaches_a_client_still_sending_its_body() {
+    use std::io::Read;
+    let t = tier("    max-value-bytes 1k\n");
+    let mut c = Client::connect(t.addr());
+    let len = 2usize << 20;
+    c.send(
+        format!("PUT /api/items/k HTTP/1.1\r\nHost: t\r\nContent-Length: {len}\r\n\r\n").as_bytes(),
+    );
+    let mut w = c.r.get_ref().try_clone().unwrap();
+    let writer = std::thread::spawn(move || w.write_all(&vec![b'u'; len]).is_ok());
+    let r = c.read(false).unwrap();
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(r.header("connection"), Some("close"));
+    let mut rest = Vec::new();
+    let end = c.r.read_to_end(&mut rest);
+    assert!(matches!(end, Ok(0)), "after the answer: {end:?}");
+    assert!(writer.join().unwrap(), "the upload was cut");
+}
+
+/// Pipelined requests, sent in one write, are answered in order; a malformed
+/// one among them ends the connection with a 400 after the answers before it.
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let t = tier("");
+    let mut c = Client::connect(t.addr());
+    c.send(b"PUT /api/items/p HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nv1GET /api/items/p HTTP/1.1\r\nHost: t\r\n\r\nGET /api/whoami HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost t\r\n\r\n");
+    let put = c.read(false).unwrap();
+    assert!(put.status < 300, "{}", put.text());
+    let get = c.read(false).unwrap();
+    assert_eq!(get.status, 200, "{}", get.text());
+    assert!(get.text().contains("v1"), "{}", get.text());
+    assert_eq!(c.read(false).unwrap().status, 200);
+    assert_eq!(c.read(false).unwrap().status, 400);
+    c.expect_closed("after a malformed head");
+}

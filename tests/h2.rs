@@ -538,3 +538,82 @@ fn continuation_flood_cuts_the_connection_and_counts_it() {
         (abuse_count(&lb) >= 1).then_some(())
     });
 }
+
+/// HTTP/2 with prior knowledge is detected on a plain HTTP bind by its
+/// preface (as HAProxy does): no `proto h2` needed, and HTTP/1.1 clients of
+/// the same bind are served as before.
+#[test]
+fn h2c_preface_is_detected_on_a_plain_bind() {
+    if !have("curl") {
+        eprintln!("skipped: curl is not installed");
+        return;
+    }
+    let be = http_server("s1");
+    let conf = format!(
+        "defaults\n    mode http\nfrontend f\n    bind 127.0.0.1:0\n    default_backend b\nbackend b\n    server s {}\n",
+        be.addr
+    );
+    let lb = Lb::start(&conf, 1);
+    let addr = lb.addr("frontend", "f");
+    let out = curl(&["--http2-prior-knowledge"], &format!("http://{addr}/two"));
+    assert!(out.starts_with("s1 GET /two"), "{out}");
+    assert!(out.ends_with("\n2 200"), "{out}");
+    let out = curl(&["--http1.1"], &format!("http://{addr}/one"));
+    assert!(out.starts_with("s1 GET /one"), "{out}");
+    assert!(out.ends_with("\n1.1 200"), "{out}");
+}
+
+/// The foobar chain over HTTP/2 end to end: a client on TLS (ALPN h2) ->
+/// the proxy -> `proto h2` to a `web` section (h2c, detected by its preface)
+/// -> static files, and an app prefix on to its app server.
+#[test]
+fn the_web_tier_answers_http2_end_to_end() {
+    if !have("curl") {
+        eprintln!("skipped: curl is not installed");
+        return;
+    }
+    let app = http_server("app");
+    let dir = common::TempDir::new("h2web");
+    let root = dir.path().join("www");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("hello.txt"), "hello, world\n").unwrap();
+    let big: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    std::fs::write(root.join("big.txt"), &big).unwrap();
+    let web = Lb::start(
+        &format!(
+            "web w\n    bind 127.0.0.1:0\n    root {}\n    app /api/ {}\n",
+            root.display(),
+            app.addr
+        ),
+        1,
+    );
+    let web_addr = web.addr("web", "w");
+    // The web tier alone, over h2c.
+    let out = curl(
+        &["--http2-prior-knowledge"],
+        &format!("http://{web_addr}/hello.txt"),
+    );
+    assert_eq!(out, "hello, world\n\n2 200");
+    let front = Lb::start(
+        &format!(
+            "defaults\n    mode http\nfrontend f\n    bind 127.0.0.1:0 ssl self-signed localhost alpn h2,http/1.1\n    default_backend b\nbackend b\n    server web {web_addr} proto h2\n"
+        ),
+        1,
+    );
+    let port = lb_port(&front);
+    let url = |p: &str| format!("https://localhost:{port}{p}");
+    let out = curl(&["-k", "--http2"], &url("/hello.txt"));
+    assert_eq!(out, "hello, world\n\n2 200");
+    let out = curl(&["-k", "--http2"], &url("/api/items"));
+    assert!(out.starts_with("app GET /api/items"), "{out}");
+    assert!(out.ends_with("\n2 200"), "{out}");
+    // A file larger than every flow-control window arrives whole.
+    let out = curl(&["-k", "--http2"], &url("/big.txt"));
+    assert!(out.ends_with("\n2 200"), "{}", &out[out.len() - 20..]);
+    assert_eq!(out.len(), big.len() + "\n2 200".len());
+    assert_eq!(&out.as_bytes()[..big.len()], &big[..]);
+}
+
+fn lb_port(lb: &Lb) -> u16 {
+    lb.addr("frontend", "f").port()
+}

@@ -13,19 +13,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::http::head::{self, HeadLimits, RequestHead};
+use crate::control::Control;
+use crate::http::driver::{self, Cx, Outcome, Service, Settings};
+use crate::http::head::{BodyKind, HeadLimits, RequestHead};
+use crate::io::Io;
 use crate::kv::Kv;
-use crate::runtime::Runtime;
 
-/// A request head must arrive within this long; admin clients are people and scrapers.
+/// A request head must arrive within this long, and a write must make progress
+/// within it; admin clients are people and scrapers.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every admin request can see.
 pub struct Admin {
-    pub rt: Arc<Runtime>,
+    pub rt: Arc<Control>,
     pub kvs: Vec<Arc<Kv>>,
     /// `Basic <base64(user:password)>`, when `admin-auth` is set.
     auth: Option<String>,
@@ -33,7 +35,7 @@ pub struct Admin {
 }
 
 impl Admin {
-    pub fn new(rt: Arc<Runtime>, kvs: Vec<Arc<Kv>>, auth: Option<&str>) -> Admin {
+    pub fn new(rt: Arc<Control>, kvs: Vec<Arc<Kv>>, auth: Option<&str>) -> Admin {
         Admin {
             rt,
             kvs,
@@ -100,29 +102,51 @@ pub async fn start(addr: SocketAddr, admin: Arc<Admin>) -> std::io::Result<Socke
 }
 
 /// One admin connection: one request, one response, close.
-async fn serve(mut s: TcpStream, admin: Arc<Admin>) {
-    let limits = HeadLimits {
-        max_bytes: 16 << 10,
-        max_headers: 64,
+async fn serve(s: TcpStream, admin: Arc<Admin>) {
+    let peer = match s.peer_addr() {
+        Ok(p) => p,
+        Err(_) => return,
     };
-    let mut buf = BytesMut::with_capacity(4096);
-    let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
-    let req = loop {
-        match head::parse_request(&mut buf, &limits) {
-            Ok(Some(r)) => break r,
-            Ok(None) => {}
-            Err(e) => {
-                let _ = respond(&mut s, &Reply::text(e.status(), "bad request")).await;
-                return;
-            }
+    // On the control thread, which has no ring: tokio's reactor.
+    driver::serve(Io::Plain(s), peer, &mut AdminConn { admin }).await;
+}
+
+/// The admin listener as an HTTP/1 service: one request per connection.
+struct AdminConn {
+    admin: Arc<Admin>,
+}
+
+impl Service for AdminConn {
+    fn settings(&self) -> Settings {
+        Settings {
+            limits: HeadLimits {
+                max_bytes: 16 << 10,
+                max_headers: 64,
+            },
+            timeout_request: READ_TIMEOUT,
+            timeout_keep_alive: READ_TIMEOUT,
+            timeout_client: READ_TIMEOUT,
         }
-        match tokio::time::timeout_at(deadline, s.read_buf(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => return,
+    }
+
+    fn error(&self, status: u16, _why: &dyn std::fmt::Display, out: &mut BytesMut) {
+        let why = match status {
+            408 => "request head not received in time",
+            _ => "bad request",
+        };
+        frame(out, &Reply::text(status, why));
+    }
+
+    async fn handle(&mut self, cx: &mut Cx<'_>, req: RequestHead) -> Outcome {
+        let reply = route(&self.admin, &req);
+        frame(cx.out(), &reply);
+        // A body is never read: unless all of it is here, the client may still be sending it.
+        match req.body {
+            BodyKind::None => Outcome::Close,
+            BodyKind::Length(n) if cx.rbuf.len() as u64 >= n => Outcome::Close,
+            _ => Outcome::CloseUnread,
         }
-    };
-    let reply = route(&admin, &req);
-    let _ = respond(&mut s, &reply).await;
+    }
 }
 
 /// Decides the response to one request.
@@ -161,28 +185,25 @@ pub fn route(admin: &Admin, req: &RequestHead) -> Reply {
     }
 }
 
-async fn respond(s: &mut TcpStream, r: &Reply) -> std::io::Result<()> {
+/// Appends `r` as a complete response that closes the connection.
+fn frame(out: &mut BytesMut, r: &Reply) {
+    use std::fmt::Write;
     let reason = match r.status {
         401 => "Unauthorized",
         s => crate::http::reply::reason(s),
     };
-    let mut out = format!(
+    let _ = write!(
+        out,
         "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
         r.status,
         r.content_type,
         r.body.len()
     );
     if r.status == 401 {
-        out.push_str("WWW-Authenticate: Basic realm=\"lb admin\"\r\n");
+        out.extend_from_slice(b"WWW-Authenticate: Basic realm=\"lb admin\"\r\n");
     }
-    out.push_str("\r\n");
-    let mut bytes = out.into_bytes();
-    bytes.extend_from_slice(&r.body);
-    tokio::time::timeout(READ_TIMEOUT, s.write_all(&bytes))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write timeout"))??;
-    let _ = s.shutdown().await;
-    Ok(())
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&r.body);
 }
 
 /// Compares without an early exit, so timing says nothing about the password.

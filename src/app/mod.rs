@@ -1,7 +1,7 @@
 //! The foobar application (gunicorn's role): the JSON API over the kv tier, with read-your-writes through replication offsets.
 //!
 //! - `kvclient` pooled RESP2 client
-//! - `server`   the HTTP connection loop (framing, bodies, timeouts)
+//! - `server`   the app as an HTTP/1 service (`http::driver` runs the connection): bodies, framing
 
 pub mod kvclient;
 pub mod server;

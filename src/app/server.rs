@@ -1,113 +1,95 @@
-//! One client connection of an `app` server: read a request and its body, answer it through `App::handle`, repeat while keep-alive holds.
+//! The `app` section as an HTTP/1 service (`http::driver` runs the connection): read a request's body, answer it through `App::handle`.
 
-use crate::io::{read_unless_draining, read_until, write_all};
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
 use tokio::net::TcpStream;
 
 use super::{App, Response};
-use crate::http::head::{self, BodyKind};
+use crate::http::driver::{self, BodyError, Cx, Outcome, Service, Settings};
+use crate::http::head::{BodyKind, RequestHead};
 use crate::http::reply::reason;
-
-const READ_CHUNK: usize = 16 << 10;
+use crate::io::Io;
 
 /// Serves one client connection until it closes, times out or breaks the protocol.
-pub async fn serve(mut sock: TcpStream, peer: SocketAddr, app: Arc<App>) {
-    let limits = app.limits;
-    let c = &app.conf;
-    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
-    let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
-    let mut first = true;
-    loop {
-        // The head: keep-alive timeout until its first byte, then timeout http-request.
-        let mut since = (first || !rbuf.is_empty()).then(Instant::now);
-        let req = loop {
-            match head::parse_request(&mut rbuf, &limits) {
-                Ok(Some(r)) => break r,
-                Ok(None) => {}
-                Err(e) => {
-                    let r = Response::error(e.status(), &e.to_string());
-                    frame(&mut wbuf, &app, &r, false, false, 1);
-                    let _ = write_all(&sock, &wbuf, c.timeout_client).await;
-                    return;
-                }
-            }
-            let deadline = match since {
-                Some(t) => t + c.timeout_request,
-                None => Instant::now() + c.timeout_keep_alive,
-            };
-            match read_unless_draining(&mut sock, &mut rbuf, deadline).await {
-                Ok(0) => return,
-                Ok(_) => {
-                    since.get_or_insert_with(Instant::now);
-                }
-                Err(e) if e.kind() == io::ErrorKind::TimedOut && since.is_some() => {
-                    let r = Response::error(408, "request head not received in time");
-                    frame(&mut wbuf, &app, &r, false, false, 1);
-                    let _ = write_all(&sock, &wbuf, c.timeout_client).await;
-                    return;
-                }
-                Err(_) => return,
-            }
-        };
-        first = false;
+pub async fn serve(sock: TcpStream, peer: SocketAddr, app: Arc<App>) {
+    match Io::plain(sock) {
+        Ok(io) => serve_io(io, peer, app).await,
+        Err(e) => tracing::debug!("app connection from {peer}: {e}"),
+    }
+}
+
+/// Serves one client connection, plain, on the ring or TLS, through the HTTP/1 driver.
+pub async fn serve_io(io: Io, peer: SocketAddr, app: Arc<App>) {
+    driver::serve(io, peer, &mut AppConn { app }).await;
+}
+
+/// The `app` section as an HTTP/1 service.
+struct AppConn {
+    app: Arc<App>,
+}
+
+impl Service for AppConn {
+    fn settings(&self) -> Settings {
+        let c = &self.app.conf;
+        Settings {
+            limits: self.app.limits,
+            timeout_request: c.timeout_request,
+            timeout_keep_alive: c.timeout_keep_alive,
+            timeout_client: c.timeout_client,
+        }
+    }
+
+    fn error(&self, status: u16, why: &dyn std::fmt::Display, out: &mut BytesMut) {
+        let r = Response::error(status, &why.to_string());
+        frame(out, &self.app, &r, false, false, 1);
+    }
+
+    async fn handle(&mut self, cx: &mut Cx<'_>, req: RequestHead) -> Outcome {
+        let app = &*self.app;
+        let c = &app.conf;
         let head_only = req.method() == b"HEAD";
+        let minor = req.minor_version;
+        let refuse = |cx: &mut Cx<'_>, status, msg: &str| {
+            frame(
+                cx.out(),
+                app,
+                &Response::error(status, msg),
+                false,
+                head_only,
+                minor,
+            );
+            Outcome::CloseUnread
+        };
         let body_len = match req.body {
             BodyKind::None => 0,
             BodyKind::Length(n) if n > c.max_value_bytes => {
-                let r = Response::error(
-                    413,
-                    &format!("body larger than {} bytes", c.max_value_bytes),
-                );
-                frame(&mut wbuf, &app, &r, false, head_only, req.minor_version);
-                let _ = write_all(&sock, &wbuf, c.timeout_client).await;
-                return;
+                let msg = format!("body larger than {} bytes", c.max_value_bytes);
+                return refuse(cx, 413, &msg);
             }
             BodyKind::Length(n) => n as usize,
             BodyKind::Chunked | BodyKind::UntilClose => {
-                let r = Response::error(411, "send the body with Content-Length");
-                frame(&mut wbuf, &app, &r, false, head_only, req.minor_version);
-                let _ = write_all(&sock, &wbuf, c.timeout_client).await;
-                return;
+                return refuse(cx, 411, "send the body with Content-Length");
             }
         };
-        if rbuf.len() < body_len
-            && req.expect_continue
-            && req.minor_version == 1
-            && write_all(&sock, b"HTTP/1.1 100 Continue\r\n\r\n", c.timeout_client)
-                .await
-                .is_err()
-        {
-            return;
-        }
-        let deadline = Instant::now() + c.timeout_request;
-        while rbuf.len() < body_len {
-            if rbuf.capacity() - rbuf.len() < body_len - rbuf.len() {
-                rbuf.reserve((body_len - rbuf.len()).min(1 << 20));
+        match cx.read_body(&req, body_len).await {
+            Ok(()) => {}
+            Err(BodyError::TimedOut) => {
+                let e = BodyError::TimedOut.to_string();
+                return refuse(cx, 408, &e);
             }
-            match read_until(&mut sock, &mut rbuf, deadline).await {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    let r = Response::error(408, "request body not received in time");
-                    frame(&mut wbuf, &app, &r, false, head_only, req.minor_version);
-                    let _ = write_all(&sock, &wbuf, c.timeout_client).await;
-                    return;
-                }
-                Err(_) => return,
-            }
+            Err(BodyError::Closed) => return Outcome::Close,
         }
-        let body = rbuf.split_to(body_len);
-        let resp = app.handle(&req, &body, peer).await;
+        let body = cx.rbuf.split_to(body_len);
+        let resp = app.handle(&req, &body, cx.peer).await;
         // While draining, this answer is the connection's last.
-        let keep = req.keep_alive && !crate::shutdown::draining();
-        frame(&mut wbuf, &app, &resp, keep, head_only, req.minor_version);
-        if write_all(&sock, &wbuf, c.timeout_client).await.is_err() || !keep {
-            return;
+        let keep = cx.keep_alive(&req);
+        frame(cx.out(), app, &resp, keep, head_only, minor);
+        if keep {
+            Outcome::KeepAlive
+        } else {
+            Outcome::Close
         }
     }
 }
@@ -120,10 +102,9 @@ fn status_reason(status: u16) -> &'static str {
     }
 }
 
-/// Frames `r` into `w` (cleared first).
+/// Frames `r` onto the end of `w`.
 fn frame(w: &mut BytesMut, app: &App, r: &Response, keep: bool, head_only: bool, minor: u8) {
     use std::fmt::Write;
-    w.clear();
     let _ = write!(
         w,
         "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-app: {}\r\n",

@@ -5,12 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::{Admin, Health, Server};
 use crate::conf::tls::ServerTls;
-use crate::conf::{Backend, HttpCheck, ServerConf};
-use crate::io::Io;
+use crate::conf::{Backend, GrpcCheck, HttpCheck, ServerConf};
 
 /// Everything one server's check loop needs; a reload that changes it restarts the loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +18,10 @@ pub struct CheckParams {
     pub downinter: Duration,
     pub timeout: Duration,
     pub http: Option<HttpCheck>,
+    /// `option grpc-check`: see `grpc_check`.
+    pub grpc: Option<GrpcCheck>,
+    /// The server speaks HTTP/2 (`proto h2`): `http` checks go over it too.
+    pub h2: bool,
     /// `check-ssl`: checks speak TLS (settings of `ssl`, and the host for SNI).
     pub tls: Option<(ServerTls, String)>,
 }
@@ -33,8 +35,16 @@ impl CheckParams {
             downinter: o.downinter.unwrap_or(o.inter),
             timeout: b.timeout_check.unwrap_or(o.inter),
             http: b.httpchk.clone(),
+            grpc: b.grpc_check.clone(),
+            h2: o.h2(),
             tls: if o.check_ssl {
-                o.tls.clone().map(|t| (t, s.host.clone()))
+                // An HTTP/1.1 check offers http/1.1, whatever the server's ALPN.
+                o.tls.clone().map(|mut t| {
+                    if b.httpchk.is_some() && !o.h2() {
+                        t.alpn = vec![b"http/1.1".to_vec()];
+                    }
+                    (t, s.host.clone())
+                })
             } else {
                 None
             },
@@ -62,21 +72,19 @@ pub async fn run(server: Arc<Server>, p: CheckParams) {
 
 /// One check. `Err` carries the reason shown in the transition log.
 pub async fn check_once(server: &Server, p: &CheckParams) -> Result<(), String> {
+    if let Some(g) = &p.grpc {
+        return super::grpc_check::check(server, p, g).await;
+    }
+    if let (true, Some(h)) = (p.h2, &p.http) {
+        return super::grpc_check::http_check(server, p, h).await;
+    }
     let fut = async {
-        let tcp = match TcpStream::connect(server.addr).await {
-            Ok(s) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                return Err("connect refused".to_string())
-            }
-            Err(e) => return Err(format!("connect failed: {e}")),
+        // The same connect and TLS steps as traffic, bounded by the check's timeout.
+        let connector = match &p.tls {
+            None => None,
+            Some((t, host)) => Some(crate::tls::connector(t, host)?),
         };
-        let mut s = match &p.tls {
-            None => Io::Plain(tcp),
-            Some((t, host)) => {
-                let c = crate::tls::connector(t, host)?;
-                crate::l4::tls_handshake(&c, tcp, p.timeout).await?
-            }
-        };
+        let mut s = crate::connect::open(server.addr, connector.as_ref(), None, false).await?;
         let Some(h) = &p.http else {
             return Ok(());
         };

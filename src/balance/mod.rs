@@ -1,6 +1,7 @@
 //! Servers (state and counters that survive reloads) and the `Pool` that picks one per
 //! connection or request: round robin, least connections, source hash, random.
 
+pub mod grpc_check;
 pub mod health;
 
 use std::net::{IpAddr, SocketAddr};

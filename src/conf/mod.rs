@@ -6,6 +6,7 @@ pub mod cidr;
 pub mod cpumap;
 pub mod fuzz_check;
 pub mod kv;
+pub mod logformat;
 pub mod model;
 pub mod parse;
 pub mod tls;

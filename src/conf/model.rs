@@ -180,6 +180,14 @@ pub struct HttpCheck {
     pub expect_status: Option<u16>,
 }
 
+/// `option grpc-check [SERVICE]`: `grpc.health.v1.Health/Check` over HTTP/2
+/// (h2c, or h2 with `check-ssl`), healthy when the answer is `SERVING`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcCheck {
+    /// The `service` asked about; empty = the server as a whole.
+    pub service: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bind {
     pub line: usize,
@@ -314,6 +322,9 @@ pub struct Backend {
     pub allbackups: bool,
     /// HTTP health checks; `None` = TCP connect checks.
     pub httpchk: Option<HttpCheck>,
+    /// `option grpc-check [SERVICE]`: gRPC health checks over HTTP/2
+    /// (replaces `httpchk`; the last of the two in a section wins).
+    pub grpc_check: Option<GrpcCheck>,
     /// Time allowed for one check (connect + response); default: `inter`.
     pub timeout_check: Option<Duration>,
 }
@@ -355,6 +366,23 @@ pub struct ServerOpts {
     pub tls: Option<ServerTls>,
     /// Health checks over TLS (`check-ssl`).
     pub check_ssl: bool,
+    /// `proto h2`: HTTP/2 to the server with prior knowledge (h2c, or h2
+    /// over `ssl`); `proto h1` (the default) is HTTP/1.1.
+    pub proto: ServerProto,
+}
+
+/// Which HTTP version lb speaks to a server (`proto`, or `ssl alpn h2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerProto {
+    H1,
+    H2,
+}
+
+impl ServerOpts {
+    /// Requests go to this server over HTTP/2: `proto h2`, or TLS with `alpn h2`.
+    pub fn h2(&self) -> bool {
+        self.proto == ServerProto::H2 || self.tls.as_ref().is_some_and(ServerTls::h2)
+    }
 }
 
 impl Default for ServerOpts {
@@ -374,6 +402,7 @@ impl Default for ServerOpts {
             observe: 0,
             tls: None,
             check_ssl: false,
+            proto: ServerProto::H1,
         }
     }
 }
@@ -474,6 +503,7 @@ const OPTIONS: &[&str] = &[
     "redispatch",
     "allbackups",
     "httpchk",
+    "grpc-check",
     "http-keep-alive",
     "splice-auto",
     "splice-request",
@@ -616,6 +646,7 @@ struct Draft {
     timeout_handshake: Option<Duration>,
     allbackups: bool,
     httpchk: Option<HttpCheck>,
+    grpc_check: Option<GrpcCheck>,
     expect_status: Option<u16>,
     timeout_check: Option<Duration>,
     tcp_rules: Vec<TcpRule>,
@@ -649,6 +680,7 @@ impl Draft {
             timeout_handshake: None,
             allbackups: false,
             httpchk: None,
+            grpc_check: None,
             expect_status: None,
             timeout_check: None,
             tcp_rules: Vec::new(),
@@ -1027,7 +1059,7 @@ impl Builder {
                         "default" => LogFormat::Default,
                         "json" => LogFormat::Json,
                         f => {
-                            crate::accesslog::Format::parse(f).map_err(e)?;
+                            super::logformat::Format::parse(f).map_err(e)?;
                             LogFormat::Custom(f.to_string())
                         }
                     };
@@ -1090,6 +1122,7 @@ impl Builder {
             }
         } else {
             self.check_mode_needs(&d);
+            self.check_server_protos(&d);
         }
         if mask & (F | L) != 0 {
             if d.binds.is_empty() {
@@ -1180,10 +1213,53 @@ impl Builder {
                     expect_status: d.expect_status,
                     ..h
                 }),
+                grpc_check: d.grpc_check.clone(),
                 timeout_check: d.timeout_check,
             });
         }
         Ok(())
+    }
+
+    /// `proto h2` needs mode http (in mode tcp lb passes bytes, whatever the
+    /// protocol); in mode http a server's ALPN names only what lb speaks.
+    fn check_server_protos(&mut self, d: &Draft) {
+        for s in &d.servers {
+            let why = if d.mode != Mode::Http {
+                (s.opts.proto == ServerProto::H2).then(|| {
+                    "'proto h2' needs mode http (in mode tcp lb passes the bytes as they are)"
+                        .to_string()
+                })
+            } else {
+                let alpn = s.opts.tls.as_ref().map_or(&[][..], |t| &t.alpn[..]);
+                alpn.iter()
+                    .map(|p| String::from_utf8_lossy(p))
+                    .find(|p| !SERVER_HTTP_ALPN.contains(&p.as_ref()))
+                    .map(|p| {
+                        format!(
+                            "alpn '{p}': lb does not speak '{p}' to servers (mode http speaks {})",
+                            SERVER_HTTP_ALPN.join(", ")
+                        )
+                    })
+            };
+            // One pipeline path per backend: its servers agree.
+            let why = why.or_else(|| {
+                let first = d.servers.first()?;
+                (d.mode == Mode::Http && s.opts.h2() != first.opts.h2()).then(|| {
+                    let v = |h2: bool| if h2 { "HTTP/2" } else { "HTTP/1.1" };
+                    format!(
+                        "a backend's servers speak one HTTP version: '{}' speaks {}, '{}' {}",
+                        first.name,
+                        v(first.opts.h2()),
+                        s.name,
+                        v(s.opts.h2())
+                    )
+                })
+            });
+            if let Some(why) = why {
+                let e = self.err(s.line, format!("'server': {why}"));
+                self.errors.push(e);
+            }
+        }
     }
 
     /// Options whose meaning depends on the section's mode, known once the
@@ -1408,6 +1484,7 @@ impl Builder {
                 if opts.check_ssl && opts.tls.is_none() {
                     return Err(e("'check-ssl' needs 'ssl'".into()));
                 }
+                server_proto(&mut opts).map_err(e)?;
                 if opts.observe > 0 && !opts.check {
                     return Err(e(
                         "'observe' needs 'check' (checks bring the server back up)".into(),
@@ -1495,6 +1572,28 @@ impl Builder {
                     uri: uri.to_string(),
                     expect_status: None,
                 });
+                p.grpc_check = None;
+            }
+            "option" if a.get(1).map(String::as_str) == Some("grpc-check") => {
+                if mask == F {
+                    return Err(e(
+                        "'option grpc-check' is not allowed in a frontend section".into(),
+                    ));
+                }
+                let service = match a.get(2..).unwrap_or(&[]) {
+                    [] => String::new(),
+                    [s] => s.clone(),
+                    [_, x, ..] => return Err(e(format!("unexpected extra argument '{x}'"))),
+                };
+                // A protobuf string field of at most 127 bytes keeps the
+                // request's encoding to one length byte; names are short.
+                if service.len() > 127 || !service.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(e(format!(
+                        "'option grpc-check {service}': a service name is printable ASCII, at most 127 bytes"
+                    )));
+                }
+                p.grpc_check = Some(GrpcCheck { service });
+                p.httpchk = None;
             }
             "option" => {
                 let v = one_arg(a).map_err(e)?;
@@ -1951,7 +2050,45 @@ const SERVER_OPTIONS: &[&str] = &[
     "enabled",
     "pool-max-conn",
     "pool-purge-delay",
+    "proto",
+    "alpn",
 ];
+
+/// ALPN protocols lb speaks to servers in mode http.
+const SERVER_HTTP_ALPN: &[&str] = &["h2", "http/1.1", "http/1.0"];
+
+/// `proto` and `alpn` agree: `proto h2` over `ssl` offers `alpn h2` unless
+/// told otherwise, and one ALPN list names one HTTP version (lb does not
+/// fall back from h2 to HTTP/1.1 per connection).
+fn server_proto(o: &mut ServerOpts) -> Result<(), String> {
+    let Some(t) = o.tls.as_mut() else {
+        return Ok(());
+    };
+    if t.alpn.is_empty() {
+        t.alpn = vec![match o.proto {
+            ServerProto::H2 => b"h2".to_vec(),
+            ServerProto::H1 => b"http/1.1".to_vec(),
+        }];
+    }
+    let names: Vec<String> = t
+        .alpn
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    if t.h2() && names.len() > 1 {
+        return Err(format!(
+            "'alpn {}': lb speaks one HTTP version per server: say 'alpn h2' (HTTP/2) or 'alpn http/1.1'",
+            names.join(",")
+        ));
+    }
+    if o.proto == ServerProto::H2 && !t.h2() {
+        return Err(format!(
+            "'proto h2' with 'alpn {}': an HTTP/2 server over TLS needs 'alpn h2'",
+            names.join(",")
+        ));
+    }
+    Ok(())
+}
 
 fn server_options(args: &[String], o: &mut ServerOpts) -> Result<(), String> {
     let mut it = args.iter();
@@ -2025,6 +2162,22 @@ fn server_options(args: &[String], o: &mut ServerOpts) -> Result<(), String> {
             "pool-purge-delay" => {
                 let v = it.next().ok_or("'pool-purge-delay' needs a value")?;
                 o.pool_purge_delay = parse::duration(v)?;
+            }
+            "proto" => {
+                let v = it.next().ok_or("'proto' needs a value (h2 or h1)")?;
+                o.proto = match v.as_str() {
+                    "h2" => ServerProto::H2,
+                    "h1" => ServerProto::H1,
+                    x => return Err(format!("unknown server proto '{x}' (h2 or h1)")),
+                };
+            }
+            "alpn" => {
+                let v = it.next().ok_or("'alpn' needs a list such as h2")?;
+                if v.split(',').any(str::is_empty) {
+                    return Err(format!("'alpn {v}': empty protocol name"));
+                }
+                let t = o.tls.get_or_insert_with(ServerTls::default);
+                t.alpn = v.split(',').map(|p| p.as_bytes().to_vec()).collect();
             }
             other => {
                 return Err(format!(
@@ -2646,6 +2799,84 @@ mod tests {
             .contains("empty protocol name"));
         // In mode tcp the protocol is the server's business.
         ok("frontend f\n    mode tcp\n    bind :0 ssl self-signed a alpn h2,http/1.1\n");
+    }
+
+    #[test]
+    fn server_proto_h2_and_alpn() {
+        let c = ok("defaults\n    mode http\nbackend b\n    server c 127.0.0.1:1 proto h2\n    server t 127.0.0.1:2 ssl verify none alpn h2\n    server p 127.0.0.1:3 ssl verify none proto h2\nbackend h\n    server h 127.0.0.1:4 ssl verify none\n    server o 127.0.0.1:5 proto h1\n");
+        let s: Vec<_> = c.backends.iter().flat_map(|b| b.servers.clone()).collect();
+        assert_eq!(s[0].opts.proto, ServerProto::H2);
+        assert!(s[0].opts.tls.is_none() && s[0].opts.h2());
+        assert_eq!(s[1].opts.tls.as_ref().unwrap().alpn, [b"h2".to_vec()]);
+        assert!(s[1].opts.h2());
+        // proto h2 over ssl offers h2 by ALPN.
+        assert_eq!(s[2].opts.tls.as_ref().unwrap().alpn, [b"h2".to_vec()]);
+        assert_eq!(s[3].opts.tls.as_ref().unwrap().alpn, [b"http/1.1".to_vec()]);
+        assert!(!s[3].opts.h2() && !s[4].opts.h2());
+        // default-server carries it.
+        let c =
+            ok("backend b\n    mode http\n    default-server proto h2\n    server a 127.0.0.1:1\n");
+        assert!(c.backends[0].servers[0].opts.h2());
+
+        assert_eq!(
+            bad("backend b\n    mode http\n    server s 127.0.0.1:1 proto h3\n"),
+            "t.conf:3: 'server': unknown server proto 'h3' (h2 or h1)"
+        );
+        assert!(
+            bad("backend b\n    mode http\n    server s 127.0.0.1:1 proto\n")
+                .contains("'proto' needs a value")
+        );
+        assert_eq!(
+            bad("backend b\n    mode tcp\n    server s 127.0.0.1:1 proto h2\n"),
+            "t.conf:3: 'server': 'proto h2' needs mode http (in mode tcp lb passes the bytes as they are)"
+        );
+        assert!(bad(
+            "backend b\n    mode http\n    server s 127.0.0.1:1 ssl verify none alpn h2,http/1.1\n"
+        )
+        .starts_with(
+            "t.conf:3: 'server': 'alpn h2,http/1.1': lb speaks one HTTP version per server"
+        ));
+        assert!(bad("backend b\n    mode http\n    server s 127.0.0.1:1 ssl verify none alpn http/1.1 proto h2\n")
+            .contains("'proto h2' with 'alpn http/1.1'"));
+        assert_eq!(
+            bad("backend b\n    mode http\n    server s 127.0.0.1:1 ssl verify none alpn spdy/3\n"),
+            "t.conf:3: 'server': alpn 'spdy/3': lb does not speak 'spdy/3' to servers (mode http speaks h2, http/1.1, http/1.0)"
+        );
+        assert!(
+            bad("backend b\n    server s 127.0.0.1:1 ssl verify none alpn h2,\n")
+                .contains("empty protocol name")
+        );
+        assert!(
+            bad("backend b\n    server s 127.0.0.1:1 protoo h2\n").contains("did you mean 'proto'")
+        );
+        assert_eq!(
+            bad("backend b\n    mode http\n    server a 127.0.0.1:1 proto h2\n    server b 127.0.0.1:2\n"),
+            "t.conf:4: 'server': a backend's servers speak one HTTP version: 'a' speaks HTTP/2, 'b' HTTP/1.1"
+        );
+        // In mode tcp the server's ALPN is its own business.
+        ok("backend b\n    mode tcp\n    server s 127.0.0.1:1 ssl verify none alpn h2\n");
+    }
+
+    #[test]
+    fn grpc_check() {
+        let c = ok("defaults\n    option grpc-check\nbackend a\n    mode http\n    server s 127.0.0.1:1 proto h2 check\nbackend b\n    option grpc-check my.pkg.Echo\nbackend h\n    option grpc-check\n    option httpchk /x\nbackend g\n    option httpchk /x\n    option grpc-check\n");
+        let b = &c.backends;
+        assert_eq!(b[0].grpc_check.as_ref().unwrap().service, "");
+        assert_eq!(b[1].grpc_check.as_ref().unwrap().service, "my.pkg.Echo");
+        // The last of httpchk and grpc-check wins.
+        assert!(b[2].grpc_check.is_none() && b[2].httpchk.is_some());
+        assert!(b[3].grpc_check.is_some() && b[3].httpchk.is_none());
+        assert_eq!(
+            bad("frontend f\n    option grpc-check\n"),
+            "t.conf:2: 'option': 'option grpc-check' is not allowed in a frontend section"
+        );
+        assert!(
+            bad("backend b\n    option grpc-check a b\n").contains("unexpected extra argument 'b'")
+        );
+        let long = "x".repeat(128);
+        assert!(bad(&format!("backend b\n    option grpc-check {long}\n"))
+            .contains("at most 127 bytes"));
+        assert!(bad("backend b\n    option grpc-chek\n").contains("did you mean 'grpc-check'"));
     }
 
     #[test]

@@ -51,6 +51,17 @@ pub struct ServerTls {
     /// verified instead; `sni` (or the host as written) serves requests
     /// without a usable Host and health checks.
     pub sni_from_request: bool,
+    /// `alpn LIST`: ALPN protocols offered, in order; `h2` makes lb speak
+    /// HTTP/2 to the server. Once the conf is read, never empty: `h2` under
+    /// `proto h2`, else `http/1.1`.
+    pub alpn: Vec<Vec<u8>>,
+}
+
+impl ServerTls {
+    /// HTTP/2 is negotiated: the server's ALPN list is `h2`.
+    pub fn h2(&self) -> bool {
+        self.alpn.iter().any(|p| p == b"h2")
+    }
 }
 
 impl Default for ServerTls {
@@ -61,6 +72,7 @@ impl Default for ServerTls {
             ca: Vec::new(),
             sni: None,
             sni_from_request: false,
+            alpn: Vec::new(),
         }
     }
 }

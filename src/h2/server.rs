@@ -4,69 +4,104 @@
 //! drain on SIGTERM (GOAWAY, streams in flight finish) and abuse (cut with
 //! GOAWAY ENHANCE_YOUR_CALM, counted in `lb_h2_abuse_total`).
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use h2::Reason;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::rewind::Rewind;
 use super::stream::{request_head, Glitches, H2Stream};
-use crate::http::pipeline::{exchange_h2, Conn, Fail, Tally, Version};
-use crate::http::proxy::FrontendSource;
+use crate::conf::H2Tune;
+use crate::http::head::{HeadLimits, RequestHead};
 use crate::io::Io;
-use crate::runtime::FrontendRt;
+
+/// A service's HTTP/2 settings, read before each stream (a reload may change them).
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub tune: H2Tune,
+    /// SETTINGS_MAX_HEADER_LIST_SIZE.
+    pub max_header_list_size: u32,
+    /// Each stream's head, as the HTTP/1 parser bounds it.
+    pub limits: HeadLimits,
+    /// The preface and SETTINGS must come within this (a first request's head).
+    pub timeout_request: Duration,
+    /// A connection without streams for this long gets GOAWAY.
+    pub timeout_keep_alive: Duration,
+    pub timeout_client: Duration,
+}
+
+/// One HTTP/2 service: what answers each stream of a connection (the proxy's
+/// pipeline, or `web`), and its limits. The connection itself is the driver's.
+pub trait Service: Send {
+    fn settings(&self) -> Settings;
+
+    /// Its name, for logs and `lb_h2_abuse_total`.
+    fn name(&self) -> &str;
+
+    /// Before each new stream: false winds the connection down (GOAWAY; the
+    /// proxy's frontend was removed by a reload).
+    fn next_stream(&mut self) -> bool {
+        true
+    }
+
+    /// A stream whose head could not be made (431, 400): answer and count it.
+    fn refuse(&self, stream: H2Stream, status: u16, peer: SocketAddr, proto: &'static str);
+
+    /// The task that answers one stream.
+    fn stream(
+        &self,
+        stream: H2Stream,
+        head: RequestHead,
+        peer: SocketAddr,
+        proto: &'static str,
+    ) -> impl Future<Output = ()> + Send + 'static;
+}
 
 /// Serves one HTTP/2 client connection until it closes, idles out, drains or
-/// is cut for abuse.
-pub async fn serve(mut io: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: FrontendSource) {
+/// is cut for abuse. `read`: bytes already read from it (the HTTP/1 driver
+/// saw the h2c preface), served first.
+pub async fn serve<S: Service>(mut io: Io, read: BytesMut, peer: SocketAddr, svc: &mut S) {
     // h2 polls its socket: a ring socket moves to the reactor first.
     if let Err(e) = io.to_reactor().await {
         tracing::debug!("h2 connection from {peer}: {e}");
         return;
     }
-    let _session = fe.stats.open();
     let proto = if io.is_tls() { "https" } else { "http" };
     // The socket itself rather than `Io`: h2 writes a frame buffer and a DATA
     // payload together only through vectored writes, which `Io` does not
     // forward (one write per response instead of two).
     match io {
-        Io::Plain(s) => drive(s, proto, peer, fe, src).await,
-        Io::TlsIn(s) => drive(s, proto, peer, fe, src).await,
-        io => drive(io, proto, peer, fe, src).await,
+        Io::Plain(s) => drive(Rewind::new(read, s), proto, peer, svc).await,
+        Io::TlsIn(s) => drive(Rewind::new(read, s), proto, peer, svc).await,
+        io => drive(Rewind::new(read, io), proto, peer, svc).await,
     }
 }
 
-async fn drive<T>(
-    io: T,
-    proto: &'static str,
-    peer: SocketAddr,
-    fe: Arc<FrontendRt>,
-    src: FrontendSource,
-) where
+async fn drive<T, S>(io: T, proto: &'static str, peer: SocketAddr, svc: &mut S)
+where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: Service,
 {
-    let (tune, list_size) = {
-        let snap = src.rt.snapshot.load();
-        let g = &snap.conf.global;
-        (g.h2, g.h2_max_header_list_size())
-    };
+    let mut set = svc.settings();
     // The connection window stays RFC 9113's 65535: the h2 crate would widen
     // it with a WINDOW_UPDATE that may follow the SETTINGS ACK, which strict
     // clients (h2spec) take for the answer to their first request.
+    let tune = set.tune;
     let mut builder = h2::server::Builder::new();
     builder
         .max_concurrent_streams(tune.max_concurrent_streams)
-        .max_header_list_size(list_size)
+        .max_header_list_size(set.max_header_list_size)
         .initial_window_size(tune.initial_window_size)
         .max_pending_accept_reset_streams(tune.max_pending_resets)
         .max_local_error_reset_streams(Some(tune.max_error_resets));
     // The preface and SETTINGS are the first request's head: same deadline.
     let handshake = builder.handshake::<_, Bytes>(io);
-    let mut conn = match tokio::time::timeout(fe.conf.http.timeout_request, handshake).await {
+    let mut conn = match tokio::time::timeout(set.timeout_request, handshake).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             tracing::debug!("h2 handshake from {peer} failed: {e}");
@@ -79,8 +114,6 @@ async fn drive<T>(
     };
     let glitches = Arc::new(Glitches::new(tune.glitches_threshold));
     let mut streams: JoinSet<()> = JoinSet::new();
-    let mut fe = fe;
-    let mut generation = src.rt.generation.load(Ordering::Acquire);
     let mut idle_since = Some(Instant::now());
     // Once GOAWAY went: the connection must be gone by then.
     let mut closing: Option<Instant> = None;
@@ -91,15 +124,15 @@ async fn drive<T>(
         if streams.is_empty() && idle_since.is_none() {
             idle_since = Some(Instant::now());
         }
-        let idle_end = idle_since.map(|t| t + fe.conf.http.timeout_keep_alive);
+        let idle_end = idle_since.map(|t| t + set.timeout_keep_alive);
         let close_end = closing.or(idle_end);
         tokio::select! {
             r = conn.accept() => match r {
                 None => break,
                 Some(Err(e)) => {
                     if e.reason() == Some(Reason::ENHANCE_YOUR_CALM) && e.is_library() {
-                        crate::stats::h2_abuse(&fe.conf.name, "calm");
-                        tracing::info!("frontend {}: h2 connection from {peer} cut: {e}", fe.conf.name);
+                        crate::stats::h2_abuse(svc.name(), "calm");
+                        tracing::info!("{}: h2 connection from {peer} cut: {e}", svc.name());
                     } else {
                         tracing::debug!("h2 connection from {peer}: {e}");
                     }
@@ -107,31 +140,21 @@ async fn drive<T>(
                 }
                 Some(Ok((req, respond))) => {
                     idle_since = None;
-                    let now = src.rt.generation.load(Ordering::Acquire);
-                    if now != generation {
-                        // A reload: new streams use the new conf, or the
-                        // connection winds down if the frontend is gone.
-                        generation = now;
-                        match src.rt.snapshot.load().frontends.get(&*src.name) {
-                            Some(f) if f.conf.mode == crate::conf::Mode::Http => fe = f.clone(),
-                            _ => {
-                                conn.graceful_shutdown();
-                                closing.get_or_insert(Instant::now() + fe.conf.timeout_client);
-                            }
-                        }
+                    if svc.next_stream() {
+                        set = svc.settings();
+                    } else if closing.is_none() {
+                        // Gone by a reload: this stream is still answered
+                        // with the settings it had, then the connection winds down.
+                        conn.graceful_shutdown();
+                        closing = Some(Instant::now() + set.timeout_client);
                     }
                     let (parts, body) = req.into_parts();
                     let end = body.is_end_stream();
                     let stream = H2Stream::new(body, respond).count_glitches(glitches.clone());
-                    match request_head(&parts, end, &fe.limits) {
-                        Err(status) => refuse(stream, status, &fe, peer, proto),
+                    match request_head(&parts, end, &set.limits) {
+                        Err(status) => svc.refuse(stream, status, peer, proto),
                         Ok(head) => {
-                            let fe = fe.clone();
-                            // The exchange's future is large: boxed once inside a
-                            // small task rather than moved whole into it.
-                            streams.spawn(async move {
-                                Box::pin(exchange_h2(stream, head, &conn_of(&fe, peer, proto))).await;
-                            });
+                            streams.spawn(svc.stream(stream, head, peer, proto));
                         }
                     }
                 }
@@ -144,7 +167,7 @@ async fn drive<T>(
                 }
                 // Idle past the keep-alive timeout: GOAWAY, then close.
                 conn.graceful_shutdown();
-                closing = Some(Instant::now() + fe.conf.timeout_client.min(CLOSE_WAIT));
+                closing = Some(Instant::now() + set.timeout_client.min(CLOSE_WAIT));
             }
             _ = crate::shutdown::drain_started(), if closing.is_none() => {
                 // In-flight streams finish; the drain's own timeout bounds them.
@@ -153,10 +176,10 @@ async fn drive<T>(
             }
             _ = glitches.over.notified(), if !cut => {
                 cut = true;
-                crate::stats::h2_abuse(&fe.conf.name, "glitches");
+                crate::stats::h2_abuse(svc.name(), "glitches");
                 tracing::info!(
-                    "frontend {}: h2 connection from {peer} cut: {} streams reset by the client before their answer",
-                    fe.conf.name, glitches.count()
+                    "{}: h2 connection from {peer} cut: {} streams reset by the client before their answer",
+                    svc.name(), glitches.count()
                 );
                 conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
                 streams.abort_all();
@@ -166,31 +189,6 @@ async fn drive<T>(
     }
     // Streams still running have no connection left to answer on.
     streams.abort_all();
-}
-
-fn conn_of<'a>(fe: &'a FrontendRt, peer: SocketAddr, proto: &'static str) -> Conn<'a> {
-    Conn {
-        fe,
-        peer,
-        limits: fe.limits,
-        proto,
-        version: Version::Http2,
-    }
-}
-
-/// A request whose head could not be made (431, 400): answered on its stream,
-/// counted and logged as `<BADREQ>` as an HTTP/1 one would be.
-fn refuse(
-    mut stream: H2Stream,
-    status: u16,
-    fe: &FrontendRt,
-    peer: SocketAddr,
-    proto: &'static str,
-) {
-    let body = crate::http::reply::error_body(status);
-    let headers = [("content-type", "text/html"), ("cache-control", "no-cache")];
-    let _ = stream.send_reply(status, &headers, body.as_bytes());
-    Tally::unparsed(0).finish(&conn_of(fe, peer, proto), &Err(Fail::Status(status)));
 }
 
 /// How long a GOAWAY may take to go out before the socket is dropped.

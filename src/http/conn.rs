@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use super::head::HeadLimits;
-use crate::runtime::FrontendRt;
+use crate::snapshot::FrontendRt;
 
 /// Why an exchange stopped; decides what the client gets.
 #[derive(Debug)]

@@ -498,7 +498,7 @@ fn harness() -> ProxyHarness {
 /// limit, a deny rule for the client's own source, a request rate limit, the client socket
 /// on the io_uring (where the kernel allows it; server sockets always are); the rest is what
 /// the client sends): never panics; drives the real per-request proxy code
-/// (`proxy::forward`) over loopback against a scripted backend that records every byte, and
+/// (`proxy::serve_fixed`: the HTTP/1 driver and the pipeline) over loopback against a scripted backend that records every byte, and
 /// checks the backend received only complete, valid requests (the last one's body may be
 /// cut short when the client's was), never one the frontend denies, nothing at all when the
 /// client's source is denied, no more than the rate limit, and no more requests than the
@@ -525,7 +525,7 @@ fn proxy_run(sel: u8, input: &[u8]) -> usize {
             if sel & 16 == 0 { "" } else { "    limit http-req-rate 2/s\n" },
         );
         let conf = crate::conf::parse_conf("fuzz", &text).expect("fuzz conf");
-        let snap = crate::runtime::Snapshot::build(conf);
+        let snap = crate::snapshot::Snapshot::build(conf);
         let Some(fe) = snap.frontends.get("f").cloned() else {
             panic!("no frontend");
         };
@@ -562,34 +562,12 @@ fn proxy_run(sel: u8, input: &[u8]) -> usize {
                 };
                 tokio::join!(writer, reader);
             });
-            let mut io = match sel & 32 != 0 {
+            let io = match sel & 32 != 0 {
                 true => crate::io::Io::plain(accepted).expect("socket off the reactor"),
                 false => crate::io::Io::Plain(accepted),
             };
-            let mut rbuf = BytesMut::with_capacity(16 << 10);
-            let mut ubuf = BytesMut::with_capacity(16 << 10);
-            let mut first = true;
+            super::proxy::serve_fixed(io, peer, fe.clone()).await;
             let limit = std::time::Duration::from_secs(1);
-            loop {
-                match parse_request(&mut rbuf, &fe.limits) {
-                    Ok(Some(req)) => {
-                        let keep = super::proxy::forward(
-                            &mut io, &mut rbuf, &mut ubuf, req, &fe, peer, first,
-                        )
-                        .await;
-                        if !keep {
-                            break;
-                        }
-                        first = false;
-                    }
-                    Ok(None) => match io.read_until(&mut rbuf, std::time::Instant::now() + limit).await {
-                        Ok(n) if n > 0 => {}
-                        _ => break,
-                    },
-                    Err(_) => break,
-                }
-            }
-            drop(io);
             let _ = tokio::time::timeout(limit, client_task).await;
             // Backend connections end when lb closes them (no reuse): collect what they got.
             let tasks: Vec<_> = conns.lock().map(|mut c| c.drain(..).collect()).unwrap_or_default();

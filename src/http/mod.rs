@@ -1,8 +1,10 @@
 //! HTTP: parsing (head, body: pure, fuzzed), the request pipeline and its parts,
-//! the HTTP/1 client side (proxy), the server-side keep-alive pool (upstream), replies.
+//! the HTTP/1 server connection driver (driver) and the proxy on it (proxy),
+//! the server-side keep-alive pool (upstream), replies.
 pub mod body;
 pub mod conn;
 pub mod downstream;
+pub mod driver;
 pub mod fuzz_check;
 pub mod h2side;
 pub mod head;
@@ -13,4 +15,6 @@ pub mod reply;
 pub mod rewrite;
 pub mod tally;
 pub mod upload;
-pub mod upstream;
+/// The server-side keep-alive pool lives with the dialer, which takes from it.
+pub use crate::dial::idle as upstream;
+pub mod upstream_h2;

@@ -15,13 +15,13 @@ use super::relay::{relay_response, Cut};
 use super::rewrite::{redirect_location, request_head, response_head};
 use super::upload::{send_body, BodyError, Upload};
 use super::upstream;
-use crate::balance::InFlight;
-use crate::balance::{PickCtx, Server};
+use crate::balance::Server;
 use crate::conf::acl;
 use crate::conf::{HttpRule, Reuse};
+use crate::dial::{dial, Dial, Pooled, Upstream};
 use crate::h2::stream::H2Stream;
 use crate::io::{Io, SpareBuffer};
-use crate::runtime::{BackendRt, FrontendRt};
+use crate::snapshot::{BackendRt, FrontendRt};
 use std::sync::atomic::Ordering;
 
 pub use super::conn::{Conn, Fail, Next, Version};
@@ -126,6 +126,9 @@ async fn run(
     }
     let be = route(conn.fe, &view)?;
     t.backend = Some(be.stats.clone());
+    if super::upstream_h2::speaks_h2(be) {
+        return super::upstream_h2::run(ds, &req, conn, be, t).await;
+    }
     let plan = Plan::new(ds, &req, conn, be, first, t);
     let (up, resp, body_cut) = forward(ds, ubuf, &req, conn, be, plan, t).await?;
     if resp.status == 101 {
@@ -301,17 +304,21 @@ async fn forward(
     let mut body_cut = false;
     loop {
         ubuf.clear();
-        let ctx = PickCtx {
+        let want = Dial {
+            be,
             client: Some(conn.peer.ip()),
             tried: &tried,
-            redispatch: bc.redispatch,
+            ring: true,
+            host,
+            reuse: Some(Pooled {
+                take: reuse_ok,
+                retryable: plan.retry_dead_reuse,
+            }),
         };
-        let retryable = plan.retry_dead_reuse;
-        let (mut up, reused) =
-            match connect(be, &ctx, host, reuse_ok, retryable, &mut attempts).await {
-                Some(x) => x,
-                None => return Err(Fail::Status(503)),
-            };
+        let Some(mut up) = dial(&want, &mut attempts).await else {
+            return Err(Fail::Status(503));
+        };
+        let reused = up.reused;
         t.connected(&up.server.0, reused);
         // Send the head, with the buffered body in the same write.
         if up
@@ -449,13 +456,13 @@ async fn switch(
     if !rbuf.is_empty() {
         up.sock.write_all_idle(rbuf, bc.timeout_server).await?;
     }
-    let idle = crate::l4::Idle {
+    let idle = crate::tunnel::Idle {
         client: fe.conf.timeout_client,
         server: bc.timeout_server,
     };
     t.bytes_out += (head.len() + ubuf.len()) as u64;
     t.bytes_in += rbuf.len() as u64;
-    if let Ok(m) = crate::io::tunnel(client, &mut up.sock, idle).await {
+    if let Ok(m) = crate::tunnel::tunnel(client, &mut up.sock, idle).await {
         t.bytes_in += m.to_server;
         t.bytes_out += m.to_client;
     }
@@ -718,84 +725,6 @@ async fn read_response(
             Ok(0) => return Err(RespError::Invalid("response head cut short")),
             Ok(_) => {}
             Err(_) => return Err(RespError::Invalid("response head cut short")),
-        }
-    }
-}
-
-/// A server connection in use for one exchange.
-struct Upstream {
-    sock: Io,
-    server: InFlight,
-    /// The idle pool it came from and goes back to.
-    key: upstream::Key,
-}
-
-/// A connection to the next server: an idle pooled one when allowed, else a
-/// new one, moving on to servers not tried yet on connect failure, at most
-/// `retries` extra times. `None` when no server is up or none accepted.
-async fn connect(
-    be: &BackendRt,
-    ctx: &PickCtx<'_>,
-    host: Option<&[u8]>,
-    reuse: bool,
-    retryable: bool,
-    attempts: &mut u32,
-) -> Option<(Upstream, bool)> {
-    let mut tried: Vec<Arc<Server>> = ctx.tried.to_vec();
-    loop {
-        let c = PickCtx {
-            tried: &tried,
-            ..*ctx
-        };
-        let server = be.pool.pick_with(&c)?.clone();
-        let connector = be.connector(&server);
-        let per_request = connector.and_then(|c| c.for_host(host));
-        let connector = per_request.as_ref().or(connector);
-        let key = (server.addr, connector.map(|c| c.identity));
-        if reuse {
-            if let Some(sock) = upstream::take(key, !retryable) {
-                be.stats.reuse_hit.inc();
-                let up = Upstream {
-                    sock,
-                    server: server.enter(),
-                    key,
-                };
-                return Some((up, true));
-            }
-        }
-        if *attempts > be.conf.retries {
-            return None;
-        }
-        *attempts += 1;
-        if *attempts > 1 {
-            be.stats.retries.inc();
-            if !tried.iter().any(|s| Arc::ptr_eq(s, &server)) {
-                be.stats.redispatches.inc();
-            }
-        }
-        let connected = match crate::l4::connect_one(&server, be.conf.timeout_connect).await {
-            Ok(sock) => match connector {
-                None => Io::plain(sock).map_err(|e| e.to_string()),
-                Some(c) => crate::l4::tls_handshake(c, sock, be.conf.timeout_connect).await,
-            },
-            Err(e) => Err(e),
-        };
-        match connected {
-            Ok(sock) => {
-                be.stats.reuse_miss.inc();
-                let up = Upstream {
-                    sock,
-                    server: server.enter(),
-                    key,
-                };
-                return Some((up, false));
-            }
-            Err(reason) => {
-                tracing::debug!("connect to {} failed: {reason}", server.id);
-                server.connect_errors.fetch_add(1, Ordering::Relaxed);
-                server.observe_connect(Err(reason));
-                tried.push(server);
-            }
         }
     }
 }

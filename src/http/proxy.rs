@@ -1,138 +1,239 @@
-//! The HTTP/1.1 client side of the proxy: one connection, its requests in order,
-//! each through the pipeline (`super::pipeline`).
+//! The proxy as an HTTP/1 service: each request of a client connection goes
+//! through the pipeline (`super::pipeline`); the connection itself (deadlines,
+//! keep-alive, drain, errors, close) is the driver's (`super::driver`).
 
-use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use crate::io::Io;
 use bytes::BytesMut;
 
 use super::conn::{Conn, Fail, Next, Version};
-use super::head::{self, RequestHead};
-use super::pipeline::{exchange, Tally};
+use super::driver::{self, Cx, Outcome, Settings};
+use super::head::RequestHead;
+use super::pipeline::{exchange, exchange_h2, Tally};
 use super::reply;
-use crate::runtime::{FrontendRt, Runtime};
-use std::sync::atomic::Ordering;
-
-/// While idle between requests, how often a connection looks at the drain flag.
-const DRAIN_POLL: Duration = Duration::from_secs(1);
+use crate::h2::stream::H2Stream;
+use crate::snapshot::{FrontendRt, Live};
 
 /// Where a connection finds its frontend again after a reload.
 pub struct FrontendSource {
-    pub rt: Arc<Runtime>,
+    pub rt: Arc<Live>,
     pub name: Arc<str>,
 }
 
 /// Serves one client connection until it closes, times out or breaks the protocol.
 /// Each request uses the configuration current when it starts: after a reload
 /// the frontend is looked up again (the connection closes if it was removed).
-pub async fn serve(mut client: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: FrontendSource) {
-    let timeout = fe.conf.timeout_client;
-    match serve_requests(&mut client, peer, fe, src).await {
-        End::Linger => client.linger().await,
-        End::Close if client.is_tls() => {
-            // TLS close_notify: without it a client cannot tell a response that
-            // ends at close from a cut one. Bounded: the client may not read it.
-            let _ = tokio::time::timeout(
-                timeout.min(CLOSE_NOTIFY_WAIT),
-                tokio::io::AsyncWriteExt::shutdown(&mut client),
-            )
-            .await;
-        }
-        End::Close | End::Cut => {}
-    }
+pub async fn serve(client: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: FrontendSource) {
+    serve_with(client, peer, fe, Some(src)).await;
 }
 
-/// How a client connection ends.
-enum End {
-    Close,
-    /// Closed after an answer while the client may still be sending (see `Io::linger`).
-    Linger,
-    /// A response was cut short (see `Fail::Cut`).
-    Cut,
+/// Serves one client connection with `fe` for its whole life, reloads or not
+/// (the fuzz harness drives the proxy this way).
+pub async fn serve_fixed(client: Io, peer: SocketAddr, fe: Arc<FrontendRt>) {
+    serve_with(client, peer, fe, None).await;
 }
 
-/// How long a TLS client connection's close_notify may wait for the socket.
-const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
-
-async fn serve_requests(
-    client: &mut Io,
+async fn serve_with(
+    client: Io,
     peer: SocketAddr,
     fe: Arc<FrontendRt>,
-    src: FrontendSource,
-) -> End {
-    let _session = fe.stats.open();
-    let mut fe = fe;
-    let mut generation = src.rt.generation.load(Ordering::Acquire);
-    let mut rbuf = crate::io::take_buffer();
-    // Server-side read buffer, reused by every exchange of this connection.
-    let mut ubuf = crate::io::take_buffer();
-    let mut first = true;
-    loop {
-        let now = src.rt.generation.load(Ordering::Acquire);
-        if now != generation {
-            generation = now;
-            match src.rt.snapshot.load().frontends.get(&*src.name) {
-                Some(f) if f.conf.mode == crate::conf::Mode::Http => fe = f.clone(),
-                _ => return End::Close,
-            }
-        }
-        let conn = Conn {
-            fe: &fe,
-            peer,
-            limits: fe.limits,
-            proto: if client.is_tls() { "https" } else { "http" },
+    src: Option<FrontendSource>,
+) {
+    let mut svc = proxy(&client, peer, fe, src);
+    if let Some((client, read)) = driver::serve(client, peer, &mut svc).await {
+        crate::h2::server::serve(client, read, peer, &mut svc).await;
+    }
+}
+
+/// Serves one HTTP/2 client connection (ALPN h2, `proto h2`, or the h2c
+/// preface on a cleartext bind) through the HTTP/2 driver.
+pub async fn serve_h2(client: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: FrontendSource) {
+    let mut svc = proxy(&client, peer, fe, Some(src));
+    crate::h2::server::serve(client, BytesMut::new(), peer, &mut svc).await;
+}
+
+fn proxy(client: &Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: Option<FrontendSource>) -> Proxy {
+    Proxy {
+        _session: fe.stats.open(),
+        generation: src
+            .as_ref()
+            .map_or(0, |s| s.rt.generation.load(Ordering::Acquire)),
+        proto: if client.is_tls() { "https" } else { "http" },
+        fe,
+        src,
+        peer,
+    }
+}
+
+/// The proxy as an HTTP/1 service: each request goes through the pipeline.
+struct Proxy {
+    fe: Arc<FrontendRt>,
+    /// Where to look `fe` up again after a reload (none: keep it).
+    src: Option<FrontendSource>,
+    /// The reload generation `fe` belongs to.
+    generation: u64,
+    peer: SocketAddr,
+    /// "http" or "https", for X-Forwarded-Proto.
+    proto: &'static str,
+    _session: crate::stats::Session,
+}
+
+impl Proxy {
+    fn conn(&self) -> Conn<'_> {
+        Conn {
+            fe: &self.fe,
+            peer: self.peer,
+            limits: self.fe.limits,
+            proto: self.proto,
             version: Version::Http1,
-        };
-        let req = match read_request(client, &mut rbuf, &mut ubuf, &conn, first).await {
-            Ok(Some(r)) => r,
-            Ok(None) => return End::Close,
-            Err(status) => {
-                // A request refused before it was parsed (400, 408, 413, 431) is
-                // still a response: counted, and logged as `<BADREQ>`.
-                Tally::unparsed(rbuf.len()).finish(&conn, &Err(Fail::Status(status)));
-                return answer_error(client, status, &fe).await;
-            }
-        };
-        match exchange(client, &mut rbuf, &mut ubuf, req, &conn, first).await {
-            Ok(Next::KeepAlive) => first = false,
-            Ok(Next::Close) | Err(Fail::Close) => return End::Close,
-            Ok(Next::CloseUnread) => return End::Linger,
-            Err(Fail::Status(s)) => return answer_error(client, s, &fe).await,
-            Err(Fail::Cut) => return End::Cut,
         }
     }
 }
 
-/// Writes an error answer, the connection's last. It may come before the
-/// request's body was read: the connection then lingers.
-async fn answer_error(client: &mut Io, status: u16, fe: &FrontendRt) -> End {
-    match client
-        .write_all_idle(&reply::error(status), fe.conf.timeout_client)
-        .await
-    {
-        Ok(()) => End::Linger,
-        Err(_) => End::Close,
+impl driver::Service for Proxy {
+    fn settings(&self) -> Settings {
+        frontend_settings(&self.fe)
+    }
+
+    fn next_request(&mut self) -> bool {
+        let Some(src) = &self.src else {
+            return true;
+        };
+        let now = src.rt.generation.load(Ordering::Acquire);
+        if now != self.generation {
+            self.generation = now;
+            match src.rt.snapshot.load().frontends.get(&*src.name) {
+                Some(f) if f.conf.mode == crate::conf::Mode::Http => self.fe = f.clone(),
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    fn idle_gauge(&self) -> Option<&prometheus::IntGauge> {
+        Some(&self.fe.stats.idle)
+    }
+
+    fn h2c(&self) -> bool {
+        true
+    }
+
+    fn refused(&self, status: u16, bytes_in: usize) {
+        // A request refused before it was parsed (400, 408, 413, 431) is
+        // still a response: counted, and logged as `<BADREQ>`.
+        Tally::unparsed(bytes_in).finish(&self.conn(), &Err(Fail::Status(status)));
+    }
+
+    async fn handle(&mut self, cx: &mut Cx<'_>, req: RequestHead) -> Outcome {
+        let first = cx.first;
+        let conn = self.conn();
+        let (client, rbuf, ubuf) = cx.parts();
+        outcome(exchange(client, rbuf, ubuf, req, &conn, first).await)
+    }
+}
+
+/// The proxy as an HTTP/2 service: each stream goes through the pipeline,
+/// with the frontend current when it starts.
+impl crate::h2::server::Service for Proxy {
+    fn settings(&self) -> crate::h2::server::Settings {
+        let (tune, max_header_list_size) = match &self.src {
+            Some(src) => {
+                let g = &src.rt.snapshot.load().conf.global;
+                (g.h2, g.h2_max_header_list_size())
+            }
+            None => (
+                crate::conf::H2Tune::default(),
+                self.fe.limits.max_bytes as u32,
+            ),
+        };
+        let fe = &self.fe;
+        crate::h2::server::Settings {
+            tune,
+            max_header_list_size,
+            limits: fe.limits,
+            timeout_request: fe.conf.http.timeout_request,
+            timeout_keep_alive: fe.conf.http.timeout_keep_alive,
+            timeout_client: fe.conf.timeout_client,
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.fe.conf.name
+    }
+
+    fn next_stream(&mut self) -> bool {
+        driver::Service::next_request(self)
+    }
+
+    fn refuse(&self, mut stream: H2Stream, status: u16, _peer: SocketAddr, _proto: &'static str) {
+        let body = reply::error_body(status);
+        let headers = [("content-type", "text/html"), ("cache-control", "no-cache")];
+        let _ = stream.send_reply(status, &headers, body.as_bytes());
+        let conn = Conn {
+            version: Version::Http2,
+            ..self.conn()
+        };
+        Tally::unparsed(0).finish(&conn, &Err(Fail::Status(status)));
+    }
+
+    fn stream(
+        &self,
+        stream: H2Stream,
+        head: RequestHead,
+        peer: SocketAddr,
+        proto: &'static str,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let fe = self.fe.clone();
+        async move {
+            let conn = Conn {
+                fe: &fe,
+                peer,
+                limits: fe.limits,
+                proto,
+                version: Version::Http2,
+            };
+            // The exchange's future is large: boxed once inside a small task
+            // rather than moved whole into it.
+            Box::pin(exchange_h2(stream, head, &conn)).await;
+        }
+    }
+}
+
+/// A frontend's connection settings for the HTTP/1 driver.
+fn frontend_settings(fe: &FrontendRt) -> Settings {
+    Settings {
+        limits: fe.limits,
+        timeout_request: fe.conf.http.timeout_request,
+        timeout_keep_alive: fe.conf.http.timeout_keep_alive,
+        timeout_client: fe.conf.timeout_client,
+    }
+}
+
+/// What the driver does after an exchange.
+fn outcome(r: Result<Next, Fail>) -> Outcome {
+    match r {
+        Ok(Next::KeepAlive) => Outcome::KeepAlive,
+        Ok(Next::Close) | Err(Fail::Close) => Outcome::Close,
+        Ok(Next::CloseUnread) => Outcome::CloseUnread,
+        Err(Fail::Status(s)) => Outcome::Error(s),
+        Err(Fail::Cut) => Outcome::Cut,
     }
 }
 
 /// Forwards one already-parsed request through `fe`'s routing to a server and
 /// relays the response, for embedded servers that handle some paths
-/// themselves (the `web` section sends its app paths here). On failure the
-/// error response is written. Returns true when the client connection may
-/// carry another request. `rbuf` holds bytes read after the head; `ubuf` is a
-/// scratch buffer the caller keeps for the connection's life.
-pub async fn forward(
-    client: &mut Io,
-    rbuf: &mut BytesMut,
-    ubuf: &mut BytesMut,
-    req: RequestHead,
-    fe: &FrontendRt,
-    peer: SocketAddr,
-    first: bool,
-) -> bool {
+/// themselves (the `web` section sends its app paths here). Answers queued in
+/// `cx` go first. An error is the proxy's page (`reply::error`, as counted and
+/// logged for `fe`), not the embedding service's.
+pub async fn forward(cx: &mut Cx<'_>, req: RequestHead, fe: &FrontendRt) -> Outcome {
+    if cx.flush().await.is_err() {
+        return Outcome::Close;
+    }
+    let (first, peer) = (cx.first, cx.peer);
+    let (client, rbuf, ubuf) = cx.parts();
     let conn = Conn {
         fe,
         peer,
@@ -141,118 +242,10 @@ pub async fn forward(
         version: Version::Http1,
     };
     match exchange(client, rbuf, ubuf, req, &conn, first).await {
-        Ok(Next::KeepAlive) => true,
-        Ok(Next::Close | Next::CloseUnread) | Err(Fail::Close | Fail::Cut) => false,
         Err(Fail::Status(s)) => {
-            let _ = client
-                .write_all_idle(&reply::error(s), fe.conf.timeout_client)
-                .await;
-            false
+            cx.out().extend_from_slice(&reply::error(s));
+            Outcome::CloseUnread
         }
-    }
-}
-
-/// Reads one request head. `Ok(None)`: the client closed or went idle between
-/// requests (close silently); `Err(status)`: answer with it and close.
-///
-/// A keep-alive connection idle for DRAIN_POLL gives its two read buffers
-/// (`rbuf`, `ubuf`: 32 KiB) to the worker's spare stack (`io::give_buffer`) and
-/// waits for the client's next byte without them. A TLS connection does so
-/// only when rustls holds no decrypted bytes, which no socket readiness would
-/// announce.
-async fn read_request(
-    client: &mut Io,
-    rbuf: &mut BytesMut,
-    ubuf: &mut BytesMut,
-    conn: &Conn<'_>,
-    first: bool,
-) -> Result<Option<RequestHead>, u16> {
-    let http = &conn.fe.conf.http;
-    // Between requests the keep-alive timeout waits for the first byte; from
-    // then on (or from accept, for the first request) the whole head must
-    // arrive within timeout http-request.
-    let mut deadline = if first || !rbuf.is_empty() {
-        crate::clock::now() + http.timeout_request
-    } else {
-        crate::clock::now() + http.timeout_keep_alive
-    };
-    let mut started = first || !rbuf.is_empty();
-    // The read buffers went back to the worker's spare stack.
-    let mut released = false;
-    loop {
-        if !rbuf.is_empty() {
-            if !started {
-                started = true;
-                deadline = crate::clock::now() + http.timeout_request;
-            }
-            match head::parse_request(rbuf, &conn.limits) {
-                Ok(Some(r)) => return Ok(Some(r)),
-                Ok(None) => {}
-                Err(e) => return Err(e.status()),
-            }
-        }
-        let read = if started {
-            client.read_until(rbuf, deadline).await
-        } else {
-            // Idle between requests: a drain (SIGTERM) closes the connection
-            // within DRAIN_POLL rather than at the keep-alive timeout. (A flag
-            // polled by the idle timer costs nothing per request; a waiter on a
-            // shared channel would take a lock on every request.)
-            if conn.draining() {
-                return Ok(None);
-            }
-            let step = deadline.min(crate::clock::now() + DRAIN_POLL);
-            if released {
-                // Buffers released: wait for readiness alone, then read as usual.
-                let _idle = IdleGauge::enter(&conn.fe.stats.idle);
-                match tokio::time::timeout_at(step.into(), client.readable()).await {
-                    Ok(Ok(())) => {
-                        *rbuf = crate::io::take_buffer();
-                        *ubuf = crate::io::take_buffer();
-                        released = false;
-                        continue;
-                    }
-                    Ok(Err(_)) => return Ok(None),
-                    Err(_) if Instant::now() < deadline => continue,
-                    Err(_) => return Ok(None),
-                }
-            }
-            match client.read_until(rbuf, step).await {
-                // The real clock: this poll's reading may predate the timeout.
-                Err(e) if e.kind() == io::ErrorKind::TimedOut && Instant::now() < deadline => {
-                    if rbuf.is_empty() && !client.has_buffered_plaintext() {
-                        crate::io::give_buffer(rbuf);
-                        crate::io::give_buffer(ubuf);
-                        released = true;
-                    }
-                    continue;
-                }
-                r => r,
-            }
-        };
-        match read {
-            Ok(0) => return Ok(None),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                return if started { Err(408) } else { Ok(None) };
-            }
-            Err(_) => return Ok(None),
-        }
-    }
-}
-
-/// Counts a connection in a frontend's `idle` gauge while it lives.
-struct IdleGauge<'a>(&'a prometheus::IntGauge);
-
-impl<'a> IdleGauge<'a> {
-    fn enter(g: &'a prometheus::IntGauge) -> IdleGauge<'a> {
-        g.inc();
-        IdleGauge(g)
-    }
-}
-
-impl Drop for IdleGauge<'_> {
-    fn drop(&mut self) {
-        self.0.dec();
+        r => outcome(r),
     }
 }

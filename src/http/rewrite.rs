@@ -9,7 +9,7 @@ use super::conn::Conn;
 use super::head::{RequestHead, ResponseHead, TargetForm};
 use super::reply;
 use crate::io::SpareBuffer;
-use crate::runtime::FrontendRt;
+use crate::snapshot::FrontendRt;
 
 /// Writes the target in origin form: `scheme://authority/path?query` becomes
 /// `/path?query`; other forms are written as they are.

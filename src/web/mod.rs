@@ -4,22 +4,30 @@
 //! - `server` the connection loop: static GET/HEAD, `/healthz`, app prefixes through `http::proxy::forward`
 
 pub mod files;
+pub mod h2;
 pub mod server;
 
+use std::collections::HashMap;
 use std::ffi::CStr;
 use std::fs::File;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::conf::model::{
+    Bind, ClientLimits, FrontendHttp, ServerOpts, DEFAULT_LIMIT_TABLE_SIZE, DEFAULT_MAXCONN,
+    DEFAULT_SSL_CACHE_SIZE, DEFAULT_TIMEOUT_HTTP_REQUEST,
+};
 use crate::conf::web::WebConf;
-use crate::conf::ConfErrors;
+use crate::conf::{Backend, Balance, Frontend, Mode, Reuse, ServerConf};
 use crate::http::head::HeadLimits;
-use crate::runtime::{FrontendRt, Snapshot};
+use crate::snapshot::{BackendRt, FrontendRt};
 
 /// Why a `web` section cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +40,6 @@ pub enum WebError {
     },
     #[error("web '{name}': root {path} is not a directory")]
     NotDir { name: String, path: String },
-    #[error("web '{name}': app route: {err}")]
-    Route { name: String, err: ConfErrors },
 }
 
 /// One `web` section, ready to serve.
@@ -52,24 +58,77 @@ pub struct Web {
     pub cache_line: Vec<u8>,
 }
 
-/// The conf text of the proxy used for one `app` route: parsing it (rather than
-/// filling the structs by hand) keeps every other setting at its default.
-fn route_conf(w: &WebConf, addr: std::net::SocketAddr, limits: HeadLimits) -> String {
-    format!(
-        "global\n    tune.bufsize {}\n    tune.http.maxhdr {}\n\
-         defaults\n    mode http\n    timeout connect {}ms\n    timeout client {}ms\n    timeout server {}ms\n    retries 1\n\
-         backend {name}-app\n    server app {addr}\n\
-         frontend web-{name}\n    bind 127.0.0.1:0\n    default_backend {name}-app\n    option forwardfor\n\
-         \x20   timeout http-keep-alive {}ms\n    timeout http-request {}ms\n",
-        limits.max_bytes,
-        limits.max_headers,
-        w.timeout_connect.as_millis().max(1),
-        w.timeout_client.as_millis().max(1),
-        w.timeout_server.as_millis().max(1),
-        w.timeout_keep_alive.as_millis().max(1),
-        w.timeout_request.as_millis().max(1),
-        name = w.name,
-    )
+/// The proxy of one `app` route: a frontend (named after the web server, so
+/// its metrics never mix with a real frontend of the balancer) with a
+/// one-server backend; what the `web` section does not set is at the
+/// balancer's defaults.
+fn route_proxy(w: &WebConf, addr: SocketAddr, limits: HeadLimits) -> Arc<FrontendRt> {
+    // Whole milliseconds, at least one, as the conf language has them.
+    let ms = |d: Duration| Duration::from_millis(d.as_millis().max(1) as u64);
+    let server = ServerConf {
+        name: "app".into(),
+        line: 0,
+        addr,
+        host: addr.ip().to_string(),
+        opts: ServerOpts::default(),
+    };
+    let backend = Backend {
+        name: format!("{}-app", w.name),
+        line: 0,
+        mode: Mode::Http,
+        balance: Balance::RoundRobin,
+        servers: vec![server],
+        retries: 1,
+        timeout_connect: ms(w.timeout_connect),
+        timeout_server: ms(w.timeout_server),
+        redispatch: false,
+        forwardfor: false,
+        reuse: Reuse::Safe,
+        allbackups: false,
+        httpchk: None,
+        grpc_check: None,
+        timeout_check: None,
+    };
+    let timeout_client = ms(w.timeout_client);
+    let frontend = Frontend {
+        name: format!("web-{}", w.name),
+        line: 0,
+        mode: Mode::Http,
+        // Not listened on: it names the address a Host-less request reached.
+        binds: vec![Bind {
+            line: 0,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: None,
+            h2: false,
+        }],
+        default_backend: Some(backend.name.clone()),
+        maxconn: DEFAULT_MAXCONN,
+        timeout_client,
+        http: FrontendHttp {
+            timeout_request: ms(w.timeout_request),
+            timeout_keep_alive: ms(w.timeout_keep_alive),
+            forwardfor: true,
+            max_body: None,
+            acls: Vec::new(),
+            use_backends: Vec::new(),
+            rules: Vec::new(),
+            timeout_handshake: DEFAULT_TIMEOUT_HTTP_REQUEST.min(timeout_client),
+        },
+        tcp_rules: Vec::new(),
+        client_limits: ClientLimits {
+            conn: None,
+            rate: None,
+            http_req_rate: None,
+            table_size: DEFAULT_LIMIT_TABLE_SIZE,
+        },
+    };
+    let backends = HashMap::from([(backend.name.clone(), Arc::new(BackendRt::new(backend)))]);
+    Arc::new(FrontendRt::new(
+        frontend,
+        &backends,
+        limits,
+        DEFAULT_SSL_CACHE_SIZE,
+    ))
 }
 
 impl Web {
@@ -89,19 +148,7 @@ impl Web {
         let dir = File::open(&root).map_err(root_err)?;
         let mut routes = Vec::new();
         for a in &conf.apps {
-            let text = route_conf(conf, a.addr, limits);
-            let c = crate::conf::parse_conf(&format!("<web {} app>", conf.name), &text).map_err(
-                |err| WebError::Route {
-                    name: conf.name.clone(),
-                    err,
-                },
-            )?;
-            let snap = Snapshot::build(c);
-            // Named after the web server, so its metrics never mix with a
-            // real frontend of the balancer.
-            if let Some(fe) = snap.frontends.get(&format!("web-{}", conf.name)) {
-                routes.push((a.prefix.clone(), fe.clone()));
-            }
+            routes.push((a.prefix.clone(), route_proxy(conf, a.addr, limits)));
         }
         let common = format!("server: lb\r\nx-served-by: {}\r\n", conf.name).into_bytes();
         let cache_line = conf
@@ -203,6 +250,50 @@ mod tests {
     fn both(root: &std::path::Path, web: &Web, rel: &CStr) -> [Option<i32>; 2] {
         let code = |r: io::Result<File>| r.err().map(|e| e.raw_os_error().unwrap_or(-1));
         [code(open_canonical(root, rel)), code(web.open(rel))]
+    }
+
+    /// The route proxy is what the conf text `web` used to generate and
+    /// parse would give (line numbers aside): the same defaults, timeouts
+    /// and limits.
+    #[test]
+    fn route_proxy_matches_its_conf_text() {
+        let mut w = WebConf::new("w".into(), 1);
+        w.timeout_client = Duration::from_micros(2500);
+        w.timeout_server = Duration::from_secs(7);
+        w.timeout_request = Duration::from_millis(0);
+        let addr: SocketAddr = "127.0.0.1:8081".parse().unwrap();
+        let limits = HeadLimits {
+            max_bytes: 9000,
+            max_headers: 20,
+        };
+        let ms = |d: Duration| d.as_millis().max(1);
+        let text = format!(
+            "global\n    tune.bufsize {}\n    tune.http.maxhdr {}\n\
+             defaults\n    mode http\n    timeout connect {}ms\n    timeout client {}ms\n    timeout server {}ms\n    retries 1\n\
+             backend w-app\n    server app {addr}\n\
+             frontend web-w\n    bind 127.0.0.1:0\n    default_backend w-app\n    option forwardfor\n\
+             \x20   timeout http-keep-alive {}ms\n    timeout http-request {}ms\n",
+            limits.max_bytes,
+            limits.max_headers,
+            ms(w.timeout_connect),
+            ms(w.timeout_client),
+            ms(w.timeout_server),
+            ms(w.timeout_keep_alive),
+            ms(w.timeout_request),
+        );
+        let parsed = crate::snapshot::Snapshot::build(crate::conf::parse_conf("t", &text).unwrap());
+        let want = &parsed.frontends["web-w"];
+        let got = route_proxy(&w, addr, limits);
+        let unlined = |fe: &FrontendRt| {
+            let mut f = fe.conf.clone();
+            f.line = 0;
+            f.binds.iter_mut().for_each(|b| b.line = 0);
+            let mut b = fe.backend.as_ref().unwrap().conf.clone();
+            b.line = 0;
+            b.servers.iter_mut().for_each(|s| s.line = 0);
+            (f, b, fe.limits, fe.bound.clone())
+        };
+        assert_eq!(unlined(&got), unlined(want));
     }
 
     #[test]

@@ -1,15 +1,16 @@
-//! One client connection of a `web` server: requests in order (pipelined ones answered in one write), static files, `/healthz`, app prefixes proxied.
+//! The `web` section as an HTTP/1 service (`http::driver` runs the connection: deadlines, keep-alive, drain, pipelined answers in one write): static files, `/healthz`, app prefixes proxied.
 
-use crate::io::{read_unless_draining, write_all};
+use crate::http::driver::{self, Outcome, Service, Settings};
+use crate::io::Io;
 use std::cell::Cell;
 use std::ffi::CStr;
 use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::Interest;
@@ -17,145 +18,109 @@ use tokio::net::TcpStream;
 
 use super::files::{self, Range};
 use super::Web;
-use crate::http::head::{self, BodyKind, RequestHead, TargetForm};
+use crate::http::head::{BodyKind, RequestHead, TargetForm};
 use crate::http::reply::reason;
 
 /// Files up to this size are read into the response buffer and leave in the
 /// head's write; larger ones go out with sendfile(2), never through user space.
 const SMALL_FILE: u64 = 64 << 10;
-/// Read buffers grow by this much.
-const READ_CHUNK: usize = 16 << 10;
-/// Pipelined responses are flushed once this much is waiting.
-const FLUSH_AT: usize = 128 << 10;
 
 /// Buffers kept for the connection's life, so a request allocates nothing.
-struct Scratch {
-    rbuf: BytesMut,
-    wbuf: BytesMut,
-    ubuf: BytesMut,
+pub(super) struct Scratch {
     rel: Vec<u8>,
     tag: Vec<u8>,
 }
 
-/// What is left to do after the head of a response is in `wbuf`.
-enum After {
-    /// Nothing: the response is complete in `wbuf`.
+impl Scratch {
+    pub(super) fn new() -> Scratch {
+        Scratch {
+            rel: Vec::with_capacity(256),
+            tag: Vec::with_capacity(48),
+        }
+    }
+}
+
+/// What is left to do after the head of a response is in the output.
+pub(super) enum After {
+    /// Nothing: the response is complete in the output.
     Done,
-    /// Send `len` bytes of the file from `offset` once `wbuf` is flushed.
+    /// Send `len` bytes of the file from `offset` once the output is flushed.
     SendFile { file: File, offset: u64, len: u64 },
 }
 
 /// Serves one client connection until it closes, times out or breaks the protocol.
-pub async fn serve(mut sock: TcpStream, peer: SocketAddr, web: Arc<Web>) {
-    let mut s = Scratch {
-        rbuf: BytesMut::with_capacity(READ_CHUNK),
-        wbuf: BytesMut::with_capacity(READ_CHUNK),
-        ubuf: BytesMut::new(),
-        rel: Vec::with_capacity(256),
-        tag: Vec::with_capacity(48),
+pub async fn serve(sock: TcpStream, peer: SocketAddr, web: Arc<Web>) {
+    match Io::plain(sock) {
+        Ok(io) => serve_io(io, peer, web).await,
+        Err(e) => tracing::debug!("web connection from {peer}: {e}"),
+    }
+}
+
+/// Serves one client connection, plain, on the ring or TLS, through the HTTP/1 driver.
+pub async fn serve_io(io: Io, peer: SocketAddr, web: Arc<Web>) {
+    let mut conn = WebConn {
+        web,
+        s: Scratch::new(),
     };
-    let idle = web.conf.timeout_client;
-    let mut first = true;
-    // When the current request head began (for timeout http-request).
-    let mut head_since = Some(Instant::now());
-    loop {
-        // Answer every complete request already buffered, in order.
-        loop {
-            let req = match head::parse_request(&mut s.rbuf, &web.limits) {
-                Ok(Some(r)) => r,
-                Ok(None) => break,
-                Err(e) => {
-                    error_page(&web, &mut s.wbuf, &Cx::CLOSE, e.status(), &[]);
-                    if write_all(&sock, &s.wbuf, idle).await.is_ok() {
-                        // The client may still be sending: see `Io::linger`.
-                        crate::io::Io::Plain(sock).linger().await;
-                    }
-                    return;
-                }
-            };
-            head_since = None;
-            if let Some(fe) = web.route(req.path()) {
-                if flush(&sock, &mut s.wbuf, idle).await.is_err() {
-                    return;
-                }
-                let mut ubuf = std::mem::take(&mut s.ubuf);
-                // An Io for the shared proxy code; it comes back plain (an
-                // upgrade tunnels inside and ends the connection).
-                let mut io = crate::io::Io::Plain(sock);
-                let keep = crate::http::proxy::forward(
-                    &mut io,
-                    &mut s.rbuf,
-                    &mut ubuf,
-                    req,
-                    fe,
-                    peer,
-                    first,
-                )
-                .await;
-                s.ubuf = ubuf;
-                let crate::io::Io::Plain(back) = io else {
-                    return;
-                };
-                sock = back;
-                if !keep {
-                    return;
-                }
-                first = false;
-                continue;
-            }
-            first = false;
-            // A body on a static request: skip it when it is already here, else close after answering.
-            // While draining, this answer is the connection's last.
-            let mut keep = req.keep_alive && !crate::shutdown::draining();
-            let mut unread = false;
-            match req.body {
-                BodyKind::None => {}
-                BodyKind::Length(n) if (s.rbuf.len() as u64) >= n => s.rbuf.advance(n as usize),
-                _ => (keep, unread) = (false, true),
-            }
-            let after = respond(&web, &req, keep, &mut s);
-            if let After::SendFile { file, offset, len } = after {
-                if flush(&sock, &mut s.wbuf, idle).await.is_err()
-                    || send_file(&sock, &file, offset, len, idle).await.is_err()
-                {
-                    return;
-                }
-            }
-            if !keep {
-                if flush(&sock, &mut s.wbuf, idle).await.is_ok() && unread {
-                    crate::io::Io::Plain(sock).linger().await;
-                }
-                return;
-            }
-            if s.wbuf.len() >= FLUSH_AT && flush(&sock, &mut s.wbuf, idle).await.is_err() {
-                return;
+    if let Some((io, read)) = driver::serve(io, peer, &mut conn).await {
+        let mut h2 = super::h2::WebH2(conn.web);
+        crate::h2::server::serve(io, read, peer, &mut h2).await;
+    }
+}
+
+/// The `web` section as an HTTP/1 service.
+struct WebConn {
+    web: Arc<Web>,
+    s: Scratch,
+}
+
+impl Service for WebConn {
+    fn settings(&self) -> Settings {
+        let c = &self.web.conf;
+        Settings {
+            limits: self.web.limits,
+            timeout_request: c.timeout_request,
+            timeout_keep_alive: c.timeout_keep_alive,
+            timeout_client: c.timeout_client,
+        }
+    }
+
+    fn error(&self, status: u16, _why: &dyn std::fmt::Display, out: &mut BytesMut) {
+        error_page(&self.web, out, &Cx::CLOSE, status, &[]);
+    }
+
+    fn h2c(&self) -> bool {
+        true
+    }
+
+    async fn handle(&mut self, cx: &mut driver::Cx<'_>, req: RequestHead) -> Outcome {
+        let web = &*self.web;
+        if let Some(fe) = web.route(req.path()) {
+            return crate::http::proxy::forward(cx, req, fe).await;
+        }
+        // A body on a static request: skip it when it is already here, else close after answering.
+        // While draining, this answer is the connection's last.
+        let mut keep = cx.keep_alive(&req);
+        let mut unread = false;
+        match req.body {
+            BodyKind::None => {}
+            BodyKind::Length(n) if (cx.rbuf.len() as u64) >= n => cx.rbuf.advance(n as usize),
+            _ => (keep, unread) = (false, true),
+        }
+        let after = respond(web, &req, keep, cx.out(), &mut self.s);
+        if let After::SendFile { file, offset, len } = after {
+            if cx.flush().await.is_err()
+                || send_file(cx.io, &file, offset, len, web.conf.timeout_client)
+                    .await
+                    .is_err()
+            {
+                return Outcome::Cut;
             }
         }
-        if flush(&sock, &mut s.wbuf, idle).await.is_err() {
-            return;
-        }
-        if !s.rbuf.is_empty() && head_since.is_none() {
-            head_since = Some(Instant::now());
-        }
-        let deadline = match head_since {
-            Some(t) => t + web.conf.timeout_request,
-            None => Instant::now() + web.conf.timeout_keep_alive,
-        };
-        match read_unless_draining(&mut sock, &mut s.rbuf, deadline).await {
-            Ok(0) => return,
-            Ok(_) => {
-                if head_since.is_none() {
-                    head_since = Some(Instant::now());
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                if head_since.is_some() {
-                    error_page(&web, &mut s.wbuf, &Cx::CLOSE, 408, &[]);
-                    let _ = write_all(&sock, &s.wbuf, idle).await;
-                }
-                return;
-            }
-            Err(_) => return,
+        match (keep, unread) {
+            (true, _) => Outcome::KeepAlive,
+            (false, false) => Outcome::Close,
+            (false, true) => Outcome::CloseUnread,
         }
     }
 }
@@ -267,8 +232,14 @@ fn error_page(web: &Web, w: &mut BytesMut, cx: &Cx, status: u16, extra: &[&str])
     debug_assert_eq!(w.len() - before, body_len);
 }
 
-/// Writes the response to one static request into `s.wbuf`.
-fn respond(web: &Web, req: &RequestHead, keep: bool, s: &mut Scratch) -> After {
+/// Writes the response to one static request into `w`.
+pub(super) fn respond(
+    web: &Web,
+    req: &RequestHead,
+    keep: bool,
+    w: &mut BytesMut,
+    s: &mut Scratch,
+) -> After {
     let minor = req.minor_version;
     let head_only = req.method() == b"HEAD";
     let cx = Cx {
@@ -279,29 +250,29 @@ fn respond(web: &Web, req: &RequestHead, keep: bool, s: &mut Scratch) -> After {
     match req.method() {
         b"GET" | b"HEAD" => {}
         _ => {
-            error_page(web, &mut s.wbuf, &cx, 405, &["allow: GET, HEAD"]);
+            error_page(web, w, &cx, 405, &["allow: GET, HEAD"]);
             return After::Done;
         }
     };
     if !matches!(req.form, TargetForm::Origin | TargetForm::Absolute) {
-        error_page(web, &mut s.wbuf, &cx, 400, &[]);
+        error_page(web, w, &cx, 400, &[]);
         return After::Done;
     }
     let path = req.path();
     if path == b"/healthz" {
-        start(web, &mut s.wbuf, 200, keep, minor);
-        s.wbuf.put_slice(
+        start(web, w, 200, keep, minor);
+        w.put_slice(
             b"content-type: text/plain; charset=utf-8\r\ncache-control: no-cache\r\ncontent-length: 3\r\n\r\n",
         );
         if !head_only {
-            s.wbuf.put_slice(b"ok\n");
+            w.put_slice(b"ok\n");
         }
         return After::Done;
     }
     let trailing_slash = match files::resolve(path, &mut s.rel) {
         Ok(t) => t,
         Err(e) => {
-            error_page(web, &mut s.wbuf, &cx, e.status(), &[]);
+            error_page(web, w, &cx, e.status(), &[]);
             return After::Done;
         }
     };
@@ -309,7 +280,7 @@ fn respond(web: &Web, req: &RequestHead, keep: bool, s: &mut Scratch) -> After {
     let (mut file, mut meta) = match open(web, &s.rel) {
         Ok(x) => x,
         Err(status) => {
-            error_page(web, &mut s.wbuf, &cx, status, &[]);
+            error_page(web, w, &cx, status, &[]);
             return After::Done;
         }
     };
@@ -333,7 +304,7 @@ fn respond(web: &Web, req: &RequestHead, keep: bool, s: &mut Scratch) -> After {
                 loc.extend_from_slice(&target[q..]);
             }
             let loc = String::from_utf8_lossy(&loc).into_owned();
-            error_page(web, &mut s.wbuf, &cx, 301, &[&loc]);
+            error_page(web, w, &cx, 301, &[&loc]);
             return After::Done;
         }
         s.rel.pop();
@@ -345,21 +316,21 @@ fn respond(web: &Web, req: &RequestHead, keep: bool, s: &mut Scratch) -> After {
         match open(web, &s.rel) {
             Ok((f, m)) if m.is_file() => (file, meta) = (f, m),
             Ok(_) | Err(404) => {
-                error_page(web, &mut s.wbuf, &cx, 404, &[]);
+                error_page(web, w, &cx, 404, &[]);
                 return After::Done;
             }
             Err(status) => {
-                error_page(web, &mut s.wbuf, &cx, status, &[]);
+                error_page(web, w, &cx, status, &[]);
                 return After::Done;
             }
         }
     } else if trailing_slash {
         // `file.txt/` names a directory that does not exist.
-        error_page(web, &mut s.wbuf, &cx, 404, &[]);
+        error_page(web, w, &cx, 404, &[]);
         return After::Done;
     } else if !meta.is_file() {
         // FIFOs, sockets, devices: never read from the event loop.
-        error_page(web, &mut s.wbuf, &cx, 403, &[]);
+        error_page(web, w, &cx, 403, &[]);
         return After::Done;
     }
     s.rel.pop();
@@ -370,7 +341,7 @@ fn respond(web: &Web, req: &RequestHead, keep: bool, s: &mut Scratch) -> After {
     // Preconditions, in RFC 9110 section 13.2.2 order.
     if let Some(v) = req.header("if-match") {
         if !files::etag_matches(v, &s.tag, false) {
-            error_page(web, &mut s.wbuf, &cx, 412, &[]);
+            error_page(web, w, &cx, 412, &[]);
             return After::Done;
         }
     } else if let Some(t) = req
@@ -378,7 +349,7 @@ fn respond(web: &Web, req: &RequestHead, keep: bool, s: &mut Scratch) -> After {
         .and_then(files::parse_http_date)
     {
         if mtime > t {
-            error_page(web, &mut s.wbuf, &cx, 412, &[]);
+            error_page(web, w, &cx, 412, &[]);
             return After::Done;
         }
     }
@@ -391,9 +362,9 @@ fn respond(web: &Web, req: &RequestHead, keep: bool, s: &mut Scratch) -> After {
     };
     let last_modified = files::http_date(mtime);
     if not_modified {
-        start(web, &mut s.wbuf, 304, keep, minor);
-        validators(web, &mut s.wbuf, &last_modified, &s.tag);
-        s.wbuf.put_slice(b"\r\n");
+        start(web, w, 304, keep, minor);
+        validators(web, w, &last_modified, &s.tag);
+        w.put_slice(b"\r\n");
         return After::Done;
     }
 
@@ -419,41 +390,41 @@ fn respond(web: &Web, req: &RequestHead, keep: bool, s: &mut Scratch) -> After {
         Range::Part { start, end } => (206, start, end - start + 1),
         Range::Unsatisfiable => {
             let cr = format!("content-range: bytes */{size}");
-            error_page(web, &mut s.wbuf, &cx, 416, &[&cr]);
+            error_page(web, w, &cx, 416, &[&cr]);
             return After::Done;
         }
     };
-    start(web, &mut s.wbuf, status, keep, minor);
-    s.wbuf.put_slice(b"content-type: ");
-    s.wbuf.put_slice(files::mime(&s.rel).as_bytes());
-    s.wbuf.put_slice(b"\r\ncontent-length: ");
-    put_u64(&mut s.wbuf, len);
-    s.wbuf.put_slice(b"\r\n");
+    start(web, w, status, keep, minor);
+    w.put_slice(b"content-type: ");
+    w.put_slice(files::mime(&s.rel).as_bytes());
+    w.put_slice(b"\r\ncontent-length: ");
+    put_u64(w, len);
+    w.put_slice(b"\r\n");
     if status == 206 {
-        s.wbuf.put_slice(b"content-range: bytes ");
-        put_u64(&mut s.wbuf, offset);
-        s.wbuf.put_u8(b'-');
-        put_u64(&mut s.wbuf, offset + len - 1);
-        s.wbuf.put_u8(b'/');
-        put_u64(&mut s.wbuf, size);
-        s.wbuf.put_slice(b"\r\n");
+        w.put_slice(b"content-range: bytes ");
+        put_u64(w, offset);
+        w.put_u8(b'-');
+        put_u64(w, offset + len - 1);
+        w.put_u8(b'/');
+        put_u64(w, size);
+        w.put_slice(b"\r\n");
     }
-    s.wbuf.put_slice(b"accept-ranges: bytes\r\n");
-    validators(web, &mut s.wbuf, &last_modified, &s.tag);
-    s.wbuf.put_slice(b"\r\n");
+    w.put_slice(b"accept-ranges: bytes\r\n");
+    validators(web, w, &last_modified, &s.tag);
+    w.put_slice(b"\r\n");
     if head_only || len == 0 {
         return After::Done;
     }
     if len > SMALL_FILE {
         return After::SendFile { file, offset, len };
     }
-    let at = s.wbuf.len();
-    s.wbuf.resize(at + len as usize, 0);
-    match file.read_exact_at(&mut s.wbuf[at..], offset) {
+    let at = w.len();
+    w.resize(at + len as usize, 0);
+    match file.read_exact_at(&mut w[at..], offset) {
         Ok(()) => After::Done,
         Err(_) => {
             // The file shrank under us: the promised length cannot be sent.
-            s.wbuf.truncate(at);
+            w.truncate(at);
             After::SendFile { file, offset, len }
         }
     }
@@ -480,29 +451,61 @@ fn open(web: &Web, rel: &[u8]) -> Result<(File, std::fs::Metadata), u16> {
     Ok((f, m))
 }
 
-async fn flush(s: &TcpStream, w: &mut BytesMut, idle: Duration) -> io::Result<()> {
-    if w.is_empty() {
-        return Ok(());
-    }
-    let r = write_all(s, w, idle).await;
-    w.clear();
-    r
-}
-
-/// sendfile(2) from `file` to the socket: the kernel copies, user space never sees the bytes.
+/// Sends `len` bytes of `file` from `offset`. Plain sockets (epoll or ring):
+/// sendfile(2), the kernel copies and user space never sees the bytes. TLS:
+/// read and encrypted in user space, a buffer at a time.
 async fn send_file(
-    s: &TcpStream,
+    io: &mut Io,
     file: &File,
     offset: u64,
     len: u64,
     idle: Duration,
 ) -> io::Result<()> {
+    match io {
+        Io::Plain(s) => {
+            sendfile_loop(
+                s.as_raw_fd(),
+                file,
+                offset,
+                len,
+                idle,
+                |f| s.try_io(Interest::WRITABLE, f),
+                || async { s.ready(Interest::WRITABLE).await.map(|_| ()) },
+            )
+            .await
+        }
+        Io::Ring(s) => {
+            // The ring's last send goes first.
+            s.settle().await?;
+            sendfile_loop(s.fd(), file, offset, len, idle, |f| f(), || s.writable()).await
+        }
+        _ => copy_file(io, file, offset, len, idle).await,
+    }
+}
+
+/// sendfile(2) until `len` bytes are sent: `attempt` runs one call (tokio's
+/// `try_io` clears a plain socket's readiness when it would block), `writable`
+/// waits for room.
+async fn sendfile_loop<A, W, WF>(
+    out_fd: RawFd,
+    file: &File,
+    offset: u64,
+    len: u64,
+    idle: Duration,
+    attempt: A,
+    writable: W,
+) -> io::Result<()>
+where
+    A: Fn(&mut dyn FnMut() -> io::Result<u64>) -> io::Result<u64>,
+    W: Fn() -> WF,
+    WF: std::future::Future<Output = io::Result<()>>,
+{
     let mut off = offset as libc::off_t;
     let mut left = len;
-    let (out_fd, in_fd) = (s.as_raw_fd(), file.as_raw_fd());
+    let in_fd = file.as_raw_fd();
     while left > 0 {
         let chunk = left.min(1 << 30) as usize;
-        let r = s.try_io(Interest::WRITABLE, || {
+        let r = attempt(&mut || {
             // SAFETY: both descriptors are open for the call; `off` is a valid pointer.
             let n = unsafe { libc::sendfile(out_fd, in_fd, &mut off, chunk) };
             if n < 0 {
@@ -516,14 +519,39 @@ async fn send_file(
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => left -= n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                match tokio::time::timeout(idle, s.ready(Interest::WRITABLE)).await {
-                    Ok(r) => {
-                        r?;
-                    }
+                match tokio::time::timeout(idle, writable()).await {
+                    Ok(r) => r?,
                     Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")),
                 }
             }
             Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The file through user space, for TLS: a buffer at a time.
+async fn copy_file(
+    io: &mut Io,
+    file: &File,
+    offset: u64,
+    len: u64,
+    idle: Duration,
+) -> io::Result<()> {
+    let mut buf = crate::io::SpareBuffer::take();
+    let mut at = offset;
+    let end = offset + len;
+    while at < end {
+        let n = ((end - at) as usize).min(crate::io::READ_CHUNK);
+        buf.clear();
+        buf.resize(n, 0);
+        match file.read_at(&mut buf[..n], at)? {
+            // The file shrank: the promised length cannot be kept; close.
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            got => {
+                io.write_all_idle(&buf[..got], idle).await?;
+                at += got as u64;
+            }
         }
     }
     Ok(())

@@ -1,0 +1,474 @@
+//! The HTTP/1.1 server connection driver, written once for every HTTP/1 service
+//! (the proxy, `web`, `app`, `admin`): request heads under `timeout
+//! http-request`, keep-alive under `timeout http-keep-alive`, idle buffers back
+//! to the worker's spare stack, the drain (SIGTERM), 100-continue, error
+//! replies, pipelined answers batched into one write, and the connection's end
+//! (TLS close_notify, lingering close after an answer to an unread body).
+//!
+//! A service answers one parsed request at a time ([`Service::handle`]); what
+//! surrounds the request is here. Generic over the service (no boxing, no
+//! allocation per request on the proxy's path).
+
+use std::fmt::Display;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+
+use super::head::{self, HeadLimits, RequestHead};
+use crate::io::Io;
+
+/// While idle between requests, how often a connection looks at the drain flag.
+const DRAIN_POLL: Duration = Duration::from_secs(1);
+
+/// How long a TLS client connection's close_notify may wait for the socket.
+const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
+
+/// Answers queued in [`Cx::out`] (pipelined requests) are written once this
+/// much waits, else when no further request is buffered.
+const FLUSH_AT: usize = 128 << 10;
+
+/// A service's limits, read before each request (a reload may change them).
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub limits: HeadLimits,
+    /// The whole head must arrive within this (from accept, or from the first byte
+    /// of a later request).
+    pub timeout_request: Duration,
+    /// The wait for the first byte of the next request.
+    pub timeout_keep_alive: Duration,
+    /// A write that makes no progress for this long fails.
+    pub timeout_client: Duration,
+}
+
+/// What the connection does after a service's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The answer is complete (sent or queued in `Cx::out`): read the next request.
+    KeepAlive,
+    /// Close (after TLS close_notify).
+    Close,
+    /// Close, though the client may still be sending the request's body:
+    /// linger (`Io::linger`).
+    CloseUnread,
+    /// A response began but was cut: close, without the TLS close_notify that
+    /// would mark a body ending at close as complete.
+    Cut,
+    /// Nothing of the answer was sent: answer with this status
+    /// ([`Service::error`]) and close, lingering.
+    Error(u16),
+}
+
+/// One HTTP/1 service: how it answers a request, and its connection settings.
+pub trait Service: Send {
+    fn settings(&self) -> Settings;
+
+    /// Before each request head: false closes the connection (the proxy looks
+    /// its frontend up again after a reload; gone, the connection ends).
+    fn next_request(&mut self) -> bool {
+        true
+    }
+
+    /// A gauge counting connections idle without buffers, if the service has one.
+    fn idle_gauge(&self) -> Option<&prometheus::IntGauge> {
+        None
+    }
+
+    /// A head refused before it was parsed (400, 408, 413, 431): still a
+    /// response, for the service's metrics and access log (`<BADREQ>`).
+    fn refused(&self, _status: u16, _bytes_in: usize) {}
+
+    /// Appends the error answer for `status` (its connection's last) to `out`.
+    fn error(&self, status: u16, _why: &dyn Display, out: &mut BytesMut) {
+        out.extend_from_slice(&super::reply::error(status));
+    }
+
+    /// Whether the service also speaks HTTP/2: a connection that opens with
+    /// its preface (h2c with prior knowledge, as HAProxy detects it on any
+    /// HTTP bind) is then handed back by [`serve`] for the HTTP/2 driver.
+    fn h2c(&self) -> bool {
+        false
+    }
+
+    /// Answers one request. Bytes read after its head are in `cx.rbuf`.
+    fn handle(&mut self, cx: &mut Cx<'_>, req: RequestHead)
+        -> impl Future<Output = Outcome> + Send;
+}
+
+/// A request's connection, as its service sees it.
+pub struct Cx<'a> {
+    pub io: &'a mut Io,
+    /// Bytes read after the request's head (its body, pipelined requests).
+    pub rbuf: &'a mut BytesMut,
+    ubuf: &'a mut BytesMut,
+    out: &'a mut BytesMut,
+    /// The connection's first request.
+    pub first: bool,
+    pub peer: SocketAddr,
+    pub settings: Settings,
+}
+
+impl Cx<'_> {
+    /// Answers not written yet; the driver writes them before it waits for the
+    /// client (so pipelined answers leave together) or ends the connection.
+    pub fn out(&mut self) -> &mut BytesMut {
+        provide(self.out)
+    }
+
+    /// The client connection, the bytes read after the head, and a scratch
+    /// buffer kept for the connection's life (the proxy reads its server's
+    /// response into it): for the pipeline's exchange.
+    pub fn parts(&mut self) -> (&mut Io, &mut BytesMut, &mut BytesMut) {
+        provide(self.ubuf);
+        (self.io, self.rbuf, self.ubuf)
+    }
+
+    /// Writes the queued answers.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        flush(self.io, self.out, self.settings.timeout_client).await
+    }
+
+    /// Whether the connection may carry another request after this one: the
+    /// client wants it and no drain (SIGTERM) has begun.
+    pub fn keep_alive(&self, req: &RequestHead) -> bool {
+        req.keep_alive && !crate::shutdown::draining()
+    }
+
+    /// Reads the request's body until `rbuf` holds `len` bytes, within
+    /// `timeout http-request`. A client that expects `100 Continue` gets it
+    /// first (queued answers go before it).
+    pub async fn read_body(&mut self, req: &RequestHead, len: usize) -> Result<(), BodyError> {
+        if self.rbuf.len() >= len {
+            return Ok(());
+        }
+        if wants_continue(req, self.rbuf.len() as u64, len as u64) {
+            self.out().extend_from_slice(CONTINUE);
+            self.flush().await.map_err(|_| BodyError::Closed)?;
+        }
+        let deadline = crate::clock::now() + self.settings.timeout_request;
+        while self.rbuf.len() < len {
+            let missing = len - self.rbuf.len();
+            if self.rbuf.capacity() - self.rbuf.len() < missing {
+                self.rbuf.reserve(missing.min(1 << 20));
+            }
+            match self.io.read_until(self.rbuf, deadline).await {
+                Ok(0) => return Err(BodyError::Closed),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(BodyError::TimedOut),
+                Err(_) => return Err(BodyError::Closed),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `HTTP/1.1 100 Continue`, the interim answer to `Expect: 100-continue`.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// The 100-continue policy: an HTTP/1.1 client that sent `Expect: 100-continue`
+/// and has sent less of its body (`buffered` of `len` bytes) than the service
+/// needs gets `100 Continue` before the service waits for the rest.
+pub fn wants_continue(req: &RequestHead, buffered: u64, len: u64) -> bool {
+    req.expect_continue && req.minor_version == 1 && buffered < len
+}
+
+/// Why a body could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body not received in time")]
+    TimedOut,
+    #[error("client closed before its request body ended")]
+    Closed,
+}
+
+/// An empty buffer as it is: an unallocated one is taken from the worker's
+/// spare stack first.
+fn provide(buf: &mut BytesMut) -> &mut BytesMut {
+    if buf.capacity() == 0 {
+        *buf = crate::io::take_buffer();
+    }
+    buf
+}
+
+async fn flush(io: &mut Io, out: &mut BytesMut, idle: Duration) -> io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let r = io.write_all_idle(out, idle).await;
+    out.clear();
+    r
+}
+
+/// How a connection ends.
+enum End {
+    Close,
+    /// Closed after an answer while the client may still be sending (see `Io::linger`).
+    Linger,
+    /// A response was cut short (see `Outcome::Cut`).
+    Cut,
+    /// The connection opened with the HTTP/2 preface.
+    H2,
+}
+
+/// The start of HTTP/2's connection preface (RFC 9113 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
+
+/// Serves one client connection with `svc` until it closes, times out or
+/// breaks the protocol. A connection that opened with the HTTP/2 preface
+/// (when the service speaks it) comes back with the bytes read so far.
+pub async fn serve<S: Service>(
+    mut io: Io,
+    peer: SocketAddr,
+    svc: &mut S,
+) -> Option<(Io, BytesMut)> {
+    let mut bufs = Buffers {
+        rbuf: crate::io::take_buffer(),
+        ubuf: BytesMut::new(),
+        out: BytesMut::new(),
+    };
+    let end = run(&mut io, peer, svc, &mut bufs).await;
+    if let End::H2 = end {
+        let read = std::mem::take(&mut bufs.rbuf);
+        bufs.release();
+        return Some((io, read));
+    }
+    bufs.release();
+    match end {
+        End::Linger => io.linger().await,
+        End::Close if io.is_tls() => {
+            // TLS close_notify: without it a client cannot tell a response that
+            // ends at close from a cut one. Bounded: the client may not read it.
+            let wait = svc.settings().timeout_client.min(CLOSE_NOTIFY_WAIT);
+            let _ = tokio::time::timeout(wait, tokio::io::AsyncWriteExt::shutdown(&mut io)).await;
+        }
+        End::Close | End::Cut | End::H2 => {}
+    }
+    None
+}
+
+/// A connection's buffers: requests read, the service's scratch, answers queued.
+struct Buffers {
+    rbuf: BytesMut,
+    ubuf: BytesMut,
+    out: BytesMut,
+}
+
+impl Buffers {
+    /// Gives every buffer back to the worker's spare stack (`io::give_buffer`).
+    fn release(&mut self) {
+        for b in [&mut self.rbuf, &mut self.ubuf, &mut self.out] {
+            if b.capacity() > 0 {
+                crate::io::give_buffer(b);
+            }
+        }
+    }
+}
+
+async fn run<S: Service>(io: &mut Io, peer: SocketAddr, svc: &mut S, b: &mut Buffers) -> End {
+    let mut first = true;
+    loop {
+        if !svc.next_request() {
+            let _ = flush(io, &mut b.out, svc.settings().timeout_client).await;
+            return End::Close;
+        }
+        let settings = svc.settings();
+        let req = match read_head(io, b, &settings, svc.idle_gauge(), first).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return End::Close,
+            Err(_) if first && svc.h2c() && b.rbuf.starts_with(H2_PREFACE) => return End::H2,
+            Err(Refused { status, why }) => {
+                svc.refused(status, b.rbuf.len());
+                svc.error(status, &why, provide(&mut b.out));
+                return answer_error(io, &mut b.out, &settings).await;
+            }
+        };
+        let mut cx = Cx {
+            io,
+            rbuf: &mut b.rbuf,
+            ubuf: &mut b.ubuf,
+            out: &mut b.out,
+            first,
+            peer,
+            settings,
+        };
+        let outcome = svc.handle(&mut cx, req).await;
+        let idle = settings.timeout_client;
+        match outcome {
+            Outcome::KeepAlive => {
+                first = false;
+                if b.out.len() >= FLUSH_AT && flush(io, &mut b.out, idle).await.is_err() {
+                    return End::Close;
+                }
+            }
+            Outcome::Close => {
+                return match flush(io, &mut b.out, idle).await {
+                    Ok(()) => End::Close,
+                    Err(_) => End::Cut,
+                };
+            }
+            Outcome::CloseUnread => {
+                return match flush(io, &mut b.out, idle).await {
+                    Ok(()) => End::Linger,
+                    Err(_) => End::Cut,
+                };
+            }
+            Outcome::Cut => return End::Cut,
+            Outcome::Error(status) => {
+                svc.error(status, &super::reply::reason(status), provide(&mut b.out));
+                return answer_error(io, &mut b.out, &settings).await;
+            }
+        }
+    }
+}
+
+/// Writes an error answer queued in `out` (after the answers before it), the
+/// connection's last. It may come before the request's body was read: the
+/// connection then lingers.
+async fn answer_error(io: &mut Io, out: &mut BytesMut, settings: &Settings) -> End {
+    match flush(io, out, settings.timeout_client).await {
+        Ok(()) => End::Linger,
+        Err(_) => End::Close,
+    }
+}
+
+/// A request head refused: the status to answer, and why (for services that say).
+struct Refused {
+    status: u16,
+    why: RefusedWhy,
+}
+
+enum RefusedWhy {
+    Head(head::HeadError),
+    Late,
+}
+
+impl Display for RefusedWhy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RefusedWhy::Head(e) => e.fmt(f),
+            RefusedWhy::Late => f.write_str("request head not received in time"),
+        }
+    }
+}
+
+/// Reads one request head. `Ok(None)`: the client closed or went idle between
+/// requests (close silently); `Err`: answer with its status and close.
+///
+/// Queued answers are written before the wait for more bytes. A keep-alive
+/// connection idle for DRAIN_POLL gives its buffers (`rbuf`, `ubuf`, `out`: 16
+/// KiB each when allocated) to the worker's spare stack (`io::give_buffer`) and
+/// waits for the client's next byte without them. A TLS connection does so
+/// only when rustls holds no decrypted bytes, which no socket readiness would
+/// announce.
+async fn read_head(
+    io: &mut Io,
+    b: &mut Buffers,
+    set: &Settings,
+    idle: Option<&prometheus::IntGauge>,
+    first: bool,
+) -> Result<Option<RequestHead>, Refused> {
+    // Between requests the keep-alive timeout waits for the first byte; from
+    // then on (or from accept, for the first request) the whole head must
+    // arrive within timeout http-request.
+    let mut started = first || !b.rbuf.is_empty();
+    let mut deadline = crate::clock::now()
+        + if started {
+            set.timeout_request
+        } else {
+            set.timeout_keep_alive
+        };
+    // The buffers went back to the worker's spare stack.
+    let mut released = false;
+    loop {
+        if !b.rbuf.is_empty() {
+            if !started {
+                started = true;
+                deadline = crate::clock::now() + set.timeout_request;
+            }
+            match head::parse_request(&mut b.rbuf, &set.limits) {
+                Ok(Some(r)) => return Ok(Some(r)),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(Refused {
+                        status: e.status(),
+                        why: RefusedWhy::Head(e),
+                    })
+                }
+            }
+        }
+        // Pipelined answers leave together, before the wait for more requests.
+        if flush(io, &mut b.out, set.timeout_client).await.is_err() {
+            return Ok(None);
+        }
+        let read = if started {
+            io.read_until(&mut b.rbuf, deadline).await
+        } else {
+            // Idle between requests: a drain (SIGTERM) closes the connection
+            // within DRAIN_POLL rather than at the keep-alive timeout. (A flag
+            // polled by the idle timer costs nothing per request; a waiter on a
+            // shared channel would take a lock on every request.)
+            if crate::shutdown::draining() {
+                return Ok(None);
+            }
+            let step = deadline.min(crate::clock::now() + DRAIN_POLL);
+            if released {
+                // Buffers released: wait for readiness alone, then read as usual.
+                let _idle = idle.map(IdleGauge::enter);
+                match tokio::time::timeout_at(step.into(), io.readable()).await {
+                    Ok(Ok(())) => {
+                        b.rbuf = crate::io::take_buffer();
+                        released = false;
+                        continue;
+                    }
+                    Ok(Err(_)) => return Ok(None),
+                    Err(_) if Instant::now() < deadline => continue,
+                    Err(_) => return Ok(None),
+                }
+            }
+            match io.read_until(&mut b.rbuf, step).await {
+                // The real clock: this poll's reading may predate the timeout.
+                Err(e) if e.kind() == io::ErrorKind::TimedOut && Instant::now() < deadline => {
+                    if b.rbuf.is_empty() && !io.has_buffered_plaintext() {
+                        b.release();
+                        released = true;
+                    }
+                    continue;
+                }
+                r => r,
+            }
+        };
+        match read {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                return if started {
+                    Err(Refused {
+                        status: 408,
+                        why: RefusedWhy::Late,
+                    })
+                } else {
+                    Ok(None)
+                };
+            }
+            Err(_) => return Ok(None),
+        }
+    }
+}
+
+/// Counts a connection in a frontend's `idle` gauge while it lives.
+struct IdleGauge<'a>(&'a prometheus::IntGauge);
+
+impl<'a> IdleGauge<'a> {
+    fn enter(g: &'a prometheus::IntGauge) -> IdleGauge<'a> {
+        g.inc();
+        IdleGauge(g)
+    }
+}
+
+impl Drop for IdleGauge<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
