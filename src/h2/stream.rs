@@ -215,6 +215,7 @@ impl H2Stream {
         let mut r = http::Response::new(());
         *r.status_mut() = status(resp.status);
         let h = r.headers_mut();
+        h.reserve(resp.headers.len());
         for f in &resp.headers {
             let name = resp.slice(f.name);
             if f.hop_by_hop
@@ -224,9 +225,10 @@ impl H2Stream {
             {
                 continue;
             }
+            // Values share the head's buffer: no copy, no allocation.
             let (Ok(n), Ok(v)) = (
                 HeaderName::from_bytes(name),
-                HeaderValue::from_bytes(resp.slice(f.value)),
+                HeaderValue::from_maybe_shared(resp.buf.slice(f.value.range())),
             ) else {
                 continue;
             };
