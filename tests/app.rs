@@ -430,7 +430,7 @@ fn a_413_reaches_a_client_still_sending_its_body() {
 fn pipelined_requests_are_answered_in_order() {
     let t = tier("");
     let mut c = Client::connect(t.addr());
-    c.send(b"PUT /api/items/p HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nv1GET /api/items/p HTTP/1.1\r\nHost: t\r\n\r\nGET /api/whoami HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost t\r\n\r\n");
+    c.send(b"PUT /api/items/p HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nv1GET /api/items/p HTTP/1.1\r\nHost: t\r\nX-Read-After: 999999999\r\n\r\nGET /api/whoami HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost t\r\n\r\n");
     let put = c.read(false).unwrap();
     assert!(put.status < 300, "{}", put.text());
     let get = c.read(false).unwrap();
