@@ -126,13 +126,15 @@ async fn run(
     }
     let be = route(conn.fe, &view)?;
     t.backend = Some(be.stats.clone());
+    // The rarer paths are boxed: their state would otherwise make every
+    // exchange's future (moved into each HTTP/2 stream's task) four times larger.
     if super::upstream_h2::speaks_h2(be) {
-        return super::upstream_h2::run(ds, &req, conn, be, t).await;
+        return Box::pin(super::upstream_h2::run(ds, &req, conn, be, t)).await;
     }
     let plan = Plan::new(ds, &req, conn, be, first, t);
     let (up, resp, body_cut) = forward(ds, ubuf, &req, conn, be, plan, t).await?;
     if resp.status == 101 {
-        return switch(ds, ubuf, up, &req, &resp, conn, be, t).await;
+        return Box::pin(switch(ds, ubuf, up, &req, &resp, conn, be, t)).await;
     }
     relay(ds, ubuf, up, &req, &resp, conn, be, body_cut, t).await
 }
