@@ -686,3 +686,48 @@ fn http1_rules_logs_and_metrics_apply_to_http2() {
         "{text}"
     );
 }
+
+/// A hot reload reaches an open HTTP/2 connection: its next streams use the
+/// new conf (here, another server), as a kept-alive HTTP/1 connection's
+/// next requests do.
+#[test]
+fn a_reload_reaches_streams_of_an_open_connection() {
+    let (s1, s2) = (http_server("s1"), http_server("s2"));
+    let lb = Lb::start(&conf(s1.addr, "", ""), 3);
+    let (h2c, _) = binds(&lb);
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(h2c).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let body = |path: &'static str| {
+            let mut client = client.clone();
+            async move {
+                let mut client = client.ready().await.unwrap();
+                let (resp, _) = client.send_request(get(path), true).unwrap();
+                let mut body = resp.await.unwrap().into_body();
+                let mut out = Vec::new();
+                while let Some(d) = body.data().await {
+                    let d = d.unwrap();
+                    let _ = body.flow_control().release_capacity(d.len());
+                    out.extend_from_slice(&d);
+                }
+                String::from_utf8_lossy(&out).into_owned()
+            }
+        };
+        assert!(body("/before").await.starts_with("s1 GET /before"));
+        lb.reload(&conf(s2.addr, "", ""));
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let got = body("/after").await;
+            if got.starts_with("s2 GET /after") {
+                break;
+            }
+            assert!(got.starts_with("s1 "), "{got}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the reload never reached the connection"
+            );
+            tokio::task::yield_now().await;
+        }
+    });
+}
