@@ -700,7 +700,7 @@ fn a_reload_reaches_streams_of_an_open_connection() {
         let (client, conn) = h2::client::handshake(tcp).await.unwrap();
         tokio::spawn(conn);
         let body = |path: &'static str| {
-            let mut client = client.clone();
+            let client = client.clone();
             async move {
                 let mut client = client.ready().await.unwrap();
                 let (resp, _) = client.send_request(get(path), true).unwrap();
