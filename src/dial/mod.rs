@@ -10,6 +10,7 @@
 
 pub mod idle;
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::balance::{InFlight, PickCtx, Server};
 use crate::connect::open;
 use crate::io::Io;
 use crate::snapshot::BackendRt;
+use crate::tls::Connector;
 
 /// What a connection is wanted for.
 pub struct Dial<'a> {
@@ -62,37 +64,122 @@ pub struct Upstream {
 /// it): once it passes `retries`, only an idle pooled connection can still
 /// be had. `None` when no server is up or none accepted.
 pub async fn dial(d: &Dial<'_>, attempts: &mut u32) -> Option<Upstream> {
+    dial_with(d, attempts, &mut Plain(d)).await.ok().flatten()
+}
+
+/// A picked server and how to reach it.
+pub struct Target<'a> {
+    pub server: &'a Arc<Server>,
+    /// Its TLS connector (the per-request one under `sni req.hdr(host)`).
+    pub connector: Option<&'a Connector>,
+    pub key: idle::Key,
+}
+
+/// What one connect attempt gave.
+pub enum Attempt<T, E> {
+    Ready(T),
+    /// The connect failed (why): counted against the server (`connect_errors`,
+    /// `observe layer4`); the next attempt goes to a server not tried yet.
+    Failed(String),
+    /// The request failed otherwise: no more attempts, the caller answers it.
+    Fatal(E),
+}
+
+/// How a caller of [`dial_with`] gets a connection to a picked server.
+pub trait Connect {
+    type Out;
+    type Err;
+
+    /// A connection that needs no attempt (an idle pooled one), when the
+    /// dial allows reuse (`Dial::reuse`).
+    fn reuse(&mut self, _server: &Arc<Server>, _key: idle::Key) -> Option<Self::Out> {
+        None
+    }
+
+    /// One attempt.
+    fn connect(
+        &mut self,
+        t: Target<'_>,
+    ) -> impl Future<Output = Attempt<Self::Out, Self::Err>> + Send;
+}
+
+/// TCP (and TLS) connections, the idle keep-alive pool first when allowed.
+struct Plain<'d, 'a>(&'d Dial<'a>);
+
+impl Connect for Plain<'_, '_> {
+    type Out = Upstream;
+    type Err = ();
+
+    fn reuse(&mut self, server: &Arc<Server>, key: idle::Key) -> Option<Upstream> {
+        let r = self.0.reuse.filter(|r| r.take)?;
+        let sock = idle::take(key, !r.retryable)?;
+        self.0.be.stats.reuse_hit.inc();
+        Some(Upstream {
+            sock,
+            server: server.enter(),
+            key,
+            reused: true,
+        })
+    }
+
+    async fn connect(&mut self, t: Target<'_>) -> Attempt<Upstream, ()> {
+        let d = self.0;
+        let limit = Some(d.be.conf.timeout_connect);
+        match open(t.server.addr, t.connector, limit, d.ring).await {
+            Ok(sock) => {
+                if d.reuse.is_some() {
+                    d.be.stats.reuse_miss.inc();
+                }
+                Attempt::Ready(Upstream {
+                    sock,
+                    server: t.server.enter(),
+                    key: t.key,
+                    reused: false,
+                })
+            }
+            Err(reason) => Attempt::Failed(reason),
+        }
+    }
+}
+
+/// The dialer's loop for any kind of connection: pick a server, take what
+/// `c.reuse` finds for it (not an attempt), else make an attempt with
+/// `c.connect`, at most `retries` more times, counting retries, redispatches
+/// and failed connects. HTTP/1 and TCP mode use it through [`dial`]; the
+/// HTTP/2 server pool through its own `Connect` (a stream on a pooled
+/// connection, or a new one). `Ok(None)`: no server is up or none accepted.
+pub async fn dial_with<C: Connect>(
+    d: &Dial<'_>,
+    attempts: &mut u32,
+    c: &mut C,
+) -> Result<Option<C::Out>, C::Err> {
     let be = d.be;
     let take = d.reuse.is_some_and(|r| r.take);
     let mut tried: Vec<Arc<Server>> = d.tried.to_vec();
     loop {
         // Without a pool to look in, a pick after the last attempt is wasted.
         if !take && *attempts > be.conf.retries {
-            return None;
+            return Ok(None);
         }
         let ctx = PickCtx {
             client: d.client,
             tried: &tried,
             redispatch: be.conf.redispatch,
         };
-        let server = be.pool.pick_with(&ctx)?.clone();
+        let Some(server) = be.pool.pick_with(&ctx).cloned() else {
+            return Ok(None);
+        };
         let connector = be.connector(&server);
         let per_request = connector.and_then(|c| c.for_host(d.host));
         let connector = per_request.as_ref().or(connector);
         let key = (server.addr, connector.map(|c| c.identity));
-        if let Some(r) = d.reuse.filter(|r| r.take) {
-            if let Some(sock) = idle::take(key, !r.retryable) {
-                be.stats.reuse_hit.inc();
-                return Some(Upstream {
-                    sock,
-                    server: server.enter(),
-                    key,
-                    reused: true,
-                });
+        if take {
+            if let Some(x) = c.reuse(&server, key) {
+                return Ok(Some(x));
             }
         }
         if *attempts > be.conf.retries {
-            return None;
+            return Ok(None);
         }
         *attempts += 1;
         if *attempts > 1 {
@@ -101,20 +188,15 @@ pub async fn dial(d: &Dial<'_>, attempts: &mut u32) -> Option<Upstream> {
                 be.stats.redispatches.inc();
             }
         }
-        let limit = Some(be.conf.timeout_connect);
-        match open(server.addr, connector, limit, d.ring).await {
-            Ok(sock) => {
-                if d.reuse.is_some() {
-                    be.stats.reuse_miss.inc();
-                }
-                return Some(Upstream {
-                    sock,
-                    server: server.enter(),
-                    key,
-                    reused: false,
-                });
-            }
-            Err(reason) => {
+        let target = Target {
+            server: &server,
+            connector,
+            key,
+        };
+        match c.connect(target).await {
+            Attempt::Ready(x) => return Ok(Some(x)),
+            Attempt::Fatal(e) => return Err(e),
+            Attempt::Failed(reason) => {
                 tracing::debug!(
                     "connect to {} ({}) failed: {reason}",
                     server.id,

@@ -8,8 +8,6 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -24,7 +22,8 @@ use super::downstream::Downstream;
 use super::head::{BodyKind, RequestHead, ResponseHead};
 use super::rewrite::response_head;
 use super::tally::Tally;
-use crate::balance::{InFlight, PickCtx, Server};
+use crate::balance::{InFlight, Server};
+use crate::dial::{self, Dial};
 use crate::h2::client::{self, Sent};
 use crate::h2::forward::{self, Origin};
 use crate::h2::stream::H2Stream;
@@ -88,7 +87,7 @@ pub(crate) async fn run(
 }
 
 /// Phase connect: a stream on a pooled connection to the next server, with
-/// retries and redispatch on connect failure as on HTTP/1.
+/// retries and redispatch on connect failure as on HTTP/1 (the dialer's loop).
 async fn connect(
     be: &BackendRt,
     req: &RequestHead,
@@ -97,41 +96,60 @@ async fn connect(
     end_of_stream: bool,
     t: &mut Tally,
 ) -> Result<(Sent, InFlight), Fail> {
-    let bc = &be.conf;
-    let mut tried: Vec<Arc<Server>> = Vec::new();
-    let host = req.host.map(|h| req.slice(h));
-    let mut attempts = 0u32;
-    loop {
-        let ctx = PickCtx {
-            client: Some(conn.peer.ip()),
-            tried: &tried,
-            redispatch: bc.redispatch,
-        };
-        let server = be.pool.pick_with(&ctx).ok_or(Fail::Status(503))?.clone();
-        attempts += 1;
-        if attempts > 1 {
-            be.stats.retries.inc();
-            if !tried.iter().any(|s| Arc::ptr_eq(s, &server)) {
-                be.stats.redispatches.inc();
-            }
-        }
-        let connector = be.connector(&server);
-        let per_request = connector.and_then(|c| c.for_host(host));
-        let connector = per_request.as_ref().or(connector);
-        let key = (server.addr, connector.map(|c| c.identity));
+    let d = Dial {
+        be,
+        client: Some(conn.peer.ip()),
+        tried: &[],
+        // h2 polls its socket: off the ring.
+        ring: false,
+        host: req.host.map(|h| req.slice(h)),
+        reuse: None,
+    };
+    let mut c = Stream {
+        be,
+        max_header_list: conn.limits.max_bytes as u32,
+        h2req,
+        end_of_stream,
+        t,
+    };
+    dial::dial_with(&d, &mut 0, &mut c)
+        .await?
+        .ok_or(Fail::Status(503))
+}
+
+/// A stream on the HTTP/2 pool's connection to a picked server (a live one
+/// with room, else a new one).
+struct Stream<'a> {
+    be: &'a BackendRt,
+    max_header_list: u32,
+    h2req: http::Request<()>,
+    end_of_stream: bool,
+    t: &'a mut Tally,
+}
+
+impl dial::Connect for Stream<'_> {
+    type Out = (Sent, InFlight);
+    type Err = Fail;
+
+    async fn connect(&mut self, target: dial::Target<'_>) -> dial::Attempt<(Sent, InFlight), Fail> {
+        let (be, server) = (self.be, target.server);
+        let bc = &be.conf;
         let limits = client::Limits {
             max_idle: server.pool_purge_delay(),
-            max_header_list: conn.limits.max_bytes as u32,
+            max_header_list: self.max_header_list,
         };
         let timeout = bc.timeout_connect;
-        // Off the ring: h2 polls its socket.
-        let dial = crate::connect::open(server.addr, connector, Some(timeout), false);
-        let r = tokio::time::timeout(
-            bc.timeout_server.max(timeout),
-            client::send(key, limits, dial, h2req.clone(), end_of_stream),
-        )
-        .await
-        .unwrap_or_else(|_| Err(client::Error::Connect("timeout".into())));
+        let dial = crate::connect::open(server.addr, target.connector, Some(timeout), false);
+        let send = client::send(
+            target.key,
+            limits,
+            dial,
+            self.h2req.clone(),
+            self.end_of_stream,
+        );
+        let r = tokio::time::timeout(bc.timeout_server.max(timeout), send)
+            .await
+            .unwrap_or_else(|_| Err(client::Error::Connect("timeout".into())));
         match r {
             Ok(sent) => {
                 if sent.fresh {
@@ -139,23 +157,14 @@ async fn connect(
                 } else {
                     be.stats.reuse_hit.inc();
                 }
-                t.connected(&server, !sent.fresh);
-                let inflight = server.enter();
-                return Ok((sent, inflight));
+                self.t.connected(server, !sent.fresh);
+                dial::Attempt::Ready((sent, server.enter()))
             }
-            Err(e) if e.is_connect() => {
-                tracing::debug!("connect to {} failed: {e}", server.id);
-                server.connect_errors.fetch_add(1, Ordering::Relaxed);
-                server.observe_connect(Err(e.to_string()));
-                tried.push(server);
-                if attempts > bc.retries {
-                    return Err(Fail::Status(503));
-                }
-            }
+            Err(e) if e.is_connect() => dial::Attempt::Failed(e.to_string()),
             Err(e) => {
                 tracing::warn!("server {}: {e}", server.id);
                 server.observe_response(Err(e.to_string()));
-                return Err(Fail::Status(502));
+                dial::Attempt::Fatal(Fail::Status(502))
             }
         }
     }
