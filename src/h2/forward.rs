@@ -69,7 +69,7 @@ pub fn request(req: &RequestHead, o: &Origin<'_>) -> Result<http::Request<()>, E
     }
     let authority: &[u8] = match req.host.map(|h| req.slice(h)) {
         Some(h) if !h.is_empty() => h,
-        _ => match absolute_authority(req) {
+        _ => match req.absolute_authority() {
             b"" => o.fallback_authority.as_bytes(),
             a => a,
         },
@@ -164,26 +164,6 @@ fn absolute_path(t: &[u8]) -> &[u8] {
         Some(i) => &after[i..],
         None => b"/",
     }
-}
-
-/// The authority of an absolute-form target, without userinfo; else empty.
-fn absolute_authority(req: &RequestHead) -> &[u8] {
-    if req.form != TargetForm::Absolute {
-        return b"";
-    }
-    let t = req.target();
-    let after = t
-        .windows(3)
-        .position(|w| w == b"://")
-        .map_or(t, |i| &t[i + 3..]);
-    let end = after
-        .iter()
-        .position(|&b| b == b'/' || b == b'?')
-        .unwrap_or(after.len());
-    let auth = &after[..end];
-    auth.iter()
-        .rposition(|&b| b == b'@')
-        .map_or(auth, |i| &auth[i + 1..])
 }
 
 /// The server's HTTP/2 response head as lb's parsed HTTP/1.1 head, so the

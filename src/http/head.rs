@@ -138,6 +138,27 @@ impl RequestHead {
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
         find_headers(&self.buf, &self.headers, name)
     }
+    /// The authority of an absolute-form target (`http://AUTHORITY/path`),
+    /// without userinfo (which never goes into Host); else empty.
+    pub fn absolute_authority(&self) -> &[u8] {
+        if self.form != TargetForm::Absolute {
+            return b"";
+        }
+        let t = self.target();
+        let after = t
+            .windows(3)
+            .position(|w| w == b"://")
+            .map_or(t, |i| &t[i + 3..]);
+        let end = after
+            .iter()
+            .position(|&b| b == b'/' || b == b'?')
+            .unwrap_or(after.len());
+        let auth = &after[..end];
+        auth.iter()
+            .rposition(|&b| b == b'@')
+            .map_or(auth, |i| &auth[i + 1..])
+    }
+
     /// Safe to retry on another server: GET HEAD PUT DELETE OPTIONS TRACE.
     pub fn is_idempotent(&self) -> bool {
         matches!(

@@ -526,16 +526,7 @@ async fn relay(
     let done = match relayed {
         Ok(done) => done,
         Err(Cut::Client) => return Err(Fail::Close),
-        // Nothing reached the client yet: it gets a 502. Once the response
-        // has begun, closing is the only way to tell it the rest is missing.
-        Err(Cut::Server(what)) => {
-            bad_response(&up.server.0, what);
-            return Err(if t.bytes_out == 0 {
-                Fail::Status(502)
-            } else {
-                Fail::Cut
-            });
-        }
+        Err(Cut::Server(what)) => return Err(server_cut(&up, what, t)),
     };
     if done && !body_cut && ubuf.is_empty() {
         give_back(up, resp, be);
@@ -582,14 +573,7 @@ async fn relay_h2(
         Ok(true) if ubuf.is_empty() => give_back(up, resp, be),
         Ok(_) => {}
         Err(Cut::Client) => return Err(Fail::Close),
-        Err(Cut::Server(what)) => {
-            bad_response(&up.server.0, what);
-            return Err(if t.bytes_out == 0 {
-                Fail::Status(502)
-            } else {
-                Fail::Cut
-            });
-        }
+        Err(Cut::Server(what)) => return Err(server_cut(&up, what, t)),
     }
     Ok(Next::KeepAlive)
 }
@@ -601,6 +585,18 @@ fn give_back(up: Upstream, resp: &ResponseHead, be: &BackendRt) {
         let s = &up.server.0;
         let max = s.pool_max_conn.load(Ordering::Relaxed);
         upstream::put(up.key, up.sock, max, s.pool_purge_delay());
+    }
+}
+
+/// The server broke or cut the response body: a 502 when nothing reached
+/// the client yet; once the response has begun, closing (or resetting the
+/// stream) is the only way to tell it the rest is missing.
+fn server_cut(up: &Upstream, what: String, t: &Tally) -> Fail {
+    bad_response(&up.server.0, what);
+    if t.bytes_out == 0 {
+        Fail::Status(502)
+    } else {
+        Fail::Cut
     }
 }
 

@@ -33,27 +33,6 @@ pub(crate) fn put_origin_form(out: &mut BytesMut, req: &RequestHead) {
     }
 }
 
-/// The authority of an absolute-form target (`http://AUTHORITY/path`), else empty.
-pub(crate) fn absolute_authority(req: &RequestHead) -> &[u8] {
-    if req.form != TargetForm::Absolute {
-        return b"";
-    }
-    let t = req.target();
-    let after = t
-        .windows(3)
-        .position(|w| w == b"://")
-        .map_or(t, |i| &t[i + 3..]);
-    let end = after
-        .iter()
-        .position(|&b| b == b'/' || b == b'?')
-        .unwrap_or(after.len());
-    let auth = &after[..end];
-    // userinfo never goes into Host
-    auth.iter()
-        .rposition(|&b| b == b'@')
-        .map_or(auth, |i| &auth[i + 1..])
-}
-
 /// `http-request redirect scheme`: the same host and target under another
 /// scheme. The port of the Host header is dropped; when redirecting to https
 /// and the frontend has a TLS bind on another port than 443, that port is used.
@@ -113,7 +92,7 @@ pub(crate) fn request_head(
     // empty Host although RFC 9112 allows it).
     if req.host.is_none() {
         out.put_slice(b"Host: ");
-        match absolute_authority(req) {
+        match req.absolute_authority() {
             b"" => match conn.fe.bound.first() {
                 Some(a) => out.put_slice(a.to_string().as_bytes()),
                 None => out.put_slice(b"localhost"),
