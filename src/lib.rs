@@ -33,20 +33,21 @@
 //! - `dial`      pick a server, retries and redispatch, connect, TLS, passive health; `dial::idle` keep-alive pool (`http::upstream`)
 //! - `h2::client` HTTP/2 server connections per worker and server, streams multiplexed up to the server's limit
 //!
-//! Request pipeline: `http::pipeline` (one exchange in named phases) with `http::{conn, downstream, upload, relay, rewrite, tally}`;
+//! Request pipeline: `http::pipeline` (one exchange in named phases) with `http::{conn, downstream, upload, relay, rewrite, tally}`
+//! and `http::h2side` (its send and relay phases for a client on an HTTP/2 stream);
 //! `http::upstream_h2` its connect-to-relay phases for HTTP/2 servers.
 //!
 //! Protocol drivers:
 //! - `http::driver` one HTTP/1 connection (keep-alive, deadlines, drain, 100-continue, errors) for the proxy, web, app, admin
 //! - `http::proxy` the proxy as an HTTP/1 service: each request through the pipeline
-//! - `h2::server` HTTP/2 toward clients: each stream through the pipeline
+//! - `h2::server` one HTTP/2 connection toward clients (limits, idle, drain, abuse) for the proxy and web; `h2::rewind` hands it an h2c connection the HTTP/1 driver recognised
 //! - `l4`        TCP mode: a dialed connection, then the tunnel, counted and logged
 //!
 //! Services:
 //! - `control`   what the runtime lends a service: live snapshot, reload, counters, stop signal
 //! - `kv`        the embedded RESP2 key-value store
 //! - `admin`     the admin listener: /metrics, /stats page and JSON, runtime API
-//! - `web`       the embedded web server (nginx role): static files, `/healthz`, app prefixes via `http::proxy::forward`
+//! - `web`       the embedded web server (nginx role): static files, `/healthz`, app prefixes through the pipeline; HTTP/1 and h2c
 //! - `app`       the embedded foobar application (gunicorn role): JSON API over the kv tier, read-your-writes
 //!
 //! Top:
