@@ -731,3 +731,336 @@ fn a_reload_reaches_streams_of_an_open_connection() {
         }
     });
 }
+
+/// A server that answers an HTTP/2 client's upload early (before the body
+/// ended) leaves its connection with an unfinished request body: it must not
+/// go back to the keep-alive pool. Here the server discards the rest of the
+/// body it was promised, as an HTTP/1.1 server must, so a request pooled onto
+/// that connection would be read as body bytes.
+#[test]
+fn early_answer_to_h2_upload_does_not_pool_the_server_connection() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (n, s) in listener.incoming().enumerate() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 4096];
+                let mut first = true;
+                loop {
+                    // Read one head.
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match s.read(&mut tmp) {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&tmp[..k]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                    buf.drain(..end);
+                    let line = head.lines().next().unwrap_or("").to_string();
+                    if !(line.starts_with("get ") || line.starts_with("post ")) {
+                        let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 3\r\nconnection: close\r\n\r\nbad");
+                        return;
+                    }
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    if first && len > 0 {
+                        // Early answer, keep-alive; the body is discarded after.
+                        let _ =
+                            s.write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n");
+                        while buf.len() < len {
+                            match s.read(&mut tmp) {
+                                Ok(0) | Err(_) => return,
+                                Ok(k) => buf.extend_from_slice(&tmp[..k]),
+                            }
+                        }
+                        buf.drain(..len);
+                    } else {
+                        let body = format!("conn {n}");
+                        let _ = s.write_all(
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                                body.len()
+                            )
+                            .as_bytes(),
+                        );
+                    }
+                    first = false;
+                }
+            });
+        }
+    });
+    let lb = Lb::start(&conf(addr, "    nbthread 1\n", ""), 3);
+    let (h2c, _) = binds(&lb);
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(h2c).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let post = http::Request::builder()
+            .method("POST")
+            .uri("http://localhost/upload")
+            .header("content-length", "10")
+            .body(())
+            .unwrap();
+        let mut c = client.clone().ready().await.unwrap();
+        let (resp, mut send) = c.send_request(post, false).unwrap();
+        send.send_data(Bytes::from_static(b"abcde"), false).unwrap();
+        let resp = tokio::time::timeout(WAIT, resp)
+            .await
+            .expect("early answer in time")
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 401);
+        // lb has finished the exchange (pooled the connection, or not) once
+        // it counted the 401.
+        common::eventually("the 401 counted", || {
+            let mut c = Client::connect(lb.addr("admin", "admin"));
+            c.send(b"GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n");
+            let text = c.read(false)?.text();
+            text.contains("lb_frontend_http_responses_total{code=\"4xx\",frontend=\"f\"} 1")
+                .then_some(())
+        });
+        let (status, body) = tokio::time::timeout(WAIT, exchange(&client, get("/next"), None))
+            .await
+            .expect("answer in time")
+            .unwrap();
+        assert_eq!(
+            (status, String::from_utf8_lossy(&body).to_string()),
+            (200, "conn 1".to_string()),
+            "the GET went on the connection whose request body was cut"
+        );
+    });
+}
+
+/// The h2c preface split by the network right after "HTTP/2" (a client that
+/// writes it in pieces) is still taken for HTTP/2, not refused as an HTTP/1
+/// version error.
+#[test]
+fn h2c_preface_split_in_two_writes_is_detected() {
+    use std::io::{Read, Write};
+    let be = http_server("s1");
+    let conf = format!(
+        "defaults\n    mode http\nfrontend f\n    bind 127.0.0.1:0\n    default_backend b\nbackend b\n    server s {}\n",
+        be.addr
+    );
+    let lb = Lb::start(&conf, 1);
+    let addr = lb.addr("frontend", "f");
+    let mut s = common::connect(addr);
+    s.set_nodelay(true).unwrap();
+    s.write_all(b"PRI * HTTP/2").unwrap();
+    // lb waits for the rest rather than answering the partial line as HTTP/1.
+    s.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    let mut probe = [0u8; 1];
+    assert!(
+        s.read(&mut probe).is_err(),
+        "lb answered a partial h2c preface"
+    );
+    let mut rest = b".0\r\n\r\nSM\r\n\r\n".to_vec();
+    rest.extend(frame(0x4, 0, 0, &[]));
+    let _ = s.write_all(&rest);
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut h = [0u8; 9];
+    let mut got = Vec::new();
+    let n = s.read(&mut h).unwrap_or(0);
+    got.extend_from_slice(&h[..n]);
+    // An HTTP/2 server's first frame is SETTINGS (type 4).
+    assert!(
+        n >= 4 && got[3] == 0x4 && !got.starts_with(b"HTTP/"),
+        "lb answered {:?}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+/// One stream whose server does not take its upload must not stop the
+/// uploads of the other streams of the same client connection: lb holds back
+/// the stuck stream's credit, so the connection window must be larger than
+/// one stream's. (The 2 s pause lets the stuck upload fill what it can; were
+/// it shorter the test could only pass, never flake.)
+#[test]
+fn a_stuck_upload_does_not_stall_other_streams() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 4096];
+                let end = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match s.read(&mut tmp) {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => buf.extend_from_slice(&tmp[..k]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                if head.starts_with("post /stuck") {
+                    // Never reads the body.
+                    std::thread::sleep(std::time::Duration::from_secs(30));
+                    return;
+                }
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                while buf.len() < end + len {
+                    match s.read(&mut tmp) {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => buf.extend_from_slice(&tmp[..k]),
+                    }
+                }
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                );
+            });
+        }
+    });
+    let lb = Lb::start(&conf(addr, "    nbthread 1\n", ""), 3);
+    let (h2c, _) = binds(&lb);
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(h2c).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        // A large upload to the server that takes none of it (more than the
+        // socket buffers between lb and it hold).
+        let big = 64usize << 20;
+        let stuck = http::Request::builder()
+            .method("POST")
+            .uri("http://localhost/stuck")
+            .header("content-length", big)
+            .body(())
+            .unwrap();
+        let c = client.clone();
+        tokio::spawn(async move {
+            let _ = exchange(&c, stuck, Some(Bytes::from(vec![b'x'; big]))).await;
+        });
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let quick = http::Request::builder()
+            .method("POST")
+            .uri("http://localhost/quick")
+            .header("content-length", 10)
+            .body(())
+            .unwrap();
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            exchange(&client, quick, Some(Bytes::from_static(b"0123456789"))),
+        )
+        .await;
+        assert!(
+            matches!(r, Ok(Ok((200, _)))),
+            "a small POST on another stream: {r:?}"
+        );
+    });
+}
+
+/// Full duplex through lb to an HTTP/2 server (a gRPC bidirectional stream):
+/// an echo server that sends each piece back before it takes the next (flow
+/// control both ways, as a streaming handler with a bounded queue does). lb
+/// must keep relaying the answers while it waits for room toward the server,
+/// or neither side moves.
+#[test]
+fn full_duplex_echo_through_an_h2_server_does_not_deadlock() {
+    use std::future::poll_fn;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((s, _)) = l.accept().await else { return };
+                tokio::spawn(async move {
+                    let Ok(mut c) = h2::server::handshake(s).await else {
+                        return;
+                    };
+                    while let Some(Ok((req, mut respond))) = c.accept().await {
+                        tokio::spawn(async move {
+                            let mut body = req.into_body();
+                            let Ok(mut send) =
+                                respond.send_response(http::Response::new(()), false)
+                            else {
+                                return;
+                            };
+                            while let Some(Ok(mut d)) = body.data().await {
+                                let n = d.len();
+                                while !d.is_empty() {
+                                    send.reserve_capacity(d.len());
+                                    let Some(Ok(cap)) = poll_fn(|cx| send.poll_capacity(cx)).await
+                                    else {
+                                        return;
+                                    };
+                                    let part = d.split_to(cap.min(d.len()));
+                                    if send.send_data(part, false).is_err() {
+                                        return;
+                                    }
+                                }
+                                let _ = body.flow_control().release_capacity(n);
+                            }
+                            let _ = send.send_data(Bytes::new(), true);
+                        });
+                    }
+                });
+            }
+        });
+    });
+    let conf = format!(
+        "global\n    nbthread 1\ndefaults\n    mode http\n    timeout client 30s\n    timeout server 30s\nfrontend f\n    bind 127.0.0.1:0 proto h2\n    default_backend b\nbackend b\n    server s {addr} proto h2\n"
+    );
+    let lb = Lb::start(&conf, 1);
+    let h2c = lb.addr("frontend", "f");
+    let target = h2c;
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(target).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let total = 4usize << 20;
+        let req = http::Request::builder()
+            .method("POST")
+            .uri("http://localhost/echo.Echo/Stream")
+            .header("content-type", "application/grpc")
+            .body(())
+            .unwrap();
+        let mut c = client.ready().await.unwrap();
+        let (resp, mut send) = c.send_request(req, false).unwrap();
+        let up = tokio::spawn(async move {
+            let mut left = total;
+            while left > 0 {
+                let n = left.min(16 << 10);
+                send.reserve_capacity(n);
+                let Some(Ok(cap)) = poll_fn(|cx| send.poll_capacity(cx)).await else {
+                    return;
+                };
+                let k = cap.min(n);
+                left -= k;
+                if send
+                    .send_data(Bytes::from(vec![b'x'; k]), left == 0)
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let down = async {
+            let mut body = resp.await.unwrap().into_body();
+            let mut got = 0usize;
+            while let Some(Ok(d)) = body.data().await {
+                got += d.len();
+                let _ = body.flow_control().release_capacity(d.len());
+            }
+            got
+        };
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), down).await;
+        up.abort();
+        assert_eq!(got.ok(), Some(total), "echoed bytes in 10 s");
+    });
+}

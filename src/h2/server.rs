@@ -88,15 +88,20 @@ where
     S: Service,
 {
     let mut set = svc.settings();
-    // The connection window stays RFC 9113's 65535: the h2 crate would widen
-    // it with a WINDOW_UPDATE that may follow the SETTINGS ACK, which strict
-    // clients (h2spec) take for the answer to their first request.
+    // The connection window is every stream's window together: a stream
+    // whose server is slow to take its body (credit is returned only as bytes
+    // go on) must not stall the other streams' uploads.
     let tune = set.tune;
     let mut builder = h2::server::Builder::new();
     builder
         .max_concurrent_streams(tune.max_concurrent_streams)
         .max_header_list_size(set.max_header_list_size)
         .initial_window_size(tune.initial_window_size)
+        .initial_connection_window_size(
+            tune.initial_window_size
+                .saturating_mul(tune.max_concurrent_streams.max(1))
+                .min((1 << 31) - 1),
+        )
         .max_pending_accept_reset_streams(tune.max_pending_resets)
         .max_local_error_reset_streams(Some(tune.max_error_resets));
     // The preface and SETTINGS are the first request's head: same deadline.

@@ -390,6 +390,11 @@ async fn read_head(
             match head::parse_request(&mut b.rbuf, &set.limits) {
                 Ok(Some(r)) => return Ok(Some(r)),
                 Ok(None) => {}
+                // A split h2c preface waits for the rest of its line.
+                Err(_)
+                    if first
+                        && b.rbuf.len() < H2_PREFACE.len()
+                        && H2_PREFACE.starts_with(&b.rbuf) => {}
                 Err(e) => {
                     return Err(Refused {
                         status: e.status(),

@@ -488,7 +488,9 @@ async fn relay(
     let bc = &be.conf;
     let client = match ds {
         Downstream::H1 { io, .. } => io,
-        Downstream::H2(stream) => return relay_h2(stream, ubuf, up, resp, conn, be, t).await,
+        Downstream::H2(stream) => {
+            return relay_h2(stream, ubuf, up, resp, conn, be, body_cut, t).await
+        }
     };
     // RFC 9112 6.1: no Transfer-Encoding goes to an HTTP/1.0 client. Chunked
     // is undone below; another coding (gzip) cannot be told to it, and its
@@ -543,6 +545,7 @@ async fn relay(
 /// Phase relay for a client on an HTTP/2 stream: no connection-level
 /// keep-alive to decide, and transfer codings other than chunked cannot be
 /// told to it (502, as to an HTTP/1.0 client).
+#[allow(clippy::too_many_arguments)]
 async fn relay_h2(
     stream: &mut H2Stream,
     ubuf: &mut BytesMut,
@@ -550,6 +553,7 @@ async fn relay_h2(
     resp: &ResponseHead,
     conn: &Conn<'_>,
     be: &BackendRt,
+    body_cut: bool,
     t: &mut Tally,
 ) -> Result<Next, Fail> {
     if carries_codings(resp) {
@@ -570,7 +574,7 @@ async fn relay_h2(
     )
     .await;
     match relayed {
-        Ok(true) if ubuf.is_empty() => give_back(up, resp, be),
+        Ok(true) if ubuf.is_empty() && !body_cut => give_back(up, resp, be),
         Ok(_) => {}
         Err(Cut::Client) => return Err(Fail::Close),
         Err(Cut::Server(what)) => return Err(server_cut(&up, what, t)),

@@ -419,6 +419,8 @@ enum Ev {
     Client(Option<Result<Bytes, ::h2::Error>>),
     Head(Result<http::Response<RecvStream>, ::h2::Error>),
     Data(Option<Result<Bytes, ::h2::Error>>),
+    /// Capacity toward the server for the pending chunk.
+    Cap(Option<Result<usize, ::h2::Error>>),
 }
 
 /// An HTTP/2 client: both bodies at once, in one loop (a gRPC stream's
@@ -444,11 +446,25 @@ async fn h2_client(
     let mut recv: Option<RecvStream> = None;
     let mut head_seen = false;
     let mut total = 0u64;
+    let mut pending: Option<(Bytes, usize)> = None;
+    // The client's body ended: its stream is not read again.
+    let mut client_done = false;
     loop {
-        let uploading = send.is_some();
+        // Once the server stops taking the body, the client's DATA is still
+        // read and its credit returned, so the stream holds no window.
+        let uploading = !client_done && pending.is_none();
         let wait = poll_fn(|cx| {
             if stream.poll_reset(cx).is_ready() {
                 return Poll::Ready(Ev::Reset);
+            }
+            if let (Some(_), Some(s)) = (pending.as_ref(), send.as_mut()) {
+                // Capacity already assigned raises no new poll_capacity event.
+                if s.capacity() > 0 {
+                    return Poll::Ready(Ev::Cap(Some(Ok(s.capacity()))));
+                }
+                if let Poll::Ready(c) = s.poll_capacity(cx) {
+                    return Poll::Ready(Ev::Cap(c));
+                }
             }
             if uploading {
                 let chunk = std::pin::pin!(stream.body_chunk());
@@ -498,18 +514,45 @@ async fn h2_client(
                         Fail::Status(413)
                     });
                 }
-                if let Some(s) = send.as_mut() {
-                    if forward::send_data(s, d, false, server_idle).await.is_err() {
-                        // The server no longer takes the body; its response
-                        // (or its reset) tells the rest.
+                if let (Some(s), true) = (send.as_mut(), n > 0) {
+                    s.reserve_capacity(n);
+                    pending = Some((d, n));
+                } else {
+                    t.bytes_in += n as u64;
+                    stream.release(n);
+                }
+            }
+            Ev::Cap(c) => {
+                let (Some(s), Some((mut d, n))) = (send.as_mut(), pending.take()) else {
+                    continue;
+                };
+                match c {
+                    Some(Ok(_)) => {
+                        let cap = s.capacity().min(d.len());
+                        let part = d.split_to(cap);
+                        if s.send_data(part, false).is_err() {
+                            send = None;
+                        } else if !d.is_empty() {
+                            s.reserve_capacity(d.len());
+                            pending = Some((d, n));
+                            continue;
+                        }
+                        // Credit back once the whole chunk went on.
+                        t.bytes_in += n as u64;
+                        stream.release(n);
+                    }
+                    // The server no longer takes the body: the chunk's credit goes back
+                    // to the client, and so does any DATA still to come (read and dropped).
+                    _ => {
                         send = None;
+                        t.bytes_in += n as u64;
+                        stream.release(n);
                     }
                 }
-                t.bytes_in += n as u64;
-                stream.release(n);
             }
             Ev::Client(Some(Err(_))) => return Err(Fail::Close),
             Ev::Client(None) => {
+                client_done = true;
                 let trailers = stream.trailers().await.map_err(|_| Fail::Close)?;
                 if let Some(mut s) = send.take() {
                     let _ = forward::finish(&mut s, trailers);
