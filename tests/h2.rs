@@ -1064,3 +1064,33 @@ fn full_duplex_echo_through_an_h2_server_does_not_deadlock() {
         assert_eq!(got.ok(), Some(total), "echoed bytes in 10 s");
     });
 }
+
+/// An HTTP/2 client that sends `Expect: 100-continue` gets `100` from lb
+/// before it sends its body (it would otherwise wait out its own timeout).
+#[test]
+fn expect_100_continue_gets_an_interim_100() {
+    if !have("curl") {
+        eprintln!("skipped: curl is not installed");
+        return;
+    }
+    let be = http_server("s1");
+    let lb = Lb::start(&conf(be.addr, "", ""), 3);
+    let (h2c, _) = binds(&lb);
+    let out = curl(
+        &[
+            "-v",
+            "--http2-prior-knowledge",
+            "--expect100-timeout",
+            "30",
+            "-H",
+            "Expect: 100-continue",
+            "--data-binary",
+            "0123456789",
+        ],
+        &format!("http://{h2c}/echo"),
+    );
+    // stdout (body, then the -w line) comes before curl's -v trace on stderr.
+    assert!(out.contains("< HTTP/2 100"), "{out}");
+    assert!(out.contains("\n2 200"), "{out}");
+    assert!(out.contains("0123456789"), "{out}");
+}

@@ -24,6 +24,15 @@ const MAX_RESPONSE: usize = 4096;
 /// `HealthCheckResponse.ServingStatus.SERVING`.
 const SERVING: u64 = 1;
 
+/// The task driving a check's connection ends with the check, timed out or not.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// One check; `Err` is the reason shown in the transition log.
 pub async fn check(server: &Server, p: &CheckParams, g: &GrpcCheck) -> Result<(), String> {
     match tokio::time::timeout(p.timeout, check_inner(server, p, g)).await {
@@ -37,8 +46,8 @@ pub async fn check(server: &Server, p: &CheckParams, g: &GrpcCheck) -> Result<()
 pub async fn http_check(server: &Server, p: &CheckParams, h: &HttpCheck) -> Result<(), String> {
     let fut = async {
         let (send, scheme, authority, driver) = connect(server, p).await?;
+        let _driver = AbortOnDrop(driver);
         let r = http_status(send, scheme, &authority, h).await;
-        driver.abort();
         let status = r?;
         let ok = match h.expect_status {
             Some(want) => status == want,
@@ -77,8 +86,8 @@ async fn http_status(
 
 async fn check_inner(server: &Server, p: &CheckParams, g: &GrpcCheck) -> Result<(), String> {
     let (send, scheme, authority, driver) = connect(server, p).await?;
+    let _driver = AbortOnDrop(driver);
     let r = rpc(send, scheme, &authority, &g.service).await;
-    driver.abort();
     r
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 
 use super::conn::Conn;
-use super::head::{RequestHead, ResponseHead};
+use super::head::{self, RequestHead, ResponseHead};
 use super::reply;
 use super::rewrite::redirect_head;
 use super::upload::pass_interim;
@@ -98,9 +98,14 @@ impl Downstream<'_> {
                 io.write_all_idle(b"HTTP/1.1 100 Continue\r\n\r\n", idle)
                     .await
             }
-            // An HTTP/2 client that waits sends its body after a timeout
-            // anyway (RFC 9110 10.1.1); lb does not hold the body back.
-            Downstream::H1 { .. } | Downstream::H2(_) => Ok(()),
+            Downstream::H2(s) => {
+                let mut b = bytes::BytesMut::from(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]);
+                match head::parse_response_for(&mut b, &head::HeadLimits::default(), b"POST") {
+                    Ok(Some(r)) => s.send_head(&r, false).map_err(io::Error::other),
+                    _ => Ok(()),
+                }
+            }
+            Downstream::H1 { .. } => Ok(()),
         }
     }
 
