@@ -149,9 +149,11 @@ where
                         set = svc.settings();
                     } else if closing.is_none() {
                         // Gone by a reload: this stream is still answered
-                        // with the settings it had, then the connection winds down.
+                        // with the settings it had, then the connection winds
+                        // down. Streams in flight finish under their own
+                        // timeouts (a long download is not cut at `timeout client`).
                         conn.graceful_shutdown();
-                        closing = Some(Instant::now() + set.timeout_client);
+                        closing = Some(Instant::now() + WIND_DOWN);
                     }
                     let (parts, body) = req.into_parts();
                     let end = body.is_end_stream();
@@ -177,7 +179,7 @@ where
             _ = crate::shutdown::drain_started(), if closing.is_none() => {
                 // In-flight streams finish; the drain's own timeout bounds them.
                 conn.graceful_shutdown();
-                closing = Some(Instant::now() + Duration::from_secs(3600));
+                closing = Some(Instant::now() + WIND_DOWN);
             }
             _ = glitches.over.notified(), if !cut => {
                 cut = true;
@@ -195,6 +197,10 @@ where
     // Streams still running have no connection left to answer on.
     streams.abort_all();
 }
+
+/// After a graceful GOAWAY with streams in flight, the bound on the
+/// connection's life; each stream has its own idle timeouts well below it.
+const WIND_DOWN: Duration = Duration::from_secs(3600);
 
 /// How long a GOAWAY may take to go out before the socket is dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
