@@ -48,16 +48,7 @@ pub async fn http_check(server: &Server, p: &CheckParams, h: &HttpCheck) -> Resu
         let (send, scheme, authority, driver) = connect(server, p).await?;
         let _driver = AbortOnDrop(driver);
         let r = http_status(send, scheme, &authority, h).await;
-        let status = r?;
-        let ok = match h.expect_status {
-            Some(want) => status == want,
-            None => (200..400).contains(&status),
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(format!("HTTP status {status}"))
-        }
+        super::health::judge_status(h, r?)
     };
     match tokio::time::timeout(p.timeout, fut).await {
         Ok(r) => r,

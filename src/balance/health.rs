@@ -107,15 +107,7 @@ pub async fn check_once(server: &Server, p: &CheckParams) -> Result<(), String> 
             }
         }
         let status = parse_status(&buf[..n]).ok_or("invalid HTTP response")?;
-        let ok = match h.expect_status {
-            Some(want) => status == want,
-            None => (200..400).contains(&status),
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(format!("HTTP status {status}"))
-        }
+        judge_status(h, status)
     };
     match tokio::time::timeout(p.timeout, fut).await {
         Ok(r) => r,
@@ -134,6 +126,20 @@ fn parse_status(line: &[u8]) -> Option<u16> {
         return None;
     }
     std::str::from_utf8(d).ok()?.parse().ok()
+}
+
+/// `option httpchk`'s verdict on a status: `http-check expect status N`, else
+/// any 2xx or 3xx, whichever HTTP version brought it.
+pub(crate) fn judge_status(h: &HttpCheck, status: u16) -> Result<(), String> {
+    let ok = match h.expect_status {
+        Some(want) => status == want,
+        None => (200..400).contains(&status),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("HTTP status {status}"))
+    }
 }
 
 #[cfg(test)]
