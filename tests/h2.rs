@@ -1094,3 +1094,37 @@ fn expect_100_continue_gets_an_interim_100() {
     assert!(out.contains("\n2 200"), "{out}");
     assert!(out.contains("0123456789"), "{out}");
 }
+
+/// Sequential requests on one HTTP/2 connection do not wait: writes batched
+/// per turn of the worker still leave in the turn that made them. (A stall of
+/// a timer tick per request would take seconds here.)
+#[test]
+fn sequential_streams_do_not_wait() {
+    let be = http_server("s1");
+    let lb = Lb::start(&conf(be.addr, "", ""), 3);
+    let (h2c, _) = binds(&lb);
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(h2c).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let t = std::time::Instant::now();
+        for i in 0..200 {
+            let mut c = client.clone().ready().await.unwrap();
+            let (resp, _) = c.send_request(get("/seq"), true).unwrap();
+            let resp = tokio::time::timeout(WAIT, resp)
+                .await
+                .expect("in time")
+                .unwrap();
+            assert_eq!(resp.status(), 200, "request {i}");
+            let mut body = resp.into_body();
+            while let Some(d) = body.data().await {
+                let _ = body.flow_control().release_capacity(d.unwrap().len());
+            }
+        }
+        let took = t.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(3),
+            "200 sequential streams took {took:?}"
+        );
+    });
+}

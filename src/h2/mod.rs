@@ -3,6 +3,7 @@
 //! pool of connections to servers (`client`) and the request and response
 //! conversions for them (`forward`).
 
+pub mod batch;
 pub mod client;
 pub mod forward;
 pub mod rewind;

@@ -104,6 +104,8 @@ where
         )
         .max_pending_accept_reset_streams(tune.max_pending_resets)
         .max_local_error_reset_streams(Some(tune.max_error_resets));
+    // Writes leave once per turn of the worker, after the connection was polled.
+    let (io, flusher) = super::batch::wrap(io);
     // The preface and SETTINGS are the first request's head: same deadline.
     let handshake = builder.handshake::<_, Bytes>(io);
     let mut conn = match tokio::time::timeout(set.timeout_request, handshake).await {
@@ -132,6 +134,7 @@ where
         let idle_end = idle_since.map(|t| t + set.timeout_keep_alive);
         let close_end = closing.or(idle_end);
         tokio::select! {
+            biased;
             r = conn.accept() => match r {
                 None => break,
                 Some(Err(e)) => {
@@ -192,10 +195,32 @@ where
                 streams.abort_all();
                 closing = Some(Instant::now() + CLOSE_WAIT);
             }
+            // Last, after the connection was polled: what it wrote leaves in one write.
+            r = flush(&flusher) => {
+                if let Err(e) = r {
+                    tracing::debug!("h2 connection from {peer}: {e}");
+                    break;
+                }
+            }
         }
     }
     // Streams still running have no connection left to answer on.
     streams.abort_all();
+    // A GOAWAY (or the last frames) may still wait.
+    let last = std::future::poll_fn(|cx| flusher.poll_flush(cx));
+    let _ = tokio::time::timeout(CLOSE_WAIT, last).await;
+}
+
+/// Resolves only on a write error: writes what waits, then waits for more
+/// (woken with the connection's task, or when the socket has room).
+async fn flush<T: tokio::io::AsyncWrite + Unpin>(
+    f: &super::batch::Flusher<T>,
+) -> std::io::Result<()> {
+    std::future::poll_fn(|cx| match f.poll_flush(cx) {
+        std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+        _ => std::task::Poll::Pending,
+    })
+    .await
 }
 
 /// After a graceful GOAWAY with streams in flight, the bound on the
