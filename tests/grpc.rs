@@ -215,9 +215,9 @@ fn httpchk_to_an_h2_server_speaks_http2() {
 struct H2Backend {
     addr: SocketAddr,
     conns: Arc<AtomicUsize>,
-    /// Streams of `/hold` the client side reset (each answers a head, then
-    /// waits for the reset).
-    resets: Arc<AtomicUsize>,
+    /// Told when a stream of `/hold` is reset by the client side (each
+    /// answers a head, then waits for the reset).
+    reset_seen: Arc<tokio::sync::Notify>,
 }
 
 fn h2_backend() -> H2Backend {
@@ -243,9 +243,9 @@ fn h2_tls_backend(alpn: &[&[u8]]) -> H2Backend {
 fn h2_backend_on(tls: Option<tokio_rustls::TlsAcceptor>) -> H2Backend {
     let (l, addr) = listener();
     let conns = Arc::new(AtomicUsize::new(0));
-    let resets = Arc::new(AtomicUsize::new(0));
+    let reset_seen = Arc::new(tokio::sync::Notify::new());
     let c = conns.clone();
-    let r = resets.clone();
+    let r = reset_seen.clone();
     rt().spawn(async move {
         loop {
             let Ok((s, _)) = l.accept().await else { return };
@@ -273,7 +273,7 @@ fn h2_backend_on(tls: Option<tokio_rustls::TlsAcceptor>) -> H2Backend {
                                 return;
                             };
                             if std::future::poll_fn(|cx| send.poll_reset(cx)).await.is_ok() {
-                                r.fetch_add(1, Ordering::SeqCst);
+                                r.notify_one();
                             }
                             return;
                         }
@@ -320,7 +320,7 @@ fn h2_backend_on(tls: Option<tokio_rustls::TlsAcceptor>) -> H2Backend {
     H2Backend {
         addr,
         conns,
-        resets,
+        reset_seen,
     }
 }
 
@@ -457,12 +457,7 @@ fn a_client_reset_cancels_the_server_stream() {
             .expect("head");
         assert_eq!(resp.status(), 200);
         body.send_reset(h2::Reason::CANCEL);
-        let seen = async {
-            while be.resets.load(Ordering::SeqCst) == 0 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        };
-        tokio::time::timeout(common::WAIT, seen)
+        tokio::time::timeout(common::WAIT, be.reset_seen.notified())
             .await
             .expect("the server stream is reset too");
     });

@@ -13,14 +13,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::http::head::{self, HeadLimits, RequestHead, ResponseHead, TargetForm};
 
-/// Connection-specific fields (RFC 9113 8.2.2): never sent on HTTP/2.
-const CONNECTION_SPECIFIC: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-];
+use super::stream::CONNECTION_SPECIFIC;
 
 /// Why a request or response could not be carried.
 #[derive(Debug, thiserror::Error)]

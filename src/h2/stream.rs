@@ -33,7 +33,7 @@ pub enum SendError {
 const EAGER_DATA: usize = 16 << 10;
 
 /// Connection-specific fields (RFC 9113 8.2.2): never on an HTTP/2 stream.
-const CONNECTION_SPECIFIC: &[&str] = &[
+pub(crate) const CONNECTION_SPECIFIC: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-connection",
