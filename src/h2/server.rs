@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use h2::Reason;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::rewind::Rewind;
@@ -120,14 +120,16 @@ where
         }
     };
     let glitches = Arc::new(Glitches::new(tune.glitches_threshold));
-    let mut streams: JoinSet<()> = JoinSet::new();
+    // Streams run inside this connection's task rather than as tasks of their
+    // own: no task to allocate and schedule per stream, and what they write
+    // during one poll leaves with the connection's next flush.
+    let mut streams = FuturesUnordered::new();
     let mut idle_since = Some(Instant::now());
     // Once GOAWAY went: the connection must be gone by then.
     let mut closing: Option<Instant> = None;
     // Cut for abuse: counted once.
     let mut cut = false;
     loop {
-        while streams.try_join_next().is_some() {}
         if streams.is_empty() && idle_since.is_none() {
             idle_since = Some(Instant::now());
         }
@@ -164,12 +166,12 @@ where
                     match request_head(&parts, end, &set.limits) {
                         Err(status) => svc.refuse(stream, status, peer, proto),
                         Ok(head) => {
-                            streams.spawn(svc.stream(stream, head, peer, proto));
+                            streams.push(svc.stream(stream, head, peer, proto));
                         }
                     }
                 }
             },
-            Some(_) = streams.join_next(), if !streams.is_empty() => {}
+            Some(()) = streams.next(), if !streams.is_empty() => {}
             _ = sleep_until(close_end), if close_end.is_some() => {
                 if closing.is_some() {
                     tracing::debug!("h2 connection from {peer}: closing took too long");
@@ -192,7 +194,7 @@ where
                     svc.name(), glitches.count()
                 );
                 conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
-                streams.abort_all();
+                streams.clear();
                 closing = Some(Instant::now() + CLOSE_WAIT);
             }
             // Last, after the connection was polled: what it wrote leaves in one write.
@@ -205,7 +207,7 @@ where
         }
     }
     // Streams still running have no connection left to answer on.
-    streams.abort_all();
+    streams.clear();
     // A GOAWAY (or the last frames) may still wait.
     let last = std::future::poll_fn(|cx| flusher.poll_flush(cx));
     let _ = tokio::time::timeout(CLOSE_WAIT, last).await;

@@ -195,9 +195,7 @@ impl crate::h2::server::Service for Proxy {
                 proto,
                 version: Version::Http2,
             };
-            // The exchange's future is large: boxed once inside a small task
-            // rather than moved whole into it.
-            Box::pin(exchange_h2(stream, head, &conn)).await;
+            exchange_h2(stream, head, &conn).await;
         }
     }
 }
