@@ -1,0 +1,147 @@
+//! Holding up at the limits: a drain that loses no request, file descriptors
+//! running out, health checks at scale, slow uploads, odd conf bytes.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use common::client::Client;
+use common::servers::{http_server, HttpServer};
+use common::Lb;
+
+fn conf(global: &str, extra_be: &str, servers: &[&HttpServer]) -> String {
+    let mut c = format!(
+        "global\n{global}\ndefaults\n    mode http\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\nfrontend f\n    bind 127.0.0.1:0\n    default_backend b\nbackend b\n{extra_be}\n"
+    );
+    for (i, s) in servers.iter().enumerate() {
+        c.push_str(&format!("    server s{i} {}\n", s.addr));
+    }
+    c
+}
+
+/// What one keep-alive client saw during a drain.
+#[derive(Default, Debug)]
+struct Tally {
+    /// Requests answered whole.
+    ok: usize,
+    /// Requests sent (or being sent) that got no whole answer.
+    lost: usize,
+    /// The connection ended with an answer that said `Connection: close`.
+    told_to_close: bool,
+}
+
+/// Requests on one keep-alive connection, back to back, until lb answers
+/// with `Connection: close` or the connection breaks (a lost request).
+fn keep_alive_client(addr: SocketAddr, started: Arc<AtomicUsize>) -> Tally {
+    let mut t = Tally::default();
+    let mut c = Client::connect(addr);
+    loop {
+        if c.r
+            .get_mut()
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .is_err()
+        {
+            t.lost += 1;
+            return t;
+        }
+        match c.read(false) {
+            Some(r) if r.status == 200 => {
+                t.ok += 1;
+                started.fetch_add(1, Ordering::SeqCst);
+                if r.header("connection") == Some("close") {
+                    t.told_to_close = true;
+                    return t;
+                }
+            }
+            _ => {
+                t.lost += 1;
+                return t;
+            }
+        }
+    }
+}
+
+/// One drain under keep-alive load: `clients` connections sending requests
+/// back to back, SIGTERM once they are all busy. Returns their tallies.
+fn drain_under_load(clients: usize) -> Vec<Tally> {
+    let a = http_server("a");
+    let mut lb = Lb::start(&conf("    timeout drain 10s", "", &[&a]), 1);
+    let fe = lb.addr("frontend", "f");
+    let done = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let done = done.clone();
+            std::thread::spawn(move || keep_alive_client(fe, done))
+        })
+        .collect();
+    common::eventually("requests under way on every connection", || {
+        (done.load(Ordering::SeqCst) >= clients * 10).then_some(())
+    });
+    lb.signal(libc::SIGTERM);
+    let tallies: Vec<Tally> = threads
+        .into_iter()
+        .map(|t| t.join().expect("client thread"))
+        .collect();
+    assert_eq!(lb.wait_exit(), Some(0));
+    tallies
+}
+
+/// The drain answers every request a kept-alive client has sent, with
+/// `Connection: close`, before it closes the connection: including one sent
+/// just as the drain began, still in the kernel or on the wire (issue 28: 4,
+/// 1, 0, 8, 3 lost over five drains at 32 clients before). Three drains here
+/// (`LB_DRAINS=N` for more: `benches/drain.sh` runs 20).
+#[test]
+fn sigterm_under_keep_alive_load_loses_no_request() {
+    let rounds = std::env::var("LB_DRAINS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    for round in 0..rounds {
+        let tallies = drain_under_load(32);
+        let lost: usize = tallies.iter().map(|t| t.lost).sum();
+        let ok: usize = tallies.iter().map(|t| t.ok).sum();
+        let closed = tallies.iter().filter(|t| t.told_to_close).count();
+        eprintln!("drain {round}: {ok} answered, {lost} lost, {closed} told to close");
+        assert_eq!(lost, 0, "drain {round}: {tallies:?}");
+    }
+}
+
+/// A client promised keep-alive before the drain began sends its next
+/// request once it has read the answer: that request is answered (with
+/// `Connection: close`), not met by a closed connection. Deterministic: the
+/// promise is in the head of a large answer the client reads only after
+/// SIGTERM. A silent idle connection is closed once the grace is over.
+#[test]
+fn a_request_sent_after_a_keep_alive_answer_during_the_drain_is_answered() {
+    let a = http_server("a");
+    let mut lb = Lb::start(&conf("    timeout drain 10s", "", &[&a]), 1);
+    let fe = lb.addr("frontend", "f");
+    let mut silent = Client::connect(fe);
+    assert_eq!(silent.get("/").status, 200);
+    let mut c = Client::connect(fe);
+    c.send(b"GET /big/8000000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    // The head alone: the body waits in the sockets' buffers while lb drains.
+    let head = common::read_head(&mut c.r).expect("a response head");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    lb.signal(libc::SIGTERM);
+    lb.wait_log("draining");
+    let mut body = vec![0u8; 8_000_000];
+    c.r.read_exact(&mut body).expect("the whole body");
+    c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = c
+        .read(false)
+        .expect("an answer to the request sent during the drain");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"));
+    c.expect_closed("after the answer");
+    silent.expect_closed("a silent connection, once the grace is over");
+    assert_eq!(lb.wait_exit(), Some(0));
+}
