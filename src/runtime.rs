@@ -507,6 +507,7 @@ impl Runtime {
             );
         }
         // 5. Health checks: keep loops whose server and settings are unchanged.
+        health::tune(snap.conf.global.spread_checks, snap.conf.global.max_checks);
         let mut want: HashMap<usize, (Arc<Server>, CheckParams)> = HashMap::new();
         for be in snap.backends.values() {
             for (sc, server) in be.conf.servers.iter().zip(&be.pool.servers) {
@@ -535,7 +536,7 @@ impl Runtime {
     /// SIGHUP (and the admin API): re-read the file; a bad file or a failed
     /// bind keeps the running config. Returns the number of changes or why it failed.
     pub fn reload(self: &Arc<Self>) -> Result<usize, String> {
-        let conf = match conf::load(&self.conf_path) {
+        let mut conf = match conf::load(&self.conf_path) {
             Ok(c) => c,
             Err(errs) => {
                 self.reload_failures.fetch_add(1, Ordering::Relaxed);
@@ -548,6 +549,7 @@ impl Runtime {
         for w in &conf.warnings {
             tracing::warn!("{w}");
         }
+        crate::fdlimit::fit(&mut conf, self.handles.len());
         let old = self.snapshot.load_full();
         if conf.global.nbthread != old.conf.global.nbthread {
             tracing::warn!("nbthread changes take effect at the next start, not on reload");
@@ -682,6 +684,7 @@ fn worker_cpus(path: &str, conf: &Conf, threads: usize) -> Result<Vec<Vec<usize>
 
 /// Reads the conf at `path` and runs it until SIGTERM/SIGINT.
 pub fn run(path: &str) -> Result<(), RunError> {
+    crate::fdlimit::raise();
     let conf = conf::load(path)?;
     for w in &conf.warnings {
         tracing::warn!("{w}");
@@ -704,7 +707,8 @@ pub fn run(path: &str) -> Result<(), RunError> {
     result
 }
 
-async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError> {
+async fn serve(path: &str, mut conf: Conf, workers: &Workers) -> Result<(), RunError> {
+    crate::fdlimit::fit(&mut conf, workers.sockets_per_address());
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(io_err("cannot catch SIGTERM"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(io_err("cannot catch SIGINT"))?;

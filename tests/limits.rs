@@ -145,3 +145,161 @@ fn a_request_sent_after_a_keep_alive_answer_during_the_drain_is_answered() {
     silent.expect_closed("a silent connection, once the grace is over");
     assert_eq!(lb.wait_exit(), Some(0));
 }
+
+/// An lb started by `sh -c 'ulimit -n N; exec lb ...'` (hard and soft limit N),
+/// with its `listening` addresses and its stderr.
+struct Limited {
+    child: std::process::Child,
+    addrs: std::collections::HashMap<String, SocketAddr>,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+    _dir: common::TempDir,
+}
+
+impl Limited {
+    fn start(nofile: usize, conf: &str, expect: usize) -> Limited {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let (dir, path) = common::write_conf(conf);
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" --conf \"$1\"",))
+            .arg(common::lb_bin())
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sh");
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (err, log2) = (child.stderr.take().expect("stderr"), log.clone());
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                log2.lock().unwrap().push(l);
+            }
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let mut addrs = std::collections::HashMap::new();
+        while addrs.len() < expect {
+            let l = match rx.recv_timeout(common::WAIT) {
+                Ok(l) => l,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("lb did not start: {:?}", log.lock().unwrap());
+                }
+            };
+            let p: Vec<&str> = l.split_whitespace().collect();
+            if p.len() == 4 && p[0] == "listening" {
+                addrs.insert(p[1].to_string(), p[3].parse().expect("address"));
+            }
+        }
+        Limited {
+            child,
+            addrs,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+}
+
+impl Drop for Limited {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One GET on an admin or frontend address, on a fresh connection.
+fn get_body(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut c = Client::connect(addr);
+    c.r.get_mut()
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .ok()?;
+    c.read(false).map(|r| r.text())
+}
+
+/// Under `ulimit -n 256` (soft and hard), 1,000 clients: the 100 connections
+/// open first keep their service (issue 28: 0 of 800 requests before, every
+/// check failing with EMFILE and the server marked DOWN, a warning storm).
+/// lb fits maxconn to its descriptors (one warning), the newcomers wait in
+/// the backlog, the server stays UP, the admin listener answers and
+/// `/metrics` shows the descriptors.
+#[test]
+fn out_of_descriptors_existing_clients_keep_their_service() {
+    let a = http_server("a");
+    let conf = format!(
+        "global\n    admin 127.0.0.1:0\n    nbthread 2\ndefaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n    timeout server 10s\n    timeout http-keep-alive 30s\nfrontend f\n    bind 127.0.0.1:0\n    default_backend b\nbackend b\n    server s0 {} check inter 100ms\n",
+        a.addr
+    );
+    let lb = Limited::start(256, &conf, 2);
+    let (fe, admin) = (lb.addrs["frontend"], lb.addrs["admin"]);
+    common::eventually("the server UP", || (lb.count("is UP") > 0).then_some(()));
+    assert_eq!(
+        lb.count("maxconn lowered"),
+        1,
+        "{:?}",
+        lb.log.lock().unwrap()
+    );
+    for l in lb
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("maxconn lowered"))
+    {
+        eprintln!("{l}");
+    }
+    // 100 keep-alive clients, each with one request answered.
+    let mut kept: Vec<Client> = (0..100)
+        .map(|_| {
+            let mut c = Client::connect(fe);
+            assert_eq!(c.get("/").status, 200);
+            c
+        })
+        .collect();
+    // 900 more clients, each sending a request head.
+    let crowd: Vec<std::net::TcpStream> = (0..900)
+        .filter_map(|_| {
+            let mut s = std::net::TcpStream::connect(fe).ok()?;
+            let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+            Some(s)
+        })
+        .collect();
+    let mut ok = 0;
+    for _ in 0..8 {
+        for c in kept.iter_mut() {
+            c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+            if c.read(false).is_some_and(|r| r.status == 200) {
+                ok += 1;
+            }
+        }
+    }
+    let metrics = get_body(admin, "/metrics").expect("the admin listener answers");
+    eprintln!(
+        "{ok} of 800 requests on the existing connections answered; {} crowd connections",
+        crowd.len()
+    );
+    assert!(ok >= 790, "{ok} of 800");
+    assert!(metrics.contains("lb_process_fd_limit 256"), "{metrics}");
+    assert!(metrics.contains("lb_process_fds "), "{metrics}");
+    assert_eq!(lb.count("is DOWN"), 0, "{:?}", lb.log.lock().unwrap());
+    assert!(lb.count("accept failed") <= 2);
+    drop(crowd);
+}

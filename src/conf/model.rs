@@ -57,6 +57,12 @@ pub struct Global {
     pub cpu_map: Vec<super::cpumap::CpuMap>,
     /// `tune.h2.*`: HTTP/2 limits toward clients.
     pub h2: H2Tune,
+    /// `spread-checks N` (HAProxy's): each wait between health checks varies
+    /// by up to N percent (0..50).
+    pub spread_checks: u32,
+    /// `tune.max-checks-per-thread N` (HAProxy's): health checks in flight at
+    /// once (all run on the control thread); 0: no limit.
+    pub max_checks: usize,
 }
 
 /// HTTP/2 limits toward clients (`tune.h2.*`), each a defence against a
@@ -408,6 +414,8 @@ impl Default for ServerOpts {
 }
 
 pub const DEFAULT_MAXCONN: usize = 10_000;
+/// Default `tune.max-checks-per-thread`: health checks in flight at once.
+pub const DEFAULT_MAX_CHECKS: usize = 256;
 pub const DEFAULT_TIMEOUT_CONNECT: Duration = Duration::from_secs(5);
 pub const DEFAULT_TIMEOUT_IDLE: Duration = Duration::from_secs(60);
 pub const DEFAULT_TIMEOUT_DRAIN: Duration = Duration::from_secs(10);
@@ -533,6 +541,8 @@ const GLOBAL_KEYWORDS: &[&str] = &[
     "access-log",
     "log-format",
     "cpu-map",
+    "spread-checks",
+    "tune.max-checks-per-thread",
 ];
 
 /// Parses and validates a conf file's text. `file` is used in messages only.
@@ -560,6 +570,8 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfErrors> {
                 ssl_cache_size: DEFAULT_SSL_CACHE_SIZE,
                 cpu_map: Vec::new(),
                 h2: H2Tune::default(),
+                spread_checks: 0,
+                max_checks: DEFAULT_MAX_CHECKS,
             },
             frontends: Vec::new(),
             backends: Vec::new(),
@@ -968,6 +980,15 @@ impl Builder {
                     let v = one_arg(a).map_err(e)?;
                     self.conf.global.ssl_cache_size =
                         parse::number(v, 0, 10_000_000).map_err(e)? as usize;
+                }
+                "spread-checks" => {
+                    let v = one_arg(a).map_err(e)?;
+                    self.conf.global.spread_checks = parse::number(v, 0, 50).map_err(e)? as u32;
+                }
+                "tune.max-checks-per-thread" => {
+                    let v = one_arg(a).map_err(e)?;
+                    self.conf.global.max_checks =
+                        parse::number(v, 0, 1_000_000).map_err(e)? as usize;
                 }
                 "tune.http.maxhdr" => {
                     let v = one_arg(a).map_err(e)?;
