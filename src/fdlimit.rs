@@ -107,9 +107,10 @@ pub fn fit(conf: &mut Conf, workers: usize) {
         }
         n => n,
     };
+    // `tune.max-checks-per-thread` is per worker.
     let max_checks = match conf.global.max_checks {
         0 => usize::MAX,
-        n => n,
+        n => n.saturating_mul(workers),
     };
     let fixed = fixed_need(conf, workers, max_checks);
     let fits = fitting_maxconn(limit, used, fixed);

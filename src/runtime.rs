@@ -507,7 +507,15 @@ impl Runtime {
             );
         }
         // 5. Health checks: keep loops whose server and settings are unchanged.
-        health::tune(snap.conf.global.spread_checks, snap.conf.global.max_checks);
+        // On the workers, spread round robin: on the control thread a reload
+        // (a debug build's, at 20 Hz) stalls them past a short `inter`.
+        health::tune(
+            snap.conf.global.spread_checks,
+            snap.conf
+                .global
+                .max_checks
+                .saturating_mul(self.handles.len()),
+        );
         let mut want: HashMap<usize, (Arc<Server>, CheckParams)> = HashMap::new();
         for be in snap.backends.values() {
             for (sc, server) in be.conf.servers.iter().zip(&be.pool.servers) {
@@ -524,9 +532,10 @@ impl Runtime {
             }
             keep
         });
-        for (k, (server, params)) in want {
+        for (i, (k, (server, params))) in want.into_iter().enumerate() {
             if let std::collections::hash_map::Entry::Vacant(v) = ctl.checks.entry(k) {
-                let task = tokio::spawn(health::run(server.clone(), params.clone()));
+                let h = &self.handles[i % self.handles.len()];
+                let task = h.spawn(health::run(server.clone(), params.clone()));
                 v.insert((server, params, task));
             }
         }

@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use common::client::Client;
 use common::servers::{http_server, HttpServer};
@@ -302,4 +303,45 @@ fn out_of_descriptors_existing_clients_keep_their_service() {
     assert_eq!(lb.count("is DOWN"), 0, "{:?}", lb.log.lock().unwrap());
     assert!(lb.count("accept failed") <= 2);
     drop(crowd);
+}
+
+/// 10,000 servers with checks, all on one local listener (as 10,000 servers
+/// behind one nginx): the checks are spread over `inter` and capped in
+/// flight, so none is falsely marked DOWN (issue 28: 2,323 of them in the
+/// first second when all fired at once).
+#[test]
+fn ten_thousand_checked_servers_none_falsely_down() {
+    const N: usize = 10_000;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let acc = accepted.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            // A TCP check only connects: close at once.
+            drop(s);
+            acc.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let mut conf = String::from(
+        "global\n    spread-checks 5\ndefaults\n    mode http\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\n    timeout check 2s\nfrontend f\n    bind 127.0.0.1:0\n    default_backend b\nbackend b\n",
+    );
+    for i in 0..N {
+        conf.push_str(&format!("    server s{i} {addr} check inter 1s\n"));
+    }
+    let lb = Lb::start(&conf, 1);
+    let start = Instant::now();
+    lb.wait_log_count("is UP", N);
+    let all_up = start.elapsed();
+    // Another round of checks.
+    let seen = accepted.load(Ordering::Relaxed);
+    common::eventually("another round of checks", || {
+        (accepted.load(Ordering::Relaxed) >= seen + N).then_some(())
+    });
+    eprintln!(
+        "{N} servers UP in {all_up:?}; {} checks in {:?}",
+        accepted.load(Ordering::Relaxed),
+        start.elapsed()
+    );
+    assert_eq!(lb.log_count("is DOWN"), 0);
 }
