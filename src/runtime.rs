@@ -379,7 +379,9 @@ impl Runtime {
             Some(cfg) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
                 let limit = fe.conf.http.timeout_handshake;
-                match tokio::time::timeout(limit, acceptor.accept(sock)).await {
+                // Boxed, like the other rarer paths below: a plain HTTP/1
+                // connection's task (all an idle connection holds) stays small.
+                match tokio::time::timeout(limit, Box::pin(acceptor.accept(sock))).await {
                     Ok(Ok(t)) => crate::io::Io::TlsIn(Box::new(t)),
                     Ok(Err(e)) => {
                         tracing::debug!("TLS handshake from {peer} failed: {e}");
@@ -402,7 +404,7 @@ impl Runtime {
                 let alpn_h2 = matches!(&client, crate::io::Io::TlsIn(t)
                     if t.get_ref().1.alpn_protocol() == Some(b"h2"));
                 if proto_h2 || alpn_h2 {
-                    crate::http::proxy::serve_h2(client, peer, fe, src).await;
+                    Box::pin(crate::http::proxy::serve_h2(client, peer, fe, src)).await;
                     return;
                 }
                 crate::http::proxy::serve(client, peer, fe, src).await;
@@ -411,7 +413,14 @@ impl Runtime {
                 let Some(be) = fe.backend.clone() else {
                     return;
                 };
-                l4::serve(client, peer, &be, fe.conf.timeout_client, &fe.stats).await;
+                Box::pin(l4::serve(
+                    client,
+                    peer,
+                    &be,
+                    fe.conf.timeout_client,
+                    &fe.stats,
+                ))
+                .await;
             }
         }
     }
