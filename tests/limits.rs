@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::client::Client;
 use common::servers::{http_server, HttpServer};
@@ -344,4 +344,117 @@ fn ten_thousand_checked_servers_none_falsely_down() {
         start.elapsed()
     );
     assert_eq!(lb.log_count("is DOWN"), 0);
+}
+
+/// A request body trickled at 1 byte per 50 ms, each byte within `timeout
+/// client`, is cut with 408 once `timeout http-body` is spent (the min rate
+/// earns it nothing); it never ends otherwise.
+#[test]
+fn a_trickled_body_is_cut_with_408() {
+    let a = http_server("a");
+    let lb = Lb::start(
+        &conf("", "", &[&a]).replace(
+            "    default_backend b\n",
+            "    default_backend b\n    timeout http-body 500ms\n    http-body-min-rate 1k\n",
+        ),
+        1,
+    );
+    let mut s = common::connect(lb.addr("frontend", "f"));
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    while start.elapsed() < common::WAIT && !got.ends_with(b"\r\n\r\n") {
+        if s.write_all(b"x").is_err() {
+            s.set_read_timeout(Some(common::WAIT)).unwrap();
+        }
+        let mut b = [0u8; 512];
+        match s.read(&mut b) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&b[..n]),
+            Err(_) => {}
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
+    eprintln!("408 after {:?}", start.elapsed());
+}
+
+/// A slow client that keeps `http-body-min-rate` is not cut, however long
+/// its body takes beyond `timeout http-body`.
+#[test]
+fn a_slow_body_above_the_min_rate_goes_through() {
+    let a = http_server("a");
+    let lb = Lb::start(
+        &conf("", "", &[&a]).replace(
+            "    default_backend b\n",
+            "    default_backend b\n    timeout http-body 300ms\n    http-body-min-rate 100\n",
+        ),
+        1,
+    );
+    let mut c = Client::connect(lb.addr("frontend", "f"));
+    c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
+    // 50 bytes every 100 ms: 500 B/s, five times the minimum, for 2 s.
+    for _ in 0..20 {
+        c.send(&[b'y'; 50]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = c.read(false).expect("a response");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, vec![b'y'; 1000]);
+}
+
+/// `lb check` on raw bytes: (exit code, stderr).
+fn check_bytes(conf: &[u8]) -> (i32, String) {
+    let dir = common::TempDir::new("conf");
+    let path = dir.path().join("lb.conf");
+    std::fs::write(&path, conf).expect("write conf");
+    let out = std::process::Command::new(common::lb_bin())
+        .arg("check")
+        .arg("--conf")
+        .arg(&path)
+        .output()
+        .expect("run lb check");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const VALID: &str = "defaults\n    mode http\nfrontend f\n    bind 127.0.0.1:0\n    default_backend b\nbackend b\n    server s 127.0.0.1:1\n";
+
+/// A Latin-1 byte in a comment is accepted (issue 28: refused as `FILE:0`);
+/// one in a directive is an error for its line.
+#[test]
+fn non_utf8_bytes_are_fine_in_comments_and_located_elsewhere() {
+    let mut ok = b"# caf\xe9 of Ren\xe9\n".to_vec();
+    ok.extend_from_slice(VALID.as_bytes());
+    ok.extend_from_slice(b"    # Z\xfcrich rack\n    timeout server 5s # \xff\n");
+    let (code, err) = check_bytes(&ok);
+    assert_eq!(code, 0, "{err}");
+    let mut bad = VALID.as_bytes().to_vec();
+    bad.extend_from_slice(b"    server caf\xe9 127.0.0.1:2\n");
+    let (code, err) = check_bytes(&bad);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("lb.conf:8: byte 0xe9 at column 15 is not UTF-8"),
+        "{err}"
+    );
+    assert!(!err.contains(":0:"), "{err}");
+}
+
+/// A 10 MB bad token is not echoed whole: the error shows its start and length.
+#[test]
+fn a_huge_bad_token_is_cut_in_the_error() {
+    let huge = "x".repeat(10 << 20);
+    let conf = VALID.replace(
+        "    server s 127.0.0.1:1\n",
+        &format!("    server s 127.0.0.1:1\n    balance {huge}\n"),
+    );
+    let (code, err) = check_bytes(conf.as_bytes());
+    assert_eq!(code, 1);
+    assert!(err.len() < 2000, "{} bytes of error", err.len());
+    assert!(err.contains("lb.conf:8: "), "{err}");
+    assert!(err.contains(&format!("...({} bytes)", 10 << 20)), "{err}");
 }
