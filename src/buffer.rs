@@ -1,5 +1,8 @@
 //! Read buffers: a per-worker stack of spare 16 KiB buffers that idle
 //! connections give back and the next ones take, and their counts for `/metrics`.
+//! The stack is short: what a burst of connections gave back beyond it goes
+//! back to the allocator, and the allocator's free pages to the kernel, so
+//! that RSS returns near its baseline once the burst is over.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,9 +12,15 @@ use bytes::BytesMut;
 /// Read buffers grow by this much when nearly full.
 pub const READ_CHUNK: usize = 16 << 10;
 
-/// Most released read buffers a worker thread keeps for reuse (64 MiB of 16 KiB buffers:
-/// memory those connections held a second before, kept for the next ones).
-const SPARE_MAX: usize = 4096;
+/// Most released read buffers a worker thread keeps for reuse (1 MiB of 16 KiB
+/// buffers): enough for the connections a worker opens at once in most
+/// loads, not a burst's worth kept forever.
+const SPARE_MAX: usize = 64;
+
+/// After this many buffers were freed (1 MiB), the allocator is asked to give
+/// its free pages back to the kernel (`malloc_trim`): freed 16 KiB buffers sit
+/// among other allocations, where glibc keeps them mapped.
+const TRIM_EVERY: usize = 64;
 
 thread_local! {
     /// Read buffers given back by idle connections, handed to the next connection that
@@ -102,7 +111,7 @@ pub fn give_buffer(buf: &mut BytesMut) {
     if !b.try_reclaim(READ_CHUNK) || b.capacity() > READ_CHUNK {
         return;
     }
-    SPARE.with(|s| {
+    let kept = SPARE.with(|s| {
         let mut s = s.borrow_mut();
         if s.len() < SPARE_MAX {
             s.push(b);
@@ -110,8 +119,42 @@ pub fn give_buffer(buf: &mut BytesMut) {
                 let n = c.spare.load(Ordering::Relaxed);
                 c.spare.store(n + 1, Ordering::Relaxed);
             });
+            true
+        } else {
+            false
         }
     });
+    if !kept {
+        freed();
+    }
+}
+
+thread_local! {
+    /// Buffers this thread freed since its last `malloc_trim`.
+    static FREED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts a buffer freed (dropped by the caller); every `TRIM_EVERY`, gives
+/// the allocator's free pages back to the kernel.
+fn freed() {
+    let n = FREED.with(|f| {
+        let n = f.get() + 1;
+        f.set(n % TRIM_EVERY);
+        n
+    });
+    if n == TRIM_EVERY {
+        trim();
+    }
+}
+
+/// Returns the allocator's free memory to the kernel (glibc keeps freed
+/// chunks mapped, except at the top of the heap).
+fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free pages; no pointer is involved.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// A spare buffer that goes back to the worker's stack when dropped.

@@ -51,6 +51,10 @@ async fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
             Err("connect refused".into())
         }
+        // Out of descriptors or buffers here: not the server's fault.
+        Err(e) if crate::fdlimit::is_local_shortage(&e) => {
+            Err(format!("{}: {e}", crate::fdlimit::LOCAL))
+        }
         Err(e) => Err(format!("connect failed: {e}")),
     }
 }

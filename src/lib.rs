@@ -11,6 +11,7 @@
 //! - `accesslog` one line per request or TCP connection, written off the request path
 //! - `limit`     per-client-address limits: bounded, sharded counters of connections and rates
 //! - `buffer`    read buffers: a per-worker stack of spares, counted for /metrics
+//! - `fdlimit`   file descriptors: the open-file limit raised, maxconn fitted to it, local shortages told from server failures
 //!
 //! Transport:
 //! - `uring`     io_uring for plain HTTP sockets, one ring per worker thread
@@ -64,6 +65,7 @@ pub mod connect;
 pub mod control;
 pub mod dial;
 pub mod edge;
+pub mod fdlimit;
 pub mod h2;
 pub mod http;
 pub mod io;

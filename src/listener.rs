@@ -206,14 +206,29 @@ pub async fn accept_loop<F, Fut>(
                 tokio::spawn(crate::clock::Fresh(serve(sock, peer, permits)));
             }
             Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!("accept failed: {e}");
+                // EMFILE and friends: the connection stays in the backlog and
+                // accepting pauses briefly instead of spinning; one log line
+                // every few seconds for the whole process, not one per try.
+                if let Some(n) = ACCEPT_LOG.hit() {
+                    tracing::warn!(
+                        "accept failed: {e} ({n} since the last such line); pausing accepts for {}ms",
+                        ACCEPT_PAUSE.as_millis()
+                    );
+                }
                 drop(permits);
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(ACCEPT_PAUSE).await;
             }
         }
     }
 }
+
+/// How long an accept loop rests after a failed accept (out of descriptors):
+/// existing connections finish and free some meanwhile.
+const ACCEPT_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Failed accepts, all listeners together: one line every few seconds.
+static ACCEPT_LOG: crate::fdlimit::RateLimitedLog =
+    crate::fdlimit::RateLimitedLog::new(std::time::Duration::from_secs(5));
 
 /// accept4 with non-blocking and close-on-exec set in the same call.
 fn accept(l: &std::net::TcpListener) -> io::Result<(TcpStream, SocketAddr)> {

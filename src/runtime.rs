@@ -379,7 +379,9 @@ impl Runtime {
             Some(cfg) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
                 let limit = fe.conf.http.timeout_handshake;
-                match tokio::time::timeout(limit, acceptor.accept(sock)).await {
+                // Boxed, like the other rarer paths below: a plain HTTP/1
+                // connection's task (all an idle connection holds) stays small.
+                match tokio::time::timeout(limit, Box::pin(acceptor.accept(sock))).await {
                     Ok(Ok(t)) => crate::io::Io::TlsIn(Box::new(t)),
                     Ok(Err(e)) => {
                         tracing::debug!("TLS handshake from {peer} failed: {e}");
@@ -402,7 +404,7 @@ impl Runtime {
                 let alpn_h2 = matches!(&client, crate::io::Io::TlsIn(t)
                     if t.get_ref().1.alpn_protocol() == Some(b"h2"));
                 if proto_h2 || alpn_h2 {
-                    crate::http::proxy::serve_h2(client, peer, fe, src).await;
+                    Box::pin(crate::http::proxy::serve_h2(client, peer, fe, src)).await;
                     return;
                 }
                 crate::http::proxy::serve(client, peer, fe, src).await;
@@ -411,7 +413,14 @@ impl Runtime {
                 let Some(be) = fe.backend.clone() else {
                     return;
                 };
-                l4::serve(client, peer, &be, fe.conf.timeout_client, &fe.stats).await;
+                Box::pin(l4::serve(
+                    client,
+                    peer,
+                    &be,
+                    fe.conf.timeout_client,
+                    &fe.stats,
+                ))
+                .await;
             }
         }
     }
@@ -507,6 +516,15 @@ impl Runtime {
             );
         }
         // 5. Health checks: keep loops whose server and settings are unchanged.
+        // On the workers, spread round robin: on the control thread a reload
+        // (a debug build's, at 20 Hz) stalls them past a short `inter`.
+        health::tune(
+            snap.conf.global.spread_checks,
+            snap.conf
+                .global
+                .max_checks
+                .saturating_mul(self.handles.len()),
+        );
         let mut want: HashMap<usize, (Arc<Server>, CheckParams)> = HashMap::new();
         for be in snap.backends.values() {
             for (sc, server) in be.conf.servers.iter().zip(&be.pool.servers) {
@@ -523,9 +541,10 @@ impl Runtime {
             }
             keep
         });
-        for (k, (server, params)) in want {
+        for (i, (k, (server, params))) in want.into_iter().enumerate() {
             if let std::collections::hash_map::Entry::Vacant(v) = ctl.checks.entry(k) {
-                let task = tokio::spawn(health::run(server.clone(), params.clone()));
+                let h = &self.handles[i % self.handles.len()];
+                let task = h.spawn(health::run(server.clone(), params.clone()));
                 v.insert((server, params, task));
             }
         }
@@ -535,7 +554,7 @@ impl Runtime {
     /// SIGHUP (and the admin API): re-read the file; a bad file or a failed
     /// bind keeps the running config. Returns the number of changes or why it failed.
     pub fn reload(self: &Arc<Self>) -> Result<usize, String> {
-        let conf = match conf::load(&self.conf_path) {
+        let mut conf = match conf::load(&self.conf_path) {
             Ok(c) => c,
             Err(errs) => {
                 self.reload_failures.fetch_add(1, Ordering::Relaxed);
@@ -548,6 +567,7 @@ impl Runtime {
         for w in &conf.warnings {
             tracing::warn!("{w}");
         }
+        crate::fdlimit::fit(&mut conf, self.handles.len());
         let old = self.snapshot.load_full();
         if conf.global.nbthread != old.conf.global.nbthread {
             tracing::warn!("nbthread changes take effect at the next start, not on reload");
@@ -682,6 +702,7 @@ fn worker_cpus(path: &str, conf: &Conf, threads: usize) -> Result<Vec<Vec<usize>
 
 /// Reads the conf at `path` and runs it until SIGTERM/SIGINT.
 pub fn run(path: &str) -> Result<(), RunError> {
+    crate::fdlimit::raise();
     let conf = conf::load(path)?;
     for w in &conf.warnings {
         tracing::warn!("{w}");
@@ -704,7 +725,8 @@ pub fn run(path: &str) -> Result<(), RunError> {
     result
 }
 
-async fn serve(path: &str, conf: Conf, workers: &Workers) -> Result<(), RunError> {
+async fn serve(path: &str, mut conf: Conf, workers: &Workers) -> Result<(), RunError> {
+    crate::fdlimit::fit(&mut conf, workers.sockets_per_address());
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(io_err("cannot catch SIGTERM"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(io_err("cannot catch SIGINT"))?;

@@ -179,6 +179,18 @@ fn live(admin: &Admin) -> Vec<MetricFamily> {
         COUNTER,
     );
     buffers_allocated.add(&[], allocated as f64);
+    let mut fds = Fam::new(
+        "lb_process_fds",
+        "File descriptors open in the process",
+        GAUGE,
+    );
+    fds.add(&[], crate::fdlimit::open() as f64);
+    let mut fd_limit = Fam::new(
+        "lb_process_fd_limit",
+        "The process's open-file limit (soft RLIMIT_NOFILE, raised to the hard limit at start)",
+        GAUGE,
+    );
+    fd_limit.add(&[], crate::fdlimit::limit() as f64);
     let mut uptime = Fam::new("lb_uptime_seconds", "Seconds since start", GAUGE);
     uptime.add(&[], admin.started.elapsed().as_secs_f64());
 
@@ -199,6 +211,8 @@ fn live(admin: &Admin) -> Vec<MetricFamily> {
         uring.0,
         spare_buffers.0,
         buffers_allocated.0,
+        fds.0,
+        fd_limit.0,
         uptime.0,
     ];
     if !admin.kvs.is_empty() {

@@ -1,8 +1,20 @@
 //! Active health checks: a TCP connect, or an HTTP request with an expected status,
 //! every `inter` (`fastinter` while a transition is under way, `downinter` while down).
+//!
+//! Spread, as HAProxy spreads them: each server's first check comes at a random
+//! offset (within `inter`, or sooner when there are few checks), every wait
+//! after it varies by up to `spread-checks` percent, and at most
+//! `tune.max-checks-per-thread` checks are in flight at once (the others wait
+//! their turn, not counted against their timeout). Ten thousand servers
+//! checked at the same instant would overflow the listen backlog of the host
+//! they share, and be marked DOWN for it. A check that fails for want of local
+//! descriptors (EMFILE) says nothing about its server and is not counted.
 
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -52,12 +64,110 @@ impl CheckParams {
     }
 }
 
+/// The first checks spread over at most this much per check loop (and at most
+/// `inter`): one server is checked at once, ten thousand over their `inter`.
+const START_STEP: Duration = Duration::from_millis(1);
+
+/// `spread-checks`: percent of random variation of each wait.
+static SPREAD: AtomicU32 = AtomicU32::new(0);
+/// Check loops alive (for the start offsets).
+static LOOPS: AtomicUsize = AtomicUsize::new(0);
+/// Permits for checks in flight, `MAX_CHECKS` of them.
+static SLOTS: Semaphore = Semaphore::const_new(0);
+static MAX_CHECKS: AtomicUsize = AtomicUsize::new(0);
+
+/// Checks that failed for want of local resources: one log line a few seconds.
+static SHORTAGE_LOG: crate::fdlimit::RateLimitedLog =
+    crate::fdlimit::RateLimitedLog::new(Duration::from_secs(5));
+
+/// Applies the global check settings (`spread-checks` percent, at most 50 as in
+/// HAProxy; `tune.max-checks-per-thread`, 0 for no limit), at start and on reload.
+pub fn tune(spread_percent: u32, max_checks: usize) {
+    SPREAD.store(spread_percent.min(50), Ordering::Relaxed);
+    // "No limit": more than any process has descriptors for.
+    let to = if max_checks == 0 { 1 << 24 } else { max_checks };
+    let from = MAX_CHECKS.swap(to, Ordering::Relaxed);
+    if to > from {
+        SLOTS.add_permits(to - from);
+    } else if to < from {
+        // Taken back as checks end.
+        let n = (from - to) as u32;
+        tokio::spawn(async move {
+            if let Ok(p) = SLOTS.acquire_many(n).await {
+                p.forget();
+            }
+        });
+    }
+}
+
+/// `base` varied by up to `percent` either way.
+fn jitter(base: Duration, percent: u32) -> Duration {
+    if percent == 0 {
+        return base;
+    }
+    let span = base.as_nanos() as u64 * u64::from(percent) / 100;
+    if span == 0 {
+        return base;
+    }
+    let r = super::random() % (2 * span + 1);
+    (base + Duration::from_nanos(r)).saturating_sub(Duration::from_nanos(span))
+}
+
+/// A random wait before a loop's first check: within `inter`, and within
+/// `START_STEP` per loop alive, so that a handful start at once.
+fn start_offset(inter: Duration, loops: usize) -> Duration {
+    let horizon = inter.min(START_STEP * loops.min(u32::MAX as usize) as u32);
+    let nanos = horizon.as_nanos() as u64;
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(super::random() % nanos)
+}
+
+/// Counts a check loop alive.
+struct Alive;
+
+impl Alive {
+    fn enter() -> Alive {
+        LOOPS.fetch_add(1, Ordering::Relaxed);
+        Alive
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        LOOPS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Checks `server` forever (the caller aborts the task when the server goes away).
 pub async fn run(server: Arc<Server>, p: CheckParams) {
+    let _alive = Alive::enter();
+    if MAX_CHECKS.load(Ordering::Relaxed) == 0 {
+        tune(
+            SPREAD.load(Ordering::Relaxed),
+            crate::conf::model::DEFAULT_MAX_CHECKS,
+        );
+    }
+    // Loops started together are all counted by their first poll.
+    tokio::time::sleep(start_offset(p.inter, LOOPS.load(Ordering::Relaxed))).await;
     loop {
         if server.admin() != Admin::Maint {
-            let r = check_once(&server, &p).await;
-            server.report(r);
+            let r = {
+                let _slot = SLOTS.acquire().await;
+                check_once(&server, &p).await
+            };
+            match r {
+                Err(reason) if crate::fdlimit::is_local_reason(&reason) => {
+                    if let Some(n) = SHORTAGE_LOG.hit() {
+                        tracing::warn!(
+                            "check of server {} not counted: {reason} ({n} since the last such line)",
+                            server.id
+                        );
+                    }
+                }
+                r => server.report(r),
+            }
         }
         let wait = if server.transitioning() {
             p.fastinter
@@ -66,7 +176,7 @@ pub async fn run(server: Arc<Server>, p: CheckParams) {
         } else {
             p.inter
         };
-        tokio::time::sleep(wait).await;
+        tokio::time::sleep(jitter(wait, SPREAD.load(Ordering::Relaxed))).await;
     }
 }
 
@@ -145,6 +255,26 @@ pub(crate) fn judge_status(h: &HttpCheck, status: u16) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waits_vary_within_the_spread() {
+        let base = Duration::from_millis(1000);
+        assert_eq!(jitter(base, 0), base);
+        for _ in 0..1000 {
+            let w = jitter(base, 10);
+            assert!(w >= Duration::from_millis(900) && w <= Duration::from_millis(1100));
+        }
+    }
+
+    #[test]
+    fn first_checks_spread_over_inter_when_many() {
+        let inter = Duration::from_secs(2);
+        assert!(start_offset(inter, 1) < Duration::from_millis(1));
+        let offs: Vec<_> = (0..1000).map(|_| start_offset(inter, 10_000)).collect();
+        assert!(offs.iter().all(|o| *o < inter));
+        // Spread over the whole interval, not bunched at its start.
+        assert!(offs.iter().any(|o| *o > Duration::from_millis(1500)));
+    }
 
     #[test]
     fn status_lines() {

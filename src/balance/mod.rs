@@ -528,7 +528,7 @@ fn hash_ip(ip: IpAddr) -> u64 {
 }
 
 /// A fast per-thread xorshift generator; quality is ample for load spreading.
-fn random() -> u64 {
+pub(crate) fn random() -> u64 {
     use std::cell::Cell;
     thread_local! {
         static STATE: Cell<u64> = Cell::new({

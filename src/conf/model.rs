@@ -57,6 +57,12 @@ pub struct Global {
     pub cpu_map: Vec<super::cpumap::CpuMap>,
     /// `tune.h2.*`: HTTP/2 limits toward clients.
     pub h2: H2Tune,
+    /// `spread-checks N` (HAProxy's): each wait between health checks varies
+    /// by up to N percent (0..50).
+    pub spread_checks: u32,
+    /// `tune.max-checks-per-thread N` (HAProxy's): health checks in flight at
+    /// once (all run on the control thread); 0: no limit.
+    pub max_checks: usize,
 }
 
 /// HTTP/2 limits toward clients (`tune.h2.*`), each a defence against a
@@ -262,6 +268,30 @@ pub struct FrontendHttp {
     pub rules: Vec<HttpRule>,
     /// Time allowed for a TLS handshake.
     pub timeout_handshake: Duration,
+    /// `timeout http-body` and `http-body-min-rate`: slow request bodies.
+    pub body: BodyRate,
+}
+
+/// How slowly a request body may arrive (as Apache's `RequestReadTimeout
+/// body=20,MinRate=500`): `timeout` to start with, one more second for every
+/// `min_rate` bytes received; only the time spent waiting for the client
+/// counts. Past it: 408. A body trickled at 1 byte/s (slowloris on the body,
+/// which no idle timeout catches) is cut; a client keeping `min_rate` never is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyRate {
+    /// `timeout http-body`; `None` (`timeout http-body off`): no limit.
+    pub timeout: Option<Duration>,
+    /// `http-body-min-rate` in bytes per second (0: the body has `timeout` in all).
+    pub min_rate: u64,
+}
+
+impl Default for BodyRate {
+    fn default() -> BodyRate {
+        BodyRate {
+            timeout: Some(Duration::from_secs(20)),
+            min_rate: 500,
+        }
+    }
 }
 
 /// One `http-request` line.
@@ -408,6 +438,8 @@ impl Default for ServerOpts {
 }
 
 pub const DEFAULT_MAXCONN: usize = 10_000;
+/// Default `tune.max-checks-per-thread`: health checks in flight at once.
+pub const DEFAULT_MAX_CHECKS: usize = 256;
 pub const DEFAULT_TIMEOUT_CONNECT: Duration = Duration::from_secs(5);
 pub const DEFAULT_TIMEOUT_IDLE: Duration = Duration::from_secs(60);
 pub const DEFAULT_TIMEOUT_DRAIN: Duration = Duration::from_secs(10);
@@ -485,6 +517,7 @@ const PROXY_KEYWORDS: &[(&str, u8)] = &[
     ("default-server", D | B | L),
     ("timeout", D | F | B | L),
     ("maxconn", D | F | L),
+    ("http-body-min-rate", D | F | L),
     ("retries", D | B | L),
     ("option", D | F | B | L),
     ("http-reuse", D | B | L),
@@ -533,6 +566,8 @@ const GLOBAL_KEYWORDS: &[&str] = &[
     "access-log",
     "log-format",
     "cpu-map",
+    "spread-checks",
+    "tune.max-checks-per-thread",
 ];
 
 /// Parses and validates a conf file's text. `file` is used in messages only.
@@ -560,6 +595,8 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfErrors> {
                 ssl_cache_size: DEFAULT_SSL_CACHE_SIZE,
                 cpu_map: Vec::new(),
                 h2: H2Tune::default(),
+                spread_checks: 0,
+                max_checks: DEFAULT_MAX_CHECKS,
             },
             frontends: Vec::new(),
             backends: Vec::new(),
@@ -608,12 +645,29 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfErrors> {
 
 /// Reads and parses a conf file.
 pub fn load(path: &str) -> Result<Conf, ConfErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfError {
+    let bytes = std::fs::read(path).map_err(|e| ConfError {
         file: path.to_string(),
         line: 0,
         msg: format!("cannot read conf file: {e}"),
     })?;
-    parse_conf(path, &text)
+    // Non-UTF-8 bytes: fine in comments, `FILE:LINE` elsewhere.
+    let (text, bad) = parse::decode(&bytes);
+    match parse_conf(path, &text) {
+        Ok(c) if bad.is_empty() => Ok(c),
+        r => {
+            let mut errs: Vec<ConfError> = bad
+                .into_iter()
+                .map(|(line, msg)| ConfError {
+                    file: path.to_string(),
+                    line,
+                    msg,
+                })
+                .collect();
+            errs.extend(r.err().map(|e| e.0).unwrap_or_default());
+            errs.sort_by_key(|e| e.line);
+            Err(ConfErrors(errs))
+        }
+    }
 }
 
 /// Settings of a frontend/backend/listen under construction; `defaults` is one too.
@@ -651,6 +705,7 @@ struct Draft {
     timeout_check: Option<Duration>,
     tcp_rules: Vec<TcpRule>,
     client_limits: ClientLimits,
+    body: BodyRate,
 }
 
 impl Draft {
@@ -684,6 +739,7 @@ impl Draft {
             expect_status: None,
             timeout_check: None,
             tcp_rules: Vec::new(),
+            body: BodyRate::default(),
             client_limits: ClientLimits {
                 conn: None,
                 rate: None,
@@ -969,6 +1025,15 @@ impl Builder {
                     self.conf.global.ssl_cache_size =
                         parse::number(v, 0, 10_000_000).map_err(e)? as usize;
                 }
+                "spread-checks" => {
+                    let v = one_arg(a).map_err(e)?;
+                    self.conf.global.spread_checks = parse::number(v, 0, 50).map_err(e)? as u32;
+                }
+                "tune.max-checks-per-thread" => {
+                    let v = one_arg(a).map_err(e)?;
+                    self.conf.global.max_checks =
+                        parse::number(v, 0, 1_000_000).map_err(e)? as usize;
+                }
                 "tune.http.maxhdr" => {
                     let v = one_arg(a).map_err(e)?;
                     self.conf.global.max_headers = parse::number(v, 1, 1000).map_err(e)? as usize;
@@ -1178,6 +1243,7 @@ impl Builder {
                     timeout_handshake: d
                         .timeout_handshake
                         .unwrap_or(DEFAULT_TIMEOUT_HTTP_REQUEST.min(d.timeout_client)),
+                    body: d.body,
                 },
                 tcp_rules: d.tcp_rules.clone(),
                 client_limits: d.client_limits,
@@ -1501,6 +1567,29 @@ impl Builder {
             "default-server" => {
                 server_options(&a[1..], &mut p.server_opts).map_err(e)?;
             }
+            "timeout" if a.get(1).map(String::as_str) == Some("http-body") => {
+                if mask & (D | F | L) == 0 {
+                    return Err(e(format!(
+                        "'timeout http-body' is not allowed in a {kind} section"
+                    )));
+                }
+                let (_, v) = two_args(a).map_err(e)?;
+                p.body.timeout = match v {
+                    "off" => None,
+                    v => match parse::duration(v).map_err(e)? {
+                        t if t.is_zero() => {
+                            return Err(e(
+                                "'timeout http-body' must be more than 0, or 'off'".into()
+                            ))
+                        }
+                        t => Some(t),
+                    },
+                };
+            }
+            "http-body-min-rate" => {
+                let v = one_arg(a).map_err(e)?;
+                p.body.min_rate = parse::size(v).map_err(e)?;
+            }
             "timeout" => {
                 let (which, v) = two_args(a).map_err(e)?;
                 let t = parse::duration(v).map_err(e)?;
@@ -1524,7 +1613,8 @@ impl Builder {
                                     "http-request",
                                     "http-keep-alive",
                                     "check",
-                                    "handshake"
+                                    "handshake",
+                                    "http-body"
                                 ]
                             )
                         )))

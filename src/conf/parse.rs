@@ -14,8 +14,97 @@ pub struct ConfError {
 
 impl fmt::Display for ConfError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.line, self.msg)
+        write!(f, "{}:{}: {}", self.file, self.line, shorten(&self.msg))
     }
+}
+
+/// Longest word of an error message shown whole; longer ones (a 10 MB token
+/// quoted back) are cut to their start and their length.
+const WORD_MAX: usize = 80;
+/// What is kept of a word cut.
+const WORD_KEPT: usize = 40;
+
+/// `msg` with each word longer than `WORD_MAX` bytes cut to its first
+/// `WORD_KEPT` characters, `...`, and its length (and its closing quote).
+fn shorten(msg: &str) -> std::borrow::Cow<'_, str> {
+    if !msg.split(' ').any(|w| w.len() > WORD_MAX) {
+        return msg.into();
+    }
+    let words: Vec<String> = msg
+        .split(' ')
+        .map(|w| {
+            if w.len() <= WORD_MAX {
+                return w.to_string();
+            }
+            let mut end = WORD_KEPT;
+            while !w.is_char_boundary(end) {
+                end -= 1;
+            }
+            let close = match w.chars().last() {
+                Some(c @ ('\'' | '"' | ')' | ',' | ':')) => c.to_string(),
+                _ => String::new(),
+            };
+            format!("{}...({} bytes){close}", &w[..end], w.len())
+        })
+        .collect();
+    words.join(" ").into()
+}
+
+/// A conf file's bytes as text. Bytes that are not UTF-8 are allowed in
+/// comments (a Latin-1 name in a comment), and dropped with them; anywhere
+/// else they are an error for their line. Lines keep their numbers.
+pub fn decode(bytes: &[u8]) -> (String, Vec<(usize, String)>) {
+    let mut text = String::with_capacity(bytes.len());
+    let mut errors = Vec::new();
+    for (idx, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if idx > 0 {
+            text.push('\n');
+        }
+        match std::str::from_utf8(line) {
+            Ok(l) => text.push_str(l),
+            Err(e) => {
+                let good = e.valid_up_to();
+                let prefix = std::str::from_utf8(&line[..good]).unwrap_or_default();
+                match comment_start(prefix) {
+                    Some(at) => text.push_str(&prefix[..at]),
+                    None => errors.push((
+                        idx + 1,
+                        format!(
+                            "byte 0x{:02x} at column {} is not UTF-8 (other encodings are allowed in comments only)",
+                            line[good],
+                            prefix.chars().count() + 1
+                        ),
+                    )),
+                }
+            }
+        }
+    }
+    (text, errors)
+}
+
+/// Where a comment begins in `line` (a `#` at a word start, outside quotes,
+/// not escaped), by the rules of `split`.
+fn comment_start(line: &str) -> Option<usize> {
+    let mut in_word = false;
+    let mut in_quote = false;
+    let mut chars = line.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+                in_word = true;
+            }
+            '"' => {
+                in_quote = !in_quote;
+                in_word = true;
+            }
+            _ if in_quote => {}
+            '#' if !in_word => return Some(i),
+            c if c.is_whitespace() => in_word = false,
+            _ => in_word = true,
+        }
+    }
+    None
 }
 
 /// Every error found in one conf file, in line order; prints one `FILE:LINE: message`
@@ -407,5 +496,31 @@ mod tests {
             Some("default_backend")
         );
         assert_eq!(suggest("zzzzzz", &["bind", "mode"]), None);
+    }
+}
+
+#[cfg(test)]
+mod limits_tests {
+    use super::*;
+
+    #[test]
+    fn comments_may_hold_any_bytes() {
+        let (text, errs) = decode(b"a b # \xe9\xff\n\"q # \xe9\"\nc\\#d \xe9\n#\xe9");
+        assert_eq!(text, "a b \n\n\n");
+        assert_eq!(
+            errs.iter().map(|e| e.0).collect::<Vec<_>>(),
+            vec![2, 3],
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn long_words_are_cut() {
+        let long = "y".repeat(1000);
+        let m = format!("invalid size '{long}' (expected k)");
+        let s = shorten(&m);
+        assert!(s.len() < 120, "{s}");
+        assert!(s.contains("...(1002 bytes)'"), "{s}");
+        assert_eq!(shorten("short 'word'"), "short 'word'");
     }
 }

@@ -142,6 +142,10 @@ impl Connect for Plain<'_, '_> {
     }
 }
 
+/// Connects that failed for want of descriptors: one log line a few seconds.
+static SHORTAGE_LOG: crate::fdlimit::RateLimitedLog =
+    crate::fdlimit::RateLimitedLog::new(std::time::Duration::from_secs(5));
+
 /// The dialer's loop for any kind of connection: pick a server, take what
 /// `c.reuse` finds for it (not an attempt), else make an attempt with
 /// `c.connect`, at most `retries` more times, counting retries, redispatches
@@ -196,6 +200,17 @@ pub async fn dial_with<C: Connect>(
         match c.connect(target).await {
             Attempt::Ready(x) => return Ok(Some(x)),
             Attempt::Fatal(e) => return Err(e),
+            // Out of descriptors here: this request alone gets its 503; the
+            // server is not blamed, nor another one tried.
+            Attempt::Failed(reason) if crate::fdlimit::is_local_reason(&reason) => {
+                if let Some(n) = SHORTAGE_LOG.hit() {
+                    tracing::warn!(
+                        "connect to {}: {reason} ({n} since the last such line)",
+                        server.id
+                    );
+                }
+                return Ok(None);
+            }
             Attempt::Failed(reason) => {
                 tracing::debug!(
                     "connect to {} ({}) failed: {reason}",

@@ -6,8 +6,10 @@
 //! (TLS close_notify, lingering close after an answer to an unread body).
 //!
 //! A service answers one parsed request at a time ([`Service::handle`]); what
-//! surrounds the request is here. Generic over the service (no boxing, no
-//! allocation per request on the proxy's path).
+//! surrounds the request is here. Generic over the service (no dynamic
+//! dispatch). The request's future is boxed, one allocation per request, so
+//! that an idle connection's task does not carry the exchange's state (several
+//! KiB: memory per idle connection).
 
 use std::fmt::Display;
 use std::future::Future;
@@ -22,6 +24,11 @@ use crate::io::Io;
 
 /// While idle between requests, how often a connection looks at the drain flag.
 const DRAIN_POLL: Duration = Duration::from_secs(1);
+
+/// Once the drain (SIGTERM) has begun, how long an idle keep-alive connection
+/// still waits for a request its client may have sent as the drain began
+/// (answered, with `Connection: close`) before it closes.
+pub const DRAIN_GRACE: Duration = Duration::from_millis(500);
 
 /// How long a TLS client connection's close_notify may wait for the socket.
 const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
@@ -293,7 +300,9 @@ async fn run<S: Service>(io: &mut Io, peer: SocketAddr, svc: &mut S, b: &mut Buf
             peer,
             settings,
         };
-        let outcome = svc.handle(&mut cx, req).await;
+        // Boxed: the exchange's state (several KiB) is allocated while a
+        // request is under way only, not held by every idle connection's task.
+        let outcome = Box::pin(svc.handle(&mut cx, req)).await;
         let idle = settings.timeout_client;
         match outcome {
             Outcome::KeepAlive => {
@@ -304,6 +313,10 @@ async fn run<S: Service>(io: &mut Io, peer: SocketAddr, svc: &mut S, b: &mut Buf
             }
             Outcome::Close => {
                 return match flush(io, &mut b.out, idle).await {
+                    // Draining, a client may have sent its next request before
+                    // it saw `Connection: close`: a plain close would reset the
+                    // connection and could destroy the answer just sent.
+                    Ok(()) if crate::shutdown::draining() => End::Linger,
                     Ok(()) => End::Close,
                     Err(_) => End::Cut,
                 };
@@ -381,6 +394,8 @@ async fn read_head(
         };
     // The buffers went back to the worker's spare stack.
     let mut released = false;
+    // Set once a drain is seen while idle: the end of its grace.
+    let mut grace: Option<Instant> = None;
     loop {
         if !b.rbuf.is_empty() {
             if !started {
@@ -411,11 +426,22 @@ async fn read_head(
             io.read_until(&mut b.rbuf, deadline).await
         } else {
             // Idle between requests: a drain (SIGTERM) closes the connection
-            // within DRAIN_POLL rather than at the keep-alive timeout. (A flag
-            // polled by the idle timer costs nothing per request; a waiter on a
-            // shared channel would take a lock on every request.)
-            if crate::shutdown::draining() {
-                return Ok(None);
+            // within DRAIN_POLL + DRAIN_GRACE rather than at the keep-alive
+            // timeout. (A flag polled by the idle timer costs nothing per
+            // request; a waiter on a shared channel would take a lock on every
+            // request.) Not at once: the client may have sent its next request
+            // already (still in the kernel, or on the wire), and it is answered.
+            if grace.is_none() && crate::shutdown::draining() {
+                let end = crate::clock::now() + DRAIN_GRACE;
+                grace = Some(end);
+                deadline = deadline.min(end);
+            }
+            // The grace is over: a last look for bytes that arrived meanwhile.
+            if grace.is_some() && Instant::now() >= deadline {
+                if !pending(io) {
+                    return Ok(None);
+                }
+                deadline = crate::clock::now() + DRAIN_POLL;
             }
             let step = deadline.min(crate::clock::now() + DRAIN_POLL);
             if released {
@@ -428,13 +454,17 @@ async fn read_head(
                         continue;
                     }
                     Ok(Err(_)) => return Ok(None),
-                    Err(_) if Instant::now() < deadline => continue,
+                    // Past the grace, the check above has the last word.
+                    Err(_) if Instant::now() < deadline || grace.is_some() => continue,
                     Err(_) => return Ok(None),
                 }
             }
             match io.read_until(&mut b.rbuf, step).await {
                 // The real clock: this poll's reading may predate the timeout.
-                Err(e) if e.kind() == io::ErrorKind::TimedOut && Instant::now() < deadline => {
+                Err(e)
+                    if e.kind() == io::ErrorKind::TimedOut
+                        && (Instant::now() < deadline || grace.is_some()) =>
+                {
                     if b.rbuf.is_empty() && !io.has_buffered_plaintext() {
                         b.release();
                         released = true;
@@ -460,6 +490,22 @@ async fn read_head(
             Err(_) => return Ok(None),
         }
     }
+}
+
+/// Whether the client's socket holds bytes not read yet (peeked, so a TLS
+/// record stays whole).
+fn pending(io: &Io) -> bool {
+    let mut b = [0u8; 1];
+    // SAFETY: recv on a descriptor the connection owns into a 1-byte stack buffer.
+    let n = unsafe {
+        libc::recv(
+            io.fd(),
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n > 0
 }
 
 /// Counts a connection in a frontend's `idle` gauge while it lives.

@@ -343,6 +343,7 @@ async fn forward(
                 Ok(()) => {}
                 Err(BodyError::EarlyResponse) => body_cut = true,
                 Err(BodyError::Client) => return Err(Fail::Close),
+                Err(BodyError::Slow) => return Err(Fail::Status(408)),
                 Err(BodyError::TooLarge) => return Err(Fail::Status(413)),
                 Err(BodyError::Bad) => return Err(Fail::Status(400)),
                 Err(BodyError::ServerTimeout) => {

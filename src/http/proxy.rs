@@ -44,7 +44,8 @@ async fn serve_with(
 ) {
     let mut svc = proxy(&client, peer, fe, src);
     if let Some((client, read)) = driver::serve(client, peer, &mut svc).await {
-        crate::h2::server::serve(client, read, peer, &mut svc).await;
+        // Boxed, as the rarer path: an HTTP/1 connection's task stays small.
+        Box::pin(crate::h2::server::serve(client, read, peer, &mut svc)).await;
     }
 }
 

@@ -19,6 +19,8 @@ pub(crate) enum BodyError {
     /// is read next as the response.
     EarlyResponse,
     Client,
+    /// The body came too slowly (`timeout http-body`, `http-body-min-rate`): 408.
+    Slow,
     /// The server accepted no body byte, or did not finish an interim head,
     /// within `timeout server`.
     ServerTimeout,
@@ -74,7 +76,7 @@ async fn send_body_parts(
     sent: &mut u64,
 ) -> Result<(), BodyError> {
     let fe = up.conn.fe;
-    let client_timeout = fe.conf.timeout_client;
+    let mut clock = BodyClock::new(fe.conf.http.body, fe.conf.timeout_client);
     let server_timeout = up.server_timeout;
     let max = fe.conf.http.max_body.unwrap_or(u64::MAX);
     match kind {
@@ -82,7 +84,7 @@ async fn send_body_parts(
         BodyKind::Length(mut n) => {
             while n > 0 {
                 if rbuf.is_empty() {
-                    more_body(up, rbuf, crate::clock::now() + client_timeout).await?;
+                    clock.more_body(up, rbuf, *sent).await?;
                 }
                 let k = (rbuf.len() as u64).min(n) as usize;
                 let part = rbuf.split_to(k);
@@ -135,11 +137,64 @@ async fn send_body_parts(
                                 .map_err(server_write_failed)?;
                             out.clear();
                         }
-                        more_body(up, rbuf, crate::clock::now() + client_timeout).await?;
+                        clock.more_body(up, rbuf, *sent).await?;
                     }
                     Err(_) => return Err(BodyError::Bad),
                 }
             }
+        }
+    }
+}
+
+/// The time a request body may take (`BodyRate`): only the time spent waiting
+/// for the client counts, and every `min_rate` bytes received add a second.
+struct BodyClock {
+    rate: crate::conf::model::BodyRate,
+    /// The idle limit of each read (`timeout client`).
+    idle: Duration,
+    /// Time spent waiting for the client so far.
+    waited: Duration,
+}
+
+impl BodyClock {
+    fn new(rate: crate::conf::model::BodyRate, idle: Duration) -> BodyClock {
+        BodyClock {
+            rate,
+            idle,
+            waited: Duration::ZERO,
+        }
+    }
+
+    /// What is left of the allowance after `received` bytes; `None`: no limit.
+    fn left(&self, received: u64) -> Option<Duration> {
+        let base = self.rate.timeout?;
+        let earned = match self.rate.min_rate {
+            0 => Duration::ZERO,
+            r => Duration::from_secs(received / r),
+        };
+        Some((base + earned).saturating_sub(self.waited))
+    }
+
+    /// `more_body` within the idle limit and what is left of the allowance.
+    async fn more_body(
+        &mut self,
+        up: &mut Upload<'_, '_>,
+        rbuf: &mut BytesMut,
+        received: u64,
+    ) -> Result<(), BodyError> {
+        let start = Instant::now();
+        let idle_end = crate::clock::now() + self.idle;
+        let slow_end = self.left(received).map(|l| crate::clock::now() + l);
+        let deadline = slow_end.map_or(idle_end, |s| s.min(idle_end));
+        let r = more_body(up, rbuf, deadline).await;
+        self.waited += start.elapsed();
+        match r {
+            Err(BodyError::Client)
+                if slow_end.is_some_and(|s| s <= idle_end && Instant::now() >= s) =>
+            {
+                Err(BodyError::Slow)
+            }
+            r => r,
         }
     }
 }

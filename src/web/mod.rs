@@ -113,6 +113,7 @@ fn route_proxy(w: &WebConf, addr: SocketAddr, limits: HeadLimits) -> Arc<Fronten
             use_backends: Vec::new(),
             rules: Vec::new(),
             timeout_handshake: DEFAULT_TIMEOUT_HTTP_REQUEST.min(timeout_client),
+            body: Default::default(),
         },
         tcp_rules: Vec::new(),
         client_limits: ClientLimits {
