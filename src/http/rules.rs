@@ -763,15 +763,28 @@ fn set_cookie(w: &mut Work<'_>, c: &CookieConf, value: &str) {
                 v.push_str(&format!("; {a}"));
             }
             w.res_headers.push((b"Set-Cookie".to_vec(), v.into_bytes()));
-            if c.nocache {
-                w.res_headers
-                    .retain(|(n, _)| !n.eq_ignore_ascii_case(b"cache-control"));
+            // As HAProxy: a response a cache could keep is marked private,
+            // so that no cache hands this client's cookie to others.
+            if c.nocache && cacheable(&w.res_headers) {
                 w.res_headers
                     .push((b"Cache-Control".to_vec(), b"private".to_vec()));
             }
             w.dirty = true;
         }
     }
+}
+
+/// The response says a shared cache may keep it (explicit freshness, no
+/// `private`/`no-cache`/`no-store`).
+fn cacheable(hs: &[(Vec<u8>, Vec<u8>)]) -> bool {
+    let cc: Vec<u8> = find(hs, "cache-control")
+        .flat_map(|v| v.to_ascii_lowercase())
+        .collect();
+    let has = |w: &[u8]| cc.windows(w.len()).any(|x| x == w);
+    if has(b"private") || has(b"no-cache") || has(b"no-store") {
+        return false;
+    }
+    has(b"max-age") || has(b"public") || find(hs, "expires").next().is_some()
 }
 
 /// The index of the server the cookie named, if it may take the request:
