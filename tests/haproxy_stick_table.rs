@@ -102,6 +102,12 @@ fn check_refuses_what_a_table_does_not_store() {
         "frontend f\n    mode http\n    bind 127.0.0.1:0\n    stick-table type ip size 1k store conn_cur\n    http-request track-sc0 src\n    http-request deny if { sc0_http_req_rate gt 10 }\n    stick-table type ip\n",
     );
     assert_eq!(code, 1);
-    assert!(err.contains(":6: the stick-table of this section (line 4) does not store 'http_req_rate'"), "{err}");
-    assert!(err.contains(":7: 'stick-table': 'stick-table' needs 'size N'"), "{err}");
+    assert!(
+        err.contains(":6: the stick-table of this section (line 4) does not store 'http_req_rate'"),
+        "{err}"
+    );
+    assert!(
+        err.contains(":7: 'stick-table': 'stick-table' needs 'size N'"),
+        "{err}"
+    );
 }

@@ -21,6 +21,8 @@ pub async fn check(
     steps: &[TcpCheckStep],
     addr: SocketAddr,
 ) -> Result<(), String> {
+    // The step under way, for the message when the check times out.
+    let at = std::sync::atomic::AtomicUsize::new(0);
     let fut = async {
         let connector = match &p.tls {
             None => None,
@@ -35,6 +37,7 @@ pub async fn check(
             crate::connect::open_with(target, connector.as_ref(), None, false, &p.preface).await?;
         let mut buf: Vec<u8> = Vec::new();
         for (i, step) in steps.iter().enumerate() {
+            at.store(i, std::sync::atomic::Ordering::Relaxed);
             match step {
                 TcpCheckStep::Connect { port } => {
                     if i == 0 {
@@ -69,7 +72,18 @@ pub async fn check(
     };
     match tokio::time::timeout(p.timeout, fut).await {
         Ok(r) => r,
-        Err(_) => Err(format!("timeout after {}ms", p.timeout.as_millis())),
+        Err(_) => {
+            let i = at.load(std::sync::atomic::Ordering::Relaxed);
+            let what = match steps.get(i) {
+                Some(TcpCheckStep::Expect { what, .. }) => format!(" (expect {})", describe(what)),
+                _ => String::new(),
+            };
+            Err(format!(
+                "timeout after {}ms at step {}{what}",
+                p.timeout.as_millis(),
+                i + 1
+            ))
+        }
     }
 }
 
