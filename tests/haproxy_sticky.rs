@@ -71,7 +71,7 @@ fn scenario(addr: SocketAddr, kill: &mut dyn FnMut(&str)) -> (String, Vec<String
 
 #[test]
 fn cookie_insert_keeps_a_client_on_one_server_and_moves_it_when_it_dies() {
-    let mut servers = vec![http_server("one"), http_server("two"), http_server("three")];
+    let mut servers = [http_server("one"), http_server("two"), http_server("three")];
     let lb = Lb::start(
         &conf("127.0.0.1:0", &servers[0], &servers[1], &servers[2]),
         1,
@@ -93,7 +93,7 @@ fn cookie_insert_keeps_a_client_on_one_server_and_moves_it_when_it_dies() {
 
 #[test]
 fn haproxy_keeps_and_moves_the_client_the_same_way() {
-    let mut servers = vec![http_server("one"), http_server("two"), http_server("three")];
+    let mut servers = [http_server("one"), http_server("two"), http_server("three")];
     let port = haproxy::free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let text = conf(&addr.to_string(), &servers[0], &servers[1], &servers[2]);
