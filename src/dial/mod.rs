@@ -117,6 +117,10 @@ impl Connect for Plain<'_, '_> {
 
     fn reuse(&mut self, server: &Arc<Server>, key: idle::Key) -> Option<Upstream> {
         let r = self.0.reuse.filter(|r| r.take)?;
+        // A PROXY header named the client that opened the connection: never another's.
+        if opts::sends_proxy(self.0.be, server) {
+            return None;
+        }
         let sock = idle::take(key, !r.retryable)?;
         self.0.be.stats.reuse_hit.inc();
         Some(Upstream {

@@ -50,3 +50,11 @@ pub fn server_full(
         .and_then(|sc| sc.opts.hap.maxconn)
         .is_some_and(|max| server.inflight.load(std::sync::atomic::Ordering::Relaxed) >= max)
 }
+
+/// The server gets a PROXY header (its connections serve one client only).
+pub fn sends_proxy(
+    be: &crate::snapshot::BackendRt,
+    server: &std::sync::Arc<crate::balance::Server>,
+) -> bool {
+    server_conf(be, server).is_some_and(|sc| sc.opts.hap.send_proxy > 0)
+}

@@ -237,12 +237,18 @@ impl Plan {
             BodyKind::Length(n) if buffered >= n => Some(n as usize),
             _ => None,
         };
-        let forwardfor = conn.fe.conf.http.forwardfor || bc.forwardfor;
+        // `option forwardfor except NET`: those clients get no X-Forwarded-For.
+        let hap = &conn.fe.conf.hap;
+        let forwardfor = (conn.fe.conf.http.forwardfor || bc.forwardfor)
+            && !hap
+                .forwardfor_except
+                .as_ref()
+                .is_some_and(|n| n.contains(conn.peer.ip()));
         let mut first_write = request_head(
             req,
             conn,
             forwardfor,
-            bc.reuse == Reuse::Never,
+            bc.reuse == Reuse::Never || bc.hap.server_close,
             answer_continue,
         );
         if let (Some(n), Downstream::H1 { rbuf, .. }) = (replayable_body, &mut *ds) {
@@ -494,6 +500,7 @@ async fn relay(
         && resp.body != BodyKind::UntilClose
         && !dechunk
         && !body_cut
+        && !conn.fe.conf.hap.client_close
         && !conn.draining();
     let head = response_head(resp, client_keep, req.minor_version == 1);
     let relayed = relay_response(
@@ -568,7 +575,12 @@ async fn relay_h2(
 /// A server connection whose exchange ended cleanly goes back to its idle
 /// pool, when the server keeps it open and the backend reuses connections.
 fn give_back(up: Upstream, resp: &ResponseHead, be: &BackendRt) {
-    if resp.keep_alive && !stray_body(resp) && be.conf.reuse != Reuse::Never {
+    if resp.keep_alive
+        && !stray_body(resp)
+        && be.conf.reuse != Reuse::Never
+        && !be.conf.hap.server_close
+        && !crate::dial::opts::sends_proxy(be, &up.server.0)
+    {
         let s = &up.server.0;
         let max = s.pool_max_conn.load(Ordering::Relaxed);
         upstream::put(up.key, up.sock, max, s.pool_purge_delay());
