@@ -19,9 +19,38 @@ pub async fn open(
     limit: Option<Duration>,
     ring: bool,
 ) -> Result<Io, String> {
+    open_with(addr, tls, limit, ring, &[]).await
+}
+
+/// `open`, writing `preface` (a PROXY protocol header) first, before TLS.
+pub async fn open_with(
+    addr: SocketAddr,
+    tls: Option<&Connector>,
+    limit: Option<Duration>,
+    ring: bool,
+    preface: &[u8],
+) -> Result<Io, String> {
     let sock = within(limit, connect(addr))
         .await
         .unwrap_or_else(|| Err("connect timeout".into()))?;
+    if !preface.is_empty() {
+        use tokio::io::AsyncWriteExt;
+        let mut sock = sock;
+        within(limit, sock.write_all(preface))
+            .await
+            .unwrap_or_else(|| Err(std::io::ErrorKind::TimedOut.into()))
+            .map_err(|e| format!("PROXY header not sent: {e}"))?;
+        return finish(sock, tls, limit, ring).await;
+    }
+    finish(sock, tls, limit, ring).await
+}
+
+async fn finish(
+    sock: TcpStream,
+    tls: Option<&Connector>,
+    limit: Option<Duration>,
+    ring: bool,
+) -> Result<Io, String> {
     match tls {
         None if ring => Io::plain(sock).map_err(|e| e.to_string()),
         None => Ok(Io::Plain(sock)),

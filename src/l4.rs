@@ -22,7 +22,7 @@ pub struct Observe {
 /// either side (TLS terminated or originated here).
 pub async fn serve(
     mut client: Io,
-    peer: std::net::SocketAddr,
+    (peer, local): (std::net::SocketAddr, std::net::SocketAddr),
     be: &BackendRt,
     timeout_client: Duration,
     frontend: &Arc<FrontendStats>,
@@ -41,6 +41,8 @@ pub async fn serve(
         ring: false,
         host: None,
         reuse: None,
+        prefer: None,
+        proxy: Some((peer, local)),
     };
     let Some(mut up) = dial(&want, &mut 0).await else {
         tracing::debug!("no server accepted the connection from {peer}; closing it");

@@ -4,12 +4,13 @@
 //! those below it (`grep -rn "use crate::" src/` shows it).
 //!
 //! Base, under everything:
-//! - `conf`      the conf language: `parse` (text -> sections, `FILE:LINE` errors), `model` (typed `Conf`), `acl`, `tls`, `kv`, `web`, `app`
+//! - `conf`      the conf language: `parse` (text -> sections, `FILE:LINE` errors), `model` (typed `Conf`), `acl`, `sample` (fetches, log-format), `rules` (http-request/response), `haproxy` (HAProxy-only keywords), `tls`, `kv`, `web`, `app`
 //! - `clock`     `Instant::now()` read once per connection-task poll on the request path
 //! - `shutdown`  the drain flag and open-connection tracking for SIGTERM
 //! - `stats`     traffic metrics: prometheus handles per frontend/backend/server, kept across reloads
 //! - `accesslog` one line per request or TCP connection, written off the request path
 //! - `limit`     per-client-address limits: bounded, sharded counters of connections and rates
+//! - `stick`     HAProxy stick tables: bounded per-key counters (`track-sc0`, `sc_*`/`src_*` fetches)
 //! - `buffer`    read buffers: a per-worker stack of spares, counted for /metrics
 //! - `fdlimit`   file descriptors: the open-file limit raised, maxconn fitted to it, local shortages told from server failures
 //!
@@ -20,6 +21,7 @@
 //! - `listener`  socket2 binds with SO_REUSEPORT, accept loops, maxconn permits
 //! - `tunnel`    bytes both ways between two connections: splice(2) or a copy, half-close, idle timeout
 //! - `connect`   one connection to an address: TCP connect, then TLS through a connector
+//! - `proxy_proto` the PROXY protocol header: written for `send-proxy` servers, read on `accept-proxy` binds
 //!
 //! HTTP codec: `http::head`, `http::body` (parsing, pure, fuzzed), `http::reply` (canned answers),
 //! `h2::stream` (an HTTP/2 stream as the pipeline sees it), `h2::forward` (requests and
@@ -73,10 +75,12 @@ pub mod kv;
 pub mod l4;
 pub mod limit;
 pub mod listener;
+pub mod proxy_proto;
 pub mod runtime;
 pub mod shutdown;
 pub mod snapshot;
 pub mod stats;
+pub mod stick;
 pub mod tls;
 pub mod tunnel;
 pub mod uring;

@@ -20,6 +20,9 @@ struct Cli {
     /// More log output (default info; -v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Check the conf and exit, as `haproxy -c -f FILE` does (`lb check`).
+    #[arg(short = 'c')]
+    check: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -27,7 +30,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Validate the conf file and exit: 0 when valid, 1 with `FILE:LINE: message` otherwise.
-    Check,
+    Check {
+        /// The conf file (else --conf/-f).
+        file: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -47,12 +53,16 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
-    let Some(path) = cli.conf else {
+    let (check, file) = match cli.command {
+        Some(Command::Check { file }) => (true, file),
+        None => (cli.check, None),
+    };
+    let Some(path) = file.or(cli.conf) else {
         eprintln!("lb: missing --conf FILE (see lb --help)");
         return ExitCode::from(2);
     };
-    match cli.command {
-        Some(Command::Check) => match lb::conf::load(&path) {
+    match check {
+        true => match lb::conf::load(&path) {
             Ok(conf) => {
                 for w in &conf.warnings {
                     eprintln!("warning: {w}");
@@ -65,7 +75,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        None => match lb::run(&path) {
+        false => match lb::run(&path) {
             Ok(()) => ExitCode::SUCCESS,
             // Already `FILE:LINE: message`, one per line.
             Err(lb::runtime::RunError::Conf(errs)) => {

@@ -348,6 +348,14 @@ impl Runtime {
             return;
         };
         drop(snap);
+        // `accept-proxy`: the client is who the PROXY header says (crate::proxy_proto).
+        let mut sock = sock;
+        let local = sock.local_addr().unwrap_or(bind.0);
+        let Some((peer, local)) =
+            crate::proxy_proto::accepted(&fe.conf, bind, &mut sock, peer, local).await
+        else {
+            return;
+        };
         // Edge filtering, before any byte is read: reject rules, then per-address limits.
         let _client_slot = match crate::edge::admit(&fe, peer) {
             Ok(slot) => slot,
@@ -415,7 +423,7 @@ impl Runtime {
                 };
                 Box::pin(l4::serve(
                     client,
-                    peer,
+                    (peer, local),
                     &be,
                     fe.conf.timeout_client,
                     &fe.stats,

@@ -247,6 +247,7 @@ impl Snapshot {
         old: Option<&Snapshot>,
         bound: &HashMap<BindKey, SocketAddr>,
     ) -> (Snapshot, usize) {
+        crate::stick::install(&conf);
         let mut changes = 0;
         let mut backends: HashMap<String, Arc<BackendRt>> = HashMap::new();
         for b in &conf.backends {

@@ -36,6 +36,10 @@ pub struct CheckParams {
     pub h2: bool,
     /// `check-ssl`: checks speak TLS (settings of `ssl`, and the host for SNI).
     pub tls: Option<(ServerTls, String)>,
+    /// `option tcp-check` steps and where they go (`tcp_check`).
+    pub tcp: Option<(Vec<crate::conf::TcpCheckStep>, std::net::SocketAddr)>,
+    /// `send-proxy[-v2]`: checks open with a PROXY header too (v2 LOCAL, v1 UNKNOWN).
+    pub preface: Vec<u8>,
 }
 
 impl CheckParams {
@@ -60,6 +64,8 @@ impl CheckParams {
             } else {
                 None
             },
+            tcp: super::tcp_check::params(b, s),
+            preface: super::tcp_check::check_preface(s),
         }
     }
 }
@@ -182,6 +188,9 @@ pub async fn run(server: Arc<Server>, p: CheckParams) {
 
 /// One check. `Err` carries the reason shown in the transition log.
 pub async fn check_once(server: &Server, p: &CheckParams) -> Result<(), String> {
+    if let Some((steps, addr)) = &p.tcp {
+        return super::tcp_check::check(p, steps, *addr).await;
+    }
     if let Some(g) = &p.grpc {
         return super::grpc_check::check(server, p, g).await;
     }

@@ -3,6 +3,7 @@
 
 pub mod grpc_check;
 pub mod health;
+pub mod tcp_check;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};

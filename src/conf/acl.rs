@@ -1,4 +1,6 @@
-//! `acl NAME CRITERION [-i] VALUE...` and `if|unless COND` conditions, parsed and matched.
+//! `acl NAME CRITERION [FLAGS] [OPERATOR] VALUE...` and `if|unless COND` conditions,
+//! parsed and matched. A criterion is a sample fetch (`conf::sample`) with an
+//! optional match suffix (`path_beg`, `hdr_dom(host)`) or `-m METHOD`.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -6,18 +8,57 @@ use std::sync::Arc;
 
 use super::cidr::CidrSet;
 use super::parse::did_you_mean;
+use super::sample::{self, Expr, Fetch, Kind, Smp};
+
+pub use super::sample::Txn as Request;
+
+/// How a sample is compared with an acl's values (`-m`).
+#[derive(Debug, Clone)]
+pub enum Match {
+    Str,
+    Beg,
+    End,
+    Sub,
+    /// Delimited by `/`, `?`, `.`, `:`: a domain (`hdr_dom`) or a path part (`path_dir`).
+    Dom,
+    Dir,
+    Reg(Vec<regex::bytes::Regex>),
+    Len(Vec<IntPat>),
+    Int(Vec<IntPat>),
+    /// The sample is true (non-zero, non-empty); no values.
+    Bool,
+    /// The sample exists; no values.
+    Found,
+    Ip(Arc<CidrSet>),
+}
+
+impl PartialEq for Match {
+    fn eq(&self, other: &Self) -> bool {
+        format!("{self:?}") == format!("{other:?}")
+    }
+}
+impl Eq for Match {}
+
+/// An integer pattern: `N`, `N:M`, or `OP N` (eq, ne, gt, ge, lt, le).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntPat {
+    pub lo: i64,
+    pub hi: i64,
+}
+
+impl IntPat {
+    fn matches(&self, n: i64) -> bool {
+        (self.lo..=self.hi).contains(&n)
+    }
+}
 
 /// What part of the request an ACL looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Criterion {
-    /// The whole path (no query string).
-    Path,
-    PathBeg,
-    PathEnd,
-    /// A header's value, e.g. `hdr(host)`; for Host the port is ignored.
-    Hdr(String),
     /// The client's address is in one of these networks (`src CIDR...`, `src -f FILE`).
     Src(Arc<CidrSet>),
+    /// A sample expression and how its value is matched.
+    Sample { expr: Expr, how: Match },
 }
 
 /// One `acl` line. Several lines with one name are OR'ed, as in HAProxy.
@@ -40,12 +81,77 @@ pub struct Cond {
     pub anon: Vec<Acl>,
 }
 
-const CRITERIA: &[&str] = &["path", "path_beg", "path_end", "hdr(host)", "src"];
+/// Match suffixes of the classic criteria (`path_beg` is `path -m beg`).
+const SUFFIXES: &[(&str, &str)] = &[
+    ("_beg", "beg"),
+    ("_end", "end"),
+    ("_sub", "sub"),
+    ("_dom", "dom"),
+    ("_dir", "dir"),
+    ("_reg", "reg"),
+    ("_len", "len"),
+    ("_ip", "ip"),
+];
 
-/// Parses the arguments of an `acl` directive (`args[0]` is "acl"); `src -f FILE`
+const CRITERIA: &[&str] = &[
+    "path",
+    "path_beg",
+    "path_end",
+    "path_sub",
+    "path_reg",
+    "path_dir",
+    "path_len",
+    "url",
+    "url_beg",
+    "url_end",
+    "url_sub",
+    "url_reg",
+    "hdr(host)",
+    "hdr_beg",
+    "hdr_end",
+    "hdr_dom",
+    "hdr_sub",
+    "hdr_reg",
+    "hdr_cnt",
+    "src",
+    "dst",
+    "dst_port",
+    "method",
+    "ssl_fc",
+    "ssl_fc_sni",
+    "base",
+    "base_beg",
+    "query",
+    "status",
+    "req.hdr",
+    "res.hdr",
+    "var",
+];
+
+/// Parses the arguments of an `acl` directive (`args[0]` is "acl"); `-f FILE`
 /// paths are relative to the working directory.
 pub fn parse_acl(args: &[String], line: usize) -> Result<Acl, String> {
     parse_acl_in(args, line, Path::new(""))
+}
+
+/// Splits `hdr_beg(host),lower` into the fetch text without its match suffix
+/// (`hdr(host),lower`) and the match the suffix names.
+fn split_suffix(crit: &str) -> (String, Option<&'static str>) {
+    let (head, tail) = match crit.find(['(', ',']) {
+        Some(i) => crit.split_at(i),
+        None => (crit, ""),
+    };
+    // `hdr_cnt`, `req.hdr_cnt` are fetches of their own; `ssl_fc_sni_end` is sni + end.
+    for (suf, how) in SUFFIXES {
+        if let Some(base) = head.strip_suffix(suf) {
+            if sample::parse_fetch(base).is_ok()
+                || ["hdr", "req.hdr", "res.hdr", "shdr", "req.fhdr"].contains(&base)
+            {
+                return (format!("{base}{tail}"), Some(how));
+            }
+        }
+    }
+    (crit.to_string(), None)
 }
 
 /// `parse_acl` with relative `-f FILE` paths resolved against `base` (the conf file's directory).
@@ -61,78 +167,133 @@ pub fn parse_acl_in(args: &[String], line: usize, base: &Path) -> Result<Acl, St
         return Err(format!("invalid acl name '{name}'"));
     }
     let crit = args[2].as_str();
-    let criterion = match crit {
-        "path" => Criterion::Path,
-        "path_beg" => Criterion::PathBeg,
-        "path_end" => Criterion::PathEnd,
-        "src" => Criterion::Src(Arc::new(CidrSet::default())),
-        c if c.starts_with("hdr(") && c.ends_with(')') && c.len() > 5 => {
-            Criterion::Hdr(c[4..c.len() - 1].to_ascii_lowercase())
+    let (text, suffix) = split_suffix(crit);
+    let expr = sample::parse_expr(&text, base).map_err(|e| {
+        if e.starts_with("unknown sample fetch") {
+            format!(
+                "unknown acl criterion '{crit}'{}",
+                did_you_mean(crit, CRITERIA)
+            )
+        } else {
+            e
         }
-        c => {
-            return Err(format!(
-                "unknown acl criterion '{c}'{}",
-                did_you_mean(c, CRITERIA)
-            ))
-        }
-    };
+    })?;
     let mut rest = &args[3..];
     let mut nocase = false;
     let mut files = Vec::new();
+    let mut method: Option<String> = suffix.map(str::to_string);
     while let Some(flag) = rest.first().filter(|a| a.starts_with('-')) {
         match flag.as_str() {
             "-i" => nocase = true,
+            "-n" | "-u" => {}
+            "--" => {
+                rest = &rest[1..];
+                break;
+            }
             "-f" => {
-                if !matches!(criterion, Criterion::Src(_)) {
-                    return Err("'-f FILE' is supported for 'src' acls only".into());
-                }
                 let f = rest.get(1).ok_or("'-f' needs a file name")?;
                 files.push(base.join(f));
                 rest = &rest[1..];
             }
             "-m" => {
-                return Err(
-                    "'-m' match methods are not supported; use path_beg, path_end, path".into(),
-                )
+                let m = rest.get(1).ok_or("'-m' needs a match method")?;
+                if suffix.is_some() {
+                    return Err(format!(
+                        "'-m {m}' with '{crit}', which names its match already"
+                    ));
+                }
+                method = Some(m.clone());
+                rest = &rest[1..];
             }
-            f => return Err(format!("unknown acl flag '{f}' (-i or -f FILE)")),
+            f if f.parse::<i64>().is_ok() => break,
+            f => return Err(format!("unknown acl flag '{f}' (-i, -f FILE, -m METHOD)")),
         }
         rest = &rest[1..];
     }
-    if let Criterion::Src(_) = criterion {
-        let mut set = CidrSet::default();
-        for f in &files {
-            set.add_file(f)?;
+    let mut values: Vec<String> = rest.to_vec();
+    for f in &files {
+        if matches!(expr.fetch, Fetch::Src | Fetch::Dst) && method.is_none() {
+            continue;
         }
-        for v in rest {
-            set.add(v)?;
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| format!("cannot read '{}': {e}", f.display()))?;
+        values.extend(
+            text.lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim())
+                .filter(|l| !l.is_empty())
+                .map(str::to_string),
+        );
+    }
+    let kind = expr.fetch.kind();
+    let how_name = method.unwrap_or_else(|| {
+        match kind {
+            Kind::Str => "str",
+            Kind::Int => "int",
+            Kind::Bool => "bool",
+            Kind::Ip => "ip",
         }
-        if files.is_empty() && rest.is_empty() {
+        .to_string()
+    });
+    let needs_values = !matches!(how_name.as_str(), "bool" | "found");
+    if needs_values && values.is_empty() && files.is_empty() {
+        if matches!(expr.fetch, Fetch::Src) {
             return Err(format!(
                 "acl '{name}' needs at least one network or '-f FILE'"
             ));
         }
-        return Ok(Acl {
-            name,
-            line,
-            criterion: Criterion::Src(Arc::new(set)),
-            nocase,
-            values: rest.to_vec(),
-        });
-    }
-    if rest.is_empty() {
         return Err(format!("acl '{name}' needs at least one value"));
     }
-    let values = rest
-        .iter()
-        .map(|v| {
-            if nocase {
-                v.to_ascii_lowercase()
-            } else {
-                v.clone()
+    if !needs_values && !values.is_empty() {
+        return Err(format!(
+            "acl '{name}': '-m {how_name}' takes no value, got '{}'",
+            values[0]
+        ));
+    }
+    if nocase {
+        values = values.iter().map(|v| v.to_ascii_lowercase()).collect();
+    }
+    let how = match how_name.as_str() {
+        "str" => Match::Str,
+        "beg" => Match::Beg,
+        "end" => Match::End,
+        "sub" => Match::Sub,
+        "dom" => Match::Dom,
+        "dir" => Match::Dir,
+        "bool" => Match::Bool,
+        "found" => Match::Found,
+        "reg" => Match::Reg(
+            values
+                .iter()
+                .map(|v| {
+                    regex::bytes::RegexBuilder::new(v)
+                        .case_insensitive(nocase)
+                        .build()
+                        .map_err(|e| format!("bad regex '{v}': {e}"))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        "len" => Match::Len(int_pats(&values)?),
+        "int" => Match::Int(int_pats(&values)?),
+        "ip" => {
+            let mut set = CidrSet::default();
+            for f in &files {
+                set.add_file(f)?;
             }
-        })
-        .collect();
+            for v in &values {
+                set.add(v)?;
+            }
+            Match::Ip(Arc::new(set))
+        }
+        m => {
+            return Err(format!(
+                "unknown match method '{m}' (str, beg, end, sub, dom, dir, reg, len, int, ip, bool, found)"
+            ))
+        }
+    };
+    let criterion = match (&expr.fetch, &how) {
+        (Fetch::Src, Match::Ip(set)) if expr.convs.is_empty() => Criterion::Src(set.clone()),
+        _ => Criterion::Sample { expr, how },
+    };
     Ok(Acl {
         name,
         line,
@@ -140,6 +301,66 @@ pub fn parse_acl_in(args: &[String], line: usize, base: &Path) -> Result<Acl, St
         nocase,
         values,
     })
+}
+
+/// `10`, `10:20`, `gt 10`... as inclusive ranges.
+fn int_pats(values: &[String]) -> Result<Vec<IntPat>, String> {
+    let num = |s: &str| {
+        s.parse::<i64>()
+            .map_err(|_| format!("expected an integer, got '{s}'"))
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < values.len() {
+        let v = values[i].as_str();
+        i += 1;
+        let op = |n: i64| match v {
+            "eq" => Some(IntPat { lo: n, hi: n }),
+            "ne" => None,
+            "gt" => Some(IntPat {
+                lo: n.saturating_add(1),
+                hi: i64::MAX,
+            }),
+            "ge" => Some(IntPat {
+                lo: n,
+                hi: i64::MAX,
+            }),
+            "lt" => Some(IntPat {
+                lo: i64::MIN,
+                hi: n.saturating_sub(1),
+            }),
+            "le" => Some(IntPat {
+                lo: i64::MIN,
+                hi: n,
+            }),
+            _ => None,
+        };
+        if ["eq", "ne", "gt", "ge", "lt", "le"].contains(&v) {
+            let n = num(values.get(i).ok_or(format!("'{v}' needs a number"))?)?;
+            i += 1;
+            match op(n) {
+                Some(p) => out.push(p),
+                None => {
+                    out.push(IntPat {
+                        lo: i64::MIN,
+                        hi: n.saturating_sub(1),
+                    });
+                    out.push(IntPat {
+                        lo: n.saturating_add(1),
+                        hi: i64::MAX,
+                    });
+                }
+            }
+        } else if let Some((a, b)) = v.split_once(':') {
+            let lo = if a.is_empty() { i64::MIN } else { num(a)? };
+            let hi = if b.is_empty() { i64::MAX } else { num(b)? };
+            out.push(IntPat { lo, hi });
+        } else {
+            let n = num(v)?;
+            out.push(IntPat { lo: n, hi: n });
+        }
+    }
+    Ok(out)
 }
 
 /// Parses `if|unless TERMS...`; relative `-f` paths of anonymous acls are taken as written.
@@ -222,50 +443,136 @@ fn parse_acl_named(words: &[String], base: &Path) -> Result<Acl, String> {
     Ok(acl)
 }
 
-/// Condition names that need no `acl` line: `ssl_fc` (the client connection is TLS).
-pub const BUILTIN: &[&str] = &["ssl_fc"];
+/// Condition names that need no `acl` line: `ssl_fc` (the client connection
+/// is TLS) and HAProxy's predefined acls.
+pub const BUILTIN: &[&str] = &[
+    "ssl_fc",
+    "TRUE",
+    "FALSE",
+    "HTTP",
+    "HTTP_1.0",
+    "HTTP_1.1",
+    "HTTP_2.0",
+    "HTTP_CONTENT",
+    "HTTP_URL_ABS",
+    "HTTP_URL_SLASH",
+    "HTTP_URL_STAR",
+    "LOCALHOST",
+    "METH_CONNECT",
+    "METH_DELETE",
+    "METH_GET",
+    "METH_HEAD",
+    "METH_OPTIONS",
+    "METH_POST",
+    "METH_PUT",
+    "METH_TRACE",
+];
 
-/// What an ACL can ask of a request.
-pub trait Request {
-    fn path(&self) -> &[u8];
-    fn header(&self, name: &str) -> Option<&[u8]>;
-    /// The client connection is TLS (`ssl_fc`).
-    fn ssl(&self) -> bool {
-        false
-    }
-    /// The client's address (`src`); `None` matches no network.
-    fn src(&self) -> Option<IpAddr> {
-        None
-    }
+/// A predefined acl's value, `None` when `name` is not one.
+fn builtin(name: &str, req: &dyn Request) -> Option<bool> {
+    let m = |x: &[u8]| req.method() == x;
+    Some(match name {
+        "ssl_fc" => req.ssl(),
+        "TRUE" => true,
+        "FALSE" => false,
+        "HTTP" => true,
+        "HTTP_1.0" => req.version() == b"1.0",
+        "HTTP_1.1" => req.version() == b"1.1",
+        "HTTP_2.0" => req.version() == b"2.0",
+        "HTTP_CONTENT" => {
+            req.header("content-length").is_some_and(|v| v != b"0")
+                || req.header("transfer-encoding").is_some()
+        }
+        "HTTP_URL_ABS" => req.url().windows(3).any(|w| w == b"://"),
+        "HTTP_URL_SLASH" => req.url().starts_with(b"/"),
+        "HTTP_URL_STAR" => req.url() == b"*",
+        "LOCALHOST" => req.src().is_some_and(|ip| ip.is_loopback()),
+        "METH_CONNECT" => m(b"CONNECT"),
+        "METH_DELETE" => m(b"DELETE"),
+        "METH_GET" => m(b"GET") || m(b"HEAD"),
+        "METH_HEAD" => m(b"HEAD"),
+        "METH_OPTIONS" => m(b"OPTIONS"),
+        "METH_POST" => m(b"POST"),
+        "METH_PUT" => m(b"PUT"),
+        "METH_TRACE" => m(b"TRACE"),
+        _ => return None,
+    })
 }
 
 impl Acl {
-    pub fn matches(&self, req: &impl Request) -> bool {
-        let subject: &[u8] = match &self.criterion {
+    /// Only the client's address: decidable at accept, before any byte is read.
+    pub fn at_accept(&self) -> bool {
+        match &self.criterion {
+            Criterion::Src(_) => true,
+            Criterion::Sample { expr, .. } => expr.fetch.at_accept(),
+        }
+    }
+
+    pub fn matches(&self, req: &dyn Request) -> bool {
+        let (expr, how) = match &self.criterion {
             Criterion::Src(set) => return req.src().is_some_and(|ip| set.contains(ip)),
-            Criterion::Path | Criterion::PathBeg | Criterion::PathEnd => req.path(),
-            Criterion::Hdr(h) => match req.header(h) {
-                Some(v) if h == "host" => strip_port(v),
-                Some(v) => v,
-                None => return false,
-            },
+            Criterion::Sample { expr, how } => (expr, how),
+        };
+        let samples = expr.eval_all(req);
+        let host = matches!(&expr.fetch, Fetch::ReqHdr { name, .. } if name == "host");
+        samples.iter().any(|s| self.sample_matches(s, how, host))
+    }
+
+    fn sample_matches(&self, s: &Smp<'_>, how: &Match, host: bool) -> bool {
+        match how {
+            Match::Bool => return s.truth(),
+            Match::Found => return true,
+            Match::Int(p) => return s.int().is_some_and(|n| p.iter().any(|p| p.matches(n))),
+            Match::Len(p) => {
+                let n = s.bytes().len() as i64;
+                return p.iter().any(|p| p.matches(n));
+            }
+            Match::Ip(set) => {
+                return match s {
+                    Smp::Ip(ip) => set.contains(*ip),
+                    other => std::str::from_utf8(&other.bytes())
+                        .ok()
+                        .and_then(|t| t.parse::<IpAddr>().ok())
+                        .is_some_and(|ip| set.contains(ip)),
+                }
+            }
+            Match::Reg(res) => return res.iter().any(|r| r.is_match(&s.bytes())),
+            _ => {}
+        }
+        let owned = s.bytes();
+        let mut subject: &[u8] = &owned;
+        if host && matches!(how, Match::Str) {
+            subject = strip_port(subject);
+        }
+        let eq = |a: &[u8], b: &[u8]| {
+            if self.nocase {
+                a.eq_ignore_ascii_case(b)
+            } else {
+                a == b
+            }
         };
         self.values.iter().any(|v| {
             let v = v.as_bytes();
-            let eq = |a: &[u8], b: &[u8]| {
-                if self.nocase {
-                    a.eq_ignore_ascii_case(b)
-                } else {
-                    a == b
-                }
-            };
-            match self.criterion {
-                Criterion::Path | Criterion::Hdr(_) => eq(subject, v),
-                Criterion::PathBeg => subject.len() >= v.len() && eq(&subject[..v.len()], v),
-                Criterion::PathEnd => {
+            match how {
+                Match::Str => eq(subject, v),
+                Match::Beg => subject.len() >= v.len() && eq(&subject[..v.len()], v),
+                Match::End => {
                     subject.len() >= v.len() && eq(&subject[subject.len() - v.len()..], v)
                 }
-                Criterion::Src(_) => false,
+                Match::Sub => v.is_empty() || subject.windows(v.len()).any(|w| eq(w, v)),
+                Match::Dom | Match::Dir => {
+                    let delims: &[u8] = if matches!(how, Match::Dir) {
+                        b"/?"
+                    } else {
+                        b"/?.:"
+                    };
+                    subject
+                        .split(|b| delims.contains(b))
+                        .any(|w| eq(w, v.trim_ascii()))
+                        || (v.contains(&b'.') || v.contains(&b'/'))
+                            && subject.windows(v.len()).any(|w| eq(w, v))
+                }
+                _ => false,
             }
         })
     }
@@ -288,10 +595,12 @@ pub fn strip_port(host: &[u8]) -> &[u8] {
 
 impl Cond {
     /// Evaluates against the acls of the section (all lines of a name OR'ed).
-    pub fn eval(&self, acls: &[Acl], req: &impl Request) -> bool {
+    pub fn eval(&self, acls: &[Acl], req: &dyn Request) -> bool {
         let named = |name: &str| {
-            if name == "ssl_fc" && !acls.iter().any(|a| a.name == name) {
-                return req.ssl();
+            if !acls.iter().any(|a| a.name == name) {
+                if let Some(b) = builtin(name, req) {
+                    return b;
+                }
             }
             if let Some(a) = self.anon.iter().find(|a| a.name == name) {
                 return a.matches(req);
@@ -455,9 +764,9 @@ mod tests {
             .unwrap_err()
             .contains("invalid address"));
         assert!(parse_acl(&words("acl a src"), 1).is_err());
-        assert!(parse_acl(&words("acl a path -f x"), 1)
+        assert!(parse_acl(&words("acl a path -f /nonexistent/x"), 1)
             .unwrap_err()
-            .contains("src"));
+            .contains("cannot read"));
     }
 
     #[test]

@@ -11,6 +11,14 @@ use super::parse::{self, did_you_mean, ConfError, ConfErrors, Directive, Section
 use super::tls::{self, BindTls, ServerTls};
 use super::web::{self, WebConf};
 
+#[path = "haproxy.rs"]
+mod haproxy;
+pub use super::rules::HttpRule;
+pub use haproxy::{
+    BackendHap, BindHap, CookieConf, CookieMode, Expect, FrontendHap, ServerHap, StickTableConf,
+    TableKeyType, TcpCheckStep,
+};
+
 /// Everything one conf file describes.
 #[derive(Debug, Clone)]
 pub struct Conf {
@@ -203,6 +211,8 @@ pub struct Bind {
     /// `proto h2`: clients speak HTTP/2 from their first byte (cleartext h2c
     /// with prior knowledge, or h2 alone over TLS whatever ALPN says).
     pub h2: bool,
+    /// HAProxy bind options (`accept-proxy`).
+    pub hap: BindHap,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -220,6 +230,8 @@ pub struct Frontend {
     pub tcp_rules: Vec<TcpRule>,
     /// `limit ...`: per-client-address limits.
     pub client_limits: ClientLimits,
+    /// HAProxy settings: stick table, response rules, monitor-uri... (`conf::haproxy`).
+    pub hap: FrontendHap,
 }
 
 /// `tcp-request connection reject [if|unless COND]`: the connection is closed at accept.
@@ -294,24 +306,6 @@ impl Default for BodyRate {
     }
 }
 
-/// One `http-request` line.
-#[derive(Debug, Clone, PartialEq)]
-pub enum HttpRule {
-    /// `http-request redirect scheme SCHEME [code N] [if|unless COND]`.
-    RedirectScheme {
-        line: usize,
-        scheme: String,
-        code: u16,
-        cond: Option<Cond>,
-    },
-    /// `http-request deny [deny_status N] [if|unless COND]`.
-    Deny {
-        line: usize,
-        status: u16,
-        cond: Option<Cond>,
-    },
-}
-
 /// `use_backend NAME if|unless COND`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UseBackend {
@@ -357,6 +351,8 @@ pub struct Backend {
     pub grpc_check: Option<GrpcCheck>,
     /// Time allowed for one check (connect + response); default: `inter`.
     pub timeout_check: Option<Duration>,
+    /// HAProxy settings: cookie persistence, stick table, tcp-check (`conf::haproxy`).
+    pub hap: BackendHap,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -399,6 +395,8 @@ pub struct ServerOpts {
     /// `proto h2`: HTTP/2 to the server with prior knowledge (h2c, or h2
     /// over `ssl`); `proto h1` (the default) is HTTP/1.1.
     pub proto: ServerProto,
+    /// HAProxy server options: `cookie`, `send-proxy`, check `port` (`conf::haproxy`).
+    pub hap: ServerHap,
 }
 
 /// Which HTTP version lb speaks to a server (`proto`, or `ssl alpn h2`).
@@ -433,6 +431,7 @@ impl Default for ServerOpts {
             tls: None,
             check_ssl: false,
             proto: ServerProto::H1,
+            hap: ServerHap::default(),
         }
     }
 }
@@ -482,24 +481,13 @@ const IGNORED: &[&str] = &[
 
 /// HAProxy keywords lb does not implement: an error that says so, never silence.
 const UNSUPPORTED: &[&str] = &[
-    "stats",
-    "capture",
-    "compression",
-    "errorfile",
-    "cookie",
-    "hash-type",
-    "stick-table",
-    "stick",
-    "http-response",
-    "http-after-response",
     "tcp-response",
-    "unique-id-format",
-    "server-template",
     "dispatch",
     "source",
     "filter",
-    "email-alert",
-    "monitor-uri",
+    "use-server",
+    "http-send-name-header",
+    "declare",
 ];
 
 // Where a proxy keyword may appear.
@@ -612,6 +600,7 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfErrors> {
         mode_unknown_frontends: HashSet::new(),
         mode_unknown_backends: HashSet::new(),
         failed_global: HashSet::new(),
+        hap: haproxy::HapGlobal::default(),
     };
     for (i, s) in sections.iter().enumerate() {
         if s.lexed_badly {
@@ -706,6 +695,8 @@ struct Draft {
     tcp_rules: Vec<TcpRule>,
     client_limits: ClientLimits,
     body: BodyRate,
+    hap_f: FrontendHap,
+    hap_b: BackendHap,
 }
 
 impl Draft {
@@ -746,6 +737,8 @@ impl Draft {
                 http_req_rate: None,
                 table_size: DEFAULT_LIMIT_TABLE_SIZE,
             },
+            hap_f: FrontendHap::default(),
+            hap_b: BackendHap::default(),
         }
     }
 }
@@ -767,6 +760,8 @@ struct Builder {
     /// Global keywords of lines that failed: checks that depend on their values
     /// (cpu-map on nbthread, admin on admin-auth) are skipped.
     failed_global: HashSet<&'static str>,
+    /// HAProxy global path settings (`crt-base`, `ca-base`, `default-path`).
+    hap: haproxy::HapGlobal,
 }
 
 impl Builder {
@@ -848,10 +843,23 @@ impl Builder {
                 }
             },
             _ => {
+                if let Some((_, why)) = haproxy::SECTION_WARN.iter().find(|(k, _)| *k == kind) {
+                    self.warn(
+                        s.line,
+                        format!("section '{kind}' has no effect in lb: {why}"),
+                    );
+                    return Ok(());
+                }
+                if let Some((_, why)) = haproxy::SECTION_ERR.iter().find(|(k, _)| *k == kind) {
+                    return Err(self.err(
+                        s.line,
+                        format!("section '{kind}' is not implemented: {why}"),
+                    ));
+                }
                 return Err(self.err(
                     s.line,
                     format!("unknown section '{kind}'{}", did_you_mean(kind, SECTIONS)),
-                ))
+                ));
             }
         }
         match kind {
@@ -975,6 +983,9 @@ impl Builder {
 
     fn global(&mut self, d: &Directive) -> Result<(), ConfError> {
         {
+            if let Some(r) = self.hap_global(d) {
+                return r;
+            }
             if self.ignored_or_unsupported(d)? {
                 return Ok(());
             }
@@ -1189,6 +1200,7 @@ impl Builder {
             self.check_mode_needs(&d);
             self.check_server_protos(&d);
         }
+        self.hap_finish(&d);
         if mask & (F | L) != 0 {
             if d.binds.is_empty() {
                 if failed {
@@ -1247,6 +1259,7 @@ impl Builder {
                 },
                 tcp_rules: d.tcp_rules.clone(),
                 client_limits: d.client_limits,
+                hap: d.hap_f.clone(),
             });
             self.check_acls(&name, &d, &failed_names);
             self.check_edge(&name, s.line, &d);
@@ -1281,6 +1294,7 @@ impl Builder {
                 }),
                 grpc_check: d.grpc_check.clone(),
                 timeout_check: d.timeout_check,
+                hap: d.hap_b.clone(),
             });
         }
         Ok(())
@@ -1376,12 +1390,23 @@ impl Builder {
             .use_backends
             .iter()
             .map(|u| (u.line, "use_backend", Some(&u.cond)))
-            .chain(d.rules.iter().map(|r| match r {
-                HttpRule::RedirectScheme { line, cond, .. } => {
-                    (*line, "http-request", cond.as_ref())
-                }
-                HttpRule::Deny { line, cond, .. } => (*line, "http-request", cond.as_ref()),
-            }))
+            .chain(
+                d.rules
+                    .iter()
+                    .map(|r| (r.line, "http-request", r.cond.as_ref())),
+            )
+            .chain(
+                d.hap_f
+                    .res_rules
+                    .iter()
+                    .map(|r| (r.line, "http-response", r.cond.as_ref())),
+            )
+            .chain(
+                d.hap_f
+                    .after_rules
+                    .iter()
+                    .map(|r| (r.line, "http-after-response", r.cond.as_ref())),
+            )
             .chain(
                 d.tcp_rules
                     .iter()
@@ -1423,10 +1448,7 @@ impl Builder {
                     "'tcp-request connection': 'ssl_fc' is not known before the handshake",
                 );
                 self.errors.push(e);
-            } else if let Some(a) = cond
-                .acls(&d.acls)
-                .find(|a| !matches!(a.criterion, acl::Criterion::Src(_)))
-            {
+            } else if let Some(a) = cond.acls(&d.acls).find(|a| !a.at_accept()) {
                 let e = self.err(
                     r.line,
                     format!(
@@ -1466,6 +1488,9 @@ impl Builder {
         d: &Directive,
         p: &mut Draft,
     ) -> Result<(), ConfError> {
+        if let Some(r) = self.hap_proxy(mask, kind, d, p) {
+            return r;
+        }
         if self.ignored_or_unsupported(d)? {
             return Ok(());
         }
@@ -1491,12 +1516,18 @@ impl Builder {
                     return Err(e("missing address".into()));
                 }
                 let addr = parse::bind_addr(&a[1]).map_err(e)?;
-                let (tls, h2) = bind_options(&a[2..]).map_err(e)?;
+                let mut warns = Vec::new();
+                let (rest, hap) = self.hap_bind_args(&a[2..], &mut warns).map_err(e)?;
+                let (tls, h2) = bind_options(&rest).map_err(e)?;
+                for w in warns {
+                    self.warn(d.line, w);
+                }
                 p.binds.push(Bind {
                     line: d.line,
                     addr,
                     tls,
                     h2,
+                    hap,
                 });
             }
             "mode" => {
@@ -1539,7 +1570,11 @@ impl Builder {
                     .trim_end_matches(']')
                     .to_string();
                 let mut opts = p.server_opts.clone();
-                server_options(&a[3..], &mut opts).map_err(e)?;
+                let mut warns = Vec::new();
+                let rest = self
+                    .hap_server_args(&a[3..], &mut opts.hap, &mut warns)
+                    .map_err(e)?;
+                server_options(&rest, &mut opts).map_err(e)?;
                 if let Some(t) = &opts.tls {
                     if t.verify && t.ca.is_empty() {
                         return Err(e(
@@ -1563,9 +1598,21 @@ impl Builder {
                     host,
                     opts,
                 });
+                for w in warns {
+                    self.warn(d.line, w);
+                }
             }
             "default-server" => {
-                server_options(&a[1..], &mut p.server_opts).map_err(e)?;
+                let mut hap = p.server_opts.hap.clone();
+                let mut warns = Vec::new();
+                let rest = self
+                    .hap_server_args(&a[1..], &mut hap, &mut warns)
+                    .map_err(e)?;
+                server_options(&rest, &mut p.server_opts).map_err(e)?;
+                p.server_opts.hap = hap;
+                for w in warns {
+                    self.warn(d.line, w);
+                }
             }
             "timeout" if a.get(1).map(String::as_str) == Some("http-body") => {
                 if mask & (D | F | L) == 0 {
@@ -1729,7 +1776,15 @@ impl Builder {
                 });
             }
             "http-request" => {
-                let rule = http_rule(a, d.line, &self.base()).map_err(e)?;
+                let rule =
+                    super::rules::parse(super::rules::Phase::Request, a, d.line, &self.base())
+                        .map_err(e)?;
+                if let super::rules::Action::Ignored(why) = rule.action {
+                    self.warn(
+                        d.line,
+                        format!("'http-request {}' has no effect in lb: {why}", a[1]),
+                    );
+                }
                 p.rules.push(rule);
             }
             "tcp-request" => {
@@ -1985,69 +2040,6 @@ fn bind_options(args: &[String]) -> Result<(Option<BindTls>, bool), String> {
         tickets,
     };
     Ok((Some(tls), h2))
-}
-
-/// `http-request redirect scheme SCHEME [code N] [if|unless COND]`.
-fn http_rule(a: &[String], line: usize, base: &std::path::Path) -> Result<HttpRule, String> {
-    let usage =
-        "expected 'http-request redirect scheme https [code 301|302|303|307|308] [if|unless COND]'";
-    match a.get(1).map(String::as_str) {
-        Some("redirect") => {}
-        Some("deny") => {
-            let mut status = 403;
-            let mut i = 2;
-            if a.get(i).map(String::as_str) == Some("deny_status") {
-                let c = a.get(i + 1).ok_or("'deny_status' needs a value")?;
-                status = match c.parse::<u16>() {
-                    Ok(n @ 400..=599) => n,
-                    _ => return Err(format!("invalid deny_status '{c}' (400..599)")),
-                };
-                i += 2;
-            }
-            let cond = match a.get(i) {
-                None => None,
-                Some(_) => Some(acl::parse_cond_in(&a[i..], base)?),
-            };
-            return Ok(HttpRule::Deny { line, status, cond });
-        }
-        Some(other) => {
-            return Err(format!(
-                "'http-request {other}' is not implemented (lb has 'http-request redirect scheme' and 'http-request deny')"
-            ))
-        }
-        None => return Err(usage.into()),
-    }
-    if a.get(2).map(String::as_str) != Some("scheme") {
-        return Err(format!("{usage} (only 'redirect scheme' is implemented)"));
-    }
-    let scheme = a.get(3).ok_or(usage)?.to_ascii_lowercase();
-    if scheme != "https" && scheme != "http" {
-        return Err(format!("unknown scheme '{scheme}' (http or https)"));
-    }
-    let mut code = 302;
-    let mut i = 4;
-    if a.get(i).map(String::as_str) == Some("code") {
-        let c = a.get(i + 1).ok_or("'code' needs a value")?;
-        code = match c.parse::<u16>() {
-            Ok(n @ (301 | 302 | 303 | 307 | 308)) => n,
-            _ => {
-                return Err(format!(
-                    "invalid redirect code '{c}' (301, 302, 303, 307 or 308)"
-                ))
-            }
-        };
-        i += 2;
-    }
-    let cond = match a.get(i) {
-        None => None,
-        Some(_) => Some(acl::parse_cond_in(&a[i..], base)?),
-    };
-    Ok(HttpRule::RedirectScheme {
-        line,
-        scheme,
-        code,
-        cond,
-    })
 }
 
 /// `tcp-request connection reject [if|unless COND]`.
@@ -2417,7 +2409,9 @@ mod tests {
 
     #[test]
     fn unsupported_haproxy_keyword() {
-        assert!(bad("backend b\n    stick-table type ip\n").contains("does not implement"));
+        assert!(bad("backend b\n    tcp-response content accept\n").contains("does not implement"));
+        // Known but not implemented: an error that says so.
+        assert!(bad("backend b\n    stick-table type ip\n").contains("needs 'size N'"));
     }
 
     #[test]
@@ -2663,8 +2657,8 @@ mod tests {
             Duration::from_secs(3)
         );
         assert!(matches!(
-            c.frontends[0].http.rules[0],
-            HttpRule::RedirectScheme { code: 308, .. }
+            c.frontends[0].http.rules[0].action,
+            super::super::rules::Action::Redirect { code: 308, .. }
         ));
         let s = &c.backends[0].servers[0];
         assert_eq!(s.host, "localhost");
@@ -2733,8 +2727,8 @@ mod tests {
             }
         );
         assert!(matches!(
-            f.http.rules[0],
-            HttpRule::Deny { status: 429, .. }
+            f.http.rules[0].action,
+            super::super::rules::Action::Deny { status: 429 }
         ));
         assert_eq!(
             f.tcp_rules,
@@ -2745,7 +2739,7 @@ mod tests {
         );
         assert!(
             bad("frontend f\n    bind 127.0.0.1:0\n    http-request deny deny_status 302\n")
-                .contains("t.conf:3: 'http-request': invalid deny_status '302'")
+                .contains("t.conf:3: 'http-request': invalid status '302' (400..599)")
         );
         assert!(
             bad("frontend f\n    bind 127.0.0.1:0\n    tcp-request content reject\n")

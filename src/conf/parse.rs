@@ -234,8 +234,25 @@ fn split(line: &str) -> (Vec<String>, Option<&'static str>) {
     while let Some(c) = chars.next() {
         match c {
             '\\' => match chars.next() {
+                // HAProxy's escapes: \r \n \t and \xHH are bytes, any other
+                // character stands for itself.
                 Some(n) => {
-                    cur.push(n);
+                    match n {
+                        'r' => cur.push('\r'),
+                        'n' => cur.push('\n'),
+                        't' => cur.push('\t'),
+                        'x' => {
+                            let hex: String = chars.clone().take(2).collect();
+                            match u8::from_str_radix(&hex, 16) {
+                                Ok(b) if hex.len() == 2 => {
+                                    cur.push(char::from(b));
+                                    chars.nth(1);
+                                }
+                                _ => cur.push('x'),
+                            }
+                        }
+                        n => cur.push(n),
+                    }
                     in_word = true;
                 }
                 None => {
@@ -400,6 +417,10 @@ mod tests {
             ["bind", "1.2.3.4:80"]
         );
         assert_eq!(tokenize("a \"b c\" d\\ e").unwrap(), ["a", "b c", "d e"]);
+        assert_eq!(
+            tokenize("send PING\\r\\n \\x41").unwrap(),
+            ["send", "PING\r\n", "A"]
+        );
         assert_eq!(tokenize("a#b").unwrap(), ["a#b"]);
         assert!(tokenize("a \"b").is_err());
         assert!(tokenize("a \\").is_err());

@@ -56,12 +56,8 @@ impl Unplaced for TcpRule {
 
 impl Unplaced for HttpRule {
     fn unplace(&mut self) {
-        match self {
-            HttpRule::RedirectScheme { line, cond, .. } | HttpRule::Deny { line, cond, .. } => {
-                *line = 0;
-                cond.unplace();
-            }
-        }
+        self.line = 0;
+        self.cond.unplace();
     }
 }
 
@@ -86,6 +82,11 @@ impl Unplaced for Frontend {
         self.http.acls.unplace();
         self.http.use_backends.unplace();
         self.http.rules.unplace();
+        self.hap.res_rules.unplace();
+        self.hap.after_rules.unplace();
+        if let Some(t) = &mut self.hap.stick_table {
+            t.line = 0;
+        }
     }
 }
 
@@ -99,6 +100,12 @@ impl Unplaced for Backend {
     fn unplace(&mut self) {
         self.line = 0;
         self.servers.unplace();
+        if let Some(t) = &mut self.hap.stick_table {
+            t.line = 0;
+        }
+        if let Some(c) = &mut self.hap.cookie {
+            c.line = 0;
+        }
     }
 }
 

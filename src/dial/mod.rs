@@ -9,6 +9,7 @@
 //! - `idle`  the keep-alive pool of idle server connections, per worker thread
 
 pub mod idle;
+pub mod opts;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -16,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::balance::{InFlight, PickCtx, Server};
-use crate::connect::open;
+use crate::connect::open_with;
 use crate::io::Io;
 use crate::snapshot::BackendRt;
 use crate::tls::Connector;
@@ -37,6 +38,10 @@ pub struct Dial<'a> {
     /// HTTP: the keep-alive pool's part; `None` (TCP mode) leaves it out,
     /// reuse counters included.
     pub reuse: Option<Pooled>,
+    /// The server a persistence cookie names: tried first.
+    pub prefer: Option<Arc<Server>>,
+    /// The client's address and the one it reached, for `send-proxy` servers.
+    pub proxy: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
 }
 
 /// Whether an idle pooled connection may serve the request.
@@ -112,6 +117,10 @@ impl Connect for Plain<'_, '_> {
 
     fn reuse(&mut self, server: &Arc<Server>, key: idle::Key) -> Option<Upstream> {
         let r = self.0.reuse.filter(|r| r.take)?;
+        // A PROXY header named the client that opened the connection: never another's.
+        if opts::sends_proxy(self.0.be, server) {
+            return None;
+        }
         let sock = idle::take(key, !r.retryable)?;
         self.0.be.stats.reuse_hit.inc();
         Some(Upstream {
@@ -125,7 +134,8 @@ impl Connect for Plain<'_, '_> {
     async fn connect(&mut self, t: Target<'_>) -> Attempt<Upstream, ()> {
         let d = self.0;
         let limit = Some(d.be.conf.timeout_connect);
-        match open(t.server.addr, t.connector, limit, d.ring).await {
+        let preface = opts::preface(d.be, t.server, d.proxy);
+        match open_with(t.server.addr, t.connector, limit, d.ring, &preface).await {
             Ok(sock) => {
                 if d.reuse.is_some() {
                     d.be.stats.reuse_miss.inc();
@@ -170,9 +180,21 @@ pub async fn dial_with<C: Connect>(
             tried: &tried,
             redispatch: be.conf.redispatch,
         };
-        let Some(server) = be.pool.pick_with(&ctx).cloned() else {
+        let preferred = d
+            .prefer
+            .as_ref()
+            .filter(|p| !tried.iter().any(|t| Arc::ptr_eq(t, p)));
+        let Some(server) = preferred.or_else(|| be.pool.pick_with(&ctx)).cloned() else {
             return Ok(None);
         };
+        // `maxconn` on a server: a full one is skipped (lb does not queue).
+        if opts::server_full(be, &server) {
+            if tried.iter().any(|t| Arc::ptr_eq(t, &server)) {
+                return Ok(None);
+            }
+            tried.push(server);
+            continue;
+        }
         let connector = be.connector(&server);
         let per_request = connector.and_then(|c| c.for_host(d.host));
         let connector = per_request.as_ref().or(connector);

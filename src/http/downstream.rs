@@ -31,6 +31,12 @@ pub enum Answer {
     Error { status: u16, extra: Vec<String> },
     /// A redirect to `location`, with no body.
     Redirect { code: u16, location: Vec<u8> },
+    /// A whole response a rule made (`http-request return`, `monitor-uri`).
+    Full {
+        status: u16,
+        headers: Vec<(String, Vec<u8>)>,
+        body: Vec<u8>,
+    },
 }
 
 impl Answer {
@@ -38,6 +44,7 @@ impl Answer {
         match self {
             Answer::Error { status, .. } => *status,
             Answer::Redirect { code, .. } => *code,
+            Answer::Full { status, .. } => *status,
         }
     }
 }
@@ -61,6 +68,25 @@ impl Downstream<'_> {
                         reply::error_with(*status, &extra).to_vec()
                     }
                     Answer::Redirect { code, location } => redirect_head(*code, location).to_vec(),
+                    Answer::Full {
+                        status,
+                        headers,
+                        body,
+                    } => {
+                        let mut b = format!("HTTP/1.1 {status} {}\r\n", reply::reason(*status))
+                            .into_bytes();
+                        for (n, v) in headers {
+                            b.extend_from_slice(n.as_bytes());
+                            b.extend_from_slice(b": ");
+                            b.extend_from_slice(v);
+                            b.extend_from_slice(b"\r\n");
+                        }
+                        b.extend_from_slice(
+                            format!("content-length: {}\r\n\r\n", body.len()).as_bytes(),
+                        );
+                        b.extend_from_slice(body);
+                        b
+                    }
                 };
                 io.write_all_idle(&bytes, idle).await?;
                 Ok(bytes.len() as u64)
@@ -84,6 +110,24 @@ impl Downstream<'_> {
                         let loc = String::from_utf8_lossy(location);
                         let headers = [("location", &*loc), ("cache-control", "no-cache")];
                         s.send_reply(*code, &headers, b"").map(|_| loc.len())
+                    }
+                    Answer::Full {
+                        status,
+                        headers,
+                        body,
+                    } => {
+                        let hs: Vec<(String, String)> = headers
+                            .iter()
+                            .map(|(n, v)| {
+                                (
+                                    n.to_ascii_lowercase(),
+                                    String::from_utf8_lossy(v).into_owned(),
+                                )
+                            })
+                            .collect();
+                        let hs: Vec<(&str, &str)> =
+                            hs.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                        s.send_reply(*status, &hs, body).map(|_| body.len())
                     }
                 };
                 sent.map(|n| n as u64).map_err(io::Error::other)

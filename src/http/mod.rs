@@ -13,6 +13,7 @@ pub mod proxy;
 pub mod relay;
 pub mod reply;
 pub mod rewrite;
+pub mod rules;
 pub mod tally;
 pub mod upload;
 /// The server-side keep-alive pool lives with the dialer, which takes from it.

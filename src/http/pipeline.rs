@@ -12,12 +12,13 @@ use super::downstream::{Answer, Downstream};
 use super::h2side;
 use super::head::{self, BodyKind, RequestHead, ResponseHead};
 use super::relay::{relay_response, Cut};
-use super::rewrite::{redirect_location, request_head, response_head};
+use super::rewrite::{request_head, response_head};
+use super::rules::{self, TxnState, Verdict};
 use super::upload::{send_body, BodyError, Upload};
 use super::upstream;
 use crate::balance::Server;
 use crate::conf::acl;
-use crate::conf::{HttpRule, Reuse};
+use crate::conf::Reuse;
 use crate::dial::{dial, Dial, Pooled, Upstream};
 use crate::h2::stream::H2Stream;
 use crate::io::{Io, SpareBuffer};
@@ -116,23 +117,30 @@ async fn run(
     if let Some(a) = admit(conn, &req)? {
         return answer(ds, &a, &req, conn, t).await;
     }
+    let mut st = TxnState::default();
+    let req = match apply_rules(conn, &req, &mut st)? {
+        Verdict::Answer(a) => return answer(ds, &a, &req, conn, t).await,
+        Verdict::Pass(Some(rewritten)) => rewritten,
+        Verdict::Pass(None) => req,
+    };
     let view = ReqView {
         head: &req,
         tls: conn.proto == "https",
         src: conn.peer.ip(),
     };
-    if let Some(a) = apply_rules(conn, &req, &view)? {
-        return answer(ds, &a, &req, conn, t).await;
-    }
     let be = route(conn.fe, &view)?;
     t.backend = Some(be.stats.clone());
+    // Cookie persistence: the server the cookie names, the cookie taken out.
+    let req = rules::cookie_request(be, &req, conn, &mut st)?.unwrap_or(req);
     // The rarer paths are boxed: their state would otherwise make every
     // exchange's future (moved into each HTTP/2 stream's task) four times larger.
     if super::upstream_h2::speaks_h2(be) {
         return Box::pin(super::upstream_h2::run(ds, &req, conn, be, t)).await;
     }
     let plan = Plan::new(ds, &req, conn, be, first, t);
-    let (up, resp, body_cut) = forward(ds, ubuf, &req, conn, be, plan, t).await?;
+    let prefer = rules::cookie_preference(be, &st);
+    let (up, resp, body_cut) = forward(ds, ubuf, &req, conn, be, plan, prefer, t).await?;
+    let resp = rules::apply_response(conn, &req, resp, be, Some(&up.server.0), &st)?;
     if resp.status == 101 {
         return Box::pin(switch(ds, ubuf, up, &req, &resp, conn, be, t)).await;
     }
@@ -158,41 +166,9 @@ fn admit(conn: &Conn<'_>, req: &RequestHead) -> Result<Option<Answer>, Fail> {
     Ok(None)
 }
 
-/// Phase rules: `http-request redirect` and `deny`, first match wins.
-fn apply_rules(
-    conn: &Conn<'_>,
-    req: &RequestHead,
-    view: &ReqView<'_>,
-) -> Result<Option<Answer>, Fail> {
-    let fe = conn.fe;
-    for rule in &fe.conf.http.rules {
-        match rule {
-            HttpRule::RedirectScheme {
-                scheme, code, cond, ..
-            } => {
-                if cond
-                    .as_ref()
-                    .is_none_or(|c| c.eval(&fe.conf.http.acls, view))
-                {
-                    let location = redirect_location(fe, req, scheme);
-                    return Ok(Some(Answer::Redirect {
-                        code: *code,
-                        location,
-                    }));
-                }
-            }
-            HttpRule::Deny { status, cond, .. } => {
-                if cond
-                    .as_ref()
-                    .is_none_or(|c| c.eval(&fe.conf.http.acls, view))
-                {
-                    fe.stats.denied.req_rule.inc();
-                    return Err(Fail::Status(*status));
-                }
-            }
-        }
-    }
-    Ok(None)
+/// Phase rules: `http-request` rules in order (`http::rules`), first answer wins.
+fn apply_rules(conn: &Conn<'_>, req: &RequestHead, st: &mut TxnState) -> Result<Verdict, Fail> {
+    rules::apply_request(conn, req, st)
 }
 
 /// Sends an answer lb made itself. The request body (if any) was not read:
@@ -207,7 +183,11 @@ async fn answer(
     t.status = Some(a.status());
     t.bytes_out += ds.answer(a, conn.fe.conf.timeout_client).await?;
     Ok(match a {
-        Answer::Redirect { .. } if req.body == BodyKind::None && req.keep_alive => Next::KeepAlive,
+        Answer::Redirect { .. } | Answer::Full { .. }
+            if req.body == BodyKind::None && req.keep_alive =>
+        {
+            Next::KeepAlive
+        }
         _ => unread_close(req),
     })
 }
@@ -257,12 +237,18 @@ impl Plan {
             BodyKind::Length(n) if buffered >= n => Some(n as usize),
             _ => None,
         };
-        let forwardfor = conn.fe.conf.http.forwardfor || bc.forwardfor;
+        // `option forwardfor except NET`: those clients get no X-Forwarded-For.
+        let hap = &conn.fe.conf.hap;
+        let forwardfor = (conn.fe.conf.http.forwardfor || bc.forwardfor)
+            && !hap
+                .forwardfor_except
+                .as_ref()
+                .is_some_and(|n| n.contains(conn.peer.ip()));
         let mut first_write = request_head(
             req,
             conn,
             forwardfor,
-            bc.reuse == Reuse::Never,
+            bc.reuse == Reuse::Never || bc.hap.server_close,
             answer_continue,
         );
         if let (Some(n), Downstream::H1 { rbuf, .. }) = (replayable_body, &mut *ds) {
@@ -296,6 +282,7 @@ async fn forward(
     conn: &Conn<'_>,
     be: &BackendRt,
     plan: Plan,
+    prefer: Option<Arc<Server>>,
     t: &mut Tally,
 ) -> Result<(Upstream, ResponseHead, bool), Fail> {
     let bc = &be.conf;
@@ -316,6 +303,8 @@ async fn forward(
                 take: reuse_ok,
                 retryable: plan.retry_dead_reuse,
             }),
+            prefer: prefer.clone(),
+            proxy: Some((conn.peer, rules::local_addr(conn))),
         };
         let Some(mut up) = dial(&want, &mut attempts).await else {
             return Err(Fail::Status(503));
@@ -512,6 +501,7 @@ async fn relay(
         && resp.body != BodyKind::UntilClose
         && !dechunk
         && !body_cut
+        && !conn.fe.conf.hap.client_close
         && !conn.draining();
     let head = response_head(resp, client_keep, req.minor_version == 1);
     let relayed = relay_response(
@@ -586,7 +576,12 @@ async fn relay_h2(
 /// A server connection whose exchange ended cleanly goes back to its idle
 /// pool, when the server keeps it open and the backend reuses connections.
 fn give_back(up: Upstream, resp: &ResponseHead, be: &BackendRt) {
-    if resp.keep_alive && !stray_body(resp) && be.conf.reuse != Reuse::Never {
+    if resp.keep_alive
+        && !stray_body(resp)
+        && be.conf.reuse != Reuse::Never
+        && !be.conf.hap.server_close
+        && !crate::dial::opts::sends_proxy(be, &up.server.0)
+    {
         let s = &up.server.0;
         let max = s.pool_max_conn.load(Ordering::Relaxed);
         upstream::put(up.key, up.sock, max, s.pool_purge_delay());

@@ -102,6 +102,14 @@ pub(crate) fn request_head(
         out.put_slice(b"\r\n");
     }
     let mut xff: Option<Vec<u8>> = None;
+    // `option forwardfor header NAME`.
+    let xff_name = conn
+        .fe
+        .conf
+        .hap
+        .forwardfor_header
+        .as_deref()
+        .unwrap_or("X-Forwarded-For");
     let set_proto = forwardfor || conn.proto == "https";
     for h in &req.headers {
         if h.hop_by_hop {
@@ -112,7 +120,7 @@ pub(crate) fn request_head(
         if strip_expect && name.eq_ignore_ascii_case(b"expect") {
             continue;
         }
-        if forwardfor && name.eq_ignore_ascii_case(b"x-forwarded-for") {
+        if forwardfor && name.eq_ignore_ascii_case(xff_name.as_bytes()) {
             {
                 let v = xff.get_or_insert_with(Vec::new);
                 if !v.is_empty() {
@@ -132,7 +140,8 @@ pub(crate) fn request_head(
         out.put_slice(b"\r\n");
     }
     if forwardfor {
-        out.put_slice(b"X-Forwarded-For: ");
+        out.put_slice(xff_name.as_bytes());
+        out.put_slice(b": ");
         if let Some(v) = xff {
             out.put_slice(&v);
             out.put_slice(b", ");

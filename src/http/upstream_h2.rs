@@ -104,6 +104,8 @@ async fn connect(
         ring: false,
         host: req.host.map(|h| req.slice(h)),
         reuse: None,
+        prefer: None,
+        proxy: None,
     };
     let mut c = Stream {
         be,

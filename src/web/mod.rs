@@ -88,6 +88,7 @@ fn route_proxy(w: &WebConf, addr: SocketAddr, limits: HeadLimits) -> Arc<Fronten
         httpchk: None,
         grpc_check: None,
         timeout_check: None,
+        hap: Default::default(),
     };
     let timeout_client = ms(w.timeout_client);
     let frontend = Frontend {
@@ -100,6 +101,7 @@ fn route_proxy(w: &WebConf, addr: SocketAddr, limits: HeadLimits) -> Arc<Fronten
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             tls: None,
             h2: false,
+            hap: Default::default(),
         }],
         default_backend: Some(backend.name.clone()),
         maxconn: DEFAULT_MAXCONN,
@@ -122,6 +124,7 @@ fn route_proxy(w: &WebConf, addr: SocketAddr, limits: HeadLimits) -> Arc<Fronten
             http_req_rate: None,
             table_size: DEFAULT_LIMIT_TABLE_SIZE,
         },
+        hap: Default::default(),
     };
     let backends = HashMap::from([(backend.name.clone(), Arc::new(BackendRt::new(backend)))]);
     Arc::new(FrontendRt::new(

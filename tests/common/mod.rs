@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 pub mod client;
+pub mod haproxy;
 pub mod nginx;
 pub mod servers;
 
