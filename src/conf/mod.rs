@@ -11,6 +11,7 @@ pub mod model;
 pub mod parse;
 pub mod tls;
 pub mod unplaced;
+pub mod vrrp;
 pub mod web;
 
 pub use model::*;
