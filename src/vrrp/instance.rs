@@ -136,11 +136,11 @@ impl Instance {
         self.act(a);
         let mut buf = vec![0u8; 2048];
         let far = Duration::from_secs(3600);
+        // Tracks are looked at once per advert interval.
+        let mut track_at = Instant::now() + self.conf.advert_int;
         loop {
             let now = Instant::now();
             let deadline = self.machine.deadline().map_or(now + far, Instant::from_std);
-            // Tracks are looked at once per advert interval.
-            let track_at = now + self.conf.advert_int;
             tokio::select! {
                 biased;
                 cmd = cmds.recv() => match cmd {
@@ -181,6 +181,7 @@ impl Instance {
                     self.garp();
                 }
                 _ = tokio::time::sleep_until(track_at), if !self.conf.tracks.is_empty() => {
+                    track_at = Instant::now() + self.conf.advert_int;
                     let p = params(&self.conf, &self.backend_up);
                     if p.priority != self.machine.params().priority {
                         tracing::warn!(
