@@ -499,11 +499,27 @@ fn two_lb_nodes_fail_over_when_the_master_dies() {
     assert_eq!(nodes, ["a", "b"]);
     assert!(gap < BROKEN, "gap {gap:?}");
     assert!(net.holds("b", VIP));
-    assert!(
+    assert_eq!(
         b.log
-            .count("vrrp www: BACKUP -> MASTER: no advert from a master")
-            == 1
+            .count("vrrp www: BACKUP -> MASTER: no advert from a master"),
+        1
     );
+    // The runtime API, the stats JSON and /metrics tell the same.
+    let api = admin_get(&net, "b", "/api/vrrp");
+    assert!(
+        api.contains(r#"[{"name":"www","vrid":51,"interface":"e0","state":"MASTER","priority":100,"master":"10.77.0.2","transitions":1,"#),
+        "{api}"
+    );
+    let stats = admin_get(&net, "b", "/api/stats");
+    assert!(stats.contains(r#""vrrp":[{"name":"www""#), "{stats}");
+    let m = admin_get(&net, "b", "/metrics");
+    for line in [
+        r#"lb_vrrp_state{interface="e0",state="MASTER",vrid="51",vrrp="www"} 1"#,
+        r#"lb_vrrp_transitions_total{interface="e0",vrid="51",vrrp="www"} 1"#,
+    ] {
+        assert!(m.contains(line), "{line} in\n{m}");
+    }
+    assert!(!m.contains(r#"lb_vrrp_adverts_received_total{interface="e0",vrid="51",vrrp="www"} 0"#));
 }
 
 #[test]
@@ -629,8 +645,13 @@ fn sigterm_hands_over_at_once_with_priority_zero() {
     );
     b.log.wait("vrrp www: BACKUP -> MASTER");
     // The backup took over after its skew (61 ms), not the master-down interval.
-    let line = b.log.text();
-    assert!(line.contains("no advert from a master"), "{line}");
+    assert_eq!(
+        b.log
+            .count("vrrp www: BACKUP -> MASTER: the master left (priority 0)"),
+        1,
+        "{}",
+        b.log.text()
+    );
 }
 
 #[test]

@@ -226,7 +226,9 @@ pub fn json(admin: &Admin) -> String {
         }
         o.push_str("]}");
     }
-    o.push_str("]}\n");
+    o.push_str("],\"vrrp\":");
+    o.push_str(&crate::vrrp::view::json());
+    o.push_str("}\n");
     o
 }
 

@@ -303,4 +303,54 @@ mod tests {
         assert!(e.contains("advert-int"), "{e}");
         assert!(finish(&v).unwrap_err().contains("interface"));
     }
+
+    fn whole(text: &str) -> Result<crate::conf::Conf, String> {
+        crate::conf::parse_conf("t.conf", text).map_err(|e| e.to_string())
+    }
+
+    const WWW: &str = "vrrp www\n    interface eth0\n    vrid 51\n    address 10.77.0.100/24\n";
+
+    #[test]
+    fn a_section_in_a_conf() {
+        // A frontend may bind the virtual address although this host lacks it.
+        let c = whole(&format!(
+            "frontend f\n    bind 10.77.0.100:80\n    default_backend b\nbackend b\n    server s 127.0.0.1:1\n{WWW}    track backend b weight -50\n"
+        ))
+        .unwrap();
+        assert_eq!(c.vrrps.len(), 1);
+        assert_eq!(c.vrrps[0].priority, DEFAULT_PRIORITY);
+        assert_eq!(c.vrrps[0].advert_int, DEFAULT_ADVERT_INT);
+        // Without the vrrp section the same bind is refused.
+        let e = whole("frontend f\n    bind 10.77.0.100:80\n    default_backend b\nbackend b\n    server s 127.0.0.1:1\n").unwrap_err();
+        assert!(e.contains("not an address of this host"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_their_line() {
+        assert_eq!(
+            whole(&format!("{WWW}    track backend web weight -10\n")).unwrap_err(),
+            "t.conf:5: 'track': backend 'web' does not exist"
+        );
+        assert_eq!(
+            whole("vrrp www\n    interface eth0\n    vrid 51\n").unwrap_err(),
+            "t.conf:1: vrrp 'www' has no 'address' line"
+        );
+        let two = format!("{WWW}{}", WWW.replace("www", "two"));
+        let e = whole(&two).unwrap_err();
+        assert!(
+            e.contains("t.conf:7: 'vrid': 51 is already used on eth0 by vrrp 'www'"),
+            "{e}"
+        );
+        assert!(
+            e.contains("t.conf:5: address 10.77.0.100 is also in vrrp 'www'"),
+            "{e}"
+        );
+        let e = whole(&format!("{WWW}{WWW}")).unwrap_err();
+        assert!(e.contains("duplicate vrrp name 'www'"), "{e}");
+        assert_eq!(
+            whole("vrrp www\n    interface eth0\n    vrid 300\n    address 10.0.0.1\n")
+                .unwrap_err(),
+            "t.conf:3: 'vrid': invalid number '300' (expected 1..=255)"
+        );
+    }
 }

@@ -68,6 +68,8 @@ pub struct Machine {
     master_interval_cs: u16,
     /// Advert timer as master, Master_Down_Timer as backup; none in INIT.
     deadline: Option<Instant>,
+    /// The master announced it is leaving (priority 0): the timer is the skew.
+    left: bool,
 }
 
 fn cs(n: u32) -> Duration {
@@ -82,6 +84,7 @@ impl Machine {
             state: State::Init,
             master_interval_cs: params.interval_cs,
             deadline: None,
+            left: false,
         }
     }
 
@@ -130,10 +133,14 @@ impl Machine {
         match self.state {
             State::Init => Vec::new(),
             State::Backup => {
-                let why = format!(
-                    "no advert from a master for {} ms",
-                    self.master_down().as_millis()
-                );
+                let why = if self.left {
+                    "the master left (priority 0)".to_string()
+                } else {
+                    format!(
+                        "no advert from a master for {} ms",
+                        self.master_down().as_millis()
+                    )
+                };
                 self.become_master(now, why)
             }
             State::Master => {
@@ -158,9 +165,11 @@ impl Machine {
                 if priority == 0 {
                     // The master left cleanly: take over after the skew only.
                     self.deadline = Some(now + self.skew());
+                    self.left = true;
                 } else if !self.params.preempt || priority >= ours {
                     self.master_interval_cs = interval_cs;
                     self.deadline = Some(now + self.master_down());
+                    self.left = false;
                 }
                 // A lower priority master while we preempt: ignored, our timer runs out.
                 Vec::new()
@@ -231,6 +240,7 @@ impl Machine {
     }
 
     fn become_master(&mut self, now: Instant, why: String) -> Vec<Action> {
+        self.left = false;
         self.deadline = Some(now + self.advert_interval());
         vec![
             Action::Send(self.params.priority),

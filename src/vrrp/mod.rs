@@ -7,6 +7,7 @@
 //! - `netlink`   adding and removing the addresses
 //! - `caps`      CAP_NET_RAW and CAP_NET_ADMIN
 //! - `instance`  one virtual router's task: sockets + machine + addresses + counters
+//! - `view`      the routers as JSON for the stats JSON and the runtime API
 //!
 //! The instances run on a thread of their own, so that a slow reload or a busy
 //! control thread never delays an advert (a backup waits only 3 x 100 ms).
@@ -18,6 +19,7 @@ pub mod machine;
 pub mod net;
 pub mod netlink;
 pub mod packet;
+pub mod view;
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
