@@ -372,8 +372,10 @@ struct Client {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// One request. The connect timeout is short (the SYN-ACK comes from the
+/// kernel, across a bridge): it bounds how late the client notices a takeover.
 fn get(addr: SocketAddr) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(100)).ok()?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(30)).ok()?;
     s.set_read_timeout(Some(Duration::from_millis(200))).ok()?;
     s.set_write_timeout(Some(Duration::from_millis(200))).ok()?;
     s.write_all(b"GET /node.txt HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n")
