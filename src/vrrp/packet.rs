@@ -226,6 +226,31 @@ mod tests {
         assert_eq!(&encode(SRC, GROUP, 1, 1, 0xffff, &[])[4..6], &[0x0f, 0xff]);
     }
 
+    /// An advert keepalived 2.2.7 sent (`vrrp_version 3`, vrid 51, priority 150,
+    /// `advert_int 0.1`, one address), captured whole with a raw socket in a
+    /// namespace: IP header included.
+    #[test]
+    fn keepalived_capture() {
+        let hex = "45c0002000020000ff70d04b0a4d0001e000001231339601000a43330a4d0064";
+        let ip: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let a = parse(&ip).unwrap();
+        assert_eq!(
+            a,
+            Advert {
+                src: SRC,
+                vrid: 51,
+                priority: 150,
+                interval_cs: 10,
+                addrs: vec![VIP],
+            }
+        );
+        // Ours, byte for byte the same message.
+        assert_eq!(encode(SRC, GROUP, 51, 150, 10, &[VIP]), ip[20..]);
+    }
+
     #[test]
     fn bad_adverts_have_reasons() {
         let good = advert(100);
