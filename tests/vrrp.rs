@@ -847,3 +847,18 @@ fn reload_changes_priority_without_a_transition_and_track_lowers_it() {
     let (_, nodes) = client.finish();
     assert_eq!(nodes.last().map(String::as_str), Some("b"), "{nodes:?}");
 }
+
+#[test]
+fn a_missing_interface_fails_the_start_with_its_line() {
+    // Needs the capabilities to get as far as the interface (root in tests and CI).
+    if !lb::vrrp::caps::has_net_caps() {
+        eprintln!("skipped: not running with CAP_NET_RAW and CAP_NET_ADMIN");
+        return;
+    }
+    let (code, err, path, _dir) = common::run_to_exit(
+        "vrrp www\n    interface nosuch9\n    vrid 51\n    address 10.77.0.100/24\n",
+    );
+    assert_eq!(code, Some(1), "{err}");
+    let want = format!("{}:1: vrrp www: interface nosuch9: ", path.display());
+    assert!(err.contains(&want), "{err}");
+}

@@ -39,6 +39,8 @@ pub struct Instance {
     backend_up: BackendUp,
     /// Gratuitous ARPs still to send, and when the next one is due.
     garps: (u8, Instant),
+    /// The last advert could not be sent: logged once, not every interval.
+    send_failing: bool,
 }
 
 /// The priority to advertise: the conf's, less the weight of each tracked
@@ -99,6 +101,7 @@ impl Instance {
             status,
             backend_up,
             garps: (0, Instant::now()),
+            send_failing: false,
         })
     }
 
@@ -290,7 +293,7 @@ impl Instance {
         }
     }
 
-    fn send(&self, priority: u8) {
+    fn send(&mut self, priority: u8) {
         let addrs: Vec<Ipv4Addr> = self.conf.addresses.iter().map(|a| a.0).collect();
         let msg = packet::encode(
             self.primary,
@@ -303,8 +306,15 @@ impl Instance {
         match net::send(&self.tx, &msg) {
             Ok(()) => {
                 self.status.sent.fetch_add(1, Ordering::Relaxed);
+                if std::mem::take(&mut self.send_failing) {
+                    tracing::warn!("vrrp {}: adverts go out again", self.conf.name);
+                }
             }
-            Err(e) => tracing::warn!("vrrp {}: cannot send an advert: {e}", self.conf.name),
+            Err(e) if !self.send_failing => {
+                self.send_failing = true;
+                tracing::warn!("vrrp {}: cannot send adverts: {e}", self.conf.name);
+            }
+            Err(_) => {}
         }
     }
 

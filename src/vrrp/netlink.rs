@@ -51,6 +51,24 @@ fn request(msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
     req.serialize(&mut buf);
 
     let mut sock = Socket::new(NETLINK_ROUTE)?;
+    // The kernel answers at once; the bound keeps a stuck answer from stopping adverts for long.
+    let tv = libc::timeval {
+        tv_sec: 1,
+        tv_usec: 0,
+    };
+    // SAFETY: sets SO_RCVTIMEO on a socket we own, from a timeval of the right size.
+    let r = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
     sock.bind_auto()?;
     sock.connect(&SocketAddr::new(0, 0))?;
     sock.send(&buf, 0)?;
