@@ -87,7 +87,13 @@ impl Instance {
         let rx = net::receiver(&iface).map_err(e("cannot open the VRRP receive socket"))?;
         let tx = net::sender(&iface, primary).map_err(e("cannot open the VRRP send socket"))?;
         let arp = net::arp_socket().map_err(e("cannot open the ARP socket"))?;
-        let p = params(c, &backend_up);
+        // Tracks count from the first look, one interval in: at start the
+        // health checks have not answered yet, and a backup sends nothing
+        // before its master-down interval (3 intervals) anyway.
+        let p = Params {
+            priority: c.priority,
+            ..params(c, &backend_up)
+        };
         status.priority.store(p.priority, Ordering::Relaxed);
         Ok(Instance {
             conf: c.clone(),
