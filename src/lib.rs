@@ -51,6 +51,7 @@
 //! - `kv`        the embedded RESP2 key-value store
 //! - `admin`     the admin listener: /metrics, /stats page and JSON, runtime API
 //! - `web`       the embedded web server (nginx role): static files, `/healthz`, app prefixes through the pipeline; HTTP/1 and h2c
+//! - `vrrp`      VRRPv3 virtual routers (keepalived-compatible): adverts, state machine, addresses by netlink
 //! - `app`       the embedded foobar application (gunicorn role): JSON API over the kv tier, read-your-writes
 //!
 //! Top:
@@ -84,6 +85,7 @@ pub mod stick;
 pub mod tls;
 pub mod tunnel;
 pub mod uring;
+pub mod vrrp;
 pub mod web;
 
 #[doc(hidden)]

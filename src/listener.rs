@@ -26,6 +26,7 @@ pub fn bind(addr: SocketAddr, reuseport: bool) -> io::Result<std::net::TcpListen
         s.set_only_v6(true)?;
     }
     s.set_nonblocking(true)?;
+    freebind(&s, addr)?;
     s.bind(&addr.into())?;
     s.listen(BACKLOG)?;
     Ok(s.into())
@@ -67,6 +68,26 @@ pub fn bind_group(addr: SocketAddr, n: usize) -> io::Result<(SocketAddr, Vec<Bou
     Ok((real, out))
 }
 
+/// Virtual (VRRP) addresses: bound with IP_FREEBIND, so that a backup listens
+/// on an address before it holds it. Set by the runtime from the conf.
+static FREEBIND: std::sync::Mutex<Vec<std::net::IpAddr>> = std::sync::Mutex::new(Vec::new());
+
+pub fn set_freebind(ips: Vec<std::net::IpAddr>) {
+    *FREEBIND
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = ips;
+}
+
+fn freebind(s: &Socket, addr: SocketAddr) -> io::Result<()> {
+    let ips = FREEBIND
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if ips.contains(&addr.ip()) {
+        s.set_freebind(true)?;
+    }
+    Ok(())
+}
+
 /// Addresses this process listens on, with their number of sockets.
 static HELD: std::sync::Mutex<BTreeMap<SocketAddr, usize>> = std::sync::Mutex::new(BTreeMap::new());
 
@@ -88,6 +109,7 @@ fn probe(addr: SocketAddr) -> io::Result<()> {
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
     }
+    freebind(&s, addr)?;
     match s.bind(&addr.into()) {
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(in_use()),
         r => r,

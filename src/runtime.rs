@@ -198,6 +198,8 @@ pub struct Runtime {
     control: std::sync::Mutex<Control>,
     /// The embedded web and app servers, for reload.
     services: std::sync::Mutex<Services>,
+    /// The VRRP instances (none without `vrrp` sections), for reload and SIGTERM.
+    vrrp: std::sync::Mutex<Option<crate::vrrp::Vrrp>>,
 }
 
 /// One embedded web or app server: its section as written, its real address, and
@@ -622,9 +624,12 @@ impl Runtime {
                 return Err(e);
             }
         };
+        listener::set_freebind(vips(&conf));
+        let vrrps = conf.vrrps.clone();
         match self.apply(conf) {
             Ok(n) => {
                 let n = n + services.apply(swaps);
+                self.reload_vrrp(&vrrps);
                 self.reloads.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("reloaded: {n} changes");
                 Ok(n)
@@ -634,6 +639,38 @@ impl Runtime {
                 tracing::error!("reload failed: {e}");
                 Err(e.to_string())
             }
+        }
+    }
+}
+
+/// The virtual addresses of the conf's vrrp sections (listeners bind them with IP_FREEBIND).
+fn vips(conf: &Conf) -> Vec<std::net::IpAddr> {
+    conf.vrrps
+        .iter()
+        .flat_map(|v| v.addresses.iter().map(|a| a.0.into()))
+        .collect()
+}
+
+impl Runtime {
+    /// Whether a backend has a server up, for `track backend`.
+    fn backend_up(self: &Arc<Self>) -> crate::vrrp::BackendUp {
+        let live = self.snapshot.clone();
+        Arc::new(move |name: &str| {
+            live.load()
+                .backends
+                .get(name)
+                .is_some_and(|b| b.pool.servers.iter().any(|s| s.eligible()))
+        })
+    }
+
+    fn reload_vrrp(self: &Arc<Self>, confs: &[crate::conf::vrrp::VrrpConf]) {
+        let mut v = self.vrrp.lock().unwrap_or_else(|p| p.into_inner());
+        match v.as_mut() {
+            Some(v) => v.reload(confs),
+            None if !confs.is_empty() => {
+                tracing::warn!("vrrp sections added to a conf without any start at the next start, not on reload");
+            }
+            None => {}
         }
     }
 }
@@ -715,6 +752,11 @@ pub fn run(path: &str) -> Result<(), RunError> {
     for w in &conf.warnings {
         tracing::warn!("{w}");
     }
+    if let Some(crate::vrrp::VrrpError::Start { file, line, msg }) =
+        crate::vrrp::check_caps(path, &conf.vrrps)
+    {
+        return Err(RunError::Conf(ConfError { file, line, msg }.into()));
+    }
     let threads = conf.global.threads();
     let model = ThreadModel::from_env();
     let affinity = worker_cpus(path, &conf, threads)?;
@@ -753,11 +795,13 @@ async fn serve(path: &str, mut conf: Conf, workers: &Workers) -> Result<(), RunE
         handles: workers.handles.clone(),
         control: std::sync::Mutex::new(Control::default()),
         services: std::sync::Mutex::new(Services::default()),
+        vrrp: std::sync::Mutex::new(None),
     });
 
     // Bind everything first, so a bad address fails the start before any traffic.
     let n = workers.sockets_per_address();
     crate::accesslog::install(&conf.global).map_err(RunError::AccessLog)?;
+    listener::set_freebind(vips(&conf));
     rt.apply(conf.clone())?;
     let mut kvs = Vec::new();
     for k in &conf.kvs {
@@ -885,6 +929,16 @@ async fn serve(path: &str, mut conf: Conf, workers: &Workers) -> Result<(), RunE
         announce("admin", "admin", bound);
     }
 
+    if !conf.vrrps.is_empty() {
+        let v =
+            crate::vrrp::Vrrp::start(path, &conf.vrrps, rt.backend_up()).map_err(|e| match e {
+                crate::vrrp::VrrpError::Start { file, line, msg } => {
+                    RunError::Conf(ConfError { file, line, msg }.into())
+                }
+            })?;
+        *rt.vrrp.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
+    }
+
     loop {
         tokio::select! {
             _ = term.recv() => {
@@ -899,6 +953,11 @@ async fn serve(path: &str, mut conf: Conf, workers: &Workers) -> Result<(), RunE
                 let _ = rt.reload();
             }
         }
+    }
+    // A master hands over at once (priority 0) rather than after the drain.
+    let v = rt.vrrp.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(mut v) = v {
+        v.stop();
     }
     crate::shutdown::start_drain();
     let _ = rt.stop.send(true);

@@ -50,3 +50,8 @@ fn conf_seeds() {
 fn http_proxy_seeds() {
     replay("http_proxy", lb::http::fuzz_check::proxy);
 }
+
+#[test]
+fn vrrp_advert_seeds() {
+    replay("vrrp_advert", lb::vrrp::fuzz_check::advert);
+}

@@ -19,6 +19,7 @@ pub fn handle(admin: &Admin, method: &[u8], path: &str) -> Reply {
     let get = method == b"GET" || method == b"HEAD";
     match parts.as_slice() {
         ["servers"] if get => Reply::json(servers_json(admin)),
+        ["vrrp"] if get => Reply::json(crate::vrrp::view::json()),
         ["reload"] if post => match admin.rt.reload() {
             Ok(n) => Reply::text(200, format!("reloaded: {n} changes")),
             Err(e) => Reply::text(500, format!("reload failed: {e}")),

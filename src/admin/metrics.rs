@@ -218,6 +218,7 @@ fn live(admin: &Admin) -> Vec<MetricFamily> {
     if !admin.kvs.is_empty() {
         out.extend(kv(admin));
     }
+    out.extend(vrrp());
     out
 }
 
@@ -279,5 +280,83 @@ fn kv(admin: &Admin) -> Vec<MetricFamily> {
     }
     vec![
         cmds.0, clients.0, keys.0, role.0, offset.0, lag_b.0, lag_s.0, link.0,
+    ]
+}
+
+/// Each virtual router's state, priority, transitions and adverts.
+fn vrrp() -> Vec<MetricFamily> {
+    use crate::vrrp::machine::State;
+    use crate::vrrp::packet::Reject;
+    use MetricType::{COUNTER, GAUGE};
+    let list = crate::vrrp::statuses();
+    if list.is_empty() {
+        return Vec::new();
+    }
+    let mut state = Fam::new(
+        "lb_vrrp_state",
+        "1 for the virtual router's current state (INIT, BACKUP, MASTER), 0 for the others",
+        GAUGE,
+    );
+    let mut prio = Fam::new(
+        "lb_vrrp_priority",
+        "Priority advertised now (the conf's, less failed tracks)",
+        GAUGE,
+    );
+    let mut trans = Fam::new(
+        "lb_vrrp_transitions_total",
+        "State changes since start",
+        COUNTER,
+    );
+    let mut sent = Fam::new("lb_vrrp_adverts_sent_total", "Adverts sent", COUNTER);
+    let mut recv = Fam::new(
+        "lb_vrrp_adverts_received_total",
+        "Valid adverts received for this virtual router",
+        COUNTER,
+    );
+    let mut dropped = Fam::new(
+        "lb_vrrp_adverts_dropped_total",
+        "Adverts refused, by reason (never acted on)",
+        COUNTER,
+    );
+    let mut mismatch = Fam::new(
+        "lb_vrrp_advert_mismatches_total",
+        "Accepted adverts whose interval or address list differs from this node's conf",
+        COUNTER,
+    );
+    for s in &list {
+        let vrid = s.vrid.to_string();
+        let l = [
+            ("vrrp", s.name.as_str()),
+            ("vrid", vrid.as_str()),
+            ("interface", s.interface.as_str()),
+        ];
+        let now = s.state();
+        for st in State::ALL {
+            let v = if st == now { 1.0 } else { 0.0 };
+            state.add(&[l[0], l[1], l[2], ("state", st.as_str())], v);
+        }
+        prio.add(&l, f64::from(s.priority()));
+        trans.add(&l, s.transitions.load(Ordering::Relaxed) as f64);
+        sent.add(&l, s.sent.load(Ordering::Relaxed) as f64);
+        recv.add(&l, s.received.load(Ordering::Relaxed) as f64);
+        for r in Reject::ALL {
+            dropped.add(
+                &[l[0], l[1], l[2], ("reason", r.as_str())],
+                s.dropped(r) as f64,
+            );
+        }
+        let m = [
+            ("interval", &s.interval_mismatch),
+            ("addresses", &s.address_mismatch),
+        ];
+        for (what, n) in m {
+            mismatch.add(
+                &[l[0], l[1], l[2], ("what", what)],
+                n.load(Ordering::Relaxed) as f64,
+            );
+        }
+    }
+    vec![
+        state.0, prio.0, trans.0, sent.0, recv.0, dropped.0, mismatch.0,
     ]
 }

@@ -179,7 +179,7 @@ pub fn route(admin: &Admin, req: &RequestHead) -> Reply {
         p if p.starts_with("/api/") => api::handle(admin, method, p),
         "/" if get => Reply::text(
             200,
-            "lb admin: /metrics /stats /stats;json /api/stats /api/servers POST /api/reload",
+            "lb admin: /metrics /stats /stats;json /api/stats /api/servers /api/vrrp POST /api/reload",
         ),
         _ => Reply::text(404, "not found"),
     }

@@ -226,7 +226,9 @@ pub fn json(admin: &Admin) -> String {
         }
         o.push_str("]}");
     }
-    o.push_str("]}\n");
+    o.push_str("],\"vrrp\":");
+    o.push_str(&crate::vrrp::view::json());
+    o.push_str("}\n");
     o
 }
 
@@ -250,6 +252,7 @@ th{background:#eee}td:first-child,th:first-child{text-align:left}
 <div class="legend"><span style="background:#2e9d4a">UP</span><span style="background:#d33">DOWN</span><span style="background:#e69a1f">DRAIN</span><span style="background:#777">MAINT</span><span style="background:#2e6fd3">backup (UP)</span></div>
 <svg id="topo" width="1100" height="200"></svg>
 <table id="tbl"></table>
+<table id="vrrp"></table>
 <script>
 "use strict";
 const COLORS={UP:"#2e9d4a",DOWN:"#d33",DRAIN:"#e69a1f",MAINT:"#777"};
@@ -320,6 +323,7 @@ function draw(d){
   const el=document.getElementById("topo");el.setAttribute("height",ky+10);el.innerHTML=svg;
   document.getElementById("tbl").innerHTML="<tr><th>server</th><th>state</th><th>conns</th><th>requests</th><th>req/s</th><th>err/s</th><th>p50 ms</th><th>p99 ms</th></tr>"+rows;
   document.getElementById("meta").textContent=`up ${d.uptime_s}s, reloads ${d.reloads} (failed ${d.reload_failures}), access log dropped ${d.access_log_dropped}; refreshed ${new Date().toLocaleTimeString()}`;
+  document.getElementById("vrrp").innerHTML=(d.vrrp||[]).length?"<tr><th>vrrp</th><th>vrid</th><th>interface</th><th>state</th><th>priority</th><th>master</th><th>transitions</th><th>adverts sent</th><th>received</th></tr>"+d.vrrp.map(v=>`<tr><td>${esc(v.name)}</td><td>${v.vrid}</td><td>${esc(v.interface)}</td><td>${v.state}</td><td>${v.priority}</td><td>${esc(v.master||"-")}</td><td>${v.transitions}</td><td>${v.adverts_sent}</td><td>${v.adverts_received}</td></tr>`).join(""):"";
   prev=seen;prevT=t;
 }
 async function tick(){

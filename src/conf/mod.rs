@@ -14,6 +14,7 @@ pub mod rules;
 pub mod sample;
 pub mod tls;
 pub mod unplaced;
+pub mod vrrp;
 pub mod web;
 
 pub use model::*;

@@ -9,6 +9,7 @@ use super::app::{self, AppConf};
 use super::kv::{self, KvConf};
 use super::parse::{self, did_you_mean, ConfError, ConfErrors, Directive, Section};
 use super::tls::{self, BindTls, ServerTls};
+use super::vrrp::{self, VrrpConf};
 use super::web::{self, WebConf};
 
 #[path = "haproxy.rs"]
@@ -29,6 +30,7 @@ pub struct Conf {
     pub kvs: Vec<KvConf>,
     pub webs: Vec<WebConf>,
     pub apps: Vec<AppConf>,
+    pub vrrps: Vec<VrrpConf>,
     pub warnings: Vec<ConfError>,
 }
 
@@ -459,7 +461,7 @@ pub const DEFAULT_RISE: u32 = 2;
 pub const DEFAULT_FALL: u32 = 3;
 
 const SECTIONS: &[&str] = &[
-    "global", "defaults", "frontend", "backend", "listen", "kv", "web", "app",
+    "global", "defaults", "frontend", "backend", "listen", "kv", "web", "app", "vrrp",
 ];
 
 /// HAProxy keywords that have no meaning for lb: accepted with a warning.
@@ -591,6 +593,7 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfErrors> {
             kvs: Vec::new(),
             webs: Vec::new(),
             apps: Vec::new(),
+            vrrps: Vec::new(),
             warnings: Vec::new(),
         },
         defaults: Draft::builtin(),
@@ -821,7 +824,7 @@ impl Builder {
         let kind = s.kind.as_str();
         let name_required = matches!(
             kind,
-            "frontend" | "backend" | "listen" | "kv" | "web" | "app"
+            "frontend" | "backend" | "listen" | "kv" | "web" | "app" | "vrrp"
         );
         match kind {
             "global" | "defaults" => {
@@ -922,6 +925,14 @@ impl Builder {
                 let names = self.conf.apps.iter().map(|x| x.name.as_str());
                 self.check_dup(s.line, "app", &a.name, names)?;
                 self.conf.apps.push(a);
+                Ok(())
+            }
+            "vrrp" => {
+                let mut v = VrrpConf::new(s.args[0].clone(), s.line);
+                self.other_section(s, lexed_badly, &mut v, vrrp::directive, vrrp::finish);
+                let names = self.conf.vrrps.iter().map(|x| x.name.as_str());
+                self.check_dup(s.line, "vrrp", &v.name, names)?;
+                self.conf.vrrps.push(v);
                 Ok(())
             }
             _ => unreachable!("section kinds are checked above"),
@@ -1911,6 +1922,13 @@ impl Builder {
             .chain(self.conf.webs.iter().map(|w| (w.line_bind, w.bind)))
             .chain(self.conf.apps.iter().map(|a| (a.line_bind, a.bind)));
         let admin = g.admin.filter(|a| a.port() != 0);
+        // A virtual address is bound before this node holds it (IP_FREEBIND).
+        let vips: HashSet<std::net::IpAddr> = self
+            .conf
+            .vrrps
+            .iter()
+            .flat_map(|v| v.addresses.iter().map(|a| a.0.into()))
+            .collect();
         for (line, addr) in binds {
             if addr.port() != 0 && !seen.insert(addr) {
                 errors.push(self.err(
@@ -1930,10 +1948,21 @@ impl Builder {
                     format!("address {addr} overlaps the admin address {a}"),
                 ));
             }
-            if let Err(m) = local_ip(addr.ip()) {
+            if let Err(m) = local_ip(addr.ip()).or_else(|m| {
+                if vips.contains(&addr.ip()) {
+                    Ok(())
+                } else {
+                    Err(m)
+                }
+            }) {
                 errors.push(self.err(line, m));
             }
         }
+        errors.extend(
+            vrrp::cross_check(&self.conf, &self.broken)
+                .into_iter()
+                .map(|(l, m)| self.err(l, m)),
+        );
         self.errors.extend(errors);
     }
 }
