@@ -37,6 +37,8 @@ pub struct KvConf {
     pub write_timeout: Duration,
     /// Active expiry runs this many times a second (Redis's `hz`).
     pub hz: u32,
+    /// A primary PINGs its replicas this often (Redis's `repl-ping-replica-period`).
+    pub repl_ping_replica_period: Duration,
 }
 
 pub const DEFAULT_MAX_KEY_BYTES: u64 = 64 << 10;
@@ -47,6 +49,7 @@ pub const DEFAULT_MAX_QUERY_BYTES: u64 = 1 << 30;
 pub const DEFAULT_REPL_BACKLOG_SIZE: u64 = 1 << 20;
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_HZ: u32 = 10;
+pub const DEFAULT_REPL_PING_REPLICA_PERIOD: Duration = Duration::from_secs(10);
 
 const KEYWORDS: &[&str] = &[
     "bind",
@@ -63,6 +66,7 @@ const KEYWORDS: &[&str] = &[
     "timeout",
     "write-timeout",
     "hz",
+    "repl-ping-replica-period",
 ];
 
 impl KvConf {
@@ -85,6 +89,7 @@ impl KvConf {
             timeout: Duration::ZERO,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             hz: DEFAULT_HZ,
+            repl_ping_replica_period: DEFAULT_REPL_PING_REPLICA_PERIOD,
         }
     }
 }
@@ -123,6 +128,13 @@ pub fn directive(k: &mut KvConf, d: &Directive) -> Result<(), String> {
                 return Err(e("must be greater than zero".into()));
             }
             k.write_timeout = t;
+        }
+        "repl-ping-replica-period" => {
+            let t = parse::duration(arg()?).map_err(e)?;
+            if t.is_zero() {
+                return Err(e("must be greater than zero".into()));
+            }
+            k.repl_ping_replica_period = t;
         }
         "hz" => {
             let v = arg()?;

@@ -4,8 +4,6 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::frame::{fmt_i64, reply};
-
 /// Bytes charged per key on top of key and value, roughly our per-entry overhead.
 pub const ENTRY_OVERHEAD: u64 = 64;
 
@@ -259,20 +257,25 @@ impl Db {
         (next, keys)
     }
 
-    /// The keyspace as replication commands: `SET key value [PXAT ms]` per live key.
-    pub fn snapshot(&self, now: u64, out: &mut Vec<u8>) {
-        let mut b = [0u8; 20];
+    /// Every live key as an RDB file (full sync, SAVE).
+    pub fn to_rdb(&self, now: u64, aux: &super::rdb::Aux) -> Vec<u8> {
+        let mut w = super::rdb::Writer::new(self.used, aux);
+        w.select_db(0, self.map.len() as u64, self.expires.len() as u64);
         for (k, e) in &self.map {
-            if e.expired(now) {
-                continue;
-            }
-            if e.exp != 0 {
-                let at = fmt_i64(e.exp as i64, &mut b);
-                reply::command(out, &[b"SET", k, &e.val, b"PXAT", at]);
-            } else {
-                reply::command(out, &[b"SET", k, &e.val]);
+            if !e.expired(now) {
+                w.string_key(k, &e.val, e.exp);
             }
         }
+        w.finish()
+    }
+
+    /// A copy of every live entry, for encoding off the lock (BGSAVE, AOF rewrite).
+    pub fn clone_entries(&self, now: u64) -> Vec<(Vec<u8>, Entry)> {
+        self.map
+            .iter()
+            .filter(|(_, e)| !e.expired(now))
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect()
     }
 }
 
@@ -416,15 +419,13 @@ mod tests {
     }
 
     #[test]
-    fn snapshot_is_set_commands() {
+    fn rdb_skips_expired_keys() {
         let mut db = Db::default();
         db.set(b"k", b"v", Some(5000));
         db.set(b"gone", b"v", Some(10));
-        let mut out = Vec::new();
-        db.snapshot(100, &mut out);
-        assert_eq!(
-            out,
-            b"*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n$4\r\nPXAT\r\n$4\r\n5000\r\n"
-        );
+        let file = db.to_rdb(100, &super::super::rdb::Aux::default());
+        let mut got = Vec::new();
+        super::super::rdb::decode(&file, u64::MAX, |_, k, _, e| got.push((k, e))).unwrap();
+        assert_eq!(got, vec![(b"k".to_vec(), 5000)]);
     }
 }

@@ -4,12 +4,14 @@
 //! - `db`          the keyspace, expiry index, glob, scan, snapshot
 //! - `command`     command table and keyspace commands
 //! - `server`      one client connection: batching, auth, dispatch, WAIT
+//! - `rdb`         RDB v10 encode/decode (full sync, dump.rdb)
 //! - `replication` backlog ring, primary-side replica feeds, the replica's link
 
 pub mod command;
 pub mod db;
 pub mod frame;
 pub mod fuzz_check;
+pub mod rdb;
 pub mod replication;
 pub mod server;
 
@@ -46,6 +48,8 @@ pub struct Stats {
     pub sync_full: AtomicU64,
     pub sync_partial_ok: AtomicU64,
     pub sync_partial_err: AtomicU64,
+    /// Times this replica stopped following its primary's stream (see `Link::diverged`).
+    pub diverged: AtomicU64,
     /// Calls per command, indexed like `command::TABLE`.
     pub per_command: CommandCounts,
 }
@@ -167,6 +171,8 @@ pub struct Link {
     pub state: &'static str,
     pub last_io: Instant,
     pub sync_in_progress: bool,
+    /// Why this replica stopped applying its primary's stream, if it did.
+    pub diverged: Option<String>,
 }
 
 /// One `kv NAME` server: keyspace, replication role, clients.
@@ -264,6 +270,7 @@ impl Kv {
                 state: "connect",
                 last_io: Instant::now(),
                 sync_in_progress: false,
+                diverged: None,
             }),
             kill_master_tx: watch::channel(0).0,
             kill_replicas_tx: watch::channel(0).0,
@@ -300,6 +307,7 @@ impl Kv {
     pub fn start(self: &Arc<Self>) {
         tokio::spawn(active_expiry(self.clone()));
         tokio::spawn(replication::replica_loop(self.clone()));
+        tokio::spawn(replication::ping_replicas(self.clone()));
     }
 
     /// Serves one client connection until it closes.
@@ -463,6 +471,16 @@ impl Kv {
                     link.sync_in_progress as u8,
                     r.offset,
                     r.offset,
+                );
+                let _ = write!(
+                    t,
+                    "kv_diverged:{}\r\nkv_diverged_reason:{}\r\nkv_diverged_total:{}\r\n",
+                    link.diverged.is_some() as u8,
+                    link.diverged
+                        .as_deref()
+                        .unwrap_or("")
+                        .replace(['\r', '\n'], " "),
+                    self.stats.diverged.load(Ordering::Relaxed),
                 );
             }
             None => t.push_str("role:master\r\n"),
