@@ -251,3 +251,173 @@ fn kv_replicates_from_a_redis_primary_then_follows_its_stream() {
         lb.wait_log("diverged");
     }
 }
+
+fn kv_conf(data: &std::path::Path, extra: &str) -> String {
+    format!(
+        "kv main\n    bind 127.0.0.1:0\n    dir {}\n{extra}",
+        data.display()
+    )
+}
+
+#[test]
+fn appendfsync_always_keeps_every_acknowledged_incr_across_kill_9() {
+    let data = TempDir::new("kv-aof");
+    let conf = kv_conf(data.path(), "    appendonly yes\n    appendfsync always\n");
+    let mut lb = Lb::start(&conf, 1);
+    let kv = lb.addr("kv", "main");
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let acked = acked.clone();
+            std::thread::spawn(move || {
+                let mut c = client(kv);
+                // Until the server dies: each Ok is an acknowledged INCR.
+                while redis::cmd("INCR").arg("n").query::<i64>(&mut c).is_ok() {
+                    acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    eventually("3,000 acknowledged INCRs", || {
+        (acked.load(std::sync::atomic::Ordering::SeqCst) >= 3000).then_some(())
+    });
+    lb.child.kill().unwrap(); // SIGKILL: no chance to flush anything
+    let _ = lb.child.wait();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let acked = acked.load(std::sync::atomic::Ordering::SeqCst);
+    drop(lb);
+
+    let lb = Lb::start(&conf, 1);
+    let mut c = client(lb.addr("kv", "main"));
+    let n: i64 = redis::cmd("GET").arg("n").query(&mut c).unwrap();
+    // Every acknowledged INCR is there; at most the 3 in flight at the kill too.
+    assert!(
+        n as u64 >= acked && n as u64 <= acked + 3,
+        "acked {acked}, found {n}"
+    );
+}
+
+#[test]
+fn a_torn_last_aof_record_is_cut_with_a_warning() {
+    let data = TempDir::new("kv-aof-torn");
+    let conf = kv_conf(data.path(), "    appendonly yes\n");
+    let mut aof = Vec::new();
+    for cmd in [
+        &["SET", "a", "1"][..],
+        &["INCR", "a"],
+        &["MULTI"],
+        &["SET", "b", "2"],
+        &["EXEC"],
+    ] {
+        aof.extend_from_slice(format!("*{}\r\n", cmd.len()).as_bytes());
+        for a in cmd {
+            aof.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+    }
+    let good = aof.len();
+    aof.extend_from_slice(b"*3\r\n$3\r\nSET\r\n$1\r\nc\r\n$5\r\nab"); // torn
+    let path = data.path().join("appendonly.aof");
+    std::fs::write(&path, &aof).unwrap();
+    let lb = Lb::start(&conf, 1);
+    lb.wait_log("truncating");
+    let mut c = client(lb.addr("kv", "main"));
+    let v: Vec<Option<String>> = redis::cmd("MGET")
+        .arg("a")
+        .arg("b")
+        .arg("c")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(v, vec![Some("2".into()), Some("2".into()), None]);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), good as u64);
+    // Writes after the cut append to a well-formed file.
+    let () = redis::cmd("SET").arg("d").arg("4").query(&mut c).unwrap();
+    drop(lb);
+    let lb = Lb::start(&conf, 1);
+    let mut c = client(lb.addr("kv", "main"));
+    let v: Option<String> = redis::cmd("GET").arg("d").query(&mut c).unwrap();
+    assert_eq!(v.as_deref(), Some("4"));
+}
+
+#[test]
+fn dump_rdb_goes_both_ways_with_redis() {
+    if !have("redis-server") || !have("redis-check-rdb") {
+        eprintln!(
+            "SKIPPED: redis-server / redis-check-rdb not installed (apt-get install redis-server)"
+        );
+        return;
+    }
+    // kv writes dump.rdb: redis-check-rdb accepts it, redis-server loads it.
+    let data = TempDir::new("kv-rdb");
+    let lb = Lb::start(&kv_conf(data.path(), ""), 1);
+    let mut c = client(lb.addr("kv", "main"));
+    let mut pipe = redis::pipe();
+    for i in 0..500 {
+        pipe.cmd("SET").arg(format!("k{i}")).arg(i * 1000).ignore();
+    }
+    pipe.cmd("SET")
+        .arg("ttl")
+        .arg("v")
+        .arg("EX")
+        .arg(500)
+        .ignore();
+    let () = pipe.query(&mut c).unwrap();
+    let () = redis::cmd("SAVE").query(&mut c).unwrap();
+    let rdb = data.path().join("dump.rdb");
+    let check = Command::new("redis-check-rdb").arg(&rdb).output().unwrap();
+    assert!(
+        check.status.success(),
+        "redis-check-rdb: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let started = Redis::start(&[
+        "--dir",
+        data.path().to_str().unwrap(),
+        "--dbfilename",
+        "dump.rdb",
+    ]);
+    let mut r = client(started.addr);
+    let n: i64 = redis::cmd("DBSIZE").query(&mut r).unwrap();
+    assert_eq!(n, 501);
+    let ttl: i64 = redis::cmd("TTL").arg("ttl").query(&mut r).unwrap();
+    assert!((490..=500).contains(&ttl), "ttl {ttl}");
+    // BGSAVE too, with writes going on.
+    let () = redis::cmd("SET")
+        .arg("more")
+        .arg("x")
+        .query(&mut c)
+        .unwrap();
+    let s: String = redis::cmd("BGSAVE").query(&mut c).unwrap();
+    assert_eq!(s, "Background saving started");
+    eventually("BGSAVE to finish", || {
+        let i = info(&mut c, "persistence");
+        (field(&i, "rdb_bgsave_in_progress").as_deref() == Some("0")
+            && field(&i, "rdb_changes_since_last_save").as_deref() == Some("0"))
+        .then_some(())
+    });
+    drop(started);
+    drop(lb);
+
+    // kv loads Redis's own dump.rdb at start.
+    let rdir = TempDir::new("redis-rdb");
+    let redis = Redis::start(&["--dir", rdir.path().to_str().unwrap()]);
+    let mut r = client(redis.addr);
+    let mut pipe = redis::pipe();
+    for i in 0..300 {
+        pipe.cmd("SET")
+            .arg(format!("r{i}"))
+            .arg("y".repeat(i))
+            .ignore();
+    }
+    pipe.cmd("SET").arg("int").arg(123456).ignore();
+    let () = pipe.query(&mut r).unwrap();
+    let () = redis::cmd("SAVE").query(&mut r).unwrap();
+    std::fs::copy(rdir.path().join("dump.rdb"), data.path().join("dump.rdb")).unwrap();
+    let lb = Lb::start(&kv_conf(data.path(), ""), 1);
+    let mut c = client(lb.addr("kv", "main"));
+    let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, 301);
+    let v: String = redis::cmd("GET").arg("r299").query(&mut c).unwrap();
+    assert_eq!(v, "y".repeat(299));
+}

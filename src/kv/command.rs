@@ -54,6 +54,10 @@ pub enum Cmd {
     ReplConf,
     Psync,
     Sync,
+    Save,
+    BgSave,
+    BgRewriteAof,
+    LastSave,
 }
 
 /// Changes the keyspace: refused on a replica, propagated to replicas.
@@ -160,6 +164,10 @@ pub static TABLE: &[Spec] = &[
     spec("replconf", Cmd::ReplConf, -1, ADMIN, NOKEY),
     spec("psync", Cmd::Psync, -3, ADMIN, NOKEY),
     spec("sync", Cmd::Sync, 1, ADMIN, NOKEY),
+    spec("save", Cmd::Save, 1, ADMIN, NOKEY),
+    spec("bgsave", Cmd::BgSave, -1, ADMIN, NOKEY),
+    spec("bgrewriteaof", Cmd::BgRewriteAof, 1, ADMIN, NOKEY),
+    spec("lastsave", Cmd::LastSave, 1, 0, NOKEY),
 ];
 
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
@@ -599,7 +607,7 @@ fn incr_by(c: &mut Ctx, k: &[u8], delta: i64) {
     });
     match done {
         Some(Ok(new)) => {
-            if !c.from_master && c.st.repl.backlog.is_some() {
+            if !c.from_master {
                 let mut b = [0u8; 20];
                 let s = fmt_i64(new, &mut b);
                 c.st.propagate(&[b"SET", k, s, b"KEEPTTL"]);

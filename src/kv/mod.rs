@@ -4,13 +4,17 @@
 //! - `db`          the keyspace, expiry index, glob, scan, snapshot
 //! - `command`     command table and keyspace commands
 //! - `server`      one client connection: batching, auth, dispatch, WAIT
+//! - `aof`         the append-only file: fsync policy, group commit, rewrite, replay
+//! - `persist`     dump.rdb (SAVE, BGSAVE, save rules), loading at start, AOF chores
 //! - `rdb`         RDB v10 encode/decode (full sync, dump.rdb)
 //! - `replication` backlog ring, primary-side replica feeds, the replica's link
 
+pub mod aof;
 pub mod command;
 pub mod db;
 pub mod frame;
 pub mod fuzz_check;
+pub mod persist;
 pub mod rdb;
 pub mod replication;
 pub mod server;
@@ -108,22 +112,40 @@ pub struct State {
     pub db: Db,
     pub repl: Repl,
     scratch: Vec<u8>,
+    /// Writes since the last successful save (`save` rules, INFO).
+    pub dirty: u64,
+    /// Unix seconds of the last successful save (LASTSAVE).
+    pub last_save: u64,
+    pub bgsave_running: bool,
+    pub last_bgsave_ok: bool,
+    /// The append-only file, when `appendonly yes`.
+    pub aof: Option<aof::Aof>,
 }
 
 impl State {
     /// Appends a write to the replication stream (when replication is active).
+    /// Appends a write to the replication stream and the AOF (when active).
     pub fn propagate(&mut self, args: &[&[u8]]) {
-        let Some(b) = self.repl.backlog.as_mut() else {
+        self.dirty += 1;
+        if self.repl.backlog.is_none() && self.aof.is_none() {
             return;
-        };
+        }
         self.scratch.clear();
         reply::command(&mut self.scratch, args);
-        b.push(&self.scratch);
-        self.repl.offset = b.end();
+        if let Some(a) = self.aof.as_mut() {
+            a.append(&self.scratch);
+        }
+        if let Some(b) = self.repl.backlog.as_mut() {
+            b.push(&self.scratch);
+            self.repl.offset = b.end();
+        }
     }
 
     /// Appends bytes received from our primary verbatim, keeping offsets equal to its own.
     pub fn feed_raw(&mut self, bytes: &[u8]) {
+        if let Some(a) = self.aof.as_mut() {
+            a.append(bytes);
+        }
         let size = self.repl.backlog_size;
         let off = self.repl.offset;
         let b = self
@@ -194,6 +216,8 @@ pub struct Kv {
     /// Bumped to cut every replica's feed (each reconnects and resyncs).
     pub kill_replicas_tx: watch::Sender<u64>,
     pub stats: Stats,
+    /// Group commit of AOF fsyncs.
+    pub aof_sync: aof::Syncer,
     pub started: Instant,
     /// Our listening port, learnt from the first accepted connection (port 0 in conf).
     pub port: AtomicU16,
@@ -260,6 +284,11 @@ impl Kv {
                 db: Db::default(),
                 repl,
                 scratch: Vec::new(),
+                dirty: 0,
+                last_save: db::now_ms() / 1000,
+                bgsave_running: false,
+                last_bgsave_ok: true,
+                aof: None,
             }),
             offset_tx: watch::channel(0).0,
             ack_tx: watch::channel(0).0,
@@ -275,10 +304,21 @@ impl Kv {
             kill_master_tx: watch::channel(0).0,
             kill_replicas_tx: watch::channel(0).0,
             stats: Stats::default(),
+            aof_sync: aof::Syncer::default(),
             started: Instant::now(),
             port: AtomicU16::new(conf.bind.port()),
             next_id: AtomicU64::new(1),
         })
+    }
+
+    /// A server with its data loaded from `dir` (AOF or dump.rdb) and its AOF open.
+    pub fn open(conf: &KvConf) -> Result<Arc<Kv>, persist::PersistError> {
+        let kv = Kv::new(conf);
+        {
+            let mut st = kv.lock();
+            persist::load_at_start(&kv, &mut st)?;
+        }
+        Ok(kv)
     }
 
     /// The state lock; a panic elsewhere never poisons the store for everyone else.
@@ -308,6 +348,7 @@ impl Kv {
         tokio::spawn(active_expiry(self.clone()));
         tokio::spawn(replication::replica_loop(self.clone()));
         tokio::spawn(replication::ping_replicas(self.clone()));
+        tokio::spawn(persist::cron(self.clone()));
     }
 
     /// Serves one client connection until it closes.
@@ -417,6 +458,22 @@ impl Kv {
                 "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nmaxmemory:{max}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:noeviction\r\n\r\n",
                 human(used),
                 human(max),
+            );
+        }
+        if want("persistence") {
+            let aof = st.aof.as_ref();
+            let _ = write!(
+                t,
+                "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_last_write_status:{}\r\naof_current_size:{}\r\naof_base_size:{}\r\n\r\n",
+                st.dirty,
+                st.bgsave_running as u8,
+                st.last_save,
+                if st.last_bgsave_ok { "ok" } else { "err" },
+                aof.is_some() as u8,
+                aof.is_some_and(|a| a.rewrite.is_some()) as u8,
+                if aof.is_some_and(|a| a.error.is_some()) { "err" } else { "ok" },
+                aof.map_or(0, |a| a.size),
+                aof.map_or(0, |a| a.base_size),
             );
         }
         if want("stats") {

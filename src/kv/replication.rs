@@ -493,6 +493,11 @@ async fn link(kv: &Arc<Kv>, m: &Master) -> Result<(), ReplError> {
                 st.repl.offset = off;
                 st.repl.backlog = None;
                 st.feed_raw(&[]);
+                st.dirty += keys as u64;
+                // The AOF must now describe the new data set on its own.
+                if let Err(e) = super::aof::rewrite_now(&mut st, &kv.aof_sync) {
+                    tracing::error!(kv = %kv.name, "AOF rewrite after full sync: {e}");
+                }
             }
             kv.link().sync_in_progress = false;
             // Our own replicas followed the old history: they resync from us.
@@ -689,6 +694,9 @@ async fn stream_from_primary(kv: &Kv, mut c: Conn, gen: u64) -> Result<(), ReplE
                 }
                 st.feed_raw(&rest[..n]);
                 used += n;
+            }
+            if let Err(e) = super::persist::flush_aof(kv, &mut st, false) {
+                tracing::error!(kv = %kv.name, "AOF: {e}");
             }
             st.repl.offset
         };

@@ -11,7 +11,8 @@ use tokio::net::TcpStream;
 use super::command::{self, Cmd, Ctx, Spec, DENYOOM, NOAUTH, WRITE};
 use super::db::{self, ENTRY_OVERHEAD};
 use super::frame::{self, parse_i64, reply, Args, Argv, FrameError, Limits};
-use super::{replication, Kv, Master, State};
+use super::{aof, persist, replication, Kv, Master, State};
+use crate::conf::kv::AppendFsync;
 
 /// Read at least this much spare room per read.
 const READ_CHUNK: usize = 16 << 10;
@@ -51,6 +52,13 @@ enum Step {
         replid: Vec<u8>,
         offset: i64,
     },
+    /// BGSAVE / BGREWRITEAOF: started from the connection task, which owns an `Arc<Kv>`.
+    Background {
+        rewrite: bool,
+    },
+    /// The AOF could not be written or synced under `appendfsync always`: the
+    /// batch's replies are dropped (nothing is acknowledged) and the client closed.
+    Unpersisted,
 }
 
 /// Decrements the connected-clients gauge however the connection ends.
@@ -95,7 +103,29 @@ pub async fn serve(kv: Arc<Kv>, mut sock: TcpStream, peer: SocketAddr) {
         }
         match step {
             Step::Flush => continue,
-            Step::Quit => return,
+            Step::Quit | Step::Unpersisted => return,
+            Step::Background { rewrite } => {
+                if rewrite {
+                    if kv.lock().aof.is_none() {
+                        reply::err(
+                            &mut out,
+                            "ERR Background append only file rewriting needs appendonly yes in kv",
+                        );
+                    } else if aof::start_rewrite(&kv) {
+                        reply::simple(&mut out, "Background append only file rewriting started");
+                    } else {
+                        reply::err(
+                            &mut out,
+                            "ERR Background append only file rewriting already in progress",
+                        );
+                    }
+                } else if persist::bgsave(&kv) {
+                    reply::simple(&mut out, "Background saving started");
+                } else {
+                    reply::err(&mut out, "ERR Background save already in progress");
+                }
+                continue;
+            }
             Step::Protocol(e) => {
                 reply::err(&mut out, &format!("ERR Protocol error: {e}"));
                 let _ = write(&mut sock, &out, wt).await;
@@ -232,12 +262,35 @@ fn process(
             break step;
         }
     };
-    if let Some(st) = guard {
+    if let Some(mut st) = guard {
         let off = st.repl.offset;
         let active = st.repl.backlog.is_some();
+        // The batch's writes reach the AOF (write(2)) before its replies leave.
+        let sync = match st.aof.as_mut() {
+            Some(a) if a.pending() => Some(a.write_pending(&kv.aof_sync)),
+            _ => None,
+        };
         drop(st);
         if active {
             kv.publish_offset(off);
+        }
+        let always = kv.conf.appendfsync == AppendFsync::Always;
+        match sync {
+            Some(Ok((file, upto))) if always => {
+                if let Err(e) = kv.aof_sync.sync(&file, upto) {
+                    tracing::error!(kv = %kv.name, "AOF fsync failed: {e}");
+                    if let Some(a) = kv.lock().aof.as_mut() {
+                        a.error = Some(format!("fsync: {e}"));
+                    }
+                    out.clear();
+                    return Step::Unpersisted;
+                }
+            }
+            Some(Err(_)) if always => {
+                out.clear();
+                return Step::Unpersisted;
+            }
+            _ => {}
         }
     }
     kv.stats.commands.fetch_add(ncmd, Ordering::Relaxed);
@@ -351,6 +404,26 @@ fn dispatch<'a>(
             });
         }
         Cmd::ReplConf => replconf(sess, a, out),
+        Cmd::Save => {
+            let st = lock(kv, guard);
+            if st.bgsave_running {
+                reply::err(out, "ERR Background save already in progress");
+            } else {
+                match persist::save(kv, st) {
+                    Ok(()) => reply::ok(out),
+                    Err(e) => {
+                        tracing::error!(kv = %kv.name, "SAVE failed: {e}");
+                        reply::err(out, "ERR");
+                    }
+                }
+            }
+        }
+        Cmd::BgSave => return Some(Step::Background { rewrite: false }),
+        Cmd::BgRewriteAof => return Some(Step::Background { rewrite: true }),
+        Cmd::LastSave => {
+            let st = lock(kv, guard);
+            reply::int(out, st.last_save as i64);
+        }
         Cmd::Psync | Cmd::Sync => {
             let (replid, offset) = if spec.cmd == Cmd::Psync {
                 (a.get(1).to_vec(), parse_i64(a.get(2)).unwrap_or(-1))
@@ -375,6 +448,11 @@ fn keyspace<'a>(
     let st = lock(kv, guard);
     if spec.is(WRITE) && st.repl.is_replica {
         return reply::err(out, ERR_READONLY);
+    }
+    if spec.is(WRITE) {
+        if let Some(e) = st.aof.as_ref().and_then(|a| a.error.as_deref()) {
+            return reply::err(out, &format!("MISCONF Errors writing to the AOF file: {e}"));
+        }
     }
     if spec.is(DENYOOM) {
         if let Some(max) = kv.conf.maxmemory {
