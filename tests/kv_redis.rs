@@ -18,7 +18,6 @@ fn have(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
-#[allow(dead_code)] // used by the transaction test
 fn have_redis_py() -> bool {
     Command::new("python3")
         .args(["-c", "import redis"])
@@ -420,4 +419,150 @@ fn dump_rdb_goes_both_ways_with_redis() {
     assert_eq!(n, 301);
     let v: String = redis::cmd("GET").arg("r299").query(&mut c).unwrap();
     assert_eq!(v, "y".repeat(299));
+}
+
+/// Sends raw RESP and reads until `want` bytes came back.
+fn raw(addr: SocketAddr, req: &[u8], want: usize) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = common::connect(addr);
+    s.write_all(req).unwrap();
+    let mut out = vec![0u8; want];
+    s.read_exact(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn multi_exec_replies_byte_for_byte_and_replicates_as_one_unit() {
+    let (_lb, kv) = start_kv("");
+    let req = b"MULTI\r\nSET a 1\r\nINCR a\r\nGET a\r\nEXEC\r\n";
+    let want = b"+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n*3\r\n+OK\r\n:2\r\n$1\r\n2\r\n";
+    assert_eq!(
+        String::from_utf8_lossy(&raw(kv, req, want.len())),
+        String::from_utf8_lossy(want)
+    );
+    // A queueing error dooms the transaction; an error at run time does not.
+    let req =
+        b"MULTI\r\nSET b 1\r\nNOSUCH x\r\nEXEC\r\nGET b\r\nMULTI\r\nSET c x\r\nINCR c\r\nEXEC\r\n";
+    let want = b"+OK\r\n+QUEUED\r\n-ERR unknown command 'NOSUCH', with args beginning with: 'x' \r\n-EXECABORT Transaction discarded because of previous errors.\r\n$-1\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n-ERR value is not an integer or out of range\r\n";
+    assert_eq!(
+        String::from_utf8_lossy(&raw(kv, req, want.len())),
+        String::from_utf8_lossy(want)
+    );
+    let req = b"EXEC\r\nDISCARD\r\nMULTI\r\nMULTI\r\nWATCH a\r\nDISCARD\r\n";
+    let want = b"-ERR EXEC without MULTI\r\n-ERR DISCARD without MULTI\r\n+OK\r\n-ERR MULTI calls can not be nested\r\n-ERR WATCH inside MULTI is not allowed\r\n+OK\r\n";
+    assert_eq!(
+        String::from_utf8_lossy(&raw(kv, req, want.len())),
+        String::from_utf8_lossy(want)
+    );
+    // WATCH: a key touched by another client aborts EXEC with a nil array.
+    use std::io::{Read, Write};
+    let mut w = common::connect(kv);
+    w.write_all(b"WATCH a\r\n").unwrap();
+    let mut ok = [0u8; 5];
+    w.read_exact(&mut ok).unwrap();
+    let mut other = client(kv);
+    let () = redis::cmd("SET")
+        .arg("a")
+        .arg("other")
+        .query(&mut other)
+        .unwrap();
+    w.write_all(b"MULTI\r\nSET a mine\r\nEXEC\r\nGET a\r\n")
+        .unwrap();
+    let want = b"+OK\r\n+QUEUED\r\n*-1\r\n$5\r\nother\r\n";
+    let mut got = vec![0u8; want.len()];
+    w.read_exact(&mut got).unwrap();
+    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
+
+    if !have("redis-server") {
+        eprintln!("SKIPPED (replication part): redis-server not installed");
+        return;
+    }
+    // The stream carries the transaction as MULTI ... EXEC: a Redis replica applies it.
+    let replica = Redis::start(&["--replicaof", "127.0.0.1", &kv.port().to_string()]);
+    let mut r = client(replica.addr);
+    eventually("the Redis replica to sync", || {
+        let i = info(&mut r, "replication");
+        (field(&i, "master_link_status").as_deref() == Some("up")).then_some(())
+    });
+    let mut k = client(kv);
+    let (x, y): (i64, i64) = redis::pipe()
+        .atomic()
+        .cmd("INCRBY")
+        .arg("t")
+        .arg(5)
+        .cmd("INCRBY")
+        .arg("t")
+        .arg(6)
+        .query(&mut k)
+        .unwrap();
+    assert_eq!((x, y), (5, 11));
+    eventually("the transaction on the Redis replica", || {
+        let v: Option<String> = redis::cmd("GET").arg("t").query(&mut r).ok()?;
+        (v.as_deref() == Some("11")).then_some(())
+    });
+}
+
+#[test]
+fn redis_py_pipelines_are_transactions_and_watch_aborts() {
+    if !have_redis_py() {
+        eprintln!("SKIPPED: redis-py not installed (pip install redis)");
+        return;
+    }
+    let (_lb, kv) = start_kv("");
+    let script = r#"
+import sys, redis
+port = int(sys.argv[1])
+r = redis.Redis(port=port)
+other = redis.Redis(port=port)
+p = r.pipeline()  # transaction=True: MULTI ... EXEC
+p.set("a", 1).incr("a").get("a").incrby("a", 5)
+res = p.execute()
+assert res == [True, 2, b"2", 7], res
+r.set("w", 1)
+with r.pipeline() as p:
+    p.watch("w")
+    v = int(p.get("w"))
+    other.set("w", 100)
+    p.multi()
+    p.set("w", v + 1)
+    try:
+        p.execute()
+        sys.exit("EXEC ran although the WATCHed key was touched")
+    except redis.WatchError:
+        pass
+assert r.get("w") == b"100", r.get("w")
+with r.pipeline() as p:
+    p.watch("w")
+    v = int(p.get("w"))
+    p.multi()
+    p.set("w", v + 1)
+    assert p.execute() == [True]
+assert r.get("w") == b"101"
+def incr(pipe):
+    v = int(pipe.get("w"))
+    pipe.multi()
+    pipe.set("w", v + 1)
+assert r.transaction(incr, "w") == [True]
+assert r.get("w") == b"102"
+p = r.pipeline()
+p.set("x", 1)
+p.execute_command("NOSUCH")
+try:
+    p.execute()
+    sys.exit("a queueing error did not abort the transaction")
+except redis.ResponseError:
+    pass
+assert r.get("x") is None
+print("ok")
+"#;
+    let out = Command::new("timeout")
+        .args(["60", "python3", "-c", script, &kv.port().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok",
+        "redis-py: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -58,6 +58,11 @@ pub enum Cmd {
     BgSave,
     BgRewriteAof,
     LastSave,
+    Multi,
+    Exec,
+    Discard,
+    Watch,
+    Unwatch,
 }
 
 /// Changes the keyspace: refused on a replica, propagated to replicas.
@@ -168,6 +173,11 @@ pub static TABLE: &[Spec] = &[
     spec("bgsave", Cmd::BgSave, -1, ADMIN, NOKEY),
     spec("bgrewriteaof", Cmd::BgRewriteAof, 1, ADMIN, NOKEY),
     spec("lastsave", Cmd::LastSave, 1, 0, NOKEY),
+    spec("multi", Cmd::Multi, 1, LOCAL, NOKEY),
+    spec("exec", Cmd::Exec, 1, 0, NOKEY),
+    spec("discard", Cmd::Discard, 1, LOCAL, NOKEY),
+    spec("watch", Cmd::Watch, -2, READONLY, KEYS),
+    spec("unwatch", Cmd::Unwatch, 1, LOCAL, NOKEY),
 ];
 
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {

@@ -35,6 +35,8 @@ pub struct Db {
     /// (expiry, key) for every key with a TTL, oldest first: active expiry pops the front.
     expires: BTreeSet<(u64, Vec<u8>)>,
     used: u64,
+    /// Keys some client WATCHes: (watchers, times modified since first watched).
+    watched: HashMap<Vec<u8>, (u32, u64)>,
 }
 
 fn cost(key: &[u8], val: &[u8]) -> u64 {
@@ -51,6 +53,47 @@ fn scan_hash(key: &[u8]) -> u64 {
 }
 
 impl Db {
+    /// Records a modification of `key` for WATCH (cheap when nothing is watched).
+    fn touch(&mut self, key: &[u8]) {
+        if !self.watched.is_empty() {
+            if let Some(w) = self.watched.get_mut(key) {
+                w.1 += 1;
+            }
+        }
+    }
+
+    /// WATCH: registers one watcher of `key`; returns its modification count.
+    pub fn watch(&mut self, key: &[u8]) -> u64 {
+        let w = self.watched.entry(key.to_vec()).or_insert((0, 0));
+        w.0 += 1;
+        w.1
+    }
+
+    /// Drops one watcher of `key`.
+    pub fn unwatch(&mut self, key: &[u8]) {
+        if let Some(w) = self.watched.get_mut(key) {
+            w.0 = w.0.saturating_sub(1);
+            if w.0 == 0 {
+                self.watched.remove(key);
+            }
+        }
+    }
+
+    /// The modification count of a watched key (0 if nobody watches it).
+    pub fn watch_version(&self, key: &[u8]) -> u64 {
+        self.watched.get(key).map_or(0, |w| w.1)
+    }
+
+    /// Replaces the whole keyspace (full sync), keeping the watchers: every
+    /// watched key counts as modified.
+    pub fn replace_with(&mut self, mut new: Db) {
+        new.watched = std::mem::take(&mut self.watched);
+        for w in new.watched.values_mut() {
+            w.1 += 1;
+        }
+        *self = new;
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -80,6 +123,7 @@ impl Db {
     /// Sets `key` to `val`; `exp` = Some(at) sets (0 = clear) the expiry, None keeps it.
     /// Reuses the old value's allocation when there is one.
     pub fn set(&mut self, key: &[u8], val: &[u8], exp: Option<u64>) {
+        self.touch(key);
         if let Some(e) = self.map.get_mut(key) {
             self.used = self.used - e.val.len() as u64 + val.len() as u64;
             e.val.clear();
@@ -109,6 +153,7 @@ impl Db {
 
     /// Replaces the value through a closure on the existing bytes (APPEND, INCR).
     pub fn update(&mut self, key: &[u8], f: impl FnOnce(&mut Vec<u8>)) {
+        self.touch(key);
         if let Some(e) = self.map.get_mut(key) {
             let before = e.val.len() as u64;
             f(&mut e.val);
@@ -131,6 +176,7 @@ impl Db {
         let before = e.val.len() as u64;
         let r = f(&mut e.val);
         self.used = self.used - before + e.val.len() as u64;
+        self.touch(key);
         Some(r)
     }
 
@@ -145,6 +191,7 @@ impl Db {
 
     /// Sets the absolute expiry of an existing key (0 = persist); false if absent.
     pub fn set_expiry(&mut self, key: &[u8], at: u64) -> bool {
+        self.touch(key);
         let Some(e) = self.map.get_mut(key) else {
             return false;
         };
@@ -158,6 +205,7 @@ impl Db {
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let e = self.map.remove(key)?;
+        self.touch(key);
         self.used -= cost(key, &e.val);
         if e.exp != 0 {
             self.expires.remove(&(e.exp, key.to_vec()));
@@ -166,6 +214,12 @@ impl Db {
     }
 
     pub fn clear(&mut self) {
+        // As Redis: a flush modifies the watched keys that existed.
+        for (k, w) in self.watched.iter_mut() {
+            if self.map.contains_key(k) {
+                w.1 += 1;
+            }
+        }
         self.map.clear();
         self.expires.clear();
         self.used = 0;
@@ -188,6 +242,7 @@ impl Db {
             if let Some(e) = self.map.remove(&key) {
                 self.used -= cost(&key, &e.val);
             }
+            self.touch(&key);
             out.push(key);
         }
         out

@@ -5,6 +5,7 @@
 //! - `command`     command table and keyspace commands
 //! - `server`      one client connection: batching, auth, dispatch, WAIT
 //! - `aof`         the append-only file: fsync policy, group commit, rewrite, replay
+//! - `multi`       MULTI/EXEC queue and WATCHed keys
 //! - `persist`     dump.rdb (SAVE, BGSAVE, save rules), loading at start, AOF chores
 //! - `rdb`         RDB v10 encode/decode (full sync, dump.rdb)
 //! - `replication` backlog ring, primary-side replica feeds, the replica's link
@@ -14,6 +15,7 @@ pub mod command;
 pub mod db;
 pub mod frame;
 pub mod fuzz_check;
+pub mod multi;
 pub mod persist;
 pub mod rdb;
 pub mod replication;
@@ -120,6 +122,16 @@ pub struct State {
     pub last_bgsave_ok: bool,
     /// The append-only file, when `appendonly yes`.
     pub aof: Option<aof::Aof>,
+    /// During EXEC: whether the stream already got its opening MULTI (a
+    /// transaction with writes is propagated as MULTI ... EXEC, as Redis does).
+    multi: MultiProp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MultiProp {
+    Off,
+    Pending,
+    Open,
 }
 
 impl State {
@@ -127,6 +139,30 @@ impl State {
     /// Appends a write to the replication stream and the AOF (when active).
     pub fn propagate(&mut self, args: &[&[u8]]) {
         self.dirty += 1;
+        if self.repl.backlog.is_none() && self.aof.is_none() {
+            return;
+        }
+        if self.multi == MultiProp::Pending {
+            self.multi = MultiProp::Open;
+            self.emit(&[b"MULTI"]);
+        }
+        self.emit(args);
+    }
+
+    /// EXEC starts: its first write opens MULTI in the stream.
+    pub fn exec_begin(&mut self) {
+        self.multi = MultiProp::Pending;
+    }
+
+    /// EXEC ends: closes the MULTI if one was opened.
+    pub fn exec_end(&mut self) {
+        if self.multi == MultiProp::Open {
+            self.emit(&[b"EXEC"]);
+        }
+        self.multi = MultiProp::Off;
+    }
+
+    fn emit(&mut self, args: &[&[u8]]) {
         if self.repl.backlog.is_none() && self.aof.is_none() {
             return;
         }
@@ -289,6 +325,7 @@ impl Kv {
                 bgsave_running: false,
                 last_bgsave_ok: true,
                 aof: None,
+                multi: MultiProp::Off,
             }),
             offset_tx: watch::channel(0).0,
             ack_tx: watch::channel(0).0,

@@ -488,7 +488,7 @@ async fn link(kv: &Arc<Kv>, m: &Master) -> Result<(), ReplError> {
                 if !st.repl.is_replica || st.repl.master_gen != gen {
                     return Err(ReplError::RoleChanged);
                 }
-                st.db = db;
+                st.db.replace_with(db);
                 st.repl.replid = id;
                 st.repl.offset = off;
                 st.repl.backlog = None;

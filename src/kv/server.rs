@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 use super::command::{self, Cmd, Ctx, Spec, DENYOOM, NOAUTH, WRITE};
 use super::db::{self, ENTRY_OVERHEAD};
 use super::frame::{self, parse_i64, reply, Args, Argv, FrameError, Limits};
+use super::multi::{Multi, Queued, Watches};
 use super::{aof, persist, replication, Kv, Master, State};
 use crate::conf::kv::AppendFsync;
 
@@ -33,6 +34,9 @@ struct Session {
     /// From `REPLCONF listening-port`, when this connection is a replica handshaking.
     listening_port: Option<u16>,
     peer: SocketAddr,
+    /// Between MULTI and EXEC/DISCARD.
+    multi: Option<Multi>,
+    watches: Watches,
 }
 
 /// What the batch loop stopped for.
@@ -70,7 +74,24 @@ impl Drop for ClientGuard {
     }
 }
 
-pub async fn serve(kv: Arc<Kv>, mut sock: TcpStream, peer: SocketAddr) {
+pub async fn serve(kv: Arc<Kv>, sock: TcpStream, peer: SocketAddr) {
+    let mut sess = Session {
+        id: kv.next_id.fetch_add(1, Ordering::Relaxed),
+        authed: kv.conf.requirepass.is_none(),
+        name: None,
+        listening_port: None,
+        peer,
+        multi: None,
+        watches: Watches::default(),
+    };
+    serve_conn(kv.clone(), sock, &mut sess).await;
+    if !sess.watches.is_empty() {
+        let mut st = kv.lock();
+        sess.watches.clear(&mut st.db);
+    }
+}
+
+async fn serve_conn(kv: Arc<Kv>, mut sock: TcpStream, sess: &mut Session) {
     let _ = sock.set_nodelay(true);
     if let Ok(a) = sock.local_addr() {
         kv.port.store(a.port(), Ordering::Relaxed);
@@ -78,20 +99,13 @@ pub async fn serve(kv: Arc<Kv>, mut sock: TcpStream, peer: SocketAddr) {
     kv.stats.connections.fetch_add(1, Ordering::Relaxed);
     kv.stats.clients.fetch_add(1, Ordering::Relaxed);
     let guard = ClientGuard(kv.clone());
-    let mut sess = Session {
-        id: kv.next_id.fetch_add(1, Ordering::Relaxed),
-        authed: kv.conf.requirepass.is_none(),
-        name: None,
-        listening_port: None,
-        peer,
-    };
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut start = 0usize;
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut args = Args::default();
     let wt = kv.conf.write_timeout;
     loop {
-        let step = process(&kv, &mut sess, &buf, &mut start, &mut args, &mut out);
+        let step = process(&kv, sess, &buf, &mut start, &mut args, &mut out);
         if !out.is_empty() {
             if !write(&mut sock, &out, wt).await {
                 return;
@@ -310,20 +324,91 @@ fn dispatch<'a>(
     now: u64,
     out: &mut Vec<u8>,
 ) -> Option<Step> {
+    // A failed check inside MULTI also dooms the transaction (EXECABORT).
+    let flag = |sess: &mut Session| {
+        if let Some(m) = sess.multi.as_mut() {
+            m.failed = true;
+        }
+    };
     let Some(spec) = command::lookup(a.get(0)) else {
         command::unknown_command(out, a);
+        flag(sess);
         return None;
     };
     kv.stats.per_command.inc(spec);
     if !spec.arity_ok(a.len()) {
         command::wrong_arity(out, spec.name);
+        flag(sess);
         return None;
     }
     if !sess.authed && !spec.is(NOAUTH) {
         reply::err(out, ERR_NOAUTH);
+        flag(sess);
+        return None;
+    }
+    if sess.multi.is_some()
+        && !matches!(
+            spec.cmd,
+            Cmd::Exec | Cmd::Discard | Cmd::Multi | Cmd::Watch | Cmd::Quit
+        )
+    {
+        if spec.is(WRITE) && lock(kv, guard).repl.is_replica {
+            reply::err(out, ERR_READONLY);
+            flag(sess);
+            return None;
+        }
+        let max = kv.conf.max_query_bytes.min(usize::MAX as u64) as usize;
+        if let Some(m) = sess.multi.as_mut() {
+            let q = Queued::new(a);
+            m.bytes += q.bytes();
+            if m.bytes > max {
+                m.failed = true;
+                reply::err(out, "ERR transaction exceeds max-query-bytes");
+                return None;
+            }
+            m.queued.push(q);
+        }
+        reply::simple(out, "QUEUED");
         return None;
     }
     match spec.cmd {
+        Cmd::Multi => {
+            if sess.multi.is_some() {
+                reply::err(out, "ERR MULTI calls can not be nested");
+            } else {
+                sess.multi = Some(Multi::default());
+                reply::ok(out);
+            }
+        }
+        Cmd::Exec => return exec(kv, sess, guard, now, out),
+        Cmd::Discard => {
+            if sess.multi.take().is_none() {
+                reply::err(out, "ERR DISCARD without MULTI");
+            } else {
+                let st = lock(kv, guard);
+                sess.watches.clear(&mut st.db);
+                reply::ok(out);
+            }
+        }
+        Cmd::Watch => {
+            if sess.multi.is_some() {
+                reply::err(out, "ERR WATCH inside MULTI is not allowed");
+            } else {
+                let st = lock(kv, guard);
+                for k in a.iter().skip(1) {
+                    let live = st.db.peek(k).is_some_and(|e| !e.expired(now));
+                    sess.watches.add(&mut st.db, k, live);
+                }
+                reply::ok(out);
+            }
+        }
+        Cmd::Unwatch => {
+            if !sess.watches.is_empty() {
+                let st = lock(kv, guard);
+                sess.watches.clear(&mut st.db);
+            }
+            reply::ok(out);
+        }
         Cmd::Ping => match a.len() {
             1 => reply::simple(out, "PONG"),
             2 => reply::bulk(out, a.get(1)),
@@ -434,6 +519,54 @@ fn dispatch<'a>(
         }
         _ => keyspace(kv, guard, spec, a, now, out),
     }
+    None
+}
+
+/// EXEC: runs the queued commands under the one lock hold, replies in one array.
+fn exec<'a>(
+    kv: &'a Kv,
+    sess: &mut Session,
+    guard: &mut Option<MutexGuard<'a, State>>,
+    now: u64,
+    out: &mut Vec<u8>,
+) -> Option<Step> {
+    let Some(m) = sess.multi.take() else {
+        reply::err(out, "ERR EXEC without MULTI");
+        return None;
+    };
+    {
+        let st = lock(kv, guard);
+        let abort = if m.failed {
+            Some(false)
+        } else if sess.watches.touched(&st.db, now) {
+            Some(true)
+        } else {
+            None
+        };
+        sess.watches.clear(&mut st.db);
+        match abort {
+            Some(false) => {
+                reply::err(
+                    out,
+                    "EXECABORT Transaction discarded because of previous errors.",
+                );
+                return None;
+            }
+            Some(true) => {
+                out.extend_from_slice(b"*-1\r\n");
+                return None;
+            }
+            None => st.exec_begin(),
+        }
+    }
+    reply::array(out, m.queued.len());
+    for q in &m.queued {
+        if dispatch(kv, sess, guard, q.argv(), now, out).is_some() {
+            // WAIT, PSYNC, BGSAVE...: they need the connection task.
+            reply::err(out, "ERR Command not allowed inside a transaction");
+        }
+    }
+    lock(kv, guard).exec_end();
     None
 }
 
@@ -668,6 +801,8 @@ mod tests {
             name: None,
             listening_port: None,
             peer: "127.0.0.1:1".parse().unwrap(),
+            multi: None,
+            watches: Watches::default(),
         }
     }
 
