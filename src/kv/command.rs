@@ -63,6 +63,12 @@ pub enum Cmd {
     Discard,
     Watch,
     Unwatch,
+    Subscribe,
+    PSubscribe,
+    Unsubscribe,
+    PUnsubscribe,
+    Publish,
+    PubSub,
 }
 
 /// Changes the keyspace: refused on a replica, propagated to replicas.
@@ -178,6 +184,12 @@ pub static TABLE: &[Spec] = &[
     spec("discard", Cmd::Discard, 1, LOCAL, NOKEY),
     spec("watch", Cmd::Watch, -2, READONLY, KEYS),
     spec("unwatch", Cmd::Unwatch, 1, LOCAL, NOKEY),
+    spec("subscribe", Cmd::Subscribe, -2, LOCAL, NOKEY),
+    spec("psubscribe", Cmd::PSubscribe, -2, LOCAL, NOKEY),
+    spec("unsubscribe", Cmd::Unsubscribe, -1, LOCAL, NOKEY),
+    spec("punsubscribe", Cmd::PUnsubscribe, -1, LOCAL, NOKEY),
+    spec("publish", Cmd::Publish, 3, LOCAL, NOKEY),
+    spec("pubsub", Cmd::PubSub, -2, LOCAL, NOKEY),
 ];
 
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {

@@ -7,6 +7,7 @@
 //! - `aof`         the append-only file: fsync policy, group commit, rewrite, replay
 //! - `multi`       MULTI/EXEC queue and WATCHed keys
 //! - `persist`     dump.rdb (SAVE, BGSAVE, save rules), loading at start, AOF chores
+//! - `pubsub`      channels, patterns, subscriber queues
 //! - `rdb`         RDB v10 encode/decode (full sync, dump.rdb)
 //! - `replication` backlog ring, primary-side replica feeds, the replica's link
 
@@ -17,6 +18,7 @@ pub mod frame;
 pub mod fuzz_check;
 pub mod multi;
 pub mod persist;
+pub mod pubsub;
 pub mod rdb;
 pub mod replication;
 pub mod server;
@@ -149,6 +151,17 @@ impl State {
         self.emit(args);
     }
 
+    /// To replicas only, not the AOF nor the dirty count (PUBLISH, as Redis).
+    pub fn propagate_repl(&mut self, args: &[&[u8]]) {
+        let Some(b) = self.repl.backlog.as_mut() else {
+            return;
+        };
+        self.scratch.clear();
+        reply::command(&mut self.scratch, args);
+        b.push(&self.scratch);
+        self.repl.offset = b.end();
+    }
+
     /// EXEC starts: its first write opens MULTI in the stream.
     pub fn exec_begin(&mut self) {
         self.multi = MultiProp::Pending;
@@ -244,6 +257,7 @@ pub struct Kv {
     /// Bumped on every replica acknowledgement; WAIT waits on it.
     pub ack_tx: watch::Sender<u64>,
     pub replicas: Mutex<Vec<ReplicaInfo>>,
+    pub pubsub: Mutex<pubsub::Registry>,
     /// The primary to follow; `None` = this server is a primary.
     pub master_tx: watch::Sender<Option<Master>>,
     pub link: Mutex<Link>,
@@ -259,6 +273,9 @@ pub struct Kv {
     pub port: AtomicU16,
     pub next_id: AtomicU64,
 }
+
+/// The Redis version kv answers as (INFO, HELLO, RDB aux).
+pub const REDIS_VERSION: &str = "7.0.15";
 
 /// 40 hex characters, as Redis's replication ids.
 pub fn new_replid() -> String {
@@ -330,6 +347,7 @@ impl Kv {
             offset_tx: watch::channel(0).0,
             ack_tx: watch::channel(0).0,
             replicas: Mutex::new(Vec::new()),
+            pubsub: Mutex::new(pubsub::Registry::default()),
             master_tx: watch::channel(master).0,
             link: Mutex::new(Link {
                 up: false,
@@ -361,6 +379,10 @@ impl Kv {
     /// The state lock; a panic elsewhere never poisons the store for everyone else.
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn pubsub(&self) -> MutexGuard<'_, pubsub::Registry> {
+        self.pubsub.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn replicas(&self) -> MutexGuard<'_, Vec<ReplicaInfo>> {

@@ -102,7 +102,7 @@ impl Writer {
         w.buf
             .extend_from_slice(format!("REDIS{VERSION:04}").as_bytes());
         let ctime = super::db::now_ms() / 1000;
-        w.aux(b"redis-ver", b"7.0.15");
+        w.aux(b"redis-ver", super::REDIS_VERSION.as_bytes());
         w.aux(b"redis-bits", b"64");
         w.aux(b"ctime", ctime.to_string().as_bytes());
         w.aux(b"used-mem", used_mem.to_string().as_bytes());

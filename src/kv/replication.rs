@@ -612,7 +612,11 @@ fn stream_limits(kv: &Kv) -> Limits {
 pub fn apply(kv: &Kv, st: &mut State, a: Argv, now: u64, sink: &mut Vec<u8>) -> Result<(), String> {
     let name = a.get(0);
     let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
-    if is(b"PING") || is(b"REPLCONF") || is(b"MULTI") || is(b"EXEC") || is(b"PUBLISH") {
+    if is(b"PING") || is(b"REPLCONF") || is(b"MULTI") || is(b"EXEC") {
+        return Ok(());
+    }
+    if is(b"PUBLISH") && a.len() == 3 {
+        kv.pubsub().publish(a.get(1), a.get(2));
         return Ok(());
     }
     if is(b"SELECT") {

@@ -12,6 +12,7 @@ use super::command::{self, Cmd, Ctx, Spec, DENYOOM, NOAUTH, WRITE};
 use super::db::{self, ENTRY_OVERHEAD};
 use super::frame::{self, parse_i64, reply, Args, Argv, FrameError, Limits};
 use super::multi::{Multi, Queued, Watches};
+use super::pubsub::Subscriber;
 use super::{aof, persist, replication, Kv, Master, State};
 use crate::conf::kv::AppendFsync;
 
@@ -37,6 +38,8 @@ struct Session {
     /// Between MULTI and EXEC/DISCARD.
     multi: Option<Multi>,
     watches: Watches,
+    /// Pub/sub subscriptions, once the connection subscribed to something.
+    sub: Option<Subscriber>,
 }
 
 /// What the batch loop stopped for.
@@ -83,8 +86,12 @@ pub async fn serve(kv: Arc<Kv>, sock: TcpStream, peer: SocketAddr) {
         peer,
         multi: None,
         watches: Watches::default(),
+        sub: None,
     };
     serve_conn(kv.clone(), sock, &mut sess).await;
+    if let Some(sub) = sess.sub.as_mut() {
+        sub.leave(&mut kv.pubsub());
+    }
     if !sess.watches.is_empty() {
         let mut st = kv.lock();
         sess.watches.clear(&mut st.db);
@@ -105,6 +112,15 @@ async fn serve_conn(kv: Arc<Kv>, mut sock: TcpStream, sess: &mut Session) {
     let mut args = Args::default();
     let wt = kv.conf.write_timeout;
     loop {
+        // Messages published before this request was read go out before its reply, as in Redis.
+        if let Some(sub) = sess.sub.as_mut() {
+            while out.len() < FLUSH_AT {
+                match sub.rx.try_recv() {
+                    Ok(m) => out.extend_from_slice(&m),
+                    Err(_) => break,
+                }
+            }
+        }
         let step = process(&kv, sess, &buf, &mut start, &mut args, &mut out);
         if !out.is_empty() {
             if !write(&mut sock, &out, wt).await {
@@ -184,6 +200,31 @@ async fn serve_conn(kv: Arc<Kv>, mut sock: TcpStream, sess: &mut Session) {
             buf.shrink_to(READ_CHUNK);
         }
         buf.reserve(READ_CHUNK);
+        if let Some(sub) = sess.sub.as_mut() {
+            // Subscribed: messages and requests, whichever comes first; no idle timeout.
+            tokio::select! {
+                biased;
+                r = sock.read_buf(&mut buf) => match r {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                },
+                m = sub.rx.recv() => {
+                    let Some(m) = m else { return };
+                    out.extend_from_slice(&m);
+                    while out.len() < FLUSH_AT {
+                        match sub.rx.try_recv() {
+                            Ok(m) => out.extend_from_slice(&m),
+                            Err(_) => break,
+                        }
+                    }
+                    if sub.handle.overflow.load(Ordering::Relaxed) {
+                        tracing::warn!(kv = %kv.name, client = %sess.peer, "closing a subscriber too slow for its messages");
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
         let read = sock.read_buf(&mut buf);
         let n = if kv.conf.timeout.is_zero() {
             read.await
@@ -346,6 +387,20 @@ fn dispatch<'a>(
         flag(sess);
         return None;
     }
+    if sess.sub.as_ref().is_some_and(|s| s.count() > 0)
+        && !matches!(
+            spec.cmd,
+            Cmd::Subscribe
+                | Cmd::PSubscribe
+                | Cmd::Unsubscribe
+                | Cmd::PUnsubscribe
+                | Cmd::Ping
+                | Cmd::Quit
+        )
+    {
+        reply::err(out, &format!("ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context", spec.name));
+        return None;
+    }
     if sess.multi.is_some()
         && !matches!(
             spec.cmd,
@@ -372,6 +427,29 @@ fn dispatch<'a>(
         return None;
     }
     match spec.cmd {
+        Cmd::Subscribe | Cmd::PSubscribe => {
+            let pattern = spec.cmd == Cmd::PSubscribe;
+            let id = sess.id;
+            let sub = sess.sub.get_or_insert_with(|| Subscriber::new(id));
+            let mut reg = kv.pubsub();
+            for name in a.iter().skip(1) {
+                sub.subscribe(&mut reg, name, pattern, out);
+            }
+        }
+        Cmd::Unsubscribe | Cmd::PUnsubscribe => {
+            let pattern = spec.cmd == Cmd::PUnsubscribe;
+            let names: Vec<&[u8]> = a.iter().skip(1).collect();
+            let id = sess.id;
+            let sub = sess.sub.get_or_insert_with(|| Subscriber::new(id));
+            sub.unsubscribe(&mut kv.pubsub(), &names, pattern, out);
+        }
+        Cmd::Publish => {
+            let n = kv.pubsub().publish(a.get(1), a.get(2));
+            // Replicas deliver it to their own subscribers (not written to the AOF).
+            lock(kv, guard).propagate_repl(&[b"PUBLISH", a.get(1), a.get(2)]);
+            reply::int(out, n as i64);
+        }
+        Cmd::PubSub => pubsub_cmd(kv, a, out),
         Cmd::Multi => {
             if sess.multi.is_some() {
                 reply::err(out, "ERR MULTI calls can not be nested");
@@ -409,6 +487,11 @@ fn dispatch<'a>(
             }
             reply::ok(out);
         }
+        Cmd::Ping if sess.sub.as_ref().is_some_and(|s| s.count() > 0) => {
+            reply::array(out, 2);
+            reply::bulk(out, b"pong");
+            reply::bulk(out, if a.len() > 1 { a.get(1) } else { b"" });
+        }
         Cmd::Ping => match a.len() {
             1 => reply::simple(out, "PONG"),
             2 => reply::bulk(out, a.get(1)),
@@ -425,10 +508,7 @@ fn dispatch<'a>(
             Some(_) => reply::err(out, "ERR DB index is out of range"),
         },
         Cmd::Auth => auth(kv, sess, a, out),
-        Cmd::Hello => reply::err(
-            out,
-            "NOPROTO sorry, this protocol version is not supported.",
-        ),
+        Cmd::Hello => hello(kv, sess, a, out),
         Cmd::Client => client(kv, sess, a, out),
         Cmd::Command => command::command(out, a),
         Cmd::Config => config(kv, a, out),
@@ -625,6 +705,113 @@ fn auth(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
     }
 }
 
+/// HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 only (HELLO 3 gets -NOPROTO,
+/// so RESP3 clients fall back), answered with Redis 7.0's fields as a flat array.
+fn hello(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
+    let mut i = 1;
+    if a.len() > 1 {
+        match parse_i64(a.get(1)) {
+            None => {
+                return reply::err(
+                    out,
+                    "ERR Protocol version is not an integer or out of range",
+                )
+            }
+            Some(2) => {}
+            Some(_) => return reply::err(out, "NOPROTO unsupported protocol version"),
+        }
+        i = 2;
+    }
+    let mut name = None;
+    while i < a.len() {
+        let o = a.get(i);
+        let left = a.len() - i - 1;
+        if o.eq_ignore_ascii_case(b"AUTH") && left >= 2 {
+            let (user, pass) = (a.get(i + 1), a.get(i + 2));
+            let ok = kv
+                .conf
+                .requirepass
+                .as_deref()
+                .is_some_and(|p| user == b"default" && pass == p.as_bytes());
+            if !ok {
+                return reply::err(
+                    out,
+                    "WRONGPASS invalid username-password pair or user is disabled.",
+                );
+            }
+            sess.authed = true;
+            i += 3;
+        } else if o.eq_ignore_ascii_case(b"SETNAME") && left >= 1 {
+            name = Some(a.get(i + 1));
+            i += 2;
+        } else {
+            return reply::err(
+                out,
+                &format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(o)
+                ),
+            );
+        }
+    }
+    if !sess.authed {
+        return reply::err(out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+    }
+    if let Some(n) = name {
+        if n.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+            return reply::err(
+                out,
+                "ERR Client names cannot contain spaces, newlines or special characters.",
+            );
+        }
+        sess.name = (!n.is_empty()).then(|| n.to_vec());
+    }
+    let role: &[u8] = if kv.master_tx.borrow().is_some() {
+        b"replica"
+    } else {
+        b"master"
+    };
+    reply::array(out, 14);
+    reply::bulk(out, b"server");
+    reply::bulk(out, b"redis");
+    reply::bulk(out, b"version");
+    reply::bulk(out, super::REDIS_VERSION.as_bytes());
+    reply::bulk(out, b"proto");
+    reply::int(out, 2);
+    reply::bulk(out, b"id");
+    reply::int(out, sess.id as i64);
+    reply::bulk(out, b"mode");
+    reply::bulk(out, b"standalone");
+    reply::bulk(out, b"role");
+    reply::bulk(out, role);
+    reply::bulk(out, b"modules");
+    reply::array(out, 0);
+}
+
+/// PUBSUB CHANNELS [pattern] | NUMSUB [channel...] | NUMPAT.
+fn pubsub_cmd(kv: &Kv, a: Argv, out: &mut Vec<u8>) {
+    let sub = a.get(1);
+    let reg = kv.pubsub();
+    if sub.eq_ignore_ascii_case(b"CHANNELS") && a.len() <= 3 {
+        let chans = reg.channels((a.len() == 3).then(|| a.get(2)));
+        reply::array(out, chans.len());
+        for c in chans {
+            reply::bulk(out, c);
+        }
+    } else if sub.eq_ignore_ascii_case(b"NUMSUB") {
+        reply::array(out, (a.len() - 2) * 2);
+        for c in a.iter().skip(2) {
+            reply::bulk(out, c);
+            reply::int(out, reg.numsub(c) as i64);
+        }
+    } else if sub.eq_ignore_ascii_case(b"NUMPAT") && a.len() == 2 {
+        reply::int(out, reg.numpat() as i64);
+    } else {
+        drop(reg);
+        unknown_subcommand(out, sub, "PUBSUB");
+    }
+}
+
 fn unknown_subcommand(out: &mut Vec<u8>, sub: &[u8], cmd: &str) {
     reply::err(
         out,
@@ -803,6 +990,7 @@ mod tests {
             peer: "127.0.0.1:1".parse().unwrap(),
             multi: None,
             watches: Watches::default(),
+            sub: None,
         }
     }
 
