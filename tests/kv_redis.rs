@@ -632,3 +632,38 @@ fn pubsub_replies_match_redis_byte_for_byte() {
         assert_eq!(strip_id(&k), strip_id(&r));
     }
 }
+
+#[test]
+fn string_and_key_commands_match_redis_byte_for_byte() {
+    if !have("redis-server") {
+        eprintln!("SKIPPED: redis-server not installed (apt-get install redis-server)");
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let (_lb, kv) = start_kv("");
+    let script = concat!(
+        "FLUSHALL\r\n",
+        "SET f 10.5\r\nINCRBYFLOAT f 0.1\r\nINCRBYFLOAT f -5e0\r\nINCRBYFLOAT nf 3\r\nINCRBYFLOAT f abc\r\n",
+        "SET s hello\r\nINCRBYFLOAT s 1\r\nSETRANGE s 1 ipp\r\nGET s\r\nSETRANGE s 8 x\r\nGET s\r\n",
+        "SETRANGE s -1 x\r\nSETRANGE new 0 \"\"\r\nEXISTS new\r\nSETRANGE new2 2 ab\r\nGET new2\r\n",
+        "SET r \"Hello World\"\r\nGETRANGE r 0 4\r\nGETRANGE r -5 -1\r\nGETRANGE r 5 2\r\nGETRANGE r -1 -5\r\n",
+        "GETRANGE r 0 -100\r\nGETRANGE r 0 1000\r\nGETRANGE nokey 0 1\r\nSUBSTR r 0 2\r\nGETRANGE r x 1\r\n",
+        "MSETNX a 1 b 2\r\nMSETNX b 3 c 4\r\nMGET a b c\r\nMSETNX a\r\n",
+        "RENAME a a2\r\nGET a2\r\nRENAME nokey x\r\nRENAMENX a2 b\r\nRENAMENX a2 a3\r\nRENAME a3 a3\r\nRENAMENX b b\r\n",
+        "SET t v EX 100\r\nCOPY t t2\r\nTTL t2\r\nCOPY t t2\r\nCOPY t t2 REPLACE\r\nCOPY t t\r\nCOPY nokey z\r\nCOPY t t3 DB 0\r\nCOPY t t3 BAD\r\n",
+        "TOUCH t t2 nokey\r\nEXPIREAT t 4102444800\r\nEXPIRETIME t\r\nPEXPIRETIME t\r\nEXPIRETIME b\r\nEXPIRETIME nokey\r\n",
+        "SET g val\r\nGETEX g\r\nGETEX g PX 100000\r\nPTTL g\r\nGETEX g PERSIST\r\nTTL g\r\nGETEX g EX -1\r\nGETEX g EX 1 PX 1\r\nGETEX g FOO\r\nGETEX nokey\r\n",
+        "GETEX g EXAT 1\r\nEXISTS g\r\n",
+        "SET i 12345\r\nSET e short\r\nSET raw 012345678901234567890123456789012345678901234567890\r\n",
+        "OBJECT ENCODING i\r\nOBJECT ENCODING e\r\nOBJECT ENCODING raw\r\nOBJECT ENCODING nokey\r\nOBJECT REFCOUNT i\r\n",
+        "FLUSHALL\r\nRANDOMKEY\r\nSET only 1\r\nRANDOMKEY\r\nOBJECT FOO bar\r\n",
+        "ECHO __END__\r\n"
+    );
+    let r = Raw::new(redis.addr).run(script);
+    let k = Raw::new(kv).run(script);
+    let (r, k): (Vec<&str>, Vec<&str>) = (r.split("\r\n").collect(), k.split("\r\n").collect());
+    for (i, (a, b)) in r.iter().zip(&k).enumerate() {
+        assert_eq!(b, a, "line {i}: kv {:?} redis {:?}", &k[..=i], &r[..=i]);
+    }
+    assert_eq!(r.len(), k.len());
+}

@@ -3,6 +3,7 @@
 //! - `frame`       RESP2 request parsing within limits, reply encoding
 //! - `db`          the keyspace, expiry index, glob, scan, snapshot
 //! - `command`     command table and keyspace commands
+//! - `command_more` GETEX, INCRBYFLOAT, SETRANGE, RENAME, COPY, OBJECT and other keyspace commands
 //! - `server`      one client connection: batching, auth, dispatch, WAIT
 //! - `aof`         the append-only file: fsync policy, group commit, rewrite, replay
 //! - `multi`       MULTI/EXEC queue and WATCHed keys
@@ -13,6 +14,7 @@
 
 pub mod aof;
 pub mod command;
+pub mod command_more;
 pub mod db;
 pub mod frame;
 pub mod fuzz_check;

@@ -92,7 +92,23 @@ impl Backlog {
         self.len == 0
     }
 
+    /// Appends stream bytes. A single write larger than half the ring grows it
+    /// (to twice the write, kept), so one big value never alone pushes every
+    /// replica out of the backlog into a full resync.
     pub fn push(&mut self, data: &[u8]) {
+        if data.len() > self.ring.len() / 2 {
+            let start = self.start();
+            let mut old = Vec::with_capacity(self.len);
+            self.read(start, self.len, &mut old);
+            self.ring = vec![0; (data.len() * 2).next_power_of_two()];
+            self.end = start;
+            self.len = 0;
+            self.push_ring(&old);
+        }
+        self.push_ring(data);
+    }
+
+    fn push_ring(&mut self, data: &[u8]) {
         let cap = self.ring.len();
         let keep = &data[data.len().saturating_sub(cap)..];
         let skipped = (data.len() - keep.len()) as u64;
@@ -732,6 +748,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_write_bigger_than_the_backlog_grows_it() {
+        let mut b = Backlog::new(8, 100);
+        b.push(b"abc");
+        b.push(&[b'x'; 20]);
+        let mut out = Vec::new();
+        assert!(b.read(100, 100, &mut out));
+        assert_eq!(out.len(), 23);
+        assert_eq!(&out[..3], b"abc");
+        assert_eq!(b.end(), 123);
+    }
+
+    #[test]
     fn backlog_wraps_and_forgets() {
         let mut b = Backlog::new(8, 100);
         b.push(b"abcde");
@@ -748,10 +776,11 @@ mod tests {
         assert!(!b.read(111, 10, &mut out));
         out.clear();
         assert!(b.read(110, 10, &mut out) && out.is_empty());
-        b.push(b"0123456789AB");
+        b.push(b"0123");
+        b.push(b"4567");
         out.clear();
         assert!(b.read(b.start(), 100, &mut out));
-        assert_eq!(out, b"456789AB");
-        assert_eq!(b.end(), 122);
+        assert_eq!(out, b"01234567");
+        assert_eq!(b.end(), 118);
     }
 }
