@@ -29,6 +29,8 @@ pub enum RunError {
     Io { what: String, err: std::io::Error },
     #[error("{0}")]
     AccessLog(String),
+    #[error("{0}")]
+    Kv(String),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
@@ -810,10 +812,11 @@ async fn serve(path: &str, mut conf: Conf, workers: &Workers) -> Result<(), RunE
             conf.file, k.line_bind, k.bind
         )))?;
         // The kv learns its real port (conf may say 0): replicas announce it to their primary.
-        let kv = crate::kv::Kv::new(&crate::conf::kv::KvConf {
+        let kv = crate::kv::Kv::open(&crate::conf::kv::KvConf {
             bind: addr,
             ..k.clone()
-        });
+        })
+        .map_err(|e| RunError::Kv(format!("{}:{}: kv '{}': {e}", conf.file, k.line, k.name)))?;
         kvs.push((k.name.clone(), addr, socks, kv));
     }
     let head_limits = head_limits(&conf.global);

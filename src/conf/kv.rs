@@ -1,6 +1,7 @@
 //! The `kv NAME` section: settings of one embedded RESP2 key-value server.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::parse::{self, did_you_mean, Directive};
@@ -37,6 +38,33 @@ pub struct KvConf {
     pub write_timeout: Duration,
     /// Active expiry runs this many times a second (Redis's `hz`).
     pub hz: u32,
+    /// A primary PINGs its replicas this often (Redis's `repl-ping-replica-period`).
+    pub repl_ping_replica_period: Duration,
+    /// Directory of `dump.rdb` and the append-only file (Redis's `dir`).
+    pub dir: PathBuf,
+    /// RDB snapshot file name inside `dir`.
+    pub dbfilename: String,
+    /// `save <seconds> <changes>` rules: snapshot when both hold; empty = never.
+    pub save: Vec<(u64, u64)>,
+    /// Log every write to `appendfilename` and replay it at start.
+    pub appendonly: bool,
+    pub appendfilename: String,
+    pub appendfsync: AppendFsync,
+    /// Rewrite the AOF when it grew this many percent over its size after the last rewrite ...
+    pub auto_aof_rewrite_percentage: u64,
+    /// ... and is at least this big.
+    pub auto_aof_rewrite_min_size: u64,
+}
+
+/// When the append-only file is flushed to disk (Redis's `appendfsync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendFsync {
+    /// Before any reply to a write is sent.
+    Always,
+    /// Once a second in the background: at most about a second of writes lost.
+    EverySec,
+    /// When the kernel decides.
+    No,
 }
 
 pub const DEFAULT_MAX_KEY_BYTES: u64 = 64 << 10;
@@ -47,6 +75,7 @@ pub const DEFAULT_MAX_QUERY_BYTES: u64 = 1 << 30;
 pub const DEFAULT_REPL_BACKLOG_SIZE: u64 = 1 << 20;
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_HZ: u32 = 10;
+pub const DEFAULT_REPL_PING_REPLICA_PERIOD: Duration = Duration::from_secs(10);
 
 const KEYWORDS: &[&str] = &[
     "bind",
@@ -63,6 +92,15 @@ const KEYWORDS: &[&str] = &[
     "timeout",
     "write-timeout",
     "hz",
+    "repl-ping-replica-period",
+    "dir",
+    "dbfilename",
+    "save",
+    "appendonly",
+    "appendfilename",
+    "appendfsync",
+    "auto-aof-rewrite-percentage",
+    "auto-aof-rewrite-min-size",
 ];
 
 impl KvConf {
@@ -85,6 +123,15 @@ impl KvConf {
             timeout: Duration::ZERO,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             hz: DEFAULT_HZ,
+            repl_ping_replica_period: DEFAULT_REPL_PING_REPLICA_PERIOD,
+            dir: PathBuf::from("."),
+            dbfilename: "dump.rdb".into(),
+            save: Vec::new(),
+            appendonly: false,
+            appendfilename: "appendonly.aof".into(),
+            appendfsync: AppendFsync::EverySec,
+            auto_aof_rewrite_percentage: 100,
+            auto_aof_rewrite_min_size: 64 << 20,
         }
     }
 }
@@ -123,6 +170,72 @@ pub fn directive(k: &mut KvConf, d: &Directive) -> Result<(), String> {
                 return Err(e("must be greater than zero".into()));
             }
             k.write_timeout = t;
+        }
+        "repl-ping-replica-period" => {
+            let t = parse::duration(arg()?).map_err(e)?;
+            if t.is_zero() {
+                return Err(e("must be greater than zero".into()));
+            }
+            k.repl_ping_replica_period = t;
+        }
+        "dir" => k.dir = PathBuf::from(arg()?),
+        "dbfilename" | "appendfilename" => {
+            let v = arg()?;
+            if v.is_empty() || v.contains('/') {
+                return Err(e(format!(
+                    "'{v}' must be a plain file name (use 'dir' for the directory)"
+                )));
+            }
+            if kw == "dbfilename" {
+                k.dbfilename = v.to_string();
+            } else {
+                k.appendfilename = v.to_string();
+            }
+        }
+        "save" => {
+            // `save ""` (or `save`) clears the rules; else pairs of seconds and changes.
+            let rest = &d.args[1..];
+            if rest.is_empty() || (rest.len() == 1 && (rest[0].is_empty() || rest[0] == "\"\"")) {
+                k.save.clear();
+                return Ok(());
+            }
+            if !rest.len().is_multiple_of(2) {
+                return Err(e("expected pairs of <seconds> <changes>".into()));
+            }
+            for p in rest.chunks(2) {
+                match (p[0].parse::<u64>(), p[1].parse::<u64>()) {
+                    (Ok(s), Ok(c)) if s > 0 => k.save.push((s, c)),
+                    _ => {
+                        return Err(e(format!(
+                            "invalid rule '{} {}' (expected <seconds> <changes>)",
+                            p[0], p[1]
+                        )))
+                    }
+                }
+            }
+        }
+        "appendonly" => {
+            k.appendonly = match arg()? {
+                "yes" => true,
+                "no" => false,
+                v => return Err(e(format!("expected yes or no, got '{v}'"))),
+            }
+        }
+        "appendfsync" => {
+            k.appendfsync = match arg()? {
+                "always" => AppendFsync::Always,
+                "everysec" => AppendFsync::EverySec,
+                "no" => AppendFsync::No,
+                v => return Err(e(format!("expected always, everysec or no, got '{v}'"))),
+            }
+        }
+        "auto-aof-rewrite-percentage" => {
+            let v = arg()?;
+            k.auto_aof_rewrite_percentage =
+                v.parse().map_err(|_| e(format!("invalid number '{v}'")))?;
+        }
+        "auto-aof-rewrite-min-size" => {
+            k.auto_aof_rewrite_min_size = parse::size(arg()?).map_err(e)?
         }
         "hz" => {
             let v = arg()?;
@@ -173,6 +286,26 @@ mod tests {
         assert_eq!(k.hz, 50);
         assert_eq!(k.masterauth.as_deref(), Some("sesame"));
         assert_eq!(k.replicaof, Some("127.0.0.1:6379".parse().unwrap()));
+    }
+
+    #[test]
+    fn persistence_keywords_parse() {
+        let mut k = KvConf::new("a".into(), 1);
+        directive(&mut k, &dir("dir /var/lib/kv")).unwrap();
+        directive(&mut k, &dir("save 900 1 300 10")).unwrap();
+        directive(&mut k, &dir("appendonly yes")).unwrap();
+        directive(&mut k, &dir("appendfsync always")).unwrap();
+        directive(&mut k, &dir("auto-aof-rewrite-min-size 1m")).unwrap();
+        assert_eq!(k.dir, PathBuf::from("/var/lib/kv"));
+        assert_eq!(k.save, vec![(900, 1), (300, 10)]);
+        assert!(k.appendonly);
+        assert_eq!(k.appendfsync, AppendFsync::Always);
+        assert_eq!(k.auto_aof_rewrite_min_size, 1 << 20);
+        directive(&mut k, &dir("save \"\"")).unwrap();
+        assert!(k.save.is_empty());
+        assert!(directive(&mut k, &dir("save 900")).is_err());
+        assert!(directive(&mut k, &dir("appendfsync sometimes")).is_err());
+        assert!(directive(&mut k, &dir("dbfilename a/b.rdb")).is_err());
     }
 
     #[test]

@@ -54,6 +54,37 @@ pub enum Cmd {
     ReplConf,
     Psync,
     Sync,
+    Save,
+    BgSave,
+    BgRewriteAof,
+    LastSave,
+    Multi,
+    Exec,
+    Discard,
+    Watch,
+    Unwatch,
+    Subscribe,
+    PSubscribe,
+    Unsubscribe,
+    PUnsubscribe,
+    Publish,
+    PubSub,
+    Function,
+    GetEx,
+    IncrByFloat,
+    SetRange,
+    GetRange,
+    Substr,
+    MSetNx,
+    Rename,
+    RenameNx,
+    Copy,
+    Touch,
+    ExpireTime,
+    PExpireTime,
+    RandomKey,
+    Object,
+    Memory,
 }
 
 /// Changes the keyspace: refused on a replica, propagated to replicas.
@@ -160,6 +191,37 @@ pub static TABLE: &[Spec] = &[
     spec("replconf", Cmd::ReplConf, -1, ADMIN, NOKEY),
     spec("psync", Cmd::Psync, -3, ADMIN, NOKEY),
     spec("sync", Cmd::Sync, 1, ADMIN, NOKEY),
+    spec("save", Cmd::Save, 1, ADMIN, NOKEY),
+    spec("bgsave", Cmd::BgSave, -1, ADMIN, NOKEY),
+    spec("bgrewriteaof", Cmd::BgRewriteAof, 1, ADMIN, NOKEY),
+    spec("lastsave", Cmd::LastSave, 1, 0, NOKEY),
+    spec("multi", Cmd::Multi, 1, LOCAL, NOKEY),
+    spec("exec", Cmd::Exec, 1, 0, NOKEY),
+    spec("discard", Cmd::Discard, 1, LOCAL, NOKEY),
+    spec("watch", Cmd::Watch, -2, READONLY, KEYS),
+    spec("unwatch", Cmd::Unwatch, 1, LOCAL, NOKEY),
+    spec("subscribe", Cmd::Subscribe, -2, LOCAL, NOKEY),
+    spec("psubscribe", Cmd::PSubscribe, -2, LOCAL, NOKEY),
+    spec("unsubscribe", Cmd::Unsubscribe, -1, LOCAL, NOKEY),
+    spec("punsubscribe", Cmd::PUnsubscribe, -1, LOCAL, NOKEY),
+    spec("publish", Cmd::Publish, 3, LOCAL, NOKEY),
+    spec("pubsub", Cmd::PubSub, -2, LOCAL, NOKEY),
+    spec("function", Cmd::Function, -2, LOCAL, NOKEY),
+    spec("getex", Cmd::GetEx, -2, WRITE, KEY1),
+    spec("incrbyfloat", Cmd::IncrByFloat, 3, WRITE | DENYOOM, KEY1),
+    spec("setrange", Cmd::SetRange, 4, WRITE | DENYOOM, KEY1),
+    spec("getrange", Cmd::GetRange, 4, READONLY, KEY1),
+    spec("substr", Cmd::Substr, 4, READONLY, KEY1),
+    spec("msetnx", Cmd::MSetNx, -3, WRITE | DENYOOM, (1, -1, 2)),
+    spec("rename", Cmd::Rename, 3, WRITE, (1, 2, 1)),
+    spec("renamenx", Cmd::RenameNx, 3, WRITE, (1, 2, 1)),
+    spec("copy", Cmd::Copy, -3, WRITE | DENYOOM, (1, 2, 1)),
+    spec("touch", Cmd::Touch, -2, READONLY, KEYS),
+    spec("expiretime", Cmd::ExpireTime, 2, READONLY, KEY1),
+    spec("pexpiretime", Cmd::PExpireTime, 2, READONLY, KEY1),
+    spec("randomkey", Cmd::RandomKey, 1, READONLY, NOKEY),
+    spec("object", Cmd::Object, -2, READONLY, (2, 2, 1)),
+    spec("memory", Cmd::Memory, -2, READONLY, NOKEY),
 ];
 
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
@@ -220,7 +282,7 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn propagate(&mut self, args: &[&[u8]]) {
+    pub(super) fn propagate(&mut self, args: &[&[u8]]) {
         if !self.from_master {
             self.st.propagate(args);
         }
@@ -248,15 +310,15 @@ impl Ctx<'_> {
         true
     }
 
-    fn live(&mut self, key: &[u8]) -> Option<&Entry> {
+    pub(super) fn live(&mut self, key: &[u8]) -> Option<&Entry> {
         live!(self, key)
     }
 
-    fn exists(&mut self, key: &[u8]) -> bool {
+    pub(super) fn exists(&mut self, key: &[u8]) -> bool {
         self.live(key).is_some()
     }
 
-    fn key_ok(&mut self, key: &[u8]) -> bool {
+    pub(super) fn key_ok(&mut self, key: &[u8]) -> bool {
         if key.len() as u64 > self.kv.conf.max_key_bytes && !self.from_master {
             reply::err(self.out, ERR_KEY_TOO_BIG);
             return false;
@@ -264,7 +326,7 @@ impl Ctx<'_> {
         true
     }
 
-    fn err(&mut self, msg: &str) {
+    pub(super) fn err(&mut self, msg: &str) {
         reply::err(self.out, msg);
     }
 }
@@ -395,8 +457,12 @@ pub fn exec(c: &mut Ctx, spec: &Spec, a: Argv) {
             reply::ok(c.out);
         }
         Cmd::Ping => reply::simple(c.out, "PONG"),
-        // Connection, admin and replication commands are dispatched by the server.
-        _ => unknown_command(c.out, a),
+        _ => {
+            // Connection, admin and replication commands are dispatched by the server.
+            if !super::command_more::exec(c, spec, a) {
+                unknown_command(c.out, a)
+            }
+        }
     }
 }
 
@@ -414,7 +480,7 @@ fn get(c: &mut Ctx, k: &[u8]) {
 }
 
 /// Turns an expiry argument into absolute ms; `None` = invalid (Redis's overflow checks).
-fn absolute_ms(v: i64, seconds: bool, relative: bool, now: u64) -> Option<i64> {
+pub(super) fn absolute_ms(v: i64, seconds: bool, relative: bool, now: u64) -> Option<i64> {
     let ms = if seconds {
         if !(i64::MIN / 1000..=i64::MAX / 1000).contains(&v) {
             return None;
@@ -599,7 +665,7 @@ fn incr_by(c: &mut Ctx, k: &[u8], delta: i64) {
     });
     match done {
         Some(Ok(new)) => {
-            if !c.from_master && c.st.repl.backlog.is_some() {
+            if !c.from_master {
                 let mut b = [0u8; 20];
                 let s = fmt_i64(new, &mut b);
                 c.st.propagate(&[b"SET", k, s, b"KEEPTTL"]);

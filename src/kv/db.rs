@@ -4,8 +4,6 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::frame::{fmt_i64, reply};
-
 /// Bytes charged per key on top of key and value, roughly our per-entry overhead.
 pub const ENTRY_OVERHEAD: u64 = 64;
 
@@ -37,6 +35,8 @@ pub struct Db {
     /// (expiry, key) for every key with a TTL, oldest first: active expiry pops the front.
     expires: BTreeSet<(u64, Vec<u8>)>,
     used: u64,
+    /// Keys some client WATCHes: (watchers, times modified since first watched).
+    watched: HashMap<Vec<u8>, (u32, u64)>,
 }
 
 fn cost(key: &[u8], val: &[u8]) -> u64 {
@@ -53,6 +53,47 @@ fn scan_hash(key: &[u8]) -> u64 {
 }
 
 impl Db {
+    /// Records a modification of `key` for WATCH (cheap when nothing is watched).
+    fn touch(&mut self, key: &[u8]) {
+        if !self.watched.is_empty() {
+            if let Some(w) = self.watched.get_mut(key) {
+                w.1 += 1;
+            }
+        }
+    }
+
+    /// WATCH: registers one watcher of `key`; returns its modification count.
+    pub fn watch(&mut self, key: &[u8]) -> u64 {
+        let w = self.watched.entry(key.to_vec()).or_insert((0, 0));
+        w.0 += 1;
+        w.1
+    }
+
+    /// Drops one watcher of `key`.
+    pub fn unwatch(&mut self, key: &[u8]) {
+        if let Some(w) = self.watched.get_mut(key) {
+            w.0 = w.0.saturating_sub(1);
+            if w.0 == 0 {
+                self.watched.remove(key);
+            }
+        }
+    }
+
+    /// The modification count of a watched key (0 if nobody watches it).
+    pub fn watch_version(&self, key: &[u8]) -> u64 {
+        self.watched.get(key).map_or(0, |w| w.1)
+    }
+
+    /// Replaces the whole keyspace (full sync), keeping the watchers: every
+    /// watched key counts as modified.
+    pub fn replace_with(&mut self, mut new: Db) {
+        new.watched = std::mem::take(&mut self.watched);
+        for w in new.watched.values_mut() {
+            w.1 += 1;
+        }
+        *self = new;
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -82,6 +123,7 @@ impl Db {
     /// Sets `key` to `val`; `exp` = Some(at) sets (0 = clear) the expiry, None keeps it.
     /// Reuses the old value's allocation when there is one.
     pub fn set(&mut self, key: &[u8], val: &[u8], exp: Option<u64>) {
+        self.touch(key);
         if let Some(e) = self.map.get_mut(key) {
             self.used = self.used - e.val.len() as u64 + val.len() as u64;
             e.val.clear();
@@ -111,6 +153,7 @@ impl Db {
 
     /// Replaces the value through a closure on the existing bytes (APPEND, INCR).
     pub fn update(&mut self, key: &[u8], f: impl FnOnce(&mut Vec<u8>)) {
+        self.touch(key);
         if let Some(e) = self.map.get_mut(key) {
             let before = e.val.len() as u64;
             f(&mut e.val);
@@ -133,6 +176,7 @@ impl Db {
         let before = e.val.len() as u64;
         let r = f(&mut e.val);
         self.used = self.used - before + e.val.len() as u64;
+        self.touch(key);
         Some(r)
     }
 
@@ -147,6 +191,7 @@ impl Db {
 
     /// Sets the absolute expiry of an existing key (0 = persist); false if absent.
     pub fn set_expiry(&mut self, key: &[u8], at: u64) -> bool {
+        self.touch(key);
         let Some(e) = self.map.get_mut(key) else {
             return false;
         };
@@ -160,6 +205,7 @@ impl Db {
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let e = self.map.remove(key)?;
+        self.touch(key);
         self.used -= cost(key, &e.val);
         if e.exp != 0 {
             self.expires.remove(&(e.exp, key.to_vec()));
@@ -168,6 +214,12 @@ impl Db {
     }
 
     pub fn clear(&mut self) {
+        // As Redis: a flush modifies the watched keys that existed.
+        for (k, w) in self.watched.iter_mut() {
+            if self.map.contains_key(k) {
+                w.1 += 1;
+            }
+        }
         self.map.clear();
         self.expires.clear();
         self.used = 0;
@@ -190,6 +242,7 @@ impl Db {
             if let Some(e) = self.map.remove(&key) {
                 self.used -= cost(&key, &e.val);
             }
+            self.touch(&key);
             out.push(key);
         }
         out
@@ -259,20 +312,25 @@ impl Db {
         (next, keys)
     }
 
-    /// The keyspace as replication commands: `SET key value [PXAT ms]` per live key.
-    pub fn snapshot(&self, now: u64, out: &mut Vec<u8>) {
-        let mut b = [0u8; 20];
+    /// Every live key as an RDB file (full sync, SAVE).
+    pub fn to_rdb(&self, now: u64, aux: &super::rdb::Aux) -> Vec<u8> {
+        let mut w = super::rdb::Writer::new(self.used, aux);
+        w.select_db(0, self.map.len() as u64, self.expires.len() as u64);
         for (k, e) in &self.map {
-            if e.expired(now) {
-                continue;
-            }
-            if e.exp != 0 {
-                let at = fmt_i64(e.exp as i64, &mut b);
-                reply::command(out, &[b"SET", k, &e.val, b"PXAT", at]);
-            } else {
-                reply::command(out, &[b"SET", k, &e.val]);
+            if !e.expired(now) {
+                w.string_key(k, &e.val, e.exp);
             }
         }
+        w.finish()
+    }
+
+    /// A copy of every live entry, for encoding off the lock (BGSAVE, AOF rewrite).
+    pub fn clone_entries(&self, now: u64) -> Vec<(Vec<u8>, Entry)> {
+        self.map
+            .iter()
+            .filter(|(_, e)| !e.expired(now))
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect()
     }
 }
 
@@ -416,15 +474,13 @@ mod tests {
     }
 
     #[test]
-    fn snapshot_is_set_commands() {
+    fn rdb_skips_expired_keys() {
         let mut db = Db::default();
         db.set(b"k", b"v", Some(5000));
         db.set(b"gone", b"v", Some(10));
-        let mut out = Vec::new();
-        db.snapshot(100, &mut out);
-        assert_eq!(
-            out,
-            b"*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n$4\r\nPXAT\r\n$4\r\n5000\r\n"
-        );
+        let file = db.to_rdb(100, &super::super::rdb::Aux::default());
+        let mut got = Vec::new();
+        super::super::rdb::decode(&file, u64::MAX, |_, k, _, e| got.push((k, e))).unwrap();
+        assert_eq!(got, vec![(b"k".to_vec(), 5000)]);
     }
 }

@@ -3,13 +3,25 @@
 //! - `frame`       RESP2 request parsing within limits, reply encoding
 //! - `db`          the keyspace, expiry index, glob, scan, snapshot
 //! - `command`     command table and keyspace commands
+//! - `command_more` GETEX, INCRBYFLOAT, SETRANGE, RENAME, COPY, OBJECT and other keyspace commands
 //! - `server`      one client connection: batching, auth, dispatch, WAIT
+//! - `aof`         the append-only file: fsync policy, group commit, rewrite, replay
+//! - `multi`       MULTI/EXEC queue and WATCHed keys
+//! - `persist`     dump.rdb (SAVE, BGSAVE, save rules), loading at start, AOF chores
+//! - `pubsub`      channels, patterns, subscriber queues
+//! - `rdb`         RDB v10 encode/decode (full sync, dump.rdb)
 //! - `replication` backlog ring, primary-side replica feeds, the replica's link
 
+pub mod aof;
 pub mod command;
+pub mod command_more;
 pub mod db;
 pub mod frame;
 pub mod fuzz_check;
+pub mod multi;
+pub mod persist;
+pub mod pubsub;
+pub mod rdb;
 pub mod replication;
 pub mod server;
 
@@ -46,6 +58,8 @@ pub struct Stats {
     pub sync_full: AtomicU64,
     pub sync_partial_ok: AtomicU64,
     pub sync_partial_err: AtomicU64,
+    /// Times this replica stopped following its primary's stream (see `Link::diverged`).
+    pub diverged: AtomicU64,
     /// Calls per command, indexed like `command::TABLE`.
     pub per_command: CommandCounts,
 }
@@ -104,11 +118,43 @@ pub struct State {
     pub db: Db,
     pub repl: Repl,
     scratch: Vec<u8>,
+    /// Writes since the last successful save (`save` rules, INFO).
+    pub dirty: u64,
+    /// Unix seconds of the last successful save (LASTSAVE).
+    pub last_save: u64,
+    pub bgsave_running: bool,
+    pub last_bgsave_ok: bool,
+    /// The append-only file, when `appendonly yes`.
+    pub aof: Option<aof::Aof>,
+    /// During EXEC: whether the stream already got its opening MULTI (a
+    /// transaction with writes is propagated as MULTI ... EXEC, as Redis does).
+    multi: MultiProp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MultiProp {
+    Off,
+    Pending,
+    Open,
 }
 
 impl State {
     /// Appends a write to the replication stream (when replication is active).
+    /// Appends a write to the replication stream and the AOF (when active).
     pub fn propagate(&mut self, args: &[&[u8]]) {
+        self.dirty += 1;
+        if self.repl.backlog.is_none() && self.aof.is_none() {
+            return;
+        }
+        if self.multi == MultiProp::Pending {
+            self.multi = MultiProp::Open;
+            self.emit(&[b"MULTI"]);
+        }
+        self.emit(args);
+    }
+
+    /// To replicas only, not the AOF nor the dirty count (PUBLISH, as Redis).
+    pub fn propagate_repl(&mut self, args: &[&[u8]]) {
         let Some(b) = self.repl.backlog.as_mut() else {
             return;
         };
@@ -118,8 +164,39 @@ impl State {
         self.repl.offset = b.end();
     }
 
+    /// EXEC starts: its first write opens MULTI in the stream.
+    pub fn exec_begin(&mut self) {
+        self.multi = MultiProp::Pending;
+    }
+
+    /// EXEC ends: closes the MULTI if one was opened.
+    pub fn exec_end(&mut self) {
+        if self.multi == MultiProp::Open {
+            self.emit(&[b"EXEC"]);
+        }
+        self.multi = MultiProp::Off;
+    }
+
+    fn emit(&mut self, args: &[&[u8]]) {
+        if self.repl.backlog.is_none() && self.aof.is_none() {
+            return;
+        }
+        self.scratch.clear();
+        reply::command(&mut self.scratch, args);
+        if let Some(a) = self.aof.as_mut() {
+            a.append(&self.scratch);
+        }
+        if let Some(b) = self.repl.backlog.as_mut() {
+            b.push(&self.scratch);
+            self.repl.offset = b.end();
+        }
+    }
+
     /// Appends bytes received from our primary verbatim, keeping offsets equal to its own.
     pub fn feed_raw(&mut self, bytes: &[u8]) {
+        if let Some(a) = self.aof.as_mut() {
+            a.append(bytes);
+        }
         let size = self.repl.backlog_size;
         let off = self.repl.offset;
         let b = self
@@ -167,6 +244,8 @@ pub struct Link {
     pub state: &'static str,
     pub last_io: Instant,
     pub sync_in_progress: bool,
+    /// Why this replica stopped applying its primary's stream, if it did.
+    pub diverged: Option<String>,
 }
 
 /// One `kv NAME` server: keyspace, replication role, clients.
@@ -180,6 +259,7 @@ pub struct Kv {
     /// Bumped on every replica acknowledgement; WAIT waits on it.
     pub ack_tx: watch::Sender<u64>,
     pub replicas: Mutex<Vec<ReplicaInfo>>,
+    pub pubsub: Mutex<pubsub::Registry>,
     /// The primary to follow; `None` = this server is a primary.
     pub master_tx: watch::Sender<Option<Master>>,
     pub link: Mutex<Link>,
@@ -188,11 +268,16 @@ pub struct Kv {
     /// Bumped to cut every replica's feed (each reconnects and resyncs).
     pub kill_replicas_tx: watch::Sender<u64>,
     pub stats: Stats,
+    /// Group commit of AOF fsyncs.
+    pub aof_sync: aof::Syncer,
     pub started: Instant,
     /// Our listening port, learnt from the first accepted connection (port 0 in conf).
     pub port: AtomicU16,
     pub next_id: AtomicU64,
 }
+
+/// The Redis version kv answers as (INFO, HELLO, RDB aux).
+pub const REDIS_VERSION: &str = "7.0.15";
 
 /// 40 hex characters, as Redis's replication ids.
 pub fn new_replid() -> String {
@@ -254,29 +339,52 @@ impl Kv {
                 db: Db::default(),
                 repl,
                 scratch: Vec::new(),
+                dirty: 0,
+                last_save: db::now_ms() / 1000,
+                bgsave_running: false,
+                last_bgsave_ok: true,
+                aof: None,
+                multi: MultiProp::Off,
             }),
             offset_tx: watch::channel(0).0,
             ack_tx: watch::channel(0).0,
             replicas: Mutex::new(Vec::new()),
+            pubsub: Mutex::new(pubsub::Registry::default()),
             master_tx: watch::channel(master).0,
             link: Mutex::new(Link {
                 up: false,
                 state: "connect",
                 last_io: Instant::now(),
                 sync_in_progress: false,
+                diverged: None,
             }),
             kill_master_tx: watch::channel(0).0,
             kill_replicas_tx: watch::channel(0).0,
             stats: Stats::default(),
+            aof_sync: aof::Syncer::default(),
             started: Instant::now(),
             port: AtomicU16::new(conf.bind.port()),
             next_id: AtomicU64::new(1),
         })
     }
 
+    /// A server with its data loaded from `dir` (AOF or dump.rdb) and its AOF open.
+    pub fn open(conf: &KvConf) -> Result<Arc<Kv>, persist::PersistError> {
+        let kv = Kv::new(conf);
+        {
+            let mut st = kv.lock();
+            persist::load_at_start(&kv, &mut st)?;
+        }
+        Ok(kv)
+    }
+
     /// The state lock; a panic elsewhere never poisons the store for everyone else.
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn pubsub(&self) -> MutexGuard<'_, pubsub::Registry> {
+        self.pubsub.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn replicas(&self) -> MutexGuard<'_, Vec<ReplicaInfo>> {
@@ -300,6 +408,8 @@ impl Kv {
     pub fn start(self: &Arc<Self>) {
         tokio::spawn(active_expiry(self.clone()));
         tokio::spawn(replication::replica_loop(self.clone()));
+        tokio::spawn(replication::ping_replicas(self.clone()));
+        tokio::spawn(persist::cron(self.clone()));
     }
 
     /// Serves one client connection until it closes.
@@ -411,6 +521,22 @@ impl Kv {
                 human(max),
             );
         }
+        if want("persistence") {
+            let aof = st.aof.as_ref();
+            let _ = write!(
+                t,
+                "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_last_write_status:{}\r\naof_current_size:{}\r\naof_base_size:{}\r\n\r\n",
+                st.dirty,
+                st.bgsave_running as u8,
+                st.last_save,
+                if st.last_bgsave_ok { "ok" } else { "err" },
+                aof.is_some() as u8,
+                aof.is_some_and(|a| a.rewrite.is_some()) as u8,
+                if aof.is_some_and(|a| a.error.is_some()) { "err" } else { "ok" },
+                aof.map_or(0, |a| a.size),
+                aof.map_or(0, |a| a.base_size),
+            );
+        }
         if want("stats") {
             let s = &self.stats;
             let _ = write!(
@@ -463,6 +589,16 @@ impl Kv {
                     link.sync_in_progress as u8,
                     r.offset,
                     r.offset,
+                );
+                let _ = write!(
+                    t,
+                    "kv_diverged:{}\r\nkv_diverged_reason:{}\r\nkv_diverged_total:{}\r\n",
+                    link.diverged.is_some() as u8,
+                    link.diverged
+                        .as_deref()
+                        .unwrap_or("")
+                        .replace(['\r', '\n'], " "),
+                    self.stats.diverged.load(Ordering::Relaxed),
                 );
             }
             None => t.push_str("role:master\r\n"),

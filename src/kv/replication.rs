@@ -1,12 +1,16 @@
 //! Replication: the backlog ring, the primary's feed to one replica (PSYNC, snapshot, stream, ACKs), the replica's link.
 //!
-//! Protocol (Redis's handshake, our own snapshot payload): the replica sends
-//! `REPLCONF listening-port P` and `PSYNC <replid> <offset+1>`. The primary answers
-//! `+CONTINUE <replid>` when it still has the stream from that offset (same replid,
-//! or the previous one up to the promotion point), else `+FULLRESYNC <replid> <offset>`
-//! then `$<len>\r\n` and `len` bytes of `SET key value [PXAT ms]` commands. Then
-//! the stream: every write as a RESP array; offsets count stream bytes. The
-//! replica answers `REPLCONF ACK <offset>` after each batch it applies and every second.
+//! Protocol (Redis's, so real Redis servers interoperate both ways): the replica sends
+//! `REPLCONF listening-port P`, `REPLCONF capa eof capa psync2` and
+//! `PSYNC <replid> <offset+1>`. The primary answers `+CONTINUE <replid>` when it
+//! still has the stream from that offset (same replid, or the previous one up to
+//! the promotion point), else `+FULLRESYNC <replid> <offset>` then `$<len>\r\n` and
+//! an RDB file (no trailing CRLF); from Redis also the diskless `$EOF:<40 bytes>`
+//! form. Then the stream: every write as a RESP array; offsets count stream bytes;
+//! the primary PINGs every `repl-ping-replica-period`. The replica answers
+//! `REPLCONF ACK <offset>` after each batch it applies and every second. A stream
+//! command the replica cannot apply (unknown, or failing) marks it diverged: it
+//! logs, shows it in INFO, drops the link and stops acknowledging until REPLICAOF.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -48,6 +52,8 @@ pub enum ReplError {
     Protocol(String),
     #[error("role changed")]
     RoleChanged,
+    #[error("diverged from the primary: {0}")]
+    Diverged(String),
 }
 
 /// The last `cap` bytes of the replication stream, addressed by stream offset.
@@ -86,7 +92,23 @@ impl Backlog {
         self.len == 0
     }
 
+    /// Appends stream bytes. A single write larger than half the ring grows it
+    /// (to twice the write, kept), so one big value never alone pushes every
+    /// replica out of the backlog into a full resync.
     pub fn push(&mut self, data: &[u8]) {
+        if data.len() > self.ring.len() / 2 {
+            let start = self.start();
+            let mut old = Vec::with_capacity(self.len);
+            self.read(start, self.len, &mut old);
+            self.ring = vec![0; (data.len() * 2).next_power_of_two()];
+            self.end = start;
+            self.len = 0;
+            self.push_ring(&old);
+        }
+        self.push_ring(data);
+    }
+
+    fn push_ring(&mut self, data: &[u8]) {
         let cap = self.ring.len();
         let keep = &data[data.len().saturating_sub(cap)..];
         let skipped = (data.len() - keep.len()) as u64;
@@ -159,8 +181,11 @@ pub async fn feed(
         } else {
             let off = r.offset;
             head.extend_from_slice(format!("+FULLRESYNC {} {off}\r\n", r.replid).as_bytes());
-            let mut snap = Vec::new();
-            st.db.snapshot(db::now_ms(), &mut snap);
+            let aux = super::rdb::Aux {
+                repl_id: Some(r.replid.clone()),
+                repl_offset: Some(off as i64),
+            };
+            let snap = st.db.to_rdb(db::now_ms(), &aux);
             head.extend_from_slice(format!("${}\r\n", snap.len()).as_bytes());
             head.extend_from_slice(&snap);
             (off, true)
@@ -252,7 +277,8 @@ async fn stream_to_replica(
                         buf: &inbuf[used..],
                         ranges: &args.ranges,
                     };
-                    if a.len() == 3
+                    // Redis 7.2 appends `FACK <offset>`.
+                    if a.len() >= 3
                         && a.get(0).eq_ignore_ascii_case(b"REPLCONF")
                         && a.get(1).eq_ignore_ascii_case(b"ACK")
                     {
@@ -288,6 +314,29 @@ async fn stream_to_replica(
     }
 }
 
+/// Primary side: a PING in the stream every `repl-ping-replica-period` while
+/// replicas are attached, so their `master_last_io_seconds_ago` means something.
+pub async fn ping_replicas(kv: Arc<Kv>) {
+    let mut tick = tokio::time::interval(kv.conf.repl_ping_replica_period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if kv.replicas().is_empty() {
+            continue;
+        }
+        let off = {
+            let mut st = kv.lock();
+            if st.repl.is_replica {
+                continue;
+            }
+            st.propagate(&[b"PING"]);
+            st.repl.offset
+        };
+        kv.publish_offset(off);
+    }
+}
+
 /// Replica side: follows `master_tx`, keeping a link to the current primary.
 pub async fn replica_loop(kv: Arc<Kv>) {
     let mut master_rx = kv.master_tx.subscribe();
@@ -315,6 +364,17 @@ pub async fn replica_loop(kv: Arc<Kv>) {
         }
         match res {
             Some(Err(ReplError::RoleChanged)) | None => backoff = RETRY_MIN,
+            Some(Err(ReplError::Diverged(why))) => {
+                tracing::error!(kv = %kv.name, "replica of {}:{} diverged, link stopped until REPLICAOF or CLIENT KILL TYPE master: {why}", m.host, m.port);
+                kv.stats.diverged.fetch_add(1, Ordering::Relaxed);
+                kv.link().diverged = Some(why);
+                tokio::select! {
+                    _ = master_rx.changed() => {}
+                    _ = kill_rx.changed() => {}
+                }
+                kv.link().diverged = None;
+                backoff = RETRY_MIN;
+            }
             Some(Err(e)) => {
                 tracing::warn!(kv = %kv.name, "link to primary {}:{}: {e}", m.host, m.port);
                 tokio::select! {
@@ -416,6 +476,8 @@ async fn link(kv: &Arc<Kv>, m: &Master) -> Result<(), ReplError> {
     let port = kv.port.load(Ordering::Relaxed).to_string();
     c.call(&[b"REPLCONF", b"listening-port", port.as_bytes()], wt)
         .await?;
+    c.call(&[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"], wt)
+        .await?;
     // With no replication history at all, ask for a full sync as Redis does
     // (`PSYNC ? -1`); otherwise offer our history (also after a demotion).
     let (replid, next) = {
@@ -435,18 +497,23 @@ async fn link(kv: &Arc<Kv>, m: &Master) -> Result<(), ReplError> {
             let off: u64 = off.parse().map_err(|_| ReplError::Protocol(l.clone()))?;
             let id = id.to_string();
             kv.link().sync_in_progress = true;
-            let db = load_snapshot(kv, &mut c).await?;
+            let db = load_rdb(kv, &mut c).await?;
             let keys = db.len();
             {
                 let mut st = kv.lock();
                 if !st.repl.is_replica || st.repl.master_gen != gen {
                     return Err(ReplError::RoleChanged);
                 }
-                st.db = db;
+                st.db.replace_with(db);
                 st.repl.replid = id;
                 st.repl.offset = off;
                 st.repl.backlog = None;
                 st.feed_raw(&[]);
+                st.dirty += keys as u64;
+                // The AOF must now describe the new data set on its own.
+                if let Err(e) = super::aof::rewrite_now(&mut st, &kv.aof_sync) {
+                    tracing::error!(kv = %kv.name, "AOF rewrite after full sync: {e}");
+                }
             }
             kv.link().sync_in_progress = false;
             // Our own replicas followed the old history: they resync from us.
@@ -470,65 +537,80 @@ async fn link(kv: &Arc<Kv>, m: &Master) -> Result<(), ReplError> {
     stream_from_primary(kv, c, gen).await
 }
 
-/// Reads `$len\r\n` and that many bytes of SET commands into a fresh keyspace,
-/// parsing as it goes so memory stays bounded by the keyspace, not the transfer.
-async fn load_snapshot(kv: &Kv, c: &mut Conn) -> Result<Db, ReplError> {
-    let l = c.line().await?;
-    let len: u64 = l
-        .strip_prefix('$')
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| ReplError::Protocol(format!("expected snapshot length, got {l:?}")))?;
-    let lim = stream_limits(kv);
-    let mut db = Db::default();
-    let mut args = Args::default();
-    let mut left = len;
-    let mut pending: Vec<u8> = Vec::new();
+/// Reads the full-sync payload (`$len` or diskless `$EOF:<mark>`) and decodes
+/// its RDB into a fresh keyspace.
+async fn load_rdb(kv: &Kv, c: &mut Conn) -> Result<Db, ReplError> {
+    // Redis sends bare newlines as keepalives while it prepares the RDB.
     loop {
-        // Move snapshot bytes (never stream bytes after it) into `pending`.
-        let take = (c.buf.len() as u64).min(left) as usize;
-        pending.extend_from_slice(&c.buf[..take]);
-        c.buf.drain(..take);
-        left -= take as u64;
-        let mut used = 0;
-        while let Some(n) = frame::parse(&pending[used..], &lim, &mut args)
-            .map_err(|e| ReplError::Protocol(e.to_string()))?
-        {
-            let a = Argv {
-                buf: &pending[used..],
-                ranges: &args.ranges,
-            };
-            load_one(&mut db, a)?;
-            used += n;
-        }
-        pending.drain(..used);
-        if left == 0 {
-            if !pending.is_empty() {
-                return Err(ReplError::Protocol("truncated snapshot".into()));
-            }
-            return Ok(db);
+        let nl = c.buf.iter().take_while(|&&b| b == b'\n').count();
+        c.buf.drain(..nl);
+        if !c.buf.is_empty() {
+            break;
         }
         c.fill(Some(HANDSHAKE_TIMEOUT)).await?;
         kv.link().last_io = Instant::now();
     }
+    let l = c.line().await?;
+    let mut data = Vec::new();
+    if let Some(mark) = l.strip_prefix("$EOF:") {
+        let mark = mark.as_bytes().to_vec();
+        if mark.len() != 40 {
+            return Err(ReplError::Protocol(format!("bad EOF mark in {l:?}")));
+        }
+        loop {
+            let from = data.len().saturating_sub(mark.len());
+            data.append(&mut c.buf);
+            if let Some(i) = data[from..].windows(40).position(|w| w == &mark[..]) {
+                let end = from + i;
+                c.buf = data.split_off(end + 40);
+                data.truncate(end);
+                break;
+            }
+            c.fill(Some(HANDSHAKE_TIMEOUT)).await?;
+            kv.link().last_io = Instant::now();
+        }
+    } else {
+        let len: usize = l
+            .strip_prefix('$')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| ReplError::Protocol(format!("expected RDB length, got {l:?}")))?;
+        while data.len() < len {
+            if c.buf.is_empty() {
+                c.fill(Some(HANDSHAKE_TIMEOUT)).await?;
+                kv.link().last_io = Instant::now();
+            }
+            let take = c.buf.len().min(len - data.len());
+            data.extend_from_slice(&c.buf[..take]);
+            c.buf.drain(..take);
+        }
+    }
+    decode_rdb(kv, &data)
 }
 
-fn load_one(db: &mut Db, a: Argv) -> Result<(), ReplError> {
-    if a.is_empty() {
-        return Ok(());
-    }
-    let bad = || ReplError::Protocol("unexpected command in snapshot".into());
-    if !a.get(0).eq_ignore_ascii_case(b"SET") {
-        return Err(bad());
-    }
-    let exp = match a.len() {
-        3 => 0,
-        5 if a.get(3).eq_ignore_ascii_case(b"PXAT") => {
-            parse_i64(a.get(4)).filter(|v| *v > 0).ok_or_else(bad)? as u64
+/// A keyspace from an RDB file; content kv cannot hold (other databases, other
+/// value types) is a divergence, not something to drop silently.
+pub fn decode_rdb(kv: &Kv, data: &[u8]) -> Result<Db, ReplError> {
+    let mut db = Db::default();
+    let mut other_db = None;
+    let r = super::rdb::decode(data, kv.conf.max_value_bytes, |n, k, v, exp| {
+        if n == 0 {
+            db.set(&k, &v, Some(exp));
+        } else {
+            other_db = Some(n);
         }
-        _ => return Err(bad()),
-    };
-    db.set(a.get(1), a.get(2), Some(exp));
-    Ok(())
+    });
+    match r {
+        Err(e @ (super::rdb::RdbError::Type(..) | super::rdb::RdbError::Opcode(..))) => {
+            Err(ReplError::Diverged(e.to_string()))
+        }
+        Err(e) => Err(ReplError::Protocol(e.to_string())),
+        Ok(_) => match other_db {
+            Some(n) => Err(ReplError::Diverged(format!(
+                "RDB has keys in database {n}; kv has only database 0"
+            ))),
+            None => Ok(db),
+        },
+    }
 }
 
 fn stream_limits(kv: &Kv) -> Limits {
@@ -540,14 +622,37 @@ fn stream_limits(kv: &Kv) -> Limits {
     }
 }
 
-/// Applies one command of our primary's stream (writes only; PING, SELECT and
-/// the like only advance the offset).
-pub fn apply(kv: &Kv, st: &mut State, a: Argv, now: u64, sink: &mut Vec<u8>) {
-    let Some(spec) = command::lookup(a.get(0)) else {
-        return;
+/// Applies one command of our primary's stream. Connection-level commands
+/// (PING, REPLCONF, SELECT 0, MULTI/EXEC framing, PUBLISH) only advance the
+/// offset; a write kv does not know or that fails here is a divergence.
+pub fn apply(kv: &Kv, st: &mut State, a: Argv, now: u64, sink: &mut Vec<u8>) -> Result<(), String> {
+    let name = a.get(0);
+    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+    if is(b"PING") || is(b"REPLCONF") || is(b"MULTI") || is(b"EXEC") {
+        return Ok(());
+    }
+    if is(b"PUBLISH") && a.len() == 3 {
+        kv.pubsub().publish(a.get(1), a.get(2));
+        return Ok(());
+    }
+    if is(b"SELECT") {
+        return match a.get(1) {
+            b"0" => Ok(()),
+            n => Err(format!(
+                "SELECT {} (kv has only database 0)",
+                String::from_utf8_lossy(n)
+            )),
+        };
+    }
+    let shown = || String::from_utf8_lossy(&name[..name.len().min(64)]).into_owned();
+    let Some(spec) = command::lookup(name) else {
+        return Err(format!("unknown command '{}'", shown()));
     };
-    if !spec.is(WRITE) || !spec.arity_ok(a.len()) {
-        return;
+    if !spec.is(WRITE) {
+        return Ok(());
+    }
+    if !spec.arity_ok(a.len()) {
+        return Err(format!("wrong number of arguments for '{}'", spec.name));
     }
     sink.clear();
     let mut c = Ctx {
@@ -558,6 +663,11 @@ pub fn apply(kv: &Kv, st: &mut State, a: Argv, now: u64, sink: &mut Vec<u8>) {
         from_master: true,
     };
     command::exec(&mut c, spec, a);
+    if sink.first() == Some(&b'-') {
+        let line = String::from_utf8_lossy(&sink[1..sink.len().saturating_sub(2)]).into_owned();
+        return Err(format!("'{}' failed: {line}", spec.name));
+    }
+    Ok(())
 }
 
 async fn send_ack(c: &mut Conn, offset: u64, wt: Duration) -> Result<(), ReplError> {
@@ -595,10 +705,18 @@ async fn stream_from_primary(kv: &Kv, mut c: Conn, gen: u64) -> Result<(), ReplE
                     ranges: &args.ranges,
                 };
                 if !a.is_empty() {
-                    apply(kv, &mut st, a, now, &mut sink);
+                    if let Err(why) = apply(kv, &mut st, a, now, &mut sink) {
+                        // Keep what was applied before it; acknowledge nothing more.
+                        drop(st);
+                        kv.publish_offset(kv.lock().repl.offset);
+                        return Err(ReplError::Diverged(why));
+                    }
                 }
                 st.feed_raw(&rest[..n]);
                 used += n;
+            }
+            if let Err(e) = super::persist::flush_aof(kv, &mut st, false) {
+                tracing::error!(kv = %kv.name, "AOF: {e}");
             }
             st.repl.offset
         };
@@ -630,6 +748,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_write_bigger_than_the_backlog_grows_it() {
+        let mut b = Backlog::new(8, 100);
+        b.push(b"abc");
+        b.push(&[b'x'; 20]);
+        let mut out = Vec::new();
+        assert!(b.read(100, 100, &mut out));
+        assert_eq!(out.len(), 23);
+        assert_eq!(&out[..3], b"abc");
+        assert_eq!(b.end(), 123);
+    }
+
+    #[test]
     fn backlog_wraps_and_forgets() {
         let mut b = Backlog::new(8, 100);
         b.push(b"abcde");
@@ -646,10 +776,11 @@ mod tests {
         assert!(!b.read(111, 10, &mut out));
         out.clear();
         assert!(b.read(110, 10, &mut out) && out.is_empty());
-        b.push(b"0123456789AB");
+        b.push(b"0123");
+        b.push(b"4567");
         out.clear();
         assert!(b.read(b.start(), 100, &mut out));
-        assert_eq!(out, b"456789AB");
-        assert_eq!(b.end(), 122);
+        assert_eq!(out, b"01234567");
+        assert_eq!(b.end(), 118);
     }
 }

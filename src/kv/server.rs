@@ -11,7 +11,10 @@ use tokio::net::TcpStream;
 use super::command::{self, Cmd, Ctx, Spec, DENYOOM, NOAUTH, WRITE};
 use super::db::{self, ENTRY_OVERHEAD};
 use super::frame::{self, parse_i64, reply, Args, Argv, FrameError, Limits};
-use super::{replication, Kv, Master, State};
+use super::multi::{Multi, Queued, Watches};
+use super::pubsub::Subscriber;
+use super::{aof, persist, replication, Kv, Master, State};
+use crate::conf::kv::AppendFsync;
 
 /// Read at least this much spare room per read.
 const READ_CHUNK: usize = 16 << 10;
@@ -32,6 +35,11 @@ struct Session {
     /// From `REPLCONF listening-port`, when this connection is a replica handshaking.
     listening_port: Option<u16>,
     peer: SocketAddr,
+    /// Between MULTI and EXEC/DISCARD.
+    multi: Option<Multi>,
+    watches: Watches,
+    /// Pub/sub subscriptions, once the connection subscribed to something.
+    sub: Option<Subscriber>,
 }
 
 /// What the batch loop stopped for.
@@ -51,6 +59,13 @@ enum Step {
         replid: Vec<u8>,
         offset: i64,
     },
+    /// BGSAVE / BGREWRITEAOF: started from the connection task, which owns an `Arc<Kv>`.
+    Background {
+        rewrite: bool,
+    },
+    /// The AOF could not be written or synced under `appendfsync always`: the
+    /// batch's replies are dropped (nothing is acknowledged) and the client closed.
+    Unpersisted,
 }
 
 /// Decrements the connected-clients gauge however the connection ends.
@@ -62,7 +77,28 @@ impl Drop for ClientGuard {
     }
 }
 
-pub async fn serve(kv: Arc<Kv>, mut sock: TcpStream, peer: SocketAddr) {
+pub async fn serve(kv: Arc<Kv>, sock: TcpStream, peer: SocketAddr) {
+    let mut sess = Session {
+        id: kv.next_id.fetch_add(1, Ordering::Relaxed),
+        authed: kv.conf.requirepass.is_none(),
+        name: None,
+        listening_port: None,
+        peer,
+        multi: None,
+        watches: Watches::default(),
+        sub: None,
+    };
+    serve_conn(kv.clone(), sock, &mut sess).await;
+    if let Some(sub) = sess.sub.as_mut() {
+        sub.leave(&mut kv.pubsub());
+    }
+    if !sess.watches.is_empty() {
+        let mut st = kv.lock();
+        sess.watches.clear(&mut st.db);
+    }
+}
+
+async fn serve_conn(kv: Arc<Kv>, mut sock: TcpStream, sess: &mut Session) {
     let _ = sock.set_nodelay(true);
     if let Ok(a) = sock.local_addr() {
         kv.port.store(a.port(), Ordering::Relaxed);
@@ -70,20 +106,22 @@ pub async fn serve(kv: Arc<Kv>, mut sock: TcpStream, peer: SocketAddr) {
     kv.stats.connections.fetch_add(1, Ordering::Relaxed);
     kv.stats.clients.fetch_add(1, Ordering::Relaxed);
     let guard = ClientGuard(kv.clone());
-    let mut sess = Session {
-        id: kv.next_id.fetch_add(1, Ordering::Relaxed),
-        authed: kv.conf.requirepass.is_none(),
-        name: None,
-        listening_port: None,
-        peer,
-    };
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut start = 0usize;
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut args = Args::default();
     let wt = kv.conf.write_timeout;
     loop {
-        let step = process(&kv, &mut sess, &buf, &mut start, &mut args, &mut out);
+        // Messages published before this request was read go out before its reply, as in Redis.
+        if let Some(sub) = sess.sub.as_mut() {
+            while out.len() < FLUSH_AT {
+                match sub.rx.try_recv() {
+                    Ok(m) => out.extend_from_slice(&m),
+                    Err(_) => break,
+                }
+            }
+        }
+        let step = process(&kv, sess, &buf, &mut start, &mut args, &mut out);
         if !out.is_empty() {
             if !write(&mut sock, &out, wt).await {
                 return;
@@ -95,7 +133,29 @@ pub async fn serve(kv: Arc<Kv>, mut sock: TcpStream, peer: SocketAddr) {
         }
         match step {
             Step::Flush => continue,
-            Step::Quit => return,
+            Step::Quit | Step::Unpersisted => return,
+            Step::Background { rewrite } => {
+                if rewrite {
+                    if kv.lock().aof.is_none() {
+                        reply::err(
+                            &mut out,
+                            "ERR Background append only file rewriting needs appendonly yes in kv",
+                        );
+                    } else if aof::start_rewrite(&kv) {
+                        reply::simple(&mut out, "Background append only file rewriting started");
+                    } else {
+                        reply::err(
+                            &mut out,
+                            "ERR Background append only file rewriting already in progress",
+                        );
+                    }
+                } else if persist::bgsave(&kv) {
+                    reply::simple(&mut out, "Background saving started");
+                } else {
+                    reply::err(&mut out, "ERR Background save already in progress");
+                }
+                continue;
+            }
             Step::Protocol(e) => {
                 reply::err(&mut out, &format!("ERR Protocol error: {e}"));
                 let _ = write(&mut sock, &out, wt).await;
@@ -140,6 +200,31 @@ pub async fn serve(kv: Arc<Kv>, mut sock: TcpStream, peer: SocketAddr) {
             buf.shrink_to(READ_CHUNK);
         }
         buf.reserve(READ_CHUNK);
+        if let Some(sub) = sess.sub.as_mut() {
+            // Subscribed: messages and requests, whichever comes first; no idle timeout.
+            tokio::select! {
+                biased;
+                r = sock.read_buf(&mut buf) => match r {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                },
+                m = sub.rx.recv() => {
+                    let Some(m) = m else { return };
+                    out.extend_from_slice(&m);
+                    while out.len() < FLUSH_AT {
+                        match sub.rx.try_recv() {
+                            Ok(m) => out.extend_from_slice(&m),
+                            Err(_) => break,
+                        }
+                    }
+                    if sub.handle.overflow.load(Ordering::Relaxed) {
+                        tracing::warn!(kv = %kv.name, client = %sess.peer, "closing a subscriber too slow for its messages");
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
         let read = sock.read_buf(&mut buf);
         let n = if kv.conf.timeout.is_zero() {
             read.await
@@ -232,12 +317,35 @@ fn process(
             break step;
         }
     };
-    if let Some(st) = guard {
+    if let Some(mut st) = guard {
         let off = st.repl.offset;
         let active = st.repl.backlog.is_some();
+        // The batch's writes reach the AOF (write(2)) before its replies leave.
+        let sync = match st.aof.as_mut() {
+            Some(a) if a.pending() => Some(a.write_pending(&kv.aof_sync)),
+            _ => None,
+        };
         drop(st);
         if active {
             kv.publish_offset(off);
+        }
+        let always = kv.conf.appendfsync == AppendFsync::Always;
+        match sync {
+            Some(Ok((file, upto))) if always => {
+                if let Err(e) = kv.aof_sync.sync(&file, upto) {
+                    tracing::error!(kv = %kv.name, "AOF fsync failed: {e}");
+                    if let Some(a) = kv.lock().aof.as_mut() {
+                        a.error = Some(format!("fsync: {e}"));
+                    }
+                    out.clear();
+                    return Step::Unpersisted;
+                }
+            }
+            Some(Err(_)) if always => {
+                out.clear();
+                return Step::Unpersisted;
+            }
+            _ => {}
         }
     }
     kv.stats.commands.fetch_add(ncmd, Ordering::Relaxed);
@@ -257,20 +365,144 @@ fn dispatch<'a>(
     now: u64,
     out: &mut Vec<u8>,
 ) -> Option<Step> {
+    // A failed check inside MULTI also dooms the transaction (EXECABORT).
+    let flag = |sess: &mut Session| {
+        if let Some(m) = sess.multi.as_mut() {
+            m.failed = true;
+        }
+    };
     let Some(spec) = command::lookup(a.get(0)) else {
         command::unknown_command(out, a);
+        flag(sess);
         return None;
     };
     kv.stats.per_command.inc(spec);
     if !spec.arity_ok(a.len()) {
         command::wrong_arity(out, spec.name);
+        flag(sess);
         return None;
     }
     if !sess.authed && !spec.is(NOAUTH) {
         reply::err(out, ERR_NOAUTH);
+        flag(sess);
+        return None;
+    }
+    if sess.sub.as_ref().is_some_and(|s| s.count() > 0)
+        && !matches!(
+            spec.cmd,
+            Cmd::Subscribe
+                | Cmd::PSubscribe
+                | Cmd::Unsubscribe
+                | Cmd::PUnsubscribe
+                | Cmd::Ping
+                | Cmd::Quit
+        )
+    {
+        reply::err(out, &format!("ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context", spec.name));
+        return None;
+    }
+    if sess.multi.is_some()
+        && !matches!(
+            spec.cmd,
+            Cmd::Exec | Cmd::Discard | Cmd::Multi | Cmd::Watch | Cmd::Quit
+        )
+    {
+        if spec.is(WRITE) && lock(kv, guard).repl.is_replica {
+            reply::err(out, ERR_READONLY);
+            flag(sess);
+            return None;
+        }
+        let max = kv.conf.max_query_bytes.min(usize::MAX as u64) as usize;
+        if let Some(m) = sess.multi.as_mut() {
+            let q = Queued::new(a);
+            m.bytes += q.bytes();
+            if m.bytes > max {
+                m.failed = true;
+                reply::err(out, "ERR transaction exceeds max-query-bytes");
+                return None;
+            }
+            m.queued.push(q);
+        }
+        reply::simple(out, "QUEUED");
         return None;
     }
     match spec.cmd {
+        Cmd::Subscribe | Cmd::PSubscribe => {
+            let pattern = spec.cmd == Cmd::PSubscribe;
+            let id = sess.id;
+            let sub = sess.sub.get_or_insert_with(|| Subscriber::new(id));
+            let mut reg = kv.pubsub();
+            for name in a.iter().skip(1) {
+                sub.subscribe(&mut reg, name, pattern, out);
+            }
+        }
+        Cmd::Unsubscribe | Cmd::PUnsubscribe => {
+            let pattern = spec.cmd == Cmd::PUnsubscribe;
+            let names: Vec<&[u8]> = a.iter().skip(1).collect();
+            let id = sess.id;
+            let sub = sess.sub.get_or_insert_with(|| Subscriber::new(id));
+            sub.unsubscribe(&mut kv.pubsub(), &names, pattern, out);
+        }
+        Cmd::Publish => {
+            let n = kv.pubsub().publish(a.get(1), a.get(2));
+            // Replicas deliver it to their own subscribers (not written to the AOF).
+            lock(kv, guard).propagate_repl(&[b"PUBLISH", a.get(1), a.get(2)]);
+            reply::int(out, n as i64);
+        }
+        Cmd::PubSub => pubsub_cmd(kv, a, out),
+        Cmd::Function => {
+            // kv has no functions: enough for clients and test suites that clean up.
+            let sub = a.get(1);
+            if sub.eq_ignore_ascii_case(b"FLUSH") && a.len() <= 3 {
+                reply::ok(out);
+            } else if sub.eq_ignore_ascii_case(b"LIST") {
+                reply::array(out, 0);
+            } else {
+                unknown_subcommand(out, sub, "FUNCTION");
+            }
+        }
+        Cmd::Multi => {
+            if sess.multi.is_some() {
+                reply::err(out, "ERR MULTI calls can not be nested");
+            } else {
+                sess.multi = Some(Multi::default());
+                reply::ok(out);
+            }
+        }
+        Cmd::Exec => return exec(kv, sess, guard, now, out),
+        Cmd::Discard => {
+            if sess.multi.take().is_none() {
+                reply::err(out, "ERR DISCARD without MULTI");
+            } else {
+                let st = lock(kv, guard);
+                sess.watches.clear(&mut st.db);
+                reply::ok(out);
+            }
+        }
+        Cmd::Watch => {
+            if sess.multi.is_some() {
+                reply::err(out, "ERR WATCH inside MULTI is not allowed");
+            } else {
+                let st = lock(kv, guard);
+                for k in a.iter().skip(1) {
+                    let live = st.db.peek(k).is_some_and(|e| !e.expired(now));
+                    sess.watches.add(&mut st.db, k, live);
+                }
+                reply::ok(out);
+            }
+        }
+        Cmd::Unwatch => {
+            if !sess.watches.is_empty() {
+                let st = lock(kv, guard);
+                sess.watches.clear(&mut st.db);
+            }
+            reply::ok(out);
+        }
+        Cmd::Ping if sess.sub.as_ref().is_some_and(|s| s.count() > 0) => {
+            reply::array(out, 2);
+            reply::bulk(out, b"pong");
+            reply::bulk(out, if a.len() > 1 { a.get(1) } else { b"" });
+        }
         Cmd::Ping => match a.len() {
             1 => reply::simple(out, "PONG"),
             2 => reply::bulk(out, a.get(1)),
@@ -287,10 +519,7 @@ fn dispatch<'a>(
             Some(_) => reply::err(out, "ERR DB index is out of range"),
         },
         Cmd::Auth => auth(kv, sess, a, out),
-        Cmd::Hello => reply::err(
-            out,
-            "NOPROTO sorry, this protocol version is not supported.",
-        ),
+        Cmd::Hello => hello(kv, sess, a, out),
         Cmd::Client => client(kv, sess, a, out),
         Cmd::Command => command::command(out, a),
         Cmd::Config => config(kv, a, out),
@@ -351,6 +580,26 @@ fn dispatch<'a>(
             });
         }
         Cmd::ReplConf => replconf(sess, a, out),
+        Cmd::Save => {
+            let st = lock(kv, guard);
+            if st.bgsave_running {
+                reply::err(out, "ERR Background save already in progress");
+            } else {
+                match persist::save(kv, st) {
+                    Ok(()) => reply::ok(out),
+                    Err(e) => {
+                        tracing::error!(kv = %kv.name, "SAVE failed: {e}");
+                        reply::err(out, "ERR");
+                    }
+                }
+            }
+        }
+        Cmd::BgSave => return Some(Step::Background { rewrite: false }),
+        Cmd::BgRewriteAof => return Some(Step::Background { rewrite: true }),
+        Cmd::LastSave => {
+            let st = lock(kv, guard);
+            reply::int(out, st.last_save as i64);
+        }
         Cmd::Psync | Cmd::Sync => {
             let (replid, offset) = if spec.cmd == Cmd::Psync {
                 (a.get(1).to_vec(), parse_i64(a.get(2)).unwrap_or(-1))
@@ -361,6 +610,54 @@ fn dispatch<'a>(
         }
         _ => keyspace(kv, guard, spec, a, now, out),
     }
+    None
+}
+
+/// EXEC: runs the queued commands under the one lock hold, replies in one array.
+fn exec<'a>(
+    kv: &'a Kv,
+    sess: &mut Session,
+    guard: &mut Option<MutexGuard<'a, State>>,
+    now: u64,
+    out: &mut Vec<u8>,
+) -> Option<Step> {
+    let Some(m) = sess.multi.take() else {
+        reply::err(out, "ERR EXEC without MULTI");
+        return None;
+    };
+    {
+        let st = lock(kv, guard);
+        let abort = if m.failed {
+            Some(false)
+        } else if sess.watches.touched(&st.db, now) {
+            Some(true)
+        } else {
+            None
+        };
+        sess.watches.clear(&mut st.db);
+        match abort {
+            Some(false) => {
+                reply::err(
+                    out,
+                    "EXECABORT Transaction discarded because of previous errors.",
+                );
+                return None;
+            }
+            Some(true) => {
+                out.extend_from_slice(b"*-1\r\n");
+                return None;
+            }
+            None => st.exec_begin(),
+        }
+    }
+    reply::array(out, m.queued.len());
+    for q in &m.queued {
+        if dispatch(kv, sess, guard, q.argv(), now, out).is_some() {
+            // WAIT, PSYNC, BGSAVE...: they need the connection task.
+            reply::err(out, "ERR Command not allowed inside a transaction");
+        }
+    }
+    lock(kv, guard).exec_end();
     None
 }
 
@@ -375,6 +672,11 @@ fn keyspace<'a>(
     let st = lock(kv, guard);
     if spec.is(WRITE) && st.repl.is_replica {
         return reply::err(out, ERR_READONLY);
+    }
+    if spec.is(WRITE) {
+        if let Some(e) = st.aof.as_ref().and_then(|a| a.error.as_deref()) {
+            return reply::err(out, &format!("MISCONF Errors writing to the AOF file: {e}"));
+        }
     }
     if spec.is(DENYOOM) {
         if let Some(max) = kv.conf.maxmemory {
@@ -411,6 +713,113 @@ fn auth(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
             out,
             "WRONGPASS invalid username-password pair or user is disabled.",
         );
+    }
+}
+
+/// HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 only (HELLO 3 gets -NOPROTO,
+/// so RESP3 clients fall back), answered with Redis 7.0's fields as a flat array.
+fn hello(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
+    let mut i = 1;
+    if a.len() > 1 {
+        match parse_i64(a.get(1)) {
+            None => {
+                return reply::err(
+                    out,
+                    "ERR Protocol version is not an integer or out of range",
+                )
+            }
+            Some(2) => {}
+            Some(_) => return reply::err(out, "NOPROTO unsupported protocol version"),
+        }
+        i = 2;
+    }
+    let mut name = None;
+    while i < a.len() {
+        let o = a.get(i);
+        let left = a.len() - i - 1;
+        if o.eq_ignore_ascii_case(b"AUTH") && left >= 2 {
+            let (user, pass) = (a.get(i + 1), a.get(i + 2));
+            let ok = kv
+                .conf
+                .requirepass
+                .as_deref()
+                .is_some_and(|p| user == b"default" && pass == p.as_bytes());
+            if !ok {
+                return reply::err(
+                    out,
+                    "WRONGPASS invalid username-password pair or user is disabled.",
+                );
+            }
+            sess.authed = true;
+            i += 3;
+        } else if o.eq_ignore_ascii_case(b"SETNAME") && left >= 1 {
+            name = Some(a.get(i + 1));
+            i += 2;
+        } else {
+            return reply::err(
+                out,
+                &format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(o)
+                ),
+            );
+        }
+    }
+    if !sess.authed {
+        return reply::err(out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+    }
+    if let Some(n) = name {
+        if n.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+            return reply::err(
+                out,
+                "ERR Client names cannot contain spaces, newlines or special characters.",
+            );
+        }
+        sess.name = (!n.is_empty()).then(|| n.to_vec());
+    }
+    let role: &[u8] = if kv.master_tx.borrow().is_some() {
+        b"replica"
+    } else {
+        b"master"
+    };
+    reply::array(out, 14);
+    reply::bulk(out, b"server");
+    reply::bulk(out, b"redis");
+    reply::bulk(out, b"version");
+    reply::bulk(out, super::REDIS_VERSION.as_bytes());
+    reply::bulk(out, b"proto");
+    reply::int(out, 2);
+    reply::bulk(out, b"id");
+    reply::int(out, sess.id as i64);
+    reply::bulk(out, b"mode");
+    reply::bulk(out, b"standalone");
+    reply::bulk(out, b"role");
+    reply::bulk(out, role);
+    reply::bulk(out, b"modules");
+    reply::array(out, 0);
+}
+
+/// PUBSUB CHANNELS [pattern] | NUMSUB [channel...] | NUMPAT.
+fn pubsub_cmd(kv: &Kv, a: Argv, out: &mut Vec<u8>) {
+    let sub = a.get(1);
+    let reg = kv.pubsub();
+    if sub.eq_ignore_ascii_case(b"CHANNELS") && a.len() <= 3 {
+        let chans = reg.channels((a.len() == 3).then(|| a.get(2)));
+        reply::array(out, chans.len());
+        for c in chans {
+            reply::bulk(out, c);
+        }
+    } else if sub.eq_ignore_ascii_case(b"NUMSUB") {
+        reply::array(out, (a.len() - 2) * 2);
+        for c in a.iter().skip(2) {
+            reply::bulk(out, c);
+            reply::int(out, reg.numsub(c) as i64);
+        }
+    } else if sub.eq_ignore_ascii_case(b"NUMPAT") && a.len() == 2 {
+        reply::int(out, reg.numpat() as i64);
+    } else {
+        drop(reg);
+        unknown_subcommand(out, sub, "PUBSUB");
     }
 }
 
@@ -590,6 +999,9 @@ mod tests {
             name: None,
             listening_port: None,
             peer: "127.0.0.1:1".parse().unwrap(),
+            multi: None,
+            watches: Watches::default(),
+            sub: None,
         }
     }
 
