@@ -61,7 +61,12 @@ impl acl::Request for ReqView<'_> {
         Some(self.src)
     }
     fn headers(&self, name: &str) -> Vec<&[u8]> {
-        self.head.header_values(name).collect()
+        let h = self.head;
+        h.headers
+            .iter()
+            .filter(|x| h.slice(x.name).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|x| h.slice(x.value))
+            .collect()
     }
     fn src_port(&self) -> Option<u16> {
         Some(self.conn.peer.port())
