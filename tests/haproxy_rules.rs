@@ -162,3 +162,39 @@ fn check_reports_every_error_with_its_line() {
     // (the table may come from track-sc's 'table'), so no error on line 7.
     assert!(!err.contains(":7:"), "{err}");
 }
+
+#[test]
+fn use_backend_sees_every_fetch_and_the_rules_state() {
+    let (a, b) = (http_server("a"), http_server("b"));
+    let text = format!(
+        "defaults\n    mode http\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\n\
+         frontend f\n    bind 127.0.0.1:0\n\
+         \x20   http-request set-var(txn.tier) req.hdr(x-tier),lower\n\
+         \x20   use_backend bb if METH_POST\n\
+         \x20   use_backend bb if {{ req.hdr_cnt(x-a) gt 1 }}\n\
+         \x20   use_backend bb if {{ var(txn.tier) -m str gold }}\n\
+         \x20   use_backend bb if {{ url_beg /b/ }} || {{ path_reg ^/re/[0-9]+$ }}\n\
+         \x20   default_backend ba\n\
+         backend ba\n    server a {}\nbackend bb\n    server b {}\n",
+        a.addr, b.addr
+    );
+    let lb = Lb::start(&text, 1);
+    let at = lb.addr("frontend", "f");
+    let who = |raw: &str| get(at, raw).header("x-server").unwrap().to_string();
+    assert_eq!(who("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), "a");
+    assert_eq!(
+        who("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"),
+        "b"
+    );
+    assert_eq!(
+        who("GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nX-A: 2\r\n\r\n"),
+        "b"
+    );
+    assert_eq!(
+        who("GET / HTTP/1.1\r\nHost: x\r\nX-Tier: GOLD\r\n\r\n"),
+        "b"
+    );
+    assert_eq!(who("GET /b/x HTTP/1.1\r\nHost: x\r\n\r\n"), "b");
+    assert_eq!(who("GET /re/42 HTTP/1.1\r\nHost: x\r\n\r\n"), "b");
+    assert_eq!(who("GET /re/4x HTTP/1.1\r\nHost: x\r\n\r\n"), "a");
+}

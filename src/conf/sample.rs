@@ -199,15 +199,7 @@ impl Fetch {
 
     /// Only the client's address: decidable at accept, before any byte is read.
     pub fn at_accept(&self) -> bool {
-        matches!(
-            self,
-            Fetch::Src
-                | Fetch::SrcPort
-                | Fetch::Dst
-                | Fetch::DstPort
-                | Fetch::Str(_)
-                | Fetch::Int(_)
-        )
+        matches!(self, Fetch::Src | Fetch::Str(_) | Fetch::Int(_))
     }
 }
 

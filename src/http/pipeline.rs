@@ -37,11 +37,14 @@ impl acl::Request for RequestHead {
     }
 }
 
-/// A request as conditions see it: the head plus facts about its connection.
+/// A request as `use_backend` conditions see it: the head plus facts about
+/// its connection and what the rules phase left (variables, tracked counters).
 struct ReqView<'a> {
     head: &'a RequestHead,
     tls: bool,
     src: std::net::IpAddr,
+    conn: &'a Conn<'a>,
+    st: &'a TxnState,
 }
 
 impl acl::Request for ReqView<'_> {
@@ -56,6 +59,44 @@ impl acl::Request for ReqView<'_> {
     }
     fn src(&self) -> Option<std::net::IpAddr> {
         Some(self.src)
+    }
+    fn headers(&self, name: &str) -> Vec<&[u8]> {
+        let h = self.head;
+        h.headers
+            .iter()
+            .filter(|x| h.slice(x.name).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|x| h.slice(x.value))
+            .collect()
+    }
+    fn src_port(&self) -> Option<u16> {
+        Some(self.conn.peer.port())
+    }
+    fn dst(&self) -> Option<std::net::SocketAddr> {
+        Some(rules::local_addr(self.conn))
+    }
+    fn sni(&self) -> Option<&[u8]> {
+        self.tls
+            .then(|| self.head.header("host").map(acl::strip_port))
+            .flatten()
+    }
+    fn method(&self) -> &[u8] {
+        self.head.method()
+    }
+    fn url(&self) -> &[u8] {
+        self.head.target()
+    }
+    fn version(&self) -> &[u8] {
+        match (self.conn.version, self.head.minor_version) {
+            (Version::Http2, _) => b"2.0",
+            (_, 0) => b"1.0",
+            _ => b"1.1",
+        }
+    }
+    fn var(&self, name: &str) -> Option<Vec<u8>> {
+        self.st.var(name)
+    }
+    fn table(&self, q: &crate::conf::sample::TableQuery) -> Option<i64> {
+        self.st.table(self.conn, q)
     }
 }
 
@@ -127,6 +168,8 @@ async fn run(
         head: &req,
         tls: conn.proto == "https",
         src: conn.peer.ip(),
+        conn,
+        st: &st,
     };
     let be = route(conn.fe, &view)?;
     t.backend = Some(be.stats.clone());

@@ -140,22 +140,38 @@ impl Txn for Work<'_> {
         self.vars.0.get(name).cloned()
     }
     fn table(&self, q: &TableQuery) -> Option<i64> {
-        let fe = self.conn.fe;
-        let (table, key) = match &q.key {
-            TableKey::Counter(n) => {
-                let (t, k) = self.tracked.get(*n as usize)?.as_ref()?;
-                let t = match &q.table {
-                    Some(name) => stick::lookup(name)?,
-                    None => t.clone(),
-                };
-                (t, k.clone())
-            }
-            TableKey::Src => {
-                let name = q.table.as_deref().unwrap_or(&fe.conf.name);
-                (stick::lookup(name)?, key_of_ip(self.conn.peer.ip()))
-            }
-        };
-        Some(table.query(&key, q.data, q.op))
+        table_query(self.conn, &self.tracked, q)
+    }
+}
+
+/// A stick-table fetch: the entry a `track-scN` holds, or the client's.
+fn table_query(conn: &Conn<'_>, tracked: &Tracked, q: &TableQuery) -> Option<i64> {
+    let (table, key) = match &q.key {
+        TableKey::Counter(n) => {
+            let (t, k) = tracked.get(*n as usize)?.as_ref()?;
+            let t = match &q.table {
+                Some(name) => stick::lookup(name)?,
+                None => t.clone(),
+            };
+            (t, k.clone())
+        }
+        TableKey::Src => {
+            let name = q.table.as_deref().unwrap_or(&conn.fe.conf.name);
+            (stick::lookup(name)?, key_of_ip(conn.peer.ip()))
+        }
+    };
+    Some(table.query(&key, q.data, q.op))
+}
+
+impl TxnState {
+    /// Variables and stick-table counters, for conditions outside the rules
+    /// (`use_backend`).
+    pub(crate) fn var(&self, name: &str) -> Option<Vec<u8>> {
+        self.vars.0.get(name).cloned()
+    }
+
+    pub(crate) fn table(&self, conn: &Conn<'_>, q: &TableQuery) -> Option<i64> {
+        table_query(conn, &self.tracked, q)
     }
 }
 
