@@ -380,12 +380,20 @@ impl Runtime {
                 let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
                 let limit = fe.conf.http.timeout_handshake;
                 match tokio::time::timeout(limit, acceptor.accept(sock)).await {
-                    Ok(Ok(t)) => crate::io::Io::TlsIn(Box::new(t)),
+                    Ok(Ok(t)) => {
+                        crate::stats::tls_handshake(&name, Ok(()));
+                        crate::io::Io::TlsIn(Box::new(t))
+                    }
                     Ok(Err(e)) => {
+                        crate::stats::tls_handshake(
+                            &name,
+                            Err(crate::stats::tls_failure_reason(&e)),
+                        );
                         tracing::debug!("TLS handshake from {peer} failed: {e}");
                         return;
                     }
                     Err(_) => {
+                        crate::stats::tls_handshake(&name, Err("timeout"));
                         tracing::debug!("TLS handshake from {peer} timed out");
                         return;
                     }

@@ -1,78 +1,14 @@
 //! `GET /stats` (a self-contained live topology page) and `/stats;json` = `/api/stats` (the data it draws).
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use super::Admin;
 use crate::accesslog::json_str;
 use crate::conf::Mode;
-use crate::kv::Kv;
-use crate::stats::{quantile, Traffic};
-
-/// What the page and the metrics show of one kv server.
-#[derive(Debug)]
-pub struct KvView {
-    pub clients: i64,
-    pub keys: usize,
-    pub is_replica: bool,
-    pub offset: u64,
-    /// Replicas attached to this server (a primary's view).
-    pub replicas: Vec<ReplicaView>,
-    /// A replica's link to its primary: `None` on a primary.
-    pub link_up: Option<bool>,
-    pub master: Option<String>,
-    /// A replica's seconds since it last heard from its primary.
-    pub master_last_io_seconds: Option<f64>,
-}
-
-#[derive(Debug)]
-pub struct ReplicaView {
-    pub addr: String,
-    pub ack: u64,
-    pub lag_bytes: u64,
-    pub lag_seconds: f64,
-    pub online: bool,
-}
-
-pub fn kv_view(k: &Arc<Kv>) -> KvView {
-    let (keys, offset, is_replica) = {
-        let st = k.lock();
-        (st.db.len(), st.repl.offset, st.repl.is_replica)
-    };
-    let replicas = k
-        .replicas()
-        .iter()
-        .map(|r| ReplicaView {
-            addr: r.addr.to_string(),
-            ack: r.ack,
-            lag_bytes: offset.saturating_sub(r.ack),
-            lag_seconds: r.last_ack.elapsed().as_secs_f64(),
-            online: r.online,
-        })
-        .collect();
-    let master = k
-        .master_tx
-        .borrow()
-        .as_ref()
-        .map(|m| format!("{}:{}", m.host, m.port));
-    let (link_up, master_last_io_seconds) = if master.is_some() {
-        let l = k.link();
-        (Some(l.up), Some(l.last_io.elapsed().as_secs_f64()))
-    } else {
-        (None, None)
-    };
-    KvView {
-        clients: k.stats.clients.load(Ordering::Relaxed),
-        keys,
-        is_replica,
-        offset,
-        replicas,
-        link_up,
-        master,
-        master_last_io_seconds,
-    }
-}
+use crate::kv::metrics::{expected_replicas, view as kv_view};
+use crate::stats::{quantile, quantile_merged, Traffic};
 
 fn ms(v: Option<f64>) -> String {
     v.map_or("null".into(), |s| format!("{:.3}", s * 1000.0))
@@ -91,7 +27,17 @@ fn traffic(t: &Traffic, o: &mut String) {
     );
 }
 
-/// The whole topology and its counters as one JSON object.
+fn opt_addr(a: Option<SocketAddr>, o: &mut String) {
+    match a {
+        Some(a) => {
+            let _ = write!(o, "\"{a}\"");
+        }
+        None => o.push_str("null"),
+    }
+}
+
+/// The whole topology and its counters as one JSON object: frontends (binds)
+/// -> backends -> servers, web sections -> apps -> kv servers.
 pub fn json(admin: &Admin) -> String {
     let snap = admin.rt.snapshot.load();
     let mut o = String::with_capacity(4096);
@@ -110,7 +56,20 @@ pub fn json(admin: &Admin) -> String {
         o.push_str("{\"name\":");
         json_str(&f.name, &mut o);
         let mode = if f.mode == Mode::Http { "http" } else { "tcp" };
-        let _ = write!(o, ",\"mode\":\"{mode}\",\"backends\":[");
+        let _ = write!(o, ",\"mode\":\"{mode}\",\"binds\":[");
+        for (j, b) in f.binds.iter().enumerate() {
+            if j > 0 {
+                o.push(',');
+            }
+            let _ = write!(
+                o,
+                "{{\"addr\":\"{}\",\"tls\":{},\"h2\":{}}}",
+                b.addr,
+                b.tls.is_some(),
+                b.h2
+            );
+        }
+        o.push_str("],\"backends\":[");
         let mut targets: Vec<&str> = f
             .http
             .use_backends
@@ -180,6 +139,15 @@ pub fn json(admin: &Admin) -> String {
                     s.check_failures.load(Ordering::Relaxed),
                     s.transitions.load(Ordering::Relaxed),
                 );
+                o.push_str("\"change\":");
+                match s.stats.last_change() {
+                    Some(c) => {
+                        let _ = write!(o, "{{\"state\":\"{}\",\"reason\":", c.state);
+                        json_str(&c.reason, &mut o);
+                        let _ = write!(o, ",\"ago_s\":{:.1}}},", c.at.elapsed().as_secs_f64());
+                    }
+                    None => o.push_str("null,"),
+                }
                 traffic(&s.stats.traffic, &mut o);
                 o.push('}');
             }
@@ -187,21 +155,105 @@ pub fn json(admin: &Admin) -> String {
         }
         o.push('}');
     }
+    o.push_str("],\"webs\":[");
+    for (i, w) in crate::web::metrics::webs().iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        o.push_str("{\"name\":");
+        json_str(&w.name, &mut o);
+        o.push_str(",\"bind\":");
+        opt_addr(*w.bind.lock().unwrap_or_else(|p| p.into_inner()), &mut o);
+        o.push_str(",\"routes\":[");
+        let routes = w.routes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (j, (prefix, addr)) in routes.iter().enumerate() {
+            if j > 0 {
+                o.push(',');
+            }
+            o.push_str("{\"prefix\":");
+            json_str(prefix, &mut o);
+            let _ = write!(o, ",\"app\":\"{addr}\"}}");
+        }
+        let _ = write!(
+            o,
+            "],\"connections\":{},\"open_files\":{},\"static\":{{",
+            w.connections.load(Ordering::Relaxed),
+            w.open_files.load(Ordering::Relaxed)
+        );
+        traffic(&w.local, &mut o);
+        o.push_str("},\"forwarded\":");
+        match w.forwarded() {
+            Some(f) => {
+                o.push('{');
+                traffic(&f.traffic, &mut o);
+                o.push('}');
+            }
+            None => o.push_str("null"),
+        }
+        o.push('}');
+    }
+    o.push_str("],\"apps\":[");
+    for (i, a) in crate::app::metrics::apps().iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        let addrs = a.addrs();
+        o.push_str("{\"name\":");
+        json_str(&a.name, &mut o);
+        o.push_str(",\"bind\":");
+        opt_addr(addrs.bind, &mut o);
+        o.push_str(",\"kv_primary\":");
+        opt_addr(addrs.kv_primary, &mut o);
+        o.push_str(",\"kv_replica\":");
+        opt_addr(addrs.kv_replica, &mut o);
+        let (requests, errors) = a.totals();
+        let durations: Vec<_> = a.endpoints.iter().map(|e| &e.duration).collect();
+        let _ = write!(
+            o,
+            ",\"requests\":{requests},\"errors\":{errors},\"p50_ms\":{},\"p99_ms\":{},\"kv\":{{",
+            ms(quantile_merged(&durations, 0.5)),
+            ms(quantile_merged(&durations, 0.99)),
+        );
+        for (j, role) in crate::app::metrics::ROLES.iter().enumerate() {
+            let k = &a.kv[j];
+            if j > 0 {
+                o.push(',');
+            }
+            let _ = write!(
+                o,
+                "\"{role}\":{{\"calls\":{},\"errors\":{},\"p99_ms\":{}}}",
+                k.calls.get(),
+                k.errors.get(),
+                ms(quantile(&k.duration, 0.99))
+            );
+        }
+        o.push_str("},\"fallbacks\":{");
+        for (j, why) in crate::app::metrics::FALLBACKS.iter().enumerate() {
+            if j > 0 {
+                o.push(',');
+            }
+            let _ = write!(o, "\"{why}\":{}", a.fallbacks[j].get());
+        }
+        o.push_str("}}");
+    }
     o.push_str("],\"kv\":[");
     for (i, k) in admin.kvs.iter().enumerate() {
         if i > 0 {
             o.push(',');
         }
-        let v = kv_view(k);
+        let v = kv_view(k, &expected_replicas(k, &admin.kvs));
         o.push_str("{\"name\":");
         json_str(&k.name, &mut o);
         let _ = write!(
             o,
-            ",\"role\":\"{}\",\"offset\":{},\"clients\":{},\"keys\":{},\"master\":",
+            ",\"bind\":\"{}\",\"role\":\"{}\",\"offset\":{},\"clients\":{},\"keys\":{},\"used_memory\":{},\"role_changes\":{},\"master\":",
+            k.conf.bind,
             if v.is_replica { "replica" } else { "primary" },
             v.offset,
             v.clients,
-            v.keys
+            v.keys,
+            v.used_memory,
+            v.role_changes,
         );
         match &v.master {
             Some(m) => json_str(m, &mut o),
@@ -209,8 +261,9 @@ pub fn json(admin: &Admin) -> String {
         }
         let _ = write!(
             o,
-            ",\"link_up\":{},\"master_last_io_s\":{},\"replicas\":[",
+            ",\"link_up\":{},\"link_state\":{},\"master_last_io_s\":{},\"replicas\":[",
             v.link_up.map_or("null".into(), |b| b.to_string()),
+            v.link_state.map_or("null".into(), |s| format!("\"{s}\"")),
             v.master_last_io_seconds
                 .map_or("null".into(), |s| format!("{s:.3}"))
         );
@@ -220,8 +273,14 @@ pub fn json(admin: &Admin) -> String {
             }
             let _ = write!(
                 o,
-                "{{\"addr\":\"{}\",\"ack\":{},\"lag_bytes\":{},\"lag_s\":{:.3},\"online\":{}}}",
-                r.addr, r.ack, r.lag_bytes, r.lag_seconds, r.online
+                "{{\"addr\":\"{}\",\"ack\":{},\"lag_bytes\":{},\"lag_s\":{:.3},\"last_ack_s\":{:.3},\"online\":{},\"missing_for_s\":{}}}",
+                r.addr,
+                r.ack,
+                r.lag_bytes,
+                r.lag_seconds,
+                r.last_ack_seconds,
+                r.online,
+                r.missing_for.map_or("null".into(), |s| format!("{s:.1}"))
             );
         }
         o.push_str("]}");

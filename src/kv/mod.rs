@@ -10,6 +10,7 @@ pub mod command;
 pub mod db;
 pub mod frame;
 pub mod fuzz_check;
+pub mod metrics;
 pub mod replication;
 pub mod server;
 
@@ -300,6 +301,7 @@ impl Kv {
     pub fn start(self: &Arc<Self>) {
         tokio::spawn(active_expiry(self.clone()));
         tokio::spawn(replication::replica_loop(self.clone()));
+        tokio::spawn(metrics::sample_offsets(self.clone()));
     }
 
     /// Serves one client connection until it closes.
