@@ -632,13 +632,19 @@ impl TrafficFams {
 }
 
 /// When each certificate a `bind ... ssl` serves stops being valid
-/// (`lb_tls_certificate_expiry_timestamp_seconds`), for expiry alerts.
+/// (`lb_tls_certificate_expiry_timestamp_seconds`), for expiry alerts. Call it
+/// before gathering the registry: it also makes each TLS frontend's handshake
+/// counter exist.
 pub fn cert_families(conf: &crate::conf::Conf) -> Vec<MetricFamily> {
     let mut f = Fam::gauge(
         "lb_tls_certificate_expiry_timestamp_seconds",
         "Unix time at which a certificate served by a bind stops being valid (notAfter)",
     );
     for fe in &conf.frontends {
+        if fe.binds.iter().any(|b| b.tls.is_some()) {
+            // A TLS frontend shows its handshake count from 0, before the first one.
+            families().tls_ok.with_label_values(&[fe.name.as_str()]);
+        }
         for b in &fe.binds {
             let Some(t) = &b.tls else { continue };
             for c in &t.certs {

@@ -91,6 +91,7 @@ struct Foobar {
     lb: Lb,
     admin: SocketAddr,
     www: SocketAddr,
+    www_tls: SocketAddr,
 }
 
 impl Foobar {
@@ -115,7 +116,12 @@ impl Foobar {
             .nth(3)
             .and_then(|a| a.parse().ok())
             .expect("frontend address");
-        lb.wait_listening();
+        let www_tls: SocketAddr = lb
+            .wait_listening()
+            .split_whitespace()
+            .nth(3)
+            .and_then(|a| a.parse().ok())
+            .expect("frontend TLS address");
         // The replica follows the primary (the file's `replicaof`, at its real address).
         let primary = lb.addr("kv", "primary");
         let replica = lb.addr("kv", "replica");
@@ -126,7 +132,12 @@ impl Foobar {
         assert!(ok.starts_with("+OK"), "{ok}");
         lb.wait_log_count("server web/server1 is UP", 1);
         lb.wait_log_count("server web/server2 is UP", 1);
-        let f = Foobar { lb, admin, www };
+        let f = Foobar {
+            lb,
+            admin,
+            www,
+            www_tls,
+        };
         eventually("the replica to be in sync", || {
             f.stats().contains("\"link_up\":true").then_some(())
         });
@@ -270,6 +281,23 @@ fn foobar_conf_is_monitored_end_to_end() {
         assert!(m.contains(series), "no {series} in\n{m}");
     }
 
+    // A client that does not speak TLS to the TLS bind: a failure, by reason.
+    let mut t = common::connect(f.www_tls);
+    t.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let _ = std::io::Read::read_to_end(&mut t, &mut Vec::new());
+    let m = eventually("the failed handshake counted", || {
+        let m = f.metrics();
+        m.contains(
+            "lb_tls_handshake_failures_total{frontend=\"www.foobar.com\",reason=\"bad_message\"} 1",
+        )
+        .then_some(m)
+    });
+    assert!(
+        m.contains("lb_tls_handshakes_total{frontend=\"www.foobar.com\"} 0"),
+        "{m}"
+    );
+    dashboard_queries_exist(&m);
+
     // The stats JSON names every part of the design.
     let s = f.stats();
     for name in ["server1", "server2", "app1", "app2", "primary", "replica"] {
@@ -284,6 +312,40 @@ fn foobar_conf_is_monitored_end_to_end() {
             "promtool check metrics:\n{out}"
         );
     }
+}
+
+/// Every metric the Grafana dashboard queries is in `exposition`.
+fn dashboard_queries_exist(exposition: &str) {
+    let dash = std::fs::read_to_string(format!("{ROOT}/conf/grafana/lb.json")).unwrap();
+    let names: Vec<&str> = exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(|n| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .fold(n, |n, s| n.strip_suffix(s).unwrap_or(n))
+        })
+        .collect();
+    let mut queried = 0;
+    for (i, _) in dash.match_indices("lb_") {
+        let name: String = dash[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if name == "lb_" || !dash[..i].ends_with(['(', '{', ' ', '"', '-']) {
+            continue;
+        }
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .fold(name.as_str(), |n, s| n.strip_suffix(s).unwrap_or(n));
+        queried += 1;
+        assert!(
+            names.contains(&base),
+            "dashboard queries unknown metric {name}"
+        );
+    }
+    assert!(queried > 40, "{queried}");
 }
 
 /// The shipped Prometheus configuration and rules pass promtool, and each

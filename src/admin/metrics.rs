@@ -10,8 +10,10 @@ use crate::balance::State;
 
 /// The full exposition.
 pub fn render(admin: &Admin) -> Vec<u8> {
+    let certs = crate::stats::cert_families(&admin.rt.snapshot.load().conf);
     let mut families = crate::stats::registry().gather();
     families.extend(live(admin));
+    families.extend(certs);
     // The encoder refuses a family without samples (e.g. no kv replica yet).
     families.retain(|f| !f.get_metric().is_empty());
     let mut out = Vec::with_capacity(64 << 10);
@@ -203,6 +205,5 @@ fn live(admin: &Admin) -> Vec<MetricFamily> {
     ];
     out.extend(crate::kv::metrics::families(&admin.kvs));
     out.extend(crate::web::metrics::families());
-    out.extend(crate::stats::cert_families(&admin.rt.snapshot.load().conf));
     out
 }
