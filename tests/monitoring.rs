@@ -428,3 +428,106 @@ fn failures_show_reasons_and_missing_replicas() {
     );
     assert!(m.contains("lb_kv_role_changes_total{kv=\"replica\"}"));
 }
+
+/// Headless Chromium screenshots of the stats page in each state (all up, a
+/// server down, a replica down, after a failover) at phone, tablet and wide
+/// sizes, into `$LB_SCREENSHOTS` (scripts/stats-screenshots.sh runs it).
+#[test]
+#[ignore = "needs chromium; run by scripts/stats-screenshots.sh"]
+fn stats_page_screenshots() {
+    let Ok(out) = std::env::var("LB_SCREENSHOTS") else {
+        eprintln!("skipping: set LB_SCREENSHOTS=DIR");
+        return;
+    };
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    std::fs::create_dir_all(&out).unwrap();
+    let f = Foobar::start();
+    // Traffic while the page polls, so rates and latencies show.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, www) = (stop.clone(), f.www);
+        std::thread::spawn(move || {
+            let mut c = Client::connect(www);
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let req = if i % 3 == 0 {
+                    format!("PUT /api/items/k{} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n\r\nv", i % 50)
+                } else if i % 3 == 1 {
+                    format!(
+                        "GET /api/items/k{} HTTP/1.1\r\nHost: localhost\r\n\r\n",
+                        i % 50
+                    )
+                } else {
+                    "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".to_string()
+                };
+                c.send(req.as_bytes());
+                if c.read(false).is_none() {
+                    c = Client::connect(www);
+                }
+            }
+        })
+    };
+    let shoot = |state: &str| {
+        for (w, h) in [(360, 800), (760, 900), (1400, 900)] {
+            let png = format!("{out}/stats-{state}-{w}.png");
+            let st = Command::new(&chromium)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--hide-scrollbars",
+                    // Let the page poll twice, so it shows rates.
+                    "--virtual-time-budget=4500",
+                    &format!("--screenshot={png}"),
+                    &format!("--window-size={w},{h}"),
+                    &format!("http://{}/stats", f.admin),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("run chromium");
+            assert!(st.success() && Path::new(&png).exists(), "{png}");
+            eprintln!("wrote {png}");
+        }
+    };
+    shoot("1-all-up");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let text = std::fs::read_to_string(&f.lb.conf_path).unwrap();
+    let web1 = f.lb.addr("web", "server1").to_string();
+    f.lb.reload(&text.replace(
+        &format!("server server1 {web1}"),
+        &format!("server server1 {closed}"),
+    ));
+    f.lb.wait_log("server web/server1 is DOWN");
+    shoot("2-server-down");
+
+    // The replica loses its primary (pointed at a closed port): link down, and missing on the primary.
+    let (primary, replica) = (f.lb.addr("kv", "primary"), f.lb.addr("kv", "replica"));
+    resp(
+        replica,
+        &["REPLICAOF", "127.0.0.1", &closed.port().to_string()],
+    );
+    eventually("the replica missing", || {
+        f.stats().contains("\"missing_for_s\":").then_some(())
+    });
+    shoot("3-replica-down");
+
+    // Failover: the replica promoted, the old primary following it.
+    resp(replica, &["REPLICAOF", "NO", "ONE"]);
+    resp(
+        primary,
+        &["REPLICAOF", "127.0.0.1", &replica.port().to_string()],
+    );
+    eventually("the old primary following the new one", || {
+        let s = f.stats();
+        (s.matches("\"link_up\":true").count() == 1).then_some(())
+    });
+    shoot("4-after-failover");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = load.join();
+}

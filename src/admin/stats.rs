@@ -303,18 +303,18 @@ body{font:13px/1.35 system-ui,sans-serif;margin:0;padding:10px;background:#f4f5f
 h1{font-size:17px;margin:0 0 4px}
 #meta{color:#555;margin-bottom:8px;overflow-wrap:anywhere}
 .flow{display:flex;flex-wrap:wrap;align-items:flex-start;gap:6px}
-.tier{flex:1 1 170px;min-width:170px;max-width:100%}
+.tier{flex:1 1 150px;min-width:150px;max-width:280px}
 .tier>h2{font-size:11px;text-transform:uppercase;letter-spacing:.06em;color:#667;margin:2px 2px 4px}
-.arrow{flex:0 0 14px;align-self:center;color:#99a;font-size:16px;text-align:center}
+.arrow{flex:0 0 12px;align-self:center;color:#99a;font-size:16px;text-align:center}
 .card{background:#fff;border:1px solid #d5d9df;border-left:5px solid #46607a;border-radius:6px;padding:6px 8px;margin-bottom:6px;overflow-wrap:anywhere}
 .card b{font-size:13px}
 .card .l{color:#333;font-size:12px}
 .card .why{color:#b00;font-size:12px}
 .b{display:inline-block;padding:0 5px;border-radius:3px;color:#fff;font-size:11px;font-weight:600;vertical-align:1px}
-.UP{background:#2e9d4a}.DOWN{background:#d33}.DRAIN{background:#e69a1f}.MAINT{background:#777}.MISSING{background:#d33}.TLS{background:#2e6fd3}.PRIMARY{background:#5b4a8a}.REPLICA{background:#7a6aa8}
-.card.UP{border-left-color:#2e9d4a}.card.DOWN,.card.MISSING,.card.bad{border-left-color:#d33}.card.DRAIN{border-left-color:#e69a1f}.card.MAINT{border-left-color:#777}.card.kv{border-left-color:#5b4a8a}
+.b.UP{background:#2e9d4a}.b.DOWN{background:#d33}.b.DRAIN{background:#e69a1f}.b.MAINT{background:#777}.b.MISSING{background:#d33}.b.TLS{background:#2e6fd3}.b.PRIMARY{background:#5b4a8a}.b.REPLICA{background:#7a6aa8}
+.card.UP{border-left-color:#2e9d4a}.card.DOWN,.card.MISSING,.card.bad{border-left-color:#d33;background:#fff4f4}.card.DRAIN{border-left-color:#e69a1f}.card.MAINT{border-left-color:#777}.card.kv{border-left-color:#5b4a8a}
 .empty{color:#889;font-style:italic;padding:4px}
-@media (max-width:600px){.flow{flex-direction:column;align-items:stretch}.arrow{align-self:flex-start;padding-left:20px}.arrow::before{content:"\2193"}.arrow span{display:none}.tier{flex:none;width:100%}}
+@media (max-width:600px){.flow{flex-direction:column;align-items:stretch}.arrow{align-self:flex-start;padding-left:20px}.arrow::before{content:"\2193"}.arrow span{display:none}.tier{flex:none;width:100%;max-width:none}}
 </style></head><body>
 <h1>lb stats</h1>
 <div id="meta">loading...</div>
@@ -372,8 +372,8 @@ function draw(d){
     const fb=a.fallbacks.replica_behind+a.fallbacks.replica_unreachable;
     return card(a.errors&&rate("ae:"+a.name,a.errors)>0?"bad":"",`app ${esc(a.name)}`,[esc(a.bind||"-"),
       `${f(rr,1)} req/s, 5xx ${a.errors}, ${lat(a)}`,
-      `kv primary ${esc(kvByAddr.get(a.kv_primary)||a.kv_primary)}: ${p.calls} calls, ${p.errors} errors, p99 ${f(p.p99_ms,1)} ms`,
-      a.kv_replica?`kv replica ${esc(kvByAddr.get(a.kv_replica)||a.kv_replica)}: ${r.calls} calls, ${r.errors} errors, p99 ${f(r.p99_ms,1)} ms`:"",
+      `writes &rarr; kv ${esc(kvByAddr.get(a.kv_primary)||a.kv_primary)}: ${p.calls} calls, ${p.errors} err, p99 ${f(p.p99_ms,1)} ms`,
+      a.kv_replica?`reads &rarr; kv ${esc(kvByAddr.get(a.kv_replica)||a.kv_replica)}: ${r.calls} calls, ${r.errors} err, p99 ${f(r.p99_ms,1)} ms`:"",
       a.kv_replica?`reads on primary: ${a.fallbacks.replica_behind} behind, ${a.fallbacks.replica_unreachable} unreachable`:""]);
   })));
   const kv=d.kv||[],prim=kv.filter(k=>k.role==="primary"),reps=kv.filter(k=>k.role==="replica");
@@ -381,7 +381,7 @@ function draw(d){
     `keys ${k.keys}, clients ${k.clients}, ${bytes(k.used_memory)}`,`offset ${k.offset}${k.role_changes?`, role changed ${k.role_changes}x`:""}`,
     ...k.replicas.map(r=>r.missing_for_s!=null
       ?`<span class="why">${badge("MISSING")} replica ${esc(kvByAddr.get(r.addr)||r.addr)} gone ${ago(r.missing_for_s)}</span>`
-      :`replica ${esc(kvByAddr.get(r.addr)||r.addr)}: lag ${r.lag_bytes} B / ${f(r.lag_s,2)} s${r.online?"":" (syncing)"}`)]))));
+      :`&rarr; ${esc(kvByAddr.get(r.addr)||r.addr)}: lag ${r.lag_bytes} B, ${f(r.lag_s,2)} s${r.online?"":" (syncing)"}`)]))));
   cols.push(tier("replicas",reps.map(k=>card(k.link_up?"kv":"bad",`kv ${esc(k.name)} ${badge("REPLICA")}`,[esc(k.bind),
     `of ${esc(kvByAddr.get(k.master)||k.master)}: link ${k.link_up?badge("UP"):badge("DOWN")} ${esc(k.link_state||"")}`,
     `last io ${f(k.master_last_io_s,1)} s ago, offset ${k.offset}`,`keys ${k.keys}, clients ${k.clients}, ${bytes(k.used_memory)}`]))));

@@ -126,7 +126,7 @@ fn families() -> &'static Families {
             ),
             kv_errors: counter(
                 "lb_app_kv_errors_total",
-                "kv round trips that failed (unreachable, timeout, protocol error), by role",
+                "kv round trips that failed (unreachable, timeout, protocol error) or got an error reply (READONLY, OOM), by role",
                 &["app", "role"],
             ),
             kv_duration: histogram(

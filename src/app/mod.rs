@@ -195,7 +195,11 @@ impl App {
         };
         let start = std::time::Instant::now();
         let r = client.call(cmds).await;
-        self.stats.kv_call(role, r.is_ok(), start.elapsed());
+        // An error reply (READONLY after a failover, OOM) is an error too.
+        let ok = r
+            .as_ref()
+            .is_ok_and(|v| !v.iter().any(|x| matches!(x, Reply::Error(_))));
+        self.stats.kv_call(role, ok, start.elapsed());
         r
     }
 
