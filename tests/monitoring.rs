@@ -451,7 +451,7 @@ fn stats_page_screenshots() {
             let mut i = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 i += 1;
-                let req = if i % 3 == 0 {
+                let req = if i.is_multiple_of(3) {
                     format!("PUT /api/items/k{} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n\r\nv", i % 50)
                 } else if i % 3 == 1 {
                     format!(
