@@ -65,6 +65,8 @@ pub struct AppStats {
     pub endpoints: [EndpointStats; 5],
     pub kv: [KvCalls; 2],
     pub fallbacks: [IntCounter; 2],
+    /// Whether the last call to each role got an answer (for logging changes once).
+    pub kv_reachable: [std::sync::atomic::AtomicBool; 2],
     /// Listening address and kv addresses, for the stats page.
     pub addrs: Mutex<AppAddrs>,
 }
@@ -164,6 +166,7 @@ pub fn app(name: &str) -> Arc<AppStats> {
                 endpoints: ENDPOINTS.map(ep),
                 kv: ROLES.map(kv),
                 fallbacks: FALLBACKS.map(|r| f.fallbacks.with_label_values(&[name, r])),
+                kv_reachable: [(); 2].map(|_| std::sync::atomic::AtomicBool::new(true)),
                 addrs: Mutex::new(AppAddrs::default()),
             })
         })

@@ -200,6 +200,23 @@ impl App {
             .as_ref()
             .is_ok_and(|v| !v.iter().any(|x| matches!(x, Reply::Error(_))));
         self.stats.kv_call(role, ok, start.elapsed());
+        // Reachability changes are logged once each: unreachable at warn, back at info.
+        let was = self.stats.kv_reachable[role as usize].swap(r.is_ok(), Ordering::Relaxed);
+        match (&r, was) {
+            (Err(e), true) => tracing::warn!(
+                "app {}: kv {} {} unreachable: {e}",
+                self.conf.name,
+                metrics::ROLES[role as usize],
+                client.addr
+            ),
+            (Ok(_), false) => tracing::info!(
+                "app {}: kv {} {} reachable again",
+                self.conf.name,
+                metrics::ROLES[role as usize],
+                client.addr
+            ),
+            _ => {}
+        }
         r
     }
 
