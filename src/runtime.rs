@@ -506,6 +506,7 @@ impl Runtime {
                 ));
             }
             announce("frontend", &name, addr);
+            crate::stats::bound(&name, (conf_addr, rank), addr);
             ctl.listeners.insert(
                 (name, conf_addr, rank),
                 ListenerGroup {

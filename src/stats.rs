@@ -1,6 +1,7 @@
 //! Traffic metrics: prometheus handles resolved once per frontend/backend/server (kept across reloads by name), updated with atomics only.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -275,6 +276,26 @@ pub fn tls_failure_reason(e: &std::io::Error) -> &'static str {
         E::NoCertificatesPresented | E::InvalidCertificate(_) => "bad_client_certificate",
         _ => "other",
     }
+}
+
+type BindKey = (String, SocketAddr, usize);
+
+fn bound_addrs() -> &'static Mutex<HashMap<BindKey, SocketAddr>> {
+    static B: OnceLock<Mutex<HashMap<BindKey, SocketAddr>>> = OnceLock::new();
+    B.get_or_init(Default::default)
+}
+
+/// Records the address a frontend's bind (conf address, rank among equal ones)
+/// listens on: port 0 in the conf becomes a real port, shown by the stats page.
+pub fn bound(frontend: &str, bind: (SocketAddr, usize), addr: SocketAddr) {
+    let mut b = bound_addrs().lock().unwrap_or_else(|p| p.into_inner());
+    b.insert((frontend.to_string(), bind.0, bind.1), addr);
+}
+
+/// The address a frontend's bind listens on, if it was announced.
+pub fn bound_addr(frontend: &str, bind: (SocketAddr, usize)) -> Option<SocketAddr> {
+    let b = bound_addrs().lock().unwrap_or_else(|p| p.into_inner());
+    b.get(&(frontend.to_string(), bind.0, bind.1)).copied()
 }
 
 /// Every metric registered here, for `/metrics`.

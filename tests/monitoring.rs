@@ -303,7 +303,11 @@ fn foobar_conf_is_monitored_end_to_end() {
     for name in ["server1", "server2", "app1", "app2", "primary", "replica"] {
         assert!(s.contains(&format!("\"name\":\"{name}\"")), "{name} in {s}");
     }
-    assert!(s.contains("\"tls\":true"), "{s}");
+    // Binds as they listen (the conf says port 0), TLS marked.
+    assert!(
+        s.contains(&format!("{{\"addr\":\"{}\",\"tls\":true", f.www_tls)),
+        "{s}"
+    );
 
     if promtool().is_some() {
         let (ok, out) = run_promtool(&["check", "metrics"], m.as_bytes());

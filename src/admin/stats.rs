@@ -76,10 +76,12 @@ pub fn json(admin: &Admin) -> String {
             if j > 0 {
                 o.push(',');
             }
+            // The same conf address may be bound twice (rank): as the runtime keys it.
+            let rank = f.binds[..j].iter().filter(|o| o.addr == b.addr).count();
             let _ = write!(
                 o,
                 "{{\"addr\":\"{}\",\"tls\":{},\"h2\":{}}}",
-                b.addr,
+                crate::stats::bound_addr(&f.name, (b.addr, rank)).unwrap_or(b.addr),
                 b.tls.is_some(),
                 b.h2
             );
