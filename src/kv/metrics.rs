@@ -34,24 +34,32 @@ struct Watch {
     role_changes: u64,
 }
 
-fn watches() -> &'static Mutex<HashMap<String, Watch>> {
-    static W: OnceLock<Mutex<HashMap<String, Watch>>> = OnceLock::new();
-    W.get_or_init(Default::default)
+/// Replica addresses remembered per kv server (a bound on what a churn of
+/// ephemeral replicas can leave behind); the least recently seen go first.
+const SEEN_MAX: usize = 64;
+
+fn watch(name: &str) -> Arc<Mutex<Watch>> {
+    static W: OnceLock<Mutex<HashMap<String, Arc<Mutex<Watch>>>>> = OnceLock::new();
+    let mut m = W
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    m.entry(name.to_string()).or_default().clone()
 }
 
-fn with_watch<R>(name: &str, f: impl FnOnce(&mut Watch) -> R) -> R {
-    let mut m = watches().lock().unwrap_or_else(|p| p.into_inner());
-    f(m.entry(name.to_string()).or_default())
+fn with_watch<R>(w: &Mutex<Watch>, f: impl FnOnce(&mut Watch) -> R) -> R {
+    f(&mut w.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// Records when the stream offset grows, for as long as the kv server lives.
 /// Spawned by `Kv::start`.
 pub async fn sample_offsets(kv: Arc<Kv>) {
+    let w = watch(&kv.name);
     let mut rx = kv.offset_tx.subscribe();
     while rx.changed().await.is_ok() {
         let off = *rx.borrow_and_update();
         let now = Instant::now();
-        with_watch(&kv.name, |w| record(&mut w.timeline, off, now));
+        with_watch(&w, |w| record(&mut w.timeline, off, now));
     }
 }
 
@@ -152,7 +160,7 @@ pub fn view(k: &Kv, expected: &[SocketAddr]) -> KvView {
     } else {
         (None, None, None)
     };
-    with_watch(&k.name, |w| {
+    with_watch(&watch(&k.name), |w| {
         if w.was_replica.is_some_and(|r| r != is_replica) {
             w.role_changes += 1;
         }
@@ -183,6 +191,16 @@ pub fn view(k: &Kv, expected: &[SocketAddr]) -> KvView {
         if is_replica {
             // A replica has no replicas of its own to miss.
             w.seen.clear();
+        }
+        while w.seen.len() > SEEN_MAX {
+            let oldest = w
+                .seen
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(a, _)| a.clone());
+            if let Some(a) = oldest {
+                w.seen.remove(&a);
+            }
         }
         for (addr, at) in &w.seen {
             if !replicas.iter().any(|r| &r.addr == addr) {
