@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Screenshots of the stats page (/stats) with conf/foobar.conf running, in each
 # state: all up, a server down, a replica down, after a failover; at 360 px (a
-# phone), 760 px and 1400 px wide. Headless Chromium; lb on ephemeral ports.
+# phone: first screen and whole page), 760 px and 1400 px wide. Headless Chromium; lb on ephemeral ports.
 #
 #   scripts/stats-screenshots.sh [OUT_DIR]     (default: target/stats-screenshots)
 #

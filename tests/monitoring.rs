@@ -473,8 +473,9 @@ fn stats_page_screenshots() {
         })
     };
     let shoot = |state: &str| {
-        for (w, h) in [(360, 800), (760, 900), (1400, 900)] {
-            let png = format!("{out}/stats-{state}-{w}.png");
+        // A phone's first screen, the whole page on a phone, a tablet, a wide screen.
+        for (w, h) in [(360, 800), (360, 2600), (760, 900), (1400, 900)] {
+            let png = format!("{out}/stats-{state}-{w}x{h}.png");
             let st = Command::new(&chromium)
                 .args([
                     "--headless",

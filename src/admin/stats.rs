@@ -382,7 +382,7 @@ function draw(d){
   cols.push(tier("kv primary",prim.map(k=>card("kv",`kv ${esc(k.name)} ${badge("PRIMARY")}`,[esc(k.bind),
     `keys ${k.keys}, clients ${k.clients}, ${bytes(k.used_memory)}`,`offset ${k.offset}${k.role_changes?`, role changed ${k.role_changes}x`:""}`,
     ...k.replicas.map(r=>r.missing_for_s!=null
-      ?`<span class="why">${badge("MISSING")} replica ${esc(kvByAddr.get(r.addr)||r.addr)} gone ${ago(r.missing_for_s)}</span>`
+      ?`<span class="why">&rarr; ${esc(kvByAddr.get(r.addr)||r.addr)} ${badge("MISSING")} for ${ago(r.missing_for_s)}</span>`
       :`&rarr; ${esc(kvByAddr.get(r.addr)||r.addr)}: lag ${r.lag_bytes} B, ${f(r.lag_s,2)} s${r.online?"":" (syncing)"}`)]))));
   cols.push(tier("replicas",reps.map(k=>card(k.link_up?"kv":"bad",`kv ${esc(k.name)} ${badge("REPLICA")}`,[esc(k.bind),
     `of ${esc(kvByAddr.get(k.master)||k.master)}: link ${k.link_up?badge("UP"):badge("DOWN")} ${esc(k.link_state||"")}`,
