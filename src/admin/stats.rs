@@ -292,7 +292,7 @@ pub fn json(admin: &Admin) -> String {
 }
 
 /// The stats page: draws `/api/stats` as the design runs, tier by tier (client
-/// -> frontends -> backends -> servers -> web -> app -> kv primary -> replicas),
+/// -> virtual addresses when VRRP runs -> frontends -> backends -> servers -> web -> app -> kv primary -> replicas),
 /// redrawn every 2 s; rates come from the difference between polls. Columns
 /// wrap into a single one on a phone.
 pub const PAGE: &str = r##"<!DOCTYPE html>
@@ -341,6 +341,11 @@ function draw(d){
   const kvByAddr=new Map((d.kv||[]).map(k=>[k.bind,k.name]));
   const cols=[];
   cols.push(tier("client",[card("","client",["HTTP, HTTPS, h2"])]));
+  // Virtual addresses (VRRP), when the JSON has them: what clients reach before a frontend.
+  if((d.vrrp||[]).length)cols.push(tier("vrrp",d.vrrp.map(v=>{
+    const st=v.state==="MASTER"?"UP":v.state==="BACKUP"?"DRAIN":"DOWN";
+    return card(st,`vrrp ${esc(v.name)} ${badge(v.state,st)}`,[`vrid ${v.vrid} on ${esc(v.interface)}, priority ${v.priority}`,
+      `master ${esc(v.master||"-")}, ${v.transitions} transitions`,`adverts ${v.adverts_sent} sent, ${v.adverts_received} received`]);})));
   cols.push(tier("frontends",d.frontends.map(fe=>{
     const rr=rate("fe:"+fe.name,fe.requests||0),er=rate("fe5:"+fe.name,fe.errors||0);
     return card("",`${esc(fe.name)} <span class="l">${fe.mode}</span>`,[
