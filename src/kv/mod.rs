@@ -299,9 +299,9 @@ impl Kv {
 
     /// Starts background work (expiry, replication); called once on a worker.
     pub fn start(self: &Arc<Self>) {
+        tokio::spawn(metrics::sample_offsets(self.clone()));
         tokio::spawn(active_expiry(self.clone()));
         tokio::spawn(replication::replica_loop(self.clone()));
-        tokio::spawn(metrics::sample_offsets(self.clone()));
     }
 
     /// Serves one client connection until it closes.
