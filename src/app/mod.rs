@@ -1,6 +1,7 @@
 //! The foobar application (gunicorn's role): the JSON API over the kv tier, with read-your-writes through replication offsets.
 //!
 //! - `kvclient` pooled RESP2 client
+//! - `metrics`  `lb_app_*`: requests by endpoint, kv calls by role, read-your-writes fallbacks
 //! - `server`   the app as an HTTP/1 service (`http::driver` runs the connection): bodies, framing
 
 pub mod kvclient;

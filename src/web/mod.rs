@@ -2,6 +2,8 @@
 //!
 //! - `files`  pure rules: request path -> safe relative path, MIME, dates, ETags, ranges
 //! - `server` the connection loop: static GET/HEAD, `/healthz`, app prefixes through `http::proxy::forward`
+//! - `h2`      the same answers to HTTP/2 streams
+//! - `metrics` `lb_web_*`: static answers counted, forwards read from the route's frontend
 
 pub mod files;
 pub mod h2;
