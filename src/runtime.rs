@@ -394,12 +394,20 @@ impl Runtime {
                 // Boxed, like the other rarer paths below: a plain HTTP/1
                 // connection's task (all an idle connection holds) stays small.
                 match tokio::time::timeout(limit, Box::pin(acceptor.accept(sock))).await {
-                    Ok(Ok(t)) => crate::io::Io::TlsIn(Box::new(t)),
+                    Ok(Ok(t)) => {
+                        crate::stats::tls_handshake(&name, Ok(()));
+                        crate::io::Io::TlsIn(Box::new(t))
+                    }
                     Ok(Err(e)) => {
+                        crate::stats::tls_handshake(
+                            &name,
+                            Err(crate::stats::tls_failure_reason(&e)),
+                        );
                         tracing::debug!("TLS handshake from {peer} failed: {e}");
                         return;
                     }
                     Err(_) => {
+                        crate::stats::tls_handshake(&name, Err("timeout"));
                         tracing::debug!("TLS handshake from {peer} timed out");
                         return;
                     }
@@ -519,6 +527,7 @@ impl Runtime {
                 ));
             }
             announce("frontend", &name, addr);
+            crate::stats::bound(&name, (conf_addr, rank), addr);
             ctl.listeners.insert(
                 (name, conf_addr, rank),
                 ListenerGroup {

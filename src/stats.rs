@@ -1,10 +1,15 @@
 //! Traffic metrics: prometheus handles resolved once per frontend/backend/server (kept across reloads by name), updated with atomics only.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use prometheus::core::{Collector, Metric as _};
+use prometheus::proto::{
+    Counter as ProtoCounter, Gauge as ProtoGauge, LabelPair, Metric as ProtoMetric, MetricFamily,
+    MetricType,
+};
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
@@ -48,6 +53,8 @@ struct Families {
     be_redispatches: IntCounterVec,
     be_reuse: IntCounterVec,
     h2_abuse: IntCounterVec,
+    tls_ok: IntCounterVec,
+    tls_fail: IntCounterVec,
     frontends: Mutex<HashMap<String, Arc<FrontendStats>>>,
     backends: Mutex<HashMap<String, Arc<BackendStats>>>,
     servers: Mutex<HashMap<(String, String), Arc<ServerStats>>>,
@@ -206,6 +213,18 @@ fn families() -> &'static Families {
                 "HTTP/2 client connections cut for abuse, by kind (glitches: streams reset before their answer; calm: the h2 layer's limits on pending resets, error resets and CONTINUATION floods)",
                 &["frontend", "kind"],
             ),
+            tls_ok: counter_vec(
+                &r,
+                "lb_tls_handshakes_total",
+                "TLS handshakes completed with clients",
+                fe,
+            ),
+            tls_fail: counter_vec(
+                &r,
+                "lb_tls_handshake_failures_total",
+                "TLS handshakes with clients that failed, by reason",
+                &["frontend", "reason"],
+            ),
             registry: r,
             frontends: Mutex::new(HashMap::new()),
             backends: Mutex::new(HashMap::new()),
@@ -220,6 +239,63 @@ pub fn h2_abuse(frontend: &str, kind: &str) {
         .h2_abuse
         .with_label_values(&[frontend, kind])
         .inc();
+}
+
+/// Counts a TLS handshake with a client of `frontend`: `Ok`, or the reason it
+/// failed (see `tls_failure_reason`). Failures are rare: resolved on use.
+pub fn tls_handshake(frontend: &str, result: Result<(), &str>) {
+    let f = families();
+    match result {
+        Ok(()) => f.tls_ok.with_label_values(&[frontend]).inc(),
+        Err(reason) => f.tls_fail.with_label_values(&[frontend, reason]).inc(),
+    }
+}
+
+/// A short, bounded label for why a TLS handshake failed.
+pub fn tls_failure_reason(e: &std::io::Error) -> &'static str {
+    use rustls::{AlertDescription as A, Error as E};
+    let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<E>()) else {
+        return match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => "client_closed",
+            std::io::ErrorKind::ConnectionReset => "client_closed",
+            std::io::ErrorKind::TimedOut => "timeout",
+            _ => "io_error",
+        };
+    };
+    match inner {
+        E::NoApplicationProtocol => "no_alpn_match",
+        E::PeerIncompatible(_) => "incompatible",
+        E::InvalidMessage(_) | E::InappropriateMessage { .. } => "bad_message",
+        E::InappropriateHandshakeMessage { .. } => "bad_message",
+        E::AlertReceived(A::UnknownCA | A::BadCertificate | A::CertificateUnknown) => {
+            "client_rejected_certificate"
+        }
+        E::AlertReceived(A::ProtocolVersion) => "protocol_version",
+        E::AlertReceived(_) => "alert_received",
+        E::General(m) if m.contains("no server certificate") => "no_certificate",
+        E::NoCertificatesPresented | E::InvalidCertificate(_) => "bad_client_certificate",
+        _ => "other",
+    }
+}
+
+type BindKey = (String, SocketAddr, usize);
+
+fn bound_addrs() -> &'static Mutex<HashMap<BindKey, SocketAddr>> {
+    static B: OnceLock<Mutex<HashMap<BindKey, SocketAddr>>> = OnceLock::new();
+    B.get_or_init(Default::default)
+}
+
+/// Records the address a frontend's bind (conf address, rank among equal ones)
+/// listens on: port 0 in the conf becomes a real port, shown by the stats page.
+pub fn bound(frontend: &str, bind: (SocketAddr, usize), addr: SocketAddr) {
+    let mut b = bound_addrs().lock().unwrap_or_else(|p| p.into_inner());
+    b.insert((frontend.to_string(), bind.0, bind.1), addr);
+}
+
+/// The address a frontend's bind listens on, if it was announced.
+pub fn bound_addr(frontend: &str, bind: (SocketAddr, usize)) -> Option<SocketAddr> {
+    let b = bound_addrs().lock().unwrap_or_else(|p| p.into_inner());
+    b.get(&(frontend.to_string(), bind.0, bind.1)).copied()
 }
 
 /// Every metric registered here, for `/metrics`.
@@ -237,6 +313,21 @@ pub struct Traffic {
 }
 
 impl Traffic {
+    /// Handles registered nowhere, for families built at scrape time
+    /// (`lb_web_*`): read with `Traffic::export`.
+    pub fn standalone() -> Traffic {
+        let counter = || IntCounter::new("unregistered", "-").expect("valid metric definition");
+        Traffic {
+            responses: std::array::from_fn(|_| counter()),
+            bytes_in: counter(),
+            bytes_out: counter(),
+            duration: Histogram::with_opts(
+                HistogramOpts::new("unregistered", "-").buckets(BUCKETS.to_vec()),
+            )
+            .expect("valid metric definition"),
+        }
+    }
+
     fn new(
         responses: &IntCounterVec,
         bytes_in: &IntCounterVec,
@@ -337,6 +428,35 @@ pub struct ServerStats {
     pub name: Arc<str>,
     pub traffic: Traffic,
     pub connect: Histogram,
+    /// The last state change, for the stats page ("DOWN: connection refused, 12 s ago").
+    pub change: Mutex<Option<Change>>,
+}
+
+/// A server's last state change: to what, why, when.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub state: &'static str,
+    pub reason: String,
+    pub at: std::time::Instant,
+}
+
+impl ServerStats {
+    /// Records a state change (health or admin), for the stats page.
+    pub fn changed(&self, state: &'static str, reason: &str) {
+        let mut c = self.change.lock().unwrap_or_else(|p| p.into_inner());
+        *c = Some(Change {
+            state,
+            reason: reason.to_string(),
+            at: std::time::Instant::now(),
+        });
+    }
+
+    pub fn last_change(&self) -> Option<Change> {
+        self.change
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 /// The handles of frontend `name` (the same object for the process's life).
@@ -409,9 +529,181 @@ pub fn server(backend: &str, name: &str) -> Arc<ServerStats> {
                     l,
                 ),
                 connect: f.srv_connect.with_label_values(l),
+                change: Mutex::new(None),
             })
         })
         .clone()
+}
+
+/// A metric family built at scrape time from values kept elsewhere (kv state,
+/// standalone `Traffic` handles), in the same text format as the registry's.
+pub struct Fam(pub MetricFamily);
+
+impl Fam {
+    pub fn new(name: &str, help: &str, ty: MetricType) -> Fam {
+        let mut f = MetricFamily::default();
+        f.set_name(name.to_string());
+        f.set_help(help.to_string());
+        f.set_field_type(ty);
+        Fam(f)
+    }
+
+    pub fn counter(name: &str, help: &str) -> Fam {
+        Fam::new(name, help, MetricType::COUNTER)
+    }
+
+    pub fn gauge(name: &str, help: &str) -> Fam {
+        Fam::new(name, help, MetricType::GAUGE)
+    }
+
+    pub fn histogram(name: &str, help: &str) -> Fam {
+        Fam::new(name, help, MetricType::HISTOGRAM)
+    }
+
+    fn labels(labels: &[(&str, &str)]) -> Vec<LabelPair> {
+        // Sorted by name, as the registry's own families are.
+        let mut pairs: Vec<LabelPair> = labels
+            .iter()
+            .map(|(k, v)| {
+                let mut l = LabelPair::default();
+                l.set_name(k.to_string());
+                l.set_value(v.to_string());
+                l
+            })
+            .collect();
+        pairs.sort_by(|a, b| a.get_name().cmp(b.get_name()));
+        pairs
+    }
+
+    /// One sample of a counter or gauge family.
+    pub fn add(&mut self, labels: &[(&str, &str)], v: f64) {
+        let mut m = ProtoMetric::default();
+        m.set_label(Fam::labels(labels));
+        if self.0.get_field_type() == MetricType::COUNTER {
+            let mut c = ProtoCounter::default();
+            c.set_value(v);
+            m.set_counter(c);
+        } else {
+            let mut g = ProtoGauge::default();
+            g.set_value(v);
+            m.set_gauge(g);
+        }
+        self.0.mut_metric().push(m);
+    }
+
+    /// The current buckets of `h`, under `labels`.
+    pub fn add_histogram(&mut self, labels: &[(&str, &str)], h: &Histogram) {
+        let mut m = h.metric();
+        m.set_label(Fam::labels(labels));
+        self.0.mut_metric().push(m);
+    }
+}
+
+/// The families of `Traffic` values exported under one prefix: `PREFIX_requests_total`
+/// (by `code` class), `PREFIX_bytes_in_total`, `PREFIX_bytes_out_total`,
+/// `PREFIX_request_duration_seconds`.
+pub struct TrafficFams {
+    pub requests: Fam,
+    pub bytes_in: Fam,
+    pub bytes_out: Fam,
+    pub duration: Fam,
+}
+
+impl TrafficFams {
+    pub fn new(prefix: &str, what: &str) -> TrafficFams {
+        TrafficFams {
+            requests: Fam::counter(
+                &format!("{prefix}_requests_total"),
+                &format!("Requests {what}, by status class of the answer"),
+            ),
+            bytes_in: Fam::counter(
+                &format!("{prefix}_bytes_in_total"),
+                &format!("Bytes received for requests {what}"),
+            ),
+            bytes_out: Fam::counter(
+                &format!("{prefix}_bytes_out_total"),
+                &format!("Bytes sent in answers to requests {what}"),
+            ),
+            duration: Fam::histogram(
+                &format!("{prefix}_request_duration_seconds"),
+                &format!("Time from request head to end of answer, requests {what}"),
+            ),
+        }
+    }
+
+    pub fn add(&mut self, t: &Traffic, labels: &[(&str, &str)]) {
+        for (i, class) in CLASSES.iter().enumerate() {
+            let mut l = labels.to_vec();
+            l.push(("code", class));
+            self.requests.add(&l, t.responses[i].get() as f64);
+        }
+        self.bytes_in.add(labels, t.bytes_in.get() as f64);
+        self.bytes_out.add(labels, t.bytes_out.get() as f64);
+        self.duration.add_histogram(labels, &t.duration);
+    }
+
+    pub fn into_vec(self) -> Vec<MetricFamily> {
+        vec![
+            self.requests.0,
+            self.bytes_in.0,
+            self.bytes_out.0,
+            self.duration.0,
+        ]
+    }
+}
+
+/// When each certificate a `bind ... ssl` serves stops being valid
+/// (`lb_tls_certificate_expiry_timestamp_seconds`), for expiry alerts. Call it
+/// before gathering the registry: it also makes each TLS frontend's handshake
+/// counter exist.
+pub fn cert_families(conf: &crate::conf::Conf) -> Vec<MetricFamily> {
+    let mut f = Fam::gauge(
+        "lb_tls_certificate_expiry_timestamp_seconds",
+        "Unix time at which a certificate served by a bind stops being valid (notAfter)",
+    );
+    for fe in &conf.frontends {
+        if fe.binds.iter().any(|b| b.tls.is_some()) {
+            // A TLS frontend shows its handshake count from 0, before the first one.
+            families().tls_ok.with_label_values(&[fe.name.as_str()]);
+        }
+        for b in &fe.binds {
+            let Some(t) = &b.tls else { continue };
+            for c in &t.certs {
+                let Some(leaf) = c.key.cert.first() else {
+                    continue;
+                };
+                let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf) else {
+                    continue;
+                };
+                let not_after = cert.validity().not_after.timestamp();
+                let bind = b.addr.to_string();
+                f.add(
+                    &[
+                        ("frontend", fe.name.as_str()),
+                        ("bind", bind.as_str()),
+                        ("cert", c.source.as_str()),
+                    ],
+                    not_after as f64,
+                );
+            }
+        }
+    }
+    vec![f.0]
+}
+
+/// The `q` quantile of several histograms with the same buckets taken together.
+pub fn quantile_merged(hs: &[&Histogram], q: f64) -> Option<f64> {
+    let mut cumulative = vec![0u64; BUCKETS.len()];
+    let mut total = 0;
+    for h in hs {
+        let m = h.metric();
+        let hist = m.get_histogram();
+        total += hist.get_sample_count();
+        for (c, b) in cumulative.iter_mut().zip(hist.get_bucket()) {
+            *c += b.get_cumulative_count();
+        }
+    }
+    quantile_of(&cumulative, total, q)
 }
 
 /// The `q` quantile (0..1) of a histogram in seconds, interpolated within its
@@ -419,15 +711,23 @@ pub fn server(backend: &str, name: &str) -> Arc<ServerStats> {
 pub fn quantile(h: &Histogram, q: f64) -> Option<f64> {
     let m = h.metric();
     let hist = m.get_histogram();
-    let total = hist.get_sample_count();
+    let cumulative: Vec<u64> = hist
+        .get_bucket()
+        .iter()
+        .map(|b| b.get_cumulative_count())
+        .collect();
+    quantile_of(&cumulative, hist.get_sample_count(), q)
+}
+
+/// The quantile from cumulative counts per `BUCKETS` bound.
+fn quantile_of(cumulative: &[u64], total: u64, q: f64) -> Option<f64> {
     if total == 0 {
         return None;
     }
     let rank = q * total as f64;
     let mut prev_bound = 0.0;
     let mut prev_count = 0u64;
-    for b in hist.get_bucket() {
-        let c = b.get_cumulative_count();
+    for (&c, &bound) in cumulative.iter().zip(BUCKETS) {
         if c as f64 >= rank {
             let in_bucket = (c - prev_count) as f64;
             let frac = if in_bucket > 0.0 {
@@ -435,9 +735,9 @@ pub fn quantile(h: &Histogram, q: f64) -> Option<f64> {
             } else {
                 1.0
             };
-            return Some(prev_bound + (b.get_upper_bound() - prev_bound) * frac);
+            return Some(prev_bound + (bound - prev_bound) * frac);
         }
-        prev_bound = b.get_upper_bound();
+        prev_bound = bound;
         prev_count = c;
     }
     Some(prev_bound)

@@ -10,8 +10,10 @@ use crate::balance::State;
 
 /// The full exposition.
 pub fn render(admin: &Admin) -> Vec<u8> {
+    let certs = crate::stats::cert_families(&admin.rt.snapshot.load().conf);
     let mut families = crate::stats::registry().gather();
     families.extend(live(admin));
+    families.extend(certs);
     // The encoder refuses a family without samples (e.g. no kv replica yet).
     families.retain(|f| !f.get_metric().is_empty());
     let mut out = Vec::with_capacity(64 << 10);
@@ -215,72 +217,10 @@ fn live(admin: &Admin) -> Vec<MetricFamily> {
         fd_limit.0,
         uptime.0,
     ];
-    if !admin.kvs.is_empty() {
-        out.extend(kv(admin));
-    }
+    out.extend(crate::kv::metrics::families(&admin.kvs));
+    out.extend(crate::web::metrics::families());
     out.extend(vrrp());
     out
-}
-
-fn kv(admin: &Admin) -> Vec<MetricFamily> {
-    use MetricType::{COUNTER, GAUGE};
-    let mut cmds = Fam::new(
-        "lb_kv_commands_total",
-        "Commands processed, by name",
-        COUNTER,
-    );
-    let mut clients = Fam::new("lb_kv_connected_clients", "Client connections open", GAUGE);
-    let mut keys = Fam::new("lb_kv_keys", "Keys in the keyspace", GAUGE);
-    let mut role = Fam::new(
-        "lb_kv_replication_role",
-        "1 for the current role (primary or replica)",
-        GAUGE,
-    );
-    let mut offset = Fam::new(
-        "lb_kv_replication_offset_bytes",
-        "Replication stream offset (produced on a primary, applied on a replica)",
-        GAUGE,
-    );
-    let mut lag_b = Fam::new(
-        "lb_kv_replica_lag_bytes",
-        "Bytes of stream the replica has not acknowledged (seen from the primary)",
-        GAUGE,
-    );
-    let mut lag_s = Fam::new(
-        "lb_kv_replica_lag_seconds",
-        "Seconds since the replica's last acknowledgement (seen from the primary)",
-        GAUGE,
-    );
-    let mut link = Fam::new(
-        "lb_kv_master_link_up",
-        "1 when a replica's link to its primary is up",
-        GAUGE,
-    );
-    for k in &admin.kvs {
-        let v = super::stats::kv_view(k);
-        let name = k.name.as_str();
-        for (c, n) in k.stats.per_command.snapshot() {
-            cmds.add(&[("kv", name), ("command", c)], n as f64);
-        }
-        clients.add(&[("kv", name)], v.clients as f64);
-        keys.add(&[("kv", name)], v.keys as f64);
-        for r in ["primary", "replica"] {
-            let on = (r == "replica") == v.is_replica;
-            role.add(&[("kv", name), ("role", r)], if on { 1.0 } else { 0.0 });
-        }
-        offset.add(&[("kv", name)], v.offset as f64);
-        for r in &v.replicas {
-            let l = [("kv", name), ("replica", r.addr.as_str())];
-            lag_b.add(&l, r.lag_bytes as f64);
-            lag_s.add(&l, r.lag_seconds);
-        }
-        if let Some(up) = v.link_up {
-            link.add(&[("kv", name)], if up { 1.0 } else { 0.0 });
-        }
-    }
-    vec![
-        cmds.0, clients.0, keys.0, role.0, offset.0, lag_b.0, lag_s.0, link.0,
-    ]
 }
 
 /// Each virtual router's state, priority, transitions and adverts.

@@ -1,9 +1,11 @@
 //! The foobar application (gunicorn's role): the JSON API over the kv tier, with read-your-writes through replication offsets.
 //!
 //! - `kvclient` pooled RESP2 client
+//! - `metrics`  `lb_app_*`: requests by endpoint, kv calls by role, read-your-writes fallbacks
 //! - `server`   the app as an HTTP/1 service (`http::driver` runs the connection): bodies, framing
 
 pub mod kvclient;
+pub mod metrics;
 pub mod server;
 
 use std::fmt::Write;
@@ -13,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::conf::app::AppConf;
 use crate::http::head::{HeadLimits, RequestHead};
 use kvclient::{info_field, KvClient, KvError, Reply};
+use metrics::{Fallback, Role};
 
 /// One `app` section, ready to serve.
 #[derive(Debug)]
@@ -24,6 +27,8 @@ pub struct App {
     pub replica: Option<KvClient>,
     /// Requests answered, for `/api/whoami`.
     served: AtomicU64,
+    /// Counters of this section (by name, kept across reloads).
+    pub stats: std::sync::Arc<metrics::AppStats>,
 }
 
 /// A response before framing: status, extra header lines, JSON body.
@@ -156,12 +161,21 @@ impl App {
             timeout: conf.timeout_kv,
             pool: conf.kv_pool,
         };
+        let stats = metrics::app(&conf.name);
+        if let Ok(mut a) = stats.addrs.lock() {
+            *a = metrics::AppAddrs {
+                bind: Some(conf.bind),
+                kv_primary: Some(conf.kv_primary),
+                kv_replica: conf.kv_replica,
+            };
+        }
         App {
             conf: conf.clone(),
             limits,
             primary: client(conf.kv_primary),
             replica: conf.kv_replica.map(client),
             served: AtomicU64::new(0),
+            stats,
         }
     }
 
@@ -174,6 +188,39 @@ impl App {
         app
     }
 
+    /// One kv round trip to `role`, timed and counted.
+    async fn call(&self, role: Role, cmds: &[&[&[u8]]]) -> Result<Vec<Reply>, KvError> {
+        let client = match (role, &self.replica) {
+            (Role::Replica, Some(r)) => r,
+            _ => &self.primary,
+        };
+        let start = std::time::Instant::now();
+        let r = client.call(cmds).await;
+        // An error reply (READONLY after a failover, OOM) is an error too.
+        let ok = r
+            .as_ref()
+            .is_ok_and(|v| !v.iter().any(|x| matches!(x, Reply::Error(_))));
+        self.stats.kv_call(role, ok, start.elapsed());
+        // Reachability changes are logged once each: unreachable at warn, back at info.
+        let was = self.stats.kv_reachable[role as usize].swap(r.is_ok(), Ordering::Relaxed);
+        match (&r, was) {
+            (Err(e), true) => tracing::warn!(
+                "app {}: kv {} {} unreachable: {e}",
+                self.conf.name,
+                metrics::ROLES[role as usize],
+                client.addr
+            ),
+            (Ok(_), false) => tracing::info!(
+                "app {}: kv {} {} reachable again",
+                self.conf.name,
+                metrics::ROLES[role as usize],
+                client.addr
+            ),
+            _ => {}
+        }
+        r
+    }
+
     /// Runs a read: on the replica when it is reachable and (with a token) has
     /// applied the primary's stream up to `after`, else on the primary.
     async fn read(
@@ -182,11 +229,11 @@ impl App {
         after: Option<u64>,
     ) -> Result<(Reply, &'static str), KvError> {
         let mut source = FROM_PRIMARY;
-        if let Some(rep) = &self.replica {
+        if self.replica.is_some() {
             let attempt = match after {
                 // INFO and the read go in one batch, so the read sees at least the state INFO reports.
-                Some(n) => rep
-                    .call(&[&[b"INFO", b"replication"], cmd])
+                Some(n) => self
+                    .call(Role::Replica, &[&[b"INFO", b"replication"], cmd])
                     .await
                     .map(|mut r| {
                         let caught_up = match r.first() {
@@ -202,18 +249,22 @@ impl App {
                         };
                         (caught_up && r.len() == 2).then(|| r.swap_remove(1))
                     }),
-                None => rep.call(&[cmd]).await.map(|mut r| r.pop()),
+                None => self.call(Role::Replica, &[cmd]).await.map(|mut r| r.pop()),
             };
             match attempt {
                 Ok(Some(r)) if !matches!(r, Reply::Error(_)) => return Ok((r, FROM_REPLICA)),
-                Ok(_) => source = FROM_PRIMARY_BEHIND,
+                Ok(_) => {
+                    self.stats.fallback(Fallback::Behind);
+                    source = FROM_PRIMARY_BEHIND
+                }
                 Err(e) => {
                     tracing::debug!("app {}: replica read failed: {e}", self.conf.name);
+                    self.stats.fallback(Fallback::Unreachable);
                     source = FROM_PRIMARY_DOWN;
                 }
             }
         }
-        let mut r = self.primary.call(&[cmd]).await?;
+        let mut r = self.call(Role::Primary, &[cmd]).await?;
         let reply = r.pop().ok_or(KvError::Protocol {
             addr: self.primary.addr,
             why: "missing reply",
@@ -229,8 +280,7 @@ impl App {
             why,
         };
         let mut r = self
-            .primary
-            .call(&[cmd, &[b"INFO", b"replication"]])
+            .call(Role::Primary, &[cmd, &[b"INFO", b"replication"]])
             .await?;
         let info = r.pop().ok_or(bad("missing reply"))?;
         let reply = r.pop().ok_or(bad("missing reply"))?;
@@ -260,7 +310,7 @@ impl App {
                     return Response::error(405, "method not allowed")
                         .header("allow", "GET, HEAD".into());
                 }
-                match self.primary.call(&[&[b"PING"]]).await {
+                match self.call(Role::Primary, &[&[b"PING"]]).await {
                     Ok(_) => {
                         Response::json(200, "{\"status\":\"ok\",\"kv_primary\":\"up\"}\n".into())
                     }

@@ -51,7 +51,10 @@ impl Service for AppConn {
         let c = &app.conf;
         let head_only = req.method() == b"HEAD";
         let minor = req.minor_version;
+        let start = std::time::Instant::now();
+        let endpoint = super::metrics::endpoint(req.path());
         let refuse = |cx: &mut Cx<'_>, status, msg: &str| {
+            app.stats.answered(endpoint, status, start.elapsed());
             frame(
                 cx.out(),
                 app,
@@ -83,6 +86,7 @@ impl Service for AppConn {
         }
         let body = cx.rbuf.split_to(body_len);
         let resp = app.handle(&req, &body, cx.peer).await;
+        app.stats.answered(endpoint, resp.status, start.elapsed());
         // While draining, this answer is the connection's last.
         let keep = cx.keep_alive(&req);
         frame(cx.out(), app, &resp, keep, head_only, minor);

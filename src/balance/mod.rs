@@ -223,6 +223,8 @@ impl Server {
     pub fn set_admin(&self, a: Admin) {
         if self.admin.swap(a as u8, Ordering::Relaxed) != a as u8 {
             bump_epoch();
+            self.stats
+                .changed(self.state().as_str(), "set by the admin API");
             tracing::warn!("server {} is now {}", self.id, self.state().as_str());
         }
     }
@@ -303,10 +305,19 @@ impl Server {
         self.transitions.fetch_add(1, Ordering::Relaxed);
         bump_epoch();
         let word = if to == Health::Up { "UP" } else { "DOWN" };
-        tracing::warn!(
-            "server {} is {word} (reason: {reason}, {n}/{of} {what})",
-            self.id
-        );
+        self.stats.changed(word, &reason);
+        // A server coming UP is normal operation; going DOWN needs a look.
+        if to == Health::Up {
+            tracing::info!(
+                "server {} is UP (reason: {reason}, {n}/{of} {what})",
+                self.id
+            );
+        } else {
+            tracing::warn!(
+                "server {} is DOWN (reason: {reason}, {n}/{of} {what})",
+                self.id
+            );
+        }
     }
 
     /// Passive check of a connect attempt (`observe layer4` or `layer7`).

@@ -18,6 +18,7 @@ pub mod command_more;
 pub mod db;
 pub mod frame;
 pub mod fuzz_check;
+pub mod metrics;
 pub mod multi;
 pub mod persist;
 pub mod pubsub;
@@ -406,6 +407,7 @@ impl Kv {
 
     /// Starts background work (expiry, replication); called once on a worker.
     pub fn start(self: &Arc<Self>) {
+        tokio::spawn(metrics::sample_offsets(self.clone()));
         tokio::spawn(active_expiry(self.clone()));
         tokio::spawn(replication::replica_loop(self.clone()));
         tokio::spawn(replication::ping_replicas(self.clone()));

@@ -73,14 +73,26 @@ pub async fn answer(web: Arc<Web>, mut stream: H2Stream, req: RequestHead, peer:
         exchange_h2(stream, req, &conn).await;
         return;
     }
+    let start = crate::clock::now();
     let mut w = BytesMut::with_capacity(1024);
     let after = respond(&web, &req, true, &mut w, &mut Scratch::new());
+    let status = super::server::status_at(&w, 0);
+    let bytes_in = req.buf.len() as u64;
+    // Counted when the stream ends, however it ends.
+    let mut tally = Tally {
+        web: &web,
+        status,
+        bytes_in,
+        bytes_out: 0,
+        start,
+    };
     // The head `respond` wrote for HTTP/1, read back: the h2 stream drops
     // what HTTP/2 does not carry (connection fields) and frames the rest.
     let resp = match head::parse_response_for(&mut w, &web.limits, req.method()) {
         Ok(Some(r)) => r,
         _ => return stream.cancel(h2::Reason::INTERNAL_ERROR),
     };
+    tally.bytes_out = w.len() as u64;
     let file = match after {
         After::Done => None,
         After::SendFile { file, offset, len } => Some((file, offset, len)),
@@ -103,6 +115,7 @@ pub async fn answer(web: Arc<Web>, mut stream: H2Stream, req: RequestHead, peer:
     let Some((file, mut offset, mut len)) = file else {
         return;
     };
+    let _held = web.stats.file_opened();
     let mut buf = vec![0u8; CHUNK.min(len as usize)];
     while len > 0 {
         let want = (len as usize).min(buf.len());
@@ -112,9 +125,27 @@ pub async fn answer(web: Arc<Web>, mut stream: H2Stream, req: RequestHead, peer:
         };
         offset += n as u64;
         len -= n as u64;
+        tally.bytes_out += n as u64;
         let data = bytes::Bytes::copy_from_slice(&buf[..n]);
         if stream.send_data(data, len == 0, idle).await.is_err() {
             return;
         }
+    }
+}
+
+/// A static answer on a stream, counted when it is dropped (sent or cut).
+struct Tally<'a> {
+    web: &'a Web,
+    status: u16,
+    bytes_in: u64,
+    bytes_out: u64,
+    start: std::time::Instant,
+}
+
+impl Drop for Tally<'_> {
+    fn drop(&mut self) {
+        self.web
+            .stats
+            .answered(self.status, self.bytes_in, self.bytes_out, self.start);
     }
 }

@@ -2,9 +2,12 @@
 //!
 //! - `files`  pure rules: request path -> safe relative path, MIME, dates, ETags, ranges
 //! - `server` the connection loop: static GET/HEAD, `/healthz`, app prefixes through `http::proxy::forward`
+//! - `h2`      the same answers to HTTP/2 streams
+//! - `metrics` `lb_web_*`: static answers counted, forwards read from the route's frontend
 
 pub mod files;
 pub mod h2;
+pub mod metrics;
 pub mod server;
 
 use std::collections::HashMap;
@@ -56,6 +59,8 @@ pub struct Web {
     pub common: Vec<u8>,
     /// `cache-control: ...\r\n` for static files, or empty.
     pub cache_line: Vec<u8>,
+    /// Counters of this section (by name, kept across reloads).
+    pub stats: Arc<metrics::WebStats>,
 }
 
 /// The proxy of one `app` route: a frontend (named after the web server, so
@@ -92,7 +97,7 @@ fn route_proxy(w: &WebConf, addr: SocketAddr, limits: HeadLimits) -> Arc<Fronten
     };
     let timeout_client = ms(w.timeout_client);
     let frontend = Frontend {
-        name: format!("web-{}", w.name),
+        name: metrics::route_frontend(&w.name),
         line: 0,
         mode: Mode::Http,
         // Not listened on: it names the address a Host-less request reached.
@@ -154,6 +159,19 @@ impl Web {
         for a in &conf.apps {
             routes.push((a.prefix.clone(), route_proxy(conf, a.addr, limits)));
         }
+        let stats = metrics::web(&conf.name);
+        if let Ok(mut r) = stats.routes.lock() {
+            *r = conf
+                .apps
+                .iter()
+                .map(|a| (a.prefix.clone(), a.addr))
+                .collect();
+        }
+        if conf.bind.port() != 0 {
+            if let Ok(mut b) = stats.bind.lock() {
+                *b = Some(conf.bind);
+            }
+        }
         let common = format!("server: lb\r\nx-served-by: {}\r\n", conf.name).into_bytes();
         let cache_line = conf
             .cache_control
@@ -168,6 +186,7 @@ impl Web {
             limits,
             common,
             cache_line,
+            stats,
         })
     }
 

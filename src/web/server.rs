@@ -50,6 +50,7 @@ pub(super) enum After {
 
 /// Serves one client connection until it closes, times out or breaks the protocol.
 pub async fn serve(sock: TcpStream, peer: SocketAddr, web: Arc<Web>) {
+    let _open = web.stats.open(sock.local_addr().ok());
     match Io::plain(sock) {
         Ok(io) => serve_io(io, peer, web).await,
         Err(e) => tracing::debug!("web connection from {peer}: {e}"),
@@ -107,22 +108,41 @@ impl Service for WebConn {
             BodyKind::Length(n) if (cx.rbuf.len() as u64) >= n => cx.rbuf.advance(n as usize),
             _ => (keep, unread) = (false, true),
         }
+        let start = crate::clock::now();
+        let at = cx.out().len();
         let after = respond(web, &req, keep, cx.out(), &mut self.s);
+        let status = status_at(cx.out(), at);
+        let mut bytes_out = (cx.out().len() - at) as u64;
         if let After::SendFile { file, offset, len } = after {
+            let _held = web.stats.file_opened();
             if cx.flush().await.is_err()
                 || send_file(cx.io, &file, offset, len, web.conf.timeout_client)
                     .await
                     .is_err()
             {
+                web.stats
+                    .answered(status, req.buf.len() as u64, bytes_out, start);
                 return Outcome::Cut;
             }
+            bytes_out += len;
         }
+        web.stats
+            .answered(status, req.buf.len() as u64, bytes_out, start);
         match (keep, unread) {
             (true, _) => Outcome::KeepAlive,
             (false, false) => Outcome::Close,
             (false, true) => Outcome::CloseUnread,
         }
     }
+}
+
+/// The status code of the HTTP/1 response head `respond` wrote at `at` in `w`
+/// (`HTTP/1.1 NNN ...`); 0 if there is none.
+pub(super) fn status_at(w: &[u8], at: usize) -> u16 {
+    w.get(at + 9..at + 12)
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0)
 }
 
 thread_local! {
@@ -560,6 +580,12 @@ async fn copy_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_is_read_back_from_the_head() {
+        assert_eq!(status_at(b"xxHTTP/1.1 404 Not Found\r\n", 2), 404);
+        assert_eq!(status_at(b"HTTP/1.1 2", 0), 0);
+    }
 
     #[test]
     fn numbers_format() {
