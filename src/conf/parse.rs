@@ -44,7 +44,10 @@ fn shorten(msg: &str) -> std::borrow::Cow<'_, str> {
                 Some(c @ ('\'' | '"' | ')' | ',' | ':')) => c.to_string(),
                 _ => String::new(),
             };
-            format!("{}...({} bytes){close}", &w[..end], w.len())
+            // The length is the token's own, without the quotes around it.
+            let open = usize::from(w.starts_with(['\'', '"', '(']));
+            let len = w.len() - open - close.len();
+            format!("{}...({len} bytes){close}", &w[..end])
         })
         .collect();
     words.join(" ").into()
@@ -541,7 +544,7 @@ mod limits_tests {
         let m = format!("invalid size '{long}' (expected k)");
         let s = shorten(&m);
         assert!(s.len() < 120, "{s}");
-        assert!(s.contains("...(1002 bytes)'"), "{s}");
+        assert!(s.contains("...(1000 bytes)'"), "{s}");
         assert_eq!(shorten("short 'word'"), "short 'word'");
     }
 }
