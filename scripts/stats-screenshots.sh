@@ -12,5 +12,5 @@ out="${1:-target/stats-screenshots}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 command -v "${CHROMIUM:-chromium}" >/dev/null || { echo "chromium not found (set CHROMIUM)" >&2; exit 1; }
-LB_SCREENSHOTS="$out" cargo test --test monitoring -- --ignored --nocapture stats_page_screenshots
+LB_SCREENSHOTS="$out" cargo test --test monitoring -- --nocapture stats_page_renders_every_state_in_a_browser
 ls -1 "$out"/*.png
