@@ -477,18 +477,25 @@ fn report(what: &str, gap: Duration) {
     eprintln!("vrrp-gap {what}: {:.3} s", gap.as_secs_f64());
 }
 
+/// lb nodes a (priority 150, master) and b (100, backup) of VRRP `www`, and
+/// a client that a already answers through the virtual address.
+fn a_master_b_backup(net: &Net) -> (Proc, Proc, Client) {
+    let a = start_lb(net, "a", &vrrp_section("www", 51, 150, VIP, ""));
+    a.log.wait("vrrp www: BACKUP -> MASTER");
+    let b = start_lb(net, "b", &vrrp_section("www", 51, 100, VIP, ""));
+    b.log.wait("vrrp www: INIT -> BACKUP");
+    let t0 = Instant::now();
+    let client = Client::start(net, VIP);
+    client.wait_answers("a", 20, t0);
+    (a, b, client)
+}
+
 #[test]
 fn two_lb_nodes_fail_over_when_the_master_dies() {
     let Some(net) = Net::new(&["a", "b", "client"]) else {
         return;
     };
-    let a = start_lb(&net, "a", &vrrp_section("www", 51, 150, VIP, ""));
-    a.log.wait("vrrp www: BACKUP -> MASTER");
-    let b = start_lb(&net, "b", &vrrp_section("www", 51, 100, VIP, ""));
-    b.log.wait("vrrp www: INIT -> BACKUP");
-    let t0 = Instant::now();
-    let client = Client::start(&net, VIP);
-    client.wait_answers("a", 20, t0);
+    let (a, b, client) = a_master_b_backup(&net);
     assert!(net.holds("a", VIP) && !net.holds("b", VIP));
     assert_eq!(b.log.count("-> MASTER"), 0, "{}", b.log.text());
 
@@ -627,13 +634,7 @@ fn sigterm_hands_over_at_once_with_priority_zero() {
     let Some(net) = Net::new(&["a", "b", "client"]) else {
         return;
     };
-    let a = start_lb(&net, "a", &vrrp_section("www", 51, 150, VIP, ""));
-    a.log.wait("vrrp www: BACKUP -> MASTER");
-    let b = start_lb(&net, "b", &vrrp_section("www", 51, 100, VIP, ""));
-    b.log.wait("vrrp www: INIT -> BACKUP");
-    let t0 = Instant::now();
-    let client = Client::start(&net, VIP);
-    client.wait_answers("a", 20, t0);
+    let (a, b, client) = a_master_b_backup(&net);
     let stopped = Instant::now();
     a.kill(libc::SIGTERM);
     a.log.wait("vrrp www: MASTER -> INIT: shutdown");

@@ -2,11 +2,12 @@
 
 use std::sync::atomic::Ordering;
 
-use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{MetricFamily, MetricType};
 use prometheus::Encoder;
 
 use super::Admin;
 use crate::balance::State;
+use crate::stats::Fam;
 
 /// The full exposition.
 pub fn render(admin: &Admin) -> Vec<u8> {
@@ -21,45 +22,6 @@ pub fn render(admin: &Admin) -> Vec<u8> {
         tracing::error!("cannot encode metrics: {e}");
     }
     out
-}
-
-/// A family being filled.
-struct Fam(MetricFamily);
-
-impl Fam {
-    fn new(name: &str, help: &str, ty: MetricType) -> Fam {
-        let mut f = MetricFamily::default();
-        f.set_name(name.to_string());
-        f.set_help(help.to_string());
-        f.set_field_type(ty);
-        Fam(f)
-    }
-
-    fn add(&mut self, labels: &[(&str, &str)], v: f64) {
-        let mut m = Metric::default();
-        // Sorted by name, as the registry's own families are.
-        let mut pairs: Vec<LabelPair> = labels
-            .iter()
-            .map(|(k, v)| {
-                let mut l = LabelPair::default();
-                l.set_name(k.to_string());
-                l.set_value(v.to_string());
-                l
-            })
-            .collect();
-        pairs.sort_by(|a, b| a.get_name().cmp(b.get_name()));
-        m.set_label(pairs);
-        if self.0.get_field_type() == MetricType::COUNTER {
-            let mut c = Counter::default();
-            c.set_value(v);
-            m.set_counter(c);
-        } else {
-            let mut g = Gauge::default();
-            g.set_value(v);
-            m.set_gauge(g);
-        }
-        self.0.mut_metric().push(m);
-    }
 }
 
 const STATES: [State; 4] = [State::Up, State::Down, State::Drain, State::Maint];

@@ -129,12 +129,26 @@ where
     let mut closing: Option<Instant> = None;
     // Cut for abuse: counted once.
     let mut cut = false;
+    // The futures below live across turns of the loop rather than being made
+    // anew in each: a timer entry, and a waiter on the process-wide drain
+    // signal, registered and removed per event were a measurable share of a
+    // stream's cost. The timer is lazy: it is moved later only when it fires
+    // before the deadline it stands for.
+    let timer = tokio::time::sleep(set.timeout_keep_alive);
+    let drain = crate::shutdown::drain_started();
+    let calm = glitches.over.notified();
+    tokio::pin!(timer, drain, calm);
     loop {
         if streams.is_empty() && idle_since.is_none() {
             idle_since = Some(Instant::now());
         }
         let idle_end = idle_since.map(|t| t + set.timeout_keep_alive);
         let close_end = closing.or(idle_end);
+        if let Some(t) = close_end {
+            if t < timer.deadline() {
+                timer.as_mut().reset(t);
+            }
+        }
         tokio::select! {
             biased;
             r = conn.accept() => match r {
@@ -172,7 +186,12 @@ where
                 }
             },
             Some(()) = streams.next(), if !streams.is_empty() => {}
-            _ = sleep_until(close_end), if close_end.is_some() => {
+            _ = &mut timer, if close_end.is_some() => {
+                let due = close_end.unwrap_or_else(Instant::now);
+                if Instant::now() < due {
+                    timer.as_mut().reset(due);
+                    continue;
+                }
                 if closing.is_some() {
                     tracing::debug!("h2 connection from {peer}: closing took too long");
                     break;
@@ -181,12 +200,12 @@ where
                 conn.graceful_shutdown();
                 closing = Some(Instant::now() + set.timeout_client.min(CLOSE_WAIT));
             }
-            _ = crate::shutdown::drain_started(), if closing.is_none() => {
+            _ = &mut drain, if closing.is_none() => {
                 // In-flight streams finish; the drain's own timeout bounds them.
                 conn.graceful_shutdown();
                 closing = Some(Instant::now() + WIND_DOWN);
             }
-            _ = glitches.over.notified(), if !cut => {
+            _ = &mut calm, if !cut => {
                 cut = true;
                 crate::stats::h2_abuse(svc.name(), "glitches");
                 tracing::info!(
@@ -231,10 +250,3 @@ const WIND_DOWN: Duration = Duration::from_secs(3600);
 
 /// How long a GOAWAY may take to go out before the socket is dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
-
-async fn sleep_until(t: Option<Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
-}
