@@ -729,12 +729,7 @@ fn hello(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
                 )
             }
             Some(2) => {}
-            Some(_) => {
-                return reply::err(
-                    out,
-                    "NOPROTO sorry, this protocol version is not supported.",
-                )
-            }
+            Some(_) => return reply::err(out, "NOPROTO unsupported protocol version"),
         }
         i = 2;
     }
