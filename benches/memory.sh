@@ -3,7 +3,8 @@
 # RSS growth (VmRSS in /proc/PID/status) over N connections of each kind, one
 # worker thread each, in front of the same nginx backend. Loopback only.
 #   active: N connections with a request head half sent (the proxy holds it)
-#   idle:   N keep-alive connections after one request each, 2 s idle
+#   idle:   N keep-alive connections after one request each, idle until RSS
+#           holds still (at least 2 s)
 #   idle+:  N more such connections once the first N have gone idle (lb has
 #           taken back their read buffers by then and lends them to these)
 # Prints bytes per connection and the ratio lb / HAProxy.
@@ -40,6 +41,18 @@ def rss():
     for l in open(f"/proc/{pid}/status"):
         if l.startswith("VmRSS:"):
             return int(l.split()[1])
+def settled(least):
+    # RSS once it holds still (allocators give memory back on their own
+    # schedule: glibc at once, mimalloc after a purge delay, HAProxy's pools
+    # never): at least `least` s, then until 1 s passes without a 1% change.
+    time.sleep(least)
+    last, still, t = rss(), 0, time.time()
+    while still < 5 and time.time() - t < 15:
+        time.sleep(0.2)
+        now = rss()
+        still = still + 1 if abs(now - last) <= last / 100 else 0
+        last = now
+    return last
 def get():
     s = socket.create_connection(("127.0.0.1", port))
     s.sendall(b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -52,20 +65,17 @@ def get():
     return s
 for _ in range(20):
     get().close()
-time.sleep(1)
-out = [rss()]
+out = [settled(1)]
 keep = []
 for _ in range(n):
     s = socket.create_connection(("127.0.0.1", port))
     s.sendall(b"GET /index.html HTTP/1.1\r\nHost: x\r\n")
     keep.append(s)
 get().close()  # answered after every half head before it was read
-time.sleep(1)
-out.append(rss())
+out.append(settled(1))
 for _ in range(2):
     keep += [get() for _ in range(n)]
-    time.sleep(2)
-    out.append(rss())
+    out.append(settled(2))
 print(*out)
 PY
 

@@ -18,8 +18,7 @@ pub const READ_CHUNK: usize = 16 << 10;
 const SPARE_MAX: usize = 64;
 
 /// After this many buffers were freed (1 MiB), the allocator is asked to give
-/// its free pages back to the kernel (`malloc_trim`): freed 16 KiB buffers sit
-/// among other allocations, where glibc keeps them mapped.
+/// its free pages back to the kernel (see `trim`).
 const TRIM_EVERY: usize = 64;
 
 thread_local! {
@@ -147,12 +146,15 @@ fn freed() {
     }
 }
 
-/// Returns the allocator's free memory to the kernel (glibc keeps freed
-/// chunks mapped, except at the top of the heap).
+/// Returns the allocator's free memory to the kernel: mimalloc (lb's
+/// allocator) purges freed pages only when the thread allocates again, which an
+/// idle worker does not; glibc (unit tests) keeps freed chunks mapped except at
+/// the top of the heap.
 fn trim() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free pages; no pointer is involved.
+    // SAFETY: both only release free pages of this thread's heap; no pointer is involved.
     unsafe {
+        libmimalloc_sys::mi_collect(true);
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
         libc::malloc_trim(0);
     }
 }

@@ -11,6 +11,29 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's defaults favour speed over memory given back: its first arena
+/// is committed at once, so freed pages are only reset and stay in RSS, and they
+/// are purged a second later, and only when the thread allocates again; an idle
+/// lb kept a burst's memory (RSS per connection 3x HAProxy's in
+/// `benches/memory.sh`). Commit on demand, purge after 10 ms (`buffer.rs`
+/// forces a collect once a burst's buffers are freed). It runs as an ELF
+/// constructor: before the first Rust allocation reserves that arena.
+#[used]
+#[link_section = ".init_array"]
+static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;
+
+extern "C" fn tune_allocator() {
+    // Positions in mimalloc's `mi_option_t` (the same in v2 and v3); the Rust
+    // bindings name neither.
+    const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: option setters only store a value; no thread runs yet.
+    unsafe {
+        libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0);
+        libmimalloc_sys::mi_option_set(PURGE_DELAY, 10);
+    }
+}
+
 #[derive(Parser)]
 #[command(name = "lb", version, about = "A high-performance L4/L7 load balancer")]
 struct Cli {
