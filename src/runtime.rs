@@ -941,6 +941,14 @@ async fn serve(path: &str, mut conf: Conf, workers: &Workers) -> Result<(), RunE
         announce("admin", "admin", bound);
     }
 
+    for sc in &conf.sentinels {
+        let (_, bound) = crate::sentinel::start(sc).await.map_err(|e| RunError::Io {
+            what: format!("{}:{}: sentinel '{}'", conf.file, sc.line_bind, sc.name),
+            err: std::io::Error::other(e.to_string()),
+        })?;
+        announce("sentinel", &sc.name, bound);
+    }
+
     if !conf.vrrps.is_empty() {
         let v =
             crate::vrrp::Vrrp::start(path, &conf.vrrps, rt.backend_up()).map_err(|e| match e {

@@ -1,0 +1,130 @@
+//! `lb_sentinel_*`: the primary's address per master, failovers, sentinels seen, quorum reachable.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use prometheus::{IntGaugeVec, Opts};
+
+use super::state::Step;
+use super::World;
+
+struct Families {
+    primary: IntGaugeVec,
+    failovers: IntGaugeVec,
+    sentinels: IntGaugeVec,
+    quorum: IntGaugeVec,
+    replicas: IntGaugeVec,
+    down: IntGaugeVec,
+    failing_over: IntGaugeVec,
+    epoch: IntGaugeVec,
+}
+
+fn families() -> &'static Families {
+    static F: OnceLock<Families> = OnceLock::new();
+    F.get_or_init(|| {
+        let r = crate::stats::registry();
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let v = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+            // Names are distinct constants: registration cannot clash.
+            r.register(Box::new(v.clone())).expect("unique metric names");
+            v
+        };
+        Families {
+            primary: gauge(
+                "lb_sentinel_master_address",
+                "1 for the address a sentinel gives as the current primary of a master name",
+                &["sentinel", "master", "addr"],
+            ),
+            failovers: gauge(
+                "lb_sentinel_failovers_total",
+                "Failovers completed (led by this sentinel or learnt from a peer) since start",
+                &["sentinel", "master"],
+            ),
+            sentinels: gauge(
+                "lb_sentinel_sentinels",
+                "Sentinels known for a master, this one included",
+                &["sentinel", "master"],
+            ),
+            quorum: gauge(
+                "lb_sentinel_quorum_reachable",
+                "1 when enough sentinels are reachable to reach the quorum and a majority (SENTINEL CKQUORUM)",
+                &["sentinel", "master"],
+            ),
+            replicas: gauge(
+                "lb_sentinel_replicas",
+                "Replicas known for a master",
+                &["sentinel", "master"],
+            ),
+            down: gauge(
+                "lb_sentinel_master_down",
+                "1 while the primary is down: state sdown (for this sentinel) or odown (for the quorum)",
+                &["sentinel", "master", "state"],
+            ),
+            failing_over: gauge(
+                "lb_sentinel_failover_in_progress",
+                "1 while a failover of the master runs",
+                &["sentinel", "master"],
+            ),
+            epoch: gauge(
+                "lb_sentinel_current_epoch",
+                "The sentinel's current epoch",
+                &["sentinel"],
+            ),
+        }
+    })
+}
+
+/// A sentinel section's view of the families; remembers the address label it set.
+#[derive(Debug)]
+pub struct Handles {
+    name: String,
+    addrs: Mutex<HashMap<String, String>>,
+}
+
+impl Handles {
+    pub fn new(name: &str) -> Handles {
+        families();
+        Handles {
+            name: name.to_string(),
+            addrs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sets every gauge from the world (each tick; a handful of label lookups).
+    pub fn refresh(&self, w: &World) {
+        let f = families();
+        let s = self.name.as_str();
+        f.epoch.with_label_values(&[s]).set(w.current_epoch as i64);
+        let mut addrs = self.addrs.lock().unwrap_or_else(|p| p.into_inner());
+        for m in &w.masters {
+            let n = m.name.as_str();
+            let addr = m.current_addr().to_string();
+            if let Some(old) = addrs.insert(m.name.clone(), addr.clone()) {
+                if old != addr {
+                    let _ = f.primary.remove_label_values(&[s, n, &old]);
+                }
+            }
+            f.primary.with_label_values(&[s, n, &addr]).set(1);
+            f.failovers
+                .with_label_values(&[s, n])
+                .set(m.failovers as i64);
+            f.sentinels
+                .with_label_values(&[s, n])
+                .set(m.voters() as i64);
+            let ok = m.reachable_sentinels() >= m.majority();
+            f.quorum.with_label_values(&[s, n]).set(ok as i64);
+            f.replicas
+                .with_label_values(&[s, n])
+                .set(m.replicas.len() as i64);
+            f.down
+                .with_label_values(&[s, n, "sdown"])
+                .set(m.primary.sdown_since.is_some() as i64);
+            f.down
+                .with_label_values(&[s, n, "odown"])
+                .set(m.odown_since.is_some() as i64);
+            f.failing_over
+                .with_label_values(&[s, n])
+                .set((m.failover.step != Step::None) as i64);
+        }
+    }
+}
