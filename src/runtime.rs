@@ -912,6 +912,14 @@ async fn serve(path: &str, mut conf: Conf, workers: &Workers) -> Result<(), RunE
     if let Ok(mut s) = rt.services.lock() {
         *s = services;
     }
+    for sc in &conf.sentinels {
+        let (_, bound) = crate::sentinel::start(sc).await.map_err(|e| RunError::Io {
+            what: format!("{}:{}: sentinel '{}'", conf.file, sc.line_bind, sc.name),
+            err: std::io::Error::other(e.to_string()),
+        })?;
+        announce("sentinel", &sc.name, bound);
+    }
+
     if let Some(addr) = conf.global.admin {
         let control = {
             let rt2 = rt.clone();
@@ -939,14 +947,6 @@ async fn serve(path: &str, mut conf: Conf, workers: &Workers) -> Result<(), RunE
                 conf.file, conf.global.admin_line
             )))?;
         announce("admin", "admin", bound);
-    }
-
-    for sc in &conf.sentinels {
-        let (_, bound) = crate::sentinel::start(sc).await.map_err(|e| RunError::Io {
-            what: format!("{}:{}: sentinel '{}'", conf.file, sc.line_bind, sc.name),
-            err: std::io::Error::other(e.to_string()),
-        })?;
-        announce("sentinel", &sc.name, bound);
     }
 
     if !conf.vrrps.is_empty() {

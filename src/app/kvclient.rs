@@ -29,6 +29,10 @@ pub enum KvError {
     Timeout(SocketAddr),
     #[error("kv {addr} sent an invalid reply: {why}")]
     Protocol { addr: SocketAddr, why: &'static str },
+    #[error(
+        "no kv primary known for '{0}' (the sentinels do not answer, or a failover is in progress)"
+    )]
+    NoPrimary(String),
 }
 
 /// Most nested arrays in a reply, and the largest bulk accepted.
