@@ -608,6 +608,9 @@ impl Runtime {
         if !conf.kvs.same(&old.conf.kvs) {
             tracing::warn!("kv sections change only at the next start, not on reload");
         }
+        if conf.sentinels != old.conf.sentinels {
+            tracing::warn!("sentinel sections change only at the next start, not on reload");
+        }
         let g = (&conf.global, &old.conf.global);
         if (
             &g.0.admin,

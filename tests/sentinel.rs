@@ -252,10 +252,11 @@ fn node(kind: Kind, port: u16, replicaof: Option<SocketAddr>) -> Node {
 fn sentinel_and_app(primary: SocketAddr, down_after: &str) -> (Lb, SocketAddr, SocketAddr) {
     let sport = free_port();
     let conf = format!(
-        "sentinel watch\n    bind 127.0.0.1:{sport}\n    monitor db {primary} 1\n    down-after {down_after}\n    failover-timeout 5s\n\
+        "global\n    admin 127.0.0.1:0\n\
+         sentinel watch\n    bind 127.0.0.1:{sport}\n    monitor db {primary} 1\n    down-after {down_after}\n    failover-timeout 5s\n\
          app web\n    bind 127.0.0.1:0\n    kv-sentinel 127.0.0.1:{sport} db\n    timeout kv 1s\n"
     );
-    let lb = Lb::start(&conf, 2);
+    let lb = Lb::start(&conf, 3);
     let (s, a) = (lb.addr("sentinel", "watch"), lb.addr("app", "web"));
     (lb, s, a)
 }
@@ -459,6 +460,19 @@ fn primary_killed_during_writes(kind: Kind) {
         .query(&mut o)
         .unwrap();
     assert_eq!(v, Some(last.to_string()));
+    // /metrics says where the primary is now and that one failover happened.
+    let metrics = common::client::Client::connect(sent_lb.addr("admin", "admin"))
+        .get("/metrics")
+        .text();
+    for series in [
+        format!(
+            "lb_sentinel_master_address{{addr=\"{r_addr}\",master=\"db\",sentinel=\"watch\"}} 1"
+        ),
+        "lb_sentinel_failovers_total{master=\"db\",sentinel=\"watch\"} 1".to_string(),
+        "lb_sentinel_quorum_reachable{master=\"db\",sentinel=\"watch\"} 1".to_string(),
+    ] {
+        assert!(metrics.contains(&series), "no {series} in\n{metrics}");
+    }
     assert!(sent_lb.log_count("+switch-master") >= 1);
     assert!(sent_lb.log_count("+convert-to-slave") >= 1 || kind == Kind::Redis);
     drop(replica);

@@ -3,14 +3,14 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
-use prometheus::{IntGaugeVec, Opts};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 
 use super::state::Step;
 use super::World;
 
 struct Families {
     primary: IntGaugeVec,
-    failovers: IntGaugeVec,
+    failovers: IntCounterVec,
     sentinels: IntGaugeVec,
     quorum: IntGaugeVec,
     replicas: IntGaugeVec,
@@ -35,11 +35,19 @@ fn families() -> &'static Families {
                 "1 for the address a sentinel gives as the current primary of a master name",
                 &["sentinel", "master", "addr"],
             ),
-            failovers: gauge(
-                "lb_sentinel_failovers_total",
-                "Failovers completed (led by this sentinel or learnt from a peer) since start",
-                &["sentinel", "master"],
-            ),
+            failovers: {
+                let v = IntCounterVec::new(
+                    Opts::new(
+                        "lb_sentinel_failovers_total",
+                        "Failovers completed (led by this sentinel or learnt from a peer) since start",
+                    ),
+                    &["sentinel", "master"],
+                )
+                .expect("valid metric definition");
+                r.register(Box::new(v.clone())).expect("unique metric names");
+                v
+            },
+
             sentinels: gauge(
                 "lb_sentinel_sentinels",
                 "Sentinels known for a master, this one included",
@@ -105,9 +113,8 @@ impl Handles {
                 }
             }
             f.primary.with_label_values(&[s, n, &addr]).set(1);
-            f.failovers
-                .with_label_values(&[s, n])
-                .set(m.failovers as i64);
+            let c = f.failovers.with_label_values(&[s, n]);
+            c.inc_by(m.failovers.saturating_sub(c.get()));
             f.sentinels
                 .with_label_values(&[s, n])
                 .set(m.voters() as i64);
