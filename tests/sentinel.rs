@@ -473,6 +473,16 @@ fn primary_killed_during_writes(kind: Kind) {
     ] {
         assert!(metrics.contains(&series), "no {series} in\n{metrics}");
     }
+    // The stats page: which node is primary now, and what happened.
+    let stats = common::client::Client::connect(sent_lb.addr("admin", "admin"))
+        .get("/api/stats")
+        .text();
+    assert!(
+        stats.contains(&format!("\"primary\":\"{r_addr}\",\"status\":\"ok\"")),
+        "{stats}"
+    );
+    assert!(stats.contains("\"failovers\":1"), "{stats}");
+    assert!(stats.contains("+switch-master db"), "{stats}");
     assert!(sent_lb.log_count("+switch-master") >= 1);
     assert!(sent_lb.log_count("+convert-to-slave") >= 1 || kind == Kind::Redis);
     drop(replica);

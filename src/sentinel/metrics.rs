@@ -135,3 +135,74 @@ impl Handles {
         }
     }
 }
+
+fn running() -> &'static Mutex<Vec<std::sync::Weak<super::Sentinel>>> {
+    static R: OnceLock<Mutex<Vec<std::sync::Weak<super::Sentinel>>>> = OnceLock::new();
+    R.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Makes a started sentinel visible on the stats page.
+pub fn register(s: &std::sync::Arc<super::Sentinel>) {
+    let mut r = running().lock().unwrap_or_else(|p| p.into_inner());
+    r.retain(|w| w.strong_count() > 0);
+    r.push(std::sync::Arc::downgrade(s));
+}
+
+/// The stats page's view (`/api/stats`, `sentinels`): per sentinel and master, the
+/// primary now, its state, and the last events.
+pub fn stats_json(o: &mut String) {
+    use crate::app::json_str;
+    use std::fmt::Write as _;
+    let list: Vec<_> = running()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter_map(|w| w.upgrade())
+        .collect();
+    o.push('[');
+    for (i, s) in list.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        let w = s.lock();
+        o.push_str("{\"name\":");
+        json_str(o, &s.conf.name);
+        let _ = write!(o, ",\"epoch\":{},\"masters\":[", w.current_epoch);
+        for (j, m) in w.masters.iter().enumerate() {
+            if j > 0 {
+                o.push(',');
+            }
+            let status = if m.failover.step != Step::None {
+                "failover"
+            } else if m.odown_since.is_some() {
+                "odown"
+            } else if m.primary.sdown_since.is_some() {
+                "sdown"
+            } else {
+                "ok"
+            };
+            o.push_str("{\"name\":");
+            json_str(o, &m.name);
+            o.push_str(",\"primary\":");
+            json_str(o, &m.current_addr().to_string());
+            let _ = write!(
+                o,
+                ",\"status\":\"{status}\",\"replicas\":{},\"sentinels\":{},\"quorum\":{},\"quorum_reachable\":{},\"failovers\":{},\"events\":[",
+                m.replicas.len(),
+                m.voters(),
+                m.quorum,
+                m.reachable_sentinels() >= m.majority(),
+                m.failovers
+            );
+            for (k, e) in m.history.iter().rev().take(8).enumerate() {
+                if k > 0 {
+                    o.push(',');
+                }
+                json_str(o, e);
+            }
+            o.push_str("]}");
+        }
+        o.push_str("]}");
+    }
+    o.push(']');
+}

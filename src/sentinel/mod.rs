@@ -197,6 +197,7 @@ pub async fn start(conf: &SentinelConf) -> Result<(Arc<Sentinel>, SocketAddr), S
     })?;
     let s = Sentinel::new(conf);
     s.port.store(addr.port(), Ordering::Relaxed);
+    metrics::register(&s);
     s.start();
     tokio::spawn(server::accept_loop(s.clone(), listener));
     Ok((s, addr))
