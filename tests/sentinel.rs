@@ -695,3 +695,59 @@ fn a_real_redis_sentinel_fails_over_kv_nodes() {
     let v: Option<String> = redis::cmd("GET").arg("k").query(&mut c).unwrap();
     assert_eq!(v.as_deref(), Some("v"), "{}", s.log());
 }
+
+/// A partition of the primary alone, as its peers see it: the process is frozen
+/// (SIGSTOP), so connections stay open and nothing answers (no reset, only
+/// timeouts). Three sentinels promote the replica exactly once; thawed, the old
+/// primary is made a replica of the new one, with the writes made meanwhile.
+#[test]
+fn a_frozen_primary_is_failed_over_once_and_rejoins_as_replica() {
+    let primary = node(Kind::Kv, free_port(), None);
+    let p = primary.addr();
+    let replica = node(Kind::Kv, free_port(), Some(p));
+    let r = replica.addr();
+    let ss: Vec<Lb> = (0..3).map(|_| sentinel(p, 2)).collect();
+    let addrs: Vec<SocketAddr> = ss.iter().map(|l| l.addr("sentinel", "s")).collect();
+    eventually(
+        "each sentinel to know the others and the linked replica",
+        || {
+            addrs
+                .iter()
+                .all(|a| {
+                    peers_of(*a) == 2
+                        && replicas_of(*a, "db")
+                            .iter()
+                            .any(|x| x.get("master-link-status").map(String::as_str) == Some("ok"))
+                })
+                .then_some(())
+        },
+    );
+    let Node::Kv(plb) = &primary else {
+        unreachable!()
+    };
+    plb.signal(libc::SIGSTOP);
+    eventually("every sentinel to name the replica", || {
+        addrs
+            .iter()
+            .all(|a| master_of(*a, "db") == Some(r))
+            .then_some(())
+    });
+    let mut c = conn(r);
+    redis::cmd("SET")
+        .arg("during")
+        .arg("partition")
+        .query::<()>(&mut c)
+        .unwrap();
+    plb.signal(libc::SIGCONT);
+    eventually("the old primary to follow the new one", || {
+        (info_field(p, "master_port") == Some(r.port().to_string())
+            && info_field(p, "master_link_status").as_deref() == Some("up"))
+        .then_some(())
+    });
+    let mut o = conn(p);
+    let v: Option<String> = redis::cmd("GET").arg("during").query(&mut o).unwrap();
+    assert_eq!(v.as_deref(), Some("partition"));
+    let promotions: usize = ss.iter().map(|l| l.log_count("+promoted-slave")).sum();
+    assert_eq!(promotions, 1);
+    assert_eq!(info_field(r, "role").as_deref(), Some("master"));
+}
