@@ -1937,7 +1937,8 @@ impl Builder {
             )
             .chain(self.conf.kvs.iter().map(|k| (k.line_bind, k.bind)))
             .chain(self.conf.webs.iter().map(|w| (w.line_bind, w.bind)))
-            .chain(self.conf.apps.iter().map(|a| (a.line_bind, a.bind)));
+            .chain(self.conf.apps.iter().map(|a| (a.line_bind, a.bind)))
+            .chain(self.conf.sentinels.iter().map(|s| (s.line_bind, s.bind)));
         let admin = g.admin.filter(|a| a.port() != 0);
         // A virtual address is bound before this node holds it (IP_FREEBIND).
         let vips: HashSet<std::net::IpAddr> = self

@@ -173,3 +173,43 @@ mod tests {
         assert!(e.contains("down-after"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod section_tests {
+    use crate::conf::model::parse_conf;
+
+    #[test]
+    fn a_sentinel_section_in_a_file() {
+        let c = parse_conf(
+            "t.conf",
+            "sentinel watch\n    bind 127.0.0.1:0\n    monitor db 127.0.0.1:6379 1\napp a\n    bind 127.0.0.1:0\n    kv-sentinel 127.0.0.1:26379 db\n",
+        )
+        .unwrap();
+        assert_eq!(c.sentinels[0].monitors[0].name, "db");
+        assert_eq!(c.apps[0].kv_master_name.as_deref(), Some("db"));
+        let e = parse_conf(
+            "t.conf",
+            "sentinel watch\n    bind 127.0.0.1:0\n    monitor db 127.0.0.1:6379\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "t.conf:3: 'monitor': expected 'monitor NAME HOST:PORT QUORUM'"
+        );
+        let e = parse_conf("t.conf", "sentinel watch\n    bind 127.0.0.1:0\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "t.conf:1: sentinel 'watch' has no 'monitor' line");
+        let e = parse_conf(
+            "t.conf",
+            "kv k\n    bind 127.0.0.1:8000\nsentinel s\n    bind 127.0.0.1:8000\n    monitor db 127.0.0.1:6379 1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "t.conf:4: address 127.0.0.1:8000 is already bound by another listener"
+        );
+    }
+}
