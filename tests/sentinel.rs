@@ -173,24 +173,44 @@ fn info_field(addr: SocketAddr, field: &str) -> Option<String> {
 
 /// One HTTP request on a new connection; the status (0: no answer).
 fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> u16 {
+    http_full(addr, method, path, body, "").0
+}
+
+/// One HTTP request with extra header lines; (status, whole response text).
+fn http_full(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &str,
+) -> (u16, String) {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
-        return 0;
+        return (0, String::new());
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: app\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: app\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     if s.write_all(req.as_bytes()).is_err() {
-        return 0;
+        return (0, String::new());
     }
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out)
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// The `x-write-offset` of a write's answer.
+fn write_offset(resp: &str) -> Option<u64> {
+    resp.lines()
+        .find_map(|l| l.strip_prefix("x-write-offset: "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// A data node: a kv section in its own lb, or a redis-server.
@@ -283,8 +303,10 @@ fn primary_killed_during_writes(kind: Kind) {
             })
             .then_some(())
     });
-    eventually("the app to write", || {
-        (http(app, "PUT", "/api/items/warmup", "1") == 200).then_some(())
+    // A write whose read-your-writes token must hold across the failover.
+    let token = eventually("the app to write", || {
+        let (st, text) = http_full(app, "PUT", "/api/items/before", "kept", "");
+        (st == 200).then(|| write_offset(&text)).flatten()
     });
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -460,6 +482,19 @@ fn primary_killed_during_writes(kind: Kind) {
         .query(&mut o)
         .unwrap();
     assert_eq!(v, Some(last.to_string()));
+    // A token from before the failover never reads older data (the direct writes acknowledged
+    // by WAIT 1 after it mean the replica had it): the read is served, by whichever node.
+    for _ in 0..4 {
+        let (st, text) = http_full(
+            app,
+            "GET",
+            "/api/items/before",
+            "",
+            &format!("X-Read-After: {token}\r\n"),
+        );
+        assert_eq!(st, 200, "{text}");
+        assert!(text.contains("\"value\":\"kept\""), "{text}");
+    }
     // /metrics says where the primary is now and that one failover happened.
     let metrics = common::client::Client::connect(sent_lb.addr("admin", "admin"))
         .get("/metrics")
