@@ -504,10 +504,10 @@ impl Sentinel {
                 m.peers.remove(&a);
             }
             if !m.peers.contains_key(&h.addr) && m.peers.len() < max {
-                m.peers.insert(h.addr, Peer::new(h.addr, now));
                 let mut p = Peer::new(h.addr, now);
                 p.run_id = Some(h.run_id.clone());
                 evs.push(("+sentinel", desc_peer(m, &p)));
+                m.peers.insert(h.addr, p);
             }
             if let Some(p) = m.peers.get_mut(&h.addr) {
                 p.run_id = Some(h.run_id.clone());
