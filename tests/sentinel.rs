@@ -786,3 +786,257 @@ fn a_frozen_primary_is_failed_over_once_and_rejoins_as_replica() {
     assert_eq!(promotions, 1);
     assert_eq!(info_field(r, "role").as_deref(), Some("master"));
 }
+
+/// Stderr lines of one process, collected as they come.
+type Lines = Arc<Mutex<Vec<String>>>;
+
+/// Network namespaces for the partition test: a bridge and one namespace per host,
+/// each with `e0` on `10.78.0.N/24`; deleted on drop, after their processes.
+struct Net {
+    prefix: String,
+    names: Vec<String>,
+    procs: Mutex<Vec<Child>>,
+    logs: Mutex<Vec<(String, Lines)>>,
+}
+
+static NET_SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl Net {
+    fn new(hosts: &[&str]) -> Option<Net> {
+        if !have("ip") {
+            eprintln!("SKIPPED: iproute2 ('ip') is not installed");
+            return None;
+        }
+        let prefix = format!(
+            "lbs{}x{}",
+            std::process::id(),
+            NET_SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let br = format!("{prefix}br");
+        if let Err(e) = ip(&["netns", "add", &br]) {
+            eprintln!("SKIPPED: cannot create network namespaces ({e})");
+            return None;
+        }
+        let mut net = Net {
+            prefix: prefix.clone(),
+            names: vec![br.clone()],
+            procs: Mutex::new(Vec::new()),
+            logs: Mutex::new(Vec::new()),
+        };
+        let mut setup = || -> Result<(), String> {
+            ip(&["-n", &br, "link", "add", "br0", "type", "bridge"])?;
+            ip(&["-n", &br, "link", "set", "br0", "up"])?;
+            for (i, h) in hosts.iter().enumerate() {
+                let ns = format!("{prefix}{h}");
+                ip(&["netns", "add", &ns])?;
+                net.names.push(ns.clone());
+                let port = format!("p{i}");
+                ip(&[
+                    "-n", &br, "link", "add", &port, "type", "veth", "peer", "name", "e0", "netns",
+                    &ns,
+                ])?;
+                ip(&["-n", &br, "link", "set", &port, "master", "br0", "up"])?;
+                ip(&[
+                    "-n",
+                    &ns,
+                    "addr",
+                    "add",
+                    &format!("10.78.0.{}/24", i + 1),
+                    "dev",
+                    "e0",
+                ])?;
+                ip(&["-n", &ns, "link", "set", "e0", "up"])?;
+                ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            }
+            Ok(())
+        };
+        if let Err(e) = setup() {
+            eprintln!("SKIPPED: cannot build the test network ({e})");
+            return None;
+        }
+        Some(net)
+    }
+
+    fn ns(&self, host: &str) -> String {
+        format!("{}{host}", self.prefix)
+    }
+
+    fn link(&self, host: &str, state: &str) {
+        ip(&["-n", &self.ns(host), "link", "set", "e0", state]).expect("link state");
+    }
+
+    /// `lb --conf` with `conf` inside the host's namespace; its stderr kept.
+    fn lb(&self, host: &str, conf: &str) {
+        let dir = TempDir::new("netns-conf");
+        let path = dir.path().join("lb.conf");
+        std::fs::write(&path, conf).unwrap();
+        let mut c = Command::new("ip")
+            .args(["netns", "exec", &self.ns(host)])
+            .arg(common::lb_bin())
+            .arg("--conf")
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn lb in a namespace");
+        let lines: Lines = Arc::default();
+        let (err, l2) = (c.stderr.take().expect("stderr"), lines.clone());
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                l2.lock().unwrap().push(l);
+            }
+        });
+        self.logs.lock().unwrap().push((host.to_string(), lines));
+        self.procs.lock().unwrap().push(c);
+        // The conf file must outlive the start only.
+        std::mem::forget(dir);
+    }
+
+    fn log_count(&self, needle: &str) -> usize {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, l)| {
+                l.lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|x| x.contains(needle))
+                    .count()
+            })
+            .sum()
+    }
+
+    /// Runs `f` on a thread inside the host's namespace.
+    fn run<T: Send + 'static>(&self, host: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+        use std::os::fd::AsRawFd;
+        let path = format!("/var/run/netns/{}", self.ns(host));
+        std::thread::spawn(move || {
+            let fd = std::fs::File::open(&path).expect("open netns");
+            // SAFETY: moves this thread (only) into the namespace.
+            let r = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("namespace thread")
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for (h, l) in self.logs.lock().unwrap().iter() {
+                for line in l.lock().unwrap().iter() {
+                    eprintln!("[{h}] {line}");
+                }
+            }
+        }
+        for c in self.procs.lock().unwrap().iter_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for n in self.names.iter().rev() {
+            let _ = ip(&["netns", "del", n]);
+        }
+    }
+}
+
+/// The primary alone cut off (its link down: no resets, no answers) from its replica
+/// and three sentinels (quorum 2): exactly one promotion; its link back up, it is
+/// made a replica of the new primary.
+#[test]
+fn a_partitioned_primary_is_replaced_by_exactly_one_promotion() {
+    let Some(net) = Net::new(&["p", "r", "s1", "s2", "s3"]) else {
+        return;
+    };
+    let (p, r) = ("10.78.0.1:6379", "10.78.0.2:6379");
+    net.lb("p", &format!("kv n\n    bind {p}\n"));
+    net.lb("r", &format!("kv n\n    bind {r}\n    replicaof {p}\n"));
+    for (i, s) in ["s1", "s2", "s3"].iter().enumerate() {
+        net.lb(
+            s,
+            &format!(
+                "sentinel s\n    bind 10.78.0.{}:26379\n    monitor db {p} 2\n    down-after 500ms\n    failover-timeout 3s\n",
+                i + 3
+            ),
+        );
+    }
+    let sentinels: Vec<SocketAddr> = (3..=5)
+        .map(|i| format!("10.78.0.{i}:26379").parse().unwrap())
+        .collect();
+    let (pa, ra): (SocketAddr, SocketAddr) = (p.parse().unwrap(), r.parse().unwrap());
+    let ss = sentinels.clone();
+    net.run("s1", move || {
+        eventually(
+            "the sentinels to know each other and the linked replica",
+            || {
+                ss.iter()
+                    .all(|a| {
+                        peers_of(*a) == 2
+                            && replicas_of(*a, "db").iter().any(|x| {
+                                x.get("master-link-status").map(String::as_str) == Some("ok")
+                            })
+                    })
+                    .then_some(())
+            },
+        )
+    });
+    net.link("p", "down");
+    let ss = sentinels.clone();
+    net.run("s1", move || {
+        eventually("every sentinel to name the replica", || {
+            ss.iter()
+                .all(|a| master_of(*a, "db") == Some(ra))
+                .then_some(())
+        })
+    });
+    assert_eq!(net.log_count("+promoted-slave"), 1);
+    net.link("p", "up");
+    let followed = net.run("s1", move || {
+        let deadline = Instant::now() + common::WAIT;
+        while Instant::now() < deadline {
+            if info_field(pa, "master_host").as_deref() == Some("10.78.0.2")
+                && info_field(pa, "master_link_status").as_deref() == Some("up")
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // What the old primary says, for the failure message.
+        let info = try_conn(pa).and_then(|mut c| {
+            redis::cmd("INFO")
+                .arg("replication")
+                .query::<String>(&mut c)
+                .ok()
+        });
+        Err(info)
+    });
+    assert!(
+        followed.is_ok(),
+        "the old primary does not follow the new one: {followed:?}"
+    );
+    assert_eq!(net.log_count("+promoted-slave"), 1);
+    let role = net.run("s1", move || info_field(ra, "role"));
+    assert_eq!(role.as_deref(), Some("master"));
+}
