@@ -155,7 +155,13 @@ impl State {
     }
 
     /// To replicas only, not the AOF nor the dirty count (PUBLISH, as Redis).
+    /// A replica never adds its own commands to the stream (Redis feeds replicas
+    /// only from a primary): its offsets must stay its primary's, or a PUBLISH on it
+    /// (Sentinel hellos) would shift them and break partial resyncs after a failover.
     pub fn propagate_repl(&mut self, args: &[&[u8]]) {
+        if self.repl.is_replica {
+            return;
+        }
         let Some(b) = self.repl.backlog.as_mut() else {
             return;
         };

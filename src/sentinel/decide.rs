@@ -211,7 +211,8 @@ pub fn start_failover(
         forced,
         reconf_sent: Default::default(),
     };
-    m.failover_start = Some(now);
+    // The next attempt is desynchronized too (as Redis: up to 1 s later).
+    m.failover_start = Some(now + jitter(Duration::from_secs(1)));
     remember(ev, "+new-epoch", epoch.to_string());
     remember(ev, "+try-failover", desc_master(m));
     let e = *epoch;
@@ -238,7 +239,20 @@ fn failover(
     let since = now.duration_since(m.failover.step_since);
     match m.failover.step {
         Step::None => {
-            if m.odown_since.is_some() && may_start(m, now) {
+            if m.odown_since.is_none() || !may_start(m, now) {
+                m.attempt_at = None;
+                return;
+            }
+            // Alone, at once; with peers, after a random delay of a few pings.
+            let at = *m.attempt_at.get_or_insert_with(|| {
+                if m.peers.is_empty() {
+                    now
+                } else {
+                    now + jitter(s.ping_period() * 3)
+                }
+            });
+            if now >= at {
+                m.attempt_at = None;
                 start_failover(s, m, epoch, false, now, ev);
                 // A lone sentinel (or a forced one) is elected at once.
                 failover(s, m, epoch, now, actions, ev);
@@ -719,6 +733,9 @@ mod tests {
         let t0 = Instant::now();
         replica(&s, "127.0.0.1:6380", t0);
         let later = t0 + Duration::from_millis(300);
+        s.with(|w| decide(&s, w, later));
+        // With peers, the attempt starts after a random delay of at most three pings.
+        let later = later + Duration::from_millis(200);
         s.with(|w| decide(&s, w, later));
         assert_eq!(s.lock().masters[0].failover.step, Step::WaitStart);
         let much_later = later + Duration::from_secs(6);

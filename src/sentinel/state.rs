@@ -223,6 +223,9 @@ pub struct Master {
     pub history: std::collections::VecDeque<String>,
     /// Bumped to make every peer link ask `is-master-down-by-addr` at once.
     pub ask_now: u64,
+    /// With peers: when this sentinel may start its attempt (a random delay after
+    /// ODOWN, so sentinels that saw it at the same moment do not split the votes).
+    pub attempt_at: Option<Instant>,
 }
 
 impl Master {
@@ -251,6 +254,7 @@ impl Master {
             failovers: 0,
             history: Default::default(),
             ask_now: 0,
+            attempt_at: None,
         }
     }
 
