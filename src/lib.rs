@@ -52,7 +52,8 @@
 //! - `admin`     the admin listener: /metrics, /stats page and JSON, runtime API
 //! - `web`       the embedded web server (nginx role): static files, `/healthz`, app prefixes through the pipeline; HTTP/1 and h2c
 //! - `vrrp`      VRRPv3 virtual routers (keepalived-compatible): adverts, state machine, addresses by netlink
-//! - `app`       the embedded foobar application (gunicorn role): JSON API over the kv tier, read-your-writes
+//! - `app`       the embedded foobar application (gunicorn role): JSON API over the kv tier, read-your-writes, primary found through sentinels
+//! - `sentinel`  Redis Sentinel: watches kv/Redis primaries, elects a leader per epoch, fails over, Sentinel protocol (uses `app::kvclient`)
 //!
 //! Top:
 //! - `runtime`   Conf -> `Snapshot` swapped on reload; worker threads; listeners; signals and drain
@@ -78,6 +79,7 @@ pub mod limit;
 pub mod listener;
 pub mod proxy_proto;
 pub mod runtime;
+pub mod sentinel;
 pub mod shutdown;
 pub mod snapshot;
 pub mod stats;

@@ -608,6 +608,9 @@ impl Runtime {
         if !conf.kvs.same(&old.conf.kvs) {
             tracing::warn!("kv sections change only at the next start, not on reload");
         }
+        if conf.sentinels != old.conf.sentinels {
+            tracing::warn!("sentinel sections change only at the next start, not on reload");
+        }
         let g = (&conf.global, &old.conf.global);
         if (
             &g.0.admin,
@@ -912,6 +915,14 @@ async fn serve(path: &str, mut conf: Conf, workers: &Workers) -> Result<(), RunE
     if let Ok(mut s) = rt.services.lock() {
         *s = services;
     }
+    for sc in &conf.sentinels {
+        let (_, bound) = crate::sentinel::start(sc).await.map_err(|e| RunError::Io {
+            what: format!("{}:{}: sentinel '{}'", conf.file, sc.line_bind, sc.name),
+            err: std::io::Error::other(e.to_string()),
+        })?;
+        announce("sentinel", &sc.name, bound);
+    }
+
     if let Some(addr) = conf.global.admin {
         let control = {
             let rt2 = rt.clone();

@@ -43,6 +43,7 @@ fn sections(text: &str) -> HashMap<String, String> {
 struct Topology {
     kv_primary: Lb,
     kv_replica: Option<Lb>,
+    _sentinel: Lb,
     _apps: Lb,
     server1: Option<Lb>,
     _server2: Lb,
@@ -97,6 +98,7 @@ fn topology() -> Topology {
     let mut real = HashMap::new();
     let kv_primary = start(&secs, &["kv primary"], &mut real);
     let kv_replica = start(&secs, &["kv replica"], &mut real);
+    let sentinel = start(&secs, &["sentinel watch"], &mut real);
     let apps = start(&secs, &["app app1", "app app2"], &mut real);
     let server1 = start(&secs, &["web server1"], &mut real);
     let server2 = start(&secs, &["web server2"], &mut real);
@@ -111,6 +113,7 @@ fn topology() -> Topology {
     Topology {
         kv_primary,
         kv_replica: Some(kv_replica),
+        _sentinel: sentinel,
         _apps: apps,
         server1: Some(server1),
         _server2: server2,
@@ -195,6 +198,7 @@ fn foobar_conf_is_valid() {
         "app app2",
         "kv primary",
         "kv replica",
+        "sentinel watch",
     ] {
         assert!(secs.contains_key(s), "conf/foobar.conf lacks '{s}'");
     }
@@ -252,8 +256,11 @@ fn the_whole_topology() {
     assert_eq!(resp_cmd(primary, &["WAIT", "1", "5000"]), ":1");
     let replica = t.kv_replica.as_ref().unwrap().addr("kv", "replica");
     assert_eq!(resp_cmd(replica, &["GET", "user:1"]), "alice");
-    let r = t.get("/api/items/user:1", &[]);
-    assert_eq!(r.header("x-kv-source"), Some("replica"));
+    // The apps learn the replica from the sentinel (it finds it in the primary's INFO).
+    common::eventually("reads served by the replica", || {
+        let r = t.get("/api/items/user:1", &[]);
+        (r.header("x-kv-source") == Some("replica")).then_some(())
+    });
 
     // The replica dies: reads fall back to the primary.
     drop(t.kv_replica.take());

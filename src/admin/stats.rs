@@ -238,7 +238,9 @@ pub fn json(admin: &Admin) -> String {
         }
         o.push_str("}}");
     }
-    o.push_str("],\"kv\":[");
+    o.push_str("],\"sentinels\":");
+    crate::sentinel::metrics::stats_json(&mut o);
+    o.push_str(",\"kv\":[");
     for (i, k) in admin.kvs.iter().enumerate() {
         if i > 0 {
             o.push(',');
@@ -394,6 +396,13 @@ function draw(d){
   cols.push(tier("replicas",reps.map(k=>card(k.link_up?"kv":"bad",`kv ${esc(k.name)} ${badge("REPLICA")}`,[esc(k.bind),
     `of ${esc(kvByAddr.get(k.master)||k.master)}: link ${k.link_up?badge("UP"):badge("DOWN")} ${esc(k.link_state||"")}`,
     `last io ${f(k.master_last_io_s,1)} s ago, offset ${k.offset}`,`keys ${k.keys}, clients ${k.clients}, ${bytes(k.used_memory)}`]))));
+  // Sentinels, when the JSON has them: which server is the primary now, and what happened.
+  if((d.sentinels||[]).length)cols.push(tier("sentinel",d.sentinels.flatMap(s=>s.masters.map(m=>
+    card(m.status==="ok"?"":"bad",`sentinel ${esc(s.name)}: ${esc(m.name)} ${badge(m.status==="ok"?"UP":m.status.toUpperCase(),m.status==="ok"?"UP":"DOWN")}`,[
+      `primary ${esc(kvByAddr.get(m.primary)||m.primary)}, ${m.replicas} replicas`,
+      `${m.sentinels} sentinels, quorum ${m.quorum} ${m.quorum_reachable?"reachable":badge("NO QUORUM","DOWN")}`,
+      `epoch ${s.epoch}, ${m.failovers} failovers`,
+      ...m.events.slice(0,4).map(e=>`<span class="why">${esc(e)}</span>`)])))));
   document.getElementById("flow").innerHTML=cols.join(ARROW);
   document.getElementById("meta").textContent=`up ${ago(d.uptime_s)}, reloads ${d.reloads} (failed ${d.reload_failures}), access log dropped ${d.access_log_dropped}; refreshed ${new Date().toLocaleTimeString()}`;
   prev=seen;prevT=t;

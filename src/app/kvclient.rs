@@ -29,6 +29,10 @@ pub enum KvError {
     Timeout(SocketAddr),
     #[error("kv {addr} sent an invalid reply: {why}")]
     Protocol { addr: SocketAddr, why: &'static str },
+    #[error(
+        "no kv primary known for '{0}' (the sentinels do not answer, or a failover is in progress)"
+    )]
+    NoPrimary(String),
 }
 
 /// Most nested arrays in a reply, and the largest bulk accepted.
@@ -278,6 +282,107 @@ async fn wait(sock: &TcpStream, i: Interest, deadline: Instant) -> io::Result<()
     match tokio::time::timeout_at(deadline.into(), sock.ready(i)).await {
         Ok(r) => r.map(|_| ()),
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "kv timeout")),
+    }
+}
+
+/// One long-lived connection (a sentinel's link, a pub/sub subscription): commands
+/// one at a time, or replies pushed by the server, each read under a deadline.
+#[derive(Debug)]
+pub struct Conn {
+    sock: TcpStream,
+    buf: BytesMut,
+    pub addr: SocketAddr,
+}
+
+impl Conn {
+    /// Connects, then `AUTH` when a password is given (an error reply fails the open).
+    pub async fn open(
+        addr: SocketAddr,
+        auth: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Conn, KvError> {
+        let sock = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(err)) => return Err(KvError::Unreachable { addr, err }),
+            Err(_) => return Err(KvError::Timeout(addr)),
+        };
+        let _ = sock.set_nodelay(true);
+        let mut c = Conn {
+            sock,
+            buf: BytesMut::with_capacity(4096),
+            addr,
+        };
+        if let Some(pass) = auth {
+            if let Reply::Error(_) = c.call(&[b"AUTH", pass.as_bytes()], timeout).await? {
+                return Err(KvError::Protocol {
+                    addr,
+                    why: "AUTH refused",
+                });
+            }
+        }
+        Ok(c)
+    }
+
+    /// Our end's address (what a sentinel announces when bound to a wildcard).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.sock.local_addr().ok()
+    }
+
+    /// Sends one command and reads its reply.
+    pub async fn call(&mut self, args: &[&[u8]], timeout: Duration) -> Result<Reply, KvError> {
+        self.send(args, timeout).await?;
+        self.read(timeout).await
+    }
+
+    pub async fn send(&mut self, args: &[&[u8]], timeout: Duration) -> Result<(), KvError> {
+        use tokio::io::AsyncWriteExt;
+        let mut out = BytesMut::with_capacity(64);
+        encode(&mut out, args);
+        let addr = self.addr;
+        match tokio::time::timeout(timeout, self.sock.write_all(&out)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(KvError::Unreachable { addr, err }),
+            Err(_) => Err(KvError::Timeout(addr)),
+        }
+    }
+
+    /// The next reply (or pushed message).
+    pub async fn read(&mut self, timeout: Duration) -> Result<Reply, KvError> {
+        use tokio::io::AsyncReadExt;
+        let addr = self.addr;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match parse_reply(&self.buf) {
+                Ok(Some((r, used))) => {
+                    self.buf.advance(used);
+                    return Ok(r);
+                }
+                Ok(None) => {}
+                Err(why) => return Err(KvError::Protocol { addr, why }),
+            }
+            if self.buf.capacity() - self.buf.len() < 1024 {
+                self.buf.reserve(16 << 10);
+            }
+            match tokio::time::timeout_at(deadline, self.sock.read_buf(&mut self.buf)).await {
+                Ok(Ok(0)) => {
+                    return Err(KvError::Unreachable {
+                        addr,
+                        err: io::ErrorKind::UnexpectedEof.into(),
+                    })
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => return Err(KvError::Unreachable { addr, err }),
+                Err(_) => return Err(KvError::Timeout(addr)),
+            }
+        }
+    }
+}
+
+/// A bulk or status reply as text (`None` for any other kind).
+pub fn text(r: &Reply) -> Option<String> {
+    match r {
+        Reply::Bulk(Some(b)) | Reply::Status(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        _ => None,
     }
 }
 

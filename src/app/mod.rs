@@ -1,9 +1,11 @@
 //! The foobar application (gunicorn's role): the JSON API over the kv tier, with read-your-writes through replication offsets.
 //!
 //! - `kvclient` pooled RESP2 client
+//! - `follow`   the primary and replicas as sentinels tell them (`kv-sentinel`)
 //! - `metrics`  `lb_app_*`: requests by endpoint, kv calls by role, read-your-writes fallbacks
 //! - `server`   the app as an HTTP/1 service (`http::driver` runs the connection): bodies, framing
 
+pub mod follow;
 pub mod kvclient;
 pub mod metrics;
 pub mod server;
@@ -25,6 +27,9 @@ pub struct App {
     pub limits: HeadLimits,
     pub primary: KvClient,
     pub replica: Option<KvClient>,
+    /// With `kv-sentinel`: where the primary and replicas are now (then `primary`
+    /// and `replica` only carry the timeout and pool settings).
+    pub follower: Option<std::sync::Arc<follow::Follower>>,
     /// Requests answered, for `/api/whoami`.
     served: AtomicU64,
     /// Counters of this section (by name, kept across reloads).
@@ -57,6 +62,16 @@ impl Response {
 
     fn kv_down(e: &KvError) -> Response {
         Response::error(503, &format!("kv tier unavailable: {e}"))
+    }
+
+    /// An error reply to a write: READONLY means the primary moved (a failover):
+    /// 503 and the client may retry, never a success.
+    fn write_refused(e: &str) -> Response {
+        if e.starts_with("READONLY") {
+            Response::error(503, &format!("kv primary moved (failover): {e}"))
+        } else {
+            Response::error(502, &format!("kv: {e}"))
+        }
     }
 
     fn header(mut self, name: &'static str, value: String) -> Response {
@@ -165,15 +180,25 @@ impl App {
         if let Ok(mut a) = stats.addrs.lock() {
             *a = metrics::AppAddrs {
                 bind: Some(conf.bind),
-                kv_primary: Some(conf.kv_primary),
+                kv_primary: conf.kv_master_name.is_none().then_some(conf.kv_primary),
                 kv_replica: conf.kv_replica,
             };
         }
+        let follower = conf.kv_master_name.as_ref().map(|name| {
+            follow::Follower::new(
+                &conf.name,
+                name,
+                &conf.kv_sentinels,
+                conf.timeout_kv,
+                stats.clone(),
+            )
+        });
         App {
             conf: conf.clone(),
             limits,
             primary: client(conf.kv_primary),
             replica: conf.kv_replica.map(client),
+            follower,
             served: AtomicU64::new(0),
             stats,
         }
@@ -190,12 +215,26 @@ impl App {
 
     /// One kv round trip to `role`, timed and counted.
     async fn call(&self, role: Role, cmds: &[&[&[u8]]]) -> Result<Vec<Reply>, KvError> {
-        let client = match (role, &self.replica) {
-            (Role::Replica, Some(r)) => r,
-            _ => &self.primary,
-        };
         let start = std::time::Instant::now();
+        let client = match self.client(role).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.stats.kv_call(role, false, start.elapsed());
+                return Err(e);
+            }
+        };
+        let client = &client;
         let r = client.call(cmds).await;
+        if let Some(f) = &self.follower {
+            // Refused, cut or READONLY: the primary may have moved; ask the sentinels now.
+            let moved = r.as_ref().map_or(true, |v| {
+                v.iter()
+                    .any(|x| matches!(x, Reply::Error(e) if e.starts_with("READONLY")))
+            });
+            if moved {
+                f.suspect();
+            }
+        }
         // An error reply (READONLY after a failover, OOM) is an error too.
         let ok = r
             .as_ref()
@@ -221,6 +260,41 @@ impl App {
         r
     }
 
+    /// The client for `role` now: fixed addresses, or those the sentinels give.
+    async fn client(&self, role: Role) -> Result<KvClient, KvError> {
+        let Some(f) = &self.follower else {
+            return Ok(match (role, &self.replica) {
+                (Role::Replica, Some(r)) => r.clone(),
+                _ => self.primary.clone(),
+            });
+        };
+        let top = f.topology();
+        let addr = match role {
+            // Replicas in turn, so reads spread over them.
+            Role::Replica if !top.replicas.is_empty() => {
+                let i = self.served.load(Ordering::Relaxed) as usize % top.replicas.len();
+                top.replicas[i]
+            }
+            _ => f.primary().await?,
+        };
+        Ok(KvClient {
+            addr,
+            ..self.primary.clone()
+        })
+    }
+
+    /// Whether reads may go to a replica: `None` = no replica at all,
+    /// `Some(false)` = replicas exist but none is usable now.
+    fn has_replica(&self) -> Option<bool> {
+        match &self.follower {
+            Some(f) => {
+                let t = f.topology();
+                (!t.replicas.is_empty() || t.replicas_down > 0).then(|| !t.replicas.is_empty())
+            }
+            None => self.replica.is_some().then_some(true),
+        }
+    }
+
     /// Runs a read: on the replica when it is reachable and (with a token) has
     /// applied the primary's stream up to `after`, else on the primary.
     async fn read(
@@ -229,7 +303,11 @@ impl App {
         after: Option<u64>,
     ) -> Result<(Reply, &'static str), KvError> {
         let mut source = FROM_PRIMARY;
-        if self.replica.is_some() {
+        if self.has_replica() == Some(false) {
+            // The sentinels know replicas, none usable: the primary, without trying them.
+            self.stats.fallback(Fallback::Unreachable);
+            source = FROM_PRIMARY_DOWN;
+        } else if self.has_replica() == Some(true) {
             let attempt = match after {
                 // INFO and the read go in one batch, so the read sees at least the state INFO reports.
                 Some(n) => self
@@ -455,7 +533,7 @@ impl App {
                 Ok((Reply::Error(e), _)) if e.starts_with("OOM") => {
                     Response::error(507, &format!("kv: {e}"))
                 }
-                Ok((Reply::Error(e), _)) => Response::error(502, &format!("kv: {e}")),
+                Ok((Reply::Error(e), _)) => Response::write_refused(&e),
                 Ok(_) => Response::error(502, "kv answered SET with an unexpected reply"),
                 Err(e) => Response::kv_down(&e),
             },
@@ -466,7 +544,7 @@ impl App {
                     r.headers = written(404, &kj, off, "").headers;
                     r
                 }
-                Ok((Reply::Error(e), _)) => Response::error(502, &format!("kv: {e}")),
+                Ok((Reply::Error(e), _)) => Response::write_refused(&e),
                 Ok(_) => Response::error(502, "kv answered DEL with an unexpected reply"),
                 Err(e) => Response::kv_down(&e),
             },

@@ -17,6 +17,10 @@ pub struct AppConf {
     pub line_kv_primary: usize,
     /// Where reads go first; `None` = the primary serves reads too.
     pub kv_replica: Option<SocketAddr>,
+    /// Sentinels to ask for the primary and replicas of `kv_master_name`
+    /// (`kv-sentinel ADDR NAME`, repeatable), instead of fixed addresses.
+    pub kv_sentinels: Vec<SocketAddr>,
+    pub kv_master_name: Option<String>,
     /// Bound on one kv round trip, connect included: past it the request gets 503.
     pub timeout_kv: Duration,
     /// Idle time allowed on a client (a write that makes no progress, too).
@@ -40,6 +44,7 @@ const KEYWORDS: &[&str] = &[
     "bind",
     "kv-primary",
     "kv-replica",
+    "kv-sentinel",
     "timeout",
     "max-value-bytes",
     "max-key-bytes",
@@ -56,6 +61,8 @@ impl AppConf {
             kv_primary: SocketAddr::from(([127, 0, 0, 1], 0)),
             line_kv_primary: 0,
             kv_replica: None,
+            kv_sentinels: Vec::new(),
+            kv_master_name: None,
             timeout_kv: Duration::from_secs(1),
             timeout_client: Duration::from_secs(60),
             timeout_request: Duration::from_secs(10),
@@ -82,6 +89,20 @@ pub fn directive(a: &mut AppConf, d: &Directive) -> Result<(), String> {
             a.line_kv_primary = d.line;
         }
         "kv-replica" => a.kv_replica = Some(parse::peer_addr(arg()?).map_err(e)?),
+        "kv-sentinel" => {
+            if d.args.len() != 3 {
+                return Err(e("expected 'kv-sentinel HOST:PORT MASTERNAME'".into()));
+            }
+            let name = &d.args[2];
+            if a.kv_master_name.as_ref().is_some_and(|n| n != name) {
+                return Err(e(format!(
+                    "every kv-sentinel line must name the same master (not '{name}')"
+                )));
+            }
+            a.kv_sentinels
+                .push(parse::peer_addr(&d.args[1]).map_err(e)?);
+            a.kv_master_name = Some(name.clone());
+        }
         "max-value-bytes" => a.max_value_bytes = parse::size(arg()?).map_err(e)?.max(1),
         "max-key-bytes" => {
             a.max_key_bytes = parse::number(arg()?, 1, 64 << 10).map_err(e)? as usize
@@ -122,8 +143,20 @@ pub fn finish(a: &AppConf) -> Result<(), String> {
     if a.line_bind == 0 {
         return Err(format!("app '{}' has no 'bind' line", a.name));
     }
-    if a.line_kv_primary == 0 {
-        return Err(format!("app '{}' has no 'kv-primary' line", a.name));
+    match (a.line_kv_primary != 0, !a.kv_sentinels.is_empty()) {
+        (false, false) => {
+            return Err(format!(
+                "app '{}' has no 'kv-primary' (or 'kv-sentinel') line",
+                a.name
+            ))
+        }
+        (true, true) => {
+            return Err(format!(
+                "app '{}': 'kv-primary' and 'kv-sentinel' exclude each other (the sentinels say where the primary is)",
+                a.name
+            ))
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -162,5 +195,19 @@ mod tests {
         assert!(directive(&mut a, &dir("timeout kv 0")).is_err());
         let e = directive(&mut a, &dir("kv-primry 127.0.0.1:1")).unwrap_err();
         assert!(e.contains("kv-primary"), "{e}");
+    }
+
+    #[test]
+    fn kv_sentinel_lines() {
+        let mut a = AppConf::new("a".into(), 1);
+        directive(&mut a, &dir("bind 127.0.0.1:0")).unwrap();
+        directive(&mut a, &dir("kv-sentinel 127.0.0.1:26379 db")).unwrap();
+        directive(&mut a, &dir("kv-sentinel 127.0.0.1:26380 db")).unwrap();
+        assert!(directive(&mut a, &dir("kv-sentinel 127.0.0.1:26381 other")).is_err());
+        assert!(directive(&mut a, &dir("kv-sentinel 127.0.0.1:26381")).is_err());
+        assert_eq!(a.kv_sentinels.len(), 2);
+        assert!(finish(&a).is_ok());
+        directive(&mut a, &dir("kv-primary 127.0.0.1:6379")).unwrap();
+        assert!(finish(&a).unwrap_err().contains("exclude"));
     }
 }

@@ -12,6 +12,7 @@ pub mod model;
 pub mod parse;
 pub mod rules;
 pub mod sample;
+pub mod sentinel;
 pub mod tls;
 pub mod unplaced;
 pub mod vrrp;

@@ -8,6 +8,7 @@ use super::acl::{self, Acl, Cond};
 use super::app::{self, AppConf};
 use super::kv::{self, KvConf};
 use super::parse::{self, did_you_mean, ConfError, ConfErrors, Directive, Section};
+use super::sentinel::{self, SentinelConf};
 use super::tls::{self, BindTls, ServerTls};
 use super::vrrp::{self, VrrpConf};
 use super::web::{self, WebConf};
@@ -31,6 +32,7 @@ pub struct Conf {
     pub webs: Vec<WebConf>,
     pub apps: Vec<AppConf>,
     pub vrrps: Vec<VrrpConf>,
+    pub sentinels: Vec<SentinelConf>,
     pub warnings: Vec<ConfError>,
 }
 
@@ -461,7 +463,7 @@ pub const DEFAULT_RISE: u32 = 2;
 pub const DEFAULT_FALL: u32 = 3;
 
 const SECTIONS: &[&str] = &[
-    "global", "defaults", "frontend", "backend", "listen", "kv", "web", "app", "vrrp",
+    "global", "defaults", "frontend", "backend", "listen", "kv", "web", "app", "vrrp", "sentinel",
 ];
 
 /// HAProxy keywords that have no meaning for lb: accepted with a warning.
@@ -594,6 +596,7 @@ pub fn parse_conf(file: &str, text: &str) -> Result<Conf, ConfErrors> {
             webs: Vec::new(),
             apps: Vec::new(),
             vrrps: Vec::new(),
+            sentinels: Vec::new(),
             warnings: Vec::new(),
         },
         defaults: Draft::builtin(),
@@ -824,7 +827,7 @@ impl Builder {
         let kind = s.kind.as_str();
         let name_required = matches!(
             kind,
-            "frontend" | "backend" | "listen" | "kv" | "web" | "app" | "vrrp"
+            "frontend" | "backend" | "listen" | "kv" | "web" | "app" | "vrrp" | "sentinel"
         );
         match kind {
             "global" | "defaults" => {
@@ -933,6 +936,20 @@ impl Builder {
                 let names = self.conf.vrrps.iter().map(|x| x.name.as_str());
                 self.check_dup(s.line, "vrrp", &v.name, names)?;
                 self.conf.vrrps.push(v);
+                Ok(())
+            }
+            "sentinel" => {
+                let mut t = SentinelConf::new(s.args[0].clone(), s.line);
+                self.other_section(
+                    s,
+                    lexed_badly,
+                    &mut t,
+                    sentinel::directive,
+                    sentinel::finish,
+                );
+                let names = self.conf.sentinels.iter().map(|x| x.name.as_str());
+                self.check_dup(s.line, "sentinel", &t.name, names)?;
+                self.conf.sentinels.push(t);
                 Ok(())
             }
             _ => unreachable!("section kinds are checked above"),
@@ -1920,7 +1937,8 @@ impl Builder {
             )
             .chain(self.conf.kvs.iter().map(|k| (k.line_bind, k.bind)))
             .chain(self.conf.webs.iter().map(|w| (w.line_bind, w.bind)))
-            .chain(self.conf.apps.iter().map(|a| (a.line_bind, a.bind)));
+            .chain(self.conf.apps.iter().map(|a| (a.line_bind, a.bind)))
+            .chain(self.conf.sentinels.iter().map(|s| (s.line_bind, s.bind)));
         let admin = g.admin.filter(|a| a.port() != 0);
         // A virtual address is bound before this node holds it (IP_FREEBIND).
         let vips: HashSet<std::net::IpAddr> = self
@@ -3087,7 +3105,7 @@ mod tests {
         );
         assert_eq!(
             bad("app a\n    bind 127.0.0.1:0\n"),
-            "t.conf:1: app 'a' has no 'kv-primary' line"
+            "t.conf:1: app 'a' has no 'kv-primary' (or 'kv-sentinel') line"
         );
         assert_eq!(
             bad("web w\n    bind 127.0.0.1:8000\n    root www\napp a\n    bind 127.0.0.1:8000\n    kv-primary 127.0.0.1:1\n"),

@@ -155,7 +155,13 @@ impl State {
     }
 
     /// To replicas only, not the AOF nor the dirty count (PUBLISH, as Redis).
+    /// A replica never adds its own commands to the stream (Redis feeds replicas
+    /// only from a primary): its offsets must stay its primary's, or a PUBLISH on it
+    /// (Sentinel hellos) would shift them and break partial resyncs after a failover.
     pub fn propagate_repl(&mut self, args: &[&[u8]]) {
+        if self.repl.is_replica {
+            return;
+        }
         let Some(b) = self.repl.backlog.as_mut() else {
             return;
         };
@@ -275,6 +281,8 @@ pub struct Kv {
     /// Our listening port, learnt from the first accepted connection (port 0 in conf).
     pub port: AtomicU16,
     pub next_id: AtomicU64,
+    /// INFO's `run_id`: this server's identity until it restarts (Sentinel tells reboots by it).
+    pub run_id: String,
 }
 
 /// The Redis version kv answers as (INFO, HELLO, RDB aux).
@@ -366,6 +374,7 @@ impl Kv {
             started: Instant::now(),
             port: AtomicU16::new(conf.bind.port()),
             next_id: AtomicU64::new(1),
+            run_id: new_replid(),
         })
     }
 
@@ -496,10 +505,11 @@ impl Kv {
         if want("server") {
             let _ = write!(
                 t,
-                "# Server\r\nredis_version:7.2.0\r\nlb_version:{}\r\nredis_mode:standalone\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{up}\r\nuptime_in_days:{}\r\nhz:{}\r\nexecutable:lb\r\n\r\n",
+                "# Server\r\nredis_version:7.2.0\r\nlb_version:{}\r\nredis_mode:standalone\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{up}\r\nuptime_in_days:{}\r\nhz:{}\r\nexecutable:lb\r\n\r\n",
                 env!("CARGO_PKG_VERSION"),
                 std::env::consts::OS,
                 std::process::id(),
+                self.run_id,
                 self.port.load(Ordering::Relaxed),
                 up / 86400,
                 self.conf.hz,
@@ -592,6 +602,14 @@ impl Kv {
                     r.offset,
                     r.offset,
                 );
+                if !link.up {
+                    // Sentinel skips replicas cut off from their primary for too long.
+                    let _ = write!(
+                        t,
+                        "master_link_down_since_seconds:{}\r\n",
+                        link.last_io.elapsed().as_secs()
+                    );
+                }
                 let _ = write!(
                     t,
                     "kv_diverged:{}\r\nkv_diverged_reason:{}\r\nkv_diverged_total:{}\r\n",
