@@ -84,7 +84,9 @@ pub async fn accepted(
     if !b.hap.accept_proxy {
         return Some((peer, local));
     }
-    match read(sock, fe.http.timeout_handshake).await {
+    // Boxed: only `accept-proxy` binds read a header, and every connection's
+    // task would otherwise be sized for this read.
+    match Box::pin(read(sock, fe.http.timeout_handshake)).await {
         Ok(Some(addrs)) => Some(addrs),
         Ok(None) => Some((peer, local)),
         Err(e) => {

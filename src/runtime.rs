@@ -393,7 +393,7 @@ impl Runtime {
                 let limit = fe.conf.http.timeout_handshake;
                 // Boxed, like the other rarer paths below: a plain HTTP/1
                 // connection's task (all an idle connection holds) stays small.
-                match tokio::time::timeout(limit, Box::pin(acceptor.accept(sock))).await {
+                match Box::pin(tokio::time::timeout(limit, acceptor.accept(sock))).await {
                     Ok(Ok(t)) => {
                         crate::stats::tls_handshake(&name, Ok(()));
                         crate::io::Io::TlsIn(Box::new(t))

@@ -243,12 +243,15 @@ pub async fn serve<S: Service>(
     }
     bufs.release();
     match end {
-        End::Linger => io.linger().await,
+        // Boxed, as the rest of the connection's last steps: an idle
+        // connection's task is sized by its largest state.
+        End::Linger => Box::pin(io.linger()).await,
         End::Close if io.is_tls() => {
             // TLS close_notify: without it a client cannot tell a response that
             // ends at close from a cut one. Bounded: the client may not read it.
             let wait = svc.settings().timeout_client.min(CLOSE_NOTIFY_WAIT);
-            let _ = tokio::time::timeout(wait, tokio::io::AsyncWriteExt::shutdown(&mut io)).await;
+            let close = tokio::time::timeout(wait, tokio::io::AsyncWriteExt::shutdown(&mut io));
+            let _ = Box::pin(close).await;
         }
         End::Close | End::Cut | End::H2 => {}
     }
@@ -277,7 +280,7 @@ async fn run<S: Service>(io: &mut Io, peer: SocketAddr, svc: &mut S, b: &mut Buf
     let mut first = true;
     loop {
         if !svc.next_request() {
-            let _ = flush(io, &mut b.out, svc.settings().timeout_client).await;
+            let _ = Box::pin(flush(io, &mut b.out, svc.settings().timeout_client)).await;
             return End::Close;
         }
         let settings = svc.settings();
@@ -288,7 +291,7 @@ async fn run<S: Service>(io: &mut Io, peer: SocketAddr, svc: &mut S, b: &mut Buf
             Err(Refused { status, why }) => {
                 svc.refused(status, b.rbuf.len());
                 svc.error(status, &why, provide(&mut b.out));
-                return answer_error(io, &mut b.out, &settings).await;
+                return Box::pin(answer_error(io, &mut b.out, &settings)).await;
             }
         };
         let mut cx = Cx {
@@ -307,12 +310,12 @@ async fn run<S: Service>(io: &mut Io, peer: SocketAddr, svc: &mut S, b: &mut Buf
         match outcome {
             Outcome::KeepAlive => {
                 first = false;
-                if b.out.len() >= FLUSH_AT && flush(io, &mut b.out, idle).await.is_err() {
+                if b.out.len() >= FLUSH_AT && Box::pin(flush(io, &mut b.out, idle)).await.is_err() {
                     return End::Close;
                 }
             }
             Outcome::Close => {
-                return match flush(io, &mut b.out, idle).await {
+                return match Box::pin(flush(io, &mut b.out, idle)).await {
                     // Draining, a client may have sent its next request before
                     // it saw `Connection: close`: a plain close would reset the
                     // connection and could destroy the answer just sent.
@@ -322,7 +325,7 @@ async fn run<S: Service>(io: &mut Io, peer: SocketAddr, svc: &mut S, b: &mut Buf
                 };
             }
             Outcome::CloseUnread => {
-                return match flush(io, &mut b.out, idle).await {
+                return match Box::pin(flush(io, &mut b.out, idle)).await {
                     Ok(()) => End::Linger,
                     Err(_) => End::Cut,
                 };
@@ -330,7 +333,7 @@ async fn run<S: Service>(io: &mut Io, peer: SocketAddr, svc: &mut S, b: &mut Buf
             Outcome::Cut => return End::Cut,
             Outcome::Error(status) => {
                 svc.error(status, &super::reply::reason(status), provide(&mut b.out));
-                return answer_error(io, &mut b.out, &settings).await;
+                return Box::pin(answer_error(io, &mut b.out, &settings)).await;
             }
         }
     }
