@@ -77,10 +77,6 @@ const PROXY_WARN: &[(&str, &str)] = &[
     ("hash-type", "lb's hashing is map-based over weights"),
     ("errorfile", "lb answers with its own error pages"),
     ("errorfiles", "lb answers with its own error pages"),
-    (
-        "compression",
-        "lb does not compress responses: they pass as the server sent them",
-    ),
     ("log-format", "set 'log-format' in global"),
     ("log-tag", "no effect"),
     ("unique-id-format", "lb's access log has its own fields"),
@@ -268,6 +264,8 @@ pub struct BackendHap {
     pub persist: bool,
     /// `option http-server-close` / `httpclose`: one server connection per request.
     pub server_close: bool,
+    /// `compression ...` lines of the backend (they win over the frontend's).
+    pub compression: Option<super::super::haproxy_comp::CompConf>,
 }
 
 /// HAProxy settings of a frontend.
@@ -288,6 +286,8 @@ pub struct FrontendHap {
     pub forwardfor_except: Option<std::sync::Arc<super::super::cidr::CidrSet>>,
     /// `option forwardfor header NAME`.
     pub forwardfor_header: Option<String>,
+    /// `compression ...` lines of the frontend.
+    pub compression: Option<super::super::haproxy_comp::CompConf>,
 }
 
 /// HAProxy options of a server (`default-server` sets them too).
@@ -801,6 +801,24 @@ impl Builder {
                     }
                     Err(m) => Err(e(self, m)),
                 }
+            }
+            "compression" => {
+                let mut c = p
+                    .hap_b
+                    .compression
+                    .clone()
+                    .or_else(|| p.hap_f.compression.clone())
+                    .unwrap_or_default();
+                if let Err(m) = super::super::haproxy_comp::parse(&mut c, &a[1..]) {
+                    return Some(Err(e(self, m)));
+                }
+                if back {
+                    p.hap_b.compression = Some(c.clone());
+                }
+                if front {
+                    p.hap_f.compression = Some(c);
+                }
+                Ok(())
             }
             "cookie" if back => match super::super::happarse::cookie(&a[1..], d.line) {
                 Ok(c) => {

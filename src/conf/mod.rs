@@ -6,6 +6,7 @@ pub mod cidr;
 pub mod cpumap;
 pub mod fuzz_check;
 pub mod happarse;
+pub mod haproxy_comp;
 pub mod kv;
 pub mod logformat;
 pub mod model;

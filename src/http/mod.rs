@@ -2,6 +2,7 @@
 //! the HTTP/1 server connection driver (driver) and the proxy on it (proxy),
 //! the server-side keep-alive pool (upstream), replies.
 pub mod body;
+pub mod compress;
 pub mod conn;
 pub mod downstream;
 pub mod driver;

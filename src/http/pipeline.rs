@@ -180,6 +180,12 @@ async fn run(
     if super::upstream_h2::speaks_h2(be) {
         return Box::pin(super::upstream_h2::run(ds, &req, conn, be, t)).await;
     }
+    // `compression`: the coding this client takes (HTTP/1.1 clients only).
+    let algo = match ds {
+        Downstream::H1 { .. } => super::compress::pick(conn, be, &req),
+        Downstream::H2(_) => None,
+    };
+    let req = super::compress::offload(conn, be, &req, algo).unwrap_or(req);
     let plan = Plan::new(ds, &req, conn, be, first, t);
     let prefer = rules::cookie_preference(be, &st);
     let (up, resp, body_cut) = forward(ds, ubuf, &req, conn, be, plan, prefer, t).await?;
@@ -187,7 +193,8 @@ async fn run(
     if resp.status == 101 {
         return Box::pin(switch(ds, ubuf, up, &req, &resp, conn, be, t)).await;
     }
-    relay(ds, ubuf, up, &req, &resp, conn, be, body_cut, t).await
+    let comp = super::compress::plan(conn, be, &req, &resp, algo);
+    relay(ds, ubuf, up, &req, &resp, comp, conn, be, body_cut, t).await
 }
 
 /// Phase admit: per-address request rate (429), methods lb does not proxy,
@@ -513,6 +520,7 @@ async fn relay(
     mut up: Upstream,
     req: &RequestHead,
     resp: &ResponseHead,
+    comp: Option<super::compress::Plan>,
     conn: &Conn<'_>,
     be: &BackendRt,
     body_cut: bool,
@@ -546,19 +554,32 @@ async fn relay(
         && !body_cut
         && !conn.fe.conf.hap.client_close
         && !conn.draining();
-    let head = response_head(resp, client_keep, req.minor_version == 1);
-    let relayed = relay_response(
-        client,
-        &mut up.sock,
-        ubuf,
-        resp,
-        head,
-        dechunk,
-        conn,
-        bc.timeout_server,
-        &mut t.bytes_out,
-    )
-    .await;
+    let relayed = match comp {
+        Some(c) => {
+            let head = response_head(&c.head, client_keep, true);
+            let (sock, out) = (&mut up.sock, &mut t.bytes_out);
+            let timeout = bc.timeout_server;
+            super::compress::relay(
+                client, sock, ubuf, resp.body, c.algo, head, conn, timeout, out,
+            )
+            .await
+        }
+        None => {
+            let head = response_head(resp, client_keep, req.minor_version == 1);
+            relay_response(
+                client,
+                &mut up.sock,
+                ubuf,
+                resp,
+                head,
+                dechunk,
+                conn,
+                bc.timeout_server,
+                &mut t.bytes_out,
+            )
+            .await
+        }
+    };
     let done = match relayed {
         Ok(done) => done,
         Err(Cut::Client) => return Err(Fail::Close),
