@@ -74,7 +74,6 @@ const PROXY_WARN: &[(&str, &str)] = &[
         "load-server-state-from-file",
         "lb keeps server state across reloads itself",
     ),
-    ("hash-type", "lb's hashing is map-based over weights"),
     ("errorfile", "lb answers with its own error pages"),
     ("errorfiles", "lb answers with its own error pages"),
     ("log-format", "set 'log-format' in global"),
@@ -266,6 +265,10 @@ pub struct BackendHap {
     pub server_close: bool,
     /// `compression ...` lines of the backend (they win over the frontend's).
     pub compression: Option<super::super::haproxy_comp::CompConf>,
+    /// `balance uri|url_param|hdr(N)`: what a request is hashed on.
+    pub hash_on: Option<super::super::haproxy_hash::HashOn>,
+    /// `hash-type`: how a hash (also `balance source`'s) maps to a server.
+    pub hash_type: super::super::haproxy_hash::HashType,
 }
 
 /// HAProxy settings of a frontend.
@@ -918,16 +921,35 @@ impl Builder {
                     p.balance = super::Balance::RoundRobin;
                     Ok(())
                 }
-                Some(b)
-                    if b.starts_with("hdr(")
-                        || ["uri", "url_param", "first", "hash", "rdp-cookie"].contains(&b) =>
-                {
-                    Err(e(
-                        self,
-                        format!("'balance {b}' is not implemented (roundrobin, static-rr, leastconn, source, random)"),
-                    ))
+                Some("first") if back => {
+                    p.balance = super::Balance::First;
+                    p.hap_b.hash_on = None;
+                    Ok(())
                 }
+                Some(b) if ["hash", "rdp-cookie"].contains(&b) || b.starts_with("random(") => Err(e(
+                    self,
+                    format!("'balance {b}' is not implemented (roundrobin, static-rr, leastconn, source, random, first, uri, url_param, hdr(NAME))"),
+                )),
+                _ if back => match super::super::haproxy_hash::parse_balance(&a[1..]) {
+                    Some(Ok(h)) => {
+                        p.balance = super::Balance::Hash;
+                        p.hap_b.hash_on = Some(h);
+                        Ok(())
+                    }
+                    Some(Err(m)) => Err(e(self, m)),
+                    None => {
+                        p.hap_b.hash_on = None;
+                        return None;
+                    }
+                },
                 _ => return None,
+            },
+            "hash-type" if back => match super::super::haproxy_hash::parse_hash_type(&a[1..]) {
+                Ok(t) => {
+                    p.hap_b.hash_type = t;
+                    Ok(())
+                }
+                Err(m) => Err(e(self, m)),
             },
             "bind" if front => {
                 // lb's own parser reads what is left; see `hap_bind_args`.
@@ -947,6 +969,19 @@ impl Builder {
 
     /// Checks of a whole section that involve HAProxy settings.
     pub(super) fn hap_finish(&mut self, d: &Draft) {
+        if d.hap_b.hash_on.is_some()
+            && d.balance == super::Balance::Hash
+            && d.mode == Mode::Tcp
+            && !d.mode_unknown
+            && !d.servers.is_empty()
+        {
+            let line = d.servers.first().map_or(0, |s| s.line);
+            let e = self.err(
+                line,
+                "'balance uri', 'url_param' and 'hdr()' need 'mode http'",
+            );
+            self.errors.push(e);
+        }
         if let Some(c) = &d.hap_b.cookie {
             if d.mode == Mode::Tcp && !d.mode_unknown {
                 let e = self.err(c.line, "'cookie' needs 'mode http'");

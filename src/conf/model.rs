@@ -185,6 +185,10 @@ pub enum Balance {
     LeastConn,
     Source,
     Random,
+    /// HAProxy `balance uri|url_param|hdr(N)`: what is hashed is `hap.hash_on`.
+    Hash,
+    /// HAProxy `balance first`: the first server (conf order) with a free slot.
+    First,
 }
 
 /// `option httpchk [METHOD] URI` and `http-check expect status N`.

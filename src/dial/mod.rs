@@ -42,6 +42,8 @@ pub struct Dial<'a> {
     pub prefer: Option<Arc<Server>>,
     /// The client's address and the one it reached, for `send-proxy` servers.
     pub proxy: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+    /// The request's hash under `balance uri|url_param|hdr(N)` (`http::hashkey`).
+    pub hash: Option<u64>,
 }
 
 /// Whether an idle pooled connection may serve the request.
@@ -179,6 +181,7 @@ pub async fn dial_with<C: Connect>(
             client: d.client,
             tried: &tried,
             redispatch: be.conf.redispatch,
+            key: d.hash,
         };
         let preferred = d
             .prefer

@@ -8,6 +8,7 @@ pub mod downstream;
 pub mod driver;
 pub mod fuzz_check;
 pub mod h2side;
+pub mod hashkey;
 pub mod head;
 pub mod pipeline;
 pub mod proxy;

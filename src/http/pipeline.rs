@@ -355,6 +355,7 @@ async fn forward(
             }),
             prefer: prefer.clone(),
             proxy: Some((conn.peer, rules::local_addr(conn))),
+            hash: super::hashkey::key(be, req),
         };
         let Some(mut up) = dial(&want, &mut attempts).await else {
             return Err(Fail::Status(503));

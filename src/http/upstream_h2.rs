@@ -106,6 +106,7 @@ async fn connect(
         reuse: None,
         prefer: None,
         proxy: None,
+        hash: super::hashkey::key(be, req),
     };
     let mut c = Stream {
         be,
