@@ -93,6 +93,10 @@ pub struct Server {
     pool_purge_ms: AtomicU64,
     /// Connections (TCP) or requests (HTTP) in flight to this server.
     pub inflight: AtomicUsize,
+    /// Requests waiting for a slot under `maxconn` (HAProxy's queue), and
+    /// what wakes them when one frees (`dial::opts::wait_for_slot`).
+    pub queued: AtomicUsize,
+    pub slot: tokio::sync::Notify,
     pub total: AtomicU64,
     pub connect_errors: AtomicU64,
     pub check_failures: AtomicU64,
@@ -121,6 +125,8 @@ impl Server {
             pool_max_conn: AtomicUsize::new(0),
             pool_purge_ms: AtomicU64::new(0),
             inflight: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
+            slot: tokio::sync::Notify::new(),
             total: AtomicU64::new(0),
             connect_errors: AtomicU64::new(0),
             check_failures: AtomicU64::new(0),
@@ -352,7 +358,12 @@ pub struct InFlight(pub Arc<Server>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+        // SeqCst pairs with `wait_for_slot`: a waiter that counted itself
+        // before this decrement is woken, one that counts after sees the slot.
+        self.0.inflight.fetch_sub(1, Ordering::SeqCst);
+        if self.0.queued.load(Ordering::SeqCst) > 0 {
+            self.0.slot.notify_waiters();
+        }
     }
 }
 

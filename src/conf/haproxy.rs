@@ -74,8 +74,6 @@ const PROXY_WARN: &[(&str, &str)] = &[
         "load-server-state-from-file",
         "lb keeps server state across reloads itself",
     ),
-    ("errorfile", "lb answers with its own error pages"),
-    ("errorfiles", "lb answers with its own error pages"),
     ("log-format", "set 'log-format' in global"),
     ("log-tag", "no effect"),
     ("unique-id-format", "lb's access log has its own fields"),
@@ -150,7 +148,6 @@ pub const SECTION_WARN: &[(&str, &str)] = &[
         "lb has no users; rules that need them ('auth') are errors",
     ),
     ("ring", "lb's log goes to stderr and 'access-log'"),
-    ("http-errors", "lb answers with its own error pages"),
 ];
 
 /// Sections lb refuses, with why.
@@ -168,7 +165,20 @@ pub struct HapGlobal {
     pub ca_base: Option<PathBuf>,
     /// `default-path config`: other relative paths are under the conf's directory.
     pub default_path_config: bool,
+    /// `http-errors NAME` sections read so far: their `errorfile` lines.
+    pub http_errors: std::collections::HashMap<String, Vec<ErrorFile>>,
 }
+
+/// An `errorfile`: the status it answers, and the raw response.
+pub type ErrorFile = (u16, std::sync::Arc<Vec<u8>>);
+
+/// The statuses HAProxy takes an `errorfile` for.
+const ERRORFILE_CODES: &[u16] = &[
+    200, 400, 401, 403, 404, 405, 407, 408, 410, 413, 425, 429, 500, 501, 502, 503, 504,
+];
+
+/// HAProxy's limit: an error file fits in one buffer (`tune.bufsize`).
+const ERRORFILE_MAX: u64 = 16 << 10;
 
 /// `cookie NAME insert|rewrite|prefix [indirect] [nocache] [httponly] [secure] ...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,6 +275,9 @@ pub struct BackendHap {
     pub server_close: bool,
     /// `compression ...` lines of the backend (they win over the frontend's).
     pub compression: Option<super::super::haproxy_comp::CompConf>,
+    /// `timeout queue`: how long a request waits for a server slot
+    /// (`maxconn`); unset: `timeout connect`, as HAProxy.
+    pub timeout_queue: Option<Duration>,
     /// `balance uri|url_param|hdr(N)`: what a request is hashed on.
     pub hash_on: Option<super::super::haproxy_hash::HashOn>,
     /// `hash-type`: how a hash (also `balance source`'s) maps to a server.
@@ -291,6 +304,9 @@ pub struct FrontendHap {
     pub forwardfor_header: Option<String>,
     /// `compression ...` lines of the frontend.
     pub compression: Option<super::super::haproxy_comp::CompConf>,
+    /// `errorfile CODE FILE` / `errorfiles NAME`: the raw responses sent
+    /// instead of lb's own error page of that status.
+    pub errorfiles: Vec<ErrorFile>,
 }
 
 /// HAProxy options of a server (`default-server` sets them too).
@@ -303,8 +319,10 @@ pub struct ServerHap {
     /// `port N` / `addr A`: where checks go.
     pub check_port: Option<u16>,
     pub check_addr: Option<std::net::IpAddr>,
-    /// `maxconn N`: more concurrent requests go to another server.
+    /// `maxconn N`: more concurrent requests go to another server, or wait.
     pub maxconn: Option<usize>,
+    /// `maxqueue N`: at most N requests wait for this server (0: no bound).
+    pub maxqueue: Option<usize>,
 }
 
 /// HAProxy options of a bind line.
@@ -324,7 +342,6 @@ const SERVER_WARN1: &[(&str, &str)] = &[
     ("agent-inter", "lb has no agent checks"),
     ("agent-port", "lb has no agent checks"),
     ("init-addr", "lb resolves server names at start"),
-    ("maxqueue", "lb does not queue"),
     ("on-error", "lb marks a server down after 'fall' failures"),
     (
         "on-marked-down",
@@ -493,6 +510,67 @@ impl Builder {
         })
     }
 
+    /// `errorfile CODE FILE`: the status and the file's bytes, checked to be
+    /// an HTTP response that fits HAProxy's limit.
+    fn errorfile(&self, a: &[String]) -> Result<ErrorFile, String> {
+        let [code, file] = a else {
+            return Err("expected 'errorfile CODE FILE'".into());
+        };
+        let code: u16 = code
+            .parse()
+            .ok()
+            .filter(|c| ERRORFILE_CODES.contains(c))
+            .ok_or_else(|| {
+                format!("status '{code}' takes no errorfile (HAProxy's list: {ERRORFILE_CODES:?})")
+            })?;
+        let path = self.hap_path(file, None);
+        let meta =
+            std::fs::metadata(&path).map_err(|err| format!("cannot read '{path}': {err}"))?;
+        if meta.len() > ERRORFILE_MAX {
+            return Err(format!("'{path}' is larger than {ERRORFILE_MAX} bytes"));
+        }
+        let body = std::fs::read(&path).map_err(|err| format!("cannot read '{path}': {err}"))?;
+        let has_end =
+            body.windows(4).any(|w| w == b"\r\n\r\n") || body.windows(2).any(|w| w == b"\n\n");
+        if !body.starts_with(b"HTTP/1.") || !has_end {
+            return Err(format!(
+                "'{path}' is not an HTTP response (status line, headers, blank line)"
+            ));
+        }
+        Ok((code, std::sync::Arc::new(body)))
+    }
+
+    /// An `http-errors NAME` section: its `errorfile` lines, for `errorfiles NAME`.
+    pub(super) fn hap_http_errors(&mut self, line: usize, name: Option<&String>, ds: &[Directive]) {
+        let Some(name) = name else {
+            let e = self.err(line, "'http-errors' needs a name");
+            self.errors.push(e);
+            return;
+        };
+        let mut files = Vec::new();
+        for d in ds {
+            if d.keyword() != "errorfile" {
+                let e = self.err(
+                    d.line,
+                    format!(
+                        "'{}' is not allowed in an http-errors section (errorfile CODE FILE)",
+                        d.keyword()
+                    ),
+                );
+                self.errors.push(e);
+                continue;
+            }
+            match self.errorfile(&d.args[1..]) {
+                Ok(f) => files.push(f),
+                Err(m) => {
+                    let e = self.err(d.line, format!("'errorfile': {m}"));
+                    self.errors.push(e);
+                }
+            }
+        }
+        self.hap.http_errors.insert(name.clone(), files);
+    }
+
     /// A path from the conf: relative ones under `base_dir` (crt-base, ca-base)
     /// or, with `default-path config`, the conf's directory.
     pub(super) fn hap_path(&self, p: &str, base_dir: Option<&Path>) -> String {
@@ -606,6 +684,11 @@ impl Builder {
                 }
                 "maxconn" => {
                     hap.maxconn = Some(parse::number(&val(i, o)?, 1, 10_000_000)? as usize);
+                    i += 2;
+                }
+                "maxqueue" => {
+                    let n = parse::number(&val(i, o)?, 0, 10_000_000)? as usize;
+                    hap.maxqueue = (n > 0).then_some(n);
                     i += 2;
                 }
                 "ca-file" => {
@@ -823,6 +906,43 @@ impl Builder {
                 }
                 Ok(())
             }
+            "errorfile" if front => match self.errorfile(&a[1..]) {
+                Ok((code, body)) => {
+                    p.hap_f.errorfiles.retain(|(c, _)| *c != code);
+                    p.hap_f.errorfiles.push((code, body));
+                    Ok(())
+                }
+                Err(m) => Err(e(self, m)),
+            },
+            "errorfiles" if front => {
+                let Some(name) = a.get(1) else {
+                    return Some(Err(e(self, "needs the name of an 'http-errors' section".into())));
+                };
+                let Some(files) = self.hap.http_errors.get(name).cloned() else {
+                    return Some(Err(e(
+                        self,
+                        format!("no 'http-errors {name}' section before this line (lb needs it defined first)"),
+                    )));
+                };
+                let mut codes = Vec::new();
+                for c in &a[2..] {
+                    match c.parse::<u16>() {
+                        Ok(n) => codes.push(n),
+                        Err(_) => return Some(Err(e(self, format!("invalid status '{c}'")))),
+                    }
+                }
+                for (code, body) in files {
+                    if codes.is_empty() || codes.contains(&code) {
+                        p.hap_f.errorfiles.retain(|(c, _)| *c != code);
+                        p.hap_f.errorfiles.push((code, body));
+                    }
+                }
+                Ok(())
+            }
+            "errorfile" | "errorfiles" => Err(e(
+                self,
+                "in a backend is not implemented: put it in the frontend or defaults (it applies to every error lb answers there)".into(),
+            )),
             "cookie" if back => match super::super::happarse::cookie(&a[1..], d.line) {
                 Ok(c) => {
                     p.hap_b.cookie = Some(c);
@@ -903,8 +1023,17 @@ impl Builder {
                 Ok(())
             }
             "timeout" => match a.get(1).map(String::as_str) {
+                Some("queue") if back => {
+                    match a.get(2).map_or(Err("missing argument".into()), |v| parse::duration(v)) {
+                        Ok(t) => {
+                            p.hap_b.timeout_queue = Some(t);
+                            Ok(())
+                        }
+                        Err(m) => Err(e(self, m)),
+                    }
+                }
                 Some("queue") => {
-                    self.warn(d.line, "'timeout queue': lb does not queue requests (a server at its maxconn is skipped)");
+                    self.warn(d.line, "'timeout queue' in a frontend has no effect (as in HAProxy): set it in the backend or defaults");
                     Ok(())
                 }
                 Some("tunnel") | Some("client-fin") | Some("server-fin") | Some("tarpit") => {

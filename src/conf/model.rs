@@ -850,6 +850,10 @@ impl Builder {
                 }
             },
             _ => {
+                if kind == "http-errors" {
+                    self.hap_http_errors(s.line, s.args.first(), &s.directives);
+                    return Ok(());
+                }
                 if let Some((_, why)) = haproxy::SECTION_WARN.iter().find(|(k, _)| *k == kind) {
                     self.warn(
                         s.line,

@@ -6,6 +6,7 @@ pub mod compress;
 pub mod conn;
 pub mod downstream;
 pub mod driver;
+pub mod errorfile;
 pub mod fuzz_check;
 pub mod h2side;
 pub mod hashkey;

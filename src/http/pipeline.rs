@@ -231,6 +231,17 @@ async fn answer(
     t: &mut Tally,
 ) -> Result<Next, Fail> {
     t.status = Some(a.status());
+    let raw = match (a, &mut *ds) {
+        (Answer::Error { status, .. }, Downstream::H1 { io, .. }) => {
+            super::errorfile::find(conn.fe, *status).map(|b| (b, io))
+        }
+        _ => None,
+    };
+    if let Some((raw, io)) = raw {
+        io.write_all_idle(raw, conn.fe.conf.timeout_client).await?;
+        t.bytes_out += raw.len() as u64;
+        return Ok(unread_close(req));
+    }
     t.bytes_out += ds.answer(a, conn.fe.conf.timeout_client).await?;
     Ok(match a {
         Answer::Redirect { .. } | Answer::Full { .. }

@@ -122,6 +122,13 @@ impl driver::Service for Proxy {
         true
     }
 
+    fn error(&self, status: u16, _why: &dyn std::fmt::Display, out: &mut bytes::BytesMut) {
+        match super::errorfile::find(&self.fe, status) {
+            Some(raw) => out.extend_from_slice(raw),
+            None => out.extend_from_slice(&reply::error(status)),
+        }
+    }
+
     fn refused(&self, status: u16, bytes_in: usize) {
         // A request refused before it was parsed (400, 408, 413, 431) is
         // still a response: counted, and logged as `<BADREQ>`.
