@@ -3,6 +3,7 @@
 
 pub mod grpc_check;
 pub mod health;
+pub mod resolvers;
 pub mod tcp_check;
 
 use std::net::{IpAddr, SocketAddr};

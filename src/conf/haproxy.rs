@@ -151,10 +151,7 @@ pub const SECTION_WARN: &[(&str, &str)] = &[
 ];
 
 /// Sections lb refuses, with why.
-pub const SECTION_ERR: &[(&str, &str)] = &[(
-    "resolvers",
-    "lb resolves server names once at start (no run-time DNS discovery yet)",
-)];
+pub const SECTION_ERR: &[(&str, &str)] = &[];
 
 /// Per-run HAProxy state of the builder: the global path settings.
 #[derive(Debug, Clone, Default)]
@@ -165,6 +162,8 @@ pub struct HapGlobal {
     pub ca_base: Option<PathBuf>,
     /// `default-path config`: other relative paths are under the conf's directory.
     pub default_path_config: bool,
+    /// `resolvers NAME` sections: matched with servers once the file is read.
+    pub resolvers: std::collections::HashMap<String, super::super::haproxy_dns::ResolversConf>,
     /// `http-errors NAME` sections read so far: their `errorfile` lines.
     pub http_errors: std::collections::HashMap<String, Vec<ErrorFile>>,
 }
@@ -262,8 +261,11 @@ impl PartialEq for TcpCheckStep {
 impl Eq for TcpCheckStep {}
 
 /// HAProxy settings of a backend.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct BackendHap {
+    /// Servers that follow DNS answers (`resolvers`, `server-template`); they
+    /// are not in `servers` until `balance::resolvers` fills them in.
+    pub dns: Vec<super::super::haproxy_dns::DnsServers>,
     pub cookie: Option<CookieConf>,
     /// A backend section with only a stick-table is a table (`table T` names it).
     pub stick_table: Option<StickTableConf>,
@@ -341,7 +343,6 @@ const SERVER_WARN1: &[(&str, &str)] = &[
     ),
     ("agent-inter", "lb has no agent checks"),
     ("agent-port", "lb has no agent checks"),
-    ("init-addr", "lb resolves server names at start"),
     ("on-error", "lb marks a server down after 'fall' failures"),
     (
         "on-marked-down",
@@ -540,6 +541,94 @@ impl Builder {
         Ok((code, std::sync::Arc::new(body)))
     }
 
+    /// A server line (or template) that follows DNS: its options are read by
+    /// lb's own server parser on a stand-in address, and kept as the
+    /// prototype of each server an answer brings.
+    #[allow(clippy::too_many_arguments)]
+    fn dns_server(
+        &mut self,
+        mask: u8,
+        kind: &str,
+        d: &Directive,
+        p: &mut Draft,
+        names: Vec<String>,
+        fqdn: String,
+        port: Option<u16>,
+        opts: &[String],
+    ) -> Result<(), ConfError> {
+        let e = |s: &Self, m: &str| s.err(d.line, format!("'{}': {m}", d.keyword()));
+        let (res, rest) = super::super::haproxy_dns::split_opts(opts).map_err(|m| e(self, &m))?;
+        let Some(res) = res else {
+            return Err(e(
+                self,
+                "needs 'resolvers NAME' (lb resolves at run time only through a resolvers section)",
+            ));
+        };
+        if names.iter().any(|n| p.servers.iter().any(|s| &s.name == n)) {
+            return Err(e(self, "duplicate server name"));
+        }
+        let mut args = vec![
+            "server".to_string(),
+            names[0].clone(),
+            format!("127.0.0.1:{}", port.unwrap_or(1)),
+        ];
+        args.extend(rest);
+        let d2 = Directive { args, ..d.clone() };
+        let before = p.servers.len();
+        self.proxy_directive(mask, kind, &d2, p)?;
+        let Some(proto) = (p.servers.len() > before)
+            .then(|| p.servers.pop())
+            .flatten()
+        else {
+            return Err(e(self, "invalid server line"));
+        };
+        p.hap_b.dns.push(super::super::haproxy_dns::DnsServers {
+            line: d.line,
+            names,
+            fqdn,
+            port,
+            resolvers: res,
+            conf: None,
+            proto,
+        });
+        Ok(())
+    }
+
+    /// A `resolvers NAME` section.
+    pub(super) fn hap_resolvers(&mut self, line: usize, name: Option<&String>, ds: &[Directive]) {
+        let Some(name) = name else {
+            let e = self.err(line, "'resolvers' needs a name");
+            self.errors.push(e);
+            return;
+        };
+        let (r, errs) = super::super::haproxy_dns::section(name, line, ds);
+        for (l, m) in errs {
+            let e = self.err(l, m);
+            self.errors.push(e);
+        }
+        self.hap.resolvers.insert(name.clone(), r);
+    }
+
+    /// Once every section is read: each DNS server gets its resolvers section.
+    pub(super) fn hap_link_resolvers(&mut self) {
+        let mut errs = Vec::new();
+        for b in &mut self.conf.backends {
+            for dns in &mut b.hap.dns {
+                match self.hap.resolvers.get(&dns.resolvers) {
+                    Some(r) => dns.conf = Some(r.clone()),
+                    None => errs.push((
+                        dns.line,
+                        format!("no 'resolvers {}' section", dns.resolvers),
+                    )),
+                }
+            }
+        }
+        for (l, m) in errs {
+            let e = self.err(l, m);
+            self.errors.push(e);
+        }
+    }
+
     /// An `http-errors NAME` section: its `errorfile` lines, for `errorfiles NAME`.
     pub(super) fn hap_http_errors(&mut self, line: usize, name: Option<&String>, ds: &[Directive]) {
         let Some(name) = name else {
@@ -699,7 +788,7 @@ impl Builder {
                 }
                 "resolvers" | "resolve-opts" => {
                     return Err(format!(
-                    "'{o}': lb resolves server names once at start (no run-time DNS discovery yet)"
+                    "'{o}' is only for a server named by DNS (server NAME FQDN:PORT resolvers R)"
                 ))
                 }
                 "track" | "redir" | "source" | "usesrc" | "namespace" | "crt" => {
@@ -1084,10 +1173,24 @@ impl Builder {
                 // lb's own parser reads what is left; see `hap_bind_args`.
                 return None;
             }
-            "server-template" => Err(e(
-                self,
-                "lb resolves server names once at start (no run-time DNS discovery yet)".into(),
-            )),
+            "server-template" if back => match super::super::haproxy_dns::template(&a[1..]) {
+                Ok((names, fqdn, port)) => {
+                    self.dns_server(mask, kind, d, p, names, fqdn, port, &a[4..])
+                }
+                Err(m) => Err(e(self, m)),
+            },
+            "server" if back && a.iter().skip(3).any(|x| x == "resolvers") => {
+                let (Some(name), Some(target)) = (a.get(1), a.get(2)) else {
+                    return None;
+                };
+                match super::super::haproxy_dns::target_of(target) {
+                    Ok((fqdn, port)) => {
+                        let names = vec![name.clone()];
+                        self.dns_server(mask, kind, d, p, names, fqdn, port, &a[3..])
+                    }
+                    Err(m) => Err(e(self, m)),
+                }
+            }
             "dynamic-cookie-key" | "persist" | "ignore-persist" | "force-persist" => Err(e(
                 self,
                 format!("'{kw}' is not implemented"),

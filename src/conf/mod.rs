@@ -7,6 +7,7 @@ pub mod cpumap;
 pub mod fuzz_check;
 pub mod happarse;
 pub mod haproxy_comp;
+pub mod haproxy_dns;
 pub mod haproxy_hash;
 pub mod kv;
 pub mod logformat;

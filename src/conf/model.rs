@@ -850,6 +850,10 @@ impl Builder {
                 }
             },
             _ => {
+                if kind == "resolvers" {
+                    self.hap_resolvers(s.line, s.args.first(), &s.directives);
+                    return Ok(());
+                }
                 if kind == "http-errors" {
                     self.hap_http_errors(s.line, s.args.first(), &s.directives);
                     return Ok(());
@@ -1832,6 +1836,7 @@ impl Builder {
     }
 
     fn validate(&mut self) {
+        self.hap_link_resolvers();
         let mut errors = Vec::new();
         let g = &self.conf.global;
         let failed = |kw| self.failed_global.contains(kw);
