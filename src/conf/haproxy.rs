@@ -332,6 +332,13 @@ pub struct ServerHap {
 pub struct BindHap {
     /// `accept-proxy`: each connection starts with a PROXY header (v1 or v2).
     pub accept_proxy: bool,
+    /// `verify none|optional|required` (client certificates).
+    pub verify: Option<String>,
+    /// `ca-file PATH`, `crl-file PATH`: what client certificates are checked against.
+    pub ca_file: Option<String>,
+    pub crl_file: Option<String>,
+    /// `crt-list FILE` lines with SNI filters: (certificate path, the names it serves).
+    pub crt_names: Vec<(String, Vec<String>)>,
 }
 
 /// Server options that take one value and only tune what lb does anyway.
@@ -706,24 +713,135 @@ impl Builder {
                 i += 1 + n;
                 continue;
             }
-            if [
-                "ca-file",
-                "crl-file",
-                "verify",
-                "crt-list",
-                "npn",
-                "ssl-default-bind-options",
-            ]
-            .contains(&o)
-            {
-                return Err(format!(
-                    "bind option '{o}' is not implemented (client certificates and crt-lists are not supported yet)"
-                ));
+            let val = |i: usize| {
+                args.get(i + 1)
+                    .cloned()
+                    .ok_or_else(|| format!("'{o}' needs a value"))
+            };
+            match o {
+                "verify" => {
+                    let v = val(i)?;
+                    if !["none", "optional", "required"].contains(&v.as_str()) {
+                        return Err(format!("'verify {v}': expected none, optional or required"));
+                    }
+                    hap.verify = Some(v);
+                    i += 2;
+                    continue;
+                }
+                "ca-file" | "crl-file" => {
+                    let p = self.hap_path(&val(i)?, self.hap.ca_base.clone().as_deref());
+                    if o == "ca-file" {
+                        hap.ca_file = Some(p);
+                    } else {
+                        hap.crl_file = Some(p);
+                    }
+                    i += 2;
+                    continue;
+                }
+                "crt-list" => {
+                    let list = self.hap_path(&val(i)?, None);
+                    let text = std::fs::read_to_string(&list)
+                        .map_err(|e| format!("cannot read crt-list '{list}': {e}"))?;
+                    for (n, line) in text.lines().enumerate() {
+                        let line = line.trim();
+                        if line.is_empty() || line.starts_with('#') {
+                            continue;
+                        }
+                        let mut words = line.split_whitespace();
+                        let Some(path) = words.next() else { continue };
+                        let rest: Vec<&str> = words.collect();
+                        let mut names = Vec::new();
+                        let mut k = 0;
+                        if rest.first().is_some_and(|w| w.starts_with('[')) {
+                            let opts: Vec<&str> = rest
+                                .iter()
+                                .take_while(|w| !w.ends_with(']'))
+                                .copied()
+                                .collect();
+                            k = opts.len() + 1;
+                            let inner = rest[..k.min(rest.len())].join(" ");
+                            let inner = inner.trim_start_matches('[').trim_end_matches(']').trim();
+                            if !inner.is_empty() {
+                                return Err(format!("crt-list '{list}' line {}: per-certificate options '[{inner}]' are not implemented", n + 1));
+                            }
+                        }
+                        for f in rest.iter().skip(k) {
+                            if f.starts_with('!') {
+                                return Err(format!("crt-list '{list}' line {}: negative filter '{f}' is not implemented", n + 1));
+                            }
+                            names.push(f.to_ascii_lowercase());
+                        }
+                        let p = self.hap_path(path, self.hap.crt_base.clone().as_deref());
+                        out.push("crt".into());
+                        out.push(p.clone());
+                        if !names.is_empty() {
+                            hap.crt_names.push((p, names));
+                        }
+                    }
+                    i += 2;
+                    continue;
+                }
+                "npn"
+                | "ssl-default-bind-options"
+                | "ca-ignore-err"
+                | "crt-ignore-err"
+                | "ca-verify-file" => {
+                    return Err(format!("bind option '{o}' is not implemented"));
+                }
+                _ => {}
             }
             out.push(args[i].clone());
             i += 1;
         }
         Ok((out, hap))
+    }
+
+    /// The bind's TLS with what HAProxy options add: client certificates
+    /// (`verify`, `ca-file`, `crl-file`), `crt-list` names, and a warning per
+    /// certificate served though expired.
+    pub(super) fn hap_bind_tls(
+        &self,
+        tls: Option<super::super::tls::BindTls>,
+        hap: &BindHap,
+        warns: &mut Vec<String>,
+    ) -> Result<Option<super::super::tls::BindTls>, String> {
+        let Some(mut t) = tls else {
+            if hap.verify.is_some() || hap.ca_file.is_some() || hap.crl_file.is_some() {
+                return Err("'verify', 'ca-file' and 'crl-file' need 'ssl'".into());
+            }
+            return Ok(None);
+        };
+        for c in &mut t.certs {
+            if let Some(w) = &c.warning {
+                warns.push(w.clone());
+            }
+            if let Some((_, names)) = hap.crt_names.iter().find(|(p, _)| *p == c.source) {
+                c.names = names.clone();
+            }
+        }
+        match hap.verify.as_deref() {
+            None | Some("none") => {
+                if hap.crl_file.is_some() {
+                    return Err("'crl-file' needs 'verify optional|required'".into());
+                }
+            }
+            Some(v) => {
+                let ca = hap
+                    .ca_file
+                    .as_deref()
+                    .ok_or(format!("'verify {v}' needs 'ca-file PATH'"))?;
+                let crls = match &hap.crl_file {
+                    Some(f) => super::super::tls::load_crl(f)?,
+                    None => Vec::new(),
+                };
+                t.client_auth = Some(super::super::tls::ClientAuth {
+                    required: v == "required",
+                    roots: super::super::tls::load_ca(ca)?,
+                    crls,
+                });
+            }
+        }
+        Ok(Some(t))
     }
 
     /// Takes the HAProxy-only options out of a server line's options.

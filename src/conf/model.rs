@@ -1542,6 +1542,7 @@ impl Builder {
                 let mut warns = Vec::new();
                 let (rest, hap) = self.hap_bind_args(&a[2..], &mut warns).map_err(e)?;
                 let (tls, h2) = bind_options(&rest).map_err(e)?;
+                let tls = self.hap_bind_tls(tls, &hap, &mut warns).map_err(e)?;
                 for w in warns {
                     self.warn(d.line, w);
                 }
@@ -2080,6 +2081,7 @@ fn bind_options(args: &[String]) -> Result<(Option<BindTls>, bool), String> {
         strict_sni,
         alpn: alpn.unwrap_or_else(|| vec![default_alpn.to_vec()]),
         tickets,
+        client_auth: None,
     };
     Ok((Some(tls), h2))
 }

@@ -79,6 +79,9 @@ impl acl::Request for ReqView<'_> {
             .then(|| self.head.header("host").map(acl::strip_port))
             .flatten()
     }
+    fn client_cert(&self) -> Option<&crate::conf::sample::ClientCert> {
+        self.conn.client_cert.as_deref()
+    }
     fn method(&self) -> &[u8] {
         self.head.method()
     }

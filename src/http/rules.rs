@@ -117,6 +117,9 @@ impl Txn for Work<'_> {
             .then(|| self.header("host").map(crate::conf::acl::strip_port))
             .flatten()
     }
+    fn client_cert(&self) -> Option<&crate::conf::sample::ClientCert> {
+        self.conn.client_cert.as_deref()
+    }
     fn method(&self) -> &[u8] {
         &self.method
     }
