@@ -181,7 +181,7 @@ async fn run(
     // The rarer paths are boxed: their state would otherwise make every
     // exchange's future (moved into each HTTP/2 stream's task) four times larger.
     if super::upstream_h2::speaks_h2(be) {
-        return Box::pin(super::upstream_h2::run(ds, &req, conn, be, t)).await;
+        return Box::pin(super::upstream_h2::run(ds, &req, conn, be, t, &st)).await;
     }
     // `compression`: the coding this client takes (HTTP/1.1 clients only).
     let algo = match ds {
