@@ -666,6 +666,8 @@ fn vips(conf: &Conf) -> Vec<std::net::IpAddr> {
 impl Runtime {
     /// DNS changed the servers of a backend: the running conf with them.
     fn dns_changed(self: &Arc<Self>) {
+        // As a reload: one at a time, so neither applies a conf older than the other's.
+        let _turn = self.services.lock().unwrap_or_else(|p| p.into_inner());
         let mut conf = self.snapshot.load().conf.clone();
         crate::balance::resolvers::patch(&mut conf);
         match self.apply(conf) {
