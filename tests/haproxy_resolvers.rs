@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::{A, SRV};
+use hickory_proto::rr::rdata::{A, AAAA, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use common::client::Client;
@@ -23,6 +23,7 @@ use common::{eventually, haproxy, Lb};
 #[derive(Default)]
 struct Zone {
     a: Vec<Ipv4Addr>,
+    aaaa: Vec<std::net::Ipv6Addr>,
     srv: Vec<u16>,
 }
 
@@ -55,6 +56,11 @@ fn dns(zone: Arc<Mutex<Zone>>) -> SocketAddr {
                 ("web.test", RecordType::A) => {
                     for ip in &z.a {
                         r.add_answer(Record::from_rdata(name.clone(), 1, RData::A(A(*ip))));
+                    }
+                }
+                ("web.test", RecordType::AAAA) => {
+                    for ip in &z.aaaa {
+                        r.add_answer(Record::from_rdata(name.clone(), 1, RData::AAAA(AAAA(*ip))));
                     }
                 }
                 ("web.test", _) => {}
@@ -171,6 +177,25 @@ fn a_server_named_by_dns_and_srv_records() {
     until(addr, "the server at its DNS address", &["b"]);
     drop(lb);
 
+    // `resolve-prefer ipv6`: AAAA records first, A when there are none.
+    if let Ok(l) = std::net::TcpListener::bind("[::1]:0") {
+        drop(l);
+        let v6 = http_server_at("[::1]:0".parse().unwrap(), "v6");
+        let servers = format!(
+            "    server web web.test:{} resolvers test resolve-prefer ipv6",
+            v6.addr.port()
+        );
+        let lb = Lb::start(&conf("127.0.0.1:0", ns, &servers), 1);
+        zone.lock().unwrap().aaaa = vec![std::net::Ipv6Addr::LOCALHOST];
+        until(
+            lb.addr("frontend", "f"),
+            "the server at its AAAA address",
+            &["v6"],
+        );
+    } else {
+        eprintln!("no IPv6 loopback: skipping the AAAA case");
+    }
+
     // SRV: the records give the ports.
     let (s0, s1) = (http_server("s0"), http_server("s1"));
     zone.lock().unwrap().srv = vec![s0.addr.port()];
@@ -192,7 +217,10 @@ fn check_reports_missing_resolvers() {
         err.contains(":4:") && err.contains("resolvers nope"),
         "{err}"
     );
-    assert!(err.contains(":5:") && err.contains("ipv6"), "{err}");
+    assert!(
+        err.contains(":5:") && err.contains("resolvers nope2"),
+        "{err}"
+    );
     assert!(
         err.contains(":8:") && err.contains("parse-resolv-conf"),
         "{err}"

@@ -1,5 +1,5 @@
 //! Run-time DNS discovery (`resolvers` sections): each DNS-named server set
-//! is asked again every `hold valid` (A records, or SRV then A); answers go
+//! is asked again every `hold valid` (A or AAAA records, or SRV then those); answers go
 //! to server slots, an address keeping its slot while it stays in the
 //! answers. A change calls back the runtime, which rebuilds the snapshot
 //! with `patch` (servers that kept their name and address keep their health).
@@ -162,7 +162,7 @@ fn assign(key: &str, n: usize, addrs: &[SocketAddr]) -> bool {
 async fn resolve(r: &ResolversConf, dns: &DnsServers) -> Result<Vec<SocketAddr>, DnsError> {
     let name = Name::from_ascii(&dns.fqdn)?;
     match dns.port {
-        Some(port) => Ok(ask_a(r, &name)
+        Some(port) => Ok(ask_ip(r, &name, dns.prefer_v6)
             .await?
             .into_iter()
             .map(|ip| SocketAddr::new(ip, port))
@@ -185,7 +185,9 @@ async fn resolve(r: &ResolversConf, dns: &DnsServers) -> Result<Vec<SocketAddr>,
                     })
                     .collect();
                 if ips.is_empty() {
-                    ips = ask_a(r, srv.target()).await.unwrap_or_default();
+                    ips = ask_ip(r, srv.target(), dns.prefer_v6)
+                        .await
+                        .unwrap_or_default();
                 }
                 out.extend(ips.into_iter().map(|ip| SocketAddr::new(ip, srv.port())));
             }
@@ -194,16 +196,40 @@ async fn resolve(r: &ResolversConf, dns: &DnsServers) -> Result<Vec<SocketAddr>,
     }
 }
 
-/// The A records of `name` (CNAMEs followed within the answer).
-async fn ask_a(r: &ResolversConf, name: &Name) -> Result<Vec<IpAddr>, DnsError> {
-    let m = ask(r, name, RecordType::A).await?;
-    Ok(m.answers()
-        .iter()
-        .filter_map(|a| match a.data() {
-            RData::A(x) => Some(IpAddr::V4(x.0)),
-            _ => None,
-        })
-        .collect())
+/// The addresses of `name`: A records (AAAA with `resolve-prefer ipv6`),
+/// the other family when the preferred one has none, as HAProxy.
+async fn ask_ip(r: &ResolversConf, name: &Name, v6: bool) -> Result<Vec<IpAddr>, DnsError> {
+    let order = if v6 {
+        [RecordType::AAAA, RecordType::A]
+    } else {
+        [RecordType::A, RecordType::AAAA]
+    };
+    let mut first_err = None;
+    for t in order {
+        match ask(r, name, t).await {
+            Ok(m) => {
+                let ips: Vec<IpAddr> = m
+                    .answers()
+                    .iter()
+                    .filter_map(|a| match a.data() {
+                        RData::A(x) => Some(IpAddr::V4(x.0)),
+                        RData::AAAA(x) => Some(IpAddr::V6(x.0)),
+                        _ => None,
+                    })
+                    .collect();
+                if !ips.is_empty() {
+                    return Ok(ips);
+                }
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// One question to the nameservers, each tried in turn up to

@@ -564,7 +564,8 @@ impl Builder {
         opts: &[String],
     ) -> Result<(), ConfError> {
         let e = |s: &Self, m: &str| s.err(d.line, format!("'{}': {m}", d.keyword()));
-        let (res, rest) = super::super::haproxy_dns::split_opts(opts).map_err(|m| e(self, &m))?;
+        let (res, prefer_v6, rest) =
+            super::super::haproxy_dns::split_opts(opts).map_err(|m| e(self, &m))?;
         let Some(res) = res else {
             return Err(e(
                 self,
@@ -595,6 +596,7 @@ impl Builder {
             fqdn,
             port,
             resolvers: res,
+            prefer_v6,
             conf: None,
             proto,
         });

@@ -38,6 +38,8 @@ pub struct DnsServers {
     /// `None`: an SRV name (`_service._proto.name`), whose records give ports.
     pub port: Option<u16>,
     pub resolvers: String,
+    /// `resolve-prefer ipv6`: AAAA records asked first (then A when none).
+    pub prefer_v6: bool,
     /// The section, once the whole file is read.
     pub conf: Option<ResolversConf>,
     /// The server line's options, for each server made from an answer.
@@ -158,11 +160,12 @@ pub fn target_of(t: &str) -> Result<(String, Option<u16>), String> {
 }
 
 /// The server options with the DNS ones taken out (`resolvers R`,
-/// `resolve-opts`, `resolve-prefer`, `init-addr`): the resolvers' name and
-/// the rest.
-pub fn split_opts(opts: &[String]) -> Result<(Option<String>, Vec<String>), String> {
+/// `resolve-opts`, `resolve-prefer`, `init-addr`): the resolvers' name,
+/// whether IPv6 is preferred, and the rest.
+pub fn split_opts(opts: &[String]) -> Result<(Option<String>, bool, Vec<String>), String> {
     let mut out = Vec::new();
     let mut res = None;
+    let mut v6 = false;
     let mut i = 0;
     while i < opts.len() {
         match opts[i].as_str() {
@@ -171,13 +174,11 @@ pub fn split_opts(opts: &[String]) -> Result<(Option<String>, Vec<String>), Stri
                 i += 2;
             }
             "resolve-prefer" => {
-                let v = opts.get(i + 1).map(String::as_str);
-                if v == Some("ipv6") {
-                    return Err(
-                        "'resolve-prefer ipv6' is not implemented: lb asks for A records (IPv4)"
-                            .into(),
-                    );
-                }
+                v6 = match opts.get(i + 1).map(String::as_str) {
+                    Some("ipv6") => true,
+                    Some("ipv4") => false,
+                    _ => return Err("'resolve-prefer' needs ipv4 or ipv6".into()),
+                };
                 i += 2;
             }
             "resolve-opts" | "init-addr" | "resolve-net" => i += 2,
@@ -187,5 +188,5 @@ pub fn split_opts(opts: &[String]) -> Result<(Option<String>, Vec<String>), Stri
             }
         }
     }
-    Ok((res, out))
+    Ok((res, v6, out))
 }
