@@ -49,6 +49,11 @@ fn errors_lb_answers_are_the_files_as_haproxy() {
     let (r, raw) = get(a, "/forbidden");
     assert_eq!(raw, F403.as_bytes());
     assert_eq!(r.text(), "not for you\n");
+    // An HTTP/2 client (h2c with prior knowledge) gets the file's status,
+    // headers and body.
+    let (st, tag, body) = h2_get(a, "/");
+    assert_eq!((st, tag.as_deref()), (503, Some("down")));
+    assert_eq!(body, b"<h1>down for maintenance</h1>\n");
 
     let port = haproxy::free_port();
     let h: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -86,4 +91,40 @@ fn check_refuses_bad_errorfiles() {
             "line {line}: {err}"
         );
     }
+}
+
+/// GET over h2c: (status, X-Errorfile, body).
+fn h2_get(addr: SocketAddr, path: &str) -> (u16, Option<String>, Vec<u8>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let f = async {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+            tokio::spawn(conn);
+            let req = http::Request::get(format!("http://x{path}"))
+                .body(())
+                .unwrap();
+            let (resp, _) = client.send_request(req, true).unwrap();
+            let resp = resp.await.unwrap();
+            let st = resp.status().as_u16();
+            let tag = resp
+                .headers()
+                .get("x-errorfile")
+                .map(|v| v.to_str().unwrap().to_string());
+            let mut body = resp.into_body();
+            let mut out = Vec::new();
+            while let Some(d) = body.data().await {
+                let d = d.unwrap();
+                let _ = body.flow_control().release_capacity(d.len());
+                out.extend_from_slice(&d);
+            }
+            (st, tag, out)
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), f)
+            .await
+            .expect("h2 exchange in time")
+    })
 }

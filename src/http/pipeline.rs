@@ -133,10 +133,10 @@ pub async fn exchange_h2(mut stream: H2Stream, req: RequestHead, conn: &Conn<'_>
     match r {
         Ok(_) => {}
         Err(Fail::Status(status)) => {
-            let a = Answer::Error {
+            let a = super::errorfile::as_answer(conn.fe, status).unwrap_or(Answer::Error {
                 status,
                 extra: Vec::new(),
-            };
+            });
             let _ = Downstream::H2(&mut stream)
                 .answer(&a, conn.fe.conf.timeout_client)
                 .await;
@@ -245,7 +245,16 @@ async fn answer(
         t.bytes_out += raw.len() as u64;
         return Ok(unread_close(req));
     }
-    t.bytes_out += ds.answer(a, conn.fe.conf.timeout_client).await?;
+    // An HTTP/2 client gets the file's status, headers and body.
+    let file = match (a, &*ds) {
+        (Answer::Error { status, .. }, Downstream::H2(_)) => {
+            super::errorfile::as_answer(conn.fe, *status)
+        }
+        _ => None,
+    };
+    t.bytes_out += ds
+        .answer(file.as_ref().unwrap_or(a), conn.fe.conf.timeout_client)
+        .await?;
     Ok(match a {
         Answer::Redirect { .. } | Answer::Full { .. }
             if req.body == BodyKind::None && req.keep_alive =>
