@@ -43,6 +43,7 @@ pub async fn serve(
         reuse: None,
         prefer: None,
         proxy: Some((peer, local)),
+        hash: None,
     };
     let Some(mut up) = dial(&want, &mut 0).await else {
         tracing::debug!("no server accepted the connection from {peer}; closing it");

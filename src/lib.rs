@@ -4,7 +4,7 @@
 //! those below it (`grep -rn "use crate::" src/` shows it).
 //!
 //! Base, under everything:
-//! - `conf`      the conf language: `parse` (text -> sections, `FILE:LINE` errors), `model` (typed `Conf`), `acl`, `sample` (fetches, log-format), `rules` (http-request/response), `haproxy` (HAProxy-only keywords), `tls`, `kv`, `web`, `app`
+//! - `conf`      the conf language: `parse` (text -> sections, `FILE:LINE` errors), `model` (typed `Conf`), `acl`, `sample` (fetches, log-format), `rules` (http-request/response), `haproxy` (HAProxy-only keywords; `haproxy_comp`, `haproxy_hash`, `haproxy_dns`), `tls`, `kv`, `web`, `app`
 //! - `clock`     `Instant::now()` read once per connection-task poll on the request path
 //! - `shutdown`  the drain flag and open-connection tracking for SIGTERM
 //! - `stats`     traffic metrics: prometheus handles per frontend/backend/server, kept across reloads
@@ -28,7 +28,7 @@
 //! responses to HTTP/2 servers: lb's HTTP/1-shaped heads converted, bodies under flow control).
 //!
 //! Proxy state:
-//! - `balance`   `Server` state and counters, `Pool` (roundrobin, leastconn, source, random), `health` checks, `grpc_check` (checks over HTTP/2)
+//! - `balance`   `Server` state and counters, `Pool` (roundrobin, leastconn, source, random, hash, first), `health` checks, `grpc_check` (checks over HTTP/2), `resolvers` (servers from DNS at run time)
 //! - `snapshot`  `Snapshot` (conf -> per-proxy `FrontendRt`/`BackendRt`, with constructors) and `Live`, the current one
 //! - `edge`      tcp-request reject rules and per-address limits at accept (closed before any read)
 //!
@@ -36,7 +36,7 @@
 //! - `dial`      pick a server, retries and redispatch, connect, TLS, passive health; `dial::idle` keep-alive pool (`http::upstream`)
 //! - `h2::client` HTTP/2 server connections per worker and server, streams multiplexed up to the server's limit
 //!
-//! Request pipeline: `http::pipeline` (one exchange in named phases) with `http::{conn, downstream, upload, relay, rewrite, tally}`
+//! Request pipeline: `http::pipeline` (one exchange in named phases) with `http::{conn, downstream, upload, relay, rewrite, tally, compress, hashkey, errorfile}`
 //! and `http::h2side` (its send and relay phases for a client on an HTTP/2 stream);
 //! `http::upstream_h2` its connect-to-relay phases for HTTP/2 servers.
 //!

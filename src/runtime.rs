@@ -588,6 +588,7 @@ impl Runtime {
         for w in &conf.warnings {
             tracing::warn!("{w}");
         }
+        crate::balance::resolvers::patch(&mut conf);
         crate::fdlimit::fit(&mut conf, self.handles.len());
         let old = self.snapshot.load_full();
         if conf.global.nbthread != old.conf.global.nbthread {
@@ -666,6 +667,18 @@ fn vips(conf: &Conf) -> Vec<std::net::IpAddr> {
 }
 
 impl Runtime {
+    /// DNS changed the servers of a backend: the running conf with them.
+    fn dns_changed(self: &Arc<Self>) {
+        // As a reload: one at a time, so neither applies a conf older than the other's.
+        let _turn = self.services.lock().unwrap_or_else(|p| p.into_inner());
+        let mut conf = self.snapshot.load().conf.clone();
+        crate::balance::resolvers::patch(&mut conf);
+        match self.apply(conf) {
+            Ok(n) => tracing::info!("resolvers: servers changed ({n} changes)"),
+            Err(e) => tracing::error!("resolvers: cannot apply the servers DNS gave: {e}"),
+        }
+    }
+
     /// Whether a backend has a server up, for `track backend`.
     fn backend_up(self: &Arc<Self>) -> crate::vrrp::BackendUp {
         let live = self.snapshot.clone();
@@ -817,6 +830,12 @@ async fn serve(path: &str, mut conf: Conf, workers: &Workers) -> Result<(), RunE
     crate::accesslog::install(&conf.global).map_err(RunError::AccessLog)?;
     listener::set_freebind(vips(&conf));
     rt.apply(conf.clone())?;
+    // `resolvers`: servers follow DNS; each change rebuilds the snapshot.
+    let (rt1, rt2) = (rt.clone(), rt.clone());
+    tokio::spawn(crate::balance::resolvers::run(
+        move || crate::balance::resolvers::sets(&rt1.snapshot.load().conf),
+        move || rt2.dns_changed(),
+    ));
     let mut kvs = Vec::new();
     for k in &conf.kvs {
         let (addr, socks) = listener::bind_group(k.bind, n).map_err(io_err(format!(

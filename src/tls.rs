@@ -92,10 +92,31 @@ pub fn server_config(
     cache_size: usize,
     keep: Option<&ServerConfig>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let mut c = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(VERSIONS)?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniStore::new(t)));
+    let b = ServerConfig::builder_with_provider(provider()).with_protocol_versions(VERSIONS)?;
+    let b = match &t.client_auth {
+        None => b.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for r in &ca.roots {
+                roots.add(r.clone())?;
+            }
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .with_crls(ca.crls.clone());
+            let v = if ca.required {
+                v
+            } else {
+                v.allow_unauthenticated()
+            };
+            b.with_client_cert_verifier(
+                v.build()
+                    .map_err(|e| rustls::Error::General(format!("client certificates: {e}")))?,
+            )
+        }
+    };
+    let mut c = b.with_cert_resolver(Arc::new(SniStore::new(t)));
     c.alpn_protocols = t.alpn.clone();
     if let Some(old) = keep {
         c.session_storage = old.session_storage.clone();
@@ -111,6 +132,53 @@ pub fn server_config(
         }
     }
     Ok(Arc::new(c))
+}
+
+/// The certificate a TLS client presented (verified at the handshake), as
+/// the `ssl_c_*` fetches show it.
+pub fn client_cert(io: &crate::io::Io) -> Option<Arc<crate::conf::sample::ClientCert>> {
+    let crate::io::Io::TlsIn(s) = io else {
+        return None;
+    };
+    let leaf = s.get_ref().1.peer_certificates()?.first()?;
+    let (_, c) = x509_parser::parse_x509_certificate(leaf).ok()?;
+    let v = c.validity();
+    let time = |t: &x509_parser::time::ASN1Time| {
+        let d = t.to_datetime();
+        format!(
+            "{:02}{:02}{:02}{:02}{:02}{:02}Z",
+            d.year() % 100,
+            u8::from(d.month()),
+            d.day(),
+            d.hour(),
+            d.minute(),
+            d.second()
+        )
+    };
+    Some(Arc::new(crate::conf::sample::ClientCert {
+        s_dn: one_line(c.subject()),
+        i_dn: one_line(c.issuer()),
+        serial: c.raw_serial().to_vec(),
+        not_before: time(&v.not_before),
+        not_after: time(&v.not_after),
+    }))
+}
+
+/// A distinguished name in OpenSSL's one-line form, as HAProxy prints it:
+/// `/C=FR/O=Example/CN=alice`.
+fn one_line(n: &x509_parser::x509::X509Name<'_>) -> String {
+    let reg = x509_parser::objects::oid_registry();
+    let mut out = String::new();
+    for a in n.iter_attributes() {
+        let key = x509_parser::objects::oid2abbrev(a.attr_type(), reg)
+            .map(str::to_string)
+            .unwrap_or_else(|_| a.attr_type().to_id_string());
+        out.push('/');
+        out.push_str(&key);
+        out.push('=');
+        out.push_str(a.as_str().unwrap_or("?"));
+    }
+    out
 }
 
 /// How lb connects to one TLS server: its configuration and the name to send.
@@ -258,6 +326,7 @@ mod tests {
             strict_sni: false,
             alpn: vec![],
             tickets: true,
+            client_auth: None,
         };
         let s = SniStore::new(&t);
         let is = |k: Option<Arc<CertifiedKey>>, c: &crate::conf::tls::CertKey| {

@@ -115,3 +115,49 @@ fn haproxy_keeps_and_moves_the_client_the_same_way() {
     assert_ne!(moved, first);
     assert_eq!(new, format!("SERVERID={moved}"));
 }
+
+/// Servers that speak HTTP/2 (`proto h2`) get the same response phase: the
+/// persistence cookie is set and honoured, `http-response` rules apply.
+/// The h2c servers are an lb frontend per test server.
+#[test]
+fn cookie_and_response_rules_with_http2_servers() {
+    let (a, b) = (http_server("one"), http_server("two"));
+    let inner = Lb::start(
+        &format!(
+            "defaults\n    mode http\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\n\
+             frontend h2a\n    bind 127.0.0.1:0 proto h2\n    default_backend ba\n\
+             frontend h2b\n    bind 127.0.0.1:0 proto h2\n    default_backend bb\n\
+             backend ba\n    server s {}\nbackend bb\n    server s {}\n",
+            a.addr, b.addr
+        ),
+        2,
+    );
+    let (ia, ib) = (inner.addr("frontend", "h2a"), inner.addr("frontend", "h2b"));
+    let outer = Lb::start(
+        &format!(
+            "defaults\n    mode http\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\n\
+             frontend f\n    bind 127.0.0.1:0\n    http-response set-header X-Resp h2\n    default_backend web\n\
+             backend web\n    balance roundrobin\n    cookie SERVERID insert indirect nocache\n\
+             \x20   server s1 {ia} proto h2 cookie one\n    server s2 {ib} proto h2 cookie two\n"
+        ),
+        1,
+    );
+    let addr = outer.addr("frontend", "f");
+    let r = get(addr, None);
+    assert_eq!(r.header("x-resp"), Some("h2"), "http-response rules ran");
+    let first = r.header("x-server").unwrap().to_string();
+    let ck = cookie_of(&r).expect("a Set-Cookie from an HTTP/2 server's response");
+    assert_eq!(ck, format!("SERVERID={first}"));
+    for _ in 0..6 {
+        let r = get(addr, Some(&ck));
+        assert_eq!(
+            r.header("x-server"),
+            Some(first.as_str()),
+            "the cookie is honoured"
+        );
+        assert!(
+            !r.text().to_ascii_lowercase().contains("serverid"),
+            "indirect: the server does not see it"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod grpc_check;
 pub mod health;
+pub mod resolvers;
 pub mod tcp_check;
 
 use std::net::{IpAddr, SocketAddr};
@@ -93,6 +94,10 @@ pub struct Server {
     pool_purge_ms: AtomicU64,
     /// Connections (TCP) or requests (HTTP) in flight to this server.
     pub inflight: AtomicUsize,
+    /// Requests waiting for a slot under `maxconn` (HAProxy's queue), and
+    /// what wakes them when one frees (`dial::opts::wait_for_slot`).
+    pub queued: AtomicUsize,
+    pub slot: tokio::sync::Notify,
     pub total: AtomicU64,
     pub connect_errors: AtomicU64,
     pub check_failures: AtomicU64,
@@ -121,6 +126,8 @@ impl Server {
             pool_max_conn: AtomicUsize::new(0),
             pool_purge_ms: AtomicU64::new(0),
             inflight: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
+            slot: tokio::sync::Notify::new(),
             total: AtomicU64::new(0),
             connect_errors: AtomicU64::new(0),
             check_failures: AtomicU64::new(0),
@@ -352,7 +359,12 @@ pub struct InFlight(pub Arc<Server>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+        // SeqCst pairs with `wait_for_slot`: a waiter that counted itself
+        // before this decrement is woken, one that counts after sees the slot.
+        self.0.inflight.fetch_sub(1, Ordering::SeqCst);
+        if self.0.queued.load(Ordering::SeqCst) > 0 {
+            self.0.slot.notify_waiters();
+        }
     }
 }
 
@@ -363,6 +375,8 @@ pub struct Pool {
     balance: Balance,
     allbackups: bool,
     sched: ArcSwap<Schedule>,
+    /// `hash-type`: map-based (index in the weighted order) or a consistent ring.
+    hash_type: crate::conf::haproxy_hash::HashType,
     /// Round-robin position; shared with the pool this one replaced on reload.
     cursor: Arc<AtomicUsize>,
 }
@@ -376,6 +390,10 @@ struct Schedule {
     order: Vec<u32>,
     /// Each eligible server once, with its weight.
     members: Vec<(u32, u32)>,
+    /// `hash-type consistent`: (point, server index) sorted by point, points
+    /// per server in proportion to its weight, placed by the server's id so a
+    /// server leaving moves only its own keys.
+    ring: Vec<(u32, u32)>,
 }
 
 /// What a pick may consider beyond the pool itself.
@@ -387,6 +405,9 @@ pub struct PickCtx<'a> {
     pub tried: &'a [Arc<Server>],
     /// A retry may go to another server even under `balance source`.
     pub redispatch: bool,
+    /// The request's hash under `balance uri|url_param|hdr(N)`; `None`
+    /// (nothing to hash) falls back to round robin, as HAProxy.
+    pub key: Option<u64>,
 }
 
 impl Pool {
@@ -396,6 +417,7 @@ impl Pool {
             balance: b.balance,
             allbackups: b.allbackups,
             sched: ArcSwap::from_pointee(Schedule::default()),
+            hash_type: b.hap.hash_type,
             cursor: cursor.unwrap_or_default(),
         }
     }
@@ -430,14 +452,25 @@ impl Pool {
             ctx.tried.iter().any(|t| Arc::ptr_eq(t, s))
         };
         let untried_exists = sched.members.iter().any(|&(i, _)| !tried(i));
+        let rr = || {
+            let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+            (0..order.len())
+                .map(|k| order[(start + k) % order.len()])
+                .find(|&i| !untried_exists || !tried(i))
+                .unwrap_or(order[start % order.len()])
+        };
         let idx = match self.balance {
-            Balance::RoundRobin => {
-                let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-                (0..order.len())
-                    .map(|k| order[(start + k) % order.len()])
-                    .find(|&i| !untried_exists || !tried(i))
-                    .unwrap_or(order[start % order.len()])
-            }
+            Balance::RoundRobin => rr(),
+            Balance::Hash => match ctx.key {
+                Some(h) => self.by_hash(&sched, h, ctx.redispatch && untried_exists, &tried),
+                None => rr(),
+            },
+            Balance::First => sched
+                .members
+                .iter()
+                .map(|m| m.0)
+                .find(|&i| !untried_exists || !tried(i))
+                .unwrap_or(sched.members[0].0),
             Balance::LeastConn => {
                 let start = self.cursor.fetch_add(1, Ordering::Relaxed);
                 let m = &sched.members;
@@ -459,16 +492,8 @@ impl Pool {
                 best?.0
             }
             Balance::Source => {
-                let h = ctx.client.map_or(0, hash_ip) as usize;
-                let first = order[h % order.len()];
-                if !ctx.redispatch || !untried_exists || !tried(first) {
-                    first
-                } else {
-                    (1..order.len())
-                        .map(|k| order[(h + k) % order.len()])
-                        .find(|&i| !tried(i))
-                        .unwrap_or(first)
-                }
+                let h = ctx.client.map_or(0, hash_ip);
+                self.by_hash(&sched, h, ctx.redispatch && untried_exists, &tried)
             }
             Balance::Random => {
                 // Power of two random choices, weighted by position in `order`.
@@ -502,6 +527,42 @@ impl Pool {
         Some(&self.servers[idx as usize])
     }
 
+    /// The server for hash `h`: the weighted order's slot (map-based) or the
+    /// next point on the ring (consistent). With `avoid_tried` (a retry under
+    /// `option redispatch`), the next server along that was not tried.
+    fn by_hash(
+        &self,
+        sched: &Schedule,
+        h: u64,
+        avoid_tried: bool,
+        tried: &dyn Fn(u32) -> bool,
+    ) -> u32 {
+        if self.hash_type.consistent && !sched.ring.is_empty() {
+            let ring = &sched.ring;
+            let h = crate::conf::haproxy_hash::mix(h as u32);
+            let at = ring.partition_point(|p| p.0 < h) % ring.len();
+            let first = ring[at].1;
+            if !avoid_tried || !tried(first) {
+                return first;
+            }
+            return (1..ring.len())
+                .map(|k| ring[(at + k) % ring.len()].1)
+                .find(|&i| !tried(i))
+                .unwrap_or(first);
+        }
+        let order = &sched.order;
+        let h = h as usize;
+        let first = order[h % order.len()];
+        if !avoid_tried || !tried(first) {
+            first
+        } else {
+            (1..order.len())
+                .map(|k| order[(h + k) % order.len()])
+                .find(|&i| !tried(i))
+                .unwrap_or(first)
+        }
+    }
+
     fn schedule(&self, epoch: u64) -> Schedule {
         let eligible = |backup: bool| {
             self.servers
@@ -517,12 +578,37 @@ impl Pool {
                 members.truncate(1);
             }
         }
+        let ring = if self.hash_type.consistent {
+            ring(&self.servers, &members)
+        } else {
+            Vec::new()
+        };
         Schedule {
             epoch,
             order: smooth_schedule(&members),
             members,
+            ring,
         }
     }
+}
+
+/// Points on the consistent-hash ring: 16 per unit of weight (HAProxy's
+/// scale), each placed by a hash of the server's id and its number.
+fn ring(servers: &[Arc<Server>], members: &[(u32, u32)]) -> Vec<(u32, u32)> {
+    let mut ring = Vec::new();
+    for &(i, w) in members {
+        let id = servers[i as usize].id.as_bytes();
+        for k in 0..w.saturating_mul(16) {
+            let mut h: u64 = 0xcbf29ce484222325;
+            for b in id.iter().chain(&k.to_le_bytes()) {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x100000001b3);
+            }
+            ring.push(((h ^ (h >> 32)) as u32, i));
+        }
+    }
+    ring.sort_unstable();
+    ring
 }
 
 fn hash_ip(ip: IpAddr) -> u64 {
@@ -717,6 +803,7 @@ mod tests {
                 client: Some(ip),
                 tried: &tried,
                 redispatch: false,
+                key: None,
             })
             .unwrap();
         assert!(Arc::ptr_eq(same, &first));
@@ -725,6 +812,7 @@ mod tests {
                 client: Some(ip),
                 tried: &tried,
                 redispatch: true,
+                key: None,
             })
             .unwrap();
         assert!(!Arc::ptr_eq(other, &first));

@@ -86,9 +86,6 @@ pub fn cookie(a: &[String], line: usize) -> Result<CookieConf, String> {
         i += 1;
     }
     c.mode = mode.unwrap_or(CookieMode::Rewrite);
-    if c.mode == CookieMode::Prefix {
-        return Err("'cookie ... prefix' is not implemented (use 'insert')".into());
-    }
     Ok(c)
 }
 

@@ -74,13 +74,6 @@ const PROXY_WARN: &[(&str, &str)] = &[
         "load-server-state-from-file",
         "lb keeps server state across reloads itself",
     ),
-    ("hash-type", "lb's hashing is map-based over weights"),
-    ("errorfile", "lb answers with its own error pages"),
-    ("errorfiles", "lb answers with its own error pages"),
-    (
-        "compression",
-        "lb does not compress responses: they pass as the server sent them",
-    ),
     ("log-format", "set 'log-format' in global"),
     ("log-tag", "no effect"),
     ("unique-id-format", "lb's access log has its own fields"),
@@ -155,14 +148,10 @@ pub const SECTION_WARN: &[(&str, &str)] = &[
         "lb has no users; rules that need them ('auth') are errors",
     ),
     ("ring", "lb's log goes to stderr and 'access-log'"),
-    ("http-errors", "lb answers with its own error pages"),
 ];
 
 /// Sections lb refuses, with why.
-pub const SECTION_ERR: &[(&str, &str)] = &[(
-    "resolvers",
-    "lb resolves server names once at start (no run-time DNS discovery yet)",
-)];
+pub const SECTION_ERR: &[(&str, &str)] = &[];
 
 /// Per-run HAProxy state of the builder: the global path settings.
 #[derive(Debug, Clone, Default)]
@@ -173,7 +162,22 @@ pub struct HapGlobal {
     pub ca_base: Option<PathBuf>,
     /// `default-path config`: other relative paths are under the conf's directory.
     pub default_path_config: bool,
+    /// `resolvers NAME` sections: matched with servers once the file is read.
+    pub resolvers: std::collections::HashMap<String, super::super::haproxy_dns::ResolversConf>,
+    /// `http-errors NAME` sections read so far: their `errorfile` lines.
+    pub http_errors: std::collections::HashMap<String, Vec<ErrorFile>>,
 }
+
+/// An `errorfile`: the status it answers, and the raw response.
+pub type ErrorFile = (u16, std::sync::Arc<Vec<u8>>);
+
+/// The statuses HAProxy takes an `errorfile` for.
+const ERRORFILE_CODES: &[u16] = &[
+    200, 400, 401, 403, 404, 405, 407, 408, 410, 413, 425, 429, 500, 501, 502, 503, 504,
+];
+
+/// HAProxy's limit: an error file fits in one buffer (`tune.bufsize`).
+const ERRORFILE_MAX: u64 = 16 << 10;
 
 /// `cookie NAME insert|rewrite|prefix [indirect] [nocache] [httponly] [secure] ...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,8 +261,11 @@ impl PartialEq for TcpCheckStep {
 impl Eq for TcpCheckStep {}
 
 /// HAProxy settings of a backend.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct BackendHap {
+    /// Servers that follow DNS answers (`resolvers`, `server-template`); they
+    /// are not in `servers` until `balance::resolvers` fills them in.
+    pub dns: Vec<super::super::haproxy_dns::DnsServers>,
     pub cookie: Option<CookieConf>,
     /// A backend section with only a stick-table is a table (`table T` names it).
     pub stick_table: Option<StickTableConf>,
@@ -268,6 +275,15 @@ pub struct BackendHap {
     pub persist: bool,
     /// `option http-server-close` / `httpclose`: one server connection per request.
     pub server_close: bool,
+    /// `compression ...` lines of the backend (they win over the frontend's).
+    pub compression: Option<super::super::haproxy_comp::CompConf>,
+    /// `timeout queue`: how long a request waits for a server slot
+    /// (`maxconn`); unset: `timeout connect`, as HAProxy.
+    pub timeout_queue: Option<Duration>,
+    /// `balance uri|url_param|hdr(N)`: what a request is hashed on.
+    pub hash_on: Option<super::super::haproxy_hash::HashOn>,
+    /// `hash-type`: how a hash (also `balance source`'s) maps to a server.
+    pub hash_type: super::super::haproxy_hash::HashType,
 }
 
 /// HAProxy settings of a frontend.
@@ -288,6 +304,11 @@ pub struct FrontendHap {
     pub forwardfor_except: Option<std::sync::Arc<super::super::cidr::CidrSet>>,
     /// `option forwardfor header NAME`.
     pub forwardfor_header: Option<String>,
+    /// `compression ...` lines of the frontend.
+    pub compression: Option<super::super::haproxy_comp::CompConf>,
+    /// `errorfile CODE FILE` / `errorfiles NAME`: the raw responses sent
+    /// instead of lb's own error page of that status.
+    pub errorfiles: Vec<ErrorFile>,
 }
 
 /// HAProxy options of a server (`default-server` sets them too).
@@ -300,8 +321,10 @@ pub struct ServerHap {
     /// `port N` / `addr A`: where checks go.
     pub check_port: Option<u16>,
     pub check_addr: Option<std::net::IpAddr>,
-    /// `maxconn N`: more concurrent requests go to another server.
+    /// `maxconn N`: more concurrent requests go to another server, or wait.
     pub maxconn: Option<usize>,
+    /// `maxqueue N`: at most N requests wait for this server (0: no bound).
+    pub maxqueue: Option<usize>,
 }
 
 /// HAProxy options of a bind line.
@@ -309,6 +332,13 @@ pub struct ServerHap {
 pub struct BindHap {
     /// `accept-proxy`: each connection starts with a PROXY header (v1 or v2).
     pub accept_proxy: bool,
+    /// `verify none|optional|required` (client certificates).
+    pub verify: Option<String>,
+    /// `ca-file PATH`, `crl-file PATH`: what client certificates are checked against.
+    pub ca_file: Option<String>,
+    pub crl_file: Option<String>,
+    /// `crt-list FILE` lines with SNI filters: (certificate path, the names it serves).
+    pub crt_names: Vec<(String, Vec<String>)>,
 }
 
 /// Server options that take one value and only tune what lb does anyway.
@@ -320,8 +350,6 @@ const SERVER_WARN1: &[(&str, &str)] = &[
     ),
     ("agent-inter", "lb has no agent checks"),
     ("agent-port", "lb has no agent checks"),
-    ("init-addr", "lb resolves server names at start"),
-    ("maxqueue", "lb does not queue"),
     ("on-error", "lb marks a server down after 'fall' failures"),
     (
         "on-marked-down",
@@ -490,6 +518,157 @@ impl Builder {
         })
     }
 
+    /// `errorfile CODE FILE`: the status and the file's bytes, checked to be
+    /// an HTTP response that fits HAProxy's limit.
+    fn errorfile(&self, a: &[String]) -> Result<ErrorFile, String> {
+        let [code, file] = a else {
+            return Err("expected 'errorfile CODE FILE'".into());
+        };
+        let code: u16 = code
+            .parse()
+            .ok()
+            .filter(|c| ERRORFILE_CODES.contains(c))
+            .ok_or_else(|| {
+                format!("status '{code}' takes no errorfile (HAProxy's list: {ERRORFILE_CODES:?})")
+            })?;
+        let path = self.hap_path(file, None);
+        let meta =
+            std::fs::metadata(&path).map_err(|err| format!("cannot read '{path}': {err}"))?;
+        if meta.len() > ERRORFILE_MAX {
+            return Err(format!("'{path}' is larger than {ERRORFILE_MAX} bytes"));
+        }
+        let body = std::fs::read(&path).map_err(|err| format!("cannot read '{path}': {err}"))?;
+        let has_end =
+            body.windows(4).any(|w| w == b"\r\n\r\n") || body.windows(2).any(|w| w == b"\n\n");
+        if !body.starts_with(b"HTTP/1.") || !has_end {
+            return Err(format!(
+                "'{path}' is not an HTTP response (status line, headers, blank line)"
+            ));
+        }
+        Ok((code, std::sync::Arc::new(body)))
+    }
+
+    /// A server line (or template) that follows DNS: its options are read by
+    /// lb's own server parser on a stand-in address, and kept as the
+    /// prototype of each server an answer brings.
+    #[allow(clippy::too_many_arguments)]
+    fn dns_server(
+        &mut self,
+        mask: u8,
+        kind: &str,
+        d: &Directive,
+        p: &mut Draft,
+        names: Vec<String>,
+        fqdn: String,
+        port: Option<u16>,
+        opts: &[String],
+    ) -> Result<(), ConfError> {
+        let e = |s: &Self, m: &str| s.err(d.line, format!("'{}': {m}", d.keyword()));
+        let (res, prefer_v6, rest) =
+            super::super::haproxy_dns::split_opts(opts).map_err(|m| e(self, &m))?;
+        let Some(res) = res else {
+            return Err(e(
+                self,
+                "needs 'resolvers NAME' (lb resolves at run time only through a resolvers section)",
+            ));
+        };
+        if names.iter().any(|n| p.servers.iter().any(|s| &s.name == n)) {
+            return Err(e(self, "duplicate server name"));
+        }
+        let mut args = vec![
+            "server".to_string(),
+            names[0].clone(),
+            format!("127.0.0.1:{}", port.unwrap_or(1)),
+        ];
+        args.extend(rest);
+        let d2 = Directive { args, ..d.clone() };
+        let before = p.servers.len();
+        self.proxy_directive(mask, kind, &d2, p)?;
+        let Some(proto) = (p.servers.len() > before)
+            .then(|| p.servers.pop())
+            .flatten()
+        else {
+            return Err(e(self, "invalid server line"));
+        };
+        p.hap_b.dns.push(super::super::haproxy_dns::DnsServers {
+            line: d.line,
+            names,
+            fqdn,
+            port,
+            resolvers: res,
+            prefer_v6,
+            conf: None,
+            proto,
+        });
+        Ok(())
+    }
+
+    /// A `resolvers NAME` section.
+    pub(super) fn hap_resolvers(&mut self, line: usize, name: Option<&String>, ds: &[Directive]) {
+        let Some(name) = name else {
+            let e = self.err(line, "'resolvers' needs a name");
+            self.errors.push(e);
+            return;
+        };
+        let (r, errs) = super::super::haproxy_dns::section(name, line, ds);
+        for (l, m) in errs {
+            let e = self.err(l, m);
+            self.errors.push(e);
+        }
+        self.hap.resolvers.insert(name.clone(), r);
+    }
+
+    /// Once every section is read: each DNS server gets its resolvers section.
+    pub(super) fn hap_link_resolvers(&mut self) {
+        let mut errs = Vec::new();
+        for b in &mut self.conf.backends {
+            for dns in &mut b.hap.dns {
+                match self.hap.resolvers.get(&dns.resolvers) {
+                    Some(r) => dns.conf = Some(r.clone()),
+                    None => errs.push((
+                        dns.line,
+                        format!("no 'resolvers {}' section", dns.resolvers),
+                    )),
+                }
+            }
+        }
+        for (l, m) in errs {
+            let e = self.err(l, m);
+            self.errors.push(e);
+        }
+    }
+
+    /// An `http-errors NAME` section: its `errorfile` lines, for `errorfiles NAME`.
+    pub(super) fn hap_http_errors(&mut self, line: usize, name: Option<&String>, ds: &[Directive]) {
+        let Some(name) = name else {
+            let e = self.err(line, "'http-errors' needs a name");
+            self.errors.push(e);
+            return;
+        };
+        let mut files = Vec::new();
+        for d in ds {
+            if d.keyword() != "errorfile" {
+                let e = self.err(
+                    d.line,
+                    format!(
+                        "'{}' is not allowed in an http-errors section (errorfile CODE FILE)",
+                        d.keyword()
+                    ),
+                );
+                self.errors.push(e);
+                continue;
+            }
+            match self.errorfile(&d.args[1..]) {
+                Ok(f) => files.push(f),
+                Err(m) => {
+                    let e = self.err(d.line, format!("'errorfile': {m}"));
+                    self.errors.push(e);
+                }
+            }
+        }
+        self.hap.http_errors.insert(name.clone(), files);
+    }
+
     /// A path from the conf: relative ones under `base_dir` (crt-base, ca-base)
     /// or, with `default-path config`, the conf's directory.
     pub(super) fn hap_path(&self, p: &str, base_dir: Option<&Path>) -> String {
@@ -536,24 +715,135 @@ impl Builder {
                 i += 1 + n;
                 continue;
             }
-            if [
-                "ca-file",
-                "crl-file",
-                "verify",
-                "crt-list",
-                "npn",
-                "ssl-default-bind-options",
-            ]
-            .contains(&o)
-            {
-                return Err(format!(
-                    "bind option '{o}' is not implemented (client certificates and crt-lists are not supported yet)"
-                ));
+            let val = |i: usize| {
+                args.get(i + 1)
+                    .cloned()
+                    .ok_or_else(|| format!("'{o}' needs a value"))
+            };
+            match o {
+                "verify" => {
+                    let v = val(i)?;
+                    if !["none", "optional", "required"].contains(&v.as_str()) {
+                        return Err(format!("'verify {v}': expected none, optional or required"));
+                    }
+                    hap.verify = Some(v);
+                    i += 2;
+                    continue;
+                }
+                "ca-file" | "crl-file" => {
+                    let p = self.hap_path(&val(i)?, self.hap.ca_base.clone().as_deref());
+                    if o == "ca-file" {
+                        hap.ca_file = Some(p);
+                    } else {
+                        hap.crl_file = Some(p);
+                    }
+                    i += 2;
+                    continue;
+                }
+                "crt-list" => {
+                    let list = self.hap_path(&val(i)?, None);
+                    let text = std::fs::read_to_string(&list)
+                        .map_err(|e| format!("cannot read crt-list '{list}': {e}"))?;
+                    for (n, line) in text.lines().enumerate() {
+                        let line = line.trim();
+                        if line.is_empty() || line.starts_with('#') {
+                            continue;
+                        }
+                        let mut words = line.split_whitespace();
+                        let Some(path) = words.next() else { continue };
+                        let rest: Vec<&str> = words.collect();
+                        let mut names = Vec::new();
+                        let mut k = 0;
+                        if rest.first().is_some_and(|w| w.starts_with('[')) {
+                            let opts: Vec<&str> = rest
+                                .iter()
+                                .take_while(|w| !w.ends_with(']'))
+                                .copied()
+                                .collect();
+                            k = opts.len() + 1;
+                            let inner = rest[..k.min(rest.len())].join(" ");
+                            let inner = inner.trim_start_matches('[').trim_end_matches(']').trim();
+                            if !inner.is_empty() {
+                                return Err(format!("crt-list '{list}' line {}: per-certificate options '[{inner}]' are not implemented", n + 1));
+                            }
+                        }
+                        for f in rest.iter().skip(k) {
+                            if f.starts_with('!') {
+                                return Err(format!("crt-list '{list}' line {}: negative filter '{f}' is not implemented", n + 1));
+                            }
+                            names.push(f.to_ascii_lowercase());
+                        }
+                        let p = self.hap_path(path, self.hap.crt_base.clone().as_deref());
+                        out.push("crt".into());
+                        out.push(p.clone());
+                        if !names.is_empty() {
+                            hap.crt_names.push((p, names));
+                        }
+                    }
+                    i += 2;
+                    continue;
+                }
+                "npn"
+                | "ssl-default-bind-options"
+                | "ca-ignore-err"
+                | "crt-ignore-err"
+                | "ca-verify-file" => {
+                    return Err(format!("bind option '{o}' is not implemented"));
+                }
+                _ => {}
             }
             out.push(args[i].clone());
             i += 1;
         }
         Ok((out, hap))
+    }
+
+    /// The bind's TLS with what HAProxy options add: client certificates
+    /// (`verify`, `ca-file`, `crl-file`), `crt-list` names, and a warning per
+    /// certificate served though expired.
+    pub(super) fn hap_bind_tls(
+        &self,
+        tls: Option<super::super::tls::BindTls>,
+        hap: &BindHap,
+        warns: &mut Vec<String>,
+    ) -> Result<Option<super::super::tls::BindTls>, String> {
+        let Some(mut t) = tls else {
+            if hap.verify.is_some() || hap.ca_file.is_some() || hap.crl_file.is_some() {
+                return Err("'verify', 'ca-file' and 'crl-file' need 'ssl'".into());
+            }
+            return Ok(None);
+        };
+        for c in &mut t.certs {
+            if let Some(w) = &c.warning {
+                warns.push(w.clone());
+            }
+            if let Some((_, names)) = hap.crt_names.iter().find(|(p, _)| *p == c.source) {
+                c.names = names.clone();
+            }
+        }
+        match hap.verify.as_deref() {
+            None | Some("none") => {
+                if hap.crl_file.is_some() {
+                    return Err("'crl-file' needs 'verify optional|required'".into());
+                }
+            }
+            Some(v) => {
+                let ca = hap
+                    .ca_file
+                    .as_deref()
+                    .ok_or(format!("'verify {v}' needs 'ca-file PATH'"))?;
+                let crls = match &hap.crl_file {
+                    Some(f) => super::super::tls::load_crl(f)?,
+                    None => Vec::new(),
+                };
+                t.client_auth = Some(super::super::tls::ClientAuth {
+                    required: v == "required",
+                    roots: super::super::tls::load_ca(ca)?,
+                    crls,
+                });
+            }
+        }
+        Ok(Some(t))
     }
 
     /// Takes the HAProxy-only options out of a server line's options.
@@ -605,6 +895,11 @@ impl Builder {
                     hap.maxconn = Some(parse::number(&val(i, o)?, 1, 10_000_000)? as usize);
                     i += 2;
                 }
+                "maxqueue" => {
+                    let n = parse::number(&val(i, o)?, 0, 10_000_000)? as usize;
+                    hap.maxqueue = (n > 0).then_some(n);
+                    i += 2;
+                }
                 "ca-file" => {
                     let p = val(i, o)?;
                     out.push("ca-file".into());
@@ -613,7 +908,7 @@ impl Builder {
                 }
                 "resolvers" | "resolve-opts" => {
                     return Err(format!(
-                    "'{o}': lb resolves server names once at start (no run-time DNS discovery yet)"
+                    "'{o}' is only for a server named by DNS (server NAME FQDN:PORT resolvers R)"
                 ))
                 }
                 "track" | "redir" | "source" | "usesrc" | "namespace" | "crt" => {
@@ -802,6 +1097,61 @@ impl Builder {
                     Err(m) => Err(e(self, m)),
                 }
             }
+            "compression" => {
+                let mut c = p
+                    .hap_b
+                    .compression
+                    .clone()
+                    .or_else(|| p.hap_f.compression.clone())
+                    .unwrap_or_default();
+                if let Err(m) = super::super::haproxy_comp::parse(&mut c, &a[1..]) {
+                    return Some(Err(e(self, m)));
+                }
+                if back {
+                    p.hap_b.compression = Some(c.clone());
+                }
+                if front {
+                    p.hap_f.compression = Some(c);
+                }
+                Ok(())
+            }
+            "errorfile" if front => match self.errorfile(&a[1..]) {
+                Ok((code, body)) => {
+                    p.hap_f.errorfiles.retain(|(c, _)| *c != code);
+                    p.hap_f.errorfiles.push((code, body));
+                    Ok(())
+                }
+                Err(m) => Err(e(self, m)),
+            },
+            "errorfiles" if front => {
+                let Some(name) = a.get(1) else {
+                    return Some(Err(e(self, "needs the name of an 'http-errors' section".into())));
+                };
+                let Some(files) = self.hap.http_errors.get(name).cloned() else {
+                    return Some(Err(e(
+                        self,
+                        format!("no 'http-errors {name}' section before this line (lb needs it defined first)"),
+                    )));
+                };
+                let mut codes = Vec::new();
+                for c in &a[2..] {
+                    match c.parse::<u16>() {
+                        Ok(n) => codes.push(n),
+                        Err(_) => return Some(Err(e(self, format!("invalid status '{c}'")))),
+                    }
+                }
+                for (code, body) in files {
+                    if codes.is_empty() || codes.contains(&code) {
+                        p.hap_f.errorfiles.retain(|(c, _)| *c != code);
+                        p.hap_f.errorfiles.push((code, body));
+                    }
+                }
+                Ok(())
+            }
+            "errorfile" | "errorfiles" => Err(e(
+                self,
+                "in a backend is not implemented: put it in the frontend or defaults (it applies to every error lb answers there)".into(),
+            )),
             "cookie" if back => match super::super::happarse::cookie(&a[1..], d.line) {
                 Ok(c) => {
                     p.hap_b.cookie = Some(c);
@@ -882,8 +1232,17 @@ impl Builder {
                 Ok(())
             }
             "timeout" => match a.get(1).map(String::as_str) {
+                Some("queue") if back => {
+                    match a.get(2).map_or(Err("missing argument".into()), |v| parse::duration(v)) {
+                        Ok(t) => {
+                            p.hap_b.timeout_queue = Some(t);
+                            Ok(())
+                        }
+                        Err(m) => Err(e(self, m)),
+                    }
+                }
                 Some("queue") => {
-                    self.warn(d.line, "'timeout queue': lb does not queue requests (a server at its maxconn is skipped)");
+                    self.warn(d.line, "'timeout queue' in a frontend has no effect (as in HAProxy): set it in the backend or defaults");
                     Ok(())
                 }
                 Some("tunnel") | Some("client-fin") | Some("server-fin") | Some("tarpit") => {
@@ -900,25 +1259,58 @@ impl Builder {
                     p.balance = super::Balance::RoundRobin;
                     Ok(())
                 }
-                Some(b)
-                    if b.starts_with("hdr(")
-                        || ["uri", "url_param", "first", "hash", "rdp-cookie"].contains(&b) =>
-                {
-                    Err(e(
-                        self,
-                        format!("'balance {b}' is not implemented (roundrobin, static-rr, leastconn, source, random)"),
-                    ))
+                Some("first") if back => {
+                    p.balance = super::Balance::First;
+                    p.hap_b.hash_on = None;
+                    Ok(())
                 }
+                Some(b) if ["hash", "rdp-cookie"].contains(&b) || b.starts_with("random(") => Err(e(
+                    self,
+                    format!("'balance {b}' is not implemented (roundrobin, static-rr, leastconn, source, random, first, uri, url_param, hdr(NAME))"),
+                )),
+                _ if back => match super::super::haproxy_hash::parse_balance(&a[1..]) {
+                    Some(Ok(h)) => {
+                        p.balance = super::Balance::Hash;
+                        p.hap_b.hash_on = Some(h);
+                        Ok(())
+                    }
+                    Some(Err(m)) => Err(e(self, m)),
+                    None => {
+                        p.hap_b.hash_on = None;
+                        return None;
+                    }
+                },
                 _ => return None,
+            },
+            "hash-type" if back => match super::super::haproxy_hash::parse_hash_type(&a[1..]) {
+                Ok(t) => {
+                    p.hap_b.hash_type = t;
+                    Ok(())
+                }
+                Err(m) => Err(e(self, m)),
             },
             "bind" if front => {
                 // lb's own parser reads what is left; see `hap_bind_args`.
                 return None;
             }
-            "server-template" => Err(e(
-                self,
-                "lb resolves server names once at start (no run-time DNS discovery yet)".into(),
-            )),
+            "server-template" if back => match super::super::haproxy_dns::template(&a[1..]) {
+                Ok((names, fqdn, port)) => {
+                    self.dns_server(mask, kind, d, p, names, fqdn, port, &a[4..])
+                }
+                Err(m) => Err(e(self, m)),
+            },
+            "server" if back && a.iter().skip(3).any(|x| x == "resolvers") => {
+                let (Some(name), Some(target)) = (a.get(1), a.get(2)) else {
+                    return None;
+                };
+                match super::super::haproxy_dns::target_of(target) {
+                    Ok((fqdn, port)) => {
+                        let names = vec![name.clone()];
+                        self.dns_server(mask, kind, d, p, names, fqdn, port, &a[3..])
+                    }
+                    Err(m) => Err(e(self, m)),
+                }
+            }
             "dynamic-cookie-key" | "persist" | "ignore-persist" | "force-persist" => Err(e(
                 self,
                 format!("'{kw}' is not implemented"),
@@ -929,6 +1321,19 @@ impl Builder {
 
     /// Checks of a whole section that involve HAProxy settings.
     pub(super) fn hap_finish(&mut self, d: &Draft) {
+        if d.hap_b.hash_on.is_some()
+            && d.balance == super::Balance::Hash
+            && d.mode == Mode::Tcp
+            && !d.mode_unknown
+            && !d.servers.is_empty()
+        {
+            let line = d.servers.first().map_or(0, |s| s.line);
+            let e = self.err(
+                line,
+                "'balance uri', 'url_param' and 'hdr()' need 'mode http'",
+            );
+            self.errors.push(e);
+        }
         if let Some(c) = &d.hap_b.cookie {
             if d.mode == Mode::Tcp && !d.mode_unknown {
                 let e = self.err(c.line, "'cookie' needs 'mode http'");

@@ -187,6 +187,10 @@ pub enum Balance {
     LeastConn,
     Source,
     Random,
+    /// HAProxy `balance uri|url_param|hdr(N)`: what is hashed is `hap.hash_on`.
+    Hash,
+    /// HAProxy `balance first`: the first server (conf order) with a free slot.
+    First,
 }
 
 /// `option httpchk [METHOD] URI` and `http-check expect status N`.
@@ -849,6 +853,14 @@ impl Builder {
                 }
             },
             _ => {
+                if kind == "resolvers" {
+                    self.hap_resolvers(s.line, s.args.first(), &s.directives);
+                    return Ok(());
+                }
+                if kind == "http-errors" {
+                    self.hap_http_errors(s.line, s.args.first(), &s.directives);
+                    return Ok(());
+                }
                 if let Some((_, why)) = haproxy::SECTION_WARN.iter().find(|(k, _)| *k == kind) {
                     self.warn(
                         s.line,
@@ -1547,6 +1559,7 @@ impl Builder {
                 let mut warns = Vec::new();
                 let (rest, hap) = self.hap_bind_args(&a[2..], &mut warns).map_err(e)?;
                 let (tls, h2) = bind_options(&rest).map_err(e)?;
+                let tls = self.hap_bind_tls(tls, &hap, &mut warns).map_err(e)?;
                 for w in warns {
                     self.warn(d.line, w);
                 }
@@ -1841,6 +1854,7 @@ impl Builder {
     }
 
     fn validate(&mut self) {
+        self.hap_link_resolvers();
         let mut errors = Vec::new();
         let g = &self.conf.global;
         let failed = |kw| self.failed_global.contains(kw);
@@ -2085,6 +2099,7 @@ fn bind_options(args: &[String]) -> Result<(Option<BindTls>, bool), String> {
         strict_sni,
         alpn: alpn.unwrap_or_else(|| vec![default_alpn.to_vec()]),
         tickets,
+        client_auth: None,
     };
     Ok((Some(tls), h2))
 }

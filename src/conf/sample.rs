@@ -38,6 +38,11 @@ pub trait Txn {
     fn sni(&self) -> Option<&[u8]> {
         None
     }
+    /// The certificate the client presented (verified: a bind with
+    /// `verify` refuses the others at the handshake), for `ssl_c_*`.
+    fn client_cert(&self) -> Option<&ClientCert> {
+        None
+    }
     fn method(&self) -> &[u8] {
         b""
     }
@@ -138,9 +143,36 @@ pub struct TableQuery {
     pub op: TableOp,
 }
 
+/// A client certificate as the `ssl_c_*` fetches show it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientCert {
+    /// Subject and issuer in OpenSSL's one-line form, as HAProxy gives them:
+    /// `/C=FR/O=Example/CN=alice`.
+    pub s_dn: String,
+    pub i_dn: String,
+    /// The serial number's bytes.
+    pub serial: Vec<u8>,
+    /// Validity, as HAProxy: `YYMMDDhhmmssZ`.
+    pub not_before: String,
+    pub not_after: String,
+}
+
+/// An `ssl_c_*` fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslC {
+    Used,
+    Verify,
+    SDn,
+    IDn,
+    Serial,
+    NotBefore,
+    NotAfter,
+}
+
 /// A sample fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fetch {
+    SslC(SslC),
     Src,
     SrcPort,
     Dst,
@@ -192,7 +224,8 @@ impl Fetch {
             | Fetch::Status
             | Fetch::Int(_)
             | Fetch::Table(_) => Kind::Int,
-            Fetch::SslFc | Fetch::Bool(_) => Kind::Bool,
+            Fetch::SslFc | Fetch::Bool(_) | Fetch::SslC(SslC::Used) => Kind::Bool,
+            Fetch::SslC(SslC::Verify) => Kind::Int,
             _ => Kind::Str,
         }
     }
@@ -380,6 +413,13 @@ pub const FETCHES: &[&str] = &[
     "dst_port",
     "ssl_fc",
     "ssl_fc_sni",
+    "ssl_c_used",
+    "ssl_c_verify",
+    "ssl_c_s_dn",
+    "ssl_c_i_dn",
+    "ssl_c_serial",
+    "ssl_c_notbefore",
+    "ssl_c_notafter",
     "method",
     "path",
     "url",
@@ -431,6 +471,13 @@ pub fn parse_fetch(s: &str) -> Result<Fetch, String> {
         "dst_port" => none().map(|_| Fetch::DstPort)?,
         "ssl_fc" => none().map(|_| Fetch::SslFc)?,
         "ssl_fc_sni" | "ssl_fc_servername" => none().map(|_| Fetch::SslFcSni)?,
+        "ssl_c_used" => none().map(|_| Fetch::SslC(SslC::Used))?,
+        "ssl_c_verify" => none().map(|_| Fetch::SslC(SslC::Verify))?,
+        "ssl_c_s_dn" => none().map(|_| Fetch::SslC(SslC::SDn))?,
+        "ssl_c_i_dn" => none().map(|_| Fetch::SslC(SslC::IDn))?,
+        "ssl_c_serial" => none().map(|_| Fetch::SslC(SslC::Serial))?,
+        "ssl_c_notbefore" => none().map(|_| Fetch::SslC(SslC::NotBefore))?,
+        "ssl_c_notafter" => none().map(|_| Fetch::SslC(SslC::NotAfter))?,
         "method" => none().map(|_| Fetch::Method)?,
         "path" => none().map(|_| Fetch::Path)?,
         "url" => none().map(|_| Fetch::Url)?,
@@ -628,6 +675,21 @@ impl Fetch {
             Fetch::DstPort => one(t.dst().map(|a| Smp::Int(a.port().into()))),
             Fetch::SslFc => one(Some(Smp::Bool(t.ssl()))),
             Fetch::SslFcSni => one(t.sni().map(|s| Smp::Str(Cow::Borrowed(s)))),
+            Fetch::SslC(w) => {
+                let c = t.client_cert();
+                let s = |v: &'a [u8]| Some(Smp::Str(Cow::Borrowed(v)));
+                one(match (w, c) {
+                    (SslC::Used, c) => Some(Smp::Bool(c.is_some())),
+                    // Only verified certificates get past the handshake.
+                    (SslC::Verify, _) => Some(Smp::Int(0)),
+                    (_, None) => None,
+                    (SslC::SDn, Some(c)) => s(c.s_dn.as_bytes()),
+                    (SslC::IDn, Some(c)) => s(c.i_dn.as_bytes()),
+                    (SslC::Serial, Some(c)) => s(&c.serial),
+                    (SslC::NotBefore, Some(c)) => s(c.not_before.as_bytes()),
+                    (SslC::NotAfter, Some(c)) => s(c.not_after.as_bytes()),
+                })
+            }
             Fetch::Method => one(Some(Smp::Str(Cow::Borrowed(t.method())))),
             Fetch::Path => one(Some(Smp::Str(Cow::Borrowed(t.path())))),
             Fetch::Url => one(Some(Smp::Str(Cow::Borrowed(t.url())))),

@@ -1,5 +1,5 @@
 //! TLS material the conf names: certificates loaded and checked at parse time, so
-//! `lb check` reports a missing file, a mismatched key or an expired certificate.
+//! `lb check` reports a missing file or a mismatched key, and warns of an expired certificate.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,6 +17,8 @@ pub struct CertKey {
     /// `*.example.com` for wildcards.
     pub names: Vec<String>,
     pub key: Arc<CertifiedKey>,
+    /// Served anyway, as HAProxy does, with this warning (expired, not yet valid).
+    pub warning: Option<String>,
 }
 
 impl PartialEq for CertKey {
@@ -37,6 +39,33 @@ pub struct BindTls {
     /// Stateless session tickets for resumption (`no-tls-tickets` turns them off:
     /// resumption then goes through the session cache alone).
     pub tickets: bool,
+    /// HAProxy `verify required|optional ca-file F [crl-file F]`: client
+    /// certificates checked against these roots.
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// Client certificates a bind asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientAuth {
+    /// `verify required`: no certificate, no handshake; `optional`: asked for,
+    /// and checked when given.
+    pub required: bool,
+    pub roots: Vec<CertificateDer<'static>>,
+    pub crls: Vec<rustls::pki_types::CertificateRevocationListDer<'static>>,
+}
+
+/// `crl-file PATH`: PEM revocation lists.
+pub fn load_crl(
+    path: &str,
+) -> Result<Vec<rustls::pki_types::CertificateRevocationListDer<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read crl-file '{path}': {e}"))?;
+    let crls: Vec<_> = rustls::pki_types::CertificateRevocationListDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("'{path}': bad PEM CRL: {e}"))?;
+    if crls.is_empty() {
+        return Err(format!("crl-file '{path}' holds no CRL"));
+    }
+    Ok(crls)
 }
 
 /// TLS from lb to one server (`server ... ssl`).
@@ -153,7 +182,7 @@ fn certified(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<CertKey, String> {
-    let names = leaf_names_and_validity(&source, &chain[0])?;
+    let (names, warning) = leaf_names_and_validity(&source, &chain[0])?;
     let key = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| match e {
         rustls::Error::InconsistentKeys(_) => {
             format!("the key in '{source}' does not match its certificate")
@@ -164,24 +193,31 @@ fn certified(
         source,
         names,
         key: Arc::new(key),
+        warning,
     })
 }
 
-/// The leaf's DNS names; an error if it is expired or not yet valid.
-fn leaf_names_and_validity(source: &str, leaf: &CertificateDer<'_>) -> Result<Vec<String>, String> {
+/// The leaf's DNS names, and a warning if it is expired or not yet valid
+/// (HAProxy serves such a certificate: one stale file must not take every
+/// name of a bind down).
+fn leaf_names_and_validity(
+    source: &str,
+    leaf: &CertificateDer<'_>,
+) -> Result<(Vec<String>, Option<String>), String> {
     let (_, cert) = x509_parser::parse_x509_certificate(leaf)
         .map_err(|e| format!("'{source}': unreadable certificate: {e}"))?;
     let v = cert.validity();
     let now = x509_parser::time::ASN1Time::now();
+    let mut warning = None;
     if v.not_after < now {
-        return Err(format!(
-            "the certificate in '{source}' expired on {}",
+        warning = Some(format!(
+            "the certificate in '{source}' expired on {} (served anyway, as HAProxy does)",
             v.not_after
         ));
     }
     if v.not_before > now {
-        return Err(format!(
-            "the certificate in '{source}' is not valid before {}",
+        warning = Some(format!(
+            "the certificate in '{source}' is not valid before {} (served anyway, as HAProxy does)",
             v.not_before
         ));
     }
@@ -203,7 +239,7 @@ fn leaf_names_and_validity(source: &str, leaf: &CertificateDer<'_>) -> Result<Ve
             names.push(cn.to_ascii_lowercase());
         }
     }
-    Ok(names)
+    Ok((names, warning))
 }
 
 /// `self-signed NAME...`: an in-memory certificate made at load time.
@@ -328,7 +364,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_expired() {
+    fn serves_expired_with_a_warning() {
         let d = tmp();
         let mut params = rcgen::CertificateParams::new(vec!["old.example".to_string()]).unwrap();
         params.not_before = rcgen::date_time_ymd(2020, 1, 1);
@@ -340,7 +376,8 @@ mod tests {
             "old.pem",
             format!("{}{}", cert.pem(), key.serialize_pem()).as_bytes(),
         );
-        assert!(load_crt(&f).unwrap_err().contains("expired on"));
+        let c = load_crt(&f).unwrap();
+        assert!(c[0].warning.as_deref().unwrap().contains("expired on"));
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct Dial<'a> {
     pub prefer: Option<Arc<Server>>,
     /// The client's address and the one it reached, for `send-proxy` servers.
     pub proxy: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+    /// The request's hash under `balance uri|url_param|hdr(N)` (`http::hashkey`).
+    pub hash: Option<u64>,
 }
 
 /// Whether an idle pooled connection may serve the request.
@@ -170,6 +172,9 @@ pub async fn dial_with<C: Connect>(
     let be = d.be;
     let take = d.reuse.is_some_and(|r| r.take);
     let mut tried: Vec<Arc<Server>> = d.tried.to_vec();
+    // Servers skipped as full (`maxconn`), and when the queue wait ends.
+    let mut full: Vec<Arc<Server>> = Vec::new();
+    let mut queue_deadline = None;
     loop {
         // Without a pool to look in, a pick after the last attempt is wasted.
         if !take && *attempts > be.conf.retries {
@@ -179,6 +184,7 @@ pub async fn dial_with<C: Connect>(
             client: d.client,
             tried: &tried,
             redispatch: be.conf.redispatch,
+            key: d.hash,
         };
         let preferred = d
             .prefer
@@ -187,12 +193,24 @@ pub async fn dial_with<C: Connect>(
         let Some(server) = preferred.or_else(|| be.pool.pick_with(&ctx)).cloned() else {
             return Ok(None);
         };
-        // `maxconn` on a server: a full one is skipped (lb does not queue).
+        // `maxconn` on a server: a full one is skipped; when all are full the
+        // request waits in the queue (`opts::wait_for_slot`), then 503.
         if opts::server_full(be, &server) {
             if tried.iter().any(|t| Arc::ptr_eq(t, &server)) {
-                return Ok(None);
+                if full.is_empty() {
+                    return Ok(None);
+                }
+                let deadline = *queue_deadline
+                    .get_or_insert_with(|| tokio::time::Instant::now() + opts::queue_timeout(be));
+                if !opts::wait_for_slot(be, &full, deadline).await {
+                    return Ok(None);
+                }
+                tried.retain(|t| !full.iter().any(|f| Arc::ptr_eq(f, t)));
+                full.clear();
+                continue;
             }
-            tried.push(server);
+            tried.push(server.clone());
+            full.push(server);
             continue;
         }
         let connector = be.connector(&server);

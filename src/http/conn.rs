@@ -60,6 +60,8 @@ pub struct Conn<'a> {
     /// "http" or "https", for X-Forwarded-Proto.
     pub proto: &'static str,
     pub version: Version,
+    /// The client's certificate (`verify` on the bind), for `ssl_c_*`.
+    pub client_cert: Option<std::sync::Arc<crate::conf::sample::ClientCert>>,
 }
 
 impl Conn<'_> {

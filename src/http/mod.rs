@@ -2,11 +2,14 @@
 //! the HTTP/1 server connection driver (driver) and the proxy on it (proxy),
 //! the server-side keep-alive pool (upstream), replies.
 pub mod body;
+pub mod compress;
 pub mod conn;
 pub mod downstream;
 pub mod driver;
+pub mod errorfile;
 pub mod fuzz_check;
 pub mod h2side;
+pub mod hashkey;
 pub mod head;
 pub mod pipeline;
 pub mod proxy;

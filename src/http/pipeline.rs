@@ -79,6 +79,9 @@ impl acl::Request for ReqView<'_> {
             .then(|| self.head.header("host").map(acl::strip_port))
             .flatten()
     }
+    fn client_cert(&self) -> Option<&crate::conf::sample::ClientCert> {
+        self.conn.client_cert.as_deref()
+    }
     fn method(&self) -> &[u8] {
         self.head.method()
     }
@@ -130,10 +133,10 @@ pub async fn exchange_h2(mut stream: H2Stream, req: RequestHead, conn: &Conn<'_>
     match r {
         Ok(_) => {}
         Err(Fail::Status(status)) => {
-            let a = Answer::Error {
+            let a = super::errorfile::as_answer(conn.fe, status).unwrap_or(Answer::Error {
                 status,
                 extra: Vec::new(),
-            };
+            });
             let _ = Downstream::H2(&mut stream)
                 .answer(&a, conn.fe.conf.timeout_client)
                 .await;
@@ -178,8 +181,14 @@ async fn run(
     // The rarer paths are boxed: their state would otherwise make every
     // exchange's future (moved into each HTTP/2 stream's task) four times larger.
     if super::upstream_h2::speaks_h2(be) {
-        return Box::pin(super::upstream_h2::run(ds, &req, conn, be, t)).await;
+        return Box::pin(super::upstream_h2::run(ds, &req, conn, be, t, &st)).await;
     }
+    // `compression`: the coding this client takes (HTTP/1.1 clients only).
+    let algo = match ds {
+        Downstream::H1 { .. } => super::compress::pick(conn, be, &req),
+        Downstream::H2(_) => None,
+    };
+    let req = super::compress::offload(conn, be, &req, algo).unwrap_or(req);
     let plan = Plan::new(ds, &req, conn, be, first, t);
     let prefer = rules::cookie_preference(be, &st);
     let (up, resp, body_cut) = forward(ds, ubuf, &req, conn, be, plan, prefer, t).await?;
@@ -187,7 +196,8 @@ async fn run(
     if resp.status == 101 {
         return Box::pin(switch(ds, ubuf, up, &req, &resp, conn, be, t)).await;
     }
-    relay(ds, ubuf, up, &req, &resp, conn, be, body_cut, t).await
+    let comp = super::compress::plan(conn, be, &req, &resp, algo);
+    relay(ds, ubuf, up, &req, &resp, comp, conn, be, body_cut, t).await
 }
 
 /// Phase admit: per-address request rate (429), methods lb does not proxy,
@@ -224,7 +234,27 @@ async fn answer(
     t: &mut Tally,
 ) -> Result<Next, Fail> {
     t.status = Some(a.status());
-    t.bytes_out += ds.answer(a, conn.fe.conf.timeout_client).await?;
+    let raw = match (a, &mut *ds) {
+        (Answer::Error { status, .. }, Downstream::H1 { io, .. }) => {
+            super::errorfile::find(conn.fe, *status).map(|b| (b, io))
+        }
+        _ => None,
+    };
+    if let Some((raw, io)) = raw {
+        io.write_all_idle(raw, conn.fe.conf.timeout_client).await?;
+        t.bytes_out += raw.len() as u64;
+        return Ok(unread_close(req));
+    }
+    // An HTTP/2 client gets the file's status, headers and body.
+    let file = match (a, &*ds) {
+        (Answer::Error { status, .. }, Downstream::H2(_)) => {
+            super::errorfile::as_answer(conn.fe, *status)
+        }
+        _ => None,
+    };
+    t.bytes_out += ds
+        .answer(file.as_ref().unwrap_or(a), conn.fe.conf.timeout_client)
+        .await?;
     Ok(match a {
         Answer::Redirect { .. } | Answer::Full { .. }
             if req.body == BodyKind::None && req.keep_alive =>
@@ -348,6 +378,7 @@ async fn forward(
             }),
             prefer: prefer.clone(),
             proxy: Some((conn.peer, rules::local_addr(conn))),
+            hash: super::hashkey::key(be, req),
         };
         let Some(mut up) = dial(&want, &mut attempts).await else {
             return Err(Fail::Status(503));
@@ -513,6 +544,7 @@ async fn relay(
     mut up: Upstream,
     req: &RequestHead,
     resp: &ResponseHead,
+    comp: Option<super::compress::Plan>,
     conn: &Conn<'_>,
     be: &BackendRt,
     body_cut: bool,
@@ -546,19 +578,32 @@ async fn relay(
         && !body_cut
         && !conn.fe.conf.hap.client_close
         && !conn.draining();
-    let head = response_head(resp, client_keep, req.minor_version == 1);
-    let relayed = relay_response(
-        client,
-        &mut up.sock,
-        ubuf,
-        resp,
-        head,
-        dechunk,
-        conn,
-        bc.timeout_server,
-        &mut t.bytes_out,
-    )
-    .await;
+    let relayed = match comp {
+        Some(c) => {
+            let head = response_head(&c.head, client_keep, true);
+            let (sock, out) = (&mut up.sock, &mut t.bytes_out);
+            let timeout = bc.timeout_server;
+            super::compress::relay(
+                client, sock, ubuf, resp.body, c.algo, head, conn, timeout, out,
+            )
+            .await
+        }
+        None => {
+            let head = response_head(resp, client_keep, req.minor_version == 1);
+            relay_response(
+                client,
+                &mut up.sock,
+                ubuf,
+                resp,
+                head,
+                dechunk,
+                conn,
+                bc.timeout_server,
+                &mut t.bytes_out,
+            )
+            .await
+        }
+    };
     let done = match relayed {
         Ok(done) => done,
         Err(Cut::Client) => return Err(Fail::Close),

@@ -63,6 +63,7 @@ fn proxy(client: &Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: Option<Fronten
             .as_ref()
             .map_or(0, |s| s.rt.generation.load(Ordering::Acquire)),
         proto: if client.is_tls() { "https" } else { "http" },
+        client_cert: crate::tls::client_cert(client),
         fe,
         src,
         peer,
@@ -79,6 +80,8 @@ struct Proxy {
     peer: SocketAddr,
     /// "http" or "https", for X-Forwarded-Proto.
     proto: &'static str,
+    /// The client's certificate, read once at the handshake.
+    client_cert: Option<Arc<crate::conf::sample::ClientCert>>,
     _session: crate::stats::Session,
 }
 
@@ -90,6 +93,7 @@ impl Proxy {
             limits: self.fe.limits,
             proto: self.proto,
             version: Version::Http1,
+            client_cert: self.client_cert.clone(),
         }
     }
 }
@@ -120,6 +124,13 @@ impl driver::Service for Proxy {
 
     fn h2c(&self) -> bool {
         true
+    }
+
+    fn error(&self, status: u16, _why: &dyn std::fmt::Display, out: &mut bytes::BytesMut) {
+        match super::errorfile::find(&self.fe, status) {
+            Some(raw) => out.extend_from_slice(raw),
+            None => out.extend_from_slice(&reply::error(status)),
+        }
     }
 
     fn refused(&self, status: u16, bytes_in: usize) {
@@ -188,6 +199,7 @@ impl crate::h2::server::Service for Proxy {
         proto: &'static str,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let fe = self.fe.clone();
+        let client_cert = self.client_cert.clone();
         async move {
             let conn = Conn {
                 fe: &fe,
@@ -195,6 +207,7 @@ impl crate::h2::server::Service for Proxy {
                 limits: fe.limits,
                 proto,
                 version: Version::Http2,
+                client_cert,
             };
             exchange_h2(stream, head, &conn).await;
         }
@@ -239,6 +252,7 @@ pub async fn forward(cx: &mut Cx<'_>, req: RequestHead, fe: &FrontendRt) -> Outc
         limits: fe.limits,
         proto: if client.is_tls() { "https" } else { "http" },
         version: Version::Http1,
+        client_cert: crate::tls::client_cert(client),
     };
     match exchange(client, rbuf, ubuf, req, &conn, first).await {
         Err(Fail::Status(s)) => {

@@ -117,6 +117,9 @@ impl Txn for Work<'_> {
             .then(|| self.header("host").map(crate::conf::acl::strip_port))
             .flatten()
     }
+    fn client_cert(&self) -> Option<&crate::conf::sample::ClientCert> {
+        self.conn.client_cert.as_deref()
+    }
     fn method(&self) -> &[u8] {
         &self.method
     }
@@ -585,19 +588,45 @@ pub(crate) fn cookie_request(
             }
         }
     }
-    let Some(val) = found else { return Ok(None) };
+    let Some(mut val) = found else {
+        return Ok(None);
+    };
+    // `prefix`: the server's cookie is "SERVER~VALUE"; the server sees VALUE.
+    let prefixed = c.mode == CookieMode::Prefix;
+    if prefixed {
+        let Some(i) = val.iter().position(|&b| b == b'~') else {
+            return Ok(None);
+        };
+        val.truncate(i);
+    }
     st.cookie_server = be
         .conf
         .servers
         .iter()
         .position(|s| s.opts.hap.cookie.as_deref().map(str::as_bytes) == Some(&val[..]));
-    if !(c.indirect && c.mode == CookieMode::Insert) {
+    if !(prefixed || c.indirect && c.mode == CookieMode::Insert) {
         return Ok(None);
     }
-    // The server does not see lb's cookie.
+    // The server does not see lb's cookie (or, with `prefix`, lb's part of it).
     let mut w = Work::of_request(req, conn, Vars::default(), Default::default());
     for (n, v) in w.headers.iter_mut() {
         if !n.eq_ignore_ascii_case(b"cookie") {
+            continue;
+        }
+        if prefixed {
+            let pairs: Vec<Vec<u8>> = v
+                .split(|&b| b == b';')
+                .map(<[u8]>::trim_ascii)
+                .map(|p| match p.strip_prefix(c.name.as_bytes()) {
+                    Some(r) if r.first() == Some(&b'=') => {
+                        let r = &r[1..];
+                        let rest = r.iter().position(|&b| b == b'~').map_or(r, |i| &r[i + 1..]);
+                        [c.name.as_bytes(), b"=", rest].concat()
+                    }
+                    _ => p.to_vec(),
+                })
+                .collect();
+            *v = pairs.join(&b"; "[..]);
             continue;
         }
         let kept: Vec<&[u8]> = v
@@ -634,7 +663,7 @@ pub(crate) fn apply_response(
             .position(|s| server.is_some_and(|x| Arc::ptr_eq(s, x)))?;
         let value = be.conf.servers.get(i)?.opts.hap.cookie.clone()?;
         // The client already carries this server's cookie: nothing to set.
-        (st.cookie_server != Some(i) || c.mode == CookieMode::Rewrite).then_some((c, value))
+        (st.cookie_server != Some(i) || c.mode != CookieMode::Insert).then_some((c, value))
     });
     if hap.res_rules.is_empty() && hap.after_rules.is_empty() && cookie.is_none() {
         return Ok(resp);
@@ -756,7 +785,17 @@ fn set_cookie(w: &mut Work<'_>, c: &CookieConf, value: &str) {
                 }
             }
         }
-        CookieMode::Insert | CookieMode::Prefix => {
+        CookieMode::Prefix => {
+            for (n, v) in w.res_headers.iter_mut() {
+                if n.eq_ignore_ascii_case(b"set-cookie") && ours(v) {
+                    let mut nv = format!("{}={value}~", c.name).into_bytes();
+                    nv.extend_from_slice(&v[c.name.len() + 1..]);
+                    *v = nv;
+                    w.dirty = true;
+                }
+            }
+        }
+        CookieMode::Insert => {
             if c.preserve && find(&w.res_headers, "set-cookie").any(ours) {
                 return;
             }

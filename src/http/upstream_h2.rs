@@ -43,7 +43,9 @@ pub(crate) async fn run(
     conn: &Conn<'_>,
     be: &BackendRt,
     t: &mut Tally,
+    st: &super::rules::TxnState,
 ) -> Result<Next, Fail> {
+    let rp = ResPhase { be, st };
     let bc = &be.conf;
     let fallback = conn
         .fe
@@ -69,17 +71,18 @@ pub(crate) async fn run(
         }
     };
     let end_of_stream = req.body == BodyKind::None;
-    let (sent, server) = connect(be, req, conn, h2req, end_of_stream, t).await?;
+    let prefer = super::rules::cookie_preference(be, st);
+    let (sent, server) = connect(be, req, conn, h2req, end_of_stream, t, prefer).await?;
     if answer_continue {
         ds.send_continue(req, conn.fe.conf.timeout_client).await?;
     }
     let server_idle = bc.timeout_server;
     let r = match ds {
         Downstream::H1 { io, rbuf } => {
-            h1_client(io, rbuf, req, conn, sent, &server.0, server_idle, t).await
+            h1_client(io, rbuf, req, conn, sent, &server.0, server_idle, t, &rp).await
         }
         Downstream::H2(stream) => {
-            h2_client(stream, req, conn, sent, &server.0, server_idle, t).await
+            h2_client(stream, req, conn, sent, &server.0, server_idle, t, &rp).await
         }
     };
     drop(server);
@@ -95,6 +98,7 @@ async fn connect(
     h2req: http::Request<()>,
     end_of_stream: bool,
     t: &mut Tally,
+    prefer: Option<std::sync::Arc<Server>>,
 ) -> Result<(Sent, InFlight), Fail> {
     let d = Dial {
         be,
@@ -104,8 +108,10 @@ async fn connect(
         ring: false,
         host: req.host.map(|h| req.slice(h)),
         reuse: None,
-        prefer: None,
+        // The server a persistence cookie names, as for HTTP/1 servers.
+        prefer,
         proxy: None,
+        hash: super::hashkey::key(be, req),
     };
     let mut c = Stream {
         be,
@@ -172,13 +178,22 @@ impl dial::Connect for Stream<'_> {
     }
 }
 
-/// The final response head, as lb's parsed head, and its body.
+/// What the response phase needs (`http-response` rules, cookie insertion):
+/// the same step as for HTTP/1 servers (`rules::apply_response`).
+struct ResPhase<'a> {
+    be: &'a BackendRt,
+    st: &'a super::rules::TxnState,
+}
+
+/// The final response head, as lb's parsed head after the response rules,
+/// and its body.
 fn response(
     r: Result<http::Response<RecvStream>, ::h2::Error>,
     req: &RequestHead,
     conn: &Conn<'_>,
-    server: &Server,
+    server: &std::sync::Arc<Server>,
     t: &mut Tally,
+    rp: &ResPhase<'_>,
 ) -> Result<(ResponseHead, RecvStream), Fail> {
     let r = r.map_err(|e| {
         let why = format!("HTTP/2 response: {e}");
@@ -203,6 +218,7 @@ fn response(
     if (500..=504).contains(&head.status) && head.status != 501 {
         server.observe_response(Err(format!("HTTP status {}", head.status)));
     }
+    let head = super::rules::apply_response(conn, req, head, rp.be, Some(server), rp.st)?;
     Ok((head, body))
 }
 
@@ -223,9 +239,10 @@ async fn h1_client(
     req: &RequestHead,
     conn: &Conn<'_>,
     sent: Sent,
-    server: &Server,
+    server: &std::sync::Arc<Server>,
     server_idle: Duration,
     t: &mut Tally,
+    rp: &ResPhase<'_>,
 ) -> Result<Next, Fail> {
     let Sent {
         response: mut respfut,
@@ -256,7 +273,7 @@ async fn h1_client(
             }
         },
     };
-    let (resp, mut recv) = response(r, req, conn, server, t)?;
+    let (resp, mut recv) = response(r, req, conn, server, t, rp)?;
     let dechunk = req.minor_version == 0 && resp.body == BodyKind::Chunked;
     let client_keep = req.keep_alive && !dechunk && !body_cut && !conn.draining();
     let head = response_head(&resp, client_keep, req.minor_version == 1);
@@ -427,14 +444,16 @@ enum Ev {
 
 /// An HTTP/2 client: both bodies at once, in one loop (a gRPC stream's
 /// messages go both ways while it lasts).
+#[allow(clippy::too_many_arguments)]
 async fn h2_client(
     stream: &mut H2Stream,
     req: &RequestHead,
     conn: &Conn<'_>,
     sent: Sent,
-    server: &Server,
+    server: &std::sync::Arc<Server>,
     server_idle: Duration,
     t: &mut Tally,
+    rp: &ResPhase<'_>,
 ) -> Result<Next, Fail> {
     let Sent {
         response: mut respfut,
@@ -562,7 +581,7 @@ async fn h2_client(
             }
             Ev::Head(r) => {
                 head_seen = true;
-                let (resp, b) = response(r, req, conn, server, t)?;
+                let (resp, b) = response(r, req, conn, server, t, rp)?;
                 let end = b.is_end_stream() || resp.body == BodyKind::None;
                 stream.send_head(&resp, end).map_err(|_| Fail::Close)?;
                 t.bytes_out += resp.buf.len() as u64;

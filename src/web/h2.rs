@@ -69,6 +69,7 @@ pub async fn answer(web: Arc<Web>, mut stream: H2Stream, req: RequestHead, peer:
             limits: fe.limits,
             proto: "http",
             version: Version::Http2,
+            client_cert: None,
         };
         exchange_h2(stream, req, &conn).await;
         return;
