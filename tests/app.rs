@@ -397,7 +397,15 @@ fn reload_applies_a_changed_app_section() {
     assert!(t.app.wait_log("reloaded:").contains("1 changes"));
     let put = send(a, "PUT", "/api/items/k", &[], &big);
     assert!(put.status == 200 || put.status == 201, "{}", put.status);
-    assert_eq!(send(a, "GET", "/api/items/k", &[], b"").status, 200);
+    // With the write's token: a read from the replica must not race the write.
+    let cookie = put.header("set-cookie").unwrap_or_default();
+    let token = cookie
+        .strip_prefix("read_after=")
+        .and_then(|c| c.split(';').next())
+        .unwrap_or("0")
+        .to_string();
+    let got = send(a, "GET", "/api/items/k", &[("X-Read-After", &token)], b"");
+    assert_eq!(got.status, 200, "{cookie}");
 }
 
 /// A 413 sent while the client is still writing a body over the limit: the
