@@ -1,8 +1,9 @@
 //! Read buffers: a per-worker stack of spare 16 KiB buffers that idle
 //! connections give back and the next ones take, and their counts for `/metrics`.
-//! The stack is short: what a burst of connections gave back beyond it goes
-//! back to the allocator, and the allocator's free pages to the kernel, so
-//! that RSS returns near its baseline once the burst is over.
+//! While the worker is busy the stack holds as many as its load cycles
+//! through (500 HTTP/2 streams take two each); what stayed unused for a second
+//! goes back to the allocator, and the allocator's free pages to the kernel,
+//! so that RSS returns near its baseline once a burst is over.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,10 +13,16 @@ use bytes::BytesMut;
 /// Read buffers grow by this much when nearly full.
 pub const READ_CHUNK: usize = 16 << 10;
 
-/// Most released read buffers a worker thread keeps for reuse (1 MiB of 16 KiB
-/// buffers): enough for the connections a worker opens at once in most
-/// loads, not a burst's worth kept forever.
-const SPARE_MAX: usize = 64;
+/// Released read buffers a worker thread keeps for reuse however long they
+/// stay unused (1 MiB of 16 KiB buffers).
+const SPARE_MIN: usize = 64;
+
+/// Most a worker thread keeps while busy (64 MiB); those beyond `SPARE_MIN`
+/// that a whole `DECAY_EVERY` did not use are freed.
+const SPARE_MAX: usize = 4096;
+
+/// How often the stack sheds the buffers its load did not need.
+const DECAY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// After this many buffers were freed (1 MiB), the allocator is asked to give
 /// its free pages back to the kernel (see `trim`).
@@ -27,6 +34,10 @@ thread_local! {
     /// allocations, which it reuses poorly (most of a connection's memory does not
     /// come back); a per-worker stack reuses them whole, as HAProxy's buffer pools do.
     static SPARE: std::cell::RefCell<Vec<BytesMut>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The stack's lowest length since the last decay: that many were not needed.
+    static LOW: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// The decay task runs on this thread.
+    static DECAYING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// One thread's buffer counts. Each thread writes only its own (no cache line
@@ -68,7 +79,12 @@ pub fn buffer_counts() -> (usize, u64) {
 
 /// An empty read buffer of at least `READ_CHUNK` bytes: a spare one if the worker has one.
 pub fn take_buffer() -> BytesMut {
-    let spare = SPARE.with(|s| s.borrow_mut().pop());
+    let spare = SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        let b = s.pop();
+        LOW.with(|l| l.set(l.get().min(s.len())));
+        b
+    });
     COUNTS.with(|c| match spare {
         Some(b) => {
             let n = c.spare.load(Ordering::Relaxed);
@@ -110,9 +126,10 @@ pub fn give_buffer(buf: &mut BytesMut) {
     if !b.try_reclaim(READ_CHUNK) || b.capacity() > READ_CHUNK {
         return;
     }
+    let decays = decay_task_runs();
     let kept = SPARE.with(|s| {
         let mut s = s.borrow_mut();
-        if s.len() < SPARE_MAX {
+        if s.len() < if decays { SPARE_MAX } else { SPARE_MIN } {
             s.push(b);
             COUNTS.with(|c| {
                 let n = c.spare.load(Ordering::Relaxed);
@@ -125,6 +142,49 @@ pub fn give_buffer(buf: &mut BytesMut) {
     });
     if !kept {
         freed();
+    }
+}
+
+/// Whether this thread's stack may grow past `SPARE_MIN`: only where a decay
+/// task can run beside it (each worker is a current-thread runtime; elsewhere,
+/// `LB_THREADS=shared` or tests, the stack stays at `SPARE_MIN`). Starts it.
+fn decay_task_runs() -> bool {
+    if DECAYING.with(|d| d.get()) {
+        return true;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread => {
+            DECAYING.with(|d| d.set(true));
+            LOW.with(|l| l.set(usize::MAX));
+            h.spawn(decay());
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Every `DECAY_EVERY`, frees the spare buffers beyond `SPARE_MIN` that the
+/// last period did not take; ends once the stack is back to `SPARE_MIN`.
+async fn decay() {
+    loop {
+        tokio::time::sleep(DECAY_EVERY).await;
+        let (freed, left) = SPARE.with(|s| {
+            let mut s = s.borrow_mut();
+            let unused = LOW.with(|l| l.get()).min(s.len());
+            let n = unused.saturating_sub(SPARE_MIN);
+            // The oldest first: the stack is taken from its top.
+            s.drain(..n);
+            LOW.with(|l| l.set(s.len()));
+            (n, s.len())
+        });
+        if freed > 0 {
+            COUNTS.with(|c| c.spare.store(left, Ordering::Relaxed));
+            trim();
+        }
+        if left <= SPARE_MIN {
+            DECAYING.with(|d| d.set(false));
+            return;
+        }
     }
 }
 
