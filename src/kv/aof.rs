@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use super::db::{self, Entry};
+use super::db::{self, Entry, Value};
 use super::frame::{self, fmt_i64, reply, Args, Argv, Limits};
+use super::value::fmt_double;
 use super::{replication, Kv, State};
 
 #[derive(Debug, thiserror::Error)]
@@ -146,15 +147,69 @@ impl Aof {
     }
 }
 
-/// One key as the command that recreates it.
+/// Elements per command when a collection is rewritten (as Redis's AOF_REWRITE_ITEMS_PER_CMD).
+const ITEMS_PER_CMD: usize = 64;
+
+/// One key as the commands that recreate it.
 fn entry_command(out: &mut Vec<u8>, key: &[u8], e: &Entry) {
-    if e.exp != 0 {
-        let mut b = [0u8; 20];
-        let at = fmt_i64(e.exp as i64, &mut b);
-        reply::command(out, &[b"SET", key, &e.val, b"PXAT", at]);
-    } else {
-        reply::command(out, &[b"SET", key, &e.val]);
+    let mut b = [0u8; 20];
+    let at = fmt_i64(e.exp as i64, &mut b);
+    let items: Vec<Vec<&[u8]>> = match &e.val {
+        Value::Str(v) => {
+            if e.exp != 0 {
+                reply::command(out, &[b"SET", key, v, b"PXAT", at]);
+            } else {
+                reply::command(out, &[b"SET", key, v]);
+            }
+            return;
+        }
+        Value::Hash(h) => chunks(
+            b"HSET",
+            key,
+            h.iter().flat_map(|(f, v)| [&f[..], &v[..]]),
+            2,
+        ),
+        Value::List(l) => chunks(b"RPUSH", key, l.iter().map(|v| &v[..]), 1),
+        Value::Set(s) => chunks(b"SADD", key, s.iter().map(|v| &v[..]), 1),
+        Value::ZSet(z) => {
+            let scores: Vec<String> = z.tree.iter().map(|(s, _)| fmt_double(s.0)).collect();
+            let args: Vec<&[u8]> = z
+                .tree
+                .iter()
+                .zip(&scores)
+                .flat_map(|((_, m), s)| [s.as_bytes(), &m[..]])
+                .collect();
+            for c in args.chunks(ITEMS_PER_CMD * 2) {
+                let mut cmd: Vec<&[u8]> = vec![b"ZADD", key];
+                cmd.extend_from_slice(c);
+                reply::command(out, &cmd);
+            }
+            Vec::new()
+        }
+    };
+    for cmd in items {
+        reply::command(out, &cmd);
     }
+    if e.exp != 0 {
+        reply::command(out, &[b"PEXPIREAT", key, at]);
+    }
+}
+
+/// `name key items...` commands of at most ITEMS_PER_CMD items (`per` arguments each).
+fn chunks<'a>(
+    name: &'a [u8],
+    key: &'a [u8],
+    args: impl Iterator<Item = &'a [u8]>,
+    per: usize,
+) -> Vec<Vec<&'a [u8]>> {
+    let args: Vec<&[u8]> = args.collect();
+    args.chunks(ITEMS_PER_CMD * per)
+        .map(|c| {
+            let mut cmd = vec![name, key];
+            cmd.extend_from_slice(c);
+            cmd
+        })
+        .collect()
 }
 
 fn tmp_path(path: &Path) -> PathBuf {

@@ -3,6 +3,9 @@
 //! - `frame`       RESP2 request parsing within limits, reply encoding
 //! - `db`          the keyspace, expiry index, glob, scan, snapshot
 //! - `command`     command table and keyspace commands
+//! - `value`       value types (string, hash, list, set, zset), encodings, number formats
+//! - `typed`       what collection commands share: WRONGTYPE, propagation, SCAN pages, random picks
+//! - `hash`, `list`, `set`, `zset` the commands of each collection type
 //! - `command_more` GETEX, INCRBYFLOAT, SETRANGE, RENAME, COPY, OBJECT and other keyspace commands
 //! - `server`      one client connection: batching, auth, dispatch, WAIT
 //! - `aof`         the append-only file: fsync policy, group commit, rewrite, replay
@@ -10,6 +13,7 @@
 //! - `persist`     dump.rdb (SAVE, BGSAVE, save rules), loading at start, AOF chores
 //! - `pubsub`      channels, patterns, subscriber queues
 //! - `rdb`         RDB v10 encode/decode (full sync, dump.rdb)
+//! - `rdb_types`   RDB collections: plain encodings written, listpack/ziplist/intset/quicklist read
 //! - `replication` backlog ring, primary-side replica feeds, the replica's link
 
 pub mod aof;
@@ -18,13 +22,20 @@ pub mod command_more;
 pub mod db;
 pub mod frame;
 pub mod fuzz_check;
+pub mod hash;
+pub mod list;
 pub mod metrics;
 pub mod multi;
 pub mod persist;
 pub mod pubsub;
 pub mod rdb;
+pub mod rdb_types;
 pub mod replication;
 pub mod server;
+pub mod set;
+pub mod typed;
+pub mod value;
+pub mod zset;
 
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};

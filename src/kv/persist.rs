@@ -41,7 +41,7 @@ fn encode(entries: &[(Vec<u8>, Entry)], used: u64, aux: &Aux) -> Vec<u8> {
     let expires = entries.iter().filter(|(_, e)| e.exp != 0).count();
     w.select_db(0, entries.len() as u64, expires as u64);
     for (k, e) in entries {
-        w.string_key(k, &e.val, e.exp);
+        w.key(k, &e.val, e.exp);
     }
     w.finish()
 }

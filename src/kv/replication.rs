@@ -594,7 +594,7 @@ pub fn decode_rdb(kv: &Kv, data: &[u8]) -> Result<Db, ReplError> {
     let mut other_db = None;
     let r = super::rdb::decode(data, kv.conf.max_value_bytes, |n, k, v, exp| {
         if n == 0 {
-            db.set(&k, &v, Some(exp));
+            db.insert(&k, v, exp);
         } else {
             other_db = Some(n);
         }
