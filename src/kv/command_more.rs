@@ -34,6 +34,15 @@ pub fn exec(c: &mut Ctx, spec: &Spec, a: Argv) -> bool {
         Cmd::RandomKey => randomkey(c),
         Cmd::Object => object(c, a),
         Cmd::Memory => memory(c, a),
+        Cmd::Debug => super::debug::debug(c, a),
+        Cmd::Time => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            reply::array(c.out, 2);
+            reply::bulk(c.out, now.as_secs().to_string().as_bytes());
+            reply::bulk(c.out, now.subsec_micros().to_string().as_bytes());
+        }
         _ => return false,
     }
     true
@@ -365,7 +374,8 @@ fn object(c: &mut Ctx, a: Argv) {
             String::from_utf8_lossy(sub)
         ));
     }
-    let Some(enc) = c.live(a.get(2)).map(|e| e.val.encoding()) else {
+    let kv = c.kv;
+    let Some(enc) = c.live(a.get(2)).map(|e| e.val.encoding(&kv.settings)) else {
         return reply::nil(c.out);
     };
     if is(b"ENCODING") {

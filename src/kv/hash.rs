@@ -309,7 +309,7 @@ fn hscan(c: &mut Ctx, a: Argv) {
     let small =
         c.st.db
             .peek(k)
-            .is_some_and(|e| e.val.encoding() == "listpack");
+            .is_some_and(|e| e.val.encoding(&c.kv.settings) == "listpack");
     let (next, fields) = typed::scan_names(
         h.keys().map(|f| f.as_slice()),
         small,

@@ -7,6 +7,9 @@
 //! - `typed`       what collection commands share: WRONGTYPE, propagation, SCAN pages, random picks
 //! - `hash`, `list`, `set`, `zset` the commands of each collection type
 //! - `command_more` GETEX, INCRBYFLOAT, SETRANGE, RENAME, COPY, OBJECT and other keyspace commands
+//! - `config`      CONFIG GET/SET/REWRITE and the settings changeable at run time
+//! - `clients`     connected clients: CLIENT LIST, CLIENT KILL filters
+//! - `debug`       DEBUG subcommands the Redis test suite uses (RELOAD, SET-ACTIVE-EXPIRE, OBJECT)
 //! - `server`      one client connection: batching, auth, dispatch, WAIT
 //! - `aof`         the append-only file: fsync policy, group commit, rewrite, replay
 //! - `multi`       MULTI/EXEC queue and WATCHed keys
@@ -17,9 +20,12 @@
 //! - `replication` backlog ring, primary-side replica feeds, the replica's link
 
 pub mod aof;
+pub mod clients;
 pub mod command;
 pub mod command_more;
+pub mod config;
 pub mod db;
+pub mod debug;
 pub mod frame;
 pub mod fuzz_check;
 pub mod hash;
@@ -286,6 +292,10 @@ pub struct Kv {
     /// Our listening port, learnt from the first accepted connection (port 0 in conf).
     pub port: AtomicU16,
     pub next_id: AtomicU64,
+    /// What CONFIG SET may change at run time.
+    pub settings: config::Settings,
+    /// Connected clients, for CLIENT LIST / KILL.
+    pub clients: clients::Registry,
 }
 
 /// The Redis version kv answers as (INFO, HELLO, RDB aux).
@@ -377,6 +387,8 @@ impl Kv {
             started: Instant::now(),
             port: AtomicU16::new(conf.bind.port()),
             next_id: AtomicU64::new(1),
+            settings: config::Settings::new(conf),
+            clients: clients::Registry::default(),
         })
     }
 
@@ -656,6 +668,9 @@ async fn active_expiry(kv: Arc<Kv>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if !kv.settings.active_expire.load(Ordering::Relaxed) {
+            continue;
+        }
         loop {
             let (n, off) = {
                 let mut st = kv.lock();

@@ -40,6 +40,10 @@ struct Session {
     watches: Watches,
     /// Pub/sub subscriptions, once the connection subscribed to something.
     sub: Option<Subscriber>,
+    /// Signalled by CLIENT KILL.
+    kill: Arc<tokio::sync::Notify>,
+    /// The last command run, for CLIENT LIST.
+    last_cmd: &'static str,
 }
 
 /// What the batch loop stopped for.
@@ -78,8 +82,12 @@ impl Drop for ClientGuard {
 }
 
 pub async fn serve(kv: Arc<Kv>, sock: TcpStream, peer: SocketAddr) {
+    let id = kv.next_id.fetch_add(1, Ordering::Relaxed);
+    let laddr = sock.local_addr().unwrap_or(peer);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
+    let kill = kv.clients.add(id, peer, laddr, fd);
     let mut sess = Session {
-        id: kv.next_id.fetch_add(1, Ordering::Relaxed),
+        id,
         authed: kv.conf.requirepass.is_none(),
         name: None,
         listening_port: None,
@@ -87,8 +95,11 @@ pub async fn serve(kv: Arc<Kv>, sock: TcpStream, peer: SocketAddr) {
         multi: None,
         watches: Watches::default(),
         sub: None,
+        kill,
+        last_cmd: "NULL",
     };
     serve_conn(kv.clone(), sock, &mut sess).await;
+    kv.clients.remove(id);
     if let Some(sub) = sess.sub.as_mut() {
         sub.leave(&mut kv.pubsub());
     }
@@ -171,6 +182,7 @@ async fn serve_conn(kv: Arc<Kv>, mut sock: TcpStream, sess: &mut Session) {
                 continue;
             }
             Step::Psync { replid, offset } => {
+                kv.clients.update(sess.id, |i| i.replica = true);
                 let rest = buf[start..].to_vec();
                 let addr = SocketAddr::new(
                     sess.peer.ip(),
@@ -204,6 +216,7 @@ async fn serve_conn(kv: Arc<Kv>, mut sock: TcpStream, sess: &mut Session) {
             // Subscribed: messages and requests, whichever comes first; no idle timeout.
             tokio::select! {
                 biased;
+                _ = sess.kill.notified() => return,
                 r = sock.read_buf(&mut buf) => match r {
                     Ok(0) | Err(_) => return,
                     Ok(_) => continue,
@@ -226,13 +239,21 @@ async fn serve_conn(kv: Arc<Kv>, mut sock: TcpStream, sess: &mut Session) {
             }
         }
         let read = sock.read_buf(&mut buf);
-        let n = if kv.conf.timeout.is_zero() {
-            read.await
-        } else {
-            match tokio::time::timeout(kv.conf.timeout, read).await {
-                Ok(r) => r,
-                Err(_) => return,
+        let timeout = kv.settings.timeout();
+        let read = async {
+            if timeout.is_zero() {
+                Some(read.await)
+            } else {
+                tokio::time::timeout(timeout, read).await.ok()
             }
+        };
+        let n = tokio::select! {
+            biased;
+            _ = sess.kill.notified() => return,
+            r = read => match r {
+                Some(r) => r,
+                None => return,
+            },
         };
         match n {
             Ok(0) | Err(_) => return,
@@ -349,6 +370,23 @@ fn process(
         }
     }
     kv.stats.commands.fetch_add(ncmd, Ordering::Relaxed);
+    if ncmd > 0 {
+        let (cmd, multi) = (
+            sess.last_cmd,
+            sess.multi.as_ref().map_or(-1, |m| m.queued.len() as i64),
+        );
+        let (sub, psub) = sess
+            .sub
+            .as_ref()
+            .map_or((0, 0), |s| (s.channels.len(), s.patterns.len()));
+        kv.clients.update(sess.id, |i| {
+            i.last = std::time::Instant::now();
+            i.cmd = cmd;
+            i.multi = multi;
+            i.sub = sub;
+            i.psub = psub;
+        });
+    }
     step
 }
 
@@ -377,6 +415,7 @@ fn dispatch<'a>(
         return None;
     };
     kv.stats.per_command.inc(spec);
+    sess.last_cmd = spec.name;
     if !spec.arity_ok(a.len()) {
         command::wrong_arity(out, spec.name);
         flag(sess);
@@ -522,7 +561,7 @@ fn dispatch<'a>(
         Cmd::Hello => hello(kv, sess, a, out),
         Cmd::Client => client(kv, sess, a, out),
         Cmd::Command => command::command(out, a),
-        Cmd::Config => config(kv, a, out),
+        Cmd::Config => super::config::config(kv, a, out),
         Cmd::Info => {
             let st = lock(kv, guard);
             let sections: Vec<&[u8]> = a.iter().skip(1).collect();
@@ -679,7 +718,7 @@ fn keyspace<'a>(
         }
     }
     if spec.is(DENYOOM) {
-        if let Some(max) = kv.conf.maxmemory {
+        if let Some(max) = kv.settings.maxmemory() {
             let grow: u64 = a.iter().skip(1).map(|x| x.len() as u64).sum::<u64>() + ENTRY_OVERHEAD;
             if st.db.used() + grow > max {
                 return reply::err(out, ERR_OOM);
@@ -848,6 +887,7 @@ fn client(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
             );
         }
         sess.name = (!name.is_empty()).then(|| name.to_vec());
+        kv.clients.update(sess.id, |i| i.name = name.to_vec());
         reply::ok(out);
     } else if is(b"GETNAME") {
         match &sess.name {
@@ -861,89 +901,21 @@ fn client(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
             return command::wrong_arity(out, "client|setinfo");
         }
         reply::ok(out);
-    } else if is(b"INFO") {
-        let name = sess.name.as_deref().unwrap_or(b"");
-        let line = format!(
-            "id={} addr={} name={} db=0\n",
-            sess.id,
-            sess.peer,
-            String::from_utf8_lossy(name)
-        );
-        reply::bulk(out, line.as_bytes());
-    } else if is(b"KILL") {
-        // Only `CLIENT KILL TYPE master|replica|slave`: cut replication links,
-        // which then reconnect and resync (partially when the backlog allows).
-        if a.len() != 4 || !a.get(2).eq_ignore_ascii_case(b"TYPE") {
-            return reply::err(out, command::ERR_SYNTAX);
-        }
-        let t = a.get(3);
-        if t.eq_ignore_ascii_case(b"master") {
-            let n = kv.master_tx.borrow().is_some() && kv.link().up;
+    } else if is(b"INFO") && a.len() == 2 {
+        kv.clients.info(sess.id, out);
+    } else if is(b"LIST") {
+        kv.clients.list(a, sess.id, out);
+    } else if is(b"KILL") && a.len() >= 3 {
+        let is_replica = kv.master_tx.borrow().is_some() && kv.link().up;
+        let k = kv.clients.kill(a, sess.id, is_replica, out);
+        if k.master {
             kv.kill_master_tx.send_modify(|g| *g += 1);
-            reply::int(out, n as i64);
-        } else if t.eq_ignore_ascii_case(b"replica") || t.eq_ignore_ascii_case(b"slave") {
-            let n = kv.replicas().len();
+        }
+        if k.replicas {
             kv.kill_replicas_tx.send_modify(|g| *g += 1);
-            reply::int(out, n as i64);
-        } else if t.eq_ignore_ascii_case(b"normal") || t.eq_ignore_ascii_case(b"pubsub") {
-            reply::int(out, 0);
-        } else {
-            reply::err(
-                out,
-                &format!("ERR Unknown client type '{}'", String::from_utf8_lossy(t)),
-            );
         }
     } else {
         unknown_subcommand(out, sub, "CLIENT");
-    }
-}
-
-fn config(kv: &Kv, a: Argv, out: &mut Vec<u8>) {
-    let sub = a.get(1);
-    if sub.eq_ignore_ascii_case(b"GET") {
-        if a.len() < 3 {
-            return command::wrong_arity(out, "config|get");
-        }
-        let c = &kv.conf;
-        let port = kv.port.load(Ordering::Relaxed).to_string();
-        let params: [(&str, String); 11] = [
-            ("save", String::new()),
-            ("appendonly", "no".into()),
-            ("databases", "1".into()),
-            ("maxmemory", c.maxmemory.unwrap_or(0).to_string()),
-            ("maxmemory-policy", "noeviction".into()),
-            ("port", port),
-            ("bind", c.bind.ip().to_string()),
-            ("timeout", c.timeout.as_secs().to_string()),
-            ("hz", c.hz.to_string()),
-            ("repl-backlog-size", c.repl_backlog_size.to_string()),
-            ("proto-max-bulk-len", c.max_value_bytes.to_string()),
-        ];
-        let hits: Vec<&(&str, String)> = params
-            .iter()
-            .filter(|(n, _)| {
-                a.iter()
-                    .skip(2)
-                    .any(|p| db::glob(&p.to_ascii_lowercase(), n.as_bytes()))
-            })
-            .collect();
-        reply::array(out, hits.len() * 2);
-        for (n, v) in hits {
-            reply::bulk(out, n.as_bytes());
-            reply::bulk(out, v.as_bytes());
-        }
-    } else if sub.eq_ignore_ascii_case(b"RESETSTAT") && a.len() == 2 {
-        reply::ok(out);
-    } else if sub.eq_ignore_ascii_case(b"SET") {
-        reply::err(
-            out,
-            &format!(
-                "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
-                String::from_utf8_lossy(a.get(2))
-            ),
-        );
-    } else {
-        unknown_subcommand(out, sub, "CONFIG");
     }
 }
 
@@ -1002,6 +974,8 @@ mod tests {
             multi: None,
             watches: Watches::default(),
             sub: None,
+            kill: Arc::default(),
+            last_cmd: "NULL",
         }
     }
 

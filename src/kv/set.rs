@@ -367,7 +367,11 @@ fn sscan(c: &mut Ctx, a: Argv) {
     let Some(s) = get(&c.st.db, k) else {
         return typed::scan_reply(c.out, 0, &[]);
     };
-    let small = is_intset(s);
+    let max =
+        c.kv.settings
+            .set_max_intset_entries
+            .load(std::sync::atomic::Ordering::Relaxed) as usize;
+    let small = is_intset(s, max);
     let (next, mut items) = typed::scan_names(
         s.iter().map(|m| m.as_slice()),
         small,

@@ -7,12 +7,8 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 /// Bytes charged per collection element on top of its own bytes.
 pub const ELEM_OVERHEAD: u64 = 16;
 
-/// Redis 7.0's default compact-encoding thresholds (what OBJECT ENCODING reports).
-const HASH_MAX_LISTPACK_ENTRIES: usize = 512;
-const HASH_MAX_LISTPACK_VALUE: usize = 64;
-const SET_MAX_INTSET_ENTRIES: usize = 512;
-const ZSET_MAX_LISTPACK_ENTRIES: usize = 128;
-const ZSET_MAX_LISTPACK_VALUE: usize = 64;
+use super::config::Settings;
+use std::sync::atomic::Ordering;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -56,15 +52,15 @@ impl Value {
         }
     }
 
-    /// OBJECT ENCODING's answer, by Redis 7.0's default thresholds.
-    pub fn encoding(&self) -> &'static str {
+    /// OBJECT ENCODING's answer, by the `*-max-listpack-*` thresholds in `s`.
+    pub fn encoding(&self, s: &Settings) -> &'static str {
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as usize;
         match self {
             Value::Str(v) => super::command_more::encoding(v),
             Value::Hash(h) => {
-                if h.len() <= HASH_MAX_LISTPACK_ENTRIES
-                    && h.iter().all(|(k, v)| {
-                        k.len() <= HASH_MAX_LISTPACK_VALUE && v.len() <= HASH_MAX_LISTPACK_VALUE
-                    })
+                let max = get(&s.hash_max_listpack_value);
+                if h.len() <= get(&s.hash_max_listpack_entries)
+                    && h.iter().all(|(k, v)| k.len() <= max && v.len() <= max)
                 {
                     "listpack"
                 } else {
@@ -72,16 +68,18 @@ impl Value {
                 }
             }
             Value::List(_) => "quicklist",
-            Value::Set(s) => {
-                if is_intset(s) {
+            Value::Set(st) => {
+                if is_intset(st, get(&s.set_max_intset_entries)) {
                     "intset"
                 } else {
                     "hashtable"
                 }
             }
             Value::ZSet(z) => {
-                if z.len() <= ZSET_MAX_LISTPACK_ENTRIES
-                    && z.dict.keys().all(|m| m.len() <= ZSET_MAX_LISTPACK_VALUE)
+                if z.len() <= get(&s.zset_max_listpack_entries)
+                    && z.dict
+                        .keys()
+                        .all(|m| m.len() <= get(&s.zset_max_listpack_value))
                 {
                     "listpack"
                 } else {
@@ -108,8 +106,8 @@ impl Value {
 }
 
 /// Whether Redis would keep this set as an intset (small, all integers).
-pub fn is_intset(s: &IndexSet<Vec<u8>>) -> bool {
-    s.len() <= SET_MAX_INTSET_ENTRIES && s.iter().all(|m| intset_int(m).is_some())
+pub fn is_intset(s: &IndexSet<Vec<u8>>, max_entries: usize) -> bool {
+    s.len() <= max_entries && s.iter().all(|m| intset_int(m).is_some())
 }
 
 /// An integer exactly as an intset stores it (canonical decimal, 64-bit).

@@ -617,7 +617,7 @@ fn zscan(c: &mut Ctx, a: Argv) {
     let small =
         c.st.db
             .peek(k)
-            .is_some_and(|e| e.val.encoding() == "listpack");
+            .is_some_and(|e| e.val.encoding(&c.kv.settings) == "listpack");
     let (next, members) = if small {
         // Listpack order: by score.
         typed::scan_names(
