@@ -161,7 +161,9 @@ fn connection_commands() {
     );
     assert_eq!(r.cmd(&["ECHO", "x y"]), b("x y"));
     assert_eq!(r.cmd(&["SELECT", "0"]), ok());
-    assert_eq!(r.cmd(&["SELECT", "1"]), e("ERR DB index is out of range"));
+    assert_eq!(r.cmd(&["SELECT", "16"]), e("ERR DB index is out of range"));
+    assert_eq!(r.cmd(&["SELECT", "1"]), ok());
+    assert_eq!(r.cmd(&["SELECT", "0"]), ok());
     assert_eq!(
         r.cmd(&["SELECT", "x"]),
         e("ERR value is not an integer or out of range")

@@ -566,3 +566,167 @@ fn every_type_survives_kill_9_through_the_aof_and_loads_into_redis_from_dump_rdb
     let mut c = client(lb.addr("kv", "main"));
     assert_eq!(contents(&mut c), want);
 }
+
+/// `contents` of every database, by number (empty ones left out).
+fn all_dbs(c: &mut redis::Connection) -> BTreeMap<u32, BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for db in 0..16 {
+        let () = redis::cmd("SELECT").arg(db).query(c).unwrap();
+        let m = contents(c);
+        if !m.is_empty() {
+            out.insert(db, m);
+        }
+    }
+    let () = redis::cmd("SELECT").arg(0).query(c).unwrap();
+    out
+}
+
+/// Keys of several types in databases 0, 3 and 15 through one connection.
+fn fill_dbs(c: &mut redis::Connection, tag: &str) {
+    for db in [0, 3, 15] {
+        let () = redis::cmd("SELECT").arg(db).query(c).unwrap();
+        let mut p = redis::pipe();
+        p.cmd("SET").arg(format!("{tag}:s")).arg(db).ignore();
+        p.cmd("HSET")
+            .arg(format!("{tag}:h{db}"))
+            .arg("f")
+            .arg(db)
+            .ignore();
+        p.cmd("ZADD")
+            .arg(format!("{tag}:z"))
+            .arg(db)
+            .arg("m")
+            .ignore();
+        p.cmd("SET")
+            .arg(format!("{tag}:ttl"))
+            .arg("v")
+            .arg("EX")
+            .arg(1000)
+            .ignore();
+        let () = p.query(c).unwrap();
+    }
+    let () = redis::cmd("SELECT").arg(0).query(c).unwrap();
+}
+
+/// Writes in several databases, ending with a marker in database 0.
+fn db_stream_writes(c: &mut redis::Connection, tag: &str) {
+    let mut p = redis::pipe();
+    p.cmd("SELECT").arg(5).ignore();
+    p.cmd("RPUSH")
+        .arg(format!("{tag}:l"))
+        .arg("a")
+        .arg("b")
+        .ignore();
+    p.cmd("SELECT").arg(3).ignore();
+    p.cmd("MOVE").arg(format!("{tag}:s")).arg(7).ignore();
+    p.cmd("SWAPDB").arg(15).arg(14).ignore();
+    p.cmd("MULTI").ignore();
+    p.cmd("INCR").arg(format!("{tag}:n")).ignore();
+    p.cmd("SELECT").arg(1).ignore();
+    p.cmd("INCR").arg(format!("{tag}:n")).ignore();
+    p.cmd("EXEC").ignore();
+    p.cmd("SELECT").arg(0).ignore();
+    p.cmd("SET").arg(format!("{tag}:done")).arg(1).ignore();
+    let () = p.query(c).unwrap();
+}
+
+#[test]
+fn sixteen_databases_match_redis_and_replicate_both_ways() {
+    if skip() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let (_lb, kv) = start_kv("");
+    same_bytes(
+        redis.addr,
+        kv,
+        concat!(
+            "FLUSHALL\r\nSELECT 1\r\nSET a 1\r\nDBSIZE\r\nSELECT 0\r\nGET a\r\nDBSIZE\r\nSELECT 16\r\nSELECT -1\r\nSELECT x\r\n",
+            "SET b 2\r\nMOVE b 1\r\nMOVE b 1\r\nMOVE nokey 1\r\nMOVE b 0\r\nMOVE b 99\r\nMOVE b x\r\nSELECT 1\r\nMGET a b\r\n",
+            "SET b other\r\nSELECT 0\r\nSET b mine\r\nMOVE b 1\r\nSELECT 1\r\nGET b\r\nSWAPDB 0 1\r\nKEYS *\r\nSELECT 0\r\nKEYS *\r\n",
+            "SWAPDB 0 16\r\nSWAPDB x 1\r\nSWAPDB 1 x\r\nSWAPDB 2 2\r\nCOPY a a DB 1\r\nCOPY a z DB 2\r\nSELECT 2\r\nGET z\r\nCOPY z z DB 99\r\n",
+            "FLUSHDB\r\nDBSIZE\r\nSELECT 0\r\nDBSIZE\r\nFLUSHALL\r\nSELECT 1\r\nDBSIZE\r\n",
+            "ECHO __END__\r\n"
+        ),
+    );
+
+    // kv primary -> Redis replica: every database in the RDB, then SELECTs in the stream.
+    let mut k = client(kv);
+    fill_dbs(&mut k, "p");
+    let replica = Redis::start(&["--replicaof", "127.0.0.1", &kv.port().to_string()]);
+    let mut r = client(replica.addr);
+    eventually("the Redis replica to load kv's RDB", || {
+        (info_field(&mut r, "replication", "master_link_status").as_deref() == Some("up"))
+            .then_some(())
+    });
+    let want = all_dbs(&mut k);
+    assert_eq!(want.len(), 3);
+    assert_eq!(all_dbs(&mut r), want, "redis log:\n{}", replica.log());
+    db_stream_writes(&mut k, "p");
+    eventually("the stream on the Redis replica", || {
+        redis::cmd("GET")
+            .arg("p:done")
+            .query::<Option<String>>(&mut r)
+            .ok()
+            .flatten()
+    });
+    assert_eq!(all_dbs(&mut r), all_dbs(&mut k));
+
+    // Redis primary -> kv replica.
+    let primary = Redis::start(&[]);
+    let mut p = client(primary.addr);
+    fill_dbs(&mut p, "q");
+    let (_lb2, kv2) = start_kv(&format!("    replicaof {}\n", primary.addr));
+    let mut k2 = client(kv2);
+    eventually("kv to load Redis's RDB", || {
+        (info_field(&mut k2, "replication", "master_link_status").as_deref() == Some("up"))
+            .then_some(())
+    });
+    assert_eq!(all_dbs(&mut k2), all_dbs(&mut p));
+    db_stream_writes(&mut p, "q");
+    eventually("the stream on kv", || {
+        redis::cmd("GET")
+            .arg("q:done")
+            .query::<Option<String>>(&mut k2)
+            .ok()
+            .flatten()
+    });
+    assert_eq!(all_dbs(&mut k2), all_dbs(&mut p));
+    assert_eq!(
+        info_field(&mut k2, "replication", "kv_diverged").as_deref(),
+        Some("0")
+    );
+}
+
+#[test]
+fn databases_survive_restart_through_the_aof_and_dump_rdb() {
+    if skip() {
+        return;
+    }
+    let data = TempDir::new("kv-dbs");
+    let conf = format!(
+        "kv main\n    bind 127.0.0.1:0\n    dir {}\n    appendonly yes\n",
+        data.path().display()
+    );
+    let lb = Lb::start(&conf, 1);
+    let mut c = client(lb.addr("kv", "main"));
+    fill_dbs(&mut c, "a");
+    let _: String = redis::cmd("BGREWRITEAOF").query(&mut c).unwrap();
+    eventually("the AOF rewrite to finish", || {
+        (info_field(&mut c, "persistence", "aof_rewrite_in_progress").as_deref() == Some("0"))
+            .then_some(())
+    });
+    db_stream_writes(&mut c, "a");
+    let want = all_dbs(&mut c);
+    let () = redis::cmd("SAVE").query(&mut c).unwrap();
+    drop(c);
+    drop(lb);
+    let lb = Lb::start(&conf, 1);
+    let mut c = client(lb.addr("kv", "main"));
+    assert_eq!(all_dbs(&mut c), want);
+    let rdir = TempDir::new("redis-dbs");
+    std::fs::copy(data.path().join("dump.rdb"), rdir.path().join("dump.rdb")).unwrap();
+    let redis = Redis::start(&["--dir", rdir.path().to_str().unwrap()]);
+    let mut r = client(redis.addr);
+    assert_eq!(all_dbs(&mut r), want);
+}

@@ -218,13 +218,32 @@ fn tmp_path(path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Writes `entries` as a fresh file at `tmp`, fsynced.
-fn write_base(tmp: &Path, entries: &[(Vec<u8>, Entry)]) -> Result<File, AofError> {
+/// Writes every database's entries as a fresh file at `tmp`, fsynced; it
+/// ends selecting `end_db`, the database the writes appended after it assume.
+fn write_base(
+    tmp: &Path,
+    dbs: &[super::select::DbEntries],
+    end_db: Option<usize>,
+) -> Result<File, AofError> {
     let mut f = std::io::BufWriter::with_capacity(1 << 20, File::create(tmp).map_err(io(tmp))?);
     let mut cmd = Vec::new();
-    for (k, e) in entries {
+    let select = |cmd: &mut Vec<u8>, i: usize| {
+        let mut b = [0u8; 20];
+        reply::command(cmd, &[b"SELECT", fmt_i64(i as i64, &mut b)]);
+    };
+    for (i, entries) in dbs {
         cmd.clear();
-        entry_command(&mut cmd, k, e);
+        select(&mut cmd, *i);
+        f.write_all(&cmd).map_err(io(tmp))?;
+        for (k, e) in entries {
+            cmd.clear();
+            entry_command(&mut cmd, k, e);
+            f.write_all(&cmd).map_err(io(tmp))?;
+        }
+    }
+    if let Some(i) = end_db {
+        cmd.clear();
+        select(&mut cmd, i);
         f.write_all(&cmd).map_err(io(tmp))?;
     }
     let f = f.into_inner().map_err(|e| io(tmp)(e.into_error()))?;
@@ -247,10 +266,11 @@ fn sync_dir(path: &Path) {
 
 /// Starts a background rewrite; false if one is already running or AOF is off.
 pub fn start_rewrite(kv: &Arc<Kv>) -> bool {
-    let (entries, path) = {
+    let (entries, end_db, path) = {
         let mut st = kv.lock();
         let now = db::now_ms();
-        let entries = st.db.clone_entries(now);
+        let entries = st.clone_all(now);
+        let end_db = st.stream_db();
         let Some(aof) = st.aof.as_mut() else {
             return false;
         };
@@ -258,7 +278,7 @@ pub fn start_rewrite(kv: &Arc<Kv>) -> bool {
             return false;
         }
         aof.rewrite = Some(Vec::new());
-        (entries, aof.path.clone())
+        (entries, end_db, aof.path.clone())
     };
     let kv = kv.clone();
     let spawned = std::thread::Builder::new()
@@ -266,9 +286,10 @@ pub fn start_rewrite(kv: &Arc<Kv>) -> bool {
         .spawn(move || {
             let started = std::time::Instant::now();
             let tmp = tmp_path(&path);
-            let res = write_base(&tmp, &entries).and_then(|f| finish_rewrite(&kv, f, &tmp));
+            let res = write_base(&tmp, &entries, end_db).and_then(|f| finish_rewrite(&kv, f, &tmp));
+            let keys: usize = entries.iter().map(|(_, e)| e.len()).sum();
             match res {
-                Ok(size) => tracing::info!(kv = %kv.name, "AOF rewritten: {} keys, {size} bytes, {:?}", entries.len(), started.elapsed()),
+                Ok(size) => tracing::info!(kv = %kv.name, "AOF rewritten: {keys} keys, {size} bytes, {:?}", started.elapsed()),
                 Err(e) => {
                     tracing::error!(kv = %kv.name, "AOF rewrite failed: {e}");
                     let _ = std::fs::remove_file(&tmp);
@@ -314,12 +335,13 @@ fn finish_rewrite(kv: &Kv, mut f: File, tmp: &Path) -> Result<u64, AofError> {
 /// Writes the whole keyspace as a fresh AOF right now (at start, and after a
 /// replica's full sync, when the file must describe the new data set).
 pub fn rewrite_now(st: &mut State, syncer: &Syncer) -> Result<(), AofError> {
+    let entries = st.clone_all(0);
+    let end_db = st.stream_db();
     let Some(aof) = st.aof.as_mut() else {
         return Ok(());
     };
-    let entries = st.db.clone_entries(0);
     let tmp = tmp_path(&aof.path);
-    let f = write_base(&tmp, &entries)?;
+    let f = write_base(&tmp, &entries, end_db)?;
     std::fs::rename(&tmp, &aof.path).map_err(io(&aof.path))?;
     sync_dir(&aof.path);
     let size = f.metadata().map_err(io(&tmp))?.len();

@@ -28,6 +28,7 @@ pub struct Info {
     pub multi: i64,
     /// The connection became a replica's feed (PSYNC).
     pub replica: bool,
+    pub db: usize,
     pub kill: Arc<Notify>,
 }
 
@@ -76,13 +77,14 @@ impl Info {
             _ => "N",
         };
         format!(
-            "id={id} addr={} laddr={} fd={} name={} age={} idle={} flags={flags} db=0 sub={} psub={} ssub=0 multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp=2\n",
+            "id={id} addr={} laddr={} fd={} name={} age={} idle={} flags={flags} db={} sub={} psub={} ssub=0 multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp=2\n",
             self.addr,
             self.laddr,
             self.fd,
             String::from_utf8_lossy(&self.name),
             now.duration_since(self.since).as_secs(),
             now.duration_since(self.last).as_secs(),
+            self.db,
             self.sub,
             self.psub,
             self.multi,
@@ -125,6 +127,7 @@ impl Registry {
                 psub: 0,
                 multi: -1,
                 replica: false,
+                db: 0,
                 kill: kill.clone(),
             },
         );

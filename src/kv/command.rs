@@ -87,6 +87,8 @@ pub enum Cmd {
     Memory,
     Debug,
     Time,
+    SwapDb,
+    Move,
     HSet,
     HSetNx,
     HGet,
@@ -307,6 +309,8 @@ pub static TABLE: &[Spec] = &[
     spec("memory", Cmd::Memory, -2, READONLY, NOKEY),
     spec("debug", Cmd::Debug, -2, ADMIN, NOKEY),
     spec("time", Cmd::Time, 1, 0, NOKEY),
+    spec("swapdb", Cmd::SwapDb, 3, WRITE, NOKEY),
+    spec("move", Cmd::Move, 3, WRITE, KEY1),
     spec("hset", Cmd::HSet, -4, WRITE | DENYOOM, KEY1),
     spec("hsetnx", Cmd::HSetNx, 4, WRITE | DENYOOM, KEY1),
     spec("hget", Cmd::HGet, 3, READONLY, KEY1),
@@ -621,7 +625,11 @@ pub fn exec(c: &mut Ctx, spec: &Spec, a: Argv) {
                     return c.err(ERR_SYNTAX);
                 }
             }
-            c.st.db.clear();
+            if spec.cmd == Cmd::FlushAll {
+                c.st.clear_all();
+            } else {
+                c.st.db.clear();
+            }
             let name: &[u8] = if spec.cmd == Cmd::FlushDb {
                 b"FLUSHDB"
             } else {

@@ -35,6 +35,8 @@ pub fn exec(c: &mut Ctx, spec: &Spec, a: Argv) -> bool {
         Cmd::Object => object(c, a),
         Cmd::Memory => memory(c, a),
         Cmd::Debug => super::debug::debug(c, a),
+        Cmd::SwapDb => super::select::swapdb(c, a),
+        Cmd::Move => super::select::move_key(c, a),
         Cmd::Time => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -277,16 +279,16 @@ fn rename(c: &mut Ctx, src: &[u8], dst: &[u8], nx: bool) {
 fn copy(c: &mut Ctx, a: Argv) {
     let (src, dst) = (a.get(1), a.get(2));
     let mut replace = false;
+    let mut to_db = c.st.cur;
     let mut i = 3;
     while i < a.len() {
         let o = a.get(i);
         if o.eq_ignore_ascii_case(b"REPLACE") {
             replace = true;
         } else if o.eq_ignore_ascii_case(b"DB") && i + 1 < a.len() {
-            match parse_i64(a.get(i + 1)) {
-                None => return c.err(ERR_NOT_INT),
-                Some(0) => {}
-                Some(_) => return c.err("ERR DB index is out of range"),
+            match super::select::db_index(c, a.get(i + 1)) {
+                None => return,
+                Some(d) => to_db = d,
             }
             i += 1;
         } else {
@@ -294,19 +296,25 @@ fn copy(c: &mut Ctx, a: Argv) {
         }
         i += 1;
     }
-    if src == dst {
+    if src == dst && to_db == c.st.cur {
         return c.err("ERR source and destination objects are the same");
     }
     let Some(e) = c.live(src).cloned() else {
         return reply::int(c.out, 0);
     };
-    if c.exists(dst) && !replace {
+    let now = c.now;
+    let exists = if to_db == c.st.cur {
+        c.exists(dst)
+    } else {
+        c.st.db_at(to_db).peek(dst).is_some_and(|e| !e.expired(now))
+    };
+    if exists && !replace {
         return reply::int(c.out, 0);
     }
     if !c.key_ok(dst) {
         return;
     }
-    c.st.db.insert(dst, e.val, e.exp);
+    c.st.db_at(to_db).insert(dst, e.val, e.exp);
     let args: Vec<&[u8]> = a.iter().collect();
     c.propagate(&args);
     reply::int(c.out, 1);

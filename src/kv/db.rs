@@ -100,6 +100,22 @@ impl Db {
         self.map.len()
     }
 
+    /// Every entry, live or not (callers filter on expiry).
+    pub fn entries(&self) -> impl Iterator<Item = (&Vec<u8>, &Entry)> {
+        self.map.iter()
+    }
+
+    /// SWAPDB: trades keys with `other`; each keeps its own watchers, and every
+    /// watched key counts as modified.
+    pub fn swap_contents(&mut self, other: &mut Db) {
+        std::mem::swap(&mut self.map, &mut other.map);
+        std::mem::swap(&mut self.expires, &mut other.expires);
+        std::mem::swap(&mut self.used, &mut other.used);
+        for w in self.watched.values_mut().chain(other.watched.values_mut()) {
+            w.1 += 1;
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }

@@ -13,10 +13,10 @@ pub fn debug(c: &mut Ctx, a: Argv) {
     let is = |s: &[u8]| sub.eq_ignore_ascii_case(s);
     if is(b"RELOAD") {
         // Round-trips every key through the RDB code, as Redis's save-and-load does.
-        let snap = c.st.db.to_rdb(c.now, &super::rdb::Aux::default());
+        let snap = c.st.to_rdb(c.now, &super::rdb::Aux::default());
         match super::replication::decode_rdb(c.kv, &snap) {
-            Ok(db) => {
-                c.st.db.replace_with(db);
+            Ok(dbs) => {
+                c.st.replace_all(dbs);
                 reply::ok(c.out);
             }
             Err(e) => c.err(&format!("ERR Error trying to load the RDB dump: {e}")),

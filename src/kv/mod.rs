@@ -10,6 +10,7 @@
 //! - `config`      CONFIG GET/SET/REWRITE and the settings changeable at run time
 //! - `clients`     connected clients: CLIENT LIST, CLIENT KILL filters
 //! - `debug`       DEBUG subcommands the Redis test suite uses (RELOAD, SET-ACTIVE-EXPIRE, OBJECT)
+//! - `select`      the numbered databases: SELECT swap, SWAPDB, MOVE, whole-keyspace views
 //! - `server`      one client connection: batching, auth, dispatch, WAIT
 //! - `aof`         the append-only file: fsync policy, group commit, rewrite, replay
 //! - `multi`       MULTI/EXEC queue and WATCHed keys
@@ -37,6 +38,7 @@ pub mod pubsub;
 pub mod rdb;
 pub mod rdb_types;
 pub mod replication;
+pub mod select;
 pub mod server;
 pub mod set;
 pub mod typed;
@@ -133,7 +135,16 @@ pub struct Repl {
 /// Everything under the one state lock.
 #[derive(Debug)]
 pub struct State {
+    /// The selected database while a command runs, database 0 otherwise (see `select`).
     pub db: Db,
+    /// Databases 1..N (one slot holds database 0 while another is selected).
+    pub others: Vec<Db>,
+    /// Which database `db` holds.
+    pub cur: usize,
+    /// The database the stream and AOF last SELECTed; usize::MAX = none yet.
+    stream_db: usize,
+    /// On a replica: the database our primary's stream selected.
+    pub repl_db: usize,
     pub repl: Repl,
     scratch: Vec<u8>,
     /// Writes since the last successful save (`save` rules, INFO).
@@ -164,11 +175,28 @@ impl State {
         if self.repl.backlog.is_none() && self.aof.is_none() {
             return;
         }
+        if self.stream_db != self.cur {
+            self.stream_db = self.cur;
+            let mut b = [0u8; 20];
+            let n = frame::fmt_i64(self.cur as i64, &mut b).to_vec();
+            self.emit(&[b"SELECT", &n]);
+        }
         if self.multi == MultiProp::Pending {
             self.multi = MultiProp::Open;
             self.emit(&[b"MULTI"]);
         }
         self.emit(args);
+    }
+
+    /// The next write is preceded by a SELECT (a full sync or AOF rewrite
+    /// started a new stream whose reader has no database selected yet).
+    pub fn reselect(&mut self) {
+        self.stream_db = usize::MAX;
+    }
+
+    /// The database the stream last selected (AOF rewrite base ends with it).
+    pub fn stream_db(&self) -> Option<usize> {
+        (self.stream_db != usize::MAX).then_some(self.stream_db)
     }
 
     /// To replicas only, not the AOF nor the dirty count (PUBLISH, as Redis).
@@ -359,6 +387,10 @@ impl Kv {
             conf: conf.clone(),
             state: Mutex::new(State {
                 db: Db::default(),
+                others: (1..conf.databases.max(1)).map(|_| Db::default()).collect(),
+                cur: 0,
+                stream_db: usize::MAX,
+                repl_db: 0,
                 repl,
                 scratch: Vec::new(),
                 dirty: 0,
@@ -537,7 +569,7 @@ impl Kv {
             );
         }
         if want("memory") {
-            let used = st.db.used();
+            let used = st.used();
             let max = self.conf.maxmemory.unwrap_or(0);
             let _ = write!(
                 t,
@@ -580,14 +612,7 @@ impl Kv {
         }
         if want("keyspace") {
             t.push_str("# Keyspace\r\n");
-            if !st.db.is_empty() {
-                let _ = write!(
-                    t,
-                    "db0:keys={},expires={},avg_ttl=0\r\n",
-                    st.db.len(),
-                    st.db.expires_len()
-                );
-            }
+            t.push_str(&st.keyspace_info());
             t.push_str("\r\n");
         }
         // Redis ends the text with a single CRLF after the last section.
@@ -677,11 +702,17 @@ async fn active_expiry(kv: Arc<Kv>) {
                 if st.repl.is_replica {
                     break;
                 }
-                let gone = st.db.pop_expired(db::now_ms(), EXPIRE_BATCH);
-                for k in &gone {
-                    st.propagate(&[b"DEL", k]);
+                let mut n = 0;
+                for i in 0..st.databases() {
+                    st.select(i);
+                    let gone = st.db.pop_expired(db::now_ms(), EXPIRE_BATCH);
+                    for k in &gone {
+                        st.propagate(&[b"DEL", k]);
+                    }
+                    n += gone.len();
                 }
-                (gone.len(), st.repl.offset)
+                st.select(0);
+                (n, st.repl.offset)
             };
             kv.stats.expired.fetch_add(n as u64, Ordering::Relaxed);
             kv.publish_offset(off);

@@ -44,6 +44,8 @@ struct Session {
     kill: Arc<tokio::sync::Notify>,
     /// The last command run, for CLIENT LIST.
     last_cmd: &'static str,
+    /// The selected database (SELECT).
+    db: usize,
 }
 
 /// What the batch loop stopped for.
@@ -97,6 +99,7 @@ pub async fn serve(kv: Arc<Kv>, sock: TcpStream, peer: SocketAddr) {
         sub: None,
         kill,
         last_cmd: "NULL",
+        db: 0,
     };
     serve_conn(kv.clone(), sock, &mut sess).await;
     kv.clients.remove(id);
@@ -105,7 +108,9 @@ pub async fn serve(kv: Arc<Kv>, sock: TcpStream, peer: SocketAddr) {
     }
     if !sess.watches.is_empty() {
         let mut st = kv.lock();
+        st.select(sess.db);
         sess.watches.clear(&mut st.db);
+        st.select(0);
     }
 }
 
@@ -371,9 +376,10 @@ fn process(
     }
     kv.stats.commands.fetch_add(ncmd, Ordering::Relaxed);
     if ncmd > 0 {
-        let (cmd, multi) = (
+        let (cmd, multi, db) = (
             sess.last_cmd,
             sess.multi.as_ref().map_or(-1, |m| m.queued.len() as i64),
+            sess.db,
         );
         let (sub, psub) = sess
             .sub
@@ -383,6 +389,7 @@ fn process(
             i.last = std::time::Instant::now();
             i.cmd = cmd;
             i.multi = multi;
+            i.db = db;
             i.sub = sub;
             i.psub = psub;
         });
@@ -514,7 +521,9 @@ fn dispatch<'a>(
                 reply::err(out, "ERR DISCARD without MULTI");
             } else {
                 let st = lock(kv, guard);
+                st.select(sess.db);
                 sess.watches.clear(&mut st.db);
+                st.select(0);
                 reply::ok(out);
             }
         }
@@ -523,17 +532,21 @@ fn dispatch<'a>(
                 reply::err(out, "ERR WATCH inside MULTI is not allowed");
             } else {
                 let st = lock(kv, guard);
+                st.select(sess.db);
                 for k in a.iter().skip(1) {
                     let live = st.db.peek(k).is_some_and(|e| !e.expired(now));
                     sess.watches.add(&mut st.db, k, live);
                 }
+                st.select(0);
                 reply::ok(out);
             }
         }
         Cmd::Unwatch => {
             if !sess.watches.is_empty() {
                 let st = lock(kv, guard);
+                st.select(sess.db);
                 sess.watches.clear(&mut st.db);
+                st.select(0);
             }
             reply::ok(out);
         }
@@ -554,8 +567,11 @@ fn dispatch<'a>(
         }
         Cmd::Select => match parse_i64(a.get(1)) {
             None => reply::err(out, command::ERR_NOT_INT),
-            Some(0) => reply::ok(out),
-            Some(_) => reply::err(out, "ERR DB index is out of range"),
+            Some(n) if n >= 0 && (n as u64) < kv.conf.databases.max(1) as u64 => {
+                sess.db = n as usize;
+                reply::ok(out);
+            }
+            Some(_) => reply::err(out, super::select::ERR_DB_RANGE),
         },
         Cmd::Auth => auth(kv, sess, a, out),
         Cmd::Hello => hello(kv, sess, a, out),
@@ -647,7 +663,7 @@ fn dispatch<'a>(
             };
             return Some(Step::Psync { replid, offset });
         }
-        _ => keyspace(kv, guard, spec, a, now, out),
+        _ => keyspace(kv, guard, spec, a, now, sess.db, out),
     }
     None
 }
@@ -666,6 +682,7 @@ fn exec<'a>(
     };
     {
         let st = lock(kv, guard);
+        st.select(sess.db);
         let abort = if m.failed {
             Some(false)
         } else if sess.watches.touched(&st.db, now) {
@@ -674,6 +691,7 @@ fn exec<'a>(
             None
         };
         sess.watches.clear(&mut st.db);
+        st.select(0);
         match abort {
             Some(false) => {
                 reply::err(
@@ -706,6 +724,7 @@ fn keyspace<'a>(
     spec: &Spec,
     a: Argv,
     now: u64,
+    db: usize,
     out: &mut Vec<u8>,
 ) {
     let st = lock(kv, guard);
@@ -720,11 +739,13 @@ fn keyspace<'a>(
     if spec.is(DENYOOM) {
         if let Some(max) = kv.settings.maxmemory() {
             let grow: u64 = a.iter().skip(1).map(|x| x.len() as u64).sum::<u64>() + ENTRY_OVERHEAD;
-            if st.db.used() + grow > max {
+            if st.used() + grow > max {
                 return reply::err(out, ERR_OOM);
             }
         }
     }
+    // The connection's database for this command; database 0 back after it.
+    st.select(db);
     let mut c = Ctx {
         kv,
         st,
@@ -733,6 +754,7 @@ fn keyspace<'a>(
         from_master: false,
     };
     command::exec(&mut c, spec, a);
+    c.st.select(0);
 }
 
 fn auth(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
@@ -976,6 +998,7 @@ mod tests {
             sub: None,
             kill: Arc::default(),
             last_cmd: "NULL",
+            db: 0,
         }
     }
 
