@@ -193,3 +193,36 @@ fn debug_reload_keeps_every_type_and_time_answers() {
         .as_secs();
     assert!(secs.abs_diff(now) < 60, "{secs} vs {now}");
 }
+
+#[test]
+fn monitor_shows_every_command_with_its_database_and_client() {
+    let (_lb, kv) = start_kv();
+    let mut mon = Conn::new(kv);
+    mon.0.write_all(b"MONITOR\r\n").unwrap();
+    let mut ok = [0u8; 5];
+    mon.0.read_exact(&mut ok).unwrap();
+    assert_eq!(&ok, b"+OK\r\n");
+    let mut c = Conn::new(kv);
+    c.run("SET k \"a b\"\r\nSELECT 3\r\nGET k\r\nCONFIG GET hz\r\n");
+    let mut got = String::new();
+    let mut b = [0u8; 4096];
+    while !got.contains("\"ECHO\" \"__END__\"\r\n") {
+        let n = mon.0.read(&mut b).unwrap();
+        assert!(n > 0);
+        got.push_str(&String::from_utf8_lossy(&b[..n]));
+    }
+    let lines: Vec<&str> = got.lines().collect();
+    assert_eq!(lines.len(), 4, "{got}");
+    assert!(
+        lines[0].starts_with('+') && lines[0].contains(" [0 127.0.0.1:"),
+        "{got}"
+    );
+    assert!(lines[0].ends_with("] \"SET\" \"k\" \"a b\""), "{got}");
+    assert!(lines[1].ends_with("] \"SELECT\" \"3\""), "{got}");
+    assert!(
+        lines[2].contains(" [3 127.0.0.1:") && lines[2].ends_with("\"GET\" \"k\""),
+        "{got}"
+    );
+    // CONFIG (admin) is not shown, as in Redis.
+    assert!(lines[3].ends_with("\"ECHO\" \"__END__\""), "{got}");
+}

@@ -11,6 +11,7 @@
 //! - `clients`     connected clients: CLIENT LIST, CLIENT KILL filters
 //! - `debug`       DEBUG subcommands the Redis test suite uses (RELOAD, SET-ACTIVE-EXPIRE, OBJECT)
 //! - `select`      the numbered databases: SELECT swap, SWAPDB, MOVE, whole-keyspace views
+//! - `monitor`     MONITOR: every command as a line to monitoring connections
 //! - `server`      one client connection: batching, auth, dispatch, WAIT
 //! - `aof`         the append-only file: fsync policy, group commit, rewrite, replay
 //! - `multi`       MULTI/EXEC queue and WATCHed keys
@@ -32,6 +33,7 @@ pub mod fuzz_check;
 pub mod hash;
 pub mod list;
 pub mod metrics;
+pub mod monitor;
 pub mod multi;
 pub mod persist;
 pub mod pubsub;
@@ -324,6 +326,8 @@ pub struct Kv {
     pub settings: config::Settings,
     /// Connected clients, for CLIENT LIST / KILL.
     pub clients: clients::Registry,
+    /// Connections in MONITOR mode.
+    pub monitors: monitor::Monitors,
 }
 
 /// The Redis version kv answers as (INFO, HELLO, RDB aux).
@@ -421,6 +425,7 @@ impl Kv {
             next_id: AtomicU64::new(1),
             settings: config::Settings::new(conf),
             clients: clients::Registry::default(),
+            monitors: monitor::Monitors::default(),
         })
     }
 

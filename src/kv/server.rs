@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::command::{self, Cmd, Ctx, Spec, DENYOOM, NOAUTH, WRITE};
+use super::command::{self, Cmd, Ctx, Spec, ADMIN, DENYOOM, NOAUTH, WRITE};
 use super::db::{self, ENTRY_OVERHEAD};
 use super::frame::{self, parse_i64, reply, Args, Argv, FrameError, Limits};
 use super::multi::{Multi, Queued, Watches};
@@ -103,6 +103,7 @@ pub async fn serve(kv: Arc<Kv>, sock: TcpStream, peer: SocketAddr) {
     };
     serve_conn(kv.clone(), sock, &mut sess).await;
     kv.clients.remove(id);
+    kv.monitors.remove(id);
     if let Some(sub) = sess.sub.as_mut() {
         sub.leave(&mut kv.pubsub());
     }
@@ -472,6 +473,10 @@ fn dispatch<'a>(
         reply::simple(out, "QUEUED");
         return None;
     }
+    // As Redis: admin commands and credentials are not shown to monitors.
+    if kv.monitors.active() && !spec.is(ADMIN) && !matches!(spec.cmd, Cmd::Auth | Cmd::Hello) {
+        kv.monitors.feed(sess.db, sess.peer, a);
+    }
     match spec.cmd {
         Cmd::Subscribe | Cmd::PSubscribe => {
             let pattern = spec.cmd == Cmd::PSubscribe;
@@ -561,6 +566,13 @@ fn dispatch<'a>(
             _ => command::wrong_arity(out, "ping"),
         },
         Cmd::Echo => reply::bulk(out, a.get(1)),
+        Cmd::Monitor => {
+            // Lines arrive through the subscriber queue the read loop already serves.
+            let id = sess.id;
+            let sub = sess.sub.get_or_insert_with(|| Subscriber::new(id));
+            kv.monitors.add(sub.handle.clone());
+            reply::ok(out);
+        }
         Cmd::Quit => {
             reply::ok(out);
             return Some(Step::Quit);
