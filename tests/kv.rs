@@ -169,7 +169,7 @@ fn connection_commands() {
         e("ERR value is not an integer or out of range")
     );
     assert_eq!(
-        r.cmd(&["HELLO", "3"]),
+        r.cmd(&["HELLO", "4"]),
         e("NOPROTO unsupported protocol version")
     );
     assert_eq!(r.cmd(&["CLIENT", "GETNAME"]), NIL);

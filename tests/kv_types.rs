@@ -283,15 +283,12 @@ fn start_kv(extra: &str) -> (Lb, SocketAddr) {
     (lb, a)
 }
 
-/// Sends inline commands and returns every reply byte up to and including the
-/// reply carrying `__END__` (the script's last command).
-fn run(addr: SocketAddr, script: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = common::connect(addr);
-    s.write_all(script.as_bytes()).unwrap();
+/// Reads until the reply carrying `marker`; everything read.
+fn read_until(s: &mut std::net::TcpStream, marker: &[u8]) -> String {
+    use std::io::Read;
     let mut got = Vec::new();
     let mut b = [0u8; 8192];
-    while !got.ends_with(b"__END__\r\n") {
+    while !got.ends_with(marker) {
         let n = s.read(&mut b).unwrap();
         assert!(n > 0, "closed; got {:?}", String::from_utf8_lossy(&got));
         got.extend_from_slice(&b[..n]);
@@ -299,9 +296,28 @@ fn run(addr: SocketAddr, script: &str) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
+/// Sends inline commands and returns every reply byte up to and including the
+/// reply carrying `__END__` (the script's last command). `prelude` runs first
+/// (HELLO 3) and its replies, which carry the connection id, are dropped.
+fn run_with(addr: SocketAddr, prelude: &str, script: &str) -> String {
+    use std::io::Write;
+    let mut s = common::connect(addr);
+    if !prelude.is_empty() {
+        s.write_all(format!("{prelude}ECHO __PRELUDE__\r\n").as_bytes())
+            .unwrap();
+        read_until(&mut s, b"__PRELUDE__\r\n");
+    }
+    s.write_all(script.as_bytes()).unwrap();
+    read_until(&mut s, b"__END__\r\n")
+}
+
 fn same_bytes(redis: SocketAddr, kv: SocketAddr, script: &str) {
-    let r = run(redis, script);
-    let k = run(kv, script);
+    same_bytes_after(redis, kv, "", script)
+}
+
+fn same_bytes_after(redis: SocketAddr, kv: SocketAddr, prelude: &str, script: &str) {
+    let r = run_with(redis, prelude, script);
+    let k = run_with(kv, prelude, script);
     let (r, k): (Vec<&str>, Vec<&str>) = (r.split("\r\n").collect(), k.split("\r\n").collect());
     for (i, (a, b)) in r.iter().zip(&k).enumerate() {
         let from = i.saturating_sub(12);
@@ -643,7 +659,7 @@ fn sixteen_databases_match_redis_and_replicate_both_ways() {
         concat!(
             "FLUSHALL\r\nSELECT 1\r\nSET a 1\r\nDBSIZE\r\nSELECT 0\r\nGET a\r\nDBSIZE\r\nSELECT 16\r\nSELECT -1\r\nSELECT x\r\n",
             "SET b 2\r\nMOVE b 1\r\nMOVE b 1\r\nMOVE nokey 1\r\nMOVE b 0\r\nMOVE b 99\r\nMOVE b x\r\nSELECT 1\r\nMGET a b\r\n",
-            "SET b other\r\nSELECT 0\r\nSET b mine\r\nMOVE b 1\r\nSELECT 1\r\nGET b\r\nSWAPDB 0 1\r\nKEYS *\r\nSELECT 0\r\nKEYS *\r\n",
+            "SET b other\r\nSELECT 0\r\nSET b mine\r\nMOVE b 1\r\nSELECT 1\r\nGET b\r\nSWAPDB 0 1\r\nMGET a b\r\nSELECT 0\r\nMGET a b\r\nDBSIZE\r\n",
             "SWAPDB 0 16\r\nSWAPDB x 1\r\nSWAPDB 1 x\r\nSWAPDB 2 2\r\nCOPY a a DB 1\r\nCOPY a z DB 2\r\nSELECT 2\r\nGET z\r\nCOPY z z DB 99\r\n",
             "FLUSHDB\r\nDBSIZE\r\nSELECT 0\r\nDBSIZE\r\nFLUSHALL\r\nSELECT 1\r\nDBSIZE\r\n",
             "ECHO __END__\r\n"
@@ -729,4 +745,28 @@ fn databases_survive_restart_through_the_aof_and_dump_rdb() {
     let redis = Redis::start(&["--dir", rdir.path().to_str().unwrap()]);
     let mut r = client(redis.addr);
     assert_eq!(all_dbs(&mut r), want);
+}
+
+#[test]
+fn resp3_replies_match_redis_byte_for_byte() {
+    if skip() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let (_lb, kv) = start_kv("");
+    same_bytes_after(
+        redis.addr,
+        kv,
+        "FLUSHALL\r\nHELLO 3\r\n",
+        concat!(
+            "GET nokey\r\nHSET h a 1 b 2\r\nHGETALL h\r\nHGET h zz\r\nHMGET h a zz\r\nHRANDFIELD h 5 WITHVALUES\r\nHRANDFIELD nokey\r\n",
+            "SADD s 3 1 2\r\nSMEMBERS s\r\nSINTER s s\r\nSUNION s nokey\r\nSDIFF s nokey\r\nSPOP nokey\r\n",
+            "RPUSH l a\r\nLPOP nokey\r\nLPOP nokey 2\r\nLPOS l zz\r\nLINDEX l 5\r\n",
+            "ZADD z 1 a 2.5 b\r\nZSCORE z b\r\nZSCORE z nope\r\nZMSCORE z a nope\r\nZINCRBY z 1 a\r\nZADD z INCR 1 a\r\nZADD z NX INCR 1 a\r\n",
+            "ZRANGE z 0 -1 WITHSCORES\r\nZRANGE z 0 -1\r\nZRANGEBYSCORE z -inf +inf WITHSCORES\r\nZRANDMEMBER z 5 WITHSCORES\r\nZRANK z nope\r\n",
+            "ZPOPMIN z\r\nZPOPMAX z 1\r\nZPOPMIN nokey 2\r\nZSCAN z 0\r\nCONFIG GET maxmemory\r\n",
+            "MULTI\r\nSET k v\r\nEXEC\r\nWATCH k\r\nSET k w\r\nMULTI\r\nGET k\r\nEXEC\r\n",
+            "ECHO __END__\r\n"
+        ),
+    );
 }

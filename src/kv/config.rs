@@ -216,7 +216,7 @@ pub fn config(kv: &Kv, a: Argv, out: &mut Vec<u8>) {
                 }
             }
         }
-        reply::array(out, hits.len() * 2);
+        reply::map(out, hits.len());
         for (n, v) in hits {
             reply::bulk(out, n.as_bytes());
             reply::bulk(out, v.as_bytes());

@@ -49,7 +49,11 @@ pub fn exec(c: &mut Ctx, spec: &Spec, a: Argv) -> bool {
                 match get(&c.st.db, k) {
                     None => reply::array(c.out, 0),
                     Some(h) => {
-                        reply::array(c.out, h.len() * (keys as usize + vals as usize));
+                        if keys && vals {
+                            reply::map(c.out, h.len());
+                        } else {
+                            reply::array(c.out, h.len());
+                        }
                         for (f, v) in h {
                             if keys {
                                 reply::bulk(c.out, f);
@@ -284,9 +288,14 @@ fn hrandfield(c: &mut Ctx, a: Argv) {
         return reply::array(c.out, 0);
     };
     let idx = typed::rand_indices(h.len(), n);
-    reply::array(c.out, idx.len() * if with { 2 } else { 1 });
+    // RESP3 pairs each field with its value.
+    let nested = with && reply::resp3();
+    reply::array(c.out, idx.len() * if with && !nested { 2 } else { 1 });
     for i in idx {
         if let Some((f, v)) = h.get_index(i) {
+            if nested {
+                reply::array(c.out, 2);
+            }
             reply::bulk(c.out, f);
             if with {
                 reply::bulk(c.out, v);

@@ -136,7 +136,7 @@ fn pop(c: &mut Ctx, spec: &Spec, a: Argv) {
     };
     match typed::check(c, k, Kind::List) {
         Err(_) => return,
-        Ok(false) if count.is_some() => return c.out.extend_from_slice(b"*-1\r\n"),
+        Ok(false) if count.is_some() => return reply::nil_array(c.out),
         Ok(false) => return reply::nil(c.out),
         Ok(true) => {}
     }

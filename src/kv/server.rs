@@ -46,6 +46,8 @@ struct Session {
     last_cmd: &'static str,
     /// The selected database (SELECT).
     db: usize,
+    /// HELLO 3 was sent: replies in RESP3.
+    resp3: bool,
 }
 
 /// What the batch loop stopped for.
@@ -100,6 +102,7 @@ pub async fn serve(kv: Arc<Kv>, sock: TcpStream, peer: SocketAddr) {
         kill,
         last_cmd: "NULL",
         db: 0,
+        resp3: false,
     };
     serve_conn(kv.clone(), sock, &mut sess).await;
     kv.clients.remove(id);
@@ -313,6 +316,7 @@ fn process(
     out: &mut Vec<u8>,
 ) -> Step {
     let mut guard: Option<MutexGuard<'_, State>> = None;
+    let _resp = reply::Resp3Guard::new(sess.resp3);
     let now = db::now_ms();
     let mut ncmd = 0u64;
     let step = loop {
@@ -713,7 +717,7 @@ fn exec<'a>(
                 return None;
             }
             Some(true) => {
-                out.extend_from_slice(b"*-1\r\n");
+                reply::nil_array(out);
                 return None;
             }
             None => st.exec_begin(),
@@ -793,6 +797,7 @@ fn auth(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
 /// so RESP3 clients fall back), answered with Redis 7.0's fields as a flat array.
 fn hello(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
     let mut i = 1;
+    let mut proto = if sess.resp3 { 3 } else { 2 };
     if a.len() > 1 {
         match parse_i64(a.get(1)) {
             None => {
@@ -801,7 +806,7 @@ fn hello(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
                     "ERR Protocol version is not an integer or out of range",
                 )
             }
-            Some(2) => {}
+            Some(n @ (2 | 3)) => proto = n,
             Some(_) => return reply::err(out, "NOPROTO unsupported protocol version"),
         }
         i = 2;
@@ -855,13 +860,16 @@ fn hello(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
     } else {
         b"master"
     };
-    reply::array(out, 14);
+    // The reply, and everything after it, in the chosen protocol.
+    sess.resp3 = proto == 3;
+    reply::set_resp3(sess.resp3);
+    reply::map(out, 7);
     reply::bulk(out, b"server");
     reply::bulk(out, b"redis");
     reply::bulk(out, b"version");
     reply::bulk(out, super::REDIS_VERSION.as_bytes());
     reply::bulk(out, b"proto");
-    reply::int(out, 2);
+    reply::int(out, proto);
     reply::bulk(out, b"id");
     reply::int(out, sess.id as i64);
     reply::bulk(out, b"mode");
@@ -1011,6 +1019,7 @@ mod tests {
             kill: Arc::default(),
             last_cmd: "NULL",
             db: 0,
+            resp3: false,
         }
     }
 

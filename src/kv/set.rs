@@ -88,7 +88,7 @@ fn get_mut<'a>(db: &'a mut Db, k: &[u8]) -> &'a mut Set {
 fn members_reply<'a>(out: &mut Vec<u8>, it: impl Iterator<Item = &'a Vec<u8>> + Clone) {
     let v: Vec<&Vec<u8>> = it.collect();
     let n = v.len();
-    reply::array(out, n);
+    reply::set(out, n);
     if n <= 512 && v.iter().all(|m| intset_int(m).is_some()) {
         let mut ints: Vec<(i64, &Vec<u8>)> =
             v.iter().map(|m| (intset_int(m).unwrap_or(0), *m)).collect();

@@ -29,7 +29,7 @@ pub fn exec(c: &mut Ctx, spec: &Spec, a: Argv) -> bool {
         Cmd::ZScore => {
             if typed::check(c, k, Kind::ZSet).is_ok() {
                 match get(&c.st.db, k).and_then(|z| z.score(a.get(2))) {
-                    Some(s) => reply::bulk(c.out, fmt_double(s).as_bytes()),
+                    Some(s) => reply::double(c.out, &fmt_double(s)),
                     None => reply::nil(c.out),
                 }
             }
@@ -40,7 +40,7 @@ pub fn exec(c: &mut Ctx, spec: &Spec, a: Argv) -> bool {
                 reply::array(c.out, a.len() - 2);
                 for m in a.iter().skip(2) {
                     match z.and_then(|z| z.score(m)) {
-                        Some(s) => reply::bulk(c.out, fmt_double(s).as_bytes()),
+                        Some(s) => reply::double(c.out, &fmt_double(s)),
                         None => reply::nil(c.out),
                     }
                 }
@@ -222,12 +222,18 @@ fn select<'a>(z: &'a ZSet, b: &Bounds, rev: bool, offset: i64, limit: i64) -> Ve
     }
 }
 
-fn pairs_reply(out: &mut Vec<u8>, items: &[(&[u8], f64)], scores: bool) {
-    reply::array(out, items.len() * if scores { 2 } else { 1 });
+/// Members, with their scores if `scores`: flat, or as [member, score]
+/// pairs when `nested` (RESP3's shape for them).
+fn pairs_reply(out: &mut Vec<u8>, items: &[(&[u8], f64)], scores: bool, nested: bool) {
+    let nested = nested && scores;
+    reply::array(out, items.len() * if scores && !nested { 2 } else { 1 });
     for (m, s) in items {
+        if nested {
+            reply::array(out, 2);
+        }
         reply::bulk(out, m);
         if scores {
-            reply::bulk(out, fmt_double(*s).as_bytes());
+            reply::double(out, &fmt_double(*s));
         }
     }
 }
@@ -333,7 +339,7 @@ fn zadd(c: &mut Ctx, a: Argv) {
     }
     if incr {
         match result {
-            Some(s) => reply::bulk(c.out, fmt_double(s).as_bytes()),
+            Some(s) => reply::double(c.out, &fmt_double(s)),
             None => reply::nil(c.out),
         }
     } else {
@@ -359,7 +365,7 @@ fn zincrby(c: &mut Ctx, a: Argv) {
     z.insert(m, new);
     c.st.db.modified(k, if old.is_none() { cost(m) } else { 0 });
     typed::propagate_argv(c, a);
-    reply::bulk(c.out, fmt_double(new).as_bytes());
+    reply::double(c.out, &fmt_double(new));
 }
 
 fn zrem(c: &mut Ctx, a: Argv) {
@@ -449,7 +455,7 @@ fn zrange(c: &mut Ctx, a: Argv, at: usize, store: bool, ty: Option<Type>, rev: O
         None => Vec::new(),
         Some(z) if !store => {
             let sel = select(z, &b, rev, offset, limit);
-            return pairs_reply(c.out, &sel, withscores);
+            return pairs_reply(c.out, &sel, withscores, reply::resp3());
         }
         Some(z) => select(z, &b, rev, offset, limit)
             .into_iter()
@@ -523,7 +529,7 @@ fn zpop(c: &mut Ctx, spec: &Spec, a: Argv) {
     c.st.db.modified(k, delta);
     typed::propagate_argv(c, a);
     let items: Vec<(&[u8], f64)> = popped.iter().map(|(m, s)| (m.as_slice(), *s)).collect();
-    pairs_reply(c.out, &items, true);
+    pairs_reply(c.out, &items, true, reply::resp3() && a.len() == 3);
 }
 
 fn zremrange(c: &mut Ctx, spec: &Spec, a: Argv) {
@@ -595,12 +601,18 @@ fn zrandmember(c: &mut Ctx, a: Argv) {
     let Some(z) = get(&c.st.db, k) else {
         return reply::array(c.out, 0);
     };
-    let all: Vec<(&[u8], f64)> = z.tree.iter().map(|(s, m)| (m.as_slice(), s.0)).collect();
+    // Highest score first: Redis walks a zset from its tail when it returns all of it.
+    let all: Vec<(&[u8], f64)> = z
+        .tree
+        .iter()
+        .rev()
+        .map(|(s, m)| (m.as_slice(), s.0))
+        .collect();
     let items: Vec<(&[u8], f64)> = typed::rand_indices(all.len(), n)
         .into_iter()
         .filter_map(|i| all.get(i).copied())
         .collect();
-    pairs_reply(c.out, &items, with);
+    pairs_reply(c.out, &items, with, reply::resp3());
 }
 
 fn zscan(c: &mut Ctx, a: Argv) {
