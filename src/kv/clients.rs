@@ -145,7 +145,7 @@ impl Registry {
     }
 
     /// CLIENT LIST [TYPE t] [ID id ...]; `me` is the caller (its current command shows).
-    pub fn list(&self, a: Argv, me: u64, out: &mut Vec<u8>) {
+    pub fn list(&self, a: Argv, me: u64, qbuf: usize, out: &mut Vec<u8>) {
         let mut want_type = None;
         let mut ids: Option<Vec<u64>> = None;
         if a.len() > 2 {
@@ -186,23 +186,30 @@ impl Registry {
                 continue;
             }
             let mut i = i.clone();
-            if *id == me {
+            let mut line = if *id == me {
                 i.cmd = "client|list";
                 i.last = now;
+                i.line(*id, now)
+            } else {
+                i.line(*id, now)
+            };
+            if *id == me {
+                line = line.replacen(" qbuf=0 ", &format!(" qbuf={qbuf} "), 1);
             }
-            text.push_str(&i.line(*id, now));
+            text.push_str(&line);
         }
         reply::bulk(out, text.as_bytes());
     }
 
     /// CLIENT INFO: the caller's own line.
-    pub fn info(&self, me: u64, out: &mut Vec<u8>) {
+    pub fn info(&self, me: u64, qbuf: usize, out: &mut Vec<u8>) {
         let now = Instant::now();
         let line = self.map().get(&me).map(|i| {
             let mut i = i.clone();
             i.cmd = "client|info";
             i.last = now;
             i.line(me, now)
+                .replacen(" qbuf=0 ", &format!(" qbuf={qbuf} "), 1)
         });
         reply::bulk(out, line.unwrap_or_default().as_bytes());
     }

@@ -48,6 +48,10 @@ struct Session {
     db: usize,
     /// HELLO 3 was sent: replies in RESP3.
     resp3: bool,
+    /// CLIENT REPLY OFF.
+    reply_off: bool,
+    /// CLIENT REPLY SKIP: the next command's reply is dropped.
+    reply_skip: bool,
 }
 
 /// What the batch loop stopped for.
@@ -103,6 +107,8 @@ pub async fn serve(kv: Arc<Kv>, sock: TcpStream, peer: SocketAddr) {
         last_cmd: "NULL",
         db: 0,
         resp3: false,
+        reply_off: false,
+        reply_skip: false,
     };
     serve_conn(kv.clone(), sock, &mut sess).await;
     kv.clients.remove(id);
@@ -344,7 +350,17 @@ fn process(
             continue;
         }
         ncmd += 1;
-        if let Some(step) = dispatch(kv, sess, &mut guard, a, now, out) {
+        let mark = out.len();
+        let skip = sess.reply_skip;
+        let step = dispatch(kv, sess, &mut guard, a, now, out);
+        // CLIENT REPLY OFF/SKIP: the command ran, its reply is dropped.
+        if sess.reply_off || skip {
+            out.truncate(mark);
+            if skip {
+                sess.reply_skip = false;
+            }
+        }
+        if let Some(step) = step {
             break step;
         }
     };
@@ -914,6 +930,16 @@ fn unknown_subcommand(out: &mut Vec<u8>, sub: &[u8], cmd: &str) {
     );
 }
 
+/// The size of a request as a RESP array: what the caller's query buffer holds
+/// while it runs (CLIENT LIST's `qbuf`).
+fn resp_size(a: Argv) -> usize {
+    let digits = |n: usize| n.to_string().len();
+    3 + digits(a.len())
+        + a.iter()
+            .map(|x| x.len() + 5 + digits(x.len()))
+            .sum::<usize>()
+}
+
 fn client(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
     let sub = a.get(1);
     let is = |s: &[u8]| sub.eq_ignore_ascii_case(s);
@@ -944,9 +970,27 @@ fn client(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
         }
         reply::ok(out);
     } else if is(b"INFO") && a.len() == 2 {
-        kv.clients.info(sess.id, out);
+        kv.clients.info(sess.id, resp_size(a), out);
     } else if is(b"LIST") {
-        kv.clients.list(a, sess.id, out);
+        kv.clients.list(a, sess.id, resp_size(a), out);
+    } else if is(b"REPLY") && a.len() == 3 {
+        let m = a.get(2);
+        if m.eq_ignore_ascii_case(b"ON") {
+            sess.reply_off = false;
+            sess.reply_skip = false;
+            reply::ok(out);
+        } else if m.eq_ignore_ascii_case(b"OFF") {
+            sess.reply_off = true;
+        } else if m.eq_ignore_ascii_case(b"SKIP") {
+            // No reply to SKIP itself; the next command's is dropped too.
+            if !sess.reply_off {
+                sess.reply_skip = true;
+            }
+        } else {
+            reply::err(out, command::ERR_SYNTAX);
+        }
+    } else if is(b"KILL") && a.len() == 2 {
+        command::wrong_arity(out, "client|kill");
     } else if is(b"KILL") && a.len() >= 3 {
         let is_replica = kv.master_tx.borrow().is_some() && kv.link().up;
         let k = kv.clients.kill(a, sess.id, is_replica, out);
@@ -1020,6 +1064,8 @@ mod tests {
             last_cmd: "NULL",
             db: 0,
             resp3: false,
+            reply_off: false,
+            reply_skip: false,
         }
     }
 
