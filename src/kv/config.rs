@@ -28,6 +28,8 @@ pub struct Settings {
     /// Stored and reported only: kv's lists have one encoding.
     pub list_max_listpack_size: AtomicU64,
     pub list_compress_depth: AtomicU64,
+    /// Seconds between the primary's PINGs to its replicas.
+    pub repl_ping_replica_period: AtomicU64,
     /// DEBUG SET-ACTIVE-EXPIRE: the background expiry cycle runs.
     pub active_expire: std::sync::atomic::AtomicBool,
 }
@@ -45,11 +47,18 @@ impl Settings {
             list_max_listpack_size: AtomicU64::new((-2i64) as u64),
             list_compress_depth: AtomicU64::new(0),
             active_expire: std::sync::atomic::AtomicBool::new(true),
+            repl_ping_replica_period: AtomicU64::new(
+                conf.repl_ping_replica_period.as_secs().max(1),
+            ),
         }
     }
 
     pub fn maxmemory(&self) -> Option<u64> {
         Some(self.maxmemory.load(Ordering::Relaxed)).filter(|m| *m > 0)
+    }
+
+    pub fn repl_ping_replica_period(&self) -> Duration {
+        Duration::from_secs(self.repl_ping_replica_period.load(Ordering::Relaxed).max(1))
     }
 
     pub fn timeout(&self) -> Duration {
@@ -87,6 +96,11 @@ const fn p(name: &'static str, alias: Option<&'static str>, kind: Kind) -> Param
 static PARAMS: &[Param] = &[
     p("maxmemory", None, Kind::Num(|s| &s.maxmemory, true)),
     p("timeout", None, Kind::Num(|s| &s.timeout, false)),
+    p(
+        "repl-ping-replica-period",
+        Some("repl-ping-slave-period"),
+        Kind::Num(|s| &s.repl_ping_replica_period, false),
+    ),
     p(
         "hash-max-listpack-entries",
         Some("hash-max-ziplist-entries"),

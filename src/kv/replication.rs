@@ -319,11 +319,9 @@ async fn stream_to_replica(
 /// Primary side: a PING in the stream every `repl-ping-replica-period` while
 /// replicas are attached, so their `master_last_io_seconds_ago` means something.
 pub async fn ping_replicas(kv: Arc<Kv>) {
-    let mut tick = tokio::time::interval(kv.conf.repl_ping_replica_period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
     loop {
-        tick.tick().await;
+        // Re-read each time: CONFIG SET repl-ping-replica-period applies at once.
+        tokio::time::sleep(kv.settings.repl_ping_replica_period()).await;
         if kv.replicas().is_empty() {
             continue;
         }

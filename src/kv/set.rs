@@ -2,7 +2,7 @@
 //! SMISMEMBER, SCARD, SPOP, SRANDMEMBER, SINTER, SUNION, SDIFF and their
 //! *STORE forms, SINTERCARD, SMOVE, SSCAN.
 
-use super::command::{Cmd, Ctx, Spec, ERR_NOT_INT, ERR_SYNTAX};
+use super::command::{Cmd, Ctx, Spec, ERR_SYNTAX};
 use super::db::Db;
 use super::frame::{parse_i64, reply, Argv};
 use super::typed::{self, Kind};
@@ -310,9 +310,9 @@ fn sintercard(c: &mut Ctx, a: Argv) {
     while i < a.len() {
         if a.get(i).eq_ignore_ascii_case(b"LIMIT") && i + 1 < a.len() {
             match parse_i64(a.get(i + 1)) {
-                None => return c.err(ERR_NOT_INT),
-                Some(l) if l < 0 => return c.err("ERR LIMIT can't be negative"),
-                Some(l) => limit = l as usize,
+                Some(l) if l >= 0 => limit = l as usize,
+                // Redis words a non-integer the same way.
+                _ => return c.err("ERR LIMIT can't be negative"),
             }
             i += 2;
         } else {
