@@ -180,7 +180,10 @@ pub async fn feed(
             (from as u64, false)
         } else {
             let off = r.offset;
-            head.extend_from_slice(format!("+FULLRESYNC {} {off}\r\n", r.replid).as_bytes());
+            // SYNC (empty replid) predates PSYNC: the RDB comes without a +FULLRESYNC line.
+            if !replid.is_empty() {
+                head.extend_from_slice(format!("+FULLRESYNC {} {off}\r\n", r.replid).as_bytes());
+            }
             let aux = super::rdb::Aux {
                 repl_id: Some(r.replid.clone()),
                 repl_offset: Some(off as i64),
@@ -195,7 +198,7 @@ pub async fn feed(
     };
     if full {
         kv.stats.sync_full.fetch_add(1, Ordering::Relaxed);
-        if replid != b"?" {
+        if replid != b"?" && !replid.is_empty() {
             kv.stats.sync_partial_err.fetch_add(1, Ordering::Relaxed);
         }
         tracing::info!(kv = %kv.name, replica = %addr, "full resync at offset {pos}");

@@ -479,6 +479,18 @@ fn dispatch<'a>(
             flag(sess);
             return None;
         }
+        // As Redis: a command that may grow memory is refused at queueing time past maxmemory.
+        if spec.is(DENYOOM) {
+            if let Some(max) = kv.settings.maxmemory() {
+                let grow: u64 =
+                    a.iter().skip(1).map(|x| x.len() as u64).sum::<u64>() + ENTRY_OVERHEAD;
+                if lock(kv, guard).used() + grow > max {
+                    reply::err(out, ERR_OOM);
+                    flag(sess);
+                    return None;
+                }
+            }
+        }
         let max = kv.conf.max_query_bytes.min(usize::MAX as u64) as usize;
         if let Some(m) = sess.multi.as_mut() {
             let q = Queued::new(a);
@@ -691,7 +703,8 @@ fn dispatch<'a>(
             let (replid, offset) = if spec.cmd == Cmd::Psync {
                 (a.get(1).to_vec(), parse_i64(a.get(2)).unwrap_or(-1))
             } else {
-                (b"?".to_vec(), -1)
+                // Empty replid: the old SYNC, answered with the RDB alone.
+                (Vec::new(), -1)
             };
             return Some(Step::Psync { replid, offset });
         }
