@@ -770,3 +770,59 @@ fn resp3_replies_match_redis_byte_for_byte() {
         ),
     );
 }
+
+#[test]
+fn blocking_pops_match_redis_and_wake_on_a_push() {
+    if skip() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let (_lb, kv) = start_kv("");
+    // What does not wait: served at once, timeouts, errors, inside MULTI.
+    same_bytes(
+        redis.addr,
+        kv,
+        concat!(
+            "FLUSHALL\r\nRPUSH l a b\r\nBLPOP nokey l 1\r\nBRPOP l 1\r\nBLPOP nokey 0.05\r\nBRPOP l x\r\nBRPOP l -1\r\n",
+            "RPUSH s 1 2\r\nBLMOVE s d LEFT RIGHT 1\r\nBRPOPLPUSH s d 1\r\nLRANGE d 0 -1\r\nBLMOVE s d UP LEFT 1\r\nBLMOVE s d LEFT LEFT 0.05\r\n",
+            "ZADD z 1 a 2 b\r\nBZPOPMIN z 1\r\nBZPOPMAX z 1\r\nBZPOPMIN z 0.05\r\nSET str v\r\nBLPOP str 1\r\nBZPOPMIN str 1\r\n",
+            "MULTI\r\nBLPOP nokey 0\r\nBLMOVE nokey d LEFT LEFT 0\r\nEXEC\r\n",
+            "ECHO __END__\r\n"
+        ),
+    );
+    // A blocked client is served by another's push, in the key order it asked.
+    use std::io::{Read, Write};
+    let mut waiter = common::connect(kv);
+    waiter.set_read_timeout(Some(common::WAIT)).unwrap();
+    waiter.write_all(b"BLPOP q1 q2 0\r\n").unwrap();
+    let mut k = client(kv);
+    eventually("the BLPOP to block", || {
+        (info_field(&mut k, "clients", "blocked_clients").as_deref() == Some("1")).then_some(())
+    });
+    let _: i64 = redis::cmd("RPUSH")
+        .arg("q2")
+        .arg("job")
+        .query(&mut k)
+        .unwrap();
+    let want = b"*2\r\n$2\r\nq2\r\n$3\r\njob\r\n";
+    let mut got = vec![0u8; want.len()];
+    waiter.read_exact(&mut got).unwrap();
+    assert_eq!(got, want);
+    let n: i64 = redis::cmd("EXISTS").arg("q2").query(&mut k).unwrap();
+    assert_eq!(n, 0);
+    // And a blocked BZPOPMIN by a ZADD; a client pipelining behind it waits its turn.
+    waiter.write_all(b"BZPOPMIN z2 0\r\nPING\r\n").unwrap();
+    eventually("the BZPOPMIN to block", || {
+        (info_field(&mut k, "clients", "blocked_clients").as_deref() == Some("1")).then_some(())
+    });
+    let _: i64 = redis::cmd("ZADD")
+        .arg("z2")
+        .arg(1.5)
+        .arg("m")
+        .query(&mut k)
+        .unwrap();
+    let want = b"*3\r\n$2\r\nz2\r\n$1\r\nm\r\n$3\r\n1.5\r\n+PONG\r\n";
+    let mut got = vec![0u8; want.len()];
+    waiter.read_exact(&mut got).unwrap();
+    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
+}

@@ -90,6 +90,12 @@ pub enum Cmd {
     SwapDb,
     Move,
     Monitor,
+    BLPop,
+    BRPop,
+    BLMove,
+    BRPopLPush,
+    BZPopMin,
+    BZPopMax,
     HSet,
     HSetNx,
     HGet,
@@ -313,6 +319,12 @@ pub static TABLE: &[Spec] = &[
     spec("swapdb", Cmd::SwapDb, 3, WRITE, NOKEY),
     spec("move", Cmd::Move, 3, WRITE, KEY1),
     spec("monitor", Cmd::Monitor, 1, LOCAL | ADMIN, NOKEY),
+    spec("blpop", Cmd::BLPop, -3, WRITE, (1, -2, 1)),
+    spec("brpop", Cmd::BRPop, -3, WRITE, (1, -2, 1)),
+    spec("blmove", Cmd::BLMove, 6, WRITE | DENYOOM, (1, 2, 1)),
+    spec("brpoplpush", Cmd::BRPopLPush, 4, WRITE | DENYOOM, (1, 2, 1)),
+    spec("bzpopmin", Cmd::BZPopMin, -3, WRITE, (1, -2, 1)),
+    spec("bzpopmax", Cmd::BZPopMax, -3, WRITE, (1, -2, 1)),
     spec("hset", Cmd::HSet, -4, WRITE | DENYOOM, KEY1),
     spec("hsetnx", Cmd::HSetNx, 4, WRITE | DENYOOM, KEY1),
     spec("hget", Cmd::HGet, 3, READONLY, KEY1),
@@ -456,6 +468,10 @@ pub struct Ctx<'a> {
     pub now: u64,
     /// Applying our primary's stream: no expiry decisions, no propagation, no checks.
     pub from_master: bool,
+    /// A blocking pop may wait (not inside MULTI, not from the stream).
+    pub may_block: bool,
+    /// Set by a blocking pop that found nothing: its timeout in ms (0 = forever).
+    pub blocked: Option<u64>,
 }
 
 impl Ctx<'_> {
@@ -647,7 +663,8 @@ pub fn exec(c: &mut Ctx, spec: &Spec, a: Argv) {
                 || super::hash::exec(c, spec, a)
                 || super::list::exec(c, spec, a)
                 || super::set::exec(c, spec, a)
-                || super::zset::exec(c, spec, a))
+                || super::zset::exec(c, spec, a)
+                || super::blocking::exec(c, spec, a))
             {
                 unknown_command(c.out, a)
             }

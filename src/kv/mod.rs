@@ -11,6 +11,7 @@
 //! - `clients`     connected clients: CLIENT LIST, CLIENT KILL filters
 //! - `debug`       DEBUG subcommands the Redis test suite uses (RELOAD, SET-ACTIVE-EXPIRE, OBJECT)
 //! - `select`      the numbered databases: SELECT swap, SWAPDB, MOVE, whole-keyspace views
+//! - `blocking`    BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BZPOPMIN, BZPOPMAX
 //! - `monitor`     MONITOR: every command as a line to monitoring connections
 //! - `server`      one client connection: batching, auth, dispatch, WAIT
 //! - `aof`         the append-only file: fsync policy, group commit, rewrite, replay
@@ -22,6 +23,7 @@
 //! - `replication` backlog ring, primary-side replica feeds, the replica's link
 
 pub mod aof;
+pub mod blocking;
 pub mod clients;
 pub mod command;
 pub mod command_more;
@@ -151,6 +153,8 @@ pub struct State {
     scratch: Vec<u8>,
     /// Writes since the last successful save (`save` rules, INFO).
     pub dirty: u64,
+    /// Writes ever made here: blocked pops retry when it moves.
+    pub write_seq: u64,
     /// Unix seconds of the last successful save (LASTSAVE).
     pub last_save: u64,
     pub bgsave_running: bool,
@@ -174,6 +178,7 @@ impl State {
     /// Appends a write to the replication stream and the AOF (when active).
     pub fn propagate(&mut self, args: &[&[u8]]) {
         self.dirty += 1;
+        self.write_seq += 1;
         if self.repl.backlog.is_none() && self.aof.is_none() {
             return;
         }
@@ -328,6 +333,8 @@ pub struct Kv {
     pub clients: clients::Registry,
     /// Connections in MONITOR mode.
     pub monitors: monitor::Monitors,
+    /// `State::write_seq` after the last batch, while some client is blocked.
+    pub writes_tx: watch::Sender<u64>,
 }
 
 /// The Redis version kv answers as (INFO, HELLO, RDB aux).
@@ -398,6 +405,7 @@ impl Kv {
                 repl,
                 scratch: Vec::new(),
                 dirty: 0,
+                write_seq: 0,
                 last_save: db::now_ms() / 1000,
                 bgsave_running: false,
                 last_bgsave_ok: true,
@@ -426,6 +434,7 @@ impl Kv {
             settings: config::Settings::new(conf),
             clients: clients::Registry::default(),
             monitors: monitor::Monitors::default(),
+            writes_tx: watch::channel(0).0,
         })
     }
 

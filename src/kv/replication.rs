@@ -671,6 +671,8 @@ pub fn apply(kv: &Kv, st: &mut State, a: Argv, now: u64, sink: &mut Vec<u8>) -> 
         out: sink,
         now,
         from_master: true,
+        may_block: false,
+        blocked: None,
     };
     command::exec(&mut c, spec, a);
     c.st.select(0);

@@ -52,6 +52,8 @@ struct Session {
     reply_off: bool,
     /// CLIENT REPLY SKIP: the next command's reply is dropped.
     reply_skip: bool,
+    /// Running EXEC's queue: blocking pops answer at once.
+    in_exec: bool,
 }
 
 /// What the batch loop stopped for.
@@ -70,6 +72,11 @@ enum Step {
     Psync {
         replid: Vec<u8>,
         offset: i64,
+    },
+    /// A blocking pop found nothing: wait for writes and run `req` again.
+    Block {
+        req: Vec<u8>,
+        timeout_ms: u64,
     },
     /// BGSAVE / BGREWRITEAOF: started from the connection task, which owns an `Arc<Kv>`.
     Background {
@@ -109,6 +116,7 @@ pub async fn serve(kv: Arc<Kv>, sock: TcpStream, peer: SocketAddr) {
         resp3: false,
         reply_off: false,
         reply_skip: false,
+        in_exec: false,
     };
     serve_conn(kv.clone(), sock, &mut sess).await;
     kv.clients.remove(id);
@@ -160,6 +168,12 @@ async fn serve_conn(kv: Arc<Kv>, mut sock: TcpStream, sess: &mut Session) {
         match step {
             Step::Flush => continue,
             Step::Quit | Step::Unpersisted => return,
+            Step::Block { req, timeout_ms } => {
+                match block(&kv, sess, &mut sock, &mut buf, &req, timeout_ms, &mut out).await {
+                    Some(()) => continue,
+                    None => return,
+                }
+            }
             Step::Background { rewrite } => {
                 if rewrite {
                     if kv.lock().aof.is_none() {
@@ -277,6 +291,69 @@ async fn serve_conn(kv: Arc<Kv>, mut sock: TcpStream, sess: &mut Session) {
     }
 }
 
+/// A blocked pop: runs `req` again after every batch of writes until it is
+/// served or times out (then a nil reply). Bytes the client sends meanwhile
+/// wait in `buf`; None when the client went away or was killed.
+async fn block(
+    kv: &Kv,
+    sess: &mut Session,
+    sock: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    req: &[u8],
+    timeout_ms: u64,
+    out: &mut Vec<u8>,
+) -> Option<()> {
+    let mut rx = kv.writes_tx.subscribe();
+    let deadline =
+        (timeout_ms > 0).then(|| tokio::time::Instant::now() + Duration::from_millis(timeout_ms));
+    kv.stats.blocked.fetch_add(1, Ordering::Relaxed);
+    let done = loop {
+        rx.borrow_and_update();
+        // Run again: served, or blocked again (nothing written to `out`).
+        let mut start = 0;
+        let mut args = Args::default();
+        match process(kv, sess, req, &mut start, &mut args, out) {
+            Step::Block { .. } => {}
+            _ => break Some(()),
+        }
+        let timed_out = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = sess.kill.notified() => break None,
+            r = rx.changed() => if r.is_err() { break None },
+            _ = timed_out => {
+                // Every blocking pop times out with the null array, as in Redis.
+                let _resp = reply::Resp3Guard::new(sess.resp3);
+                reply::nil_array(out);
+                break Some(());
+            }
+            r = sock.readable() => {
+                if r.is_err() {
+                    break None;
+                }
+                // Keep what the client pipelines (within max-query-bytes); notice when it closes.
+                if buf.len() as u64 > kv.conf.max_query_bytes {
+                    break None;
+                }
+                buf.reserve(READ_CHUNK);
+                match sock.try_read_buf(buf) {
+                    Ok(0) => break None,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => break None,
+                }
+            }
+        }
+    };
+    kv.stats.blocked.fetch_sub(1, Ordering::Relaxed);
+    done
+}
+
 async fn write(sock: &mut TcpStream, data: &[u8], limit: Duration) -> bool {
     matches!(
         tokio::time::timeout(limit, sock.write_all(data)).await,
@@ -366,6 +443,7 @@ fn process(
     };
     if let Some(mut st) = guard {
         let off = st.repl.offset;
+        let seq = st.write_seq;
         let active = st.repl.backlog.is_some();
         // The batch's writes reach the AOF (write(2)) before its replies leave.
         let sync = match st.aof.as_mut() {
@@ -375,6 +453,10 @@ fn process(
         drop(st);
         if active {
             kv.publish_offset(off);
+        }
+        if kv.stats.blocked.load(Ordering::Relaxed) > 0 {
+            kv.writes_tx
+                .send_if_modified(|v| std::mem::replace(v, seq) != seq);
         }
         let always = kv.conf.appendfsync == AppendFsync::Always;
         match sync {
@@ -708,7 +790,15 @@ fn dispatch<'a>(
             };
             return Some(Step::Psync { replid, offset });
         }
-        _ => keyspace(kv, guard, spec, a, now, sess.db, out),
+        _ => {
+            let may_block = !sess.in_exec;
+            if let Some(timeout_ms) = keyspace(kv, guard, spec, a, now, (sess.db, may_block), out) {
+                let mut req = Vec::new();
+                let args: Vec<&[u8]> = a.iter().collect();
+                reply::command(&mut req, &args);
+                return Some(Step::Block { req, timeout_ms });
+            }
+        }
     }
     None
 }
@@ -753,12 +843,14 @@ fn exec<'a>(
         }
     }
     reply::array(out, m.queued.len());
+    sess.in_exec = true;
     for q in &m.queued {
         if dispatch(kv, sess, guard, q.argv(), now, out).is_some() {
             // WAIT, PSYNC, BGSAVE...: they need the connection task.
             reply::err(out, "ERR Command not allowed inside a transaction");
         }
     }
+    sess.in_exec = false;
     lock(kv, guard).exec_end();
     None
 }
@@ -769,23 +861,27 @@ fn keyspace<'a>(
     spec: &Spec,
     a: Argv,
     now: u64,
-    db: usize,
+    // The connection's database, and whether a blocking pop may wait (not in EXEC).
+    (db, may_block): (usize, bool),
     out: &mut Vec<u8>,
-) {
+) -> Option<u64> {
     let st = lock(kv, guard);
     if spec.is(WRITE) && st.repl.is_replica {
-        return reply::err(out, ERR_READONLY);
+        reply::err(out, ERR_READONLY);
+        return None;
     }
     if spec.is(WRITE) {
         if let Some(e) = st.aof.as_ref().and_then(|a| a.error.as_deref()) {
-            return reply::err(out, &format!("MISCONF Errors writing to the AOF file: {e}"));
+            reply::err(out, &format!("MISCONF Errors writing to the AOF file: {e}"));
+            return None;
         }
     }
     if spec.is(DENYOOM) {
         if let Some(max) = kv.settings.maxmemory() {
             let grow: u64 = a.iter().skip(1).map(|x| x.len() as u64).sum::<u64>() + ENTRY_OVERHEAD;
             if st.used() + grow > max {
-                return reply::err(out, ERR_OOM);
+                reply::err(out, ERR_OOM);
+                return None;
             }
         }
     }
@@ -797,9 +893,12 @@ fn keyspace<'a>(
         out,
         now,
         from_master: false,
+        may_block,
+        blocked: None,
     };
     command::exec(&mut c, spec, a);
     c.st.select(0);
+    c.blocked
 }
 
 fn auth(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
@@ -1079,6 +1178,7 @@ mod tests {
             resp3: false,
             reply_off: false,
             reply_skip: false,
+            in_exec: false,
         }
     }
 
