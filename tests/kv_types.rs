@@ -826,3 +826,28 @@ fn blocking_pops_match_redis_and_wake_on_a_push() {
     waiter.read_exact(&mut got).unwrap();
     assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
 }
+
+#[test]
+fn zset_algebra_matches_redis_byte_for_byte() {
+    if skip() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let (_lb, kv) = start_kv("");
+    same_bytes(
+        redis.addr,
+        kv,
+        concat!(
+            "FLUSHALL\r\nZADD a 1 x 2 y 3 z\r\nZADD b 10 y 20 z 30 w\r\nSADD s x w\r\n",
+            "ZUNION 2 a b WITHSCORES\r\nZINTER 2 a b WITHSCORES\r\nZDIFF 2 a b WITHSCORES\r\nZUNION 3 a b s\r\n",
+            "ZUNION 2 a b WEIGHTS 2 0.5 WITHSCORES\r\nZUNION 2 a b AGGREGATE MIN WITHSCORES\r\nZINTER 2 a b AGGREGATE MAX WITHSCORES\r\n",
+            "ZUNIONSTORE d 2 a b\r\nZRANGE d 0 -1 WITHSCORES\r\nZINTERSTORE d 2 a b WEIGHTS 1 -1\r\nZRANGE d 0 -1 WITHSCORES\r\n",
+            "ZDIFFSTORE d 2 a b\r\nZRANGE d 0 -1 WITHSCORES\r\nZINTERSTORE d 2 a nokey\r\nEXISTS d\r\nZINTERCARD 2 a b\r\nZINTERCARD 2 a b LIMIT 1\r\n",
+            "ZADD inf +inf m\r\nZUNION 2 inf inf WEIGHTS 0 1 WITHSCORES\r\nZADD ninf -inf m\r\nZUNION 2 inf ninf WITHSCORES\r\n",
+            "ZUNION 0 a\r\nZUNIONSTORE d 0 a\r\nZUNION 3 a b\r\nZUNION x a\r\nZUNION 2 a b WEIGHTS 1\r\nZUNION 2 a b WEIGHTS 1 x\r\n",
+            "ZUNION 2 a b AGGREGATE AVG\r\nZDIFF 2 a b WEIGHTS 1 1\r\nZUNIONSTORE d 2 a b WITHSCORES\r\nZINTERCARD 0 a\r\nZINTERCARD 1 a LIMIT -1\r\n",
+            "SET str v\r\nZUNION 2 a str\r\nZINTERSTORE d 1 str\r\n",
+            "ECHO __END__\r\n"
+        ),
+    );
+}

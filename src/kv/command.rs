@@ -96,6 +96,13 @@ pub enum Cmd {
     BRPopLPush,
     BZPopMin,
     BZPopMax,
+    ZUnion,
+    ZInter,
+    ZDiff,
+    ZUnionStore,
+    ZInterStore,
+    ZDiffStore,
+    ZInterCard,
     HSet,
     HSetNx,
     HGet,
@@ -325,6 +332,13 @@ pub static TABLE: &[Spec] = &[
     spec("brpoplpush", Cmd::BRPopLPush, 4, WRITE | DENYOOM, (1, 2, 1)),
     spec("bzpopmin", Cmd::BZPopMin, -3, WRITE, (1, -2, 1)),
     spec("bzpopmax", Cmd::BZPopMax, -3, WRITE, (1, -2, 1)),
+    spec("zunion", Cmd::ZUnion, -3, READONLY, NOKEY),
+    spec("zinter", Cmd::ZInter, -3, READONLY, NOKEY),
+    spec("zdiff", Cmd::ZDiff, -3, READONLY, NOKEY),
+    spec("zunionstore", Cmd::ZUnionStore, -4, WRITE | DENYOOM, KEY1),
+    spec("zinterstore", Cmd::ZInterStore, -4, WRITE | DENYOOM, KEY1),
+    spec("zdiffstore", Cmd::ZDiffStore, -4, WRITE | DENYOOM, KEY1),
+    spec("zintercard", Cmd::ZInterCard, -3, READONLY, NOKEY),
     spec("hset", Cmd::HSet, -4, WRITE | DENYOOM, KEY1),
     spec("hsetnx", Cmd::HSetNx, 4, WRITE | DENYOOM, KEY1),
     spec("hget", Cmd::HGet, 3, READONLY, KEY1),
@@ -664,7 +678,8 @@ pub fn exec(c: &mut Ctx, spec: &Spec, a: Argv) {
                 || super::list::exec(c, spec, a)
                 || super::set::exec(c, spec, a)
                 || super::zset::exec(c, spec, a)
-                || super::blocking::exec(c, spec, a))
+                || super::blocking::exec(c, spec, a)
+                || super::zset_ops::exec(c, spec, a))
             {
                 unknown_command(c.out, a)
             }

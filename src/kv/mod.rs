@@ -5,7 +5,7 @@
 //! - `command`     command table and keyspace commands
 //! - `value`       value types (string, hash, list, set, zset), encodings, number formats
 //! - `typed`       what collection commands share: WRONGTYPE, propagation, SCAN pages, random picks
-//! - `hash`, `list`, `set`, `zset` the commands of each collection type
+//! - `hash`, `list`, `set`, `zset` the commands of each collection type; `zset_ops` ZUNION/ZINTER/ZDIFF
 //! - `command_more` GETEX, INCRBYFLOAT, SETRANGE, RENAME, COPY, OBJECT and other keyspace commands
 //! - `config`      CONFIG GET/SET/REWRITE and the settings changeable at run time
 //! - `clients`     connected clients: CLIENT LIST, CLIENT KILL filters
@@ -48,6 +48,7 @@ pub mod set;
 pub mod typed;
 pub mod value;
 pub mod zset;
+pub mod zset_ops;
 
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
