@@ -851,3 +851,24 @@ fn zset_algebra_matches_redis_byte_for_byte() {
         ),
     );
 }
+
+#[test]
+fn multi_key_pops_match_redis_byte_for_byte() {
+    if skip() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let (_lb, kv) = start_kv("");
+    same_bytes(
+        redis.addr,
+        kv,
+        concat!(
+            "FLUSHALL\r\nRPUSH l a b c\r\nLMPOP 2 nokey l LEFT\r\nLMPOP 1 l RIGHT COUNT 5\r\nEXISTS l\r\nLMPOP 1 nokey LEFT\r\n",
+            "LMPOP 0 l LEFT\r\nLMPOP x l LEFT\r\nLMPOP 2 l LEFT\r\nLMPOP 1 l UP\r\nLMPOP 1 l LEFT COUNT 0\r\nLMPOP 1 l LEFT COUNT 1 COUNT 2\r\n",
+            "ZADD z 1 a 2 b 3 c\r\nZMPOP 1 z MIN\r\nZMPOP 2 nokey z MAX COUNT 10\r\nEXISTS z\r\nZMPOP 1 z MIN\r\nZMPOP 1 z SIDE\r\n",
+            "RPUSH l2 x\r\nBLMPOP 0.05 1 l2 LEFT COUNT 2\r\nBLMPOP 0.05 1 l2 LEFT\r\nZADD z2 5 m\r\nBZMPOP 0.05 1 z2 MAX\r\nBZMPOP 0.05 1 z2 MAX\r\n",
+            "BLMPOP -1 1 l LEFT\r\nSET str v\r\nLMPOP 1 str LEFT\r\nZMPOP 1 str MIN\r\nMULTI\r\nBLMPOP 0 1 nokey LEFT\r\nEXEC\r\n",
+            "ECHO __END__\r\n"
+        ),
+    );
+}

@@ -13,7 +13,7 @@ use super::typed::{self, Kind};
 use super::value::Value;
 
 /// Redis's timeout argument: seconds as a float, 0 = forever; milliseconds.
-fn timeout_ms(c: &mut Ctx, s: &[u8]) -> Option<u64> {
+pub(super) fn timeout_ms(c: &mut Ctx, s: &[u8]) -> Option<u64> {
     let v = std::str::from_utf8(s)
         .ok()
         .and_then(|t| t.parse::<f64>().ok())
@@ -61,14 +61,14 @@ impl Built {
     }
 }
 
-fn run(c: &mut Ctx, name: &[u8], parts: &[&[u8]]) {
+pub(super) fn run(c: &mut Ctx, name: &[u8], parts: &[&[u8]]) {
     if let Some(spec) = lookup(name) {
         let b = Built::new(parts);
         super::command::exec(c, spec, b.argv());
     }
 }
 
-fn non_empty(c: &mut Ctx, k: &[u8], kind: Kind) -> Result<bool, typed::Replied> {
+pub(super) fn non_empty(c: &mut Ctx, k: &[u8], kind: Kind) -> Result<bool, typed::Replied> {
     if !typed::check(c, k, kind)? {
         return Ok(false);
     }
@@ -80,7 +80,7 @@ fn non_empty(c: &mut Ctx, k: &[u8], kind: Kind) -> Result<bool, typed::Replied> 
 }
 
 /// Nothing to pop: block (the caller retries) or, inside MULTI, answer nil.
-fn nothing(c: &mut Ctx, ms: u64) {
+pub(super) fn nothing(c: &mut Ctx, ms: u64) {
     if c.may_block {
         c.blocked = Some(ms);
     } else {

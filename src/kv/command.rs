@@ -103,6 +103,10 @@ pub enum Cmd {
     ZInterStore,
     ZDiffStore,
     ZInterCard,
+    LMPop,
+    BLMPop,
+    ZMPop,
+    BZMPop,
     HSet,
     HSetNx,
     HGet,
@@ -339,6 +343,10 @@ pub static TABLE: &[Spec] = &[
     spec("zinterstore", Cmd::ZInterStore, -4, WRITE | DENYOOM, KEY1),
     spec("zdiffstore", Cmd::ZDiffStore, -4, WRITE | DENYOOM, KEY1),
     spec("zintercard", Cmd::ZInterCard, -3, READONLY, NOKEY),
+    spec("lmpop", Cmd::LMPop, -4, WRITE, NOKEY),
+    spec("blmpop", Cmd::BLMPop, -5, WRITE, NOKEY),
+    spec("zmpop", Cmd::ZMPop, -4, WRITE, NOKEY),
+    spec("bzmpop", Cmd::BZMPop, -5, WRITE, NOKEY),
     spec("hset", Cmd::HSet, -4, WRITE | DENYOOM, KEY1),
     spec("hsetnx", Cmd::HSetNx, 4, WRITE | DENYOOM, KEY1),
     spec("hget", Cmd::HGet, 3, READONLY, KEY1),
@@ -679,7 +687,8 @@ pub fn exec(c: &mut Ctx, spec: &Spec, a: Argv) {
                 || super::set::exec(c, spec, a)
                 || super::zset::exec(c, spec, a)
                 || super::blocking::exec(c, spec, a)
-                || super::zset_ops::exec(c, spec, a))
+                || super::zset_ops::exec(c, spec, a)
+                || super::mpop::exec(c, spec, a))
             {
                 unknown_command(c.out, a)
             }

@@ -12,6 +12,7 @@
 //! - `debug`       DEBUG subcommands the Redis test suite uses (RELOAD, SET-ACTIVE-EXPIRE, OBJECT)
 //! - `select`      the numbered databases: SELECT swap, SWAPDB, MOVE, whole-keyspace views
 //! - `blocking`    BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BZPOPMIN, BZPOPMAX
+//! - `mpop`        LMPOP, ZMPOP, BLMPOP, BZMPOP
 //! - `monitor`     MONITOR: every command as a line to monitoring connections
 //! - `server`      one client connection: batching, auth, dispatch, WAIT
 //! - `aof`         the append-only file: fsync policy, group commit, rewrite, replay
@@ -36,6 +37,7 @@ pub mod hash;
 pub mod list;
 pub mod metrics;
 pub mod monitor;
+pub mod mpop;
 pub mod multi;
 pub mod persist;
 pub mod pubsub;

@@ -532,6 +532,32 @@ fn zpop(c: &mut Ctx, spec: &Spec, a: Argv) {
     pairs_reply(c.out, &items, true, reply::resp3() && a.len() == 3);
 }
 
+/// Removes up to `count` lowest (or highest, `max`) members of the zset at `k`
+/// (type already checked), keeping the memory count; what was removed, in order.
+pub(super) fn pop_n(c: &mut Ctx, k: &[u8], count: usize, max: bool) -> Vec<(Vec<u8>, f64)> {
+    if !matches!(c.st.db.peek(k).map(|e| &e.val), Some(Value::ZSet(_))) {
+        return Vec::new();
+    }
+    let z = get_mut(&mut c.st.db, k);
+    let mut popped = Vec::new();
+    let mut delta = 0;
+    while popped.len() < count {
+        let first = if max {
+            z.tree.last().cloned()
+        } else {
+            z.tree.first().cloned()
+        };
+        let Some((s, m)) = first else {
+            break;
+        };
+        z.remove(&m);
+        delta -= cost(&m);
+        popped.push((m, s.0));
+    }
+    c.st.db.modified(k, delta);
+    popped
+}
+
 fn zremrange(c: &mut Ctx, spec: &Spec, a: Argv) {
     let k = a.get(1);
     let (lo, hi) = (a.get(2), a.get(3));
