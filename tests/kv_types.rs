@@ -872,3 +872,46 @@ fn multi_key_pops_match_redis_byte_for_byte() {
         ),
     );
 }
+
+#[test]
+fn dump_payloads_restore_both_ways_with_redis() {
+    if skip() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let (_lb, kv) = start_kv("");
+    let mut r = client(redis.addr);
+    let mut k = client(kv);
+    fill(&mut r, "r");
+    fill(&mut k, "k");
+    // Each side's payloads restored on the other, keeping the TTL.
+    for (from_addr, to_addr) in [(redis.addr, kv), (kv, redis.addr)] {
+        let (from, to) = (&mut client(from_addr), &mut client(to_addr));
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(from).unwrap();
+        for key in keys
+            .iter()
+            .filter(|k| k.starts_with(if from_addr == kv { "k:" } else { "r:" }))
+        {
+            let p: Vec<u8> = redis::cmd("DUMP").arg(key).query(from).unwrap();
+            let pttl: i64 = redis::cmd("PTTL").arg(key).query(from).unwrap();
+            let () = redis::cmd("RESTORE")
+                .arg(key)
+                .arg(pttl.max(0))
+                .arg(p)
+                .arg("REPLACE")
+                .query(to)
+                .unwrap();
+        }
+    }
+    assert_eq!(contents(&mut k), contents(&mut r));
+    assert_eq!(contents(&mut k).len(), 24);
+    // Errors in Redis's words.
+    same_bytes(
+        redis.addr,
+        kv,
+        concat!(
+            "SET s v\r\nRESTORE s 0 x\r\nRESTORE n 0 x\r\nRESTORE n -1 x\r\nRESTORE n 0 x IDLETIME -1\r\nRESTORE n 0 x FREQ 300\r\nRESTORE n 0 x BOGUS\r\nDUMP nokey\r\n",
+            "ECHO __END__\r\n"
+        ),
+    );
+}

@@ -35,6 +35,8 @@ pub fn exec(c: &mut Ctx, spec: &Spec, a: Argv) -> bool {
         Cmd::Object => object(c, a),
         Cmd::Memory => memory(c, a),
         Cmd::Debug => super::debug::debug(c, a),
+        Cmd::Dump => super::dump::dump(c, a),
+        Cmd::Restore => super::dump::restore(c, a),
         Cmd::SwapDb => super::select::swapdb(c, a),
         Cmd::Move => super::select::move_key(c, a),
         Cmd::Time => {

@@ -9,6 +9,7 @@
 //! - `command_more` GETEX, INCRBYFLOAT, SETRANGE, RENAME, COPY, OBJECT and other keyspace commands
 //! - `config`      CONFIG GET/SET/REWRITE and the settings changeable at run time
 //! - `clients`     connected clients: CLIENT LIST, CLIENT KILL filters
+//! - `dump`        DUMP / RESTORE payloads (Redis's format)
 //! - `debug`       DEBUG subcommands the Redis test suite uses (RELOAD, SET-ACTIVE-EXPIRE, OBJECT)
 //! - `select`      the numbered databases: SELECT swap, SWAPDB, MOVE, whole-keyspace views
 //! - `blocking`    BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BZPOPMIN, BZPOPMAX
@@ -31,6 +32,7 @@ pub mod command_more;
 pub mod config;
 pub mod db;
 pub mod debug;
+pub mod dump;
 pub mod frame;
 pub mod fuzz_check;
 pub mod hash;

@@ -208,6 +208,15 @@ pub(super) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A reader over one value (DUMP payloads).
+    pub(super) fn over(buf: &'a [u8], max_string: u64) -> Reader<'a> {
+        Reader {
+            buf,
+            pos: 0,
+            max_string,
+        }
+    }
+
     pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], RdbError> {
         let end = self
             .pos

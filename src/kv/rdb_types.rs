@@ -48,33 +48,43 @@ pub fn readable(t: u8) -> bool {
     )
 }
 
-/// Writes a non-string value's type byte, key and body.
+/// The RDB type byte kv writes for a value.
+pub fn type_of(v: &Value) -> u8 {
+    match v {
+        Value::Str(_) => 0,
+        Value::List(_) => TYPE_LIST,
+        Value::Set(_) => TYPE_SET,
+        Value::Hash(_) => TYPE_HASH,
+        Value::ZSet(_) => TYPE_ZSET_2,
+    }
+}
+
+/// Writes a value's type byte, key and body.
 pub fn write(w: &mut Writer, key: &[u8], v: &Value) {
+    w.buf.push(type_of(v));
+    w.string(key);
+    write_body(w, v);
+}
+
+/// The value part of a key (after its type byte and name), also DUMP's payload body.
+pub fn write_body(w: &mut Writer, v: &Value) {
     match v {
         Value::Str(s) => {
-            w.buf.push(0);
-            w.string(key);
             w.string(s);
         }
         Value::List(l) => {
-            w.buf.push(TYPE_LIST);
-            w.string(key);
             w.len(l.len() as u64);
             for e in l {
                 w.string(e);
             }
         }
         Value::Set(s) => {
-            w.buf.push(TYPE_SET);
-            w.string(key);
             w.len(s.len() as u64);
             for e in s {
                 w.string(e);
             }
         }
         Value::Hash(h) => {
-            w.buf.push(TYPE_HASH);
-            w.string(key);
             w.len(h.len() as u64);
             for (f, v) in h {
                 w.string(f);
@@ -82,8 +92,6 @@ pub fn write(w: &mut Writer, key: &[u8], v: &Value) {
             }
         }
         Value::ZSet(z) => {
-            w.buf.push(TYPE_ZSET_2);
-            w.string(key);
             w.len(z.len() as u64);
             // Highest first, as Redis writes (its loader then inserts at the head).
             for (s, m) in z.tree.iter().rev() {
