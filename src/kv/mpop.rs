@@ -80,8 +80,10 @@ pub fn exec(c: &mut Ctx, spec: &Spec, a: Argv) -> bool {
         }
         reply::array(c.out, 2);
         reply::bulk(c.out, k);
+        // Replicated with the count actually popped, as Redis does.
+        let len = c.st.db.peek(k).map_or(0, |e| e.val.len());
         let mut b = [0u8; 20];
-        let n = fmt_i64(count as i64, &mut b).to_vec();
+        let n = fmt_i64(count.min(len) as i64, &mut b).to_vec();
         if zset {
             let popped = super::zset::pop_n(c, k, count, from_end);
             let name: &[u8] = if from_end { b"ZPOPMAX" } else { b"ZPOPMIN" };
