@@ -825,6 +825,36 @@ fn blocking_pops_match_redis_and_wake_on_a_push() {
     let mut got = vec![0u8; want.len()];
     waiter.read_exact(&mut got).unwrap();
     assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
+    // A key that turns into another type leaves the client blocked, as in Redis.
+    waiter.write_all(b"BLPOP wt 0\r\n").unwrap();
+    eventually("the BLPOP to block", || {
+        (info_field(&mut k, "clients", "blocked_clients").as_deref() == Some("1")).then_some(())
+    });
+    let () = redis::pipe()
+        .atomic()
+        .cmd("LPUSH")
+        .arg("wt")
+        .arg("a")
+        .ignore()
+        .cmd("DEL")
+        .arg("wt")
+        .ignore()
+        .cmd("SET")
+        .arg("wt")
+        .arg("foo")
+        .ignore()
+        .query(&mut k)
+        .unwrap();
+    let _: i64 = redis::cmd("DEL").arg("wt").query(&mut k).unwrap();
+    let _: i64 = redis::cmd("LPUSH")
+        .arg("wt")
+        .arg("b")
+        .query(&mut k)
+        .unwrap();
+    let want = b"*2\r\n$2\r\nwt\r\n$1\r\nb\r\n";
+    let mut got = vec![0u8; want.len()];
+    waiter.read_exact(&mut got).unwrap();
+    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
 }
 
 #[test]

@@ -69,6 +69,19 @@ pub(super) fn run(c: &mut Ctx, name: &[u8], parts: &[&[u8]]) {
 }
 
 pub(super) fn non_empty(c: &mut Ctx, k: &[u8], kind: Kind) -> Result<bool, typed::Replied> {
+    if c.retry {
+        // Running again for a blocked client: Redis serves only keys of the right
+        // type and leaves the client blocked past any other.
+        let right = c.live(k).is_some_and(|e| {
+            matches!(
+                (&e.val, kind),
+                (Value::List(_), Kind::List) | (Value::ZSet(_), Kind::ZSet)
+            )
+        });
+        if !right {
+            return Ok(false);
+        }
+    }
     if !typed::check(c, k, kind)? {
         return Ok(false);
     }

@@ -498,6 +498,8 @@ pub struct Ctx<'a> {
     pub may_block: bool,
     /// Set by a blocking pop that found nothing: its timeout in ms (0 = forever).
     pub blocked: Option<u64>,
+    /// A blocked pop running again: keys of another type are skipped, not errors.
+    pub retry: bool,
 }
 
 impl Ctx<'_> {

@@ -673,6 +673,7 @@ pub fn apply(kv: &Kv, st: &mut State, a: Argv, now: u64, sink: &mut Vec<u8>) -> 
         from_master: true,
         may_block: false,
         blocked: None,
+        retry: false,
     };
     command::exec(&mut c, spec, a);
     c.st.select(0);

@@ -54,6 +54,8 @@ struct Session {
     reply_skip: bool,
     /// Running EXEC's queue: blocking pops answer at once.
     in_exec: bool,
+    /// Running a blocked pop again.
+    retrying: bool,
 }
 
 /// What the batch loop stopped for.
@@ -117,6 +119,7 @@ pub async fn serve(kv: Arc<Kv>, sock: TcpStream, peer: SocketAddr) {
         reply_off: false,
         reply_skip: false,
         in_exec: false,
+        retrying: false,
     };
     serve_conn(kv.clone(), sock, &mut sess).await;
     kv.clients.remove(id);
@@ -312,7 +315,10 @@ async fn block(
         // Run again: served, or blocked again (nothing written to `out`).
         let mut start = 0;
         let mut args = Args::default();
-        match process(kv, sess, req, &mut start, &mut args, out) {
+        sess.retrying = true;
+        let step = process(kv, sess, req, &mut start, &mut args, out);
+        sess.retrying = false;
+        match step {
             Step::Block { .. } => {}
             _ => break Some(()),
         }
@@ -792,7 +798,15 @@ fn dispatch<'a>(
         }
         _ => {
             let may_block = !sess.in_exec;
-            if let Some(timeout_ms) = keyspace(kv, guard, spec, a, now, (sess.db, may_block), out) {
+            if let Some(timeout_ms) = keyspace(
+                kv,
+                guard,
+                spec,
+                a,
+                now,
+                (sess.db, may_block, sess.retrying),
+                out,
+            ) {
                 let mut req = Vec::new();
                 let args: Vec<&[u8]> = a.iter().collect();
                 reply::command(&mut req, &args);
@@ -861,8 +875,9 @@ fn keyspace<'a>(
     spec: &Spec,
     a: Argv,
     now: u64,
-    // The connection's database, and whether a blocking pop may wait (not in EXEC).
-    (db, may_block): (usize, bool),
+    // The connection's database, whether a blocking pop may wait (not in EXEC)
+    // and whether this is a blocked pop running again.
+    (db, may_block, retry): (usize, bool, bool),
     out: &mut Vec<u8>,
 ) -> Option<u64> {
     let st = lock(kv, guard);
@@ -895,6 +910,7 @@ fn keyspace<'a>(
         from_master: false,
         may_block,
         blocked: None,
+        retry,
     };
     command::exec(&mut c, spec, a);
     c.st.select(0);
@@ -1179,6 +1195,7 @@ mod tests {
             reply_off: false,
             reply_skip: false,
             in_exec: false,
+            retrying: false,
         }
     }
 
