@@ -53,18 +53,18 @@ for f in $FILES; do
     (cd "$SRC" && timeout "$TIMEOUT" ./runtest --host 127.0.0.1 --port "$port" --singledb \
         --single "$f" --clients 1 --timeout 60 --dont-clean) 2>&1 |
         sed 's/\x1b\[[0-9;]*m//g' >"$log" || true
-    ok=$(grep -c '^\[ok\]' "$log" || true)
-    err=$(grep -c '^\[err\]' "$log" || true)
+    ok=$(grep -ac '^\[ok\]' "$log" || true)
+    err=$(grep -ac '^\[err\]' "$log" || true)
     early=""
-    if grep -q '^\[exception\]' "$log"; then
-        early="exception: $(grep -m1 -A1 '^\[exception\]' "$log" | tail -1 | cut -c1-60)"
+    if grep -aq '^\[exception\]' "$log"; then
+        early="exception: $(grep -a -m1 -A1 '^\[exception\]' "$log" | tail -1 | cut -c1-60)"
         err=$((err + 1))
-    elif ! grep -q 'All tests passed\|tests failed' "$log"; then
+    elif ! grep -aq 'All tests passed\|tests failed' "$log"; then
         early="did not finish (timeout or crash)"
     fi
     printf '| %-22s | %6d | %6d | %s |\n' "$f" "$ok" "$err" "$early"
     if [ -n "${VERBOSE:-}" ]; then
-        grep '^\[err\]' "$log" | sed 's/^/    /' || true
+        grep -a '^\[err\]' "$log" | sed 's/^/    /' || true
     fi
     total_ok=$((total_ok + ok))
     total_err=$((total_err + err))

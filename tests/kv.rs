@@ -161,13 +161,15 @@ fn connection_commands() {
     );
     assert_eq!(r.cmd(&["ECHO", "x y"]), b("x y"));
     assert_eq!(r.cmd(&["SELECT", "0"]), ok());
-    assert_eq!(r.cmd(&["SELECT", "1"]), e("ERR DB index is out of range"));
+    assert_eq!(r.cmd(&["SELECT", "16"]), e("ERR DB index is out of range"));
+    assert_eq!(r.cmd(&["SELECT", "1"]), ok());
+    assert_eq!(r.cmd(&["SELECT", "0"]), ok());
     assert_eq!(
         r.cmd(&["SELECT", "x"]),
         e("ERR value is not an integer or out of range")
     );
     assert_eq!(
-        r.cmd(&["HELLO", "3"]),
+        r.cmd(&["HELLO", "4"]),
         e("NOPROTO unsupported protocol version")
     );
     assert_eq!(r.cmd(&["CLIENT", "GETNAME"]), NIL);

@@ -603,7 +603,6 @@ fn pubsub_replies_match_redis_byte_for_byte() {
     for addr in [redis.addr, kv] {
         let mut sub = Raw::new(addr);
         let mut publ = Raw::new(addr);
-        // (HELLO 3 differs by design: kv speaks RESP2 only and answers -NOPROTO.)
         let t = vec![
             sub.run("SUBSCRIBE news other\r\nPSUBSCRIBE n*\r\nPING\r\nGET x\r\nPING __END__\r\n"),
             publ.run("PUBLISH news hi\r\nPUBLISH nothing x\r\nPUBSUB NUMSUB news nothing\r\nPUBSUB NUMPAT\r\nPUBSUB CHANNELS o*\r\nECHO __END__\r\n"),

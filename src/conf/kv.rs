@@ -38,6 +38,8 @@ pub struct KvConf {
     pub write_timeout: Duration,
     /// Active expiry runs this many times a second (Redis's `hz`).
     pub hz: u32,
+    /// Number of databases (SELECT 0..N-1), Redis's `databases`.
+    pub databases: u32,
     /// A primary PINGs its replicas this often (Redis's `repl-ping-replica-period`).
     pub repl_ping_replica_period: Duration,
     /// Directory of `dump.rdb` and the append-only file (Redis's `dir`).
@@ -92,6 +94,7 @@ const KEYWORDS: &[&str] = &[
     "timeout",
     "write-timeout",
     "hz",
+    "databases",
     "repl-ping-replica-period",
     "dir",
     "dbfilename",
@@ -123,6 +126,7 @@ impl KvConf {
             timeout: Duration::ZERO,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             hz: DEFAULT_HZ,
+            databases: 16,
             repl_ping_replica_period: DEFAULT_REPL_PING_REPLICA_PERIOD,
             dir: PathBuf::from("."),
             dbfilename: "dump.rdb".into(),
@@ -236,6 +240,13 @@ pub fn directive(k: &mut KvConf, d: &Directive) -> Result<(), String> {
         }
         "auto-aof-rewrite-min-size" => {
             k.auto_aof_rewrite_min_size = parse::size(arg()?).map_err(e)?
+        }
+        "databases" => {
+            let v = arg()?;
+            k.databases = match v.parse::<u32>() {
+                Ok(n) if (1..=1024).contains(&n) => n,
+                _ => return Err(e(format!("invalid number '{v}' (expected 1 to 1024)"))),
+            };
         }
         "hz" => {
             let v = arg()?;

@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use super::db::{self, Entry};
+use super::db::{self, Entry, Value};
 use super::frame::{self, fmt_i64, reply, Args, Argv, Limits};
+use super::value::fmt_double;
 use super::{replication, Kv, State};
 
 #[derive(Debug, thiserror::Error)]
@@ -146,15 +147,69 @@ impl Aof {
     }
 }
 
-/// One key as the command that recreates it.
+/// Elements per command when a collection is rewritten (as Redis's AOF_REWRITE_ITEMS_PER_CMD).
+const ITEMS_PER_CMD: usize = 64;
+
+/// One key as the commands that recreate it.
 fn entry_command(out: &mut Vec<u8>, key: &[u8], e: &Entry) {
-    if e.exp != 0 {
-        let mut b = [0u8; 20];
-        let at = fmt_i64(e.exp as i64, &mut b);
-        reply::command(out, &[b"SET", key, &e.val, b"PXAT", at]);
-    } else {
-        reply::command(out, &[b"SET", key, &e.val]);
+    let mut b = [0u8; 20];
+    let at = fmt_i64(e.exp as i64, &mut b);
+    let items: Vec<Vec<&[u8]>> = match &e.val {
+        Value::Str(v) => {
+            if e.exp != 0 {
+                reply::command(out, &[b"SET", key, v, b"PXAT", at]);
+            } else {
+                reply::command(out, &[b"SET", key, v]);
+            }
+            return;
+        }
+        Value::Hash(h) => chunks(
+            b"HSET",
+            key,
+            h.iter().flat_map(|(f, v)| [&f[..], &v[..]]),
+            2,
+        ),
+        Value::List(l) => chunks(b"RPUSH", key, l.iter().map(|v| &v[..]), 1),
+        Value::Set(s) => chunks(b"SADD", key, s.iter().map(|v| &v[..]), 1),
+        Value::ZSet(z) => {
+            let scores: Vec<String> = z.tree.iter().map(|(s, _)| fmt_double(s.0)).collect();
+            let args: Vec<&[u8]> = z
+                .tree
+                .iter()
+                .zip(&scores)
+                .flat_map(|((_, m), s)| [s.as_bytes(), &m[..]])
+                .collect();
+            for c in args.chunks(ITEMS_PER_CMD * 2) {
+                let mut cmd: Vec<&[u8]> = vec![b"ZADD", key];
+                cmd.extend_from_slice(c);
+                reply::command(out, &cmd);
+            }
+            Vec::new()
+        }
+    };
+    for cmd in items {
+        reply::command(out, &cmd);
     }
+    if e.exp != 0 {
+        reply::command(out, &[b"PEXPIREAT", key, at]);
+    }
+}
+
+/// `name key items...` commands of at most ITEMS_PER_CMD items (`per` arguments each).
+fn chunks<'a>(
+    name: &'a [u8],
+    key: &'a [u8],
+    args: impl Iterator<Item = &'a [u8]>,
+    per: usize,
+) -> Vec<Vec<&'a [u8]>> {
+    let args: Vec<&[u8]> = args.collect();
+    args.chunks(ITEMS_PER_CMD * per)
+        .map(|c| {
+            let mut cmd = vec![name, key];
+            cmd.extend_from_slice(c);
+            cmd
+        })
+        .collect()
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
@@ -163,13 +218,32 @@ fn tmp_path(path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Writes `entries` as a fresh file at `tmp`, fsynced.
-fn write_base(tmp: &Path, entries: &[(Vec<u8>, Entry)]) -> Result<File, AofError> {
+/// Writes every database's entries as a fresh file at `tmp`, fsynced; it
+/// ends selecting `end_db`, the database the writes appended after it assume.
+fn write_base(
+    tmp: &Path,
+    dbs: &[super::select::DbEntries],
+    end_db: Option<usize>,
+) -> Result<File, AofError> {
     let mut f = std::io::BufWriter::with_capacity(1 << 20, File::create(tmp).map_err(io(tmp))?);
     let mut cmd = Vec::new();
-    for (k, e) in entries {
+    let select = |cmd: &mut Vec<u8>, i: usize| {
+        let mut b = [0u8; 20];
+        reply::command(cmd, &[b"SELECT", fmt_i64(i as i64, &mut b)]);
+    };
+    for (i, entries) in dbs {
         cmd.clear();
-        entry_command(&mut cmd, k, e);
+        select(&mut cmd, *i);
+        f.write_all(&cmd).map_err(io(tmp))?;
+        for (k, e) in entries {
+            cmd.clear();
+            entry_command(&mut cmd, k, e);
+            f.write_all(&cmd).map_err(io(tmp))?;
+        }
+    }
+    if let Some(i) = end_db {
+        cmd.clear();
+        select(&mut cmd, i);
         f.write_all(&cmd).map_err(io(tmp))?;
     }
     let f = f.into_inner().map_err(|e| io(tmp)(e.into_error()))?;
@@ -192,10 +266,11 @@ fn sync_dir(path: &Path) {
 
 /// Starts a background rewrite; false if one is already running or AOF is off.
 pub fn start_rewrite(kv: &Arc<Kv>) -> bool {
-    let (entries, path) = {
+    let (entries, end_db, path) = {
         let mut st = kv.lock();
         let now = db::now_ms();
-        let entries = st.db.clone_entries(now);
+        let entries = st.clone_all(now);
+        let end_db = st.stream_db();
         let Some(aof) = st.aof.as_mut() else {
             return false;
         };
@@ -203,7 +278,7 @@ pub fn start_rewrite(kv: &Arc<Kv>) -> bool {
             return false;
         }
         aof.rewrite = Some(Vec::new());
-        (entries, aof.path.clone())
+        (entries, end_db, aof.path.clone())
     };
     let kv = kv.clone();
     let spawned = std::thread::Builder::new()
@@ -211,9 +286,10 @@ pub fn start_rewrite(kv: &Arc<Kv>) -> bool {
         .spawn(move || {
             let started = std::time::Instant::now();
             let tmp = tmp_path(&path);
-            let res = write_base(&tmp, &entries).and_then(|f| finish_rewrite(&kv, f, &tmp));
+            let res = write_base(&tmp, &entries, end_db).and_then(|f| finish_rewrite(&kv, f, &tmp));
+            let keys: usize = entries.iter().map(|(_, e)| e.len()).sum();
             match res {
-                Ok(size) => tracing::info!(kv = %kv.name, "AOF rewritten: {} keys, {size} bytes, {:?}", entries.len(), started.elapsed()),
+                Ok(size) => tracing::info!(kv = %kv.name, "AOF rewritten: {keys} keys, {size} bytes, {:?}", started.elapsed()),
                 Err(e) => {
                     tracing::error!(kv = %kv.name, "AOF rewrite failed: {e}");
                     let _ = std::fs::remove_file(&tmp);
@@ -259,12 +335,13 @@ fn finish_rewrite(kv: &Kv, mut f: File, tmp: &Path) -> Result<u64, AofError> {
 /// Writes the whole keyspace as a fresh AOF right now (at start, and after a
 /// replica's full sync, when the file must describe the new data set).
 pub fn rewrite_now(st: &mut State, syncer: &Syncer) -> Result<(), AofError> {
+    let entries = st.clone_all(0);
+    let end_db = st.stream_db();
     let Some(aof) = st.aof.as_mut() else {
         return Ok(());
     };
-    let entries = st.db.clone_entries(0);
     let tmp = tmp_path(&aof.path);
-    let f = write_base(&tmp, &entries)?;
+    let f = write_base(&tmp, &entries, end_db)?;
     std::fs::rename(&tmp, &aof.path).map_err(io(&aof.path))?;
     sync_dir(&aof.path);
     let size = f.metadata().map_err(io(&tmp))?.len();

@@ -1,6 +1,6 @@
 //! The command table (names, arity, flags) and the keyspace commands, executed under the state lock.
 
-use super::db::Entry;
+use super::db::{Entry, Value};
 use super::frame::{fmt_i64, parse_i64, reply, Argv};
 use super::{Kv, State};
 
@@ -85,6 +85,103 @@ pub enum Cmd {
     RandomKey,
     Object,
     Memory,
+    Debug,
+    Time,
+    SwapDb,
+    Move,
+    Monitor,
+    BLPop,
+    BRPop,
+    BLMove,
+    BRPopLPush,
+    BZPopMin,
+    BZPopMax,
+    ZUnion,
+    ZInter,
+    ZDiff,
+    ZUnionStore,
+    ZInterStore,
+    ZDiffStore,
+    ZInterCard,
+    LMPop,
+    BLMPop,
+    ZMPop,
+    BZMPop,
+    Dump,
+    Restore,
+    HSet,
+    HSetNx,
+    HGet,
+    HMGet,
+    HMSet,
+    HDel,
+    HGetAll,
+    HKeys,
+    HVals,
+    HLen,
+    HExists,
+    HIncrBy,
+    HIncrByFloat,
+    HStrLen,
+    HRandField,
+    HScan,
+    LPush,
+    RPush,
+    LPushX,
+    RPushX,
+    LPop,
+    RPop,
+    LLen,
+    LRange,
+    LIndex,
+    LSet,
+    LRem,
+    LTrim,
+    LInsert,
+    LPos,
+    LMove,
+    RPopLPush,
+    SAdd,
+    SRem,
+    SMembers,
+    SIsMember,
+    SMIsMember,
+    SCard,
+    SPop,
+    SRandMember,
+    SInter,
+    SUnion,
+    SDiff,
+    SInterStore,
+    SUnionStore,
+    SDiffStore,
+    SMove,
+    SScan,
+    SInterCard,
+    ZAdd,
+    ZRem,
+    ZScore,
+    ZMScore,
+    ZIncrBy,
+    ZCard,
+    ZCount,
+    ZLexCount,
+    ZRange,
+    ZRangeByScore,
+    ZRevRangeByScore,
+    ZRangeByLex,
+    ZRevRangeByLex,
+    ZRevRange,
+    ZRank,
+    ZRevRank,
+    ZPopMin,
+    ZPopMax,
+    ZRemRangeByRank,
+    ZRemRangeByScore,
+    ZRemRangeByLex,
+    ZScan,
+    ZRangeStore,
+    ZRandMember,
 }
 
 /// Changes the keyspace: refused on a replica, propagated to replicas.
@@ -99,6 +196,8 @@ pub const LOCAL: u8 = 8;
 pub const READONLY: u8 = 16;
 /// Administrative (replication, config).
 pub const ADMIN: u8 = 32;
+/// Its key (argument 1) must hold a string or nothing: WRONGTYPE otherwise.
+pub const STR: u8 = 64;
 
 pub struct Spec {
     /// Lowercase, as Redis names it in errors.
@@ -143,25 +242,25 @@ const KEYS: (i8, i8, i8) = (1, -1, 1);
 
 /// Every supported command; the hottest first because lookup is a linear scan.
 pub static TABLE: &[Spec] = &[
-    spec("get", Cmd::Get, 2, READONLY, KEY1),
+    spec("get", Cmd::Get, 2, READONLY | STR, KEY1),
     spec("set", Cmd::Set, -3, WRITE | DENYOOM, KEY1),
-    spec("incr", Cmd::Incr, 2, WRITE | DENYOOM, KEY1),
+    spec("incr", Cmd::Incr, 2, WRITE | DENYOOM | STR, KEY1),
     spec("ping", Cmd::Ping, -1, LOCAL, NOKEY),
     spec("mget", Cmd::MGet, -2, READONLY, KEYS),
     spec("mset", Cmd::MSet, -3, WRITE | DENYOOM, (1, -1, 2)),
-    spec("decr", Cmd::Decr, 2, WRITE | DENYOOM, KEY1),
-    spec("incrby", Cmd::IncrBy, 3, WRITE | DENYOOM, KEY1),
-    spec("decrby", Cmd::DecrBy, 3, WRITE | DENYOOM, KEY1),
+    spec("decr", Cmd::Decr, 2, WRITE | DENYOOM | STR, KEY1),
+    spec("incrby", Cmd::IncrBy, 3, WRITE | DENYOOM | STR, KEY1),
+    spec("decrby", Cmd::DecrBy, 3, WRITE | DENYOOM | STR, KEY1),
     spec("del", Cmd::Del, -2, WRITE, KEYS),
     spec("unlink", Cmd::Unlink, -2, WRITE, KEYS),
     spec("exists", Cmd::Exists, -2, READONLY, KEYS),
     spec("setnx", Cmd::SetNx, 3, WRITE | DENYOOM, KEY1),
     spec("setex", Cmd::SetEx, 4, WRITE | DENYOOM, KEY1),
     spec("psetex", Cmd::PSetEx, 4, WRITE | DENYOOM, KEY1),
-    spec("getdel", Cmd::GetDel, 2, WRITE, KEY1),
-    spec("getset", Cmd::GetSet, 3, WRITE | DENYOOM, KEY1),
-    spec("append", Cmd::Append, 3, WRITE | DENYOOM, KEY1),
-    spec("strlen", Cmd::StrLen, 2, READONLY, KEY1),
+    spec("getdel", Cmd::GetDel, 2, WRITE | STR, KEY1),
+    spec("getset", Cmd::GetSet, 3, WRITE | DENYOOM | STR, KEY1),
+    spec("append", Cmd::Append, 3, WRITE | DENYOOM | STR, KEY1),
+    spec("strlen", Cmd::StrLen, 2, READONLY | STR, KEY1),
     spec("expire", Cmd::Expire, -3, WRITE, KEY1),
     spec("pexpire", Cmd::PExpire, -3, WRITE, KEY1),
     spec("expireat", Cmd::ExpireAt, -3, WRITE, KEY1),
@@ -207,11 +306,17 @@ pub static TABLE: &[Spec] = &[
     spec("publish", Cmd::Publish, 3, LOCAL, NOKEY),
     spec("pubsub", Cmd::PubSub, -2, LOCAL, NOKEY),
     spec("function", Cmd::Function, -2, LOCAL, NOKEY),
-    spec("getex", Cmd::GetEx, -2, WRITE, KEY1),
-    spec("incrbyfloat", Cmd::IncrByFloat, 3, WRITE | DENYOOM, KEY1),
-    spec("setrange", Cmd::SetRange, 4, WRITE | DENYOOM, KEY1),
-    spec("getrange", Cmd::GetRange, 4, READONLY, KEY1),
-    spec("substr", Cmd::Substr, 4, READONLY, KEY1),
+    spec("getex", Cmd::GetEx, -2, WRITE | STR, KEY1),
+    spec(
+        "incrbyfloat",
+        Cmd::IncrByFloat,
+        3,
+        WRITE | DENYOOM | STR,
+        KEY1,
+    ),
+    spec("setrange", Cmd::SetRange, 4, WRITE | DENYOOM | STR, KEY1),
+    spec("getrange", Cmd::GetRange, 4, READONLY | STR, KEY1),
+    spec("substr", Cmd::Substr, 4, READONLY | STR, KEY1),
     spec("msetnx", Cmd::MSetNx, -3, WRITE | DENYOOM, (1, -1, 2)),
     spec("rename", Cmd::Rename, 3, WRITE, (1, 2, 1)),
     spec("renamenx", Cmd::RenameNx, 3, WRITE, (1, 2, 1)),
@@ -222,6 +327,115 @@ pub static TABLE: &[Spec] = &[
     spec("randomkey", Cmd::RandomKey, 1, READONLY, NOKEY),
     spec("object", Cmd::Object, -2, READONLY, (2, 2, 1)),
     spec("memory", Cmd::Memory, -2, READONLY, NOKEY),
+    spec("debug", Cmd::Debug, -2, ADMIN, NOKEY),
+    spec("time", Cmd::Time, 1, 0, NOKEY),
+    spec("swapdb", Cmd::SwapDb, 3, WRITE, NOKEY),
+    spec("move", Cmd::Move, 3, WRITE, KEY1),
+    spec("monitor", Cmd::Monitor, 1, LOCAL | ADMIN, NOKEY),
+    spec("blpop", Cmd::BLPop, -3, WRITE, (1, -2, 1)),
+    spec("brpop", Cmd::BRPop, -3, WRITE, (1, -2, 1)),
+    spec("blmove", Cmd::BLMove, 6, WRITE | DENYOOM, (1, 2, 1)),
+    spec("brpoplpush", Cmd::BRPopLPush, 4, WRITE | DENYOOM, (1, 2, 1)),
+    spec("bzpopmin", Cmd::BZPopMin, -3, WRITE, (1, -2, 1)),
+    spec("bzpopmax", Cmd::BZPopMax, -3, WRITE, (1, -2, 1)),
+    spec("zunion", Cmd::ZUnion, -3, READONLY, NOKEY),
+    spec("zinter", Cmd::ZInter, -3, READONLY, NOKEY),
+    spec("zdiff", Cmd::ZDiff, -3, READONLY, NOKEY),
+    spec("zunionstore", Cmd::ZUnionStore, -4, WRITE | DENYOOM, KEY1),
+    spec("zinterstore", Cmd::ZInterStore, -4, WRITE | DENYOOM, KEY1),
+    spec("zdiffstore", Cmd::ZDiffStore, -4, WRITE | DENYOOM, KEY1),
+    spec("zintercard", Cmd::ZInterCard, -3, READONLY, NOKEY),
+    spec("lmpop", Cmd::LMPop, -4, WRITE, NOKEY),
+    spec("blmpop", Cmd::BLMPop, -5, WRITE, NOKEY),
+    spec("zmpop", Cmd::ZMPop, -4, WRITE, NOKEY),
+    spec("bzmpop", Cmd::BZMPop, -5, WRITE, NOKEY),
+    spec("dump", Cmd::Dump, 2, READONLY, KEY1),
+    spec("restore", Cmd::Restore, -4, WRITE | DENYOOM, KEY1),
+    spec("hset", Cmd::HSet, -4, WRITE | DENYOOM, KEY1),
+    spec("hsetnx", Cmd::HSetNx, 4, WRITE | DENYOOM, KEY1),
+    spec("hget", Cmd::HGet, 3, READONLY, KEY1),
+    spec("hmget", Cmd::HMGet, -3, READONLY, KEY1),
+    spec("hmset", Cmd::HMSet, -4, WRITE | DENYOOM, KEY1),
+    spec("hdel", Cmd::HDel, -3, WRITE, KEY1),
+    spec("hgetall", Cmd::HGetAll, 2, READONLY, KEY1),
+    spec("hkeys", Cmd::HKeys, 2, READONLY, KEY1),
+    spec("hvals", Cmd::HVals, 2, READONLY, KEY1),
+    spec("hlen", Cmd::HLen, 2, READONLY, KEY1),
+    spec("hexists", Cmd::HExists, 3, READONLY, KEY1),
+    spec("hincrby", Cmd::HIncrBy, 4, WRITE | DENYOOM, KEY1),
+    spec("hincrbyfloat", Cmd::HIncrByFloat, 4, WRITE | DENYOOM, KEY1),
+    spec("hstrlen", Cmd::HStrLen, 3, READONLY, KEY1),
+    spec("hrandfield", Cmd::HRandField, -2, READONLY, KEY1),
+    spec("hscan", Cmd::HScan, -3, READONLY, KEY1),
+    spec("lpush", Cmd::LPush, -3, WRITE | DENYOOM, KEY1),
+    spec("rpush", Cmd::RPush, -3, WRITE | DENYOOM, KEY1),
+    spec("lpushx", Cmd::LPushX, -3, WRITE | DENYOOM, KEY1),
+    spec("rpushx", Cmd::RPushX, -3, WRITE | DENYOOM, KEY1),
+    spec("lpop", Cmd::LPop, -2, WRITE, KEY1),
+    spec("rpop", Cmd::RPop, -2, WRITE, KEY1),
+    spec("llen", Cmd::LLen, 2, READONLY, KEY1),
+    spec("lrange", Cmd::LRange, 4, READONLY, KEY1),
+    spec("lindex", Cmd::LIndex, 3, READONLY, KEY1),
+    spec("lset", Cmd::LSet, 4, WRITE | DENYOOM, KEY1),
+    spec("lrem", Cmd::LRem, 4, WRITE, KEY1),
+    spec("ltrim", Cmd::LTrim, 4, WRITE, KEY1),
+    spec("linsert", Cmd::LInsert, 5, WRITE | DENYOOM, KEY1),
+    spec("lpos", Cmd::LPos, -3, READONLY, KEY1),
+    spec("lmove", Cmd::LMove, 5, WRITE | DENYOOM, (1, 2, 1)),
+    spec("rpoplpush", Cmd::RPopLPush, 3, WRITE | DENYOOM, (1, 2, 1)),
+    spec("sadd", Cmd::SAdd, -3, WRITE | DENYOOM, KEY1),
+    spec("srem", Cmd::SRem, -3, WRITE, KEY1),
+    spec("smembers", Cmd::SMembers, 2, READONLY, KEY1),
+    spec("sismember", Cmd::SIsMember, 3, READONLY, KEY1),
+    spec("smismember", Cmd::SMIsMember, -3, READONLY, KEY1),
+    spec("scard", Cmd::SCard, 2, READONLY, KEY1),
+    spec("spop", Cmd::SPop, -2, WRITE, KEY1),
+    spec("srandmember", Cmd::SRandMember, -2, READONLY, KEY1),
+    spec("sinter", Cmd::SInter, -2, READONLY, KEYS),
+    spec("sunion", Cmd::SUnion, -2, READONLY, KEYS),
+    spec("sdiff", Cmd::SDiff, -2, READONLY, KEYS),
+    spec("sinterstore", Cmd::SInterStore, -3, WRITE | DENYOOM, KEYS),
+    spec("sunionstore", Cmd::SUnionStore, -3, WRITE | DENYOOM, KEYS),
+    spec("sdiffstore", Cmd::SDiffStore, -3, WRITE | DENYOOM, KEYS),
+    spec("smove", Cmd::SMove, 4, WRITE, (1, 2, 1)),
+    spec("sscan", Cmd::SScan, -3, READONLY, KEY1),
+    spec("sintercard", Cmd::SInterCard, -3, READONLY, NOKEY),
+    spec("zadd", Cmd::ZAdd, -4, WRITE | DENYOOM, KEY1),
+    spec("zrem", Cmd::ZRem, -3, WRITE, KEY1),
+    spec("zscore", Cmd::ZScore, 3, READONLY, KEY1),
+    spec("zmscore", Cmd::ZMScore, -3, READONLY, KEY1),
+    spec("zincrby", Cmd::ZIncrBy, 4, WRITE | DENYOOM, KEY1),
+    spec("zcard", Cmd::ZCard, 2, READONLY, KEY1),
+    spec("zcount", Cmd::ZCount, 4, READONLY, KEY1),
+    spec("zlexcount", Cmd::ZLexCount, 4, READONLY, KEY1),
+    spec("zrange", Cmd::ZRange, -4, READONLY, KEY1),
+    spec("zrangebyscore", Cmd::ZRangeByScore, -4, READONLY, KEY1),
+    spec(
+        "zrevrangebyscore",
+        Cmd::ZRevRangeByScore,
+        -4,
+        READONLY,
+        KEY1,
+    ),
+    spec("zrangebylex", Cmd::ZRangeByLex, -4, READONLY, KEY1),
+    spec("zrevrangebylex", Cmd::ZRevRangeByLex, -4, READONLY, KEY1),
+    spec("zrevrange", Cmd::ZRevRange, -4, READONLY, KEY1),
+    spec("zrank", Cmd::ZRank, 3, READONLY, KEY1),
+    spec("zrevrank", Cmd::ZRevRank, 3, READONLY, KEY1),
+    spec("zpopmin", Cmd::ZPopMin, -2, WRITE, KEY1),
+    spec("zpopmax", Cmd::ZPopMax, -2, WRITE, KEY1),
+    spec("zremrangebyrank", Cmd::ZRemRangeByRank, 4, WRITE, KEY1),
+    spec("zremrangebyscore", Cmd::ZRemRangeByScore, 4, WRITE, KEY1),
+    spec("zremrangebylex", Cmd::ZRemRangeByLex, 4, WRITE, KEY1),
+    spec("zscan", Cmd::ZScan, -3, READONLY, KEY1),
+    spec(
+        "zrangestore",
+        Cmd::ZRangeStore,
+        -5,
+        WRITE | DENYOOM,
+        (1, 2, 1),
+    ),
+    spec("zrandmember", Cmd::ZRandMember, -2, READONLY, KEY1),
 ];
 
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
@@ -234,6 +448,7 @@ pub const ERR_NOT_INT: &str = "ERR value is not an integer or out of range";
 pub const ERR_SYNTAX: &str = "ERR syntax error";
 pub const ERR_OVERFLOW: &str = "ERR increment or decrement would overflow";
 pub const ERR_TOO_BIG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
+pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
 pub const ERR_KEY_TOO_BIG: &str = "ERR key exceeds maximum allowed size (max-key-bytes)";
 
 /// Redis's reply to an unknown command, quoting (a bounded prefix of) the arguments.
@@ -279,6 +494,12 @@ pub struct Ctx<'a> {
     pub now: u64,
     /// Applying our primary's stream: no expiry decisions, no propagation, no checks.
     pub from_master: bool,
+    /// A blocking pop may wait (not inside MULTI, not from the stream).
+    pub may_block: bool,
+    /// Set by a blocking pop that found nothing: its timeout in ms (0 = forever).
+    pub blocked: Option<u64>,
+    /// A blocked pop running again: keys of another type are skipped, not errors.
+    pub retry: bool,
 }
 
 impl Ctx<'_> {
@@ -290,7 +511,7 @@ impl Ctx<'_> {
 
     /// Lazy expiry; true if `key` is logically gone. A primary deletes it and
     /// propagates DEL; a replica hides it and waits for its primary's DEL.
-    fn expire_if_needed(&mut self, key: &[u8]) -> bool {
+    pub(super) fn expire_if_needed(&mut self, key: &[u8]) -> bool {
         match self.st.db.peek(key) {
             Some(e) if e.expired(self.now) => {}
             _ => return false,
@@ -333,6 +554,9 @@ impl Ctx<'_> {
 
 /// Executes one keyspace command (arity, auth, role and memory already checked).
 pub fn exec(c: &mut Ctx, spec: &Spec, a: Argv) {
+    if spec.is(STR) && live!(c, a.get(1)).is_some_and(|e| !matches!(e.val, Value::Str(_))) {
+        return c.err(WRONGTYPE);
+    }
     match spec.cmd {
         Cmd::Get => get(c, a.get(1)),
         Cmd::Set => set(c, a),
@@ -375,7 +599,7 @@ pub fn exec(c: &mut Ctx, spec: &Spec, a: Argv) {
             match live!(c, k) {
                 None => reply::nil(c.out),
                 Some(e) => {
-                    reply::bulk(c.out, &e.val);
+                    reply::bulk(c.out, e.val.bytes());
                     c.st.db.remove(k);
                     c.propagate(&[b"DEL", k]);
                 }
@@ -388,14 +612,14 @@ pub fn exec(c: &mut Ctx, spec: &Spec, a: Argv) {
             }
             match live!(c, k) {
                 None => reply::nil(c.out),
-                Some(e) => reply::bulk(c.out, &e.val),
+                Some(e) => reply::bulk(c.out, e.val.bytes()),
             }
             c.st.db.set(k, v, Some(0));
             c.propagate(&[b"SET", k, v]);
         }
         Cmd::Append => append(c, a.get(1), a.get(2)),
         Cmd::StrLen => {
-            let n = c.live(a.get(1)).map_or(0, |e| e.val.len());
+            let n = c.live(a.get(1)).map_or(0, |e| e.val.bytes().len());
             reply::int(c.out, n as i64);
         }
         Cmd::Expire | Cmd::PExpire | Cmd::ExpireAt | Cmd::PExpireAt => expire(c, spec, a),
@@ -425,7 +649,7 @@ pub fn exec(c: &mut Ctx, spec: &Spec, a: Argv) {
             reply::int(c.out, has_ttl as i64);
         }
         Cmd::Type => {
-            let t = if c.exists(a.get(1)) { "string" } else { "none" };
+            let t = c.live(a.get(1)).map_or("none", |e| e.val.type_name());
             reply::simple(c.out, t);
         }
         Cmd::Keys => {
@@ -447,7 +671,11 @@ pub fn exec(c: &mut Ctx, spec: &Spec, a: Argv) {
                     return c.err(ERR_SYNTAX);
                 }
             }
-            c.st.db.clear();
+            if spec.cmd == Cmd::FlushAll {
+                c.st.clear_all();
+            } else {
+                c.st.db.clear();
+            }
             let name: &[u8] = if spec.cmd == Cmd::FlushDb {
                 b"FLUSHDB"
             } else {
@@ -459,7 +687,15 @@ pub fn exec(c: &mut Ctx, spec: &Spec, a: Argv) {
         Cmd::Ping => reply::simple(c.out, "PONG"),
         _ => {
             // Connection, admin and replication commands are dispatched by the server.
-            if !super::command_more::exec(c, spec, a) {
+            if !(super::command_more::exec(c, spec, a)
+                || super::hash::exec(c, spec, a)
+                || super::list::exec(c, spec, a)
+                || super::set::exec(c, spec, a)
+                || super::zset::exec(c, spec, a)
+                || super::blocking::exec(c, spec, a)
+                || super::zset_ops::exec(c, spec, a)
+                || super::mpop::exec(c, spec, a))
+            {
                 unknown_command(c.out, a)
             }
         }
@@ -470,12 +706,18 @@ fn get(c: &mut Ctx, k: &[u8]) {
     // Hot path: one lookup when the key is live.
     match c.st.db.peek(k) {
         None => return reply::nil(c.out),
-        Some(e) if !e.expired(c.now) || c.from_master => return reply::bulk(c.out, &e.val),
+        Some(Entry {
+            val: Value::Str(v),
+            exp,
+        }) if *exp == 0 || *exp > c.now || c.from_master => return reply::bulk(c.out, v),
         Some(_) => {}
     }
+    // MGET answers nil for keys of other types (GET itself was type-checked).
     match live!(c, k) {
-        Some(e) => reply::bulk(c.out, &e.val),
-        None => reply::nil(c.out),
+        Some(Entry {
+            val: Value::Str(v), ..
+        }) => reply::bulk(c.out, v),
+        _ => reply::nil(c.out),
     }
 }
 
@@ -550,7 +792,10 @@ fn set(c: &mut Ctx, a: Argv) {
     let found = match live!(c, k) {
         Some(e) => {
             if want_get {
-                reply::bulk(c.out, &e.val);
+                let Value::Str(v) = &e.val else {
+                    return c.err(WRONGTYPE);
+                };
+                reply::bulk(c.out, v);
             }
             true
         }
@@ -677,7 +922,7 @@ fn incr_by(c: &mut Ctx, k: &[u8], delta: i64) {
     }
     let cur = match c.live(k) {
         None => None,
-        Some(e) => match parse_i64(&e.val) {
+        Some(e) => match parse_i64(e.val.bytes()) {
             Some(n) => Some(n),
             None => return c.err(ERR_NOT_INT),
         },
@@ -703,7 +948,7 @@ fn incr_by(c: &mut Ctx, k: &[u8], delta: i64) {
 }
 
 fn append(c: &mut Ctx, k: &[u8], v: &[u8]) {
-    let len = c.live(k).map(|e| e.val.len());
+    let len = c.live(k).map(|e| e.val.bytes().len());
     let total = len.unwrap_or(0) as u64 + v.len() as u64;
     if total > c.kv.conf.max_value_bytes && !c.from_master {
         return c.err(ERR_TOO_BIG);
@@ -789,7 +1034,7 @@ fn scan(c: &mut Ctx, a: Argv) {
     };
     let mut count = 10usize;
     let mut pattern: Option<&[u8]> = None;
-    let mut only_strings = true;
+    let mut want_type: Option<&[u8]> = None;
     let mut i = 2;
     while i < a.len() {
         let o = a.get(i);
@@ -806,7 +1051,7 @@ fn scan(c: &mut Ctx, a: Argv) {
         } else if o.eq_ignore_ascii_case(b"MATCH") {
             pattern = Some(v).filter(|p| *p != b"*");
         } else if o.eq_ignore_ascii_case(b"TYPE") {
-            only_strings = v.eq_ignore_ascii_case(b"string");
+            want_type = Some(v);
         } else {
             return c.err(ERR_SYNTAX);
         }
@@ -815,9 +1060,17 @@ fn scan(c: &mut Ctx, a: Argv) {
     let (next, keys) = c.st.db.scan(cursor, count, pattern, c.now);
     reply::array(c.out, 2);
     reply::bulk(c.out, next.to_string().as_bytes());
-    if !only_strings {
-        return reply::array(c.out, 0);
-    }
+    let keys: Vec<&[u8]> = match want_type {
+        None => keys,
+        Some(t) => keys
+            .into_iter()
+            .filter(|k| {
+                c.st.db
+                    .peek(k)
+                    .is_some_and(|e| e.val.type_name().as_bytes().eq_ignore_ascii_case(t))
+            })
+            .collect(),
+    };
     reply::array(c.out, keys.len());
     for k in keys {
         reply::bulk(c.out, k);

@@ -34,6 +34,19 @@ pub fn exec(c: &mut Ctx, spec: &Spec, a: Argv) -> bool {
         Cmd::RandomKey => randomkey(c),
         Cmd::Object => object(c, a),
         Cmd::Memory => memory(c, a),
+        Cmd::Debug => super::debug::debug(c, a),
+        Cmd::Dump => super::dump::dump(c, a),
+        Cmd::Restore => super::dump::restore(c, a),
+        Cmd::SwapDb => super::select::swapdb(c, a),
+        Cmd::Move => super::select::move_key(c, a),
+        Cmd::Time => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            reply::array(c.out, 2);
+            reply::bulk(c.out, now.as_secs().to_string().as_bytes());
+            reply::bulk(c.out, now.subsec_micros().to_string().as_bytes());
+        }
         _ => return false,
     }
     true
@@ -99,7 +112,7 @@ fn getex(c: &mut Ctx, a: Argv) {
             _ => return c.err("ERR invalid expire time in 'getex' command"),
         }
     }
-    let Some((had_ttl, val)) = c.live(k).map(|e| (e.exp != 0, e.val.clone())) else {
+    let Some((had_ttl, val)) = c.live(k).map(|e| (e.exp != 0, e.val.bytes().to_vec())) else {
         return reply::nil(c.out);
     };
     reply::bulk(c.out, &val);
@@ -122,7 +135,7 @@ fn getex(c: &mut Ctx, a: Argv) {
 fn incrbyfloat(c: &mut Ctx, k: &[u8], by: &[u8]) {
     let cur = match c.live(k) {
         None => 0.0,
-        Some(e) => match parse_float(&e.val) {
+        Some(e) => match parse_float(e.val.bytes()) {
             Some(v) => v,
             None => return c.err(ERR_NOT_FLOAT),
         },
@@ -153,7 +166,7 @@ fn setrange(c: &mut Ctx, k: &[u8], off: &[u8], v: &[u8]) {
     if off < 0 {
         return c.err("ERR offset is out of range");
     }
-    let len = c.live(k).map(|e| e.val.len());
+    let len = c.live(k).map(|e| e.val.bytes().len());
     if v.is_empty() {
         return reply::int(c.out, len.unwrap_or(0) as i64);
     }
@@ -179,7 +192,7 @@ fn setrange(c: &mut Ctx, k: &[u8], off: &[u8], v: &[u8]) {
             c.st.db.set(k, &val, Some(0));
         }
     }
-    let n = c.live(k).map_or(0, |e| e.val.len());
+    let n = c.live(k).map_or(0, |e| e.val.bytes().len());
     let mut b = [0u8; 20];
     c.propagate(&[b"SETRANGE", k, fmt_i64(off as i64, &mut b), v]);
     reply::int(c.out, n as i64);
@@ -189,7 +202,7 @@ fn getrange(c: &mut Ctx, k: &[u8], start: &[u8], end: &[u8]) {
     let (Some(mut start), Some(mut end)) = (parse_i64(start), parse_i64(end)) else {
         return c.err(ERR_NOT_INT);
     };
-    let Some(val) = c.live(k).map(|e| e.val.clone()) else {
+    let Some(val) = c.live(k).map(|e| e.val.bytes().to_vec()) else {
         return reply::bulk(c.out, b"");
     };
     let len = val.len() as i64;
@@ -256,8 +269,7 @@ fn rename(c: &mut Ctx, src: &[u8], dst: &[u8], nx: bool) {
     let Some(e) = c.st.db.remove(src) else {
         return c.err("ERR no such key");
     };
-    c.st.db.remove(dst);
-    c.st.db.set(dst, &e.val, Some(e.exp));
+    c.st.db.insert(dst, e.val, e.exp);
     c.propagate(&[if nx { b"RENAMENX" } else { b"RENAME" }, src, dst]);
     if nx {
         reply::int(c.out, 1);
@@ -269,16 +281,16 @@ fn rename(c: &mut Ctx, src: &[u8], dst: &[u8], nx: bool) {
 fn copy(c: &mut Ctx, a: Argv) {
     let (src, dst) = (a.get(1), a.get(2));
     let mut replace = false;
+    let mut to_db = c.st.cur;
     let mut i = 3;
     while i < a.len() {
         let o = a.get(i);
         if o.eq_ignore_ascii_case(b"REPLACE") {
             replace = true;
         } else if o.eq_ignore_ascii_case(b"DB") && i + 1 < a.len() {
-            match parse_i64(a.get(i + 1)) {
-                None => return c.err(ERR_NOT_INT),
-                Some(0) => {}
-                Some(_) => return c.err("ERR DB index is out of range"),
+            match super::select::db_index(c, a.get(i + 1)) {
+                None => return,
+                Some(d) => to_db = d,
             }
             i += 1;
         } else {
@@ -286,20 +298,25 @@ fn copy(c: &mut Ctx, a: Argv) {
         }
         i += 1;
     }
-    if src == dst {
+    if src == dst && to_db == c.st.cur {
         return c.err("ERR source and destination objects are the same");
     }
     let Some(e) = c.live(src).cloned() else {
         return reply::int(c.out, 0);
     };
-    if c.exists(dst) && !replace {
+    let now = c.now;
+    let exists = if to_db == c.st.cur {
+        c.exists(dst)
+    } else {
+        c.st.db_at(to_db).peek(dst).is_some_and(|e| !e.expired(now))
+    };
+    if exists && !replace {
         return reply::int(c.out, 0);
     }
     if !c.key_ok(dst) {
         return;
     }
-    c.st.db.remove(dst);
-    c.st.db.set(dst, &e.val, Some(e.exp));
+    c.st.db_at(to_db).insert(dst, e.val, e.exp);
     let args: Vec<&[u8]> = a.iter().collect();
     c.propagate(&args);
     reply::int(c.out, 1);
@@ -367,7 +384,8 @@ fn object(c: &mut Ctx, a: Argv) {
             String::from_utf8_lossy(sub)
         ));
     }
-    let Some(enc) = c.live(a.get(2)).map(|e| encoding(&e.val)) else {
+    let kv = c.kv;
+    let Some(enc) = c.live(a.get(2)).map(|e| e.val.encoding(&kv.settings)) else {
         return reply::nil(c.out);
     };
     if is(b"ENCODING") {
@@ -393,9 +411,9 @@ fn memory(c: &mut Ctx, a: Argv) {
             return c.err(ERR_SYNTAX);
         }
         let k = a.get(2);
-        match c.live(k).map(|e| e.val.len()) {
+        match c.live(k).map(|e| e.val.mem()) {
             None => reply::nil(c.out),
-            Some(n) => reply::int(c.out, (k.len() + n) as i64 + ENTRY_OVERHEAD as i64),
+            Some(n) => reply::int(c.out, (k.len() as u64 + n + ENTRY_OVERHEAD) as i64),
         }
     } else {
         c.err(&format!(

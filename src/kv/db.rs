@@ -1,8 +1,10 @@
-//! The keyspace: string values with optional absolute expiry, an expiry index, memory accounting, glob and scan.
+//! The keyspace: typed values (see `value`) with optional absolute expiry, an expiry index, memory accounting, glob and scan.
 
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use super::value::Value;
 
 /// Bytes charged per key on top of key and value, roughly our per-entry overhead.
 pub const ENTRY_OVERHEAD: u64 = 64;
@@ -15,9 +17,9 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
-    pub val: Vec<u8>,
+    pub val: Value,
     /// Absolute expiry in ms since the epoch; 0 = persistent.
     pub exp: u64,
 }
@@ -39,8 +41,8 @@ pub struct Db {
     watched: HashMap<Vec<u8>, (u32, u64)>,
 }
 
-fn cost(key: &[u8], val: &[u8]) -> u64 {
-    key.len() as u64 + val.len() as u64 + ENTRY_OVERHEAD
+fn cost(key: &[u8], val: &Value) -> u64 {
+    key.len() as u64 + val.mem() + ENTRY_OVERHEAD
 }
 
 /// Fixed-key hash for SCAN cursors: stable for the life of the process.
@@ -54,7 +56,7 @@ fn scan_hash(key: &[u8]) -> u64 {
 
 impl Db {
     /// Records a modification of `key` for WATCH (cheap when nothing is watched).
-    fn touch(&mut self, key: &[u8]) {
+    pub fn touch(&mut self, key: &[u8]) {
         if !self.watched.is_empty() {
             if let Some(w) = self.watched.get_mut(key) {
                 w.1 += 1;
@@ -98,6 +100,22 @@ impl Db {
         self.map.len()
     }
 
+    /// Every entry, live or not (callers filter on expiry).
+    pub fn entries(&self) -> impl Iterator<Item = (&Vec<u8>, &Entry)> {
+        self.map.iter()
+    }
+
+    /// SWAPDB: trades keys with `other`; each keeps its own watchers, and every
+    /// watched key counts as modified.
+    pub fn swap_contents(&mut self, other: &mut Db) {
+        std::mem::swap(&mut self.map, &mut other.map);
+        std::mem::swap(&mut self.expires, &mut other.expires);
+        std::mem::swap(&mut self.used, &mut other.used);
+        for w in self.watched.values_mut().chain(other.watched.values_mut()) {
+            w.1 += 1;
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
@@ -125,9 +143,14 @@ impl Db {
     pub fn set(&mut self, key: &[u8], val: &[u8], exp: Option<u64>) {
         self.touch(key);
         if let Some(e) = self.map.get_mut(key) {
-            self.used = self.used - e.val.len() as u64 + val.len() as u64;
-            e.val.clear();
-            e.val.extend_from_slice(val);
+            self.used = self.used.saturating_sub(e.val.mem()) + val.len() as u64;
+            match &mut e.val {
+                Value::Str(v) => {
+                    v.clear();
+                    v.extend_from_slice(val);
+                }
+                other => *other = Value::Str(val.to_vec()),
+            }
             if let Some(at) = exp {
                 let old = e.exp;
                 e.exp = at;
@@ -137,27 +160,46 @@ impl Db {
             }
             return;
         }
-        let at = exp.unwrap_or(0);
-        self.used += cost(key, val);
-        self.map.insert(
-            key.to_vec(),
-            Entry {
-                val: val.to_vec(),
-                exp: at,
-            },
-        );
-        if at != 0 {
-            self.expires.insert((at, key.to_vec()));
+        self.insert(key, Value::Str(val.to_vec()), exp.unwrap_or(0));
+    }
+
+    /// Sets `key` to `val` with absolute expiry `exp` (0 = none), replacing any value.
+    pub fn insert(&mut self, key: &[u8], val: Value, exp: u64) {
+        self.remove(key);
+        self.touch(key);
+        self.used += cost(key, &val);
+        self.map.insert(key.to_vec(), Entry { val, exp });
+        if exp != 0 {
+            self.expires.insert((exp, key.to_vec()));
+        }
+    }
+
+    /// The value of `key` for in-place change by a collection command, which
+    /// then calls `modified` with the byte delta.
+    pub fn value_mut(&mut self, key: &[u8]) -> Option<&mut Value> {
+        self.map.get_mut(key).map(|e| &mut e.val)
+    }
+
+    /// After an in-place change: memory accounting, WATCH, and an emptied
+    /// collection deleted (as Redis never keeps empty ones).
+    pub fn modified(&mut self, key: &[u8], delta: i64) {
+        self.touch(key);
+        self.used = self.used.saturating_add_signed(delta);
+        if self.map.get(key).is_some_and(|e| e.val.is_empty()) {
+            self.remove(key);
         }
     }
 
     /// Replaces the value through a closure on the existing bytes (APPEND, INCR).
     pub fn update(&mut self, key: &[u8], f: impl FnOnce(&mut Vec<u8>)) {
         self.touch(key);
-        if let Some(e) = self.map.get_mut(key) {
-            let before = e.val.len() as u64;
-            f(&mut e.val);
-            self.used = self.used - before + e.val.len() as u64;
+        if let Some(Entry {
+            val: Value::Str(v), ..
+        }) = self.map.get_mut(key)
+        {
+            let before = v.len() as u64;
+            f(v);
+            self.used = self.used - before + v.len() as u64;
         }
     }
 
@@ -173,9 +215,12 @@ impl Db {
         if e.expired(now) {
             return None;
         }
-        let before = e.val.len() as u64;
-        let r = f(&mut e.val);
-        self.used = self.used - before + e.val.len() as u64;
+        let Value::Str(v) = &mut e.val else {
+            return None;
+        };
+        let before = v.len() as u64;
+        let r = f(v);
+        self.used = self.used - before + v.len() as u64;
         self.touch(key);
         Some(r)
     }
@@ -206,7 +251,7 @@ impl Db {
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let e = self.map.remove(key)?;
         self.touch(key);
-        self.used -= cost(key, &e.val);
+        self.used = self.used.saturating_sub(cost(key, &e.val));
         if e.exp != 0 {
             self.expires.remove(&(e.exp, key.to_vec()));
         }
@@ -240,7 +285,7 @@ impl Db {
                 break;
             };
             if let Some(e) = self.map.remove(&key) {
-                self.used -= cost(&key, &e.val);
+                self.used = self.used.saturating_sub(cost(&key, &e.val));
             }
             self.touch(&key);
             out.push(key);
@@ -269,45 +314,13 @@ impl Db {
         pattern: Option<&[u8]>,
         now: u64,
     ) -> (u64, Vec<&[u8]>) {
-        // Max-heap of the `count` smallest hashes >= cursor.
-        let mut heap: BinaryHeap<(u64, &[u8])> =
-            BinaryHeap::with_capacity(count.min(self.map.len()) + 1);
-        for k in self.map.keys() {
-            let h = scan_hash(k);
-            if h < cursor {
-                continue;
-            }
-            if heap.len() < count {
-                heap.push((h, k));
-            } else if let Some(top) = heap.peek() {
-                if h < top.0 {
-                    heap.pop();
-                    heap.push((h, k));
-                }
-            }
-        }
-        let mut page = heap.into_vec();
-        page.sort_unstable();
-        let next = match page.last() {
-            Some(&(last, _)) if page.len() == count => {
-                // Include every other key with the same hash as the last one.
-                for k in self.map.keys() {
-                    let h = scan_hash(k);
-                    if h == last && !page.iter().any(|(_, p)| *p == k.as_slice()) {
-                        page.push((h, k));
-                    }
-                }
-                last.checked_add(1).unwrap_or(0)
-            }
-            _ => 0,
-        };
+        let (next, page) = scan_page(self.map.keys().map(|k| k.as_slice()), cursor, count);
         let keys = page
             .into_iter()
-            .filter(|(_, k)| {
+            .filter(|k| {
                 self.map.get(*k).is_some_and(|e| !e.expired(now))
                     && pattern.is_none_or(|p| glob(p, k))
             })
-            .map(|(_, k)| k)
             .collect();
         (next, keys)
     }
@@ -318,7 +331,7 @@ impl Db {
         w.select_db(0, self.map.len() as u64, self.expires.len() as u64);
         for (k, e) in &self.map {
             if !e.expired(now) {
-                w.string_key(k, &e.val, e.exp);
+                w.key(k, &e.val, e.exp);
             }
         }
         w.finish()
@@ -332,6 +345,49 @@ impl Db {
             .map(|(k, e)| (k.clone(), e.clone()))
             .collect()
     }
+}
+
+/// One SCAN page over any set of distinct names (keys, fields, members): the
+/// about `count` names whose cursor hash is >= `cursor`, in hash order (all
+/// names sharing the last hash included, so none is skipped), and the next
+/// cursor (0 = done). Names present for the whole scan are returned at least once.
+pub fn scan_page<'a, I>(names: I, cursor: u64, count: usize) -> (u64, Vec<&'a [u8]>)
+where
+    I: Iterator<Item = &'a [u8]> + Clone,
+{
+    let count = count.max(1);
+    // Max-heap of the `count` smallest hashes >= cursor.
+    let mut heap: BinaryHeap<(u64, &[u8])> = BinaryHeap::with_capacity(count.min(1024) + 1);
+    for k in names.clone() {
+        let h = scan_hash(k);
+        if h < cursor {
+            continue;
+        }
+        if heap.len() < count {
+            heap.push((h, k));
+        } else if let Some(top) = heap.peek() {
+            if h < top.0 {
+                heap.pop();
+                heap.push((h, k));
+            }
+        }
+    }
+    let mut page = heap.into_vec();
+    page.sort_unstable();
+    let next = match page.last() {
+        Some(&(last, _)) if page.len() == count => {
+            // Include every other key with the same hash as the last one.
+            for k in names.clone() {
+                let h = scan_hash(k);
+                if h == last && !page.iter().any(|(_, p)| *p == k) {
+                    page.push((h, k));
+                }
+            }
+            last.checked_add(1).unwrap_or(0)
+        }
+        _ => 0,
+    };
+    (next, page.into_iter().map(|(_, k)| k).collect())
 }
 
 /// Redis's glob (`stringmatchlen`): `*`, `?`, `[abc]`, `[^a]`, `[a-z]`, `\\x`.

@@ -285,9 +285,81 @@ pub fn fmt_i64(v: i64, buf: &mut [u8; 20]) -> &[u8] {
     &buf[i..]
 }
 
-/// Reply encoders: append one RESP2 value to `out`.
+/// Reply encoders: append one RESP2 value to `out`, or its RESP3 form while
+/// a HELLO 3 connection's batch runs (`Resp3Guard`): nulls, maps, sets, doubles.
 pub mod reply {
     use super::fmt_i64;
+    use std::cell::Cell;
+
+    thread_local! {
+        static RESP3: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Sets the protocol of the replies built on this thread until dropped.
+    /// Batches run synchronously on one thread, so the flag never leaks
+    /// between connections.
+    pub struct Resp3Guard(bool);
+
+    impl Resp3Guard {
+        pub fn new(on: bool) -> Resp3Guard {
+            Resp3Guard(RESP3.with(|c| c.replace(on)))
+        }
+    }
+
+    impl Drop for Resp3Guard {
+        fn drop(&mut self) {
+            RESP3.with(|c| c.set(self.0));
+        }
+    }
+
+    /// HELLO switching protocol mid-batch (the batch's guard restores the old value).
+    pub fn set_resp3(on: bool) {
+        RESP3.with(|c| c.set(on));
+    }
+
+    pub fn resp3() -> bool {
+        RESP3.with(|c| c.get())
+    }
+
+    /// The null array (EXEC aborted, LPOP with a count on no key).
+    pub fn nil_array(out: &mut Vec<u8>) {
+        out.extend_from_slice(if resp3() { b"_\r\n" } else { b"*-1\r\n" });
+    }
+
+    /// A map of `n` pairs (a flat array of 2n in RESP2).
+    pub fn map(out: &mut Vec<u8>, n: usize) {
+        if resp3() {
+            let mut b = [0u8; 20];
+            out.push(b'%');
+            out.extend_from_slice(fmt_i64(n as i64, &mut b));
+            out.extend_from_slice(b"\r\n");
+        } else {
+            array(out, n * 2);
+        }
+    }
+
+    /// A set of `n` members (an array in RESP2).
+    pub fn set(out: &mut Vec<u8>, n: usize) {
+        if resp3() {
+            let mut b = [0u8; 20];
+            out.push(b'~');
+            out.extend_from_slice(fmt_i64(n as i64, &mut b));
+            out.extend_from_slice(b"\r\n");
+        } else {
+            array(out, n);
+        }
+    }
+
+    /// A score, already formatted as Redis's `%.17g` (a bulk string in RESP2).
+    pub fn double(out: &mut Vec<u8>, repr: &str) {
+        if resp3() {
+            out.push(b',');
+            out.extend_from_slice(repr.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        } else {
+            bulk(out, repr.as_bytes());
+        }
+    }
 
     pub fn ok(out: &mut Vec<u8>) {
         out.extend_from_slice(b"+OK\r\n");
@@ -327,7 +399,7 @@ pub mod reply {
     }
 
     pub fn nil(out: &mut Vec<u8>) {
-        out.extend_from_slice(b"$-1\r\n");
+        out.extend_from_slice(if resp3() { b"_\r\n" } else { b"$-1\r\n" });
     }
 
     pub fn array(out: &mut Vec<u8>, n: usize) {

@@ -137,8 +137,8 @@ pub fn view(k: &Kv, expected: &[SocketAddr]) -> KvView {
     let (keys, used_memory, offset, is_replica) = {
         let st = k.lock();
         (
-            st.db.len(),
-            st.db.used(),
+            st.keys_total(),
+            st.used(),
             st.repl.offset,
             st.repl.is_replica,
         )

@@ -3,28 +3,56 @@
 //! - `frame`       RESP2 request parsing within limits, reply encoding
 //! - `db`          the keyspace, expiry index, glob, scan, snapshot
 //! - `command`     command table and keyspace commands
+//! - `value`       value types (string, hash, list, set, zset), encodings, number formats
+//! - `typed`       what collection commands share: WRONGTYPE, propagation, SCAN pages, random picks
+//! - `hash`, `list`, `set`, `zset` the commands of each collection type; `zset_ops` ZUNION/ZINTER/ZDIFF
 //! - `command_more` GETEX, INCRBYFLOAT, SETRANGE, RENAME, COPY, OBJECT and other keyspace commands
+//! - `config`      CONFIG GET/SET/REWRITE and the settings changeable at run time
+//! - `clients`     connected clients: CLIENT LIST, CLIENT KILL filters
+//! - `dump`        DUMP / RESTORE payloads (Redis's format)
+//! - `debug`       DEBUG subcommands the Redis test suite uses (RELOAD, SET-ACTIVE-EXPIRE, OBJECT)
+//! - `select`      the numbered databases: SELECT swap, SWAPDB, MOVE, whole-keyspace views
+//! - `blocking`    BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BZPOPMIN, BZPOPMAX
+//! - `mpop`        LMPOP, ZMPOP, BLMPOP, BZMPOP
+//! - `monitor`     MONITOR: every command as a line to monitoring connections
 //! - `server`      one client connection: batching, auth, dispatch, WAIT
 //! - `aof`         the append-only file: fsync policy, group commit, rewrite, replay
 //! - `multi`       MULTI/EXEC queue and WATCHed keys
 //! - `persist`     dump.rdb (SAVE, BGSAVE, save rules), loading at start, AOF chores
 //! - `pubsub`      channels, patterns, subscriber queues
 //! - `rdb`         RDB v10 encode/decode (full sync, dump.rdb)
+//! - `rdb_types`   RDB collections: plain encodings written, listpack/ziplist/intset/quicklist read
 //! - `replication` backlog ring, primary-side replica feeds, the replica's link
 
 pub mod aof;
+pub mod blocking;
+pub mod clients;
 pub mod command;
 pub mod command_more;
+pub mod config;
 pub mod db;
+pub mod debug;
+pub mod dump;
 pub mod frame;
 pub mod fuzz_check;
+pub mod hash;
+pub mod list;
 pub mod metrics;
+pub mod monitor;
+pub mod mpop;
 pub mod multi;
 pub mod persist;
 pub mod pubsub;
 pub mod rdb;
+pub mod rdb_types;
 pub mod replication;
+pub mod select;
 pub mod server;
+pub mod set;
+pub mod typed;
+pub mod value;
+pub mod zset;
+pub mod zset_ops;
 
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
@@ -116,11 +144,22 @@ pub struct Repl {
 /// Everything under the one state lock.
 #[derive(Debug)]
 pub struct State {
+    /// The selected database while a command runs, database 0 otherwise (see `select`).
     pub db: Db,
+    /// Databases 1..N (one slot holds database 0 while another is selected).
+    pub others: Vec<Db>,
+    /// Which database `db` holds.
+    pub cur: usize,
+    /// The database the stream and AOF last SELECTed; usize::MAX = none yet.
+    stream_db: usize,
+    /// On a replica: the database our primary's stream selected.
+    pub repl_db: usize,
     pub repl: Repl,
     scratch: Vec<u8>,
     /// Writes since the last successful save (`save` rules, INFO).
     pub dirty: u64,
+    /// Writes ever made here: blocked pops retry when it moves.
+    pub write_seq: u64,
     /// Unix seconds of the last successful save (LASTSAVE).
     pub last_save: u64,
     pub bgsave_running: bool,
@@ -144,14 +183,32 @@ impl State {
     /// Appends a write to the replication stream and the AOF (when active).
     pub fn propagate(&mut self, args: &[&[u8]]) {
         self.dirty += 1;
+        self.write_seq += 1;
         if self.repl.backlog.is_none() && self.aof.is_none() {
             return;
+        }
+        if self.stream_db != self.cur {
+            self.stream_db = self.cur;
+            let mut b = [0u8; 20];
+            let n = frame::fmt_i64(self.cur as i64, &mut b).to_vec();
+            self.emit(&[b"SELECT", &n]);
         }
         if self.multi == MultiProp::Pending {
             self.multi = MultiProp::Open;
             self.emit(&[b"MULTI"]);
         }
         self.emit(args);
+    }
+
+    /// The next write is preceded by a SELECT (a full sync or AOF rewrite
+    /// started a new stream whose reader has no database selected yet).
+    pub fn reselect(&mut self) {
+        self.stream_db = usize::MAX;
+    }
+
+    /// The database the stream last selected (AOF rewrite base ends with it).
+    pub fn stream_db(&self) -> Option<usize> {
+        (self.stream_db != usize::MAX).then_some(self.stream_db)
     }
 
     /// To replicas only, not the AOF nor the dirty count (PUBLISH, as Redis).
@@ -283,6 +340,14 @@ pub struct Kv {
     pub next_id: AtomicU64,
     /// INFO's `run_id`: this server's identity until it restarts (Sentinel tells reboots by it).
     pub run_id: String,
+    /// What CONFIG SET may change at run time.
+    pub settings: config::Settings,
+    /// Connected clients, for CLIENT LIST / KILL.
+    pub clients: clients::Registry,
+    /// Connections in MONITOR mode.
+    pub monitors: monitor::Monitors,
+    /// `State::write_seq` after the last batch, while some client is blocked.
+    pub writes_tx: watch::Sender<u64>,
 }
 
 /// The Redis version kv answers as (INFO, HELLO, RDB aux).
@@ -346,9 +411,14 @@ impl Kv {
             conf: conf.clone(),
             state: Mutex::new(State {
                 db: Db::default(),
+                others: (1..conf.databases.max(1)).map(|_| Db::default()).collect(),
+                cur: 0,
+                stream_db: usize::MAX,
+                repl_db: 0,
                 repl,
                 scratch: Vec::new(),
                 dirty: 0,
+                write_seq: 0,
                 last_save: db::now_ms() / 1000,
                 bgsave_running: false,
                 last_bgsave_ok: true,
@@ -375,6 +445,10 @@ impl Kv {
             port: AtomicU16::new(conf.bind.port()),
             next_id: AtomicU64::new(1),
             run_id: new_replid(),
+            settings: config::Settings::new(conf),
+            clients: clients::Registry::default(),
+            monitors: monitor::Monitors::default(),
+            writes_tx: watch::channel(0).0,
         })
     }
 
@@ -524,7 +598,7 @@ impl Kv {
             );
         }
         if want("memory") {
-            let used = st.db.used();
+            let used = st.used();
             let max = self.conf.maxmemory.unwrap_or(0);
             let _ = write!(
                 t,
@@ -567,14 +641,7 @@ impl Kv {
         }
         if want("keyspace") {
             t.push_str("# Keyspace\r\n");
-            if !st.db.is_empty() {
-                let _ = write!(
-                    t,
-                    "db0:keys={},expires={},avg_ttl=0\r\n",
-                    st.db.len(),
-                    st.db.expires_len()
-                );
-            }
+            t.push_str(&st.keyspace_info());
             t.push_str("\r\n");
         }
         // Redis ends the text with a single CRLF after the last section.
@@ -663,17 +730,26 @@ async fn active_expiry(kv: Arc<Kv>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if !kv.settings.active_expire.load(Ordering::Relaxed) {
+            continue;
+        }
         loop {
             let (n, off) = {
                 let mut st = kv.lock();
                 if st.repl.is_replica {
                     break;
                 }
-                let gone = st.db.pop_expired(db::now_ms(), EXPIRE_BATCH);
-                for k in &gone {
-                    st.propagate(&[b"DEL", k]);
+                let mut n = 0;
+                for i in 0..st.databases() {
+                    st.select(i);
+                    let gone = st.db.pop_expired(db::now_ms(), EXPIRE_BATCH);
+                    for k in &gone {
+                        st.propagate(&[b"DEL", k]);
+                    }
+                    n += gone.len();
                 }
-                (gone.len(), st.repl.offset)
+                st.select(0);
+                (n, st.repl.offset)
             };
             kv.stats.expired.fetch_add(n as u64, Ordering::Relaxed);
             kv.publish_offset(off);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::aof::{self, Aof, AofError};
-use super::db::{self, Db, Entry};
+use super::db::{self, Db};
 use super::rdb::{self, Aux};
 use super::{replication, Kv, State};
 use crate::conf::kv::AppendFsync;
@@ -36,12 +36,14 @@ fn now_secs() -> u64 {
 }
 
 /// An RDB of cloned entries (BGSAVE encodes off the lock).
-fn encode(entries: &[(Vec<u8>, Entry)], used: u64, aux: &Aux) -> Vec<u8> {
+fn encode(dbs: &[super::select::DbEntries], used: u64, aux: &Aux) -> Vec<u8> {
     let mut w = rdb::Writer::new(used, aux);
-    let expires = entries.iter().filter(|(_, e)| e.exp != 0).count();
-    w.select_db(0, entries.len() as u64, expires as u64);
-    for (k, e) in entries {
-        w.string_key(k, &e.val, e.exp);
+    for (i, entries) in dbs {
+        let expires = entries.iter().filter(|(_, e)| e.exp != 0).count();
+        w.select_db(*i as u64, entries.len() as u64, expires as u64);
+        for (k, e) in entries {
+            w.key(k, &e.val, e.exp);
+        }
     }
     w.finish()
 }
@@ -74,7 +76,7 @@ fn aux_of(st: &State) -> Aux {
 
 /// SAVE: a blocking snapshot under the lock.
 pub fn save(kv: &Kv, st: &mut State) -> Result<(), PersistError> {
-    let data = st.db.to_rdb(db::now_ms(), &aux_of(st));
+    let data = st.to_rdb(db::now_ms(), &aux_of(st));
     write_atomic(&rdb_path(kv), &data)?;
     st.dirty = 0;
     st.last_save = now_secs();
@@ -92,9 +94,9 @@ pub fn bgsave(kv: &Arc<Kv>) -> bool {
         }
         st.bgsave_running = true;
         let t = std::time::Instant::now();
-        let entries = st.db.clone_entries(db::now_ms());
-        tracing::debug!(kv = %kv.name, "BGSAVE cloned {} keys in {:?}", entries.len(), t.elapsed());
-        (entries, st.db.used(), aux_of(&st), st.dirty)
+        let entries = st.clone_all(db::now_ms());
+        tracing::debug!(kv = %kv.name, "BGSAVE cloned {} keys in {:?}", st.keys_total(), t.elapsed());
+        (entries, st.used(), aux_of(&st), st.dirty)
     };
     let kv2 = kv.clone();
     let spawned = std::thread::Builder::new()
@@ -110,7 +112,8 @@ pub fn bgsave(kv: &Arc<Kv>) -> bool {
                     st.dirty = st.dirty.saturating_sub(dirty);
                     st.last_save = now_secs();
                     st.last_bgsave_ok = true;
-                    tracing::info!(kv = %kv.name, "Background saving terminated with success ({} keys)", entries.len());
+                    let keys: usize = entries.iter().map(|(_, e)| e.len()).sum();
+                    tracing::info!(kv = %kv.name, "Background saving terminated with success ({keys} keys)");
                 }
                 Err(e) => {
                     st.last_bgsave_ok = false;
@@ -134,7 +137,7 @@ pub fn load_at_start(kv: &Kv, st: &mut State) -> Result<(), PersistError> {
     let started = std::time::Instant::now();
     if kv.conf.appendonly && aofp.exists() {
         let n = aof::load(kv, st, &aofp)?;
-        tracing::info!(kv = %kv.name, "loaded {} ({n} commands, {} keys) in {:?}", aofp.display(), st.db.len(), started.elapsed());
+        tracing::info!(kv = %kv.name, "loaded {} ({n} commands, {} keys) in {:?}", aofp.display(), st.keys_total(), started.elapsed());
         st.aof = Some(Aof::open(aofp)?);
         return Ok(());
     }
@@ -143,12 +146,12 @@ pub fn load_at_start(kv: &Kv, st: &mut State) -> Result<(), PersistError> {
             path: rdb.display().to_string(),
             err,
         })?;
-        let db = decode(kv, &data).map_err(|msg| PersistError::Rdb {
+        let dbs = decode(kv, &data).map_err(|msg| PersistError::Rdb {
             path: rdb.display().to_string(),
             msg,
         })?;
-        st.db = db;
-        tracing::info!(kv = %kv.name, "loaded {} ({} keys) in {:?}", rdb.display(), st.db.len(), started.elapsed());
+        st.replace_all(dbs);
+        tracing::info!(kv = %kv.name, "loaded {} ({} keys) in {:?}", rdb.display(), st.keys_total(), started.elapsed());
     }
     if kv.conf.appendonly {
         st.aof = Some(Aof::open(aofp)?);
@@ -157,7 +160,7 @@ pub fn load_at_start(kv: &Kv, st: &mut State) -> Result<(), PersistError> {
     Ok(())
 }
 
-fn decode(kv: &Kv, data: &[u8]) -> Result<Db, String> {
+fn decode(kv: &Kv, data: &[u8]) -> Result<Vec<Db>, String> {
     replication::decode_rdb(kv, data).map_err(|e| e.to_string())
 }
 

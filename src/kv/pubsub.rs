@@ -20,14 +20,14 @@ pub const QUEUE: usize = 16 << 10;
 /// One subscribed connection, as the registry sees it.
 #[derive(Debug)]
 pub struct Handle {
-    id: u64,
+    pub(super) id: u64,
     tx: mpsc::Sender<Vec<u8>>,
     /// Its queue overflowed: the connection must close.
     pub overflow: AtomicBool,
 }
 
 impl Handle {
-    fn send(&self, msg: Vec<u8>) {
+    pub(super) fn send(&self, msg: Vec<u8>) {
         if self.tx.try_send(msg).is_err() {
             self.overflow.store(true, Ordering::Relaxed);
         }

@@ -4,9 +4,10 @@
 //! expires`, then per key `[0xFC ms-le64] type key value`, and `0xFF` followed by
 //! the CRC-64 (Jones, as Redis: the `crc` crate's CRC_64_REDIS) of everything
 //! before it, little-endian. Strings are length-prefixed, int-encoded or LZF
-//! compressed (decoded via the `lzf` crate). kv holds strings only, so other
-//! value types are refused by name rather than skipped.
+//! compressed (decoded via the `lzf` crate). Hashes, lists, sets and sorted sets
+//! are in `rdb_types`; streams and modules are refused by name rather than skipped.
 
+use super::value::Value;
 use crc::{Crc, CRC_64_REDIS};
 
 pub const CRC64: Crc<u64> = Crc::<u64>::new(&CRC_64_REDIS);
@@ -121,7 +122,7 @@ impl Writer {
         self.string(v);
     }
 
-    fn len(&mut self, n: u64) {
+    pub(super) fn len(&mut self, n: u64) {
         if n < 1 << 6 {
             self.buf.push(n as u8);
         } else if n < 1 << 14 {
@@ -178,6 +179,18 @@ impl Writer {
         self.string(val);
     }
 
+    /// One key of any type; `exp` is absolute ms since the epoch, 0 = none.
+    pub fn key(&mut self, key: &[u8], val: &Value, exp: u64) {
+        if let Value::Str(s) = val {
+            return self.string_key(key, s, exp);
+        }
+        if exp != 0 {
+            self.buf.push(OP_EXPIRETIME_MS);
+            self.buf.extend_from_slice(&exp.to_le_bytes());
+        }
+        super::rdb_types::write(self, key, val);
+    }
+
     /// EOF and checksum; the finished file.
     pub fn finish(mut self) -> Vec<u8> {
         self.buf.push(OP_EOF);
@@ -188,14 +201,23 @@ impl Writer {
 }
 
 /// Reads an RDB file from a complete buffer.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+pub(super) struct Reader<'a> {
+    pub(super) buf: &'a [u8],
+    pub(super) pos: usize,
     max_string: u64,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RdbError> {
+    /// A reader over one value (DUMP payloads).
+    pub(super) fn over(buf: &'a [u8], max_string: u64) -> Reader<'a> {
+        Reader {
+            buf,
+            pos: 0,
+            max_string,
+        }
+    }
+
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], RdbError> {
         let end = self
             .pos
             .checked_add(n)
@@ -206,7 +228,7 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    fn byte(&mut self) -> Result<u8, RdbError> {
+    pub(super) fn byte(&mut self) -> Result<u8, RdbError> {
         Ok(self.take(1)?[0])
     }
 
@@ -233,14 +255,14 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn len(&mut self) -> Result<u64, RdbError> {
+    pub(super) fn len(&mut self) -> Result<u64, RdbError> {
         match self.len_or_enc()? {
             (n, None) => Ok(n),
             (_, Some(_)) => Err(RdbError::Encoding(self.pos - 1)),
         }
     }
 
-    fn string(&mut self) -> Result<Vec<u8>, RdbError> {
+    pub(super) fn string(&mut self) -> Result<Vec<u8>, RdbError> {
         let at = self.pos;
         match self.len_or_enc()? {
             (n, None) => {
@@ -279,11 +301,11 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes a whole RDB file, calling `key(db, key, value, expiry_ms)` for every
-/// string key (expiry 0 = none). Strings longer than `max_string` are refused.
+/// key (expiry 0 = none). Strings longer than `max_string` are refused.
 pub fn decode(
     buf: &[u8],
     max_string: u64,
-    mut key: impl FnMut(u64, Vec<u8>, Vec<u8>, u64),
+    mut key: impl FnMut(u64, Vec<u8>, Value, u64),
 ) -> Result<Aux, RdbError> {
     if buf.len() < 9 || &buf[..5] != b"REDIS" {
         return Err(RdbError::Magic);
@@ -367,7 +389,16 @@ pub fn decode(
             TYPE_STRING => {
                 let k = r.string()?;
                 let v = r.string()?;
-                key(db, k, v, exp);
+                key(db, k, Value::Str(v), exp);
+                exp = 0;
+            }
+            t if super::rdb_types::readable(t) => {
+                let k = r.string()?;
+                let v = super::rdb_types::read(&mut r, t)?;
+                // Redis never writes empty collections; one would be a key with no value.
+                if !v.is_empty() {
+                    key(db, k, v, exp);
+                }
                 exp = 0;
             }
             t if t < OP_FUNCTION2 => return Err(RdbError::Type(t, type_name(t), at)),
@@ -394,7 +425,10 @@ mod tests {
         }
         let file = w.finish();
         let mut got = Vec::new();
-        let aux = decode(&file, u64::MAX, |d, k, v, e| got.push((d, k, v, e))).unwrap();
+        let aux = decode(&file, u64::MAX, |d, k, v, e| {
+            got.push((d, k, v.bytes().to_vec(), e))
+        })
+        .unwrap();
         assert_eq!(aux.repl_offset, Some(77));
         assert_eq!(aux.repl_id.as_deref(), Some(&*"a".repeat(40)));
         got
@@ -440,8 +474,8 @@ mod tests {
         bad[n - 12] ^= 1;
         assert!(decode(&bad, u64::MAX, |_, _, _, _| {}).is_err());
         assert_eq!(
-            decode(b"REDIS0010\x04\x01k", u64::MAX, |_, _, _, _| {}),
-            Err(RdbError::Type(4, "hash", 9))
+            decode(b"REDIS0010\x0F\x01k", u64::MAX, |_, _, _, _| {}),
+            Err(RdbError::Type(15, "stream", 9))
         );
     }
 
@@ -460,6 +494,37 @@ mod tests {
         buf.extend_from_slice(&[0; 8]); // checksum disabled
         let mut got = Vec::new();
         decode(&buf, u64::MAX, |_, _, v, _| got.push(v)).unwrap();
-        assert_eq!(got, vec![plain]);
+        assert_eq!(got, vec![Value::Str(plain)]);
+    }
+
+    #[test]
+    fn every_type_roundtrips_and_damage_is_an_error() {
+        use indexmap::{IndexMap, IndexSet};
+        let mut z = super::super::value::ZSet::default();
+        z.insert(b"a", 1.5);
+        z.insert(b"b", f64::NEG_INFINITY);
+        let vals = vec![
+            Value::List(vec![b"x".to_vec(), b"12".to_vec()].into()),
+            Value::Set(IndexSet::from([b"m".to_vec(), b"-7".to_vec()])),
+            Value::Hash(IndexMap::from([(b"f".to_vec(), b"v".to_vec())])),
+            Value::ZSet(z),
+        ];
+        let mut w = Writer::new(0, &Aux::default());
+        w.select_db(0, vals.len() as u64, 1);
+        for (i, v) in vals.iter().enumerate() {
+            w.key(format!("k{i}").as_bytes(), v, if i == 0 { 99 } else { 0 });
+        }
+        let file = w.finish();
+        let mut got = Vec::new();
+        decode(&file, u64::MAX, |_, _, v, e| got.push((v, e))).unwrap();
+        let want: Vec<(Value, u64)> = vals
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (v, if i == 0 { 99 } else { 0 }))
+            .collect();
+        assert_eq!(got, want);
+        for cut in 0..file.len() {
+            assert!(decode(&file[..cut], u64::MAX, |_, _, _, _| {}).is_err());
+        }
     }
 }

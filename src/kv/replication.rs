@@ -180,12 +180,17 @@ pub async fn feed(
             (from as u64, false)
         } else {
             let off = r.offset;
-            head.extend_from_slice(format!("+FULLRESYNC {} {off}\r\n", r.replid).as_bytes());
+            // SYNC (empty replid) predates PSYNC: the RDB comes without a +FULLRESYNC line.
+            if !replid.is_empty() {
+                head.extend_from_slice(format!("+FULLRESYNC {} {off}\r\n", r.replid).as_bytes());
+            }
             let aux = super::rdb::Aux {
                 repl_id: Some(r.replid.clone()),
                 repl_offset: Some(off as i64),
             };
-            let snap = st.db.to_rdb(db::now_ms(), &aux);
+            let snap = st.to_rdb(db::now_ms(), &aux);
+            // The replica starts with no database selected: the next write says which.
+            st.reselect();
             head.extend_from_slice(format!("${}\r\n", snap.len()).as_bytes());
             head.extend_from_slice(&snap);
             (off, true)
@@ -193,7 +198,7 @@ pub async fn feed(
     };
     if full {
         kv.stats.sync_full.fetch_add(1, Ordering::Relaxed);
-        if replid != b"?" {
+        if replid != b"?" && !replid.is_empty() {
             kv.stats.sync_partial_err.fetch_add(1, Ordering::Relaxed);
         }
         tracing::info!(kv = %kv.name, replica = %addr, "full resync at offset {pos}");
@@ -317,11 +322,9 @@ async fn stream_to_replica(
 /// Primary side: a PING in the stream every `repl-ping-replica-period` while
 /// replicas are attached, so their `master_last_io_seconds_ago` means something.
 pub async fn ping_replicas(kv: Arc<Kv>) {
-    let mut tick = tokio::time::interval(kv.conf.repl_ping_replica_period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
     loop {
-        tick.tick().await;
+        // Re-read each time: CONFIG SET repl-ping-replica-period applies at once.
+        tokio::time::sleep(kv.settings.repl_ping_replica_period()).await;
         if kv.replicas().is_empty() {
             continue;
         }
@@ -497,14 +500,15 @@ async fn link(kv: &Arc<Kv>, m: &Master) -> Result<(), ReplError> {
             let off: u64 = off.parse().map_err(|_| ReplError::Protocol(l.clone()))?;
             let id = id.to_string();
             kv.link().sync_in_progress = true;
-            let db = load_rdb(kv, &mut c).await?;
-            let keys = db.len();
+            let dbs = load_rdb(kv, &mut c).await?;
+            let keys: usize = dbs.iter().map(|d| d.len()).sum();
             {
                 let mut st = kv.lock();
                 if !st.repl.is_replica || st.repl.master_gen != gen {
                     return Err(ReplError::RoleChanged);
                 }
-                st.db.replace_with(db);
+                st.replace_all(dbs);
+                st.repl_db = 0;
                 st.repl.replid = id;
                 st.repl.offset = off;
                 st.repl.backlog = None;
@@ -539,7 +543,7 @@ async fn link(kv: &Arc<Kv>, m: &Master) -> Result<(), ReplError> {
 
 /// Reads the full-sync payload (`$len` or diskless `$EOF:<mark>`) and decodes
 /// its RDB into a fresh keyspace.
-async fn load_rdb(kv: &Kv, c: &mut Conn) -> Result<Db, ReplError> {
+async fn load_rdb(kv: &Kv, c: &mut Conn) -> Result<Vec<Db>, ReplError> {
     // Redis sends bare newlines as keepalives while it prepares the RDB.
     loop {
         let nl = c.buf.iter().take_while(|&&b| b == b'\n').count();
@@ -587,16 +591,16 @@ async fn load_rdb(kv: &Kv, c: &mut Conn) -> Result<Db, ReplError> {
     decode_rdb(kv, &data)
 }
 
-/// A keyspace from an RDB file; content kv cannot hold (other databases, other
-/// value types) is a divergence, not something to drop silently.
-pub fn decode_rdb(kv: &Kv, data: &[u8]) -> Result<Db, ReplError> {
-    let mut db = Db::default();
+/// Every database of an RDB file; content kv cannot hold (more databases
+/// than `databases`, streams, modules) is a divergence, not something to drop silently.
+pub fn decode_rdb(kv: &Kv, data: &[u8]) -> Result<Vec<Db>, ReplError> {
+    let n_dbs = kv.conf.databases.max(1) as usize;
+    let mut dbs: Vec<Db> = (0..n_dbs).map(|_| Db::default()).collect();
     let mut other_db = None;
     let r = super::rdb::decode(data, kv.conf.max_value_bytes, |n, k, v, exp| {
-        if n == 0 {
-            db.set(&k, &v, Some(exp));
-        } else {
-            other_db = Some(n);
+        match dbs.get_mut(n as usize) {
+            Some(db) => db.insert(&k, v, exp),
+            None => other_db = Some(n),
         }
     });
     match r {
@@ -606,9 +610,9 @@ pub fn decode_rdb(kv: &Kv, data: &[u8]) -> Result<Db, ReplError> {
         Err(e) => Err(ReplError::Protocol(e.to_string())),
         Ok(_) => match other_db {
             Some(n) => Err(ReplError::Diverged(format!(
-                "RDB has keys in database {n}; kv has only database 0"
+                "RDB has keys in database {n}; kv has {n_dbs} databases (conf 'databases')"
             ))),
-            None => Ok(db),
+            None => Ok(dbs),
         },
     }
 }
@@ -636,11 +640,15 @@ pub fn apply(kv: &Kv, st: &mut State, a: Argv, now: u64, sink: &mut Vec<u8>) -> 
         return Ok(());
     }
     if is(b"SELECT") {
-        return match a.get(1) {
-            b"0" => Ok(()),
-            n => Err(format!(
-                "SELECT {} (kv has only database 0)",
-                String::from_utf8_lossy(n)
+        return match super::frame::parse_i64(a.get(1)) {
+            Some(n) if n >= 0 && (n as usize) < st.databases() => {
+                st.repl_db = n as usize;
+                Ok(())
+            }
+            _ => Err(format!(
+                "SELECT {} (kv has {} databases, conf 'databases')",
+                String::from_utf8_lossy(a.get(1)),
+                st.databases()
             )),
         };
     }
@@ -655,14 +663,20 @@ pub fn apply(kv: &Kv, st: &mut State, a: Argv, now: u64, sink: &mut Vec<u8>) -> 
         return Err(format!("wrong number of arguments for '{}'", spec.name));
     }
     sink.clear();
+    let db = st.repl_db;
+    st.select(db);
     let mut c = Ctx {
         kv,
         st,
         out: sink,
         now,
         from_master: true,
+        may_block: false,
+        blocked: None,
+        retry: false,
     };
     command::exec(&mut c, spec, a);
+    c.st.select(0);
     if sink.first() == Some(&b'-') {
         let line = String::from_utf8_lossy(&sink[1..sink.len().saturating_sub(2)]).into_owned();
         return Err(format!("'{}' failed: {line}", spec.name));

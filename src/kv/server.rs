@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::command::{self, Cmd, Ctx, Spec, DENYOOM, NOAUTH, WRITE};
+use super::command::{self, Cmd, Ctx, Spec, ADMIN, DENYOOM, NOAUTH, WRITE};
 use super::db::{self, ENTRY_OVERHEAD};
 use super::frame::{self, parse_i64, reply, Args, Argv, FrameError, Limits};
 use super::multi::{Multi, Queued, Watches};
@@ -40,6 +40,22 @@ struct Session {
     watches: Watches,
     /// Pub/sub subscriptions, once the connection subscribed to something.
     sub: Option<Subscriber>,
+    /// Signalled by CLIENT KILL.
+    kill: Arc<tokio::sync::Notify>,
+    /// The last command run, for CLIENT LIST.
+    last_cmd: &'static str,
+    /// The selected database (SELECT).
+    db: usize,
+    /// HELLO 3 was sent: replies in RESP3.
+    resp3: bool,
+    /// CLIENT REPLY OFF.
+    reply_off: bool,
+    /// CLIENT REPLY SKIP: the next command's reply is dropped.
+    reply_skip: bool,
+    /// Running EXEC's queue: blocking pops answer at once.
+    in_exec: bool,
+    /// Running a blocked pop again.
+    retrying: bool,
 }
 
 /// What the batch loop stopped for.
@@ -58,6 +74,11 @@ enum Step {
     Psync {
         replid: Vec<u8>,
         offset: i64,
+    },
+    /// A blocking pop found nothing: wait for writes and run `req` again.
+    Block {
+        req: Vec<u8>,
+        timeout_ms: u64,
     },
     /// BGSAVE / BGREWRITEAOF: started from the connection task, which owns an `Arc<Kv>`.
     Background {
@@ -78,8 +99,12 @@ impl Drop for ClientGuard {
 }
 
 pub async fn serve(kv: Arc<Kv>, sock: TcpStream, peer: SocketAddr) {
+    let id = kv.next_id.fetch_add(1, Ordering::Relaxed);
+    let laddr = sock.local_addr().unwrap_or(peer);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
+    let kill = kv.clients.add(id, peer, laddr, fd);
     let mut sess = Session {
-        id: kv.next_id.fetch_add(1, Ordering::Relaxed),
+        id,
         authed: kv.conf.requirepass.is_none(),
         name: None,
         listening_port: None,
@@ -87,14 +112,26 @@ pub async fn serve(kv: Arc<Kv>, sock: TcpStream, peer: SocketAddr) {
         multi: None,
         watches: Watches::default(),
         sub: None,
+        kill,
+        last_cmd: "NULL",
+        db: 0,
+        resp3: false,
+        reply_off: false,
+        reply_skip: false,
+        in_exec: false,
+        retrying: false,
     };
     serve_conn(kv.clone(), sock, &mut sess).await;
+    kv.clients.remove(id);
+    kv.monitors.remove(id);
     if let Some(sub) = sess.sub.as_mut() {
         sub.leave(&mut kv.pubsub());
     }
     if !sess.watches.is_empty() {
         let mut st = kv.lock();
+        st.select(sess.db);
         sess.watches.clear(&mut st.db);
+        st.select(0);
     }
 }
 
@@ -134,6 +171,12 @@ async fn serve_conn(kv: Arc<Kv>, mut sock: TcpStream, sess: &mut Session) {
         match step {
             Step::Flush => continue,
             Step::Quit | Step::Unpersisted => return,
+            Step::Block { req, timeout_ms } => {
+                match block(&kv, sess, &mut sock, &mut buf, &req, timeout_ms, &mut out).await {
+                    Some(()) => continue,
+                    None => return,
+                }
+            }
             Step::Background { rewrite } => {
                 if rewrite {
                     if kv.lock().aof.is_none() {
@@ -171,6 +214,7 @@ async fn serve_conn(kv: Arc<Kv>, mut sock: TcpStream, sess: &mut Session) {
                 continue;
             }
             Step::Psync { replid, offset } => {
+                kv.clients.update(sess.id, |i| i.replica = true);
                 let rest = buf[start..].to_vec();
                 let addr = SocketAddr::new(
                     sess.peer.ip(),
@@ -204,6 +248,7 @@ async fn serve_conn(kv: Arc<Kv>, mut sock: TcpStream, sess: &mut Session) {
             // Subscribed: messages and requests, whichever comes first; no idle timeout.
             tokio::select! {
                 biased;
+                _ = sess.kill.notified() => return,
                 r = sock.read_buf(&mut buf) => match r {
                     Ok(0) | Err(_) => return,
                     Ok(_) => continue,
@@ -226,19 +271,93 @@ async fn serve_conn(kv: Arc<Kv>, mut sock: TcpStream, sess: &mut Session) {
             }
         }
         let read = sock.read_buf(&mut buf);
-        let n = if kv.conf.timeout.is_zero() {
-            read.await
-        } else {
-            match tokio::time::timeout(kv.conf.timeout, read).await {
-                Ok(r) => r,
-                Err(_) => return,
+        let timeout = kv.settings.timeout();
+        let read = async {
+            if timeout.is_zero() {
+                Some(read.await)
+            } else {
+                tokio::time::timeout(timeout, read).await.ok()
             }
+        };
+        let n = tokio::select! {
+            biased;
+            _ = sess.kill.notified() => return,
+            r = read => match r {
+                Some(r) => r,
+                None => return,
+            },
         };
         match n {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
     }
+}
+
+/// A blocked pop: runs `req` again after every batch of writes until it is
+/// served or times out (then a nil reply). Bytes the client sends meanwhile
+/// wait in `buf`; None when the client went away or was killed.
+async fn block(
+    kv: &Kv,
+    sess: &mut Session,
+    sock: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    req: &[u8],
+    timeout_ms: u64,
+    out: &mut Vec<u8>,
+) -> Option<()> {
+    let mut rx = kv.writes_tx.subscribe();
+    let deadline =
+        (timeout_ms > 0).then(|| tokio::time::Instant::now() + Duration::from_millis(timeout_ms));
+    kv.stats.blocked.fetch_add(1, Ordering::Relaxed);
+    let done = loop {
+        rx.borrow_and_update();
+        // Run again: served, or blocked again (nothing written to `out`).
+        let mut start = 0;
+        let mut args = Args::default();
+        sess.retrying = true;
+        let step = process(kv, sess, req, &mut start, &mut args, out);
+        sess.retrying = false;
+        match step {
+            Step::Block { .. } => {}
+            _ => break Some(()),
+        }
+        let timed_out = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = sess.kill.notified() => break None,
+            r = rx.changed() => if r.is_err() { break None },
+            _ = timed_out => {
+                // Every blocking pop times out with the null array, as in Redis.
+                let _resp = reply::Resp3Guard::new(sess.resp3);
+                reply::nil_array(out);
+                break Some(());
+            }
+            r = sock.readable() => {
+                if r.is_err() {
+                    break None;
+                }
+                // Keep what the client pipelines (within max-query-bytes); notice when it closes.
+                if buf.len() as u64 > kv.conf.max_query_bytes {
+                    break None;
+                }
+                buf.reserve(READ_CHUNK);
+                match sock.try_read_buf(buf) {
+                    Ok(0) => break None,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => break None,
+                }
+            }
+        }
+    };
+    kv.stats.blocked.fetch_sub(1, Ordering::Relaxed);
+    done
 }
 
 async fn write(sock: &mut TcpStream, data: &[u8], limit: Duration) -> bool {
@@ -286,6 +405,7 @@ fn process(
     out: &mut Vec<u8>,
 ) -> Step {
     let mut guard: Option<MutexGuard<'_, State>> = None;
+    let _resp = reply::Resp3Guard::new(sess.resp3);
     let now = db::now_ms();
     let mut ncmd = 0u64;
     let step = loop {
@@ -313,12 +433,23 @@ fn process(
             continue;
         }
         ncmd += 1;
-        if let Some(step) = dispatch(kv, sess, &mut guard, a, now, out) {
+        let mark = out.len();
+        let skip = sess.reply_skip;
+        let step = dispatch(kv, sess, &mut guard, a, now, out);
+        // CLIENT REPLY OFF/SKIP: the command ran, its reply is dropped.
+        if sess.reply_off || skip {
+            out.truncate(mark);
+            if skip {
+                sess.reply_skip = false;
+            }
+        }
+        if let Some(step) = step {
             break step;
         }
     };
     if let Some(mut st) = guard {
         let off = st.repl.offset;
+        let seq = st.write_seq;
         let active = st.repl.backlog.is_some();
         // The batch's writes reach the AOF (write(2)) before its replies leave.
         let sync = match st.aof.as_mut() {
@@ -328,6 +459,10 @@ fn process(
         drop(st);
         if active {
             kv.publish_offset(off);
+        }
+        if kv.stats.blocked.load(Ordering::Relaxed) > 0 {
+            kv.writes_tx
+                .send_if_modified(|v| std::mem::replace(v, seq) != seq);
         }
         let always = kv.conf.appendfsync == AppendFsync::Always;
         match sync {
@@ -349,6 +484,25 @@ fn process(
         }
     }
     kv.stats.commands.fetch_add(ncmd, Ordering::Relaxed);
+    if ncmd > 0 {
+        let (cmd, multi, db) = (
+            sess.last_cmd,
+            sess.multi.as_ref().map_or(-1, |m| m.queued.len() as i64),
+            sess.db,
+        );
+        let (sub, psub) = sess
+            .sub
+            .as_ref()
+            .map_or((0, 0), |s| (s.channels.len(), s.patterns.len()));
+        kv.clients.update(sess.id, |i| {
+            i.last = std::time::Instant::now();
+            i.cmd = cmd;
+            i.multi = multi;
+            i.db = db;
+            i.sub = sub;
+            i.psub = psub;
+        });
+    }
     step
 }
 
@@ -377,6 +531,7 @@ fn dispatch<'a>(
         return None;
     };
     kv.stats.per_command.inc(spec);
+    sess.last_cmd = spec.name;
     if !spec.arity_ok(a.len()) {
         command::wrong_arity(out, spec.name);
         flag(sess);
@@ -412,6 +567,18 @@ fn dispatch<'a>(
             flag(sess);
             return None;
         }
+        // As Redis: a command that may grow memory is refused at queueing time past maxmemory.
+        if spec.is(DENYOOM) {
+            if let Some(max) = kv.settings.maxmemory() {
+                let grow: u64 =
+                    a.iter().skip(1).map(|x| x.len() as u64).sum::<u64>() + ENTRY_OVERHEAD;
+                if lock(kv, guard).used() + grow > max {
+                    reply::err(out, ERR_OOM);
+                    flag(sess);
+                    return None;
+                }
+            }
+        }
         let max = kv.conf.max_query_bytes.min(usize::MAX as u64) as usize;
         if let Some(m) = sess.multi.as_mut() {
             let q = Queued::new(a);
@@ -425,6 +592,10 @@ fn dispatch<'a>(
         }
         reply::simple(out, "QUEUED");
         return None;
+    }
+    // As Redis: admin commands and credentials are not shown to monitors.
+    if kv.monitors.active() && !spec.is(ADMIN) && !matches!(spec.cmd, Cmd::Auth | Cmd::Hello) {
+        kv.monitors.feed(sess.db, sess.peer, a);
     }
     match spec.cmd {
         Cmd::Subscribe | Cmd::PSubscribe => {
@@ -475,7 +646,9 @@ fn dispatch<'a>(
                 reply::err(out, "ERR DISCARD without MULTI");
             } else {
                 let st = lock(kv, guard);
+                st.select(sess.db);
                 sess.watches.clear(&mut st.db);
+                st.select(0);
                 reply::ok(out);
             }
         }
@@ -484,17 +657,21 @@ fn dispatch<'a>(
                 reply::err(out, "ERR WATCH inside MULTI is not allowed");
             } else {
                 let st = lock(kv, guard);
+                st.select(sess.db);
                 for k in a.iter().skip(1) {
                     let live = st.db.peek(k).is_some_and(|e| !e.expired(now));
                     sess.watches.add(&mut st.db, k, live);
                 }
+                st.select(0);
                 reply::ok(out);
             }
         }
         Cmd::Unwatch => {
             if !sess.watches.is_empty() {
                 let st = lock(kv, guard);
+                st.select(sess.db);
                 sess.watches.clear(&mut st.db);
+                st.select(0);
             }
             reply::ok(out);
         }
@@ -509,20 +686,30 @@ fn dispatch<'a>(
             _ => command::wrong_arity(out, "ping"),
         },
         Cmd::Echo => reply::bulk(out, a.get(1)),
+        Cmd::Monitor => {
+            // Lines arrive through the subscriber queue the read loop already serves.
+            let id = sess.id;
+            let sub = sess.sub.get_or_insert_with(|| Subscriber::new(id));
+            kv.monitors.add(sub.handle.clone());
+            reply::ok(out);
+        }
         Cmd::Quit => {
             reply::ok(out);
             return Some(Step::Quit);
         }
         Cmd::Select => match parse_i64(a.get(1)) {
             None => reply::err(out, command::ERR_NOT_INT),
-            Some(0) => reply::ok(out),
-            Some(_) => reply::err(out, "ERR DB index is out of range"),
+            Some(n) if n >= 0 && (n as u64) < kv.conf.databases.max(1) as u64 => {
+                sess.db = n as usize;
+                reply::ok(out);
+            }
+            Some(_) => reply::err(out, super::select::ERR_DB_RANGE),
         },
         Cmd::Auth => auth(kv, sess, a, out),
         Cmd::Hello => hello(kv, sess, a, out),
         Cmd::Client => client(kv, sess, a, out),
         Cmd::Command => command::command(out, a),
-        Cmd::Config => config(kv, a, out),
+        Cmd::Config => super::config::config(kv, a, out),
         Cmd::Info => {
             let st = lock(kv, guard);
             let sections: Vec<&[u8]> = a.iter().skip(1).collect();
@@ -604,11 +791,28 @@ fn dispatch<'a>(
             let (replid, offset) = if spec.cmd == Cmd::Psync {
                 (a.get(1).to_vec(), parse_i64(a.get(2)).unwrap_or(-1))
             } else {
-                (b"?".to_vec(), -1)
+                // Empty replid: the old SYNC, answered with the RDB alone.
+                (Vec::new(), -1)
             };
             return Some(Step::Psync { replid, offset });
         }
-        _ => keyspace(kv, guard, spec, a, now, out),
+        _ => {
+            let may_block = !sess.in_exec;
+            if let Some(timeout_ms) = keyspace(
+                kv,
+                guard,
+                spec,
+                a,
+                now,
+                (sess.db, may_block, sess.retrying),
+                out,
+            ) {
+                let mut req = Vec::new();
+                let args: Vec<&[u8]> = a.iter().collect();
+                reply::command(&mut req, &args);
+                return Some(Step::Block { req, timeout_ms });
+            }
+        }
     }
     None
 }
@@ -627,6 +831,7 @@ fn exec<'a>(
     };
     {
         let st = lock(kv, guard);
+        st.select(sess.db);
         let abort = if m.failed {
             Some(false)
         } else if sess.watches.touched(&st.db, now) {
@@ -635,6 +840,7 @@ fn exec<'a>(
             None
         };
         sess.watches.clear(&mut st.db);
+        st.select(0);
         match abort {
             Some(false) => {
                 reply::err(
@@ -644,19 +850,21 @@ fn exec<'a>(
                 return None;
             }
             Some(true) => {
-                out.extend_from_slice(b"*-1\r\n");
+                reply::nil_array(out);
                 return None;
             }
             None => st.exec_begin(),
         }
     }
     reply::array(out, m.queued.len());
+    sess.in_exec = true;
     for q in &m.queued {
         if dispatch(kv, sess, guard, q.argv(), now, out).is_some() {
             // WAIT, PSYNC, BGSAVE...: they need the connection task.
             reply::err(out, "ERR Command not allowed inside a transaction");
         }
     }
+    sess.in_exec = false;
     lock(kv, guard).exec_end();
     None
 }
@@ -667,33 +875,46 @@ fn keyspace<'a>(
     spec: &Spec,
     a: Argv,
     now: u64,
+    // The connection's database, whether a blocking pop may wait (not in EXEC)
+    // and whether this is a blocked pop running again.
+    (db, may_block, retry): (usize, bool, bool),
     out: &mut Vec<u8>,
-) {
+) -> Option<u64> {
     let st = lock(kv, guard);
     if spec.is(WRITE) && st.repl.is_replica {
-        return reply::err(out, ERR_READONLY);
+        reply::err(out, ERR_READONLY);
+        return None;
     }
     if spec.is(WRITE) {
         if let Some(e) = st.aof.as_ref().and_then(|a| a.error.as_deref()) {
-            return reply::err(out, &format!("MISCONF Errors writing to the AOF file: {e}"));
+            reply::err(out, &format!("MISCONF Errors writing to the AOF file: {e}"));
+            return None;
         }
     }
     if spec.is(DENYOOM) {
-        if let Some(max) = kv.conf.maxmemory {
+        if let Some(max) = kv.settings.maxmemory() {
             let grow: u64 = a.iter().skip(1).map(|x| x.len() as u64).sum::<u64>() + ENTRY_OVERHEAD;
-            if st.db.used() + grow > max {
-                return reply::err(out, ERR_OOM);
+            if st.used() + grow > max {
+                reply::err(out, ERR_OOM);
+                return None;
             }
         }
     }
+    // The connection's database for this command; database 0 back after it.
+    st.select(db);
     let mut c = Ctx {
         kv,
         st,
         out,
         now,
         from_master: false,
+        may_block,
+        blocked: None,
+        retry,
     };
     command::exec(&mut c, spec, a);
+    c.st.select(0);
+    c.blocked
 }
 
 fn auth(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
@@ -720,6 +941,7 @@ fn auth(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
 /// so RESP3 clients fall back), answered with Redis 7.0's fields as a flat array.
 fn hello(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
     let mut i = 1;
+    let mut proto = if sess.resp3 { 3 } else { 2 };
     if a.len() > 1 {
         match parse_i64(a.get(1)) {
             None => {
@@ -728,7 +950,7 @@ fn hello(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
                     "ERR Protocol version is not an integer or out of range",
                 )
             }
-            Some(2) => {}
+            Some(n @ (2 | 3)) => proto = n,
             Some(_) => return reply::err(out, "NOPROTO unsupported protocol version"),
         }
         i = 2;
@@ -782,13 +1004,16 @@ fn hello(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
     } else {
         b"master"
     };
-    reply::array(out, 14);
+    // The reply, and everything after it, in the chosen protocol.
+    sess.resp3 = proto == 3;
+    reply::set_resp3(sess.resp3);
+    reply::map(out, 7);
     reply::bulk(out, b"server");
     reply::bulk(out, b"redis");
     reply::bulk(out, b"version");
     reply::bulk(out, super::REDIS_VERSION.as_bytes());
     reply::bulk(out, b"proto");
-    reply::int(out, 2);
+    reply::int(out, proto);
     reply::bulk(out, b"id");
     reply::int(out, sess.id as i64);
     reply::bulk(out, b"mode");
@@ -833,6 +1058,16 @@ fn unknown_subcommand(out: &mut Vec<u8>, sub: &[u8], cmd: &str) {
     );
 }
 
+/// The size of a request as a RESP array: what the caller's query buffer holds
+/// while it runs (CLIENT LIST's `qbuf`).
+fn resp_size(a: Argv) -> usize {
+    let digits = |n: usize| n.to_string().len();
+    3 + digits(a.len())
+        + a.iter()
+            .map(|x| x.len() + 5 + digits(x.len()))
+            .sum::<usize>()
+}
+
 fn client(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
     let sub = a.get(1);
     let is = |s: &[u8]| sub.eq_ignore_ascii_case(s);
@@ -848,6 +1083,7 @@ fn client(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
             );
         }
         sess.name = (!name.is_empty()).then(|| name.to_vec());
+        kv.clients.update(sess.id, |i| i.name = name.to_vec());
         reply::ok(out);
     } else if is(b"GETNAME") {
         match &sess.name {
@@ -861,89 +1097,39 @@ fn client(kv: &Kv, sess: &mut Session, a: Argv, out: &mut Vec<u8>) {
             return command::wrong_arity(out, "client|setinfo");
         }
         reply::ok(out);
-    } else if is(b"INFO") {
-        let name = sess.name.as_deref().unwrap_or(b"");
-        let line = format!(
-            "id={} addr={} name={} db=0\n",
-            sess.id,
-            sess.peer,
-            String::from_utf8_lossy(name)
-        );
-        reply::bulk(out, line.as_bytes());
-    } else if is(b"KILL") {
-        // Only `CLIENT KILL TYPE master|replica|slave`: cut replication links,
-        // which then reconnect and resync (partially when the backlog allows).
-        if a.len() != 4 || !a.get(2).eq_ignore_ascii_case(b"TYPE") {
-            return reply::err(out, command::ERR_SYNTAX);
-        }
-        let t = a.get(3);
-        if t.eq_ignore_ascii_case(b"master") {
-            let n = kv.master_tx.borrow().is_some() && kv.link().up;
-            kv.kill_master_tx.send_modify(|g| *g += 1);
-            reply::int(out, n as i64);
-        } else if t.eq_ignore_ascii_case(b"replica") || t.eq_ignore_ascii_case(b"slave") {
-            let n = kv.replicas().len();
-            kv.kill_replicas_tx.send_modify(|g| *g += 1);
-            reply::int(out, n as i64);
-        } else if t.eq_ignore_ascii_case(b"normal") || t.eq_ignore_ascii_case(b"pubsub") {
-            reply::int(out, 0);
+    } else if is(b"INFO") && a.len() == 2 {
+        kv.clients.info(sess.id, resp_size(a), out);
+    } else if is(b"LIST") {
+        kv.clients.list(a, sess.id, resp_size(a), out);
+    } else if is(b"REPLY") && a.len() == 3 {
+        let m = a.get(2);
+        if m.eq_ignore_ascii_case(b"ON") {
+            sess.reply_off = false;
+            sess.reply_skip = false;
+            reply::ok(out);
+        } else if m.eq_ignore_ascii_case(b"OFF") {
+            sess.reply_off = true;
+        } else if m.eq_ignore_ascii_case(b"SKIP") {
+            // No reply to SKIP itself; the next command's is dropped too.
+            if !sess.reply_off {
+                sess.reply_skip = true;
+            }
         } else {
-            reply::err(
-                out,
-                &format!("ERR Unknown client type '{}'", String::from_utf8_lossy(t)),
-            );
+            reply::err(out, command::ERR_SYNTAX);
+        }
+    } else if is(b"KILL") && a.len() == 2 {
+        command::wrong_arity(out, "client|kill");
+    } else if is(b"KILL") && a.len() >= 3 {
+        let is_replica = kv.master_tx.borrow().is_some() && kv.link().up;
+        let k = kv.clients.kill(a, sess.id, is_replica, out);
+        if k.master {
+            kv.kill_master_tx.send_modify(|g| *g += 1);
+        }
+        if k.replicas {
+            kv.kill_replicas_tx.send_modify(|g| *g += 1);
         }
     } else {
         unknown_subcommand(out, sub, "CLIENT");
-    }
-}
-
-fn config(kv: &Kv, a: Argv, out: &mut Vec<u8>) {
-    let sub = a.get(1);
-    if sub.eq_ignore_ascii_case(b"GET") {
-        if a.len() < 3 {
-            return command::wrong_arity(out, "config|get");
-        }
-        let c = &kv.conf;
-        let port = kv.port.load(Ordering::Relaxed).to_string();
-        let params: [(&str, String); 11] = [
-            ("save", String::new()),
-            ("appendonly", "no".into()),
-            ("databases", "1".into()),
-            ("maxmemory", c.maxmemory.unwrap_or(0).to_string()),
-            ("maxmemory-policy", "noeviction".into()),
-            ("port", port),
-            ("bind", c.bind.ip().to_string()),
-            ("timeout", c.timeout.as_secs().to_string()),
-            ("hz", c.hz.to_string()),
-            ("repl-backlog-size", c.repl_backlog_size.to_string()),
-            ("proto-max-bulk-len", c.max_value_bytes.to_string()),
-        ];
-        let hits: Vec<&(&str, String)> = params
-            .iter()
-            .filter(|(n, _)| {
-                a.iter()
-                    .skip(2)
-                    .any(|p| db::glob(&p.to_ascii_lowercase(), n.as_bytes()))
-            })
-            .collect();
-        reply::array(out, hits.len() * 2);
-        for (n, v) in hits {
-            reply::bulk(out, n.as_bytes());
-            reply::bulk(out, v.as_bytes());
-        }
-    } else if sub.eq_ignore_ascii_case(b"RESETSTAT") && a.len() == 2 {
-        reply::ok(out);
-    } else if sub.eq_ignore_ascii_case(b"SET") {
-        reply::err(
-            out,
-            &format!(
-                "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
-                String::from_utf8_lossy(a.get(2))
-            ),
-        );
-    } else {
-        unknown_subcommand(out, sub, "CONFIG");
     }
 }
 
@@ -1002,6 +1188,14 @@ mod tests {
             multi: None,
             watches: Watches::default(),
             sub: None,
+            kill: Arc::default(),
+            last_cmd: "NULL",
+            db: 0,
+            resp3: false,
+            reply_off: false,
+            reply_skip: false,
+            in_exec: false,
+            retrying: false,
         }
     }
 
