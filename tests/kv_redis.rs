@@ -4,106 +4,11 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::process::Command;
 
+use common::redis_server::{client, have, have_redis_py, Redis};
 use common::{eventually, Lb, TempDir};
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-fn have_redis_py() -> bool {
-    Command::new("python3")
-        .args(["-c", "import redis"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-/// A free loopback port (redis-server needs a number, not 0).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// A redis-server child killed on drop.
-struct Redis {
-    child: Child,
-    addr: SocketAddr,
-    _dir: TempDir,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Redis {
-    fn start(extra: &[&str]) -> Redis {
-        let dir = TempDir::new("redis");
-        let port = free_port();
-        let mut args: Vec<String> = [
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            dir.path().to_str().expect("utf-8 temp dir"),
-            "--logfile",
-            "redis.log",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Command::new("redis-server")
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let r = Redis {
-            child,
-            addr,
-            _dir: dir,
-        };
-        eventually("redis-server to answer", || {
-            let mut c = redis::Client::open(format!("redis://{addr}/"))
-                .ok()?
-                .get_connection()
-                .ok()?;
-            redis::cmd("PING").query::<String>(&mut c).ok()
-        });
-        r
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("redis.log")).unwrap_or_default()
-    }
-}
-
-fn client(addr: SocketAddr) -> redis::Connection {
-    redis::Client::open(format!("redis://{addr}/"))
-        .unwrap()
-        .get_connection()
-        .unwrap()
-}
 
 fn info(c: &mut redis::Connection, section: &str) -> String {
     redis::cmd("INFO").arg(section).query(c).unwrap()

@@ -6,19 +6,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::process::Command;
 
+use common::redis_server::{client, have, Redis};
 use common::{eventually, Lb, TempDir};
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
 
 fn skip() -> bool {
     if have("redis-server") && have("redis-check-rdb") {
@@ -28,80 +20,6 @@ fn skip() -> bool {
         "SKIPPED: redis-server / redis-check-rdb not installed (apt-get install redis-server)"
     );
     true
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// A redis-server child killed on drop.
-struct Redis {
-    child: Child,
-    addr: SocketAddr,
-    dir: TempDir,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Redis {
-    fn start(extra: &[&str]) -> Redis {
-        let dir = TempDir::new("redis");
-        let port = free_port();
-        let mut args: Vec<String> = [
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            dir.path().to_str().expect("utf-8 temp dir"),
-            "--logfile",
-            "redis.log",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Command::new("redis-server")
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let r = Redis { child, addr, dir };
-        eventually("redis-server to answer", || {
-            let mut c = redis::Client::open(format!("redis://{addr}/"))
-                .ok()?
-                .get_connection()
-                .ok()?;
-            redis::cmd("PING").query::<String>(&mut c).ok()
-        });
-        r
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
-    }
-}
-
-fn client(addr: SocketAddr) -> redis::Connection {
-    redis::Client::open(format!("redis://{addr}/"))
-        .unwrap()
-        .get_connection()
-        .unwrap()
 }
 
 fn info_field(c: &mut redis::Connection, section: &str, name: &str) -> Option<String> {

@@ -7,138 +7,14 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::redis_server::{client as conn, free_port, have, have_redis_py, try_conn, Redis};
 use common::{eventually, Lb, TempDir};
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-fn have_redis_py() -> bool {
-    Command::new("python3")
-        .args(["-c", "import redis.sentinel"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-/// A free loopback port, for what must be named before it is bound (a sentinel
-/// the app of the same process points at; a restarted primary keeps its port).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// A redis-server (or redis-sentinel) child killed on drop.
-struct Redis {
-    child: Child,
-    addr: SocketAddr,
-    dir: TempDir,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Redis {
-    fn start(port: u16, extra: &[&str]) -> Redis {
-        let dir = TempDir::new("redis");
-        let mut args: Vec<String> = [
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            dir.path().to_str().expect("utf-8 temp dir"),
-            "--logfile",
-            "redis.log",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Command::new("redis-server")
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let r = Redis { child, addr, dir };
-        eventually("redis-server to answer", || {
-            let mut c = try_conn(addr)?;
-            redis::cmd("PING").query::<String>(&mut c).ok()
-        });
-        r
-    }
-
-    /// redis-sentinel with a conf file (it rewrites it).
-    fn sentinel(port: u16, conf: &str) -> Redis {
-        let dir = TempDir::new("redis-sentinel");
-        let path = dir.path().join("sentinel.conf");
-        std::fs::write(
-            &path,
-            format!(
-                "port {port}\nbind 127.0.0.1\ndir {}\nlogfile {}/sentinel.log\n{conf}",
-                dir.path().display(),
-                dir.path().display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("redis-sentinel")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-sentinel");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let r = Redis { child, addr, dir };
-        eventually("redis-sentinel to answer", || {
-            let mut c = try_conn(addr)?;
-            redis::cmd("PING").query::<String>(&mut c).ok()
-        });
-        r
-    }
-
-    fn log(&self) -> String {
-        let a = std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
-        let b = std::fs::read_to_string(self.dir.path().join("sentinel.log")).unwrap_or_default();
-        a + &b
-    }
-}
-
-fn try_conn(addr: SocketAddr) -> Option<redis::Connection> {
-    let c = redis::Client::open(format!("redis://{addr}/")).ok()?;
-    c.get_connection_with_timeout(Duration::from_secs(2)).ok()
-}
-
-fn conn(addr: SocketAddr) -> redis::Connection {
-    let c = try_conn(addr).unwrap_or_else(|| panic!("connect to {addr}"));
-    c.set_read_timeout(Some(common::WAIT)).unwrap();
-    c.set_write_timeout(Some(common::WAIT)).unwrap();
-    c
-}
 
 /// `SENTINEL get-master-addr-by-name NAME` on `s`.
 fn master_of(s: SocketAddr, name: &str) -> Option<SocketAddr> {
@@ -263,7 +139,7 @@ fn node(kind: Kind, port: u16, replicaof: Option<SocketAddr>) -> Node {
             if let Some(of) = &of {
                 extra.extend(["--replicaof", of.as_str()]);
             }
-            Node::Redis(Redis::start(port, &extra))
+            Node::Redis(Redis::start_on(port, &extra))
         }
     }
 }

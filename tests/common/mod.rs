@@ -12,6 +12,7 @@ use std::time::Duration;
 pub mod client;
 pub mod haproxy;
 pub mod nginx;
+pub mod redis_server;
 pub mod servers;
 
 /// How long any single wait in a test may take before the test fails.
