@@ -251,6 +251,12 @@ pub enum Expect {
     String(Vec<u8>),
     Rstring(regex::bytes::Regex),
     Binary(Vec<u8>),
+    /// `option mysql-check`: the Nth packet of the reply (1: the server's
+    /// greeting, 2: the answer to the login) is whole and not an error packet.
+    MysqlPacket(u8),
+    /// `option pgsql-check`: the reply is not an error but an Authentication
+    /// message (as HAProxy: OK or a request for a password, both up).
+    PgsqlAuth,
 }
 
 impl PartialEq for TcpCheckStep {
@@ -1049,8 +1055,25 @@ impl Builder {
                         });
                         Ok(())
                     }
-                    "tcp-check" | "redis-check" | "ssl-hello-chk" | "persist" => not_here(self),
-                    "mysql-check" | "pgsql-check" | "smtpchk" | "ldap-check" | "spop-check"
+                    "mysql-check" | "pgsql-check" if back => {
+                        let steps = if name == "mysql-check" {
+                            super::super::happarse::mysql(&a[2..])
+                        } else {
+                            super::super::happarse::pgsql(&a[2..])
+                        };
+                        match steps {
+                            Ok(s) => {
+                                p.httpchk = None;
+                                p.grpc_check = None;
+                                p.hap_b.tcp_check = Some(s);
+                                Ok(())
+                            }
+                            Err(m) => Err(e(self, format!("'option {name}': {m}"))),
+                        }
+                    }
+                    "tcp-check" | "redis-check" | "ssl-hello-chk" | "persist" | "mysql-check"
+                    | "pgsql-check" => not_here(self),
+                    "smtpchk" | "ldap-check" | "spop-check"
                     | "external-check" => Err(e(
                         self,
                         format!("'option {name}' is not implemented (write it as 'option tcp-check' steps)"),
