@@ -549,7 +549,7 @@ impl Runtime {
         let mut want: HashMap<usize, (Arc<Server>, CheckParams)> = HashMap::new();
         for be in snap.backends.values() {
             for (sc, server) in be.conf.servers.iter().zip(&be.pool.servers) {
-                if sc.opts.check {
+                if sc.opts.check || sc.opts.hap.agent.as_ref().is_some_and(|a| a.enabled) {
                     let key = Arc::as_ptr(server) as usize;
                     want.insert(key, (server.clone(), CheckParams::of(&be.conf, sc)));
                 }

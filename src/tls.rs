@@ -24,52 +24,84 @@ const VERSIONS: &[&rustls::SupportedProtocolVersion] =
 
 /// Picks a certificate by SNI: exact names first, then wildcards (`*.example.com`
 /// matches one label), then the first certificate loaded, unless `strict-sni`.
+/// A name may have several certificates (RSA and ECDSA): as HAProxy, ECDSA
+/// when the client's signature schemes allow it, else one the client can check.
 #[derive(Debug)]
 struct SniStore {
-    exact: HashMap<String, Arc<CertifiedKey>>,
-    wildcard: HashMap<String, Arc<CertifiedKey>>,
-    default: Option<Arc<CertifiedKey>>,
+    exact: HashMap<String, Vec<Arc<CertifiedKey>>>,
+    wildcard: HashMap<String, Vec<Arc<CertifiedKey>>>,
+    default: Vec<Arc<CertifiedKey>>,
 }
 
 impl SniStore {
     fn new(t: &BindTls) -> SniStore {
-        let mut exact = HashMap::new();
-        let mut wildcard = HashMap::new();
+        let mut exact: HashMap<String, Vec<Arc<CertifiedKey>>> = HashMap::new();
+        let mut wildcard: HashMap<String, Vec<Arc<CertifiedKey>>> = HashMap::new();
         for c in &t.certs {
             for n in &c.names {
                 match n.strip_prefix("*.") {
-                    Some(suffix) => wildcard.entry(suffix.to_string()).or_insert(c.key.clone()),
-                    None => exact.entry(n.clone()).or_insert(c.key.clone()),
-                };
+                    Some(suffix) => wildcard.entry(suffix.to_string()).or_default(),
+                    None => exact.entry(n.clone()).or_default(),
+                }
+                .push(c.key.clone());
             }
         }
+        // The default: the first certificate, and those serving the same names.
+        let default = match (t.strict_sni, t.certs.first()) {
+            (false, Some(first)) => t
+                .certs
+                .iter()
+                .filter(|c| c.names == first.names)
+                .map(|c| c.key.clone())
+                .collect(),
+            _ => Vec::new(),
+        };
         SniStore {
             exact,
             wildcard,
-            default: (!t.strict_sni).then(|| t.certs[0].key.clone()),
+            default,
         }
     }
 
-    fn lookup(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+    fn candidates(&self, sni: Option<&str>) -> &[Arc<CertifiedKey>] {
         let Some(name) = sni else {
-            return self.default.clone();
+            return &self.default;
         };
         let name = name.to_ascii_lowercase();
         if let Some(k) = self.exact.get(&name) {
-            return Some(k.clone());
+            return k;
         }
         if let Some((_, parent)) = name.split_once('.') {
             if let Some(k) = self.wildcard.get(parent) {
-                return Some(k.clone());
+                return k;
             }
         }
-        self.default.clone()
+        &self.default
+    }
+
+    fn pick(&self, sni: Option<&str>, schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        let c = self.candidates(sni);
+        if c.len() < 2 {
+            return c.first().cloned();
+        }
+        let fits = |k: &&Arc<CertifiedKey>| k.key.choose_scheme(schemes).is_some();
+        c.iter()
+            .filter(fits)
+            .find(|k| k.key.algorithm() == rustls::SignatureAlgorithm::ECDSA)
+            .or_else(|| c.iter().find(fits))
+            .or(c.first())
+            .cloned()
+    }
+
+    #[cfg(test)]
+    fn lookup(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        self.candidates(sni).first().cloned()
     }
 }
 
 impl ResolvesServerCert for SniStore {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.lookup(hello.server_name())
+        self.pick(hello.server_name(), hello.signature_schemes())
     }
 }
 

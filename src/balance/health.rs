@@ -40,6 +40,10 @@ pub struct CheckParams {
     pub tcp: Option<(Vec<crate::conf::TcpCheckStep>, std::net::SocketAddr)>,
     /// `send-proxy[-v2]`: checks open with a PROXY header too (v2 LOCAL, v1 UNKNOWN).
     pub preface: Vec<u8>,
+    /// `check`: active checks run (a server may have only an agent).
+    pub active: bool,
+    /// `agent-check`: see `agent`.
+    pub agent: Option<super::agent::AgentParams>,
 }
 
 impl CheckParams {
@@ -66,6 +70,8 @@ impl CheckParams {
             },
             tcp: super::tcp_check::params(b, s),
             preface: super::tcp_check::check_preface(s),
+            active: o.check,
+            agent: super::agent::AgentParams::of(s),
         }
     }
 }
@@ -146,8 +152,23 @@ impl Drop for Alive {
     }
 }
 
-/// Checks `server` forever (the caller aborts the task when the server goes away).
+/// Checks `server` forever (the caller aborts the task when the server goes away),
+/// and asks its agent beside, in the same task so that one abort ends both.
 pub async fn run(server: Arc<Server>, p: CheckParams) {
+    let agent = async {
+        if let Some(a) = &p.agent {
+            super::agent::run(&server, a).await;
+        }
+    };
+    let active = async {
+        if p.active {
+            run_active(server.clone(), p.clone()).await;
+        }
+    };
+    tokio::join!(agent, active);
+}
+
+async fn run_active(server: Arc<Server>, p: CheckParams) {
     let _alive = Alive::enter();
     if MAX_CHECKS.load(Ordering::Relaxed) == 0 {
         tune(

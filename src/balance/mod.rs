@@ -1,6 +1,7 @@
 //! Servers (state and counters that survive reloads) and the `Pool` that picks one per
 //! connection or request: round robin, least connections, source hash, random.
 
+pub mod agent;
 pub mod grpc_check;
 pub mod health;
 pub mod resolvers;
@@ -228,10 +229,14 @@ impl Server {
     }
 
     pub fn set_admin(&self, a: Admin) {
+        self.set_admin_by(a, "set by the admin API")
+    }
+
+    /// Sets the admin state, saying who did (the admin API, an agent).
+    pub fn set_admin_by(&self, a: Admin, who: &str) {
         if self.admin.swap(a as u8, Ordering::Relaxed) != a as u8 {
             bump_epoch();
-            self.stats
-                .changed(self.state().as_str(), "set by the admin API");
+            self.stats.changed(self.state().as_str(), who);
             tracing::warn!("server {} is now {}", self.id, self.state().as_str());
         }
     }
@@ -302,6 +307,14 @@ impl Server {
                 self.check_failures.fetch_add(1, Ordering::Relaxed);
                 self.successes.store(0, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// An agent's `up` or `down`: takes effect at once, not after rise/fall.
+    pub fn agent_health(&self, up: bool, reason: &str) {
+        let to = if up { Health::Up } else { Health::Down };
+        if self.health() != to {
+            self.go(to, reason.into(), 1, 1, "agent");
         }
     }
 

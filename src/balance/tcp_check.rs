@@ -89,6 +89,7 @@ pub async fn check(
 
 fn matches(buf: &[u8], what: &Expect) -> bool {
     match what {
+        Expect::MysqlPacket(_) | Expect::PgsqlAuth => false,
         Expect::String(s) | Expect::Binary(s) => {
             s.is_empty() || buf.windows(s.len()).any(|w| w == &s[..])
         }
@@ -104,6 +105,64 @@ fn describe(what: &Expect) -> String {
             b.iter().map(|x| format!("{x:02x}")).collect::<String>()
         ),
         Expect::Rstring(r) => format!("rstring '{}'", r.as_str()),
+        Expect::MysqlPacket(1) => "MySQL greeting".into(),
+        Expect::MysqlPacket(_) => "MySQL login answer".into(),
+        Expect::PgsqlAuth => "PostgreSQL Authentication".into(),
+    }
+}
+
+/// The verdict of a protocol-aware expect (`mysql-check`, `pgsql-check`) on
+/// the reply so far: `None` while it needs more bytes.
+fn custom(buf: &[u8], what: &Expect) -> Option<Result<(), String>> {
+    match what {
+        Expect::MysqlPacket(n) => {
+            // Packets: 3-byte little-endian length, sequence id, payload.
+            let mut at = 0usize;
+            for i in 1..=*n {
+                let h = buf.get(at..at + 4)?;
+                let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
+                let payload = buf.get(at + 4..at + 4 + len)?;
+                if i == *n {
+                    if payload.first() == Some(&0xff) {
+                        let code = payload
+                            .get(1..3)
+                            .map_or(0, |c| u16::from_le_bytes([c[0], c[1]]));
+                        let msg = String::from_utf8_lossy(payload.get(3..).unwrap_or_default());
+                        return Some(Err(format!("MySQL error {code}: {}", msg.escape_debug())));
+                    }
+                    return Some(Ok(()));
+                }
+                at += 4 + len;
+            }
+            Some(Ok(()))
+        }
+        Expect::PgsqlAuth => {
+            if buf.len() < 5 {
+                return None;
+            }
+            if buf[0] == b'E' {
+                let msg = buf
+                    .get(5..)
+                    .unwrap_or_default()
+                    .split(|b| *b == 0)
+                    .find(|f| f.first() == Some(&b'M'));
+                let msg = msg
+                    .map(|m| String::from_utf8_lossy(&m[1..]).into_owned())
+                    .unwrap_or_default();
+                return Some(Err(format!("PostgreSQL error: {}", msg.escape_debug())));
+            }
+            // HAProxy's `rbinary ^52000000[A-Z0-9]{2}000000(00|02|03|04|05|06|07|09|0A)`:
+            // an Authentication message of any method; the password is not tried.
+            let h = buf.get(..9)?;
+            let auth = [h[0], h[1], h[2], h[3], h[5], h[6], h[7]] == [b'R', 0, 0, 0, 0, 0, 0]
+                && matches!(h[8], 0 | 2..=7 | 9 | 10);
+            if auth {
+                Some(Ok(()))
+            } else {
+                Some(Err("not a PostgreSQL Authentication message".into()))
+            }
+        }
+        _ => None,
     }
 }
 
@@ -117,8 +176,13 @@ async fn expect(
     what: &Expect,
 ) -> Result<(), String> {
     let mut chunk = [0u8; 4096];
+    let is_custom = matches!(what, Expect::MysqlPacket(_) | Expect::PgsqlAuth);
     loop {
-        if matches(buf, what) {
+        if is_custom {
+            if let Some(r) = custom(buf, what) {
+                return r;
+            }
+        } else if matches(buf, what) {
             return if negate {
                 Err(format!("reply matched '! {}'", describe(what)))
             } else {

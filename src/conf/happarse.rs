@@ -281,6 +281,74 @@ pub fn redis() -> Vec<TcpCheckStep> {
     ]
 }
 
+/// `option mysql-check [user U [post-41|pre-41]]`, as HAProxy 2.6 sends it:
+/// without a user, only the server's greeting is read; with one, a login
+/// packet (post-41 by default) and COM_QUIT go first, and the login's answer
+/// must be OK too. HAProxy's header length for post-41 is kept as it sends it.
+pub fn mysql(args: &[String]) -> Result<Vec<TcpCheckStep>, String> {
+    let expect = |n| TcpCheckStep::Expect {
+        negate: false,
+        what: Expect::MysqlPacket(n),
+    };
+    let Some(first) = args.first() else {
+        return Ok(vec![expect(1)]);
+    };
+    if first != "user" {
+        return Err(format!("only 'user' may follow (got '{first}')"));
+    }
+    let user = args.get(1).ok_or("'user' needs a name")?.as_bytes();
+    let post41 = match args.get(2).map(String::as_str) {
+        None | Some("post-41") => true,
+        Some("pre-41") => false,
+        Some(x) => {
+            return Err(format!(
+                "'{x}': only 'post-41' or 'pre-41' may follow the user"
+            ))
+        }
+    };
+    if let Some(x) = args.get(3) {
+        return Err(format!("unexpected extra argument '{x}'"));
+    }
+    let len = user.len() + 7 + if post41 { 27 } else { 0 };
+    let mut req = (len as u32).to_le_bytes()[..3].to_vec();
+    req.push(1);
+    if post41 {
+        req.extend([0x00, 0x82, 0x00, 0x00, 0x00, 0x80, 0x00, 0x01, 0x21]);
+        req.extend([0u8; 23]);
+    } else {
+        req.extend([0x00, 0x80, 0x00, 0x00, 0x01]);
+    }
+    req.extend(user);
+    req.extend([0, 0]);
+    // COM_QUIT, so the server ends the session cleanly.
+    req.extend([0x01, 0x00, 0x00, 0x00, 0x01]);
+    Ok(vec![TcpCheckStep::Send(req), expect(1), expect(2)])
+}
+
+/// `option pgsql-check user U`: a StartupMessage (protocol 3.0) for U;
+/// an Authentication message back (OK or a password request) is up, an
+/// ErrorResponse or anything else is down.
+pub fn pgsql(args: &[String]) -> Result<Vec<TcpCheckStep>, String> {
+    let user = match args {
+        [u, name] if u == "user" => name.as_bytes(),
+        [u, _, x, ..] if u == "user" => return Err(format!("unexpected extra argument '{x}'")),
+        _ => return Err("needs 'user <username>'".into()),
+    };
+    let len = 4 + 4 + 5 + user.len() + 1 + 1;
+    let mut req = (len as u32).to_be_bytes().to_vec();
+    req.extend([0x00, 0x03, 0x00, 0x00]);
+    req.extend(b"user\0");
+    req.extend(user);
+    req.extend([0, 0]);
+    Ok(vec![
+        TcpCheckStep::Send(req),
+        TcpCheckStep::Expect {
+            negate: false,
+            what: Expect::PgsqlAuth,
+        },
+    ])
+}
+
 /// `option ssl-hello-chk`: a TLS ClientHello; a handshake record back is up.
 pub fn ssl_hello() -> Vec<TcpCheckStep> {
     // A minimal TLS 1.2 ClientHello offering common ECDHE suites.

@@ -251,6 +251,12 @@ pub enum Expect {
     String(Vec<u8>),
     Rstring(regex::bytes::Regex),
     Binary(Vec<u8>),
+    /// `option mysql-check`: the Nth packet of the reply (1: the server's
+    /// greeting, 2: the answer to the login) is whole and not an error packet.
+    MysqlPacket(u8),
+    /// `option pgsql-check`: the reply is not an error but an Authentication
+    /// message (as HAProxy: OK or a request for a password, both up).
+    PgsqlAuth,
 }
 
 impl PartialEq for TcpCheckStep {
@@ -325,6 +331,20 @@ pub struct ServerHap {
     pub maxconn: Option<usize>,
     /// `maxqueue N`: at most N requests wait for this server (0: no bound).
     pub maxqueue: Option<usize>,
+    /// `agent-check` with `agent-port`, `agent-inter`, `agent-send`, `agent-addr`.
+    pub agent: Option<AgentConf>,
+}
+
+/// An agent check: a TCP agent beside the server whose one-line reply sets
+/// the server's state and weight (see `balance::agent`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentConf {
+    pub enabled: bool,
+    pub port: Option<u16>,
+    pub addr: Option<std::net::IpAddr>,
+    /// `agent-inter`: default the server's `inter`.
+    pub inter: Option<std::time::Duration>,
+    pub send: Vec<u8>,
 }
 
 /// HAProxy options of a bind line.
@@ -348,8 +368,6 @@ const SERVER_WARN1: &[(&str, &str)] = &[
         "slowstart",
         "a server back up takes its full weight at once",
     ),
-    ("agent-inter", "lb has no agent checks"),
-    ("agent-port", "lb has no agent checks"),
     ("on-error", "lb marks a server down after 'fall' failures"),
     (
         "on-marked-down",
@@ -374,7 +392,6 @@ const SERVER_WARN0: &[(&str, &str)] = &[
     ("no-tlsv11", "rustls never speaks TLS 1.1"),
     ("no-tls-tickets", "no effect on server connections"),
     ("force-tlsv12", "rustls speaks TLS 1.2 and 1.3"),
-    ("agent-check", "lb has no agent checks"),
     ("resolve-prefer", "lb resolves server names at start"),
     ("non-stick", "no effect"),
     ("check-send-proxy", "checks follow send-proxy"),
@@ -900,6 +917,32 @@ impl Builder {
                     hap.maxqueue = (n > 0).then_some(n);
                     i += 2;
                 }
+                "agent-check" | "no-agent-check" => {
+                    hap.agent.get_or_insert_with(Default::default).enabled = o == "agent-check";
+                    i += 1;
+                }
+                "agent-port" => {
+                    hap.agent.get_or_insert_with(Default::default).port =
+                        Some(parse::number(&val(i, o)?, 1, 65535)? as u16);
+                    i += 2;
+                }
+                "agent-addr" => {
+                    let v = val(i, o)?;
+                    hap.agent.get_or_insert_with(Default::default).addr = Some(
+                        v.parse()
+                            .map_err(|_| format!("invalid agent address '{v}'"))?,
+                    );
+                    i += 2;
+                }
+                "agent-inter" => {
+                    hap.agent.get_or_insert_with(Default::default).inter =
+                        Some(parse::duration(&val(i, o)?)?);
+                    i += 2;
+                }
+                "agent-send" => {
+                    hap.agent.get_or_insert_with(Default::default).send = val(i, o)?.into_bytes();
+                    i += 2;
+                }
                 "ca-file" => {
                     let p = val(i, o)?;
                     out.push("ca-file".into());
@@ -1049,8 +1092,25 @@ impl Builder {
                         });
                         Ok(())
                     }
-                    "tcp-check" | "redis-check" | "ssl-hello-chk" | "persist" => not_here(self),
-                    "mysql-check" | "pgsql-check" | "smtpchk" | "ldap-check" | "spop-check"
+                    "mysql-check" | "pgsql-check" if back => {
+                        let steps = if name == "mysql-check" {
+                            super::super::happarse::mysql(&a[2..])
+                        } else {
+                            super::super::happarse::pgsql(&a[2..])
+                        };
+                        match steps {
+                            Ok(s) => {
+                                p.httpchk = None;
+                                p.grpc_check = None;
+                                p.hap_b.tcp_check = Some(s);
+                                Ok(())
+                            }
+                            Err(m) => Err(e(self, format!("'option {name}': {m}"))),
+                        }
+                    }
+                    "tcp-check" | "redis-check" | "ssl-hello-chk" | "persist" | "mysql-check"
+                    | "pgsql-check" => not_here(self),
+                    "smtpchk" | "ldap-check" | "spop-check"
                     | "external-check" => Err(e(
                         self,
                         format!("'option {name}' is not implemented (write it as 'option tcp-check' steps)"),

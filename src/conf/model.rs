@@ -1627,6 +1627,11 @@ impl Builder {
                     return Err(e("'check-ssl' needs 'ssl'".into()));
                 }
                 server_proto(&mut opts).map_err(e)?;
+                if let Some(a) = opts.hap.agent.as_ref().filter(|a| a.enabled) {
+                    if a.port.is_none() {
+                        return Err(e("'agent-check' needs 'agent-port N'".into()));
+                    }
+                }
                 if opts.observe > 0 && !opts.check {
                     return Err(e(
                         "'observe' needs 'check' (checks bring the server back up)".into(),

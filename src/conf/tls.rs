@@ -174,7 +174,22 @@ fn load_pem(p: &Path) -> Result<CertKey, String> {
     let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
         format!("'{shown}' holds no private key (the PEM needs the chain and its key)")
     })?;
-    certified(shown.to_string(), chain, key)
+    let mut ck = certified(shown.to_string(), chain, key)?;
+    // HAProxy staples `site.pem.ocsp` (a DER OCSP response) when it is there.
+    let mut ocsp = p.as_os_str().to_owned();
+    ocsp.push(".ocsp");
+    let ocsp = std::path::PathBuf::from(ocsp);
+    match std::fs::read(&ocsp) {
+        Ok(der) if der.first() == Some(&0x30) => {
+            let mut k = (*ck.key).clone();
+            k.ocsp = Some(der);
+            ck.key = Arc::new(k);
+        }
+        Ok(_) => return Err(format!("'{}' is not a DER OCSP response", ocsp.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read '{}': {e}", ocsp.display())),
+    }
+    Ok(ck)
 }
 
 fn certified(

@@ -1,5 +1,5 @@
 //! `compression algo|type|offload`: responses compressed on their way to an
-//! HTTP/1.1 client, with flate2, under the rules HAProxy documents: the
+//! HTTP/1.1 client (HTTP/2 clients: `h2side::relay_compressed`), with flate2, under the rules HAProxy documents: the
 //! client's Accept-Encoding picks the coding; only 200-203 responses of a
 //! listed type, with a known length or chunked, not already encoded, not
 //! `no-transform`, not multipart; `Vary: Accept-Encoding` added, a strong
@@ -266,14 +266,15 @@ pub(crate) fn plan(
 }
 
 /// One encoder per coding, writing into a buffer lb drains after each flush.
-enum Encoder {
+/// (Also used by the HTTP/2 client relay, `h2side::relay_compressed`.)
+pub(crate) enum Encoder {
     Gzip(GzEncoder<Vec<u8>>),
     Zlib(ZlibEncoder<Vec<u8>>),
     Raw(DeflateEncoder<Vec<u8>>),
 }
 
 impl Encoder {
-    fn new(a: Algo) -> Encoder {
+    pub(crate) fn new(a: Algo) -> Encoder {
         let l = Compression::new(LEVEL);
         match a {
             Algo::Gzip => Encoder::Gzip(GzEncoder::new(Vec::new(), l)),
@@ -282,7 +283,7 @@ impl Encoder {
         }
     }
 
-    fn write(&mut self, d: &[u8]) -> std::io::Result<()> {
+    pub(crate) fn write(&mut self, d: &[u8]) -> std::io::Result<()> {
         match self {
             Encoder::Gzip(e) => e.write_all(d),
             Encoder::Zlib(e) => e.write_all(d),
@@ -291,7 +292,7 @@ impl Encoder {
     }
 
     /// A sync flush: what was written so far decodes on the client's side.
-    fn flush(&mut self) -> std::io::Result<Vec<u8>> {
+    pub(crate) fn flush(&mut self) -> std::io::Result<Vec<u8>> {
         let v = match self {
             Encoder::Gzip(e) => {
                 e.flush()?;
@@ -309,7 +310,7 @@ impl Encoder {
         Ok(std::mem::take(v))
     }
 
-    fn finish(self) -> std::io::Result<Vec<u8>> {
+    pub(crate) fn finish(self) -> std::io::Result<Vec<u8>> {
         match self {
             Encoder::Gzip(e) => e.finish(),
             Encoder::Zlib(e) => e.finish(),

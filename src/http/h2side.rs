@@ -8,7 +8,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 
 use super::body::{write_chunk_header, Chunk, ChunkedDecoder, FLUSH_AT, LAST_CHUNK};
 use super::head::{BodyKind, ResponseHead};
@@ -206,6 +206,86 @@ pub(crate) async fn relay_response(
                     }
                 }
             }
+        }
+    }
+}
+
+/// `compression` for an HTTP/2 client: sends `head` (the compressed
+/// response's, from `compress::plan`) and the server's body, read by its own
+/// framing (`body`), compressed; each server read is sync-flushed as one DATA
+/// frame so the client decodes as the body streams. True when the server's
+/// body ended cleanly by its framing.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn relay_compressed(
+    stream: &mut H2Stream,
+    sock: &mut Io,
+    ubuf: &mut BytesMut,
+    body: BodyKind,
+    head: &ResponseHead,
+    algo: crate::conf::haproxy_comp::Algo,
+    client_timeout: Duration,
+    server_timeout: Duration,
+    sent: &mut u64,
+) -> Result<bool, Cut> {
+    stream.send_head(head, false).map_err(|_| Cut::Client)?;
+    *sent += head.buf.len() as u64;
+    let mut enc = super::compress::Encoder::new(algo);
+    let broken = |_| Cut::Server("compression failed".into());
+    match body {
+        BodyKind::Length(mut n) => loop {
+            let k = (ubuf.len() as u64).min(n) as usize;
+            if k > 0 {
+                enc.write(&ubuf[..k]).map_err(broken)?;
+                ubuf.advance(k);
+                n -= k as u64;
+            }
+            if n == 0 {
+                let tail = bytes::Bytes::from(enc.finish().map_err(broken)?);
+                *sent += tail.len() as u64;
+                send(stream, tail, true, client_timeout).await?;
+                return Ok(true);
+            }
+            let part = enc.flush().map_err(broken)?;
+            if !part.is_empty() {
+                *sent += part.len() as u64;
+                send(stream, part.into(), false, client_timeout).await?;
+            }
+            read_body(stream, sock, ubuf, server_timeout).await?;
+        },
+        BodyKind::Chunked => {
+            let mut dec = ChunkedDecoder::new(16 << 10);
+            loop {
+                match dec.decode(ubuf) {
+                    Ok(Some(Chunk::Data(d))) => enc.write(&d).map_err(broken)?,
+                    Ok(Some(Chunk::Trailers(t))) => {
+                        let tail = bytes::Bytes::from(enc.finish().map_err(broken)?);
+                        *sent += tail.len() as u64;
+                        // Trailers end the stream; without any, the last DATA does.
+                        let bare = t.len() <= 2;
+                        send(stream, tail, bare, client_timeout).await?;
+                        if !bare {
+                            *sent += t.len() as u64;
+                            stream.send_trailers(&t).map_err(|_| Cut::Client)?;
+                        }
+                        return Ok(true);
+                    }
+                    Ok(None) => {
+                        let part = enc.flush().map_err(broken)?;
+                        if !part.is_empty() {
+                            *sent += part.len() as u64;
+                            send(stream, part.into(), false, client_timeout).await?;
+                        }
+                        read_body(stream, sock, ubuf, server_timeout).await?;
+                    }
+                    Err(e) => {
+                        return Err(Cut::Server(format!("invalid response: chunked body: {e}")))
+                    }
+                }
+            }
+        }
+        // `compress::plan` compresses only bodies with a length or chunked framing.
+        BodyKind::None | BodyKind::UntilClose => {
+            Err(Cut::Server("compression without framing".into()))
         }
     }
 }

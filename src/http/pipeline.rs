@@ -183,11 +183,8 @@ async fn run(
     if super::upstream_h2::speaks_h2(be) {
         return Box::pin(super::upstream_h2::run(ds, &req, conn, be, t, &st)).await;
     }
-    // `compression`: the coding this client takes (HTTP/1.1 clients only).
-    let algo = match ds {
-        Downstream::H1 { .. } => super::compress::pick(conn, be, &req),
-        Downstream::H2(_) => None,
-    };
+    // `compression`: the coding this client takes.
+    let algo = super::compress::pick(conn, be, &req);
     let req = super::compress::offload(conn, be, &req, algo).unwrap_or(req);
     let plan = Plan::new(ds, &req, conn, be, first, t);
     let prefer = rules::cookie_preference(be, &st);
@@ -554,7 +551,7 @@ async fn relay(
     let client = match ds {
         Downstream::H1 { io, .. } => io,
         Downstream::H2(stream) => {
-            return relay_h2(stream, ubuf, up, resp, conn, be, body_cut, t).await
+            return relay_h2(stream, ubuf, up, resp, comp, conn, be, body_cut, t).await
         }
     };
     // RFC 9112 6.1: no Transfer-Encoding goes to an HTTP/1.0 client. Chunked
@@ -630,6 +627,7 @@ async fn relay_h2(
     ubuf: &mut BytesMut,
     mut up: Upstream,
     resp: &ResponseHead,
+    comp: Option<super::compress::Plan>,
     conn: &Conn<'_>,
     be: &BackendRt,
     body_cut: bool,
@@ -642,16 +640,17 @@ async fn relay_h2(
         );
         return Err(Fail::Status(502));
     }
-    let relayed = h2side::relay_response(
-        stream,
-        &mut up.sock,
-        ubuf,
-        resp,
-        conn.fe.conf.timeout_client,
-        be.conf.timeout_server,
-        &mut t.bytes_out,
-    )
-    .await;
+    let (ct, st) = (conn.fe.conf.timeout_client, be.conf.timeout_server);
+    let relayed = match comp {
+        Some(c) => {
+            let (sock, out) = (&mut up.sock, &mut t.bytes_out);
+            h2side::relay_compressed(stream, sock, ubuf, resp.body, &c.head, c.algo, ct, st, out)
+                .await
+        }
+        None => {
+            h2side::relay_response(stream, &mut up.sock, ubuf, resp, ct, st, &mut t.bytes_out).await
+        }
+    };
     match relayed {
         Ok(true) if ubuf.is_empty() && !body_cut => give_back(up, resp, be),
         Ok(_) => {}
