@@ -56,6 +56,9 @@ struct Session {
     in_exec: bool,
     /// Running a blocked pop again.
     retrying: bool,
+    /// Under `appendfsync always`: the AOF must be on disk up to here before the
+    /// batch's replies leave (`durable`).
+    sync_due: Option<(Arc<std::fs::File>, u64)>,
 }
 
 /// What the batch loop stopped for.
@@ -120,6 +123,7 @@ pub async fn serve(kv: Arc<Kv>, sock: TcpStream, peer: SocketAddr) {
         reply_skip: false,
         in_exec: false,
         retrying: false,
+        sync_due: None,
     };
     serve_conn(kv.clone(), sock, &mut sess).await;
     kv.clients.remove(id);
@@ -159,6 +163,9 @@ async fn serve_conn(kv: Arc<Kv>, mut sock: TcpStream, sess: &mut Session) {
             }
         }
         let step = process(&kv, sess, &buf, &mut start, &mut args, &mut out);
+        if !durable(&kv, sess, &mut out).await {
+            return;
+        }
         if !out.is_empty() {
             if !write(&mut sock, &out, wt).await {
                 return;
@@ -298,7 +305,7 @@ async fn serve_conn(kv: Arc<Kv>, mut sock: TcpStream, sess: &mut Session) {
 /// served or times out (then a nil reply). Bytes the client sends meanwhile
 /// wait in `buf`; None when the client went away or was killed.
 async fn block(
-    kv: &Kv,
+    kv: &Arc<Kv>,
     sess: &mut Session,
     sock: &mut TcpStream,
     buf: &mut Vec<u8>,
@@ -318,6 +325,9 @@ async fn block(
         sess.retrying = true;
         let step = process(kv, sess, req, &mut start, &mut args, out);
         sess.retrying = false;
+        if !durable(kv, sess, out).await {
+            break None;
+        }
         match step {
             Step::Block { .. } => {}
             _ => break Some(()),
@@ -394,6 +404,29 @@ async fn wait_acks(kv: &Kv, n: usize, timeout_ms: u64, target: u64) -> usize {
     count
 }
 
+/// Under `appendfsync always`, a batch's replies leave only once its writes are
+/// on disk. The fsync runs off the worker, which serves other clients meanwhile:
+/// their writes share the next fsync (one per turn, as Redis's loop does), where
+/// an fsync on the worker made every batch wait for its own. False: not synced,
+/// the replies are dropped and the connection closes (nothing is acknowledged).
+async fn durable(kv: &Arc<Kv>, sess: &mut Session, out: &mut Vec<u8>) -> bool {
+    let Some((file, upto)) = sess.sync_due.take() else {
+        return true;
+    };
+    let kv2 = kv.clone();
+    let err = match tokio::task::spawn_blocking(move || kv2.aof_sync.sync(&file, upto)).await {
+        Ok(Ok(())) => return true,
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::error!(kv = %kv.name, "AOF fsync failed: {err}");
+    if let Some(a) = kv.lock().aof.as_mut() {
+        a.error = Some(format!("fsync: {err}"));
+    }
+    out.clear();
+    false
+}
+
 /// Runs every complete request in `buf[start..]`, appending replies to `out`.
 /// The state lock is taken at most once per batch and released before returning.
 fn process(
@@ -466,16 +499,8 @@ fn process(
         }
         let always = kv.conf.appendfsync == AppendFsync::Always;
         match sync {
-            Some(Ok((file, upto))) if always => {
-                if let Err(e) = kv.aof_sync.sync(&file, upto) {
-                    tracing::error!(kv = %kv.name, "AOF fsync failed: {e}");
-                    if let Some(a) = kv.lock().aof.as_mut() {
-                        a.error = Some(format!("fsync: {e}"));
-                    }
-                    out.clear();
-                    return Step::Unpersisted;
-                }
-            }
+            // Synced by the caller before the replies leave (`durable`).
+            Some(Ok((file, upto))) if always => sess.sync_due = Some((file, upto)),
             Some(Err(_)) if always => {
                 out.clear();
                 return Step::Unpersisted;
@@ -1196,6 +1221,7 @@ mod tests {
             reply_skip: false,
             in_exec: false,
             retrying: false,
+            sync_due: None,
         }
     }
 
