@@ -337,36 +337,126 @@ struct ListenerGroup {
     addr: SocketAddr,
 }
 
+/// A connection just accepted, before anything was read from it.
+struct Accepted {
+    name: Arc<str>,
+    /// The address as written in the conf, and which of its binds.
+    bind: (SocketAddr, usize),
+    sock: TcpStream,
+    peer: SocketAddr,
+    permits: Vec<OwnedSemaphorePermit>,
+}
+
+/// A connection ready to serve: what its whole life holds.
+struct Opened {
+    client: crate::io::Io,
+    peer: SocketAddr,
+    local: SocketAddr,
+    fe: Arc<crate::snapshot::FrontendRt>,
+    name: Arc<str>,
+    /// `proto h2`, or TLS that chose h2 by ALPN.
+    h2: bool,
+    guards: Guards,
+}
+
+/// Held until the connection ends: its maxconn slots, the drain's count, the
+/// per-address limit's slot.
+struct Guards {
+    _permits: Vec<OwnedSemaphorePermit>,
+    _open: crate::shutdown::Tracked,
+    _client_slot: Option<crate::limit::ConnGuard>,
+}
+
 impl Runtime {
-    async fn serve_frontend(
+    /// One connection's task. Not an `async fn`, and its start boxed: the task
+    /// of every idle connection would otherwise keep the accept's arguments,
+    /// the PROXY header read and the TLS handshake beside the serving state.
+    fn serve_frontend(
         self: Arc<Self>,
         name: Arc<str>,
         bind: (SocketAddr, usize),
         sock: TcpStream,
         peer: SocketAddr,
-        _permits: Vec<OwnedSemaphorePermit>,
-    ) {
+        permits: Vec<OwnedSemaphorePermit>,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        let start = Box::new(Accepted {
+            name,
+            bind,
+            sock,
+            peer,
+            permits,
+        });
+        async move {
+            let Some(c) = Box::pin(self.open(start)).await else {
+                return;
+            };
+            let rt = self.snapshot.clone();
+            let Opened {
+                client,
+                peer,
+                local,
+                fe,
+                name,
+                h2,
+                guards,
+            } = c;
+            match fe.conf.mode {
+                Mode::Http if h2 => {
+                    let src = crate::http::proxy::FrontendSource { rt, name };
+                    Box::pin(crate::http::proxy::serve_h2(client, peer, fe, src)).await;
+                }
+                Mode::Http => {
+                    let src = crate::http::proxy::FrontendSource { rt, name };
+                    crate::http::proxy::serve(client, peer, fe, src).await;
+                }
+                Mode::Tcp => {
+                    let Some(be) = fe.backend.clone() else {
+                        return;
+                    };
+                    Box::pin(l4::serve(
+                        client,
+                        (peer, local),
+                        &be,
+                        fe.conf.timeout_client,
+                        &fe.stats,
+                    ))
+                    .await;
+                }
+            }
+            drop(guards);
+        }
+    }
+
+    /// A connection's start: its frontend, the PROXY header, edge admission,
+    /// the TLS handshake. None: closed.
+    async fn open(&self, start: Box<Accepted>) -> Option<Opened> {
+        let Accepted {
+            name,
+            bind,
+            mut sock,
+            peer,
+            permits,
+        } = *start;
         let _open = self.tracker.track();
         let snap = self.snapshot.load_full();
-        let Some(fe) = snap.frontends.get(&*name).cloned() else {
-            return;
-        };
+        let fe = snap.frontends.get(&*name).cloned()?;
         drop(snap);
         // `accept-proxy`: the client is who the PROXY header says (crate::proxy_proto).
-        let mut sock = sock;
         let local = sock.local_addr().unwrap_or(bind.0);
-        let Some((peer, local)) =
-            crate::proxy_proto::accepted(&fe.conf, bind, &mut sock, peer, local).await
-        else {
-            return;
-        };
+        let (peer, local) =
+            crate::proxy_proto::accepted(&fe.conf, bind, &mut sock, peer, local).await?;
         // Edge filtering, before any byte is read: reject rules, then per-address limits.
-        let _client_slot = match crate::edge::admit(&fe, peer) {
+        let client_slot = match crate::edge::admit(&fe, peer) {
             Ok(slot) => slot,
             Err(why) => {
                 tracing::debug!("frontend {name}: connection from {peer} closed: {why}");
-                return;
+                return None;
             }
+        };
+        let guards = Guards {
+            _permits: permits,
+            _open,
+            _client_slot: client_slot,
         };
         // TLS with the certificates of the snapshot current at accept time.
         let index = fe
@@ -384,16 +474,14 @@ impl Runtime {
                 Ok(io) => io,
                 Err(e) => {
                     tracing::debug!("connection from {peer}: {e}");
-                    return;
+                    return None;
                 }
             },
             None => crate::io::Io::Plain(sock),
             Some(cfg) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
                 let limit = fe.conf.http.timeout_handshake;
-                // Boxed, like the other rarer paths below: a plain HTTP/1
-                // connection's task (all an idle connection holds) stays small.
-                match Box::pin(tokio::time::timeout(limit, acceptor.accept(sock))).await {
+                match tokio::time::timeout(limit, acceptor.accept(sock)).await {
                     Ok(Ok(t)) => {
                         crate::stats::tls_handshake(&name, Ok(()));
                         crate::io::Io::TlsIn(Box::new(t))
@@ -404,45 +492,27 @@ impl Runtime {
                             Err(crate::stats::tls_failure_reason(&e)),
                         );
                         tracing::debug!("TLS handshake from {peer} failed: {e}");
-                        return;
+                        return None;
                     }
                     Err(_) => {
                         crate::stats::tls_handshake(&name, Err("timeout"));
                         tracing::debug!("TLS handshake from {peer} timed out");
-                        return;
+                        return None;
                     }
                 }
             }
         };
-        match fe.conf.mode {
-            Mode::Http => {
-                let src = crate::http::proxy::FrontendSource {
-                    rt: self.snapshot.clone(),
-                    name,
-                };
-                // `proto h2`, or TLS that chose h2 by ALPN: the HTTP/2 driver.
-                let alpn_h2 = matches!(&client, crate::io::Io::TlsIn(t)
-                    if t.get_ref().1.alpn_protocol() == Some(b"h2"));
-                if proto_h2 || alpn_h2 {
-                    Box::pin(crate::http::proxy::serve_h2(client, peer, fe, src)).await;
-                    return;
-                }
-                crate::http::proxy::serve(client, peer, fe, src).await;
-            }
-            Mode::Tcp => {
-                let Some(be) = fe.backend.clone() else {
-                    return;
-                };
-                Box::pin(l4::serve(
-                    client,
-                    (peer, local),
-                    &be,
-                    fe.conf.timeout_client,
-                    &fe.stats,
-                ))
-                .await;
-            }
-        }
+        let alpn_h2 = matches!(&client, crate::io::Io::TlsIn(t)
+            if t.get_ref().1.alpn_protocol() == Some(b"h2"));
+        Some(Opened {
+            client,
+            peer,
+            local,
+            fe,
+            name,
+            h2: proto_h2 || alpn_h2,
+            guards,
+        })
     }
 
     /// Makes `conf` the running configuration: binds new listeners (failing

@@ -9,7 +9,8 @@
 //! surrounds the request is here. Generic over the service (no dynamic
 //! dispatch). The request's future is boxed, one allocation per request, so
 //! that an idle connection's task does not carry the exchange's state (several
-//! KiB: memory per idle connection).
+//! KiB: memory per idle connection); so is the loop that reads requests (about
+//! 1 KB), dropped while the connection is parked between requests.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -217,6 +218,18 @@ enum End {
     Cut,
     /// The connection opened with the HTTP/2 preface.
     H2,
+    /// Idle between requests, its buffers released: [`park`] waits for the
+    /// client's next byte, then `run` resumes.
+    Park(Parked),
+}
+
+/// An idle keep-alive connection's wait, carried out of `run` and back.
+#[derive(Clone, Copy)]
+struct Parked {
+    /// The keep-alive timeout, or the end of the drain's grace.
+    deadline: Instant,
+    /// Set once a drain is seen while idle: the end of its grace.
+    grace: Option<Instant>,
 }
 
 /// The start of HTTP/2's connection preface (RFC 9113 3.4).
@@ -225,37 +238,58 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 /// Serves one client connection with `svc` until it closes, times out or
 /// breaks the protocol. A connection that opened with the HTTP/2 preface
 /// (when the service speaks it) comes back with the bytes read so far.
-pub async fn serve<S: Service>(
+///
+/// Not an `async fn`: that would keep a second copy of its arguments in every
+/// connection's task.
+#[allow(clippy::manual_async_fn)]
+pub fn serve<S: Service>(
     mut io: Io,
     peer: SocketAddr,
     svc: &mut S,
-) -> Option<(Io, BytesMut)> {
-    let mut bufs = Buffers {
-        rbuf: crate::io::take_buffer(),
-        ubuf: BytesMut::new(),
-        out: BytesMut::new(),
-    };
-    let end = run(&mut io, peer, svc, &mut bufs).await;
-    if let End::H2 = end {
-        let read = std::mem::take(&mut bufs.rbuf);
-        bufs.release();
-        return Some((io, read));
-    }
-    bufs.release();
-    match end {
-        // Boxed, as the rest of the connection's last steps: an idle
-        // connection's task is sized by its largest state.
-        End::Linger => Box::pin(io.linger()).await,
-        End::Close if io.is_tls() => {
-            // TLS close_notify: without it a client cannot tell a response that
-            // ends at close from a cut one. Bounded: the client may not read it.
-            let wait = svc.settings().timeout_client.min(CLOSE_NOTIFY_WAIT);
-            let close = tokio::time::timeout(wait, tokio::io::AsyncWriteExt::shutdown(&mut io));
-            let _ = Box::pin(close).await;
+) -> impl Future<Output = Option<(Io, BytesMut)>> + Send + '_ {
+    async move {
+        let mut bufs = Buffers {
+            rbuf: crate::io::take_buffer(),
+            ubuf: BytesMut::new(),
+            out: BytesMut::new(),
+        };
+        // `run`, the connection's state between reads (about 1 KB), is boxed and
+        // dropped while the connection is parked: an idle connection's task holds
+        // only the socket, the service and the wait for the next byte.
+        let mut resume = None;
+        let end = loop {
+            match Box::pin(run(&mut io, peer, svc, &mut bufs, resume.take())).await {
+                End::Park(p) => match park(&io, p, svc.idle_gauge()).await {
+                    Some(p) => {
+                        bufs.rbuf = crate::io::take_buffer();
+                        resume = Some(p);
+                    }
+                    None => break End::Close,
+                },
+                end => break end,
+            }
+        };
+        if let End::H2 = end {
+            let read = std::mem::take(&mut bufs.rbuf);
+            bufs.release();
+            return Some((io, read));
         }
-        End::Close | End::Cut | End::H2 => {}
+        bufs.release();
+        match end {
+            // Boxed, as the rest of the connection's last steps: an idle
+            // connection's task is sized by its largest state.
+            End::Linger => Box::pin(io.linger()).await,
+            End::Close if io.is_tls() => {
+                // TLS close_notify: without it a client cannot tell a response that
+                // ends at close from a cut one. Bounded: the client may not read it.
+                let wait = svc.settings().timeout_client.min(CLOSE_NOTIFY_WAIT);
+                let close = tokio::time::timeout(wait, tokio::io::AsyncWriteExt::shutdown(&mut io));
+                let _ = Box::pin(close).await;
+            }
+            End::Close | End::Cut | End::H2 | End::Park(_) => {}
+        }
+        None
     }
-    None
 }
 
 /// A connection's buffers: requests read, the service's scratch, answers queued.
@@ -276,17 +310,26 @@ impl Buffers {
     }
 }
 
-async fn run<S: Service>(io: &mut Io, peer: SocketAddr, svc: &mut S, b: &mut Buffers) -> End {
-    let mut first = true;
+/// Serves requests until the connection ends or parks. `resume`: it was
+/// parked (so this is not its first request) and its client sent a byte.
+async fn run<S: Service>(
+    io: &mut Io,
+    peer: SocketAddr,
+    svc: &mut S,
+    b: &mut Buffers,
+    mut resume: Option<Parked>,
+) -> End {
+    let mut first = resume.is_none();
     loop {
         if !svc.next_request() {
             let _ = Box::pin(flush(io, &mut b.out, svc.settings().timeout_client)).await;
             return End::Close;
         }
         let settings = svc.settings();
-        let req = match read_head(io, b, &settings, svc.idle_gauge(), first).await {
-            Ok(Some(r)) => r,
-            Ok(None) => return End::Close,
+        let req = match read_head(io, b, &settings, first, resume.take()).await {
+            Ok(Read::Request(r)) => r,
+            Ok(Read::Gone) => return End::Close,
+            Ok(Read::Park(p)) => return End::Park(p),
             Err(_) if first && svc.h2c() && b.rbuf.starts_with(H2_PREFACE) => return End::H2,
             Err(Refused { status, why }) => {
                 svc.refused(status, b.rbuf.len());
@@ -369,36 +412,48 @@ impl Display for RefusedWhy {
     }
 }
 
-/// Reads one request head. `Ok(None)`: the client closed or went idle between
-/// requests (close silently); `Err`: answer with its status and close.
+/// What `read_head` read.
+enum Read {
+    Request(RequestHead),
+    /// The client closed or stayed idle past the keep-alive timeout (or the
+    /// drain's grace): close silently.
+    Gone,
+    /// Idle, buffers released: park.
+    Park(Parked),
+}
+
+/// Reads one request head; `Err`: answer with its status and close.
 ///
 /// Queued answers are written before the wait for more bytes. A keep-alive
 /// connection idle for DRAIN_POLL gives its buffers (`rbuf`, `ubuf`, `out`: 16
 /// KiB each when allocated) to the worker's spare stack (`io::give_buffer`) and
-/// waits for the client's next byte without them. A TLS connection does so
-/// only when rustls holds no decrypted bytes, which no socket readiness would
-/// announce.
+/// parks: it waits for the client's next byte without them ([`park`]). A TLS
+/// connection does so only when rustls holds no decrypted bytes, which no
+/// socket readiness would announce. `resume`: the wait a parked connection
+/// was in.
 async fn read_head(
     io: &mut Io,
     b: &mut Buffers,
     set: &Settings,
-    idle: Option<&prometheus::IntGauge>,
     first: bool,
-) -> Result<Option<RequestHead>, Refused> {
+    resume: Option<Parked>,
+) -> Result<Read, Refused> {
     // Between requests the keep-alive timeout waits for the first byte; from
     // then on (or from accept, for the first request) the whole head must
     // arrive within timeout http-request.
     let mut started = first || !b.rbuf.is_empty();
-    let mut deadline = crate::clock::now()
-        + if started {
-            set.timeout_request
-        } else {
-            set.timeout_keep_alive
-        };
-    // The buffers went back to the worker's spare stack.
-    let mut released = false;
-    // Set once a drain is seen while idle: the end of its grace.
-    let mut grace: Option<Instant> = None;
+    let Parked {
+        mut deadline,
+        mut grace,
+    } = resume.unwrap_or_else(|| Parked {
+        deadline: crate::clock::now()
+            + if started {
+                set.timeout_request
+            } else {
+                set.timeout_keep_alive
+            },
+        grace: None,
+    });
     loop {
         if !b.rbuf.is_empty() {
             if !started {
@@ -406,7 +461,7 @@ async fn read_head(
                 deadline = crate::clock::now() + set.timeout_request;
             }
             match head::parse_request(&mut b.rbuf, &set.limits) {
-                Ok(Some(r)) => return Ok(Some(r)),
+                Ok(Some(r)) => return Ok(Read::Request(r)),
                 Ok(None) => {}
                 // A split h2c preface waits for the rest of its line.
                 Err(_)
@@ -423,45 +478,17 @@ async fn read_head(
         }
         // Pipelined answers leave together, before the wait for more requests.
         if flush(io, &mut b.out, set.timeout_client).await.is_err() {
-            return Ok(None);
+            return Ok(Read::Gone);
         }
         let read = if started {
             io.read_until(&mut b.rbuf, deadline).await
         } else {
             // Idle between requests: a drain (SIGTERM) closes the connection
             // within DRAIN_POLL + DRAIN_GRACE rather than at the keep-alive
-            // timeout. (A flag polled by the idle timer costs nothing per
-            // request; a waiter on a shared channel would take a lock on every
-            // request.) Not at once: the client may have sent its next request
-            // already (still in the kernel, or on the wire), and it is answered.
-            if grace.is_none() && crate::shutdown::draining() {
-                let end = crate::clock::now() + DRAIN_GRACE;
-                grace = Some(end);
-                deadline = deadline.min(end);
-            }
-            // The grace is over: a last look for bytes that arrived meanwhile.
-            if grace.is_some() && Instant::now() >= deadline {
-                if !pending(io) {
-                    return Ok(None);
-                }
-                deadline = crate::clock::now() + DRAIN_POLL;
-            }
-            let step = deadline.min(crate::clock::now() + DRAIN_POLL);
-            if released {
-                // Buffers released: wait for readiness alone, then read as usual.
-                let _idle = idle.map(IdleGauge::enter);
-                match tokio::time::timeout_at(step.into(), io.readable()).await {
-                    Ok(Ok(())) => {
-                        b.rbuf = crate::io::take_buffer();
-                        released = false;
-                        continue;
-                    }
-                    Ok(Err(_)) => return Ok(None),
-                    // Past the grace, the check above has the last word.
-                    Err(_) if Instant::now() < deadline || grace.is_some() => continue,
-                    Err(_) => return Ok(None),
-                }
-            }
+            // timeout (see `park`).
+            let Some(step) = idle_step(io, &mut deadline, &mut grace) else {
+                return Ok(Read::Gone);
+            };
             match io.read_until(&mut b.rbuf, step).await {
                 // The real clock: this poll's reading may predate the timeout.
                 Err(e)
@@ -470,7 +497,7 @@ async fn read_head(
                 {
                     if b.rbuf.is_empty() && !io.has_buffered_plaintext() {
                         b.release();
-                        released = true;
+                        return Ok(Read::Park(Parked { deadline, grace }));
                     }
                     continue;
                 }
@@ -478,7 +505,7 @@ async fn read_head(
             }
         };
         match read {
-            Ok(0) => return Ok(None),
+            Ok(0) => return Ok(Read::Gone),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 return if started {
@@ -487,10 +514,49 @@ async fn read_head(
                         why: RefusedWhy::Late,
                     })
                 } else {
-                    Ok(None)
+                    Ok(Read::Gone)
                 };
             }
-            Err(_) => return Ok(None),
+            Err(_) => return Ok(Read::Gone),
+        }
+    }
+}
+
+/// An idle connection's next wait: until the returned instant, or None to
+/// close. A drain (SIGTERM) shortens the deadline to DRAIN_GRACE from when it
+/// is seen (a flag polled by the idle timer costs nothing per request; a
+/// waiter on a shared channel would take a lock on every request). Not at
+/// once: the client may have sent its next request already (still in the
+/// kernel, or on the wire), and it is answered. When the grace is over, a last
+/// look for bytes that arrived meanwhile.
+fn idle_step(io: &Io, deadline: &mut Instant, grace: &mut Option<Instant>) -> Option<Instant> {
+    if grace.is_none() && crate::shutdown::draining() {
+        let end = crate::clock::now() + DRAIN_GRACE;
+        *grace = Some(end);
+        *deadline = (*deadline).min(end);
+    }
+    if grace.is_some() && Instant::now() >= *deadline {
+        if !pending(io) {
+            return None;
+        }
+        *deadline = crate::clock::now() + DRAIN_POLL;
+    }
+    Some((*deadline).min(crate::clock::now() + DRAIN_POLL))
+}
+
+/// A parked connection's wait for its client's next byte, in the connection's
+/// task itself (small: no buffers, no request state). Some: bytes came, resume
+/// reading with this wait's deadline; None: close.
+async fn park(io: &Io, mut p: Parked, idle: Option<&prometheus::IntGauge>) -> Option<Parked> {
+    let _idle = idle.map(IdleGauge::enter);
+    loop {
+        let step = idle_step(io, &mut p.deadline, &mut p.grace)?;
+        match tokio::time::timeout_at(step.into(), io.readable()).await {
+            Ok(Ok(())) => return Some(p),
+            Ok(Err(_)) => return None,
+            // Past the grace, `idle_step` has the last word.
+            Err(_) if Instant::now() < p.deadline || p.grace.is_some() => {}
+            Err(_) => return None,
         }
     }
 }

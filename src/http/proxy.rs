@@ -2,6 +2,7 @@
 //! through the pipeline (`super::pipeline`); the connection itself (deadlines,
 //! keep-alive, drain, errors, close) is the driver's (`super::driver`).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,26 +27,40 @@ pub struct FrontendSource {
 /// Serves one client connection until it closes, times out or breaks the protocol.
 /// Each request uses the configuration current when it starts: after a reload
 /// the frontend is looked up again (the connection closes if it was removed).
-pub async fn serve(client: Io, peer: SocketAddr, fe: Arc<FrontendRt>, src: FrontendSource) {
-    serve_with(client, peer, fe, Some(src)).await;
+// These return the future of one connection rather than being `async fn`s
+// themselves: each async layer keeps its own copy of its arguments for the
+// connection's life, and every idle connection's task would carry them.
+pub fn serve(
+    client: Io,
+    peer: SocketAddr,
+    fe: Arc<FrontendRt>,
+    src: FrontendSource,
+) -> impl Future<Output = ()> + Send {
+    serve_with(client, peer, fe, Some(src))
 }
 
 /// Serves one client connection with `fe` for its whole life, reloads or not
 /// (the fuzz harness drives the proxy this way).
-pub async fn serve_fixed(client: Io, peer: SocketAddr, fe: Arc<FrontendRt>) {
-    serve_with(client, peer, fe, None).await;
+pub fn serve_fixed(
+    client: Io,
+    peer: SocketAddr,
+    fe: Arc<FrontendRt>,
+) -> impl Future<Output = ()> + Send {
+    serve_with(client, peer, fe, None)
 }
 
-async fn serve_with(
+fn serve_with(
     client: Io,
     peer: SocketAddr,
     fe: Arc<FrontendRt>,
     src: Option<FrontendSource>,
-) {
+) -> impl Future<Output = ()> + Send {
     let mut svc = proxy(&client, peer, fe, src);
-    if let Some((client, read)) = driver::serve(client, peer, &mut svc).await {
-        // Boxed, as the rarer path: an HTTP/1 connection's task stays small.
-        Box::pin(crate::h2::server::serve(client, read, peer, &mut svc)).await;
+    async move {
+        if let Some((client, read)) = driver::serve(client, peer, &mut svc).await {
+            // Boxed, as the rarer path: an HTTP/1 connection's task stays small.
+            Box::pin(crate::h2::server::serve(client, read, peer, &mut svc)).await;
+        }
     }
 }
 

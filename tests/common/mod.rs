@@ -154,7 +154,12 @@ impl Lb {
     /// Waits until at least `n` stderr lines (seen at any time) contain `needle`,
     /// whatever their order relative to other waits.
     pub fn wait_log_count(&self, needle: &str, n: usize) {
-        let deadline = std::time::Instant::now() + WAIT;
+        self.wait_log_count_within(needle, n, WAIT)
+    }
+
+    /// `wait_log_count` with its own bound, for waits that scale with a count.
+    pub fn wait_log_count_within(&self, needle: &str, n: usize, wait: Duration) {
+        let deadline = std::time::Instant::now() + wait;
         while self.log_count(needle) < n {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             // Any new line is a reason to count again.
