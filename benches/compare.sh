@@ -4,7 +4,7 @@
 # interleaved rounds. Prints a table with the ratio to HAProxy. Loopback only.
 #
 # Rows: lb as shipped (default conf: io_uring, proven at start), lb-defer (the
-# ring mode it falls back to, `tune.io-uring defer-taskrun`), lb-epoll (`tune.io-uring off`), HAProxy, nginx as a
+# ring mode only when asked, `tune.io-uring defer-taskrun`), lb-epoll (`tune.io-uring off`), HAProxy, nginx as a
 # proxy, and direct (wrk to one nginx backend, no proxy).
 # Usage: benches/compare.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds, 5 s)
 # Env: CONNS (50), WRK_THREADS (1), FILE_BYTES (1024), LB_OLD, EXTRA and DETAIL (below),
@@ -124,8 +124,8 @@ lb_variant() {
     VPID=$!
     wait_port "$VPORT"
 }
-# Its epoll data path, and the ring mode it falls back to when `signal` fails
-# its start-up proof (docs/operations.md).
+# Its epoll data path (also the fallback when `signal` fails its start-up proof),
+# and the other ring mode, used only when asked (docs/operations.md).
 lb_variant off
 PE=$VPORT EPID=$VPID
 lb_variant defer-taskrun

@@ -137,7 +137,10 @@ impl Workers {
                     use crate::uring::{Fallback, Mode, Outcome};
                     let modes: &[Mode] = match uring {
                         IoUringTune::Off => &[],
-                        IoUringTune::On => &[Mode::Signal, Mode::DeferTaskrun],
+                        // Not DEFER_TASKRUN after `signal`: on 6.18 it passes its
+                        // proof and then waits ~32 ms per keep-alive request behind
+                        // nginx (benches/RESULTS.md); epoll is the safe fallback.
+                        IoUringTune::On => &[Mode::Signal],
                         IoUringTune::DeferTaskrun => &[Mode::DeferTaskrun],
                         IoUringTune::Signal => &[Mode::Signal],
                     };

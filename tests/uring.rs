@@ -65,12 +65,21 @@ fn workers_use_the_ring_unless_turned_off() {
     );
 
     if lb::uring::probe().is_ok() {
+        // Asked for, `defer-taskrun` runs if its proof finds it prompt (not on
+        // every kernel: on 6.18 it completes reads 20-30 ms late, and lb then
+        // uses epoll); either way sequential requests do not wait.
         let defer = Lb::start(&conf("    tune.io-uring defer-taskrun\n", a.addr, ""), 2);
-        assert_eq!(
-            data_paths(&defer),
-            [r#"lb_io_uring_workers{mode="defer-taskrun",path="io_uring",reason="proven"} 2"#]
+        let paths = data_paths(&defer);
+        let proven = r#"lb_io_uring_workers{mode="defer-taskrun",path="io_uring",reason="proven"}"#;
+        let failed = r#"lb_io_uring_workers{mode="none",path="epoll",reason="proof-failed"}"#;
+        assert!(
+            !paths.is_empty()
+                && paths
+                    .iter()
+                    .all(|l| l.starts_with(proven) || l.starts_with(failed)),
+            "{paths:?}"
         );
-        sequential_keep_alive(defer.addr("frontend", "f"), 50);
+        sequential_keep_alive(defer.addr("frontend", "f"), 200);
     }
 
     let off = Lb::start(&conf("    tune.io-uring off\n", a.addr, ""), 2);
@@ -113,8 +122,10 @@ fn sequential_keep_alive_requests_do_not_wait() {
 }
 
 /// A ring whose wake-ups never come (the test hook leaves its eventfd out)
-/// fails its proof at start: the worker tries the next mode, then epoll, says
-/// why in the log and the metric, and serves without stalling.
+/// fails its proof at start: the worker falls back to epoll (not to
+/// `defer-taskrun`, which can pass its proof and still stall), says why in the
+/// log and the metric, and serves without stalling. The same for
+/// `tune.io-uring defer-taskrun`.
 #[test]
 fn a_ring_that_fails_its_proof_is_not_used() {
     if lb::uring::probe().is_err() {
@@ -122,20 +133,21 @@ fn a_ring_that_fails_its_proof_is_not_used() {
         return;
     }
     let a = http_server("a");
-    let start = |broken: &str| {
-        let (dir, path) = common::write_conf(&conf("", a.addr, ""));
+    let start = |global: &str, broken: &str| {
+        let (dir, path) = common::write_conf(&conf(global, a.addr, ""));
         Lb::start_path(dir, path, 2, &[("LB_TEST_URING_NO_EVENTFD", broken)])
     };
 
-    let lb = start("signal");
+    let lb = start("", "signal");
     lb.wait_log("io_uring (signal) failed its proof");
+    lb.wait_log("data path: 2 epoll (proof-failed)");
     assert_eq!(
         data_paths(&lb),
-        [r#"lb_io_uring_workers{mode="defer-taskrun",path="io_uring",reason="proven"} 2"#]
+        [r#"lb_io_uring_workers{mode="none",path="epoll",reason="proof-failed"} 2"#]
     );
     sequential_keep_alive(lb.addr("frontend", "f"), 200);
 
-    let lb = start("all");
+    let lb = start("    tune.io-uring defer-taskrun\n", "all");
     lb.wait_log("io_uring (defer-taskrun) failed its proof");
     lb.wait_log("data path: 2 epoll (proof-failed)");
     assert_eq!(

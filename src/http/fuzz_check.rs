@@ -471,11 +471,7 @@ fn harness() -> ProxyHarness {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let _ = crate::uring::establish(
-            0,
-            &[crate::uring::Mode::Signal, crate::uring::Mode::DeferTaskrun],
-        )
-        .await;
+        let _ = crate::uring::establish(0, &[crate::uring::Mode::Signal]).await;
     });
     let (front, back) = rt.block_on(async {
         (
