@@ -31,6 +31,23 @@ pub enum Io {
     TlsOut(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
+/// [`Io::ready_to_read`]'s future.
+pub enum ReadyToRead<'a> {
+    Tokio(&'a TcpStream),
+    Ring(crate::uring::Readable),
+}
+
+impl std::future::Future for ReadyToRead<'_> {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ReadyToRead::Tokio(s) => s.poll_read_ready(cx),
+            ReadyToRead::Ring(r) => Pin::new(r).poll(cx),
+        }
+    }
+}
+
 impl Io {
     /// A plain socket as this worker carries it: on its io_uring when it has
     /// one, else on tokio's reactor.
@@ -53,6 +70,18 @@ impl Io {
     }
 
     /// Waits until the socket has bytes, EOF or an error (TLS: raw socket bytes).
+    /// Waits until the socket is readable, as a small plain future (no async
+    /// state; tokio's sockets keep the waker in their registration): what a
+    /// parked keep-alive connection holds while it waits.
+    pub fn ready_to_read(&self) -> ReadyToRead<'_> {
+        match self {
+            Io::Plain(s) => ReadyToRead::Tokio(s),
+            Io::Ring(s) => ReadyToRead::Ring(s.readable_op()),
+            Io::TlsIn(s) => ReadyToRead::Tokio(s.get_ref().0),
+            Io::TlsOut(s) => ReadyToRead::Tokio(s.get_ref().0),
+        }
+    }
+
     pub async fn readable(&self) -> io::Result<()> {
         match self {
             Io::Plain(s) => s.readable().await,

@@ -370,6 +370,75 @@ struct Guards {
     _client_slot: Option<crate::limit::ConnGuard>,
 }
 
+/// An opened connection's service, holding its guards until it ends.
+struct Serving<F> {
+    run: Run<F>,
+    _guards: Guards,
+}
+
+/// The plain HTTP/1 proxy inline in the task (what most idle connections
+/// are); HTTP/2 and TCP mode boxed.
+enum Run<F> {
+    Inline(F),
+    Boxed(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>),
+}
+
+impl<F: std::future::Future<Output = ()>> std::future::Future for Serving<F> {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        // SAFETY: `run` is never moved out of the pinned `Serving`.
+        match unsafe { &mut self.get_unchecked_mut().run } {
+            Run::Inline(f) => unsafe { std::pin::Pin::new_unchecked(f) }.poll(cx),
+            Run::Boxed(f) => f.as_mut().poll(cx),
+        }
+    }
+}
+
+/// What an opened connection runs, by mode and protocol.
+fn serving(c: Opened, rt: Arc<Live>) -> Serving<impl std::future::Future<Output = ()> + Send> {
+    let Opened {
+        client,
+        peer,
+        local,
+        fe,
+        name,
+        h2,
+        guards,
+    } = c;
+    let run = match fe.conf.mode {
+        Mode::Http if h2 => {
+            let src = crate::http::proxy::FrontendSource { rt, name };
+            Run::Boxed(Box::pin(crate::http::proxy::serve_h2(
+                client, peer, fe, src,
+            )))
+        }
+        Mode::Http => {
+            let src = crate::http::proxy::FrontendSource { rt, name };
+            Run::Inline(crate::http::proxy::serve(client, peer, fe, src))
+        }
+        Mode::Tcp => Run::Boxed(Box::pin(async move {
+            if let Some(be) = fe.backend.clone() {
+                l4::serve(
+                    client,
+                    (peer, local),
+                    &be,
+                    fe.conf.timeout_client,
+                    &fe.stats,
+                )
+                .await;
+            }
+        })),
+    };
+    Serving {
+        run,
+        _guards: guards,
+    }
+}
+
 impl Runtime {
     /// One connection's task. Not an `async fn`, and its start boxed: the task
     /// of every idle connection would otherwise keep the accept's arguments,
@@ -393,40 +462,9 @@ impl Runtime {
             let Some(c) = Box::pin(self.open(start)).await else {
                 return;
             };
-            let rt = self.snapshot.clone();
-            let Opened {
-                client,
-                peer,
-                local,
-                fe,
-                name,
-                h2,
-                guards,
-            } = c;
-            match fe.conf.mode {
-                Mode::Http if h2 => {
-                    let src = crate::http::proxy::FrontendSource { rt, name };
-                    Box::pin(crate::http::proxy::serve_h2(client, peer, fe, src)).await;
-                }
-                Mode::Http => {
-                    let src = crate::http::proxy::FrontendSource { rt, name };
-                    crate::http::proxy::serve(client, peer, fe, src).await;
-                }
-                Mode::Tcp => {
-                    let Some(be) = fe.backend.clone() else {
-                        return;
-                    };
-                    Box::pin(l4::serve(
-                        client,
-                        (peer, local),
-                        &be,
-                        fe.conf.timeout_client,
-                        &fe.stats,
-                    ))
-                    .await;
-                }
-            }
-            drop(guards);
+            // `c` moves whole into a plain fn: destructured here, its storage
+            // would stay in the task beside the serving future.
+            serving(c, self.snapshot.clone()).await
         }
     }
 

@@ -1244,6 +1244,19 @@ impl Future for Op {
     }
 }
 
+/// A socket's wait for readability ([`Stream::readable_op`]).
+pub struct Readable(Op);
+
+impl Future for Readable {
+    type Output = io::Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|(res, _)| result(res).map(|_| ()))
+    }
+}
+
 impl Drop for Op {
     fn drop(&mut self) {
         // Reads wait for their completion (through `Read`'s own drop, which
@@ -1433,7 +1446,18 @@ impl Stream {
 
     /// Waits until the socket has bytes to read, EOF or an error.
     pub async fn readable(&self) -> io::Result<()> {
-        self.poll(libc::POLLIN as u32).await
+        self.readable_op().await
+    }
+
+    /// [`Stream::readable`] as a plain future, started at once: one
+    /// operation and no async state, which a parked connection holds while idle.
+    pub fn readable_op(&self) -> Readable {
+        let mask = libc::POLLIN as u32;
+        let entry = match self.target() {
+            Target::Fixed(i) => opcode::PollAdd::new(types::Fixed(i), mask).build(),
+            Target::Fd(fd) => opcode::PollAdd::new(types::Fd(fd), mask).build(),
+        };
+        Readable(Op::start(entry, BytesMut::new()))
     }
 
     /// Waits until the socket has room to send, or an error (for sendfile(2)

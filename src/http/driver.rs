@@ -545,18 +545,26 @@ fn idle_step(io: &Io, deadline: &mut Instant, grace: &mut Option<Instant>) -> Op
 }
 
 /// A parked connection's wait for its client's next byte, in the connection's
-/// task itself (small: no buffers, no request state). Some: bytes came, resume
-/// reading with this wait's deadline; None: close.
-async fn park(io: &Io, mut p: Parked, idle: Option<&prometheus::IntGauge>) -> Option<Parked> {
-    let _idle = idle.map(IdleGauge::enter);
-    loop {
-        let step = idle_step(io, &mut p.deadline, &mut p.grace)?;
-        match tokio::time::timeout_at(step.into(), io.readable()).await {
-            Ok(Ok(())) => return Some(p),
-            Ok(Err(_)) => return None,
-            // Past the grace, `idle_step` has the last word.
-            Err(_) if Instant::now() < p.deadline || p.grace.is_some() => {}
-            Err(_) => return None,
+/// task itself (small: no buffers, no request state, a timer and a readiness
+/// wait). Some: bytes came, resume reading with this wait's deadline; None:
+/// close. Not an `async fn`, which would keep `p` twice.
+#[allow(clippy::manual_async_fn)]
+fn park<'a>(
+    io: &'a Io,
+    mut p: Parked,
+    idle: Option<&'a prometheus::IntGauge>,
+) -> impl Future<Output = Option<Parked>> + Send + 'a {
+    async move {
+        let _idle = idle.map(IdleGauge::enter);
+        loop {
+            let step = idle_step(io, &mut p.deadline, &mut p.grace)?;
+            match tokio::time::timeout_at(step.into(), io.ready_to_read()).await {
+                Ok(Ok(())) => return Some(p),
+                Ok(Err(_)) => return None,
+                // Past the grace, `idle_step` has the last word.
+                Err(_) if Instant::now() < p.deadline || p.grace.is_some() => {}
+                Err(_) => return None,
+            }
         }
     }
 }
