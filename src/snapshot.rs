@@ -69,6 +69,9 @@ pub struct FrontendRt {
     pub backend: Option<Arc<BackendRt>>,
     /// The backend of each `use_backend` rule, in order.
     pub routes: Vec<Option<Arc<BackendRt>>>,
+    /// Every HTTP backend by name, for `use_backend %[...]` (only when the
+    /// frontend has such a rule).
+    pub by_name: Option<Arc<HashMap<String, Arc<BackendRt>>>>,
     pub limits: HeadLimits,
     pub stats: Arc<crate::stats::FrontendStats>,
     /// Per-client-address counters (`limit ...`), kept across reloads by frontend name.
@@ -169,12 +172,27 @@ impl FrontendRt {
             .iter()
             .map(|u| backends.get(&u.backend).cloned())
             .collect();
+        let by_name = conf
+            .http
+            .use_backends
+            .iter()
+            .any(|u| u.dynamic.is_some())
+            .then(|| {
+                Arc::new(
+                    backends
+                        .iter()
+                        .filter(|(_, b)| b.conf.mode == crate::conf::Mode::Http)
+                        .map(|(n, b)| (n.clone(), b.clone()))
+                        .collect(),
+                )
+            });
         FrontendRt {
             clients,
             tls,
             bound,
             backend,
             routes,
+            by_name,
             limits,
             stats: crate::stats::frontend(&conf.name),
             conf,

@@ -198,3 +198,62 @@ fn use_backend_sees_every_fetch_and_the_rules_state() {
     assert_eq!(who("GET /re/42 HTTP/1.1\r\nHost: x\r\n\r\n"), "b");
     assert_eq!(who("GET /re/4x HTTP/1.1\r\nHost: x\r\n\r\n"), "a");
 }
+
+/// `use_backend %[...]`: the backend's name computed per request from a map,
+/// as Kubernetes and Consul confs route by Host; a name that is no backend
+/// goes to default_backend (no later rule is looked at), and `use_backend NAME`
+/// without a condition always applies. HAProxy 2.6 routes the same requests
+/// the same way.
+#[test]
+fn dynamic_use_backend_routes_by_map() {
+    let (a, b, c) = (http_server("a"), http_server("b"), http_server("c"));
+    let dir = common::TempDir::new("dynmap");
+    let map = dir.path().join("hosts.map");
+    std::fs::write(
+        &map,
+        "# host backend\napi.example.com bb\nweb.example.com nowhere\n",
+    )
+    .unwrap();
+    let text = |bind: &str| {
+        format!(
+            "defaults\n    mode http\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\n\
+             frontend f\n    bind {bind}\n\
+             \x20   use_backend %[req.hdr(host),lower,map({})] if {{ req.hdr(host) -m found }}\n\
+             \x20   use_backend bc\n\
+             \x20   default_backend ba\n\
+             backend ba\n    server a {}\nbackend bb\n    server b {}\nbackend bc\n    server c {}\n",
+            map.display(),
+            a.addr,
+            b.addr,
+            c.addr
+        )
+    };
+    let lb = Lb::start(&text("127.0.0.1:0"), 1);
+    let cases = [
+        ("Host: API.example.com\r\n", "b"),
+        // In the map, but no such backend: the default, not `bc`.
+        ("Host: web.example.com\r\n", "a"),
+        // Not in the map: an empty name, the default too.
+        ("Host: other.example.com\r\n", "a"),
+        // No Host (HTTP/1.0): the dynamic rule's condition fails, `bc` applies.
+        ("", "c"),
+    ];
+    let route = |at: std::net::SocketAddr, host: &str| {
+        let version = if host.is_empty() { "1.0" } else { "1.1" };
+        get(at, &format!("GET / HTTP/{version}\r\n{host}\r\n"))
+            .header("x-server")
+            .unwrap_or("none")
+            .to_string()
+    };
+    for (host, want) in cases {
+        assert_eq!(route(lb.addr("frontend", "f"), host), want, "lb, {host:?}");
+    }
+    let port = haproxy::free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let Some(_h) = haproxy::start(&text(&addr.to_string()), addr) else {
+        return;
+    };
+    for (host, want) in cases {
+        assert_eq!(route(addr, host), want, "haproxy, {host:?}");
+    }
+}

@@ -61,6 +61,7 @@ pub fn json(admin: &Admin) -> String {
             .http
             .use_backends
             .iter()
+            .filter(|u| u.dynamic.is_none())
             .map(|u| u.backend.as_str())
             .chain(f.default_backend.as_deref())
             .collect();

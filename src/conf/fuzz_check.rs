@@ -64,10 +64,13 @@ pub fn conf(data: &[u8]) {
     assert_eq!(n, names.len(), "duplicate frontend names");
     for f in &c.frontends {
         assert!(!f.binds.is_empty(), "frontend {} without bind", f.name);
-        let wanted = f
-            .default_backend
-            .iter()
-            .chain(f.http.use_backends.iter().map(|u| &u.backend));
+        let wanted = f.default_backend.iter().chain(
+            f.http
+                .use_backends
+                .iter()
+                .filter(|u| u.dynamic.is_none())
+                .map(|u| &u.backend),
+        );
         for b in wanted {
             let be = c.backends.iter().find(|x| &x.name == b);
             let be = be.unwrap_or_else(|| panic!("frontend {} names missing backend {b}", f.name));

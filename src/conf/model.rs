@@ -314,11 +314,15 @@ impl Default for BodyRate {
     }
 }
 
-/// `use_backend NAME if|unless COND`.
+/// `use_backend NAME [if|unless COND]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UseBackend {
     pub line: usize,
+    /// The name as written (for a dynamic rule, its log-format text).
     pub backend: String,
+    /// `use_backend %[...]`: the backend's name, computed per request.
+    pub dynamic: Option<super::sample::LogFmt>,
+    /// Always true when the line has no condition.
     pub cond: Cond,
 }
 
@@ -1303,7 +1307,7 @@ impl Builder {
             });
             self.check_acls(&name, &d, &failed_names);
             self.check_edge(&name, s.line, &d);
-            for u in &d.use_backends {
+            for u in d.use_backends.iter().filter(|u| u.dynamic.is_none()) {
                 self.default_backend_refs
                     .push((name.clone(), u.line, u.backend.clone()));
             }
@@ -1811,13 +1815,30 @@ impl Builder {
                 p.acls.push(acl);
             }
             "use_backend" => {
-                if a.len() < 3 {
-                    return Err(e("expected 'use_backend NAME if|unless COND'".into()));
+                if a.len() < 2 || (a.len() > 2 && !matches!(a[2].as_str(), "if" | "unless")) {
+                    return Err(e("expected 'use_backend NAME [if|unless COND]'".into()));
                 }
-                let cond = acl::parse_cond_in(&a[2..], &self.base()).map_err(e)?;
+                let cond = if a.len() > 2 {
+                    acl::parse_cond_in(&a[2..], &self.base()).map_err(e)?
+                } else {
+                    // No condition: `unless` nothing, always true.
+                    Cond {
+                        unless: true,
+                        any: Vec::new(),
+                        anon: Vec::new(),
+                    }
+                };
+                // As HAProxy: a name with `%[` is a log-format string, resolved
+                // per request (an unknown result goes to default_backend).
+                let dynamic = if a[1].contains("%[") {
+                    Some(super::sample::LogFmt::parse(&a[1], &self.base()).map_err(e)?)
+                } else {
+                    None
+                };
                 p.use_backends.push(UseBackend {
                     line: d.line,
                     backend: a[1].clone(),
+                    dynamic,
                     cond,
                 });
             }
@@ -2640,8 +2661,8 @@ mod tests {
             "frontend f\n    bind 127.0.0.1:0\n    acl a path /\n    use_backend x if a\n"
         )
         .contains("backend 'x' does not exist"));
-        assert!(bad("frontend f\n    use_backend x\n")
-            .contains("expected 'use_backend NAME if|unless COND'"));
+        assert!(bad("frontend f\n    use_backend x y\n")
+            .contains("expected 'use_backend NAME [if|unless COND]'"));
         assert!(bad("backend b\n    option fwdfor\n").contains("unknown option 'fwdfor'"));
         assert!(
             bad("backend b\n    option forwardfor\n    http-reuse sometimes\n")

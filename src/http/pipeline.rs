@@ -263,9 +263,21 @@ async fn answer(
 }
 
 /// Phase route: the first `use_backend` whose condition holds, else the default.
+/// A dynamic rule's name that names no HTTP backend ends the search at the
+/// default, as HAProxy does.
 fn route<'a>(fe: &'a FrontendRt, req: &ReqView<'_>) -> Result<&'a Arc<BackendRt>, Fail> {
     for (u, be) in fe.conf.http.use_backends.iter().zip(&fe.routes) {
         if u.cond.eval(&fe.conf.http.acls, req) {
+            if let Some(fmt) = &u.dynamic {
+                let name = fmt.render(req);
+                let found = std::str::from_utf8(&name)
+                    .ok()
+                    .and_then(|n| fe.by_name.as_ref()?.get(n));
+                if let Some(b) = found {
+                    return Ok(b);
+                }
+                break;
+            }
             return be.as_ref().ok_or(Fail::Status(503));
         }
     }
