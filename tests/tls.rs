@@ -768,7 +768,8 @@ fn idle_tls_connections_release_their_buffers() {
         per(base, busy),
         per(busy, more)
     );
-    assert!(per(busy, more) < per(base, busy), "no memory came back");
+    // RSS is printed, not asserted: it depends on the machine and allocator
+    // (benches/memory.sh compares it with HAProxy). The gauge above is the check.
     // Every one of them still serves its next request.
     for t in idle.iter_mut() {
         assert_eq!(tls_get(t, "/again").0, 200);
