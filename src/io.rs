@@ -83,12 +83,7 @@ impl Io {
     }
 
     pub async fn readable(&self) -> io::Result<()> {
-        match self {
-            Io::Plain(s) => s.readable().await,
-            Io::Ring(s) => s.readable().await,
-            Io::TlsIn(s) => s.get_ref().0.readable().await,
-            Io::TlsOut(s) => s.get_ref().0.readable().await,
-        }
+        self.ready_to_read().await
     }
 
     /// Waits until what was written is in the kernel's hands (a ring write

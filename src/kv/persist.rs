@@ -182,6 +182,15 @@ pub fn flush_aof(kv: &Kv, st: &mut State, fsync: bool) -> Result<(), String> {
 
 /// The once-a-second chores: AOF flush and fsync, AOF rewrite when it grew,
 /// `save` rules.
+/// Makes the AOF durable up to `upto` off the worker thread (fsync can take
+/// long on a busy disk), sharing the fsync with other callers (`aof::Syncer`).
+pub async fn sync_aof(kv: &Arc<Kv>, file: Arc<File>, upto: u64) -> std::io::Result<()> {
+    let kv2 = kv.clone();
+    tokio::task::spawn_blocking(move || kv2.aof_sync.sync(&file, upto))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+}
+
 pub async fn cron(kv: Arc<Kv>) {
     if !kv.conf.appendonly && kv.conf.save.is_empty() {
         return;
@@ -219,10 +228,7 @@ pub async fn cron(kv: Arc<Kv>) {
         };
         if let Some((file, upto)) = sync {
             if kv.conf.appendfsync != AppendFsync::No {
-                let kv2 = kv.clone();
-                // fsync can take long on a busy disk: keep it off the worker.
-                let r = tokio::task::spawn_blocking(move || kv2.aof_sync.sync(&file, upto)).await;
-                if let Ok(Err(e)) = r {
+                if let Err(e) = sync_aof(&kv, file, upto).await {
                     tracing::error!(kv = %kv.name, "AOF fsync: {e}");
                 }
             }

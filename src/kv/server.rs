@@ -413,11 +413,8 @@ async fn durable(kv: &Arc<Kv>, sess: &mut Session, out: &mut Vec<u8>) -> bool {
     let Some((file, upto)) = sess.sync_due.take() else {
         return true;
     };
-    let kv2 = kv.clone();
-    let err = match tokio::task::spawn_blocking(move || kv2.aof_sync.sync(&file, upto)).await {
-        Ok(Ok(())) => return true,
-        Ok(Err(e)) => e.to_string(),
-        Err(e) => e.to_string(),
+    let Err(err) = super::persist::sync_aof(kv, file, upto).await else {
+        return true;
     };
     tracing::error!(kv = %kv.name, "AOF fsync failed: {err}");
     if let Some(a) = kv.lock().aof.as_mut() {
